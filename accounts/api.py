@@ -1,0 +1,243 @@
+"""REST endpoints for the workspace, its members, invitations, keys and audit log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts import selectors, services
+from accounts.models import ApiKey, AuditLogEntry, Invitation, Membership, Role, User, Workspace
+from config.api import StrictSerializer
+
+
+def _actor(request: Request) -> User | None:
+    """The signed-in user, or None when a key acts."""
+    return request.user if isinstance(request.user, User) else None
+
+
+def _actor_role(request: Request) -> str | None:
+    membership = request._request.membership  # type: ignore[attr-defined]
+    return membership.role if membership is not None else None
+
+
+def _workspace(request: Request) -> Workspace:
+    return request._request.workspace  # type: ignore[attr-defined]
+
+
+class WorkspaceSerializer(serializers.ModelSerializer[Workspace]):
+    class Meta:
+        model = Workspace
+        fields = ["id", "name", "write_key", "created_at"]
+        read_only_fields = ["id", "write_key", "created_at"]
+
+
+class WorkspaceUpdateSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=100)
+
+
+class WorkspaceView(APIView):
+    """The workspace of the key or session."""
+
+    admin_only = True
+
+    @extend_schema(responses=WorkspaceSerializer)
+    def get(self, request: Request) -> Response:
+        return Response(WorkspaceSerializer(_workspace(request)).data)
+
+    @extend_schema(request=WorkspaceUpdateSerializer, responses=WorkspaceSerializer)
+    def patch(self, request: Request) -> Response:
+        data = WorkspaceUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        workspace = services.workspace_rename(
+            workspace=_workspace(request), name=data.validated_data["name"], actor=_actor(request)
+        )
+        return Response(WorkspaceSerializer(workspace).data)
+
+
+class WriteKeyRotateView(APIView):
+    admin_only = True
+
+    @extend_schema(request=None, responses=WorkspaceSerializer)
+    def post(self, request: Request) -> Response:
+        workspace = _workspace(request)
+        services.write_key_rotate(workspace=workspace, actor=_actor(request))
+        return Response(WorkspaceSerializer(workspace).data)
+
+
+class ApiKeySerializer(serializers.ModelSerializer[ApiKey]):
+    created_by: serializers.SlugRelatedField[ApiKey] = serializers.SlugRelatedField(slug_field="email", read_only=True)
+
+    class Meta:
+        model = ApiKey
+        fields = ["id", "name", "display_prefix", "created_by", "created_at", "last_used_at", "revoked_at"]
+
+
+class ApiKeyCreatedSerializer(ApiKeySerializer):
+    key = serializers.CharField(read_only=True, help_text="The secret. Shown in this answer only.")
+
+    class Meta(ApiKeySerializer.Meta):
+        fields = [*ApiKeySerializer.Meta.fields, "key"]
+
+
+class ApiKeyCreateSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=100)
+
+
+class ApiKeyViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet[ApiKey]
+):
+    """Secret API keys. DELETE revokes (the row stays, for the audit trail)."""
+
+    serializer_class = ApiKeySerializer
+    admin_only = True
+    lookup_value_converter = "int"
+
+    def get_queryset(self) -> Any:
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no request, no workspace
+            return ApiKey.objects.unscoped().none()
+        return selectors.api_keys_list(_workspace(self.request))
+
+    @extend_schema(request=ApiKeyCreateSerializer, responses={201: ApiKeyCreatedSerializer})
+    def create(self, request: Request) -> Response:
+        data = ApiKeyCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        key, secret = services.api_key_create(
+            workspace=_workspace(request), name=data.validated_data["name"], actor=_actor(request)
+        )
+        key.key = secret  # type: ignore[attr-defined]
+        return Response(ApiKeyCreatedSerializer(key).data, status=status.HTTP_201_CREATED)
+
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        services.api_key_revoke(workspace=_workspace(request), key=self.get_object(), actor=_actor(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MemberSerializer(serializers.ModelSerializer[Membership]):
+    email = serializers.EmailField(source="user.email", read_only=True)
+    name = serializers.CharField(source="user.name", read_only=True)
+
+    class Meta:
+        model = Membership
+        fields = ["id", "email", "name", "role", "created_at"]
+        read_only_fields = ["id", "email", "name", "created_at"]
+
+
+class MemberUpdateSerializer(StrictSerializer):
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class MemberViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet[Membership]
+):
+    serializer_class = MemberSerializer
+    admin_only = True
+    lookup_value_converter = "int"
+
+    def get_queryset(self) -> Any:
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no request, no workspace
+            return Membership.objects.unscoped().none()
+        return selectors.members_list(_workspace(self.request))
+
+    @extend_schema(request=MemberUpdateSerializer, responses=MemberSerializer)
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        membership = self.get_object()
+        data = MemberUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.membership_change_role(
+            workspace=_workspace(request),
+            membership=membership,
+            role=data.validated_data["role"],
+            actor=_actor(request),
+            actor_role=_actor_role(request),
+        )
+        return Response(MemberSerializer(membership).data)
+
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        services.membership_remove(
+            workspace=_workspace(request),
+            membership=self.get_object(),
+            actor=_actor(request),
+            actor_role=_actor_role(request),
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class InvitationSerializer(serializers.ModelSerializer[Invitation]):
+    invited_by: serializers.SlugRelatedField[Invitation] = serializers.SlugRelatedField(
+        slug_field="email", read_only=True
+    )
+
+    class Meta:
+        model = Invitation
+        fields = ["id", "email", "role", "invited_by", "created_at", "expires_at"]
+
+
+class InvitationCreatedSerializer(InvitationSerializer):
+    link = serializers.CharField(read_only=True, help_text="The acceptance link. Shown in this answer only.")
+
+    class Meta(InvitationSerializer.Meta):
+        fields = [*InvitationSerializer.Meta.fields, "link"]
+
+
+class InvitationCreateSerializer(StrictSerializer):
+    email = serializers.EmailField(max_length=254)
+    role = serializers.ChoiceField(choices=Role.choices, default=Role.MEMBER)
+
+
+class InvitationViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet[Invitation]
+):
+    """Pending invitations. DELETE revokes."""
+
+    serializer_class = InvitationSerializer
+    admin_only = True
+    lookup_value_converter = "int"
+
+    def get_queryset(self) -> Any:
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no request, no workspace
+            return Invitation.objects.unscoped().none()
+        return selectors.invitations_pending(_workspace(self.request))
+
+    @extend_schema(request=InvitationCreateSerializer, responses={201: InvitationCreatedSerializer})
+    def create(self, request: Request) -> Response:
+        data = InvitationCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        role = data.validated_data["role"]
+        if role == Role.OWNER and _actor_role(request) not in (Role.OWNER, None):
+            raise serializers.ValidationError({"role": ["Only an owner can invite another owner."]})
+        invitation, link = services.invitation_create(
+            workspace=_workspace(request),
+            email=data.validated_data["email"],
+            role=role,
+            actor=_actor(request),
+            accept_url_base=request.build_absolute_uri("/"),
+        )
+        invitation.link = link  # type: ignore[attr-defined]
+        return Response(InvitationCreatedSerializer(invitation).data, status=status.HTTP_201_CREATED)
+
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        services.invitation_revoke(workspace=_workspace(request), invitation=self.get_object(), actor=_actor(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class AuditLogSerializer(serializers.ModelSerializer[AuditLogEntry]):
+    actor = serializers.CharField(source="actor_label", read_only=True)
+
+    class Meta:
+        model = AuditLogEntry
+        fields = ["id", "actor", "action", "target", "details", "created_at"]
+
+
+class AuditLogViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[AuditLogEntry]):
+    serializer_class = AuditLogSerializer
+    admin_only = True
+
+    def get_queryset(self) -> Any:
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no request, no workspace
+            return AuditLogEntry.objects.unscoped().none()
+        return selectors.audit_log(_workspace(self.request))

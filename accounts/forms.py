@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib.auth import password_validation
+from django.contrib.auth.forms import AuthenticationForm
+
+from accounts.models import Role, User
+
+
+class SignupForm(forms.Form):
+    name = forms.CharField(max_length=100, required=False, label="Your name")
+    email = forms.EmailField(max_length=254, label="Work email")
+    password = forms.CharField(widget=forms.PasswordInput, label="Password", strip=False)
+    workspace_name = forms.CharField(max_length=100, label="Workspace name")
+
+    def clean_email(self) -> str:
+        email = self.cleaned_data["email"].strip().lower()
+        if User.objects.filter(email__iexact=email).exists():
+            raise forms.ValidationError("An account with this email exists already. Sign in instead.")
+        return email
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        password = cleaned.get("password")
+        if password:
+            try:
+                password_validation.validate_password(password, User(email=cleaned.get("email", "")))
+            except forms.ValidationError as error:
+                self.add_error("password", error)
+        return cleaned
+
+
+class JoinForm(forms.Form):
+    """Sign-up through an invitation: the workspace is the invitation's."""
+
+    name = forms.CharField(max_length=100, required=False, label="Your name")
+    password = forms.CharField(widget=forms.PasswordInput, label="Choose a password", strip=False)
+
+    def __init__(self, *args: Any, email: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.email = email
+
+    def clean_password(self) -> str:
+        password: str = self.cleaned_data["password"]
+        password_validation.validate_password(password, User(email=self.email))
+        return password
+
+
+class EmailAuthenticationForm(AuthenticationForm):
+    username = forms.EmailField(label="Email", max_length=254, widget=forms.EmailInput(attrs={"autofocus": True}))
+
+
+class WorkspaceForm(forms.Form):
+    name = forms.CharField(max_length=100, label="Workspace name")
+
+
+class ApiKeyForm(forms.Form):
+    name = forms.CharField(max_length=100, label="Key name", help_text="What uses this key, e.g. “CRM sync”.")
+
+
+class InvitationForm(forms.Form):
+    email = forms.EmailField(max_length=254, label="Email")
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER, label="Role")
+
+
+class RoleForm(forms.Form):
+    role = forms.ChoiceField(choices=Role.choices, label="Role")

@@ -1,0 +1,97 @@
+"""``run_stack``: the whole product in one process group, for ``make run``.
+
+Migrates, creates the demo workspace when there is none, then runs the web
+server (gunicorn), a Celery worker and Celery beat. Ctrl-C stops all three;
+if one of them exits, the others are stopped too.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandParser
+
+from accounts.management.commands.seed_demo import DEMO_EMAIL, DEMO_PASSWORD
+from config import embedded
+
+
+def _database_url() -> str:
+    db = settings.DATABASES["default"]
+    if db["HOST"].startswith("/"):
+        return f"postgresql://{db['USER']}@/{db['NAME']}?host={db['HOST']}"
+    return f"postgresql://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+class Command(BaseCommand):
+    help = "Run web server, Celery worker and beat together (development and demos)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument("--no-demo", action="store_true", help="do not create the demo workspace")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        call_command("migrate", interactive=False, verbosity=0)
+        if not options["no_demo"]:
+            call_command("seed_demo", if_missing=True)
+
+        env = {**os.environ, "DATABASE_URL": _database_url(), "REDIS_URL": settings.REDIS_URL}
+        env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+        bind = f"{options['host']}:{options['port']}"
+        python = sys.executable
+        commands = {
+            "web": [python, "-m", "gunicorn", "config.wsgi", "--bind", bind, "--workers", "2", "--access-logfile", "-"],
+            "worker": [python, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO", "--concurrency", "2"],
+            "beat": [
+                python,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                str(embedded.data_dir() / "celerybeat-schedule"),
+            ],
+        }
+        processes = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}
+
+        stopping = False
+
+        def stop(*_: Any) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+
+        self.stdout.write(
+            self.style.SUCCESS(f"\nCohortly is running at http://{bind}/\n")
+            + f"Demo login: {DEMO_EMAIL} / {DEMO_PASSWORD}\nPress Ctrl-C to stop.\n"
+        )
+        exit_code = 0
+        while not stopping:
+            for name, process in processes.items():
+                if process.poll() is not None:
+                    self.stderr.write(f"{name} exited with {process.returncode}; stopping the others.")
+                    exit_code = process.returncode or 1
+                    stopping = True
+            time.sleep(0.5)
+
+        for process in processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in processes.values():
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        sys.exit(exit_code)

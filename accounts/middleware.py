@@ -1,0 +1,55 @@
+"""The web and REST entry point of tenancy: find the workspace, open its scope.
+
+A request carrying ``Authorization: Bearer`` on ``/api/`` is scoped to the
+key's workspace; a signed-in session to the workspace chosen in the switcher
+(or the user's first). Everything downstream runs inside ``workspace_scope``,
+which is reset when the response is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+
+from accounts import selectors, services
+from accounts.requests import WorkspaceRequest
+from accounts.tenancy import workspace_scope
+
+SESSION_WORKSPACE_KEY = "workspace_id"
+
+
+def bearer_token(request: HttpRequest) -> str | None:
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+class WorkspaceScopeMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: WorkspaceRequest) -> HttpResponse:
+        request.workspace = None
+        request.membership = None
+        request.api_key = None
+
+        token = bearer_token(request) if request.path.startswith("/api/") else None
+        if token is not None:
+            key = selectors.api_key_by_secret(token)
+            if key is not None:
+                services.api_key_touch(key=key)
+                request.api_key = key
+                request.workspace = key.workspace
+        elif request.user.is_authenticated:
+            membership = selectors.membership_for(request.user, request.session.get(SESSION_WORKSPACE_KEY))
+            if membership is not None:
+                request.membership = membership
+                request.workspace = membership.workspace
+
+        if request.workspace is None:
+            return self.get_response(request)
+        with workspace_scope(request.workspace):
+            return self.get_response(request)

@@ -1,0 +1,314 @@
+"""HTML views: sign-up, login, workspaces, members, invitations, keys, audit log."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from accounts import selectors, services, throttle
+from accounts.forms import (
+    ApiKeyForm,
+    EmailAuthenticationForm,
+    InvitationForm,
+    JoinForm,
+    RoleForm,
+    SignupForm,
+    WorkspaceForm,
+)
+from accounts.middleware import SESSION_WORKSPACE_KEY
+from accounts.models import ApiKey, Invitation, Membership, Role, User
+from accounts.requests import AuthenticatedRequest, MemberRequest
+
+View = Callable[..., HttpResponseBase]
+
+
+def workspace_required(*, write: str | None = None) -> Callable[[View], View]:
+    """Signed in, in a workspace; ``write="member"|"admin"`` guards POSTs by role.
+
+    The guard is enforced here, not only by hiding buttons: a viewer's POST is a 403.
+    """
+
+    def decorator(view: View) -> View:
+        @login_required
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            membership: Membership | None = request.membership  # type: ignore[attr-defined]
+            if membership is None:
+                return redirect("workspace_new")
+            if request.method == "POST" and write is not None:
+                allowed = membership.can_admin if write == "admin" else membership.can_write
+                if not allowed:
+                    raise PermissionDenied("Your role in this workspace does not allow this change.")
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+def signup(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("dashboard")
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user, workspace = services.user_signup(
+            email=form.cleaned_data["email"],
+            password=form.cleaned_data["password"],
+            name=form.cleaned_data["name"],
+            workspace_name=form.cleaned_data["workspace_name"],
+        )
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        request.session[SESSION_WORKSPACE_KEY] = workspace.pk
+        messages.success(request, f"Welcome to Cohortly. {workspace.name} is ready.")
+        return redirect("dashboard")
+    return render(request, "accounts/signup.html", {"form": form})
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login (it rotates the session key) with throttled failures."""
+
+    form_class = EmailAuthenticationForm
+    template_name = "accounts/login.html"
+    redirect_authenticated_user = True
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        email = request.POST.get("username", "")
+        if throttle.login_blocked(request, email):
+            form = self.get_form()
+            form.errors.clear()
+            form.add_error(None, "Too many failed sign-in attempts. Wait 15 minutes or reset your password.")
+            return self.render_to_response(self.get_context_data(form=form), status=429)
+        return super().post(request, *args, **kwargs)
+
+    def form_invalid(self, form: Any) -> HttpResponse:
+        throttle.login_failed(self.request, self.request.POST.get("username", ""))
+        return super().form_invalid(form)
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        throttle.login_succeeded(self.request, self.request.POST.get("username", ""))
+        return super().form_valid(form)
+
+
+@login_required
+def workspace_new(request: AuthenticatedRequest) -> HttpResponse:
+    form = WorkspaceForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        workspace = services.workspace_create(name=form.cleaned_data["name"], owner=request.user)
+        request.session[SESSION_WORKSPACE_KEY] = workspace.pk
+        messages.success(request, f"Workspace {workspace.name} created.")
+        return redirect("dashboard")
+    return render(request, "accounts/workspace_new.html", {"form": form})
+
+
+@login_required
+@require_POST
+def workspace_switch(request: AuthenticatedRequest) -> HttpResponse:
+    try:
+        workspace_id = int(request.POST.get("workspace", ""))
+    except ValueError:
+        workspace_id = -1
+    membership = selectors.memberships_for_user(request.user).filter(workspace_id=workspace_id).first()
+    if membership is None:
+        return render(request, "error.html", {"status": 404, "message": "Not found."}, status=404)
+    request.session[SESSION_WORKSPACE_KEY] = membership.workspace_id
+    return redirect("dashboard")
+
+
+@workspace_required(write="admin")
+def settings_workspace(request: MemberRequest) -> HttpResponse:
+    workspace = request.workspace
+    form = WorkspaceForm(request.POST or None, initial={"name": workspace.name})
+    if request.method == "POST" and form.is_valid():
+        services.workspace_rename(workspace=workspace, name=form.cleaned_data["name"], actor=request.user)
+        messages.success(request, "Workspace renamed.")
+        return redirect("settings_workspace")
+    return render(request, "accounts/settings_workspace.html", {"form": form, "tab": "workspace"})
+
+
+@workspace_required(write="admin")
+def settings_members(request: MemberRequest) -> HttpResponse:
+    workspace = request.workspace
+    return render(
+        request,
+        "accounts/settings_members.html",
+        {"members": selectors.members_list(workspace), "roles": Role.choices, "tab": "members"},
+    )
+
+
+@workspace_required(write="admin")
+@require_POST
+def settings_member_role(request: MemberRequest, pk: int) -> HttpResponse:
+    workspace = request.workspace
+    membership = get_object_or_404(selectors.members_list(workspace), pk=pk)
+    form = RoleForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose one of the listed roles.")
+        return redirect("settings_members")
+    try:
+        services.membership_change_role(
+            workspace=workspace,
+            membership=membership,
+            role=form.cleaned_data["role"],
+            actor=request.user,
+            actor_role=request.membership.role,
+        )
+        messages.success(request, f"{membership.user.email} is now {membership.get_role_display().lower()}.")
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    return redirect("settings_members")
+
+
+@workspace_required(write="admin")
+@require_POST
+def settings_member_remove(request: MemberRequest, pk: int) -> HttpResponse:
+    workspace = request.workspace
+    membership = get_object_or_404(selectors.members_list(workspace), pk=pk)
+    try:
+        services.membership_remove(
+            workspace=workspace,
+            membership=membership,
+            actor=request.user,
+            actor_role=request.membership.role,
+        )
+        messages.success(request, f"{membership.user.email} was removed.")
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    return redirect("settings_members")
+
+
+@workspace_required(write="admin")
+def settings_invitations(request: MemberRequest) -> HttpResponse:
+    workspace = request.workspace
+    form = InvitationForm(request.POST or None)
+    created_link = None
+    if request.method == "POST" and form.is_valid():
+        role = form.cleaned_data["role"]
+        if role == Role.OWNER and request.membership.role != Role.OWNER:
+            form.add_error("role", "Only an owner can invite another owner.")
+        else:
+            try:
+                _, created_link = services.invitation_create(
+                    workspace=workspace,
+                    email=form.cleaned_data["email"],
+                    role=role,
+                    actor=request.user,
+                    accept_url_base=request.build_absolute_uri("/"),
+                )
+                form = InvitationForm()
+            except ValidationError as error:
+                for field, errors in error.message_dict.items():
+                    form.add_error(field if field in form.fields else None, errors)
+    return render(
+        request,
+        "accounts/settings_invitations.html",
+        {
+            "form": form,
+            "created_link": created_link,
+            "invitations": selectors.invitations_pending(workspace),
+            "email_configured": settings.EMAIL_CONFIGURED,
+            "tab": "invitations",
+        },
+    )
+
+
+@workspace_required(write="admin")
+@require_POST
+def settings_invitation_revoke(request: MemberRequest, pk: int) -> HttpResponse:
+    workspace = request.workspace
+    invitation = get_object_or_404(Invitation.objects.filter(workspace=workspace), pk=pk)
+    services.invitation_revoke(workspace=workspace, invitation=invitation, actor=request.user)
+    messages.success(request, f"Invitation for {invitation.email} revoked.")
+    return redirect("settings_invitations")
+
+
+@workspace_required(write="admin")
+def settings_api_keys(request: MemberRequest) -> HttpResponse:
+    workspace = request.workspace
+    form = ApiKeyForm(request.POST or None)
+    created_secret = None
+    if request.method == "POST" and form.is_valid():
+        _, created_secret = services.api_key_create(
+            workspace=workspace,
+            name=form.cleaned_data["name"],
+            actor=request.user,
+        )
+        form = ApiKeyForm()
+    return render(
+        request,
+        "accounts/settings_api_keys.html",
+        {"form": form, "created_secret": created_secret, "keys": selectors.api_keys_list(workspace), "tab": "api_keys"},
+    )
+
+
+@workspace_required(write="admin")
+@require_POST
+def settings_api_key_revoke(request: MemberRequest, pk: int) -> HttpResponse:
+    workspace = request.workspace
+    key = get_object_or_404(ApiKey.objects.filter(workspace=workspace), pk=pk)
+    services.api_key_revoke(workspace=workspace, key=key, actor=request.user)
+    messages.success(request, f"Key “{key.name}” revoked. Requests using it now get 401.")
+    return redirect("settings_api_keys")
+
+
+@workspace_required(write="admin")
+def settings_write_key(request: MemberRequest) -> HttpResponse:
+    workspace = request.workspace
+    if request.method == "POST":
+        services.write_key_rotate(workspace=workspace, actor=request.user)
+        messages.success(request, "Write key rotated. Update your snippet and SDKs: the old key no longer works.")
+        return redirect("settings_write_key")
+    return render(request, "accounts/settings_write_key.html", {"tab": "write_key"})
+
+
+@workspace_required()
+def settings_audit_log(request: MemberRequest) -> HttpResponse:
+    workspace = request.workspace
+    page = Paginator(selectors.audit_log(workspace), 50).get_page(request.GET.get("page"))
+    return render(request, "accounts/settings_audit_log.html", {"page": page, "tab": "audit_log"})
+
+
+def invite_accept(request: HttpRequest, token: str) -> HttpResponse:
+    """An invitation link: join as the signed-in user, or sign up to join."""
+    invitation = selectors.invitation_by_token(token)
+    if invitation is None:
+        return render(
+            request,
+            "error.html",
+            {"status": 404, "message": "This invitation link is invalid, expired, used or revoked."},
+            status=404,
+        )
+    context: dict[str, Any] = {"invitation": invitation}
+    if request.user.is_authenticated:
+        if request.method == "POST":
+            membership = services.invitation_accept(invitation=invitation, user=request.user)
+            request.session[SESSION_WORKSPACE_KEY] = membership.workspace_id
+            messages.success(request, f"You joined {invitation.workspace.name}.")
+            return redirect("dashboard")
+        return render(request, "accounts/invite_accept.html", context)
+
+    existing = User.objects.filter(email__iexact=invitation.email).exists()
+    form = JoinForm(request.POST or None, email=invitation.email)
+    if not existing and request.method == "POST" and form.is_valid():
+        user = User.objects.create_user(
+            email=invitation.email, password=form.cleaned_data["password"], name=form.cleaned_data["name"]
+        )
+        membership = services.invitation_accept(invitation=invitation, user=user)
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        request.session[SESSION_WORKSPACE_KEY] = membership.workspace_id
+        messages.success(request, f"Welcome to {invitation.workspace.name}.")
+        return redirect("dashboard")
+    context.update(form=form, existing=existing, login_url=f"{reverse('login')}?next={request.path}")
+    return render(request, "accounts/invite_accept.html", context)

@@ -1,0 +1,34 @@
+"""Pages that belong to no single app: the dashboard and the not-yet-built sections."""
+
+from __future__ import annotations
+
+from django.http import HttpResponse
+from django.shortcuts import render
+
+from accounts.requests import MemberRequest
+from accounts.views import workspace_required
+
+# Sections of the navigation that later work fills in, with what they will hold.
+UPCOMING = {
+    "live_events": ("Live events", "Events arriving from your site and servers, as they happen."),
+    "people": ("People", "Every person we have seen, their traits and their event timeline."),
+    "segments": ("Segments", "Behavioural segments with live counts, built from conditions or templates."),
+    "campaigns": ("Campaigns", "Email, webhook and on-site messages to segments, with caps and A/B splits."),
+    "insights": ("Insights", "Trends, funnels and segment overlap over your events."),
+}
+
+
+@workspace_required()
+def dashboard(request: MemberRequest) -> HttpResponse:
+    return render(request, "dashboard.html", {"section": "dashboard"})
+
+
+def upcoming(section: str):  # type: ignore[no-untyped-def]
+    title, summary = UPCOMING[section]
+
+    @workspace_required()
+    def view(request: MemberRequest) -> HttpResponse:
+        return render(request, "upcoming.html", {"section": section, "title": title, "summary": summary})
+
+    view.__name__ = f"{section}_upcoming"
+    return view

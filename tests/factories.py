@@ -1,0 +1,47 @@
+"""factory_boy factories; each tenant-owned factory takes its workspace."""
+
+from __future__ import annotations
+
+import factory
+
+from accounts import services
+from accounts.models import ApiKey, Membership, User, Workspace
+from accounts.tenancy import workspace_scope
+
+PASSWORD = "a-long-test-password-42"
+
+
+class WorkspaceFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Workspace
+
+    name = factory.Sequence(lambda n: f"Workspace {n}")
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = User
+        skip_postgeneration_save = True
+
+    email = factory.Sequence(lambda n: f"user{n}@example.com")
+    name = factory.Faker("name")
+    password = factory.PostGenerationMethodCall("set_password", PASSWORD)
+
+    @factory.post_generation
+    def _save(obj, create, extracted, **kwargs):
+        if create:
+            obj.save()
+
+
+def member(workspace: Workspace, *, role: str = "member", user: User | None = None) -> User:
+    """A user with ``role`` in ``workspace``."""
+    user = user or UserFactory()
+    with workspace_scope(workspace):
+        Membership.objects.create(workspace=workspace, user=user, role=role)
+    return user
+
+
+def api_key(workspace: Workspace, *, name: str = "test key") -> tuple[ApiKey, str]:
+    """A key of ``workspace`` and its secret."""
+    with workspace_scope(workspace):
+        return services.api_key_create(workspace=workspace, name=name, actor=None)
