@@ -1,0 +1,136 @@
+"""Reading bulk-import files into Segment messages; no Django in here.
+
+Two kinds of file, plain or gzip-compressed (recognised by its magic bytes,
+not its name):
+
+- NDJSON: one Segment message per line, as an export from Segment or
+  RudderStack writes them.
+- CSV of people, as CRM exports are: a ``user_id`` column; every other
+  non-empty cell becomes a trait of that person (an ``identify``).
+
+A line that cannot be read is yielded as a ``Rejected`` with its line number
+and reason, so one bad line never stops an import.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+GZIP_MAGIC = b"\x1f\x8b"
+CSV_ID_COLUMN = "user_id"
+
+
+class ImportFileError(ValueError):
+    """The file as a whole cannot be imported (missing, or a CSV without ``user_id``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    line: int
+    reason: str
+    raw: str
+
+
+class ImportFile:
+    """An open import file: its kind, its messages, and how far reading has got (in file bytes)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ImportFileError(f"{self.path}: no such file")
+        self.size = self.path.stat().st_size
+        self._raw: IO[bytes] = self.path.open("rb")
+        self.compressed = self._raw.read(2) == GZIP_MAGIC
+        self._raw.seek(0)
+        self._stream: IO[bytes] = gzip.GzipFile(fileobj=self._raw, mode="rb") if self.compressed else self._raw
+        self.kind = self._sniff_kind()
+
+    def _sniff_kind(self) -> str:
+        suffixes = [suffix.lower() for suffix in self.path.suffixes]
+        if ".csv" in suffixes:
+            return "csv"
+        if {".ndjson", ".jsonl", ".json"} & set(suffixes):
+            return "ndjson"
+        head = self._stream.peek(64)[:64] if hasattr(self._stream, "peek") else b""
+        return "ndjson" if head.lstrip().startswith(b"{") else "csv"
+
+    @property
+    def position(self) -> int:
+        """Bytes of the file on disk read so far (compressed bytes for gzip)."""
+        return self._raw.tell()
+
+    def close(self) -> None:
+        self._stream.close()
+        self._raw.close()
+
+    def __enter__(self) -> ImportFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def messages(self) -> Iterator[dict[str, Any] | Rejected]:
+        if self.kind == "csv":
+            return people_csv_messages(io.TextIOWrapper(self._stream, encoding="utf-8-sig", newline=""))
+        return ndjson_messages(self._stream)
+
+
+def ndjson_messages(stream: IO[bytes]) -> Iterator[dict[str, Any] | Rejected]:
+    loads = orjson.loads
+    for number, line in enumerate(stream, start=1):
+        if not line.strip():
+            continue
+        try:
+            message = loads(line)
+        except orjson.JSONDecodeError as error:
+            yield Rejected(number, f"invalid JSON: {error}", line[:2000].decode("utf-8", "replace"))
+            continue
+        if not isinstance(message, dict):
+            yield Rejected(number, "not a JSON object", line[:2000].decode("utf-8", "replace"))
+            continue
+        yield message
+
+
+def people_csv_messages(stream: IO[str]) -> Iterator[dict[str, Any] | Rejected]:
+    reader = csv.reader(stream)
+    try:
+        header = [name.strip() for name in next(reader)]
+    except StopIteration:
+        return
+    except (csv.Error, UnicodeDecodeError) as error:
+        raise ImportFileError(f"unreadable CSV header: {error}") from error
+    if CSV_ID_COLUMN not in header:
+        raise ImportFileError(f"a CSV of people needs a {CSV_ID_COLUMN!r} column; found {', '.join(header) or 'none'}")
+    id_index = header.index(CSV_ID_COLUMN)
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except (csv.Error, UnicodeDecodeError) as error:
+            yield Rejected(reader.line_num, f"unreadable CSV row: {error}", "")
+            continue
+        if not any(cell.strip() for cell in row):
+            continue
+        raw = ",".join(row)[:2000]
+        if len(row) != len(header):
+            yield Rejected(reader.line_num, f"expected {len(header)} columns, found {len(row)}", raw)
+            continue
+        user_id = row[id_index].strip()
+        if not user_id:
+            yield Rejected(reader.line_num, f"{CSV_ID_COLUMN} is empty", raw)
+            continue
+        traits = {
+            name: cell.strip()
+            for index, (name, cell) in enumerate(zip(header, row, strict=True))
+            if index != id_index and name and cell.strip()
+        }
+        yield {"type": "identify", "userId": user_id, "traits": traits}
