@@ -5,12 +5,12 @@ from config import views
 
 api_v1 = [
     path("", include("accounts.api_urls")),
+    path("", include("tracking.api_urls")),
 ]
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
-    path("events/", views.upcoming("live_events"), name="live_events"),
-    path("people/", views.upcoming("people"), name="people"),
+    path("", include("tracking.urls")),
     path("segments/", views.upcoming("segments"), name="segments"),
     path("campaigns/", views.upcoming("campaigns"), name="campaigns"),
     path("insights/", views.upcoming("insights"), name="insights"),

@@ -10,8 +10,6 @@ from accounts.views import workspace_required
 
 # Sections of the navigation that later work fills in, with what they will hold.
 UPCOMING = {
-    "live_events": ("Live events", "Events arriving from your site and servers, as they happen."),
-    "people": ("People", "Every person we have seen, their traits and their event timeline."),
     "segments": ("Segments", "Behavioural segments with live counts, built from conditions or templates."),
     "campaigns": ("Campaigns", "Email, webhook and on-site messages to segments, with caps and A/B splits."),
     "insights": ("Insights", "Trends, funnels and segment overlap over your events."),

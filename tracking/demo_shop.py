@@ -44,14 +44,78 @@ COUNTRIES = (
     ("BR", 0.04),
     ("JP", 0.03),
 )
-FIRST_NAMES = (
-    "Ada Alex Amara Ana Ben Camille Chloe Daniel David Elena Emma Eva Felix Grace Hana Hugo Ines Isaac Jade James "
-    "Julia Kai Leo Lena Liam Lucas Maya Mia Noah Nora Olivia Omar Priya Rafael Sara Sofia Tom Yara Yusuf Zoe"
-).split()
-LAST_NAMES = (
-    "Andersen Baker Costa Dubois Evans Fischer Garcia Hansen Ito Jensen Kowalski Lopez Martin Meyer Nakamura "
-    "Novak Okafor Patel Rossi Schmidt Silva Smith Tanaka Taylor Weber Wilson Young Zhang"
-).split()
+FIRST_NAMES = [
+    "Ada",
+    "Alex",
+    "Amara",
+    "Ana",
+    "Ben",
+    "Camille",
+    "Chloe",
+    "Daniel",
+    "David",
+    "Elena",
+    "Emma",
+    "Eva",
+    "Felix",
+    "Grace",
+    "Hana",
+    "Hugo",
+    "Ines",
+    "Isaac",
+    "Jade",
+    "James",
+    "Julia",
+    "Kai",
+    "Leo",
+    "Lena",
+    "Liam",
+    "Lucas",
+    "Maya",
+    "Mia",
+    "Noah",
+    "Nora",
+    "Olivia",
+    "Omar",
+    "Priya",
+    "Rafael",
+    "Sara",
+    "Sofia",
+    "Tom",
+    "Yara",
+    "Yusuf",
+    "Zoe",
+]
+LAST_NAMES = [
+    "Andersen",
+    "Baker",
+    "Costa",
+    "Dubois",
+    "Evans",
+    "Fischer",
+    "Garcia",
+    "Hansen",
+    "Ito",
+    "Jensen",
+    "Kowalski",
+    "Lopez",
+    "Martin",
+    "Meyer",
+    "Nakamura",
+    "Novak",
+    "Okafor",
+    "Patel",
+    "Rossi",
+    "Schmidt",
+    "Silva",
+    "Smith",
+    "Tanaka",
+    "Taylor",
+    "Weber",
+    "Wilson",
+    "Young",
+    "Zhang",
+]
 EMAIL_DOMAINS = ("example.com", "example.org", "example.net", "mail.example.com")
 
 CATEGORIES = {

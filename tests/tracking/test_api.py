@@ -1,0 +1,321 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from rest_framework.test import APIClient
+
+from accounts.models import AuditLogEntry
+from accounts.tenancy import workspace_scope
+from tests import factories
+from tests.tracking import builders
+from tests.tracking.builders import NOW
+from tracking.models import Event, Identity, Person, QuarantinedMessage, SuppressedId
+
+
+@pytest.fixture
+def api(workspace):
+    _, secret = factories.api_key(workspace)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    return client
+
+
+def _event_count(workspace) -> int:
+    with workspace_scope(workspace):
+        return Event.objects.count()
+
+
+def test_person_shape(api, workspace):
+    # Given an identified person with two anonymous ids and traits
+    ada = builders.person(
+        workspace, user_id="u-ada", anonymous_ids=("anon-1", "anon-2"), traits={"email": "ada@example.com"}
+    )
+
+    # When the API is asked for them
+    response = api.get(f"/api/v1/people/{ada.pk}/")
+
+    # Then every field of the contract is there
+    assert response.status_code == 200
+    body = response.json()
+    assert body == {
+        "id": ada.pk,
+        "user_id": "u-ada",
+        "anonymous_ids": ["anon-1", "anon-2"],
+        "user_ids": ["u-ada"],
+        "traits": {"email": "ada@example.com"},
+        "first_seen": body["first_seen"],
+        "last_seen": body["last_seen"],
+    }
+    assert body["first_seen"].startswith((NOW - timedelta(days=3)).date().isoformat())
+
+
+def test_anonymous_person_has_null_user_id(api, workspace):
+    anon = builders.person(workspace, anonymous_ids=("a-1",))
+    body = api.get(f"/api/v1/people/{anon.pk}/").json()
+    assert body["user_id"] is None
+    assert body["anonymous_ids"] == ["a-1"]
+
+
+def test_people_filtered_by_user_id_and_anonymous_id(api, workspace):
+    ada = builders.person(workspace, user_id="u-ada", anonymous_ids=("anon-ada",))
+    builders.person(workspace, user_id="u-bob", anonymous_ids=("anon-bob",))
+
+    by_user = api.get("/api/v1/people/", {"user_id": "u-ada"}).json()
+    by_anon = api.get("/api/v1/people/", {"anonymous_id": "anon-ada"}).json()
+    nobody = api.get("/api/v1/people/", {"user_id": "u-nobody"}).json()
+
+    assert by_user["count"] == 1
+    assert [p["id"] for p in by_user["results"]] == [ada.pk]
+    assert [p["id"] for p in by_anon["results"]] == [ada.pk]
+    assert nobody == {"count": 0, "next": None, "previous": None, "results": []}
+
+
+def test_people_search_over_ids_email_and_traits(api, workspace):
+    ada = builders.person(
+        workspace, user_id="u-ada", traits={"email": "ada@lovelace.example", "plan": "Pro", "age": 36}
+    )
+    bob = builders.person(workspace, anonymous_ids=("visitor-bob",), traits={"plan": "Free"})
+
+    def ids(search):
+        return [p["id"] for p in api.get("/api/v1/people/", {"search": search}).json()["results"]]
+
+    assert ids("LOVELACE") == [ada.pk]
+    assert ids("visitor-b") == [bob.pk]
+    assert ids("u-ad") == [ada.pk]
+    assert ids("plan=pro") == [ada.pk]
+    assert ids("age=36") == [ada.pk]
+    assert ids("plan=Enterprise") == []
+
+
+def test_people_list_is_paginated_newest_seen_first(api, workspace):
+    people = [builders.person(workspace, user_id=f"u-{n}", last_seen=NOW - timedelta(hours=n)) for n in range(3)]
+
+    first = api.get("/api/v1/people/", {"page_size": 2}).json()
+    second = api.get("/api/v1/people/", {"page_size": 2, "page": 2}).json()
+
+    assert first["count"] == 3
+    assert [p["id"] for p in first["results"]] == [people[0].pk, people[1].pk]
+    assert [p["id"] for p in second["results"]] == [people[2].pk]
+
+
+def test_people_list_query_count_does_not_grow_with_people(api, workspace, django_assert_num_queries):
+    for n in range(5):
+        builders.person(workspace, user_id=f"u-{n}", anonymous_ids=(f"a-{n}", f"b-{n}"))
+    # key lookup, key touch (first use), count, page, identities prefetch
+    with django_assert_num_queries(5):
+        assert len(api.get("/api/v1/people/").json()["results"]) == 5
+    for n in range(5, 20):
+        builders.person(workspace, user_id=f"u-{n}", anonymous_ids=(f"a-{n}",))
+    # key lookup, count, page, identities prefetch (the key was touched within the minute)
+    with django_assert_num_queries(4):
+        assert len(api.get("/api/v1/people/").json()["results"]) == 20
+
+
+def test_person_events_newest_first_with_cursor_pages(api, workspace):
+    ada = builders.person(workspace, user_id="u-ada")
+    bob = builders.person(workspace, user_id="u-bob")
+    events = [
+        builders.event(workspace, ada, "$pageview", at=NOW - timedelta(minutes=n), properties={"path": f"/p{n}"})
+        for n in range(5)
+    ]
+    builders.event(workspace, bob, "Order Completed")
+
+    first = api.get(f"/api/v1/people/{ada.pk}/events/", {"page_size": 3}).json()
+    second = api.get(first["next"]).json()
+
+    assert "count" not in first
+    assert [e["id"] for e in first["results"]] == [e.pk for e in events[:3]]
+    assert [e["id"] for e in second["results"]] == [e.pk for e in events[3:]]
+    assert second["next"] is None
+    assert first["results"][0] == {
+        "id": events[0].pk,
+        "event": "$pageview",
+        "timestamp": first["results"][0]["timestamp"],
+        "received_at": first["results"][0]["received_at"],
+        "person": ada.pk,
+        "user_id": "u-ada",
+        "anonymous_id": None,
+        "message_id": events[0].message_id,
+        "properties": {"path": "/p0"},
+    }
+
+
+def test_person_events_paginate_ties_on_timestamp_by_id(api, workspace):
+    ada = builders.person(workspace, user_id="u-ada")
+    same = NOW - timedelta(minutes=5)
+    events = [builders.event(workspace, ada, "Login", at=same) for _ in range(4)]
+
+    seen = []
+    url = f"/api/v1/people/{ada.pk}/events/?page_size=3"
+    while url:
+        page = api.get(url).json()
+        seen += [e["id"] for e in page["results"]]
+        url = page["next"]
+
+    assert seen == sorted((e.pk for e in events), reverse=True)
+
+
+def test_events_filtered_by_person_name_and_time(api, workspace):
+    ada = builders.person(workspace, user_id="u-ada")
+    bob = builders.person(workspace, user_id="u-bob")
+    old = builders.event(workspace, ada, "Order Completed", at=NOW - timedelta(days=2))
+    recent = builders.event(workspace, ada, "Order Completed", at=NOW - timedelta(hours=1))
+    builders.event(workspace, ada, "Login", at=NOW - timedelta(hours=1))
+    theirs = builders.event(workspace, bob, "Order Completed", at=NOW - timedelta(hours=1))
+
+    def ids(**params):
+        response = api.get("/api/v1/events/", params)
+        assert response.status_code == 200, response.json()
+        return [e["id"] for e in response.json()["results"]]
+
+    assert ids(person=ada.pk, event="Order Completed") == [recent.pk, old.pk]
+    assert ids(event="Order Completed", since=(NOW - timedelta(days=1)).isoformat()) == [theirs.pk, recent.pk]
+    assert ids(person=ada.pk, event="Order Completed", until=(NOW - timedelta(days=1)).isoformat()) == [old.pk]
+    assert len(ids()) == 4
+
+
+def test_events_list_query_count_is_fixed(api, workspace, django_assert_num_queries):
+    ada = builders.person(workspace, user_id="u-ada")
+    for n in range(30):
+        builders.event(workspace, ada, "Login", at=NOW - timedelta(minutes=n))
+    api.get("/api/v1/events/")  # the key's first use is recorded once a minute
+    # key lookup, person exists, one page (no count)
+    with django_assert_num_queries(3):
+        assert len(api.get("/api/v1/events/", {"person": ada.pk}).json()["results"]) == 30
+
+
+def test_events_pagination_never_counts_the_table(api, workspace):
+    ada = builders.person(workspace, user_id="u-ada")
+    builders.event(workspace, ada, "Login")
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        api.get("/api/v1/events/", {"page_size": 1})
+    assert not [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"].upper()]
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"since": "yesterday"}, "since"),
+        ({"until": "2026-13-45T00:00:00Z"}, "until"),
+        ({"since": "2026-01-01T00:00:00"}, "since"),
+        ({"person": "abc"}, "person"),
+        ({"event": ""}, "event"),
+        ({"since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, "until"),
+    ],
+)
+def test_events_bad_params_are_400_naming_the_param(api, workspace, params, field):
+    response = api.get("/api/v1/events/", params)
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "invalid"
+    assert list(body["errors"]) == [field]
+    assert field in body["detail"]
+
+
+def test_events_person_of_another_workspace_is_refused_like_a_missing_one(api, workspace):
+    other = factories.WorkspaceFactory()
+    theirs = builders.person(other, user_id="u-theirs")
+    builders.event(other, theirs, "Login")
+
+    foreign = api.get("/api/v1/events/", {"person": theirs.pk})
+    missing = api.get("/api/v1/events/", {"person": 999999999})
+
+    assert foreign.status_code == missing.status_code == 400
+    assert foreign.json()["errors"] == {"person": [f"No person with id {theirs.pk}."]}
+
+
+def test_erase_removes_everything_suppresses_ids_and_is_audited(api, workspace):
+    # Given a person with events, identities, traits and a quarantined message carrying their id
+    ada = builders.person(workspace, user_id="u-ada", anonymous_ids=("anon-ada",), traits={"email": "a@x.example"})
+    bob = builders.person(workspace, user_id="u-bob")
+    for n in range(3):
+        builders.event(workspace, ada, "Login", at=NOW - timedelta(minutes=n))
+    bobs = builders.event(workspace, bob, "Login")
+    with workspace_scope(workspace):
+        QuarantinedMessage.objects.create(
+            workspace=workspace,
+            raw={"anonymousId": "anon-ada", "event": 5},
+            reason="event: not a string",
+            received_at=NOW,
+        )
+        QuarantinedMessage.objects.create(
+            workspace=workspace, raw={"anonymousId": "someone-else"}, reason="no event", received_at=NOW
+        )
+
+    # When the person is erased
+    response = api.delete(f"/api/v1/people/{ada.pk}/")
+
+    # Then nothing of them is left but the suppressed ids, and the erasure is in the audit log
+    assert response.status_code == 204
+    with workspace_scope(workspace):
+        assert not Person.objects.filter(pk=ada.pk).exists()
+        assert not Identity.objects.filter(person_id=ada.pk).exists()
+        assert list(Event.objects.values_list("id", flat=True)) == [bobs.pk]
+        assert list(QuarantinedMessage.objects.values_list("raw", flat=True)) == [{"anonymousId": "someone-else"}]
+        assert sorted(SuppressedId.objects.values_list("kind", "value")) == [
+            ("anonymous_id", "anon-ada"),
+            ("user_id", "u-ada"),
+        ]
+        entry = AuditLogEntry.objects.get(action="person.erased")
+    assert entry.target == f"person {ada.pk}"
+    assert entry.details == {"events": 3, "identities": 2, "quarantined": 1}
+    assert api.get(f"/api/v1/people/{ada.pk}/").status_code == 404
+
+
+def test_viewer_session_cannot_erase(client, workspace):
+    ada = builders.person(workspace, user_id="u-ada")
+    builders.event(workspace, ada, "Login")
+    viewer = factories.member(workspace, role="viewer")
+    client.force_login(viewer)
+
+    assert client.get(f"/api/v1/people/{ada.pk}/").status_code == 200
+    response = client.delete(f"/api/v1/people/{ada.pk}/")
+
+    assert response.status_code == 403
+    assert _event_count(workspace) == 1
+    with workspace_scope(workspace):
+        assert Person.objects.filter(pk=ada.pk).exists()
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/api/v1/people/{id}/"),
+        ("get", "/api/v1/people/{id}/events/"),
+        ("delete", "/api/v1/people/{id}/"),
+    ],
+)
+def test_another_workspaces_person_is_404(api, workspace, method, path):
+    other = factories.WorkspaceFactory()
+    theirs = builders.person(other, user_id="u-theirs")
+    builders.event(other, theirs, "Login")
+
+    foreign = getattr(api, method)(path.format(id=theirs.pk))
+    missing = getattr(api, method)(path.format(id=999999999))
+
+    assert foreign.status_code == missing.status_code == 404
+    assert foreign.json() == missing.json() == {"detail": "Not found.", "code": "not_found"}
+    assert _event_count(other) == 1
+    with workspace_scope(other):
+        assert Person.objects.filter(pk=theirs.pk).exists()
+
+
+def test_lists_never_show_another_workspaces_rows(api, workspace):
+    other = factories.WorkspaceFactory()
+    theirs = builders.person(other, user_id="u-shared")
+    builders.event(other, theirs, "Login")
+
+    assert api.get("/api/v1/people/", {"user_id": "u-shared"}).json()["results"] == []
+    assert api.get("/api/v1/people/").json()["results"] == []
+    assert api.get("/api/v1/events/").json()["results"] == []
+
+
+def test_write_key_is_refused_by_people_api(workspace):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {workspace.write_key}")
+    response = client.get("/api/v1/people/")
+    assert response.status_code == 401

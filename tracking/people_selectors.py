@@ -1,0 +1,205 @@
+"""Reads over people, their events and the quarantine, for the REST API and the UI.
+
+The events table is big and partitioned by month on ``timestamp``: lists here
+are ordered by ``(timestamp, id)`` for keyset pagination and never count a
+workspace's events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+from django.db.models import Count, Exists, Max, OuterRef, Prefetch, Q, QuerySet, TextField
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
+
+from accounts.models import Workspace
+from tracking.models import Event, Group, Identity, IdentityKind, Person, QuarantinedMessage
+
+FIRST_TOUCH_PREFIX = "$initial_"
+LIVE_PAGE_SIZE = 50
+
+
+def _with_identities(people: QuerySet[Person]) -> QuerySet[Person]:
+    return people.prefetch_related(
+        Prefetch("identities", queryset=Identity.objects.order_by("kind", "created_at", "id"), to_attr="identity_list")
+    )
+
+
+def people_list(
+    workspace: Workspace,
+    *,
+    user_id: str | None = None,
+    anonymous_id: str | None = None,
+    search: str | None = None,
+) -> QuerySet[Person]:
+    """People, most recently seen first, each with ``identity_list``.
+
+    ``search`` matches a user id or anonymous id (contains, case-insensitive),
+    any trait value (contains, in the traits' JSON text), or, written
+    ``key=value``, one trait exactly.
+    """
+    people = Person.objects.filter(workspace=workspace)
+    if user_id is not None:
+        people = people.filter(
+            Exists(
+                Identity.objects.filter(
+                    workspace=workspace, person=OuterRef("pk"), kind=IdentityKind.USER_ID, value=user_id
+                )
+            )
+        )
+    if anonymous_id is not None:
+        people = people.filter(
+            Exists(
+                Identity.objects.filter(
+                    workspace=workspace, person=OuterRef("pk"), kind=IdentityKind.ANONYMOUS_ID, value=anonymous_id
+                )
+            )
+        )
+    if search and search.strip():
+        people = _search(workspace, people, search.strip())
+    return _with_identities(people.order_by("-last_seen", "-id"))
+
+
+def _search(workspace: Workspace, people: QuerySet[Person], term: str) -> QuerySet[Person]:
+    key, sep, value = term.partition("=")
+    if sep and key.strip() and value.strip():
+        # key=value: one trait, its text form, case-insensitively (numbers too: "age=42").
+        return people.alias(trait_value=KeyTextTransform(key.strip(), "traits")).filter(
+            trait_value__iexact=value.strip()
+        )
+    by_identity = Exists(Identity.objects.filter(workspace=workspace, person=OuterRef("pk"), value__icontains=term))
+    return people.alias(traits_text=Cast("traits", TextField())).filter(by_identity | Q(traits_text__icontains=term))
+
+
+def person_get(workspace: Workspace, person_id: int) -> Person | None:
+    return _with_identities(Person.objects.filter(workspace=workspace, pk=person_id)).first()
+
+
+def person_exists(workspace: Workspace, person_id: int) -> bool:
+    return Person.objects.filter(workspace=workspace, pk=person_id).exists()
+
+
+def person_by_id_value(workspace: Workspace, value: str) -> Person | None:
+    """The person known by ``value`` as a user id (preferred) or an anonymous id."""
+    identities = Identity.objects.filter(workspace=workspace, value=value).select_related("person").order_by("-kind")
+    identity = identities.first()  # "user_id" sorts after "anonymous_id": descending puts it first
+    return identity.person if identity is not None else None
+
+
+def anonymous_ids(person: Person) -> list[str]:
+    return [i.value for i in _identities(person) if i.kind == IdentityKind.ANONYMOUS_ID]
+
+
+def user_ids(person: Person) -> list[str]:
+    return [i.value for i in _identities(person) if i.kind == IdentityKind.USER_ID]
+
+
+def _identities(person: Person) -> list[Identity]:
+    cached = getattr(person, "identity_list", None)
+    if cached is None:
+        cached = list(Identity.objects.filter(workspace_id=person.workspace_id, person=person).order_by("kind", "id"))
+        person.identity_list = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def first_touch(person: Person) -> list[tuple[str, Any]]:
+    return sorted((k, v) for k, v in person.traits.items() if k.startswith(FIRST_TOUCH_PREFIX))
+
+
+def plain_traits(person: Person) -> list[tuple[str, Any]]:
+    return sorted((k, v) for k, v in person.traits.items() if not k.startswith(FIRST_TOUCH_PREFIX))
+
+
+def person_groups(workspace: Workspace, person: Person) -> QuerySet[Group]:
+    return Group.objects.filter(workspace=workspace, person_links__person=person).order_by("group_id")
+
+
+def events_list(
+    workspace: Workspace,
+    *,
+    person_id: int | None = None,
+    name: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> QuerySet[Event]:
+    """Events newest first, ordered by ``(timestamp, id)`` for keyset pagination.
+
+    ``since`` is inclusive and ``until`` exclusive, as in segment windows.
+    """
+    events = Event.objects.filter(workspace=workspace)
+    if person_id is not None:
+        events = events.filter(person_id=person_id)
+    if name is not None:
+        events = events.filter(name=name)
+    if since is not None:
+        events = events.filter(timestamp__gte=since)
+    if until is not None:
+        events = events.filter(timestamp__lt=until)
+    return events.order_by("-timestamp", "-id")
+
+
+def events_before(events: QuerySet[Event], cursor: tuple[datetime, int] | None, limit: int) -> list[Event]:
+    """One keyset page of ``events`` (ordered newest first): those strictly older than ``cursor``."""
+    if cursor is not None:
+        moment, event_id = cursor
+        events = events.filter(Q(timestamp__lt=moment) | Q(timestamp=moment, id__lt=event_id))
+    return list(events[:limit])
+
+
+@dataclass(frozen=True)
+class LiveFilter:
+    name: str | None = None
+    person_id: int | None = None
+    unknown_person: bool = False
+
+
+def live_events(
+    workspace: Workspace, live: LiveFilter, *, after_id: int | None, limit: int = LIVE_PAGE_SIZE
+) -> list[Event]:
+    """The newest events, or only those that arrived after ``after_id`` (ids grow with arrival)."""
+    if live.unknown_person:
+        return []
+    events = Event.objects.filter(workspace=workspace)
+    if live.name:
+        events = events.filter(name=live.name)
+    if live.person_id is not None:
+        events = events.filter(person_id=live.person_id)
+    if after_id is None:
+        return list(events.order_by("-timestamp", "-id")[:limit])
+    return list(events.filter(id__gt=after_id).order_by("-id")[:limit])
+
+
+def workspace_has_events(workspace: Workspace) -> bool:
+    return Event.objects.filter(workspace=workspace).exists()
+
+
+def recent_event_names(workspace: Workspace, *, sample: int = 5000) -> list[str]:
+    """Names among the workspace's latest events, for filter suggestions (no scan of its history)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT DISTINCT name FROM (SELECT name FROM tracking_event WHERE workspace_id = %s "
+            'ORDER BY "timestamp" DESC LIMIT %s) AS latest ORDER BY name LIMIT 200',
+            [workspace.pk, sample],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def quarantine_by_reason(workspace: Workspace) -> list[dict[str, Any]]:
+    rows = (
+        QuarantinedMessage.objects.filter(workspace=workspace)
+        .values("reason")
+        .annotate(count=Count("id"), last_seen=Max("received_at"))
+        .order_by("-count", "reason")
+    )
+    return [dict(row) for row in rows]
+
+
+def quarantine_list(workspace: Workspace, *, reason: str | None = None) -> QuerySet[QuarantinedMessage]:
+    messages = QuarantinedMessage.objects.filter(workspace=workspace)
+    if reason is not None:
+        messages = messages.filter(reason=reason)
+    return messages.order_by("-received_at", "-id")
