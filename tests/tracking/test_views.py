@@ -1,0 +1,259 @@
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+
+from accounts.tenancy import workspace_scope
+from tests import factories
+from tests.tracking import builders
+from tests.tracking.builders import NOW
+from tracking.models import Event, Person, QuarantinedMessage, SuppressedId
+
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+@pytest.fixture
+def signed_in(client, workspace, owner):
+    client.force_login(owner)
+    return client
+
+
+def _event_ids(html: str) -> list[int]:
+    return [int(found) for found in re.findall(r'data-event-id="(\d+)"', html)]
+
+
+def test_live_events_empty_state_points_to_the_write_key(signed_in, workspace):
+    response = signed_in.get("/events/")
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "Waiting for your first event" in html
+    assert "/settings/write-key/" in html
+    assert workspace.write_key in html
+    assert 'hx-trigger="every 2s"' in html
+
+
+def test_live_events_lists_newest_first_and_polls_after_the_last_id(signed_in, workspace):
+    ada = builders.person(workspace, user_id="u-ada")
+    older = builders.event(workspace, ada, "Login", at=NOW - timedelta(minutes=5))
+    newer = builders.event(workspace, ada, "Order Completed", at=NOW - timedelta(minutes=1))
+
+    html = signed_in.get("/events/").content.decode()
+
+    assert _event_ids(html) == [newer.pk, older.pk]
+    assert f"after={newer.pk}" in html
+    assert 'hx-trigger="every 2s"' in html
+
+
+def test_live_partial_returns_only_newer_events(signed_in, workspace):
+    ada = builders.person(workspace, user_id="u-ada")
+    seen = builders.event(workspace, ada, "Login")
+    first_new = builders.event(workspace, ada, "Product Viewed")
+    second_new = builders.event(workspace, ada, "Product Added")
+
+    response = signed_in.get("/events/", {"after": seen.pk}, **HTMX)
+    html = response.content.decode()
+
+    assert response.status_code == 200
+    assert "<html" not in html
+    assert _event_ids(html) == [second_new.pk, first_new.pk]
+    assert f"after={second_new.pk}" in html  # the next poll starts after the newest row
+
+
+def test_live_partial_with_nothing_new_is_204(signed_in, workspace):
+    ada = builders.person(workspace, user_id="u-ada")
+    last = builders.event(workspace, ada, "Login")
+
+    response = signed_in.get("/events/", {"after": last.pk}, **HTMX)
+
+    assert response.status_code == 204
+    assert response.content == b""
+
+
+def test_live_events_filter_by_name_and_person(signed_in, workspace):
+    ada = builders.person(workspace, user_id="u-ada", anonymous_ids=("anon-ada",))
+    bob = builders.person(workspace, user_id="u-bob")
+    ada_login = builders.event(workspace, ada, "Login")
+    ada_order = builders.event(workspace, ada, "Order Completed")
+    bob_login = builders.event(workspace, bob, "Login")
+
+    by_name = signed_in.get("/events/", {"event": "Login"}).content.decode()
+    by_person = signed_in.get("/events/", {"person": "anon-ada"}).content.decode()
+    both = signed_in.get("/events/", {"person": "u-bob", "event": "Login"}).content.decode()
+    unknown = signed_in.get("/events/", {"person": "nobody"}).content.decode()
+    newer = signed_in.get("/events/", {"event": "Login", "after": ada_login.pk}, **HTMX).content.decode()
+
+    assert sorted(_event_ids(by_name)) == sorted([ada_login.pk, bob_login.pk])
+    assert sorted(_event_ids(by_person)) == sorted([ada_login.pk, ada_order.pk])
+    assert _event_ids(both) == [bob_login.pk]
+    assert _event_ids(unknown) == []
+    assert "No events match these filters yet" in unknown
+    assert _event_ids(newer) == [bob_login.pk]
+
+
+def test_event_names_and_properties_are_escaped(signed_in, workspace):
+    ada = builders.person(workspace, user_id="<b>ada</b>")
+    builders.event(workspace, ada, "<script>alert(1)</script>", properties={"x": "<img src=x onerror=alert(2)>"})
+
+    live = signed_in.get("/events/").content.decode()
+    person = signed_in.get(f"/people/{ada.pk}/").content.decode()
+
+    for html in (live, person):
+        assert "<script>alert(1)</script>" not in html
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+        assert "<img src=x" not in html
+    assert "<b>ada</b>" not in live
+
+
+def test_people_list_and_search(signed_in, workspace):
+    ada = builders.person(workspace, user_id="u-ada", traits={"name": "Ada Lovelace", "email": "ada@math.example"})
+    bob = builders.person(workspace, anonymous_ids=("anon-bob",), traits={"plan": "Pro"})
+
+    everyone = signed_in.get("/people/").content.decode()
+    by_email = signed_in.get("/people/", {"q": "math.example"}).content.decode()
+    by_trait = signed_in.get("/people/", {"q": "plan=pro"}).content.decode()
+    by_anon = signed_in.get("/people/", {"q": "anon-b"}).content.decode()
+    nobody = signed_in.get("/people/", {"q": "zzz"}).content.decode()
+
+    assert f"/people/{ada.pk}/" in everyone and f"/people/{bob.pk}/" in everyone
+    assert f"/people/{ada.pk}/" in by_email and f"/people/{bob.pk}/" not in by_email
+    assert f"/people/{bob.pk}/" in by_trait and f"/people/{ada.pk}/" not in by_trait
+    assert f"/people/{bob.pk}/" in by_anon and f"/people/{ada.pk}/" not in by_anon
+    assert "Nobody matches" in nobody
+
+
+def test_people_list_paginates(signed_in, workspace):
+    for n in range(51):
+        builders.person(workspace, user_id=f"u-{n:02d}", last_seen=NOW - timedelta(minutes=n))
+
+    first = signed_in.get("/people/").content.decode()
+    second = signed_in.get("/people/", {"page": 2}).content.decode()
+
+    assert "Page 1 of 2" in first
+    assert "u-00" in first and "u-50" not in first
+    assert "u-50" in second and "u-00" not in second
+
+
+def test_person_page_shows_traits_identities_first_touch_and_timeline(signed_in, workspace):
+    ada = builders.person(
+        workspace,
+        user_id="u-ada",
+        anonymous_ids=("anon-ada",),
+        traits={"name": "Ada", "plan": "Enterprise", "$initial_referring_domain": "www.google.com"},
+    )
+    builders.event(workspace, ada, "Order Completed", properties={"revenue": 120})
+
+    html = signed_in.get(f"/people/{ada.pk}/").content.decode()
+
+    assert "Enterprise" in html
+    assert "anon-ada" in html
+    assert "$initial_referring_domain" in html and "www.google.com" in html
+    assert "Order Completed" in html and "revenue" in html
+    assert "Erase person" in html
+
+
+def test_person_timeline_pages_by_cursor(signed_in, workspace):
+    ada = builders.person(workspace, user_id="u-ada")
+    events = [builders.event(workspace, ada, f"Step {n}", at=NOW - timedelta(minutes=n)) for n in range(52)]
+
+    first = signed_in.get(f"/people/{ada.pk}/").content.decode()
+    older = re.search(r'href="(\?before=[^"#]+)#timeline"', first)
+    assert older is not None
+    second = signed_in.get(f"/people/{ada.pk}/{older.group(1).replace('&amp;', '&')}").content.decode()
+
+    assert "Step 0<" in first and "Step 49<" in first and "Step 50<" not in first
+    assert "Step 50<" in second and "Step 51<" in second and "Step 49<" not in second
+    assert len(events) == 52
+
+
+def test_erase_from_the_person_page(signed_in, workspace):
+    ada = builders.person(workspace, user_id="u-ada")
+    builders.event(workspace, ada, "Login")
+
+    response = signed_in.post(f"/people/{ada.pk}/erase/")
+
+    assert response.status_code == 302
+    with workspace_scope(workspace):
+        assert not Person.objects.filter(pk=ada.pk).exists()
+        assert Event.objects.count() == 0
+        assert SuppressedId.objects.filter(value="u-ada").exists()
+
+
+def test_member_cannot_erase(client, workspace):
+    ada = builders.person(workspace, user_id="u-ada")
+    client.force_login(factories.member(workspace, role="member"))
+
+    assert "Erase person" not in client.get(f"/people/{ada.pk}/").content.decode()
+    response = client.post(f"/people/{ada.pk}/erase/")
+
+    assert response.status_code == 403
+    with workspace_scope(workspace):
+        assert Person.objects.filter(pk=ada.pk).exists()
+
+
+def test_quarantine_groups_by_reason(signed_in, workspace):
+    with workspace_scope(workspace):
+        for _ in range(3):
+            QuarantinedMessage.objects.create(
+                workspace=workspace, raw={"type": "track"}, reason="userId or anonymousId is required", received_at=NOW
+            )
+        QuarantinedMessage.objects.create(
+            workspace=workspace, raw={"event": "<b>x</b>"}, reason="event must be a string", received_at=NOW
+        )
+
+    html = signed_in.get("/events/quarantine/").content.decode()
+    only_one = signed_in.get("/events/quarantine/", {"reason": "event must be a string"}).content.decode()
+
+    assert re.search(r"userId or anonymousId is required</td><td[^>]*>3<", html)
+    assert re.search(r"event must be a string</td><td[^>]*>1<", html)
+    assert "<b>x</b>" not in html
+    assert only_one.count('class="raw"') == 1
+
+
+def test_quarantine_is_linked_from_live_events(signed_in):
+    assert 'href="/events/quarantine/"' in signed_in.get("/events/").content.decode()
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("get", "/people/{id}/"), ("post", "/people/{id}/erase/")],
+)
+def test_another_workspaces_person_is_404(signed_in, workspace, method, path):
+    other = factories.WorkspaceFactory()
+    theirs = builders.person(other, user_id="u-theirs")
+    builders.event(other, theirs, "Login")
+
+    foreign = getattr(signed_in, method)(path.format(id=theirs.pk))
+    missing = getattr(signed_in, method)(path.format(id=999999999))
+
+    assert foreign.status_code == missing.status_code == 404
+    with workspace_scope(other):
+        assert Person.objects.filter(pk=theirs.pk).exists()
+        assert Event.objects.count() == 1
+
+
+def test_lists_never_show_another_workspaces_rows(signed_in, workspace):
+    other = factories.WorkspaceFactory()
+    theirs = builders.person(other, user_id="u-theirs", traits={"name": "Theirs"})
+    their_event = builders.event(other, theirs, "Secret Event")
+    with workspace_scope(other):
+        QuarantinedMessage.objects.create(workspace=other, raw={}, reason="their reason", received_at=NOW)
+
+    live = signed_in.get("/events/").content.decode()
+    poll = signed_in.get("/events/", {"after": 0}, **HTMX)
+    people = signed_in.get("/people/", {"q": "Theirs"}).content.decode()
+    quarantine = signed_in.get("/events/quarantine/").content.decode()
+
+    assert "Secret Event" not in live
+    assert poll.status_code == 204
+    assert f"/people/{theirs.pk}/" not in people
+    assert "their reason" not in quarantine
+    assert their_event.pk
+
+
+@pytest.mark.parametrize("path", ["/events/", "/events/quarantine/", "/people/"])
+def test_pages_need_sign_in(client, path):
+    response = client.get(path)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/login/")
