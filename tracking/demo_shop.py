@@ -175,8 +175,9 @@ def _iso(moment: datetime) -> str:
 class _PersonStream:
     """Messages of one person, in time order, with numbered message ids."""
 
-    def __init__(self, rng: random.Random, person: DemoPerson, seed: int) -> None:
+    def __init__(self, rng: random.Random, person: DemoPerson, seed: int, latest: datetime) -> None:
         self.rng = rng
+        self.latest = latest
         self.person = person
         self.seed = seed
         self.messages: list[dict[str, Any]] = []
@@ -187,7 +188,7 @@ class _PersonStream:
         message: dict[str, Any] = {
             "type": kind,
             "messageId": f"demo-{self.seed}-{self.person.index}-{len(self.messages)}",
-            "timestamp": _iso(at),
+            "timestamp": _iso(min(at, self.latest)),
             "anonymousId": self.person.anonymous_id,
         }
         if self.identified and self.person.user_id is not None:
@@ -375,7 +376,7 @@ class DemoShop:
                 )
 
     def person_messages(self, person: DemoPerson) -> list[dict[str, Any]]:
-        stream = _PersonStream(self.rng, person, self.seed)
+        stream = _PersonStream(self.rng, person, self.seed, latest=self.now - timedelta(seconds=1))
         first_day, last_day = self._window(person.archetype)
         count = self._sessions(person.archetype)
         offsets = sorted((self.rng.uniform(last_day, first_day) for _ in range(count)), reverse=True)
@@ -384,7 +385,8 @@ class DemoShop:
             # Sessions near "now" must still end in the past.
             at = min(at, self.now - timedelta(hours=2))
             self._session(stream, at, number)
-        self._emails(stream, first_day, last_day)
+        # Emails go to people who signed up: after their first visit.
+        self._emails(stream, offsets[0] if offsets else first_day, last_day)
         if stream.identified and self.rng.random() < 0.1:
             # A plan change later on: identify again, the last write wins.
             upgraded = {**person.traits, "plan": _pick(self.rng, PLANS)}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,8 +35,12 @@ class ImportFileError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
+    """A line that is not a message. ``reason`` is short and shared (it groups the quarantine);
+    ``detail`` says exactly what is wrong with this line."""
+
     line: int
     reason: str
+    detail: str
     raw: str
 
 
@@ -91,10 +96,12 @@ def ndjson_messages(stream: IO[bytes]) -> Iterator[dict[str, Any] | Rejected]:
         try:
             message = loads(line)
         except orjson.JSONDecodeError as error:
-            yield Rejected(number, f"invalid JSON: {error}", line[:2000].decode("utf-8", "replace"))
+            yield Rejected(number, "invalid JSON", str(error), line[:2000].decode("utf-8", "replace"))
             continue
         if not isinstance(message, dict):
-            yield Rejected(number, "not a JSON object", line[:2000].decode("utf-8", "replace"))
+            yield Rejected(
+                number, "message must be a JSON object", type(message).__name__, line[:2000].decode("utf-8", "replace")
+            )
             continue
         yield message
 
@@ -116,21 +123,25 @@ def people_csv_messages(stream: IO[str]) -> Iterator[dict[str, Any] | Rejected]:
         except StopIteration:
             return
         except (csv.Error, UnicodeDecodeError) as error:
-            yield Rejected(reader.line_num, f"unreadable CSV row: {error}", "")
+            yield Rejected(reader.line_num, "unreadable CSV row", str(error), "")
             continue
         if not any(cell.strip() for cell in row):
             continue
         raw = ",".join(row)[:2000]
         if len(row) != len(header):
-            yield Rejected(reader.line_num, f"expected {len(header)} columns, found {len(row)}", raw)
+            yield Rejected(
+                reader.line_num, "wrong number of CSV columns", f"expected {len(header)}, found {len(row)}", raw
+            )
             continue
         user_id = row[id_index].strip()
         if not user_id:
-            yield Rejected(reader.line_num, f"{CSV_ID_COLUMN} is empty", raw)
+            yield Rejected(reader.line_num, "userId or anonymousId is required", f"{CSV_ID_COLUMN} is empty", raw)
             continue
         traits = {
             name: cell.strip()
             for index, (name, cell) in enumerate(zip(header, row, strict=True))
             if index != id_index and name and cell.strip()
         }
-        yield {"type": "identify", "userId": user_id, "traits": traits}
+        # The same row imported again is a duplicate, as a retried message would be.
+        digest = hashlib.sha256(orjson.dumps([user_id, traits], option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+        yield {"type": "identify", "userId": user_id, "traits": traits, "messageId": f"csv-{digest}"}

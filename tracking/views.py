@@ -30,8 +30,21 @@ def _pretty(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
 
 
+PROPERTIES_SHOWN = 6
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+
+
 def _with_json(events: list[Event]) -> list[Event]:
+    """Properties ready for templates. Computed here, not in the template: a property named
+    ``items`` or ``keys`` would shadow the dict's methods in template lookups."""
     for event in events:
+        properties = event.properties if isinstance(event.properties, dict) else {"value": event.properties}
+        pairs = [(str(key), _as_text(value)) for key, value in properties.items()]
+        event.prop_pairs = pairs[:PROPERTIES_SHOWN]  # type: ignore[attr-defined]
+        event.more_props = max(0, len(pairs) - PROPERTIES_SHOWN)  # type: ignore[attr-defined]
         event.properties_json = _pretty(event.properties)  # type: ignore[attr-defined]
     return events
 
@@ -156,8 +169,8 @@ def person_detail(request: MemberRequest, pk: int) -> HttpResponse:
             "section": "people",
             "person": person,
             "display_name": str(display_name),
-            "traits": selectors.plain_traits(person),
-            "first_touch": selectors.first_touch(person),
+            "traits": [(key, _as_text(value)) for key, value in selectors.plain_traits(person)],
+            "first_touch": [(key, _as_text(value)) for key, value in selectors.first_touch(person)],
             "identities": person.identity_list,  # type: ignore[attr-defined]
             "groups": list(selectors.person_groups(workspace, person)),
             "live_id": person.user_id or (identities[1][0] if identities[1] else ""),

@@ -106,6 +106,18 @@ def test_event_names_and_properties_are_escaped(signed_in, workspace):
     assert "<b>ada</b>" not in live
 
 
+def test_properties_named_like_dict_methods_are_shown(signed_in, workspace):
+    ada = builders.person(workspace, user_id="u-ada")
+    builders.event(workspace, ada, "Order Completed", properties={"items": 2, "keys": ["a"], "values": {"x": 1}})
+
+    for path in ("/events/", f"/people/{ada.pk}/"):
+        response = signed_in.get(path)
+        html = response.content.decode()
+        assert response.status_code == 200
+        assert "<b>items</b>2<" in html
+        assert "<b>keys</b>[&quot;a&quot;]<" in html
+
+
 def test_people_list_and_search(signed_in, workspace):
     ada = builders.person(workspace, user_id="u-ada", traits={"name": "Ada Lovelace", "email": "ada@math.example"})
     bob = builders.person(workspace, anonymous_ids=("anon-bob",), traits={"plan": "Pro"})
