@@ -51,7 +51,8 @@ class _Refused(Exception):
     def __init__(self, status: int, detail: str, code: str, errors: dict[str, list[str]] | None = None) -> None:
         super().__init__(detail)
         self.status = status
-        self.body = error_body(detail, code, errors)
+        # "message" too: Segment's SDKs log that field of an error answer.
+        self.body = {**error_body(detail, code, errors), "message": detail}
 
 
 def _json_response(body: dict[str, Any], status: int = 200) -> HttpResponse:

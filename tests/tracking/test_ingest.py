@@ -299,7 +299,11 @@ def test_a_body_that_is_not_an_object_is_400(workspace, send):
     response = send("batch", [{"type": "track", "userId": "u", "event": "E"}], write_key=workspace.write_key)
 
     assert response.status_code == 400
-    assert response.json() == {"detail": "The body must be a JSON object.", "code": "invalid_body"}
+    assert response.json() == {
+        "detail": "The body must be a JSON object.",
+        "code": "invalid_body",
+        "message": "The body must be a JSON object.",
+    }
     assert stored_rows() == NOTHING_STORED
 
 
