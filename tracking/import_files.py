@@ -57,6 +57,7 @@ class ImportFile:
         self._raw.seek(0)
         self._stream = cast(IO[bytes], gzip.GzipFile(fileobj=self._raw, mode="rb")) if self.compressed else self._raw
         self.kind = self._sniff_kind()
+        self._text: io.TextIOWrapper | None = None
 
     def _sniff_kind(self) -> str:
         suffixes = [suffix.lower() for suffix in self.path.suffixes]
@@ -73,6 +74,8 @@ class ImportFile:
         return self._raw.tell()
 
     def close(self) -> None:
+        if self._text is not None:
+            self._text.detach()
         self._stream.close()
         self._raw.close()
 
@@ -84,7 +87,9 @@ class ImportFile:
 
     def messages(self) -> Iterator[dict[str, Any] | Rejected]:
         if self.kind == "csv":
-            return people_csv_messages(io.TextIOWrapper(self._stream, encoding="utf-8-sig", newline=""))
+            # Held on self: a wrapper that is garbage-collected closes the file under us.
+            self._text = io.TextIOWrapper(self._stream, encoding="utf-8-sig", newline="")
+            return people_csv_messages(self._text)
         return ndjson_messages(self._stream)
 
 

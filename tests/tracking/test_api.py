@@ -319,3 +319,37 @@ def test_write_key_is_refused_by_people_api(workspace):
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {workspace.write_key}")
     response = client.get("/api/v1/people/")
     assert response.status_code == 401
+
+
+def test_after_erasure_later_events_for_the_ids_are_dropped_and_counted(api, workspace, send):
+    # Given a person created by ingestion, then erased through the API
+    first = send(
+        "track", {"userId": "u-ada", "anonymousId": "anon-ada", "event": "Login"}, write_key=workspace.write_key
+    )
+    assert first.json()["stored"] == 1
+    with workspace_scope(workspace):
+        ada = Person.objects.get(user_id="u-ada")
+    assert api.delete(f"/api/v1/people/{ada.pk}/").status_code == 204
+
+    # When events arrive again for either of their ids
+    later = send(
+        "batch",
+        {
+            "batch": [
+                {"type": "track", "userId": "u-ada", "event": "Login"},
+                {"type": "page", "anonymousId": "anon-ada", "name": "Home"},
+                {"type": "identify", "userId": "u-bob", "traits": {"plan": "Pro"}},
+            ]
+        },
+        write_key=workspace.write_key,
+    )
+
+    # Then they are dropped and counted, and nobody comes back but the unrelated person
+    assert later.status_code == 200
+    assert later.json()["suppressed"] == 2
+    assert later.json()["stored"] == 1
+    with workspace_scope(workspace):
+        assert list(Person.objects.values_list("user_id", flat=True)) == ["u-bob"]
+        assert Event.objects.count() == 0
+        counts = dict(SuppressedId.objects.values_list("value", "dropped_count"))
+    assert counts == {"u-ada": 1, "anon-ada": 1}

@@ -14,6 +14,7 @@ running again with the same arguments stores nothing twice.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -82,7 +83,7 @@ class Command(BaseCommand):
             unit=" people",
             desc="Demo shop",
             disable=options["no_progress"],
-            file=self.stderr._out,
+            file=getattr(self.stderr, "_out", sys.stderr),
         )
 
         def messages() -> Iterator[dict[str, Any]]:

@@ -9,6 +9,7 @@ and suppressed counts.
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -58,7 +59,7 @@ class Command(BaseCommand):
                 unit_scale=True,
                 desc=f"{source.path.name} ({source.kind}{', gzip' if source.compressed else ''})",
                 disable=options["no_progress"],
-                file=self.stderr._out,
+                file=getattr(self.stderr, "_out", sys.stderr),
             )
 
             def progress(totals: ImportTotals) -> None:
