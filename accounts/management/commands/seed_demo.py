@@ -56,7 +56,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--people", type=int, default=1000, help="people to generate (default 1000)")
-        parser.add_argument("--days", type=int, default=60, help="days of history before --now (default 60)")
+        parser.add_argument("--days", type=int, default=90, help="days of history before --now (default 90)")
         parser.add_argument("--seed", type=int, default=1)
         parser.add_argument("--now", help="ISO 8601 end of the history (default: start of the current UTC hour)")
         parser.add_argument("--if-missing", action="store_true", help="do nothing when the demo workspace exists")
