@@ -10,7 +10,7 @@ without saying how it is kept inside its workspace.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -142,10 +142,21 @@ class Resolved:
     name: str
     pattern: str
     kwargs: frozenset[str]
+    callback: Any = field(compare=False, hash=False, repr=False, default=None)
 
     @property
     def is_api(self) -> bool:
         return self.pattern.startswith("api/")
+
+    def api_methods(self) -> set[str]:
+        """The HTTP methods a DRF route answers, read from its view."""
+        actions = getattr(self.callback, "actions", None)
+        if actions:
+            methods = {method.upper() for method in actions}
+        else:
+            view_class = self.callback.view_class
+            methods = {m.upper() for m in view_class.http_method_names if hasattr(view_class, m)}
+        return methods - {"OPTIONS", "HEAD"}
 
 
 def walk(resolver: URLResolver, prefix: str = "") -> Iterator[Resolved]:
@@ -157,7 +168,7 @@ def walk(resolver: URLResolver, prefix: str = "") -> Iterator[Resolved]:
             pattern = prefix + str(entry.pattern)
             converters = getattr(entry.pattern, "converters", None)
             kwargs = set(converters) if converters is not None else set(entry.pattern.regex.groupindex)
-            yield Resolved(entry.name or f"<unnamed {pattern}>", pattern, frozenset(kwargs))
+            yield Resolved(entry.name or f"<unnamed {pattern}>", pattern, frozenset(kwargs), entry.callback)
 
 
 ROUTES = sorted(set(walk(get_resolver())), key=lambda r: r.pattern)
@@ -185,6 +196,8 @@ def test_every_route_is_in_the_registry():
             problems.append(f"{route.name}: a route without an object needs a reason")
         if spec.kwargs is not None and not object_kwargs:
             problems.append(f"{route.name}: REGISTRY builds URL kwargs but the URL takes none")
+        if route.is_api and spec.kwargs is not None and set(spec.methods) != route.api_methods():
+            problems.append(f"{route.name}: answers {sorted(route.api_methods())}, REGISTRY tries {spec.methods}")
     stale = set(REGISTRY) - {route.name for route in ROUTES}
     problems.extend(f"{name}: in REGISTRY but no longer a route" for name in sorted(stale))
     assert problems == []
