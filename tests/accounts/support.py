@@ -85,7 +85,7 @@ class SmtpSink:
     messages: list[EmailMessage] = field(default_factory=list)
     received: threading.Event = field(default_factory=threading.Event)
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd's hook name)
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.messages.append(message_from_bytes(envelope.content, policy=policy.default))  # type: ignore[arg-type]
         self.received.set()
         return "250 OK"

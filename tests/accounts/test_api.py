@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts import selectors, services
-from accounts.models import ApiKey, AuditLogEntry, Invitation, Membership, Role
+from accounts.models import AuditLogEntry, Invitation, Membership, Role
 from accounts.tenancy import workspace_scope
 from tests import factories
 from tests.accounts.support import api, logged_in_client, state

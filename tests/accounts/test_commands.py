@@ -22,7 +22,9 @@ def _run(*args: str) -> str:
 
 
 def test_json_output_is_one_object_whose_keys_work(db):
-    output = _run("--name", "Acme", "--owner-email", "Boss@Example.com", "--owner-password", factories.PASSWORD, "--json")
+    output = _run(
+        "--name", "Acme", "--owner-email", "Boss@Example.com", "--owner-password", factories.PASSWORD, "--json"
+    )
 
     # Exactly one JSON object, on one line
     lines = output.splitlines()

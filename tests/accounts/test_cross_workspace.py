@@ -52,7 +52,9 @@ class Side:
 def build_side(label: str) -> Side:
     workspace = factories.WorkspaceFactory(name=f"{label} Holdings")
     owner = factories.member(workspace, role=Role.OWNER, user=factories.UserFactory(email=f"owner-{label}@example.com"))
-    other = factories.member(workspace, role=Role.MEMBER, user=factories.UserFactory(email=f"staff-{label}@example.com"))
+    other = factories.member(
+        workspace, role=Role.MEMBER, user=factories.UserFactory(email=f"staff-{label}@example.com")
+    )
     key, secret = factories.api_key(workspace, name=f"{label} sync key")
     with workspace_scope(workspace):
         invitation, _ = services.invitation_create(

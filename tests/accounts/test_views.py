@@ -219,7 +219,9 @@ def test_unknown_invitation_token_is_a_404(db):
     _assert_dead_link("/invite/not-a-real-token/")
 
 
-def test_invitation_email_is_sent_when_email_is_configured(settings, smtp, workspace, owner, django_capture_on_commit_callbacks):
+def test_invitation_email_is_sent_when_email_is_configured(
+    settings, smtp, workspace, owner, django_capture_on_commit_callbacks
+):
     settings.EMAIL_CONFIGURED = True
     client = logged_in_client(owner)
 
@@ -234,7 +236,9 @@ def test_invitation_email_is_sent_when_email_is_configured(settings, smtp, works
     assert "as viewer" in body_text(message)
 
 
-def test_no_invitation_email_without_email_configured(settings, smtp, workspace, owner, django_capture_on_commit_callbacks):
+def test_no_invitation_email_without_email_configured(
+    settings, smtp, workspace, owner, django_capture_on_commit_callbacks
+):
     settings.EMAIL_CONFIGURED = False
 
     with django_capture_on_commit_callbacks(execute=True) as callbacks:

@@ -89,8 +89,14 @@ def test_unknown_api_url_is_a_json_404(url, authenticated, workspace):
 
 @pytest.mark.parametrize(
     ("method", "name"),
-    [("PUT", "api-workspace"), ("DELETE", "api-workspace"), ("GET", "api-workspace-rotate-write-key"),
-     ("DELETE", "api-key-list"), ("POST", "member-list"), ("PUT", "audit-log-list")],
+    [
+        ("PUT", "api-workspace"),
+        ("DELETE", "api-workspace"),
+        ("GET", "api-workspace-rotate-write-key"),
+        ("DELETE", "api-key-list"),
+        ("POST", "member-list"),
+        ("PUT", "audit-log-list"),
+    ],
 )
 def test_wrong_method_is_a_json_405(method, name, workspace):
     _, secret = factories.api_key(workspace)
