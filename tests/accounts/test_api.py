@@ -125,7 +125,7 @@ def test_api_key_list_and_retrieve(caller, workspace):
 
     assert listing.status_code == 200
     names = [row["name"] for row in listing.json()["results"]]
-    assert names == ["Warehouse", "caller key"] if caller.kind == "key" else names == ["Warehouse"]
+    assert names == (["Warehouse", "caller key"] if caller.kind == "key" else ["Warehouse"])
     assert detail.status_code == 200
     assert detail.json() == {
         "id": key.pk,
@@ -417,6 +417,38 @@ def test_malformed_json_is_a_400(endpoint, caller, workspace, owner):
     assert response.status_code == 400
     assert response.json()["code"] == "parse_error"
     assert response.json()["detail"].startswith("JSON parse error")
+    assert state() == before
+
+
+@pytest.mark.parametrize("endpoint", list(ENDPOINTS))
+def test_json_nested_too_deeply_is_a_400(endpoint, caller, workspace, owner):
+    method, url_for, _ = ENDPOINTS[endpoint]
+    url = url_for(workspace, owner)
+    before = state()
+
+    response = caller(method, url, raw="[" * 100_000 + "]" * 100_000)
+
+    assert response.status_code == 400
+    assert response.json() == {"detail": "JSON parse error - the body is nested too deeply.", "code": "parse_error"}
+    assert state() == before
+
+
+@pytest.mark.parametrize("endpoint", list(ENDPOINTS))
+def test_a_form_encoded_body_is_a_415(endpoint, caller, workspace, owner):
+    method, url_for, _ = ENDPOINTS[endpoint]
+    url = url_for(workspace, owner)
+    before = state()
+    headers = {"Authorization": f"Bearer {caller.secret}"} if caller.secret else {}
+
+    response = getattr(caller.client, method.lower())(
+        url, data="name=x&role=admin", content_type="application/x-www-form-urlencoded", headers=headers
+    )
+
+    assert response.status_code == 415
+    assert response.json() == {
+        "detail": 'Unsupported media type "application/x-www-form-urlencoded" in request.',
+        "code": "unsupported_media_type",
+    }
     assert state() == before
 
 

@@ -60,6 +60,15 @@ def test_login_is_not_throttled_below_the_limit(settings, owner):
     assert client.session["_auth_user_id"] == str(owner.pk)
 
 
+def test_login_email_is_case_insensitive(owner):
+    client = Client()
+
+    response = _login(client, f"  {owner.email.upper()} ", factories.PASSWORD)
+
+    assert response.status_code == 302
+    assert client.session["_auth_user_id"] == str(owner.pk)
+
+
 def test_throttle_counts_per_email(settings, workspace):
     settings.LOGIN_FAILURE_LIMIT = 2
     victim = factories.member(workspace)
@@ -194,7 +203,7 @@ def test_csrf_cases_name_real_routes():
     assert set(CSRF_BODIES) <= {route.name for route in WEB_ROUTES}
 
 
-def test_every_web_post_passes_with_its_csrf_token(owner, workspace):
+def test_a_web_post_with_its_csrf_token_passes(owner, workspace):
     """The control: the same kind of POST with the token gets through."""
     client = Client(enforce_csrf_checks=True)
     client.force_login(owner)
