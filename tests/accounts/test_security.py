@@ -122,6 +122,18 @@ def test_old_session_cookie_is_dead_after_logout(owner, workspace):
     assert answer.json()["code"] == "not_authenticated"
 
 
+def test_pages_carry_protective_headers_and_an_http_only_session_cookie(owner):
+    client = Client()
+    _login(client, owner.email, factories.PASSWORD)
+
+    response = client.get(reverse("dashboard"))
+
+    assert response["X-Frame-Options"] == "DENY"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["Referrer-Policy"] == "same-origin"
+    assert client.cookies["sessionid"]["httponly"] is True
+
+
 # --- CSRF ----------------------------------------------------------------------------
 
 # For each web route: whether the POST comes from a signed-in owner, and a body that

@@ -431,6 +431,24 @@ def test_switcher_moves_between_own_workspaces_only(workspace, owner):
         assert client.session["workspace_id"] == second.pk
 
 
+def test_removed_member_loses_the_workspace_at_once(workspace, owner):
+    other = factories.WorkspaceFactory(name="Their own")
+    user = factories.member(workspace, role=Role.ADMIN)
+    factories.member(other, role=Role.OWNER, user=user)
+    client = logged_in_client(user, workspace=workspace)
+    assert client.get(reverse("settings_members")).context["workspace"] == workspace
+    with workspace_scope(workspace):
+        membership = Membership.objects.get(user=user)
+        services.membership_remove(workspace=workspace, membership=membership, actor=owner, actor_role=Role.OWNER)
+
+    page = client.get(reverse("settings_members"))
+    answer = client.get(reverse("member-list"))
+
+    assert page.context["workspace"] == other
+    assert workspace.name not in page.content.decode()
+    assert [m["email"] for m in answer.json()["results"]] == [user.email]
+
+
 def test_user_without_workspace_is_sent_to_create_one(db):
     user = factories.UserFactory()
     client = logged_in_client(user)
@@ -454,6 +472,8 @@ def test_anonymous_visitor_is_sent_to_login(db):
 
 def test_password_reset_end_to_end_through_a_real_smtp_server(smtp, owner):
     client = Client()
+    elsewhere = logged_in_client(owner)
+    assert elsewhere.get(reverse("dashboard")).status_code == 200
 
     # Ask for the link
     response = client.post(reverse("password_reset"), {"email": owner.email})
@@ -482,6 +502,8 @@ def test_password_reset_end_to_end_through_a_real_smtp_server(smtp, owner):
     assert fresh.session["_auth_user_id"] == str(owner.pk)
     reused = Client().get(links[0], follow=True)
     assert reused.context["validlink"] is False
+    # Sessions opened with the old password are over
+    assert elsewhere.get(reverse("dashboard"))["Location"].startswith(reverse("login"))
 
 
 def test_password_reset_for_an_unknown_email_sends_nothing(smtp, db):
