@@ -23,8 +23,28 @@
     }
     var toggle = event.target.closest("[data-nav-toggle]");
     if (toggle) {
-      var open = document.body.classList.toggle("nav-open");
-      toggle.setAttribute("aria-expanded", open ? "true" : "false");
+      setNav(!document.body.classList.contains("nav-open"));
+    } else if (document.body.classList.contains("nav-open") && !event.target.closest("#sidebar")) {
+      setNav(false);
+    }
+  });
+
+  // The folded navigation on small screens: a button toggles it, Escape or a click elsewhere closes it.
+  function setNav(open) {
+    var toggle = document.querySelector("[data-nav-toggle]");
+    document.body.classList.toggle("nav-open", open);
+    if (toggle) toggle.setAttribute("aria-expanded", open ? "true" : "false");
+    if (open) {
+      var first = document.querySelector("#sidebar a");
+      if (first) first.focus();
+    }
+  }
+
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Escape" && document.body.classList.contains("nav-open")) {
+      setNav(false);
+      var toggle = document.querySelector("[data-nav-toggle]");
+      if (toggle) toggle.focus();
     }
   });
 })();
