@@ -2,6 +2,19 @@
 (function () {
   "use strict";
 
+  // Tie each form control to its help text and errors, so screen readers announce them with it.
+  Array.prototype.forEach.call(document.querySelectorAll(".field"), function (field) {
+    var control = field.querySelector("input, select, textarea");
+    if (!control) return;
+    var ids = Array.prototype.map.call(field.querySelectorAll(".help[id], .field-error[id]"), function (el) { return el.id; });
+    if (ids.length) control.setAttribute("aria-describedby", ids.join(" "));
+    if (field.classList.contains("has-error")) control.setAttribute("aria-invalid", "true");
+  });
+
+  // After a refused form, put the cursor on the first field to fix.
+  var firstInvalid = document.querySelector(".has-error input, .has-error select, .has-error textarea");
+  if (firstInvalid) firstInvalid.focus();
+
   document.addEventListener("change", function (event) {
     var select = event.target.closest("select[data-autosubmit]");
     if (select && select.form) select.form.requestSubmit();
