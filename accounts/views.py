@@ -16,7 +16,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from accounts import selectors, services, throttle
 from accounts.forms import (
@@ -139,6 +139,7 @@ def settings_workspace(request: MemberRequest) -> HttpResponse:
 
 
 @workspace_required(write="admin")
+@require_safe
 def settings_members(request: MemberRequest) -> HttpResponse:
     workspace = request.workspace
     return render(
@@ -274,6 +275,7 @@ def settings_write_key(request: MemberRequest) -> HttpResponse:
 
 
 @workspace_required()
+@require_safe
 def settings_audit_log(request: MemberRequest) -> HttpResponse:
     workspace = request.workspace
     page = Paginator(selectors.audit_log(workspace), 50).get_page(request.GET.get("page"))

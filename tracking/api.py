@@ -148,7 +148,7 @@ class PersonViewSet(
 
     @extend_schema(responses=EventSerializer(many=True), parameters=EVENT_PARAMETERS[1:])
     @action(detail=True, methods=["get"], serializer_class=EventSerializer)
-    def events(self, request: Request, pk: int) -> Response:
+    def events(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """The person's events, newest first."""
         person = self.get_object()
         events = selectors.events_list(

@@ -2,6 +2,19 @@
 (function () {
   "use strict";
 
+  // Tie each form control to its help text and errors, so screen readers announce them with it.
+  Array.prototype.forEach.call(document.querySelectorAll(".field"), function (field) {
+    var control = field.querySelector("input, select, textarea");
+    if (!control) return;
+    var ids = Array.prototype.map.call(field.querySelectorAll(".help[id], .field-error[id]"), function (el) { return el.id; });
+    if (ids.length) control.setAttribute("aria-describedby", ids.join(" "));
+    if (field.classList.contains("has-error")) control.setAttribute("aria-invalid", "true");
+  });
+
+  // After a refused form, put the cursor on the first field to fix.
+  var firstInvalid = document.querySelector(".has-error input, .has-error select, .has-error textarea");
+  if (firstInvalid) firstInvalid.focus();
+
   document.addEventListener("change", function (event) {
     var select = event.target.closest("select[data-autosubmit]");
     if (select && select.form) select.form.requestSubmit();
@@ -23,8 +36,28 @@
     }
     var toggle = event.target.closest("[data-nav-toggle]");
     if (toggle) {
-      var open = document.body.classList.toggle("nav-open");
-      toggle.setAttribute("aria-expanded", open ? "true" : "false");
+      setNav(!document.body.classList.contains("nav-open"));
+    } else if (document.body.classList.contains("nav-open") && !event.target.closest("#sidebar")) {
+      setNav(false);
+    }
+  });
+
+  // The folded navigation on small screens: a button toggles it, Escape or a click elsewhere closes it.
+  function setNav(open) {
+    var toggle = document.querySelector("[data-nav-toggle]");
+    document.body.classList.toggle("nav-open", open);
+    if (toggle) toggle.setAttribute("aria-expanded", open ? "true" : "false");
+    if (open) {
+      var first = document.querySelector("#sidebar a");
+      if (first) first.focus();
+    }
+  }
+
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Escape" && document.body.classList.contains("nav-open")) {
+      setNav(false);
+      var toggle = document.querySelector("[data-nav-toggle]");
+      if (toggle) toggle.focus();
     }
   });
 })();

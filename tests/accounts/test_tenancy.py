@@ -52,9 +52,13 @@ def test_scope_filters_to_its_workspace_and_always_resets(workspace):
         assert [k.name for k in ApiKey.objects.all()] == ["mine"]
     assert current_workspace_id() is None
 
-    with pytest.raises(RuntimeError), workspace_scope(other):
-        assert [k.name for k in ApiKey.objects.all()] == ["theirs"]
-        raise RuntimeError("boom")
+    def fail_inside_scope():
+        with workspace_scope(other):
+            assert [k.name for k in ApiKey.objects.all()] == ["theirs"]
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        fail_inside_scope()
     assert current_workspace_id() is None
 
 

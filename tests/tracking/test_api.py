@@ -353,3 +353,13 @@ def test_after_erasure_later_events_for_the_ids_are_dropped_and_counted(api, wor
         assert Event.objects.count() == 0
         counts = dict(SuppressedId.objects.values_list("value", "dropped_count"))
     assert counts == {"u-ada": 1, "anon-ada": 1}
+
+
+def test_format_suffix_routes_answer_too(api, workspace):
+    ada = builders.person(workspace, user_id="u-ada")
+    event = builders.event(workspace, ada, "Login")
+
+    response = api.get(f"/api/v1/people/{ada.pk}/events.json")
+
+    assert response.status_code == 200
+    assert [e["id"] for e in response.json()["results"]] == [event.pk]

@@ -1,6 +1,7 @@
 """``run_stack``: the whole product in one process group, for ``make run``.
 
-Migrates, creates the demo workspace when there is none, then runs the web
+Migrates, collects static files, creates the demo workspace when there is
+none, then runs the web
 server (gunicorn), a Celery worker and Celery beat. Ctrl-C stops all three;
 if one of them exits, the others are stopped too.
 """
@@ -39,6 +40,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         call_command("migrate", interactive=False, verbosity=0)
+        call_command("collectstatic", interactive=False, verbosity=0)
         if not options["no_demo"]:
             call_command("seed_demo", if_missing=True)
 

@@ -1,0 +1,298 @@
+"""Definition tree -> one parameterised SQL statement returning member person ids.
+
+Set-based: every node compiles to a subquery yielding the ``person_id`` of the
+people for whom it holds, and groups combine those sets with INTERSECT, UNION
+and EXCEPT against the workspace's people. A condition that holds for people
+with no matching events (``count eq 0``, ``sum lte 100``...) is compiled as
+"everyone except those whose events make it fail", so people with no events at
+all are members without being enumerated one by one.
+
+Every subquery carries ``workspace_id = %s`` at the root of its WHERE, and
+every event name, key and value is bound as a parameter: nothing in a
+definition becomes SQL text. The typing rules of the contract live in the
+small ``_value_*`` builders below; ``docs/segments.md`` explains the choices
+where the contract is silent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from segmentation.definition import (
+    ANY_EVENT,
+    NEGATIVE_OPERATORS,
+    Aggregate,
+    And,
+    Comparison,
+    Duration,
+    EventCount,
+    Filter,
+    Node,
+    Not,
+    Or,
+    Performed,
+    Regular,
+    SegmentRef,
+    Sequence,
+    Trait,
+    Window,
+    resolve_instant,
+)
+
+PEOPLE_TABLE = "tracking_person"
+EVENTS_TABLE = "tracking_event"
+MEMBERSHIP_TABLE = "segmentation_membership"
+
+# A numeric string as the contract means it: an optional sign, digits with an
+# optional fraction, an optional exponent; surrounding spaces allowed.
+NUMERIC_RE = r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$"
+# The shape checked before a string is cast to a timestamp (the cast itself is
+# guarded by segmentation_try_timestamptz, which answers NULL on failure).
+TIMESTAMP_RE = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}(:?\d{2})?)?$"
+
+
+@dataclass
+class CompiledQuery:
+    sql: str
+    params: list[Any] = field(default_factory=list)
+
+
+class _Builder:
+    def __init__(self, workspace_id: int, now: datetime) -> None:
+        self.workspace_id = workspace_id
+        self.now = now
+        self.params: list[Any] = []
+
+    def bind(self, value: Any) -> str:
+        self.params.append(value)
+        return "%s"
+
+    # --- sets -------------------------------------------------------------
+
+    def everyone(self) -> str:
+        return f"SELECT id AS person_id FROM {PEOPLE_TABLE} WHERE workspace_id = {self.bind(self.workspace_id)}"
+
+    def node(self, node: Node) -> str:
+        if isinstance(node, And):
+            return " INTERSECT ".join(f"({self.node(child)})" for child in node.conditions)
+        if isinstance(node, Or):
+            return " UNION ".join(f"({self.node(child)})" for child in node.conditions)
+        if isinstance(node, Not):
+            return f"({self.everyone()}) EXCEPT ({self.node(node.condition)})"
+        if isinstance(node, Trait):
+            return (
+                f"SELECT id AS person_id FROM {PEOPLE_TABLE} "
+                f"WHERE workspace_id = {self.bind(self.workspace_id)} AND {self.predicate('traits', node.filter)}"
+            )
+        if isinstance(node, EventCount):
+            return self.event_count(node)
+        if isinstance(node, Aggregate):
+            return self.aggregate(node)
+        if isinstance(node, Performed):
+            return self.performed(node)
+        if isinstance(node, Regular):
+            return self.regular(node)
+        if isinstance(node, Sequence):
+            return self.sequence(node)
+        if isinstance(node, SegmentRef):
+            return (
+                f"SELECT person_id FROM {MEMBERSHIP_TABLE} "
+                f"WHERE workspace_id = {self.bind(self.workspace_id)} AND segment_id = {self.bind(node.segment)}"
+            )
+        raise TypeError(f"unknown node {node!r}")
+
+    # --- events -----------------------------------------------------------
+
+    def events_where(self, alias: str, event: str, filters: tuple[Filter, ...], window: Window | None) -> str:
+        """WHERE clause selecting one person's matching events (workspace first)."""
+        parts = [f"{alias}.workspace_id = {self.bind(self.workspace_id)}"]
+        if event != ANY_EVENT:
+            parts.append(f"{alias}.name = {self.bind(event)}")
+        if window is not None:
+            parts.extend(self.window(f'{alias}."timestamp"', window))
+        parts.extend(self.predicate(f"{alias}.properties", f) for f in filters)
+        return " AND ".join(parts)
+
+    def window(self, column: str, window: Window) -> list[str]:
+        start, end = window.bounds(self.now)
+        parts = []
+        if start is not None:
+            parts.append(f"{column} >= {self.bind(start)}")
+        if end is not None:
+            parts.append(f"{column} < {self.bind(end)}")
+        else:
+            parts.append(f"{column} <= {self.bind(self.now)}")
+        return parts
+
+    def grouped(self, where: str, having: str) -> str:
+        return f"SELECT e.person_id FROM {EVENTS_TABLE} e WHERE {where} GROUP BY e.person_id HAVING {having}"
+
+    def holds_at(self, comparison: Comparison, value: float) -> bool:
+        return _compare(comparison, value)
+
+    def event_count(self, node: EventCount) -> str:
+        where = self.events_where("e", node.event, node.filters, node.window)
+        if self.holds_at(node.count, 0):
+            failing = self.grouped(where, f"NOT ({self.comparison('count(*)', node.count)})")
+            return f"({self.everyone()}) EXCEPT ({failing})"
+        return self.grouped(where, self.comparison("count(*)", node.count))
+
+    def aggregate(self, node: Aggregate) -> str:
+        number = self.json_number(f"e.properties #> {self.bind(list(node.key.split('.')))}::text[]", strings=False)
+        where = self.events_where("e", node.event, node.filters, node.window)
+        if node.function == "sum":
+            total = f"coalesce(sum({number}), 0)"
+            if self.holds_at(node.comparison, 0):
+                failing = self.grouped(where, f"NOT ({self.comparison(total, node.comparison)})")
+                return f"({self.everyone()}) EXCEPT ({failing})"
+            return self.grouped(where, self.comparison(total, node.comparison))
+        value = f"{node.function}({number})"
+        return self.grouped(f"{where} AND {number} IS NOT NULL", self.comparison(value, node.comparison))
+
+    def performed(self, node: Performed) -> str:
+        where = self.events_where("e", node.event, node.filters, None)
+        moment = "min" if node.which == "first" else "max"
+        conditions = self.window(f'{moment}(e."timestamp")', node.window)
+        return self.grouped(where, " AND ".join(conditions))
+
+    def regular(self, node: Regular) -> str:
+        period_seconds = node.period.seconds
+        earliest = self.now - node.period.as_timedelta() * node.periods
+        where = self.events_where("e", node.event, node.filters, None)
+        now = self.bind(self.now)
+        # Period k covers [now - (k+1)P, now - kP): k = ceil((now - t) / P) - 1.
+        bucket = f'ceil(extract(epoch FROM ({now}::timestamptz - e."timestamp")) / {self.bind(period_seconds)}) - 1'
+        where += f' AND e."timestamp" >= {self.bind(earliest)} AND e."timestamp" < {self.bind(self.now)}'
+        return self.grouped(where, f"count(DISTINCT {bucket}) >= {self.bind(node.min_periods)}")
+
+    def sequence(self, node: Sequence) -> str:
+        """Greedy runs: each step takes the earliest later occurrence, which is optimal."""
+        within = self.bind(node.within.as_timedelta())
+        first = node.steps[0]
+        joins = []
+        previous = "s0"
+        for index, step in enumerate(node.steps[1:], start=1):
+            alias = f"s{index}"
+            inner = self.events_where("x", step.event, step.filters, None)
+            joins.append(
+                f'LEFT JOIN LATERAL (SELECT x.id, x."timestamp" FROM {EVENTS_TABLE} x '
+                f"WHERE {inner} AND x.person_id = s0.person_id "
+                f'AND x."timestamp" >= {previous}."timestamp" AND x.id <> {previous}.id '
+                f'AND x."timestamp" <= s0."timestamp" + {within}::interval '
+                f'ORDER BY x."timestamp", x.id LIMIT 1) {alias} ON {previous}.id IS NOT NULL'
+            )
+            previous = alias
+        start_where = self.events_where("s0", first.event, first.filters, node.window)
+        last = f"s{len(node.steps) - 1}"
+        runs = f"FROM {EVENTS_TABLE} s0 {' '.join(joins)} WHERE {start_where}"
+        if node.completed:
+            return f"SELECT DISTINCT s0.person_id {runs} AND {last}.id IS NOT NULL"
+        cutoff = self.bind(self.now - node.within.as_timedelta())
+        return f'SELECT DISTINCT s0.person_id {runs} AND {last}.id IS NULL AND s0."timestamp" <= {cutoff}'
+
+    # --- property predicates ------------------------------------------------
+
+    def predicate(self, column: str, f: Filter) -> str:
+        """The filter on a JSON object column; negative operators complement positive ones."""
+        value = f"{column} #> {self.bind(list(f.path))}::text[]"
+        positive = _POSITIVE.get(f.operator, f.operator)
+        holds = self.positive(value, positive, f.value)
+        if f.operator in NEGATIVE_OPERATORS:
+            return f"NOT coalesce(({holds}), false)"
+        return f"coalesce(({holds}), false)"
+
+    def positive(self, value: str, operator: str, operand: Any) -> str:
+        if operator == "is_set":
+            return f"({value}) IS NOT NULL AND jsonb_typeof({value}) <> 'null'"
+        if operator == "eq":
+            return self.equals(value, operand)
+        if operator == "in":
+            return " OR ".join(f"({self.equals(value, item)})" for item in operand)
+        text = self.json_text(value)
+        if operator == "contains":
+            return f"strpos(lower({text}), lower({self.bind(operand)})) > 0"
+        if operator == "starts_with":
+            return f"starts_with(lower({text}), lower({self.bind(operand)}))"
+        if operator == "ends_with":
+            return f"right(lower({text}), char_length({self.bind(operand)})) = lower({self.bind(operand)})"
+        number = self.json_number(value, strings=True)
+        if operator in _SQL_COMPARISON:
+            return f"{number} {_SQL_COMPARISON[operator]} {self.bind(operand)}"
+        if operator == "between":
+            low, high = operand
+            return f"{number} BETWEEN {self.bind(low)} AND {self.bind(high)}"
+        if operator in ("before", "after"):
+            instant = resolve_instant(operand, self.now) if isinstance(operand, Duration | datetime) else operand
+            moment = self.json_timestamp(value)
+            return f"{moment} {'<' if operator == 'before' else '>'} {self.bind(instant)}"
+        raise ValueError(f"unknown operator {operator}")
+
+    def equals(self, value: str, operand: Any) -> str:
+        if isinstance(operand, bool):
+            return f"({value}) = {self.bind('true' if operand else 'false')}::jsonb"
+        if isinstance(operand, int | float):
+            return f"{self.json_number(value, strings=True)} = {self.bind(operand)}"
+        return f"{self.json_text(value)} = {self.bind(operand)}"
+
+    def json_text(self, value: str) -> str:
+        """The string form: a string as itself, anything else as its JSON text; NULL for null."""
+        return f"(CASE WHEN jsonb_typeof({value}) = 'null' THEN NULL ELSE ({value}) #>> '{{}}' END)"
+
+    def json_number(self, value: str, *, strings: bool) -> str:
+        """A JSON number (and, with ``strings``, a numeric string) as numeric; else NULL."""
+        number = f"WHEN jsonb_typeof({value}) = 'number' THEN ({value} #>> '{{}}')::numeric"
+        if not strings:
+            return f"(CASE {number} END)"
+        text = f"({value} #>> '{{}}')"
+        string = (
+            f"WHEN jsonb_typeof({value}) = 'string' AND {text} ~ {self.bind(NUMERIC_RE)} THEN btrim({text})::numeric"
+        )
+        return f"(CASE {number} {string} END)"
+
+    def json_timestamp(self, value: str) -> str:
+        text = f"({value} #>> '{{}}')"
+        return (
+            f"(CASE WHEN jsonb_typeof({value}) = 'string' AND {text} ~ {self.bind(TIMESTAMP_RE)} "
+            f"THEN segmentation_try_timestamptz({text}) END)"
+        )
+
+    def comparison(self, expression: str, comparison: Comparison) -> str:
+        if comparison.operator == "between":
+            low, high = comparison.value
+            return f"{expression} BETWEEN {self.bind(low)} AND {self.bind(high)}"
+        operator = _SQL_COMPARISON[comparison.operator]
+        return f"{expression} {operator} {self.bind(comparison.value)}"
+
+
+_POSITIVE = {"neq": "eq", "not_in": "in", "not_contains": "contains", "is_not_set": "is_set"}
+_SQL_COMPARISON = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+
+def _compare(comparison: Comparison, value: float) -> bool:
+    if comparison.operator == "between":
+        low, high = comparison.value
+        return bool(low <= value <= high)
+    target = comparison.value
+    return {
+        "eq": value == target,
+        "neq": value != target,
+        "gt": value > target,
+        "gte": value >= target,
+        "lt": value < target,
+        "lte": value <= target,
+    }[comparison.operator]
+
+
+def compile_members(tree: Node, *, workspace_id: int, now: datetime) -> CompiledQuery:
+    """``SELECT person_id`` of the members of ``tree`` in the workspace at ``now``."""
+    builder = _Builder(workspace_id, now)
+    body = builder.node(tree)
+    return CompiledQuery(sql=f"SELECT DISTINCT person_id FROM ({body}) AS members", params=builder.params)
+
+
+def compile_count(tree: Node, *, workspace_id: int, now: datetime) -> CompiledQuery:
+    builder = _Builder(workspace_id, now)
+    body = builder.node(tree)
+    return CompiledQuery(sql=f"SELECT count(DISTINCT person_id) FROM ({body}) AS members", params=builder.params)
