@@ -16,7 +16,6 @@ from django.http import Http404
 from rest_framework import exceptions, parsers, serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
 
 
 class JSONParser(parsers.JSONParser):
@@ -75,6 +74,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied(str(exc) or None)
+
+    # Imported here: rest_framework.views reads DEFAULT_PARSER_CLASSES (this module's JSONParser)
+    # when it is first imported, so importing it at the top is circular for whoever loads us first.
+    from rest_framework.views import exception_handler as drf_exception_handler
 
     response = drf_exception_handler(exc, context)
     if response is None:
