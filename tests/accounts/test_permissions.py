@@ -28,6 +28,7 @@ API_WRITES: dict[tuple[str, str], Body] = {
     ("member-detail", "DELETE"): lambda s: None,
     ("invitation-list", "POST"): lambda s: {"email": "friend@example.com", "role": Role.ADMIN},
     ("invitation-detail", "DELETE"): lambda s: None,
+    ("person-detail", "DELETE"): lambda s: None,
 }
 
 # Every settings page that takes a POST -> a body that would change something.

@@ -97,7 +97,7 @@ class Command(BaseCommand):
         finally:
             bar.close()
         self.stdout.write(
-            f"Demo workspace {existing.pk}: {options['people']} people, {totals.accepted} messages stored "
-            f"({totals.duplicates} already there), history up to {now.isoformat()}.\n"
-            f"Sign in as {DEMO_EMAIL} / {DEMO_PASSWORD}"
+            f"Demo workspace {existing.pk}: sign in as {DEMO_EMAIL} / {DEMO_PASSWORD}\n"
+            f"{options['people']} people generated, {totals.accepted} messages stored "
+            f"({totals.duplicates} already there), history up to {now.isoformat()}."
         )
