@@ -281,3 +281,29 @@ def test_pages_need_sign_in(client, path):
     response = client.get(path)
     assert response.status_code == 302
     assert response["Location"].startswith("/login/")
+
+
+def _queries(client, path, **params):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        assert client.get(path, params).status_code == 200
+    return len(captured.captured_queries)
+
+
+def test_list_pages_query_counts_do_not_grow_with_rows(signed_in, workspace):
+    ada = builders.person(workspace, user_id="u-0", anonymous_ids=("a-0",))
+    builders.event(workspace, ada, "Login")
+    few = {path: _queries(signed_in, path) for path in ("/people/", "/events/", f"/people/{ada.pk}/")}
+
+    for n in range(1, 30):
+        someone = builders.person(workspace, user_id=f"u-{n}", anonymous_ids=(f"a-{n}",))
+        builders.event(workspace, someone, "Login")
+        builders.event(workspace, ada, "Product Viewed", properties={"n": n})
+    many = {path: _queries(signed_in, path) for path in ("/people/", "/events/", f"/people/{ada.pk}/")}
+
+    assert many == few
+    # 4 for every page (session, user, membership, switcher list), then the page's own:
+    # people: count, page, identities; live: events, names; person: person, identities, events, groups
+    assert few == {"/people/": 7, "/events/": 6, f"/people/{ada.pk}/": 8}
