@@ -18,6 +18,9 @@ class Person(TenantModel):
 
     ``user_id`` is the person's primary user id; every id the person is known by
     (including that one and any aliased user id) is an ``Identity`` row.
+    Invariant ingestion relies on: whoever sets ``user_id`` also creates the
+    matching ``Identity(kind="user_id")`` in the same transaction, since
+    messages find their person through identities only.
     """
 
     # NULL, not "": anonymous people must not collide on the unique constraint.
@@ -28,7 +31,9 @@ class Person(TenantModel):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["workspace", "user_id"], name="person_user_id_unique")]
-        indexes = [models.Index(fields=["workspace", "-last_seen"], name="person_last_seen_idx")]
+        # No index on last_seen on purpose: every ingested batch moves it, and an
+        # index on it would turn each of those updates into a non-HOT one
+        # (migration 0003 also leaves free room on pages for HOT updates).
 
     def __str__(self) -> str:
         return self.user_id or f"anonymous #{self.pk}"
