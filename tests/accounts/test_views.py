@@ -511,3 +511,20 @@ def test_password_reset_for_an_unknown_email_sends_nothing(smtp, db):
 
     assert response.status_code == 302
     assert smtp.messages == []
+
+
+# --- Untrusted text ----------------------------------------------------------------------------
+
+
+def test_names_are_escaped_in_every_settings_page(workspace, owner):
+    hostile = '<img src=x onerror="alert(1)">'
+    client = logged_in_client(owner)
+    client.post(reverse("settings_workspace"), {"name": hostile})
+    client.post(reverse("settings_api_keys"), {"name": hostile})
+    owner.name = hostile
+    owner.save(update_fields=["name"])
+
+    for name in ("dashboard", "settings_workspace", "settings_members", "settings_api_keys", "settings_audit_log"):
+        html = client.get(reverse(name)).content.decode()
+        assert hostile not in html, name
+        assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in html, name
