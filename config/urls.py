@@ -15,6 +15,7 @@ urlpatterns = [
     path("campaigns/", views.upcoming("campaigns"), name="campaigns"),
     path("insights/", views.upcoming("insights"), name="insights"),
     path("", include("accounts.urls")),
+    path("", include("tracking.urls")),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
