@@ -21,7 +21,7 @@ DEFAULT_THRESHOLDS = {SCROLL: [25, 50, 75, 100], ENGAGED_TIME: [180]}
 DEFAULT_EVENT_NAMES = {SCROLL: "Page Scrolled", ENGAGED_TIME: "Page Engaged"}
 
 # Characters that end a CSS rule or open markup: never part of a selector.
-_FORBIDDEN_IN_SELECTOR = set("{};<>\\")
+_FORBIDDEN_IN_SELECTOR = set("{};<")
 _PAIRS = {"(": ")", "[": "]"}
 
 
@@ -61,7 +61,7 @@ def check_selector(selector: str) -> str:
     if len(selector) > SELECTOR_MAX_LENGTH:
         raise TriggerInvalid("selector", f"Keep the selector under {SELECTOR_MAX_LENGTH} characters.")
     if any(c in _FORBIDDEN_IN_SELECTOR or c in "\r\n\t" for c in selector):
-        raise TriggerInvalid("selector", "A selector cannot contain braces, semicolons, angle brackets or line breaks.")
+        raise TriggerInvalid("selector", "A selector cannot contain braces, semicolons, “<” or line breaks.")
     stack: list[str] = []
     quote = ""
     for char in selector:
