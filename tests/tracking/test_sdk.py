@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 
 import pytest
@@ -10,9 +9,6 @@ import pytest
 from accounts.tenancy import workspace_scope
 from tests import factories
 from tracking import services
-from tracking.sdk import SNIPPET_SOURCE
-
-SNIPPET_GZIP_BUDGET = 6 * 1024
 
 
 @pytest.fixture
@@ -110,44 +106,3 @@ def test_signed_in_session_does_not_choose_the_config_workspace(client, workspac
     client.force_login(factories.member(other, role="owner"))
     response = client.get("/v1/config", {"writeKey": other.write_key})
     assert json.loads(response.content)["triggers"] == []
-
-
-def test_served_snippet_is_at_most_6_kb_gzipped(client):
-    response = client.get("/sdk/cohortly.js")
-
-    assert response.status_code == 200
-    served = response.content
-    assert served == SNIPPET_SOURCE.read_bytes()
-    size = len(gzip.compress(served, compresslevel=9))
-    assert size <= SNIPPET_GZIP_BUDGET, f"cohortly.js is {size} bytes gzipped, over the {SNIPPET_GZIP_BUDGET} budget"
-
-
-def test_snippet_is_served_gzipped_cached_and_cross_origin(client):
-    plain = client.get("/sdk/cohortly.js")
-    zipped = client.get("/sdk/cohortly.js", HTTP_ACCEPT_ENCODING="gzip, deflate, br")
-
-    assert plain["Content-Type"] == "application/javascript; charset=utf-8"
-    assert plain["Cache-Control"] == "public, max-age=3600, stale-while-revalidate=86400"
-    assert plain["Access-Control-Allow-Origin"] == "*"
-    assert "Accept-Encoding" in plain["Vary"]
-    assert "Content-Encoding" not in plain
-    assert zipped["Content-Encoding"] == "gzip"
-    assert gzip.decompress(zipped.content) == plain.content
-    assert len(zipped.content) <= SNIPPET_GZIP_BUDGET
-
-    revalidated = client.get("/sdk/cohortly.js", HTTP_IF_NONE_MATCH=plain["ETag"])
-    assert revalidated.status_code == 304
-    assert revalidated.content == b""
-
-
-def test_versioned_snippet_is_immutable_and_only_the_current_version_exists(client):
-    etag = client.get("/sdk/cohortly.js")["ETag"].strip('"')
-
-    pinned = client.get(f"/sdk/cohortly.{etag}.js")
-    assert pinned.status_code == 200
-    assert pinned["Cache-Control"] == "public, max-age=31536000, immutable"
-    assert pinned.content == SNIPPET_SOURCE.read_bytes()
-
-    gone = client.get("/sdk/cohortly.0123456789ab.js")
-    assert gone.status_code == 404
-    assert json.loads(gone.content) == {"detail": "No such snippet version.", "code": "not_found"}
