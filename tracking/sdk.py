@@ -24,6 +24,8 @@ from config.api import error_body
 from tracking import selectors
 
 SNIPPET_SOURCE = settings.BASE_DIR / "static" / "tracking" / "cohortly.js"
+# What is served: the source minified by `manage.py build_snippet` (a test keeps the two in step).
+SNIPPET_MINIFIED = settings.BASE_DIR / "static" / "tracking" / "cohortly.min.js"
 # The stable URL is in every embed code ever pasted: short cache, so fixes reach sites within the hour.
 STABLE_CACHE_CONTROL = "public, max-age=3600, stale-while-revalidate=86400"
 # The versioned URL changes with the content: cache it for good.
@@ -42,7 +44,7 @@ class Snippet:
 
 
 def _load_snippet() -> Snippet:
-    body = SNIPPET_SOURCE.read_bytes()
+    body = SNIPPET_MINIFIED.read_bytes()
     return Snippet(body=body, gzipped=gzip.compress(body, 9, mtime=0), version=hashlib.sha256(body).hexdigest()[:12])
 
 

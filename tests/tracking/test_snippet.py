@@ -22,7 +22,7 @@ from tests import factories
 from tracking import services
 from tracking.embed import embed_code
 from tracking.models import Event
-from tracking.sdk import SNIPPET_SOURCE
+from tracking.sdk import SNIPPET_MINIFIED
 
 SNIPPET_GZIP_BUDGET = 6 * 1024
 CHROMIUM_ARGS = [
@@ -39,7 +39,7 @@ def test_served_snippet_is_at_most_6_kb_gzipped(client):
 
     assert response.status_code == 200
     served = response.content
-    assert served == SNIPPET_SOURCE.read_bytes()
+    assert served == SNIPPET_MINIFIED.read_bytes()
     size = len(gzip.compress(served, compresslevel=9))
     assert size <= SNIPPET_GZIP_BUDGET, f"cohortly.js is {size} bytes gzipped, over the {SNIPPET_GZIP_BUDGET} budget"
 
@@ -68,7 +68,7 @@ def test_versioned_snippet_is_immutable_and_only_the_current_version_exists(clie
     pinned = client.get(f"/sdk/cohortly.{etag}.js")
     assert pinned.status_code == 200
     assert pinned["Cache-Control"] == "public, max-age=31536000, immutable"
-    assert pinned.content == SNIPPET_SOURCE.read_bytes()
+    assert pinned.content == SNIPPET_MINIFIED.read_bytes()
 
     gone = client.get("/sdk/cohortly.0123456789ab.js")
     assert gone.status_code == 404
