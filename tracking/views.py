@@ -15,7 +15,7 @@ from tracking import selectors, services
 from tracking.embed import embed_code
 from tracking.forms import TriggerForm
 from tracking.models import TrackingTrigger
-from tracking.sdk import current_snippet
+from tracking.snippet import current_snippet
 
 
 def _host(request: MemberRequest) -> str:

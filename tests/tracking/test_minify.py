@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from tracking.minify import MinifyError, minify
-from tracking.sdk import SNIPPET_MINIFIED, SNIPPET_SOURCE
+from tracking.snippet import SNIPPET_MINIFIED, SNIPPET_SOURCE
 
 
 def test_committed_minified_snippet_is_built_from_the_current_source():

@@ -1,108 +1,78 @@
-"""The public endpoints a website calls: /sdk/cohortly.js and /v1/config."""
+"""The real Segment Python SDK, pointed at a live server, works by changing only its host."""
 
 from __future__ import annotations
 
-import json
+from datetime import UTC, datetime, timedelta
 
-import pytest
+from segment.analytics import Client
 
 from accounts.tenancy import workspace_scope
-from tests import factories
-from tracking import services
+from tracking.models import Event, Person
 
 
-@pytest.fixture
-def triggers(workspace):
-    with workspace_scope(workspace):
-        services.trigger_create(workspace=workspace, actor=None, kind="click", selector="#product-image")
-        services.trigger_create(workspace=workspace, actor=None, kind="scroll")
-        services.trigger_create(workspace=workspace, actor=None, kind="engaged_time", thresholds=[30, 180])
-        services.trigger_create(
-            workspace=workspace, actor=None, kind="click", selector=".paused", event_name="Paused", enabled=False
-        )
-
-
-def test_config_lists_the_enabled_triggers_of_the_write_keys_workspace(client, workspace, triggers):
-    other = factories.WorkspaceFactory()
-    with workspace_scope(other):
-        services.trigger_create(workspace=other, actor=None, kind="click", selector="#theirs")
-
-    response = client.get("/v1/config", {"writeKey": workspace.write_key}, HTTP_ORIGIN="https://shop.example")
-
-    assert response.status_code == 200
-    assert response["Content-Type"] == "application/json"
-    assert response["Access-Control-Allow-Origin"] == "*"
-    assert response["Cache-Control"] == "public, max-age=300"
-    assert json.loads(response.content) == {
-        "triggers": [
-            {"kind": "click", "event": "Product Image Clicked", "selector": "#product-image"},
-            {"kind": "engaged_time", "event": "Page Engaged", "thresholds": [30, 180]},
-            {"kind": "scroll", "event": "Page Scrolled", "thresholds": [25, 50, 75, 100]},
-        ],
-        "ttl": 300,
-    }
-
-
-def test_config_answers_304_to_its_etag_and_changes_etag_with_the_triggers(client, workspace, triggers):
-    first = client.get("/v1/config", {"writeKey": workspace.write_key})
-    again = client.get("/v1/config", {"writeKey": workspace.write_key}, HTTP_IF_NONE_MATCH=first["ETag"])
-    assert again.status_code == 304
-    assert again.content == b""
-    assert again["ETag"] == first["ETag"]
-
-    with workspace_scope(workspace):
-        services.trigger_create(workspace=workspace, actor=None, kind="click", selector="#new")
-    changed = client.get("/v1/config", {"writeKey": workspace.write_key}, HTTP_IF_NONE_MATCH=first["ETag"])
-    assert changed.status_code == 200
-    assert changed["ETag"] != first["ETag"]
-
-
-def test_config_of_a_workspace_without_triggers_is_empty(client, workspace):
-    response = client.get("/v1/config", {"writeKey": workspace.write_key})
-    assert json.loads(response.content) == {"triggers": [], "ttl": 300}
-
-
-@pytest.mark.parametrize(
-    ("params", "detail"),
-    [
-        ({"writeKey": "cly_wk_nope"}, "Unknown write key."),
-        ({"writeKey": "cly_sk_secret"}, "Unknown write key."),
-        ({}, "Missing writeKey query parameter."),
-    ],
-)
-def test_config_refuses_unknown_or_missing_write_keys_with_401_json(client, workspace, params, detail):
-    response = client.get("/v1/config", params)
-    assert response.status_code == 401
-    assert response["Access-Control-Allow-Origin"] == "*"
-    assert json.loads(response.content) == {"detail": detail, "code": "invalid_write_key"}
-
-
-def test_config_refuses_a_secret_api_key(client, workspace):
-    _, secret = factories.api_key(workspace)
-    response = client.get("/v1/config", {"writeKey": secret})
-    assert response.status_code == 401
-
-
-def test_config_answers_a_cors_preflight_and_refuses_writes(client, workspace):
-    preflight = client.options(
-        "/v1/config",
-        HTTP_ORIGIN="https://shop.example",
-        HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET",
-        HTTP_ACCESS_CONTROL_REQUEST_HEADERS="content-type",
+def test_segment_python_sdk_identify_track_page_alias(live_server, workspace):
+    errors = []
+    analytics = Client(
+        workspace.write_key,
+        host=live_server.url,
+        sync_mode=True,
+        max_retries=1,
+        on_error=lambda error, batch: errors.append(error),
     )
-    assert preflight.status_code == 204
-    assert preflight["Access-Control-Allow-Origin"] == "*"
-    assert preflight["Access-Control-Allow-Methods"] == "GET, HEAD, OPTIONS"
-    assert preflight["Access-Control-Allow-Headers"] == "content-type"
+    visited_at = datetime.now(UTC) - timedelta(minutes=30)
 
-    post = client.post("/v1/config", {"writeKey": workspace.write_key})
-    assert post.status_code == 405
-    assert json.loads(post.content) == {"detail": "Method not allowed.", "code": "method_not_allowed"}
+    # Anonymous history first, then identify, then more as the known user.
+    analytics.page(
+        anonymous_id="sdk-anon",
+        name="Spring sale",
+        properties={
+            "url": "https://shop.test/sale?utm_source=newsletter&utm_medium=email&utm_campaign=spring",
+            "path": "/sale",
+            "referrer": "https://mail.example.com/inbox",
+        },
+        timestamp=visited_at,
+    )
+    analytics.track(anonymous_id="sdk-anon", event="Product Added", properties={"sku": "H-1", "price": 120})
+    analytics.identify(user_id="sdk-user", anonymous_id="sdk-anon", traits={"email": "sdk@example.com", "plan": "free"})
+    analytics.track(user_id="sdk-user", event="Order Completed", properties={"revenue": 120}, message_id="order-1")
+    analytics.track(user_id="sdk-user", event="Order Completed", properties={"revenue": 120}, message_id="order-1")
+    analytics.identify(user_id="sdk-user", traits={"plan": "pro"})
+    analytics.track(user_id="earlier-account", event="Logged In")
+    analytics.alias(previous_id="earlier-account", user_id="sdk-user")
+    analytics.flush()
 
-
-def test_signed_in_session_does_not_choose_the_config_workspace(client, workspace, owner, triggers):
-    """The write key decides, even for a visitor signed in to another workspace."""
-    other = factories.WorkspaceFactory()
-    client.force_login(factories.member(other, role="owner"))
-    response = client.get("/v1/config", {"writeKey": other.write_key})
-    assert json.loads(response.content)["triggers"] == []
+    assert errors == []
+    with workspace_scope(workspace):
+        person = Person.objects.get()
+        identities = sorted(person.identities.values_list("kind", "value"))
+        events = list(Event.objects.order_by("timestamp", "id"))
+    assert person.user_id == "sdk-user"
+    assert identities == [
+        ("anonymous_id", "sdk-anon"),
+        ("user_id", "earlier-account"),
+        ("user_id", "sdk-user"),
+    ]
+    assert person.traits == {
+        "email": "sdk@example.com",
+        "plan": "pro",
+        "$initial_referrer": "https://mail.example.com/inbox",
+        "$initial_referring_domain": "mail.example.com",
+        "$initial_utm_source": "newsletter",
+        "$initial_utm_medium": "email",
+        "$initial_utm_campaign": "spring",
+        "$initial_path": "/sale",
+    }
+    assert [(e.name, e.person_id) for e in events] == [
+        ("$pageview", person.pk),
+        ("Product Added", person.pk),
+        ("Order Completed", person.pk),
+        ("Logged In", person.pk),
+    ]
+    page = events[0]
+    assert page.properties["name"] == "Spring sale"
+    assert page.properties["path"] == "/sale"
+    # The SDK stamps timestamp and sentAt with the same clock: the skew correction keeps the time.
+    assert abs(page.timestamp - visited_at) < timedelta(seconds=5)
+    assert person.first_seen == page.timestamp
+    assert events[2].properties == {"revenue": 120}
+    assert events[2].context["library"]["name"] == "analytics-python"

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from tracking.minify import minify
-from tracking.sdk import SNIPPET_MINIFIED, SNIPPET_SOURCE
+from tracking.snippet import SNIPPET_MINIFIED, SNIPPET_SOURCE
 
 
 class Command(BaseCommand):
