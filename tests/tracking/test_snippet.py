@@ -311,6 +311,7 @@ def test_snippet_sends_page_views_calls_triggers_offline_and_on_pagehide_each_on
     sessions = {e["properties"]["$session_id"] for e in events}
     assert len(sessions) == 1
     assert {e["context"]["sessionId"] for e in events} == sessions
+    assert {e["session_id"] for e in events} == sessions
     assert {e["context"]["library"]["name"] for e in events} == {"cohortly.js"}
 
     # When the network drops, events wait in the queue; when it is back, they are sent
@@ -425,3 +426,51 @@ def test_send_whose_answer_is_lost_is_retried_and_stored_once(site):
     assert_each_once(events)
     assert site.names() == Counter({"$pageview": 1, "Once": 1})
     assert Counter(site.fetched)[events[0]["message_id"]] == 2
+
+
+@pytest.mark.browser
+def test_engaged_time_counts_only_visible_focused_seconds(site):
+    workspace = site.workspace
+    with workspace_scope(workspace):
+        services.trigger_create(workspace=workspace, actor=None, kind="engaged_time", thresholds=[1, 2])
+    site.context.add_init_script("document.hasFocus = () => window.focusedForTest !== false")
+
+    # Given a page whose window does not have the focus
+    site.open(options={"flushInterval": 100})
+    site.page.evaluate("() => { window.focusedForTest = false; }")
+    site.page.wait_for_function("k => localStorage.getItem('cly_cfg:' + k)", arg=workspace.write_key)
+    site.wait_for_events(1)
+    site.page.wait_for_timeout(2500)  # past both thresholds: unfocused seconds do not count
+    assert site.names() == Counter({"$pageview": 1})
+
+    # When it gets the focus, engaged seconds count up to each threshold once
+    site.page.evaluate("() => { window.focusedForTest = true; }")
+    events = site.wait_for_events(3)
+    site.page.wait_for_timeout(1500)
+    assert site.names() == Counter({"$pageview": 1, "Page Engaged": 2})
+    assert sorted(e["properties"]["seconds"] for e in events if e["name"] == "Page Engaged") == [1, 2]
+
+
+@pytest.mark.browser
+def test_session_renews_after_30_minutes_without_events_and_reset_forgets_the_visitor(site):
+    site.open(options={"flushInterval": 100})
+    site.page.evaluate("() => cohortly.identify('user-9')")
+    site.page.evaluate("() => cohortly.track('Soon After')")
+    # Given the last event 31 minutes ago
+    site.page.evaluate(
+        "() => { const [id] = localStorage.getItem('cly_ses').split('|');"
+        " localStorage.setItem('cly_ses', id + '|' + (Date.now() - 31 * 60 * 1000)); }"
+    )
+    site.page.evaluate("() => cohortly.track('After A Break')")
+    site.page.evaluate("() => { cohortly.reset(); cohortly.track('After Reset'); }")
+
+    events = {e["name"]: e for e in site.wait_for_events(4)}
+    assert events["Soon After"]["session_id"] == events["$pageview"]["session_id"]
+    assert events["After A Break"]["session_id"] != events["Soon After"]["session_id"]
+    assert events["Soon After"]["user_id"] == "user-9"
+    assert events["After Reset"]["user_id"] is None
+    assert events["After Reset"]["anonymous_id"] != events["Soon After"]["anonymous_id"]
+    assert events["After Reset"]["session_id"] not in {e["session_id"] for n, e in events.items() if n != "After Reset"}
+    cookie = next(c for c in site.context.cookies() if c["name"] == "cly_aid")
+    assert cookie["value"] == events["After Reset"]["anonymous_id"]
+    assert cookie["domain"] == "127.0.0.1"
