@@ -19,6 +19,7 @@ from tracking.embed import embed_code
 PRELOAD = """<script>
 cohortly.identify("user-7", {plan: "pro"});
 cohortly.track("Stub Queued", {n: 1});
+cohortly.ready(function () { window.readyCalls = (window.readyCalls || 0) + 1; });
 </script>"""
 
 

@@ -21,7 +21,7 @@ from accounts.tenancy import workspace_scope
 from tests import factories
 from tracking import services
 from tracking.embed import embed_code
-from tracking.models import Event
+from tracking.models import Event, Identity, Person, PersonGroup
 from tracking.snippet import SNIPPET_MINIFIED
 
 SNIPPET_GZIP_BUDGET = 6 * 1024
@@ -287,6 +287,7 @@ def test_snippet_sends_page_views_calls_triggers_offline_and_on_pagehide_each_on
     # Given a page with the embed code, and calls made before the library loaded
     site.open(preload=True)
     site.page.wait_for_function("k => localStorage.getItem('cly_cfg:' + k)", arg=workspace.write_key)
+    assert site.page.evaluate("() => window.readyCalls") == 1
 
     # When the visitor clicks, navigates within the app and scrolls
     site.page.click("#buy")
@@ -454,7 +455,8 @@ def test_engaged_time_counts_only_visible_focused_seconds(site):
 @pytest.mark.browser
 def test_session_renews_after_30_minutes_without_events_and_reset_forgets_the_visitor(site):
     site.open(options={"flushInterval": 100})
-    site.page.evaluate("() => cohortly.identify('user-9')")
+    site.page.evaluate("() => cohortly.identify('user-9', {plan: 'pro'}).group('acme', {name: 'Acme'})")
+    site.page.evaluate("() => cohortly.alias('user-9-new')")
     site.page.evaluate("() => cohortly.track('Soon After')")
     # Given the last event 31 minutes ago
     site.page.evaluate(
@@ -471,6 +473,18 @@ def test_session_renews_after_30_minutes_without_events_and_reset_forgets_the_vi
     assert events["After Reset"]["user_id"] is None
     assert events["After Reset"]["anonymous_id"] != events["Soon After"]["anonymous_id"]
     assert events["After Reset"]["session_id"] not in {e["session_id"] for n, e in events.items() if n != "After Reset"}
+    with workspace_scope(site.workspace):
+        person = Person.objects.get(user_id="user-9")
+        assert person.traits == {
+            "plan": "pro",
+            "$initial_path": "/_site/shop",  # first touch, from the automatic page view
+            "$initial_referrer": "$direct",
+            "$initial_referring_domain": "$direct",
+        }
+        assert Identity.objects.get(kind="user_id", value="user-9-new").person_id == person.pk
+        assert list(PersonGroup.objects.filter(person=person).values_list("group__group_id", "group__traits")) == [
+            ("acme", {"name": "Acme"})
+        ]
     cookie = next(c for c in site.context.cookies() if c["name"] == "cly_aid")
     assert cookie["value"] == events["After Reset"]["anonymous_id"]
     assert cookie["domain"] == "127.0.0.1"
