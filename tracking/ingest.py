@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+import psycopg
 import psycopg.errors
 from django.db import DatabaseError, connection, transaction
 
@@ -95,7 +96,11 @@ def _ingest(
     workspace_id: int, messages: Sequence[Message], rejections: Sequence[Rejection], received_at: datetime
 ) -> IngestResult:
     result = IngestResult(rejected=len(rejections))
-    with connection.cursor() as cursor:
+    connection.ensure_connection()
+    # A plain psycopg cursor on Django's connection (and transaction): server-side
+    # parameter binding and prepared statements, so big arrays travel as
+    # parameters instead of being interpolated. Errors surface as django.db errors.
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         if rejections:
             _quarantine(cursor, workspace_id, rejections, received_at)
         unique: list[Message] = []
@@ -108,24 +113,24 @@ def _ingest(
                 unique.append(message)
         if not unique:
             return result
-        kept = _drop_suppressed(cursor, workspace_id, unique, received_at)
-        result.suppressed = len(unique) - len(kept)
-        if not kept:
-            return result
-        cursor.execute(
-            "INSERT INTO tracking_processedmessage (workspace_id, message_id, received_at) "
-            "SELECT %s, m, %s FROM unnest(%s::text[]) AS m "
-            "ON CONFLICT (workspace_id, message_id) DO NOTHING RETURNING message_id",
-            [workspace_id, received_at, sorted(m.message_id for m in kept)],
-        )
-        new_ids = {row[0] for row in cursor.fetchall()}
-        fresh = [m for m in kept if m.message_id in new_ids]
-        result.duplicates += len(kept) - len(fresh)
-        if fresh:
-            plan = _Plan(_lookup(cursor, workspace_id, _keys(fresh)))
-            for message in fresh:
-                plan.add(message)
-            _write(cursor, workspace_id, plan, received_at)
+        suppressed, new_ids, known = _read(cursor, workspace_id, unique, received_at)
+        fresh: list[Message] = []
+        drops: dict[Key, int] = {}
+        for message in unique:
+            if message.message_id not in new_ids:
+                result.duplicates += 1
+                continue
+            hits = [key for key in _message_keys(message) if key in suppressed] if suppressed else []
+            if hits:
+                result.suppressed += 1
+                for key in hits:
+                    drops[key] = drops.get(key, 0) + 1
+            else:
+                fresh.append(message)
+        plan = _Plan(known)
+        for message in fresh:
+            plan.add(message)
+        _write(cursor, workspace_id, plan, drops, received_at)
         result.stored = len(fresh)
     return result
 
@@ -160,32 +165,68 @@ def _keys(messages: Iterable[Message]) -> list[Key]:
     return sorted({key for message in messages for key in _message_keys(message)})
 
 
-def _drop_suppressed(cursor: Any, workspace_id: int, messages: list[Message], received_at: datetime) -> list[Message]:
-    """Messages with no suppressed (erased) id; the dropped ones are counted on their ids."""
+# One round trip for everything ingestion must know before planning:
+# - "s": which of the ids are suppressed (erased people),
+# - "m": which messageIds are new (recording them; the rest are retries),
+# - "i": the people the ids belong to, locked until commit in id order (against
+#   deadlocks) so that a concurrent merge cannot delete one under us.
+READ = """
+WITH keys AS (
+    SELECT * FROM unnest(%(kinds)s::text[], %(values)s::text[]) AS k(kind, value)
+), suppressed AS (
+    SELECT s.kind, s.value FROM tracking_suppressedid s
+    WHERE s.workspace_id = %(workspace_id)s AND (s.kind, s.value) IN (SELECT kind, value FROM keys)
+), fresh AS (
+    INSERT INTO tracking_processedmessage (workspace_id, message_id, received_at)
+    SELECT %(workspace_id)s, m, %(received_at)s FROM unnest(%(message_ids)s::text[]) AS m
+    ON CONFLICT (workspace_id, message_id) DO NOTHING
+    RETURNING message_id
+), found AS (
+    SELECT i.kind, i.value, p.id, p.user_id, p.traits ? %(marker)s AS has_first_touch
+    FROM tracking_identity i JOIN tracking_person p ON p.id = i.person_id
+    WHERE i.workspace_id = %(workspace_id)s AND p.workspace_id = %(workspace_id)s
+      AND (i.kind, i.value) IN (SELECT kind, value FROM keys)
+    ORDER BY p.id
+    FOR UPDATE OF p
+)
+SELECT 's', kind, value, NULL::bigint, NULL::text, NULL::boolean FROM suppressed
+UNION ALL SELECT 'm', message_id, NULL, NULL, NULL, NULL FROM fresh
+UNION ALL SELECT 'i', kind, value, id, user_id, has_first_touch FROM found
+"""
+
+
+def _read(
+    cursor: Any, workspace_id: int, messages: list[Message], received_at: datetime
+) -> tuple[set[Key], set[str], dict[Key, _Person]]:
     keys = _keys(messages)
     cursor.execute(
-        "SELECT kind, value FROM tracking_suppressedid WHERE workspace_id = %s "
-        "AND (kind, value) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
-        [workspace_id, [k for k, _ in keys], [v for _, v in keys]],
+        READ,
+        {
+            "workspace_id": workspace_id,
+            "kinds": [k for k, _ in keys],
+            "values": [v for _, v in keys],
+            "received_at": received_at,
+            "message_ids": sorted(m.message_id for m in messages),
+            "marker": FIRST_TOUCH_MARKER,
+        },
+        prepare=True,
     )
-    suppressed = {(kind, value) for kind, value in cursor.fetchall()}
-    if not suppressed:
-        return messages
-    kept: list[Message] = []
-    drops: dict[Key, int] = {}
-    for message in messages:
-        hits = [key for key in _message_keys(message) if key in suppressed]
-        if not hits:
-            kept.append(message)
-        for key in hits:
-            drops[key] = drops.get(key, 0) + 1
-    cursor.execute(
-        "UPDATE tracking_suppressedid s SET dropped_count = s.dropped_count + d.n, last_dropped_at = %s "
-        "FROM unnest(%s::text[], %s::text[], %s::bigint[]) AS d(kind, value, n) "
-        "WHERE s.workspace_id = %s AND s.kind = d.kind AND s.value = d.value",
-        [received_at, [k for k, _ in drops], [v for _, v in drops], list(drops.values()), workspace_id],
-    )
-    return kept
+    rows = cursor.fetchall()
+    suppressed: set[Key] = set()
+    new_ids: set[str] = set()
+    people: dict[int, _Person] = {}
+    known: dict[Key, _Person] = {}
+    for tag, first, second, person_id, user_id, has_first_touch in rows:
+        if tag == "s":
+            suppressed.add((first, second))
+        elif tag == "m":
+            new_ids.add(first)
+        else:
+            person = people.get(person_id)
+            if person is None:
+                person = people[person_id] = _Person(person_id, user_id, bool(has_first_touch))
+            known[(first, second)] = person
+    return suppressed, new_ids, known
 
 
 @dataclass(slots=True)
@@ -196,26 +237,6 @@ class _Person:
     user_id: str | None
     has_first_touch: bool
     user_id_set: bool = False
-
-
-def _lookup(cursor: Any, workspace_id: int, keys: list[Key]) -> dict[Key, _Person]:
-    """The people these ids belong to, locked until commit (in id order, against deadlocks)."""
-    cursor.execute(
-        "SELECT i.kind, i.value, p.id, p.user_id, p.traits ? %s "
-        "FROM tracking_identity i JOIN tracking_person p ON p.id = i.person_id "
-        "WHERE i.workspace_id = %s AND p.workspace_id = %s "
-        "AND (i.kind, i.value) IN (SELECT * FROM unnest(%s::text[], %s::text[])) "
-        "ORDER BY p.id FOR UPDATE OF p",
-        [FIRST_TOUCH_MARKER, workspace_id, workspace_id, [k for k, _ in keys], [v for _, v in keys]],
-    )
-    people: dict[int, _Person] = {}
-    found: dict[Key, _Person] = {}
-    for kind, value, person_id, user_id, has_first_touch in cursor.fetchall():
-        person = people.get(person_id)
-        if person is None:
-            person = people[person_id] = _Person(person_id, user_id, bool(has_first_touch))
-        found[(kind, value)] = person
-    return found
 
 
 @dataclass
@@ -340,7 +361,7 @@ class _Plan:
             self.group_links.append((person.ref, message.group_id, message.traits))
 
 
-def _write(cursor: Any, workspace_id: int, plan: _Plan, received_at: datetime) -> None:
+def _write(cursor: Any, workspace_id: int, plan: _Plan, drops: dict[Key, int], received_at: datetime) -> None:
     ids: dict[int, int] = {}
     if plan.new_people:
         cursor.execute(
@@ -380,10 +401,24 @@ def _write(cursor: Any, workspace_id: int, plan: _Plan, received_at: datetime) -
         people_merge(
             cursor, workspace_id=workspace_id, loser_id=ids.get(loser, loser), survivor_id=ids.get(survivor, survivor)
         )
-    _write_events(cursor, workspace_id, [(row_id(ref), m) for ref, m in plan.events], received_at)
-    _update_people(cursor, workspace_id, plan, row_id)
-    if plan.group_links:
-        _write_groups(cursor, workspace_id, [(row_id(ref), g, t) for ref, g, t in plan.group_links], received_at)
+    events = [(row_id(ref), m) for ref, m in plan.events]
+    if len(events) >= COPY_THRESHOLD:
+        _copy_events(cursor, workspace_id, events, received_at)
+        events = []
+    # The remaining writes depend on nothing they return: one round trip for all.
+    with cursor.connection.pipeline():
+        if events:
+            _insert_events(cursor, workspace_id, events, received_at)
+        _update_people(cursor, workspace_id, plan, row_id)
+        if plan.group_links:
+            _write_groups(cursor, workspace_id, [(row_id(ref), g, t) for ref, g, t in plan.group_links], received_at)
+        if drops:
+            cursor.execute(
+                "UPDATE tracking_suppressedid s SET dropped_count = s.dropped_count + d.n, last_dropped_at = %s "
+                "FROM unnest(%s::text[], %s::text[], %s::bigint[]) AS d(kind, value, n) "
+                "WHERE s.workspace_id = %s AND s.kind = d.kind AND s.value = d.value",
+                [received_at, [k for k, _ in drops], [v for _, v in drops], list(drops.values()), workspace_id],
+            )
 
 
 def people_merge(cursor: Any, *, workspace_id: int, loser_id: int, survivor_id: int) -> None:
@@ -431,29 +466,28 @@ INSERT_EVENTS = (
 )
 
 
-def _write_events(cursor: Any, workspace_id: int, events: list[tuple[int, Message]], received_at: datetime) -> None:
-    if not events:
-        return
-    if len(events) >= COPY_THRESHOLD:
-        with cursor.cursor.copy(COPY_EVENTS) as copy:
-            for person_id, m in events:
-                copy.write_row(
-                    (
-                        workspace_id,
-                        person_id,
-                        m.event,
-                        json_text(m.properties),
-                        json_text(m.context),
-                        m.timestamp,
-                        received_at,
-                        m.message_id,
-                        m.anonymous_id,
-                        m.user_id,
-                        m.session_id,
-                        json_text(m.warnings),
-                    )
+def _copy_events(cursor: Any, workspace_id: int, events: list[tuple[int, Message]], received_at: datetime) -> None:
+    with cursor.copy(COPY_EVENTS) as copy:
+        for person_id, m in events:
+            copy.write_row(
+                (
+                    workspace_id,
+                    person_id,
+                    m.event,
+                    json_text(m.properties),
+                    json_text(m.context),
+                    m.timestamp,
+                    received_at,
+                    m.message_id,
+                    m.anonymous_id,
+                    m.user_id,
+                    m.session_id,
+                    json_text(m.warnings),
                 )
-        return
+            )
+
+
+def _insert_events(cursor: Any, workspace_id: int, events: list[tuple[int, Message]], received_at: datetime) -> None:
     cursor.execute(
         INSERT_EVENTS,
         [
@@ -470,6 +504,7 @@ def _write_events(cursor: Any, workspace_id: int, events: list[tuple[int, Messag
             [m.session_id for _, m in events],
             [json_text(m.warnings) for _, m in events],
         ],
+        prepare=True,
     )
 
 
@@ -521,6 +556,7 @@ def _update_people(cursor: Any, workspace_id: int, plan: _Plan, row_id: Any) -> 
             [u.last_seen for _, u in rows],
             workspace_id,
         ],
+        prepare=True,
     )
 
 
@@ -530,25 +566,27 @@ def _write_groups(
     traits_by_group: dict[str, dict[str, Any]] = {}
     for _, group_id, traits in links:
         traits_by_group.setdefault(group_id, {}).update(traits)
+    pairs = sorted({(person_id, group_id) for person_id, group_id, _ in links})
     cursor.execute(
-        "INSERT INTO tracking_group (workspace_id, group_id, traits, created_at, updated_at) "
-        "SELECT %s, group_id, traits::jsonb, %s, %s FROM unnest(%s::text[], %s::text[]) AS t(group_id, traits) "
-        "ON CONFLICT (workspace_id, group_id) DO UPDATE "
-        "SET traits = tracking_group.traits || EXCLUDED.traits, updated_at = EXCLUDED.updated_at "
-        "RETURNING group_id, id",
-        [
-            workspace_id,
-            received_at,
-            received_at,
-            list(traits_by_group),
-            [json_text(t) for t in traits_by_group.values()],
-        ],
-    )
-    group_ids = dict(cursor.fetchall())
-    pairs = sorted({(person_id, group_ids[group_id]) for person_id, group_id, _ in links})
-    cursor.execute(
+        "WITH upserted AS ("
+        " INSERT INTO tracking_group (workspace_id, group_id, traits, created_at, updated_at)"
+        " SELECT %(workspace_id)s, group_id, traits::jsonb, %(now)s, %(now)s"
+        " FROM unnest(%(group_ids)s::text[], %(traits)s::text[]) AS t(group_id, traits)"
+        " ON CONFLICT (workspace_id, group_id) DO UPDATE"
+        " SET traits = tracking_group.traits || EXCLUDED.traits, updated_at = EXCLUDED.updated_at"
+        " RETURNING id, group_id"
+        ") "
         "INSERT INTO tracking_persongroup (workspace_id, person_id, group_id, created_at) "
-        "SELECT %s, person_id, group_id, %s FROM unnest(%s::bigint[], %s::bigint[]) AS t(person_id, group_id) "
+        "SELECT %(workspace_id)s, l.person_id, u.id, %(now)s "
+        "FROM unnest(%(people)s::bigint[], %(link_groups)s::text[]) AS l(person_id, group_id) "
+        "JOIN upserted u ON u.group_id = l.group_id "
         "ON CONFLICT (workspace_id, person_id, group_id) DO NOTHING",
-        [workspace_id, received_at, [p for p, _ in pairs], [g for _, g in pairs]],
+        {
+            "workspace_id": workspace_id,
+            "now": received_at,
+            "group_ids": list(traits_by_group),
+            "traits": [json_text(t) for t in traits_by_group.values()],
+            "people": [p for p, _ in pairs],
+            "link_groups": [g for _, g in pairs],
+        },
     )

@@ -171,6 +171,21 @@ def _batch_messages(body: dict[str, Any], kind: str | None, size: int) -> list[A
 
 
 def _ingest(request: HttpRequest, kind: str | None) -> HttpResponse:
+    try:
+        return _answer(request, kind)
+    except DatabaseError:
+        # Connection lost, PostgreSQL restarting...: nothing was committed, so the SDK may retry.
+        logger.exception("ingest: storage failed; nothing was acknowledged")
+        return _json_response(
+            {
+                **error_body("Storage is unavailable; nothing was stored. Retry later.", "unavailable"),
+                "message": "Storage is unavailable.",
+            },
+            status=503,
+        )
+
+
+def _answer(request: HttpRequest, kind: str | None) -> HttpResponse:
     if request.method == "OPTIONS":
         response = HttpResponse(status=204)
         for header, value in CORS_HEADERS.items():
@@ -200,15 +215,9 @@ def _ingest(request: HttpRequest, kind: str | None) -> HttpResponse:
             messages.append(parsed)
         else:
             rejections.append(parsed)
-    try:
-        with workspace_scope(workspace_id):
-            result = messages_ingest(
-                workspace_id=workspace_id, messages=messages, rejections=rejections, received_at=received_at
-            )
-    except DatabaseError:
-        logger.exception("ingest: storage failed; nothing was acknowledged")
-        return _json_response(
-            error_body("Storage is unavailable; nothing was stored. Retry later.", "unavailable"), status=503
+    with workspace_scope(workspace_id):
+        result = messages_ingest(
+            workspace_id=workspace_id, messages=messages, rejections=rejections, received_at=received_at
         )
     return _json_response(result.as_dict(accepted=len(messages)))
 

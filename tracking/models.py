@@ -28,7 +28,9 @@ class Person(TenantModel):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["workspace", "user_id"], name="person_user_id_unique")]
-        indexes = [models.Index(fields=["workspace", "-last_seen"], name="person_last_seen_idx")]
+        # No index on last_seen on purpose: every ingested batch moves it, and an
+        # index on it would turn each of those updates into a non-HOT one
+        # (migration 0003 also leaves free room on pages for HOT updates).
 
     def __str__(self) -> str:
         return self.user_id or f"anonymous #{self.pk}"
