@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0001_initial'),
-        ('tracking', '0002_event_table'),
+        ('tracking', '0003_person_hot_updates'),
     ]
 
     operations = [
