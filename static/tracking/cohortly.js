@@ -19,7 +19,8 @@
   var FLUSH_AT = opt.flushAt || 20;
   var FLUSH_MS = opt.flushInterval || 1000;
   var QK = "cly_q:" + key, CK = "cly_cfg:" + key;
-  var store = w.localStorage;
+  var store = null;
+  try { store = w.localStorage; } catch (e) { /* storage disabled: the page keeps state in memory */ }
   var mem = {}; // stands in for localStorage where it is unavailable
   var inflight = {}; // messageIds this page is sending right now
   var timer = 0, busy = 0, fails = 0;
@@ -52,14 +53,19 @@
   }
 
   // The anonymous id: a first-party cookie, with localStorage as the fallback.
+  // Cookies can be blocked (sandboxed frames, browser settings): then localStorage alone keeps the id.
   function cookie(v) {
-    if (v === undefined) {
-      var m = d.cookie.match(/(?:^|; )cly_aid=([^;]+)/);
-      return m && decodeURIComponent(m[1]);
+    try {
+      if (v === undefined) {
+        var m = d.cookie.match(/(?:^|; )cly_aid=([^;]+)/);
+        return m && decodeURIComponent(m[1]);
+      }
+      d.cookie = "cly_aid=" + (v ? encodeURIComponent(v) : "") + "; path=/; SameSite=Lax; max-age=" +
+        (v ? 31536000 : 0) + (opt.cookieDomain ? "; domain=" + opt.cookieDomain : "") +
+        (w.location.protocol == "https:" ? "; Secure" : "");
+    } catch (e) {
+      return null;
     }
-    d.cookie = "cly_aid=" + (v ? encodeURIComponent(v) : "") + "; path=/; SameSite=Lax; max-age=" +
-      (v ? 31536000 : 0) + (opt.cookieDomain ? "; domain=" + opt.cookieDomain : "") +
-      (w.location.protocol == "https:" ? "; Secure" : "");
   }
   function anonymousId() {
     var id = cookie() || get("cly_aid");

@@ -488,3 +488,21 @@ def test_session_renews_after_30_minutes_without_events_and_reset_forgets_the_vi
     cookie = next(c for c in site.context.cookies() if c["name"] == "cly_aid")
     assert cookie["value"] == events["After Reset"]["anonymous_id"]
     assert cookie["domain"] == "127.0.0.1"
+
+
+@pytest.mark.browser
+def test_snippet_works_where_local_storage_is_refused(site):
+    site.context.add_init_script(
+        "Object.defineProperty(window, 'localStorage', {get() { throw new DOMException('denied', 'SecurityError'); }})"
+    )
+    site.page.goto(
+        f"{site.origin}/_site/shop?"
+        + urlencode({"key": site.workspace.write_key, "host": site.host, "options": '{"flushInterval": 100}'})
+    )
+    site.page.wait_for_function("() => window.cohortly && window.cohortly.loaded === 1")
+    site.page.evaluate("() => cohortly.track('Without Storage')")
+
+    events = site.wait_for_events(2)
+    assert sorted(e["name"] for e in events) == ["$pageview", "Without Storage"]
+    assert len({e["anonymous_id"] for e in events}) == 1
+    assert len({e["session_id"] for e in events}) == 1
