@@ -28,14 +28,17 @@
   var lastUrl = w.location.href, referrer = d.referrer;
   var readyFns = [], isReady = 0;
 
+  // localStorage, or memory where it is refused or full (what is in memory wins).
   function get(k) {
-    try { return store.getItem(k); } catch (e) { return mem[k] === undefined ? null : mem[k]; }
+    if (k in mem) return mem[k];
+    try { return store.getItem(k); } catch (e) { return null; }
   }
   function set(k, v) {
     try {
       if (v == null) store.removeItem(k); else store.setItem(k, v);
+      delete mem[k];
     } catch (e) {
-      mem[k] = v == null ? undefined : v;
+      mem[k] = v == null ? null : v;
     }
   }
   function json(s) {
