@@ -186,8 +186,16 @@ def test_signed_in_session_does_not_choose_the_config_workspace(client, workspac
     """The write key decides, even for a visitor signed in to another workspace."""
     other = factories.WorkspaceFactory()
     client.force_login(factories.member(other, role="owner"))
-    response = client.get("/v1/config", {"writeKey": other.write_key})
-    assert json.loads(response.content)["triggers"] == []
+
+    theirs = client.get("/v1/config", {"writeKey": other.write_key})
+    mine = client.get("/v1/config", {"writeKey": workspace.write_key})
+
+    assert json.loads(theirs.content)["triggers"] == []
+    assert [t["event"] for t in json.loads(mine.content)["triggers"]] == [
+        "Product Image Clicked",
+        "Page Engaged",
+        "Page Scrolled",
+    ]
 
 
 # --- In the browser -----------------------------------------------------------
