@@ -51,6 +51,10 @@ def test_viewer_reads_triggers_but_cannot_change_them(client, workspace):
     assert "Add a trigger" not in page.content.decode()
     assert reverse("settings_trigger_delete", args=[trigger.pk]) not in page.content.decode()
 
+    edit_page = client.get(reverse("settings_trigger_edit", args=[trigger.pk])).content.decode()
+    assert '<fieldset class="plain" disabled>' in edit_page
+    assert "Save trigger" not in edit_page
+
     before = _triggers(workspace)
     create = client.post(reverse("settings_triggers"), {"kind": "click", "selector": "#x", "enabled": "on"})
     edit = client.post(reverse("settings_trigger_edit", args=[trigger.pk]), {"kind": "click", "selector": "#y"})
