@@ -20,6 +20,7 @@ backends serving them) and the server's peak RSS. Targets: >= 20,000 events/s,
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import os
 import re
@@ -133,7 +134,18 @@ def count_events(conn: psycopg.Connection, workspace_id: int) -> int:
 
 
 def run_wrk(url: str, lua: Path, args: list[str], *, threads: int, connections: int, duration: int) -> str:
-    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(lua), url, "--", *args]
+    command = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--latency",
+        "-s",
+        str(lua),
+        url,
+        "--",
+        *args,
+    ]
     return subprocess.run(command, check=True, capture_output=True, text=True).stdout
 
 
@@ -151,7 +163,9 @@ def parse_wrk(output: str) -> dict[str, float]:
     match = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     figures["non_2xx"] = float(match.group(1)) if match else 0.0
     errors = re.search(r"Socket errors: (.*)", output)
-    figures["socket_errors"] = 0.0 if errors is None else float(sum(int(n) for n in re.findall(r"\d+", errors.group(1))))
+    figures["socket_errors"] = (
+        0.0 if errors is None else float(sum(int(n) for n in re.findall(r"\d+", errors.group(1))))
+    )
     return figures
 
 
@@ -174,7 +188,7 @@ def phase(name, server_pid, pg_conn, database, workspace_id, run):
     events = count_events(pg_conn, workspace_id) - before_events
     figures = parse_wrk(output)
     seconds = figures.get("seconds", elapsed)
-    result = {
+    return {
         "phase": name,
         "events_persisted": events,
         "events_per_s": events / seconds,
@@ -189,7 +203,6 @@ def phase(name, server_pid, pg_conn, database, workspace_id, run):
         "server_peak_rss_mib": sampler.peak_total / 2**20,
         "server_peak_rss_per_process_mib": sampler.peak_process / 2**20,
     }
-    return result
 
 
 def copy_rate(database_url: str, workspace_id: int, rows: int, batch_size: int) -> tuple[float, float]:
@@ -204,8 +217,18 @@ def copy_rate(database_url: str, workspace_id: int, rows: int, batch_size: int) 
         def row(i: int) -> tuple:
             properties = orjson.dumps({"price": i % 100, "sku": f"SKU-{i % 100}", "category": "bench"}).decode()
             return (
-                workspace_id, person_id, "Bench Event", properties, context, now, now,
-                f"copy-{uuid.uuid4()}", None, f"user-{i % 5000}", None, "[]",
+                workspace_id,
+                person_id,
+                "Bench Event",
+                properties,
+                context,
+                now,
+                now,
+                f"copy-{uuid.uuid4()}",
+                None,
+                f"user-{i % 5000}",
+                None,
+                "[]",
             )
 
         data = [row(i) for i in range(rows)]
@@ -262,9 +285,19 @@ def main() -> None:
 
     port = free_port()
     server = subprocess.Popen(
-        [str(BIN / "gunicorn"), "config.wsgi:application", "-b", f"127.0.0.1:{port}", "-w", str(options.workers),
-         "--backlog", "2048"],
-        cwd=REPO, env=env, start_new_session=True,
+        [
+            str(BIN / "gunicorn"),
+            "config.wsgi:application",
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            str(options.workers),
+            "--backlog",
+            "2048",
+        ],
+        cwd=REPO,
+        env=env,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 30
@@ -276,8 +309,6 @@ def main() -> None:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
-        import base64
-
         auth = "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
         timestamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         url = f"http://127.0.0.1:{port}"
@@ -287,19 +318,33 @@ def main() -> None:
 
             def batches():
                 return run_wrk(
-                    url, lua, [auth, str(options.batch_size), "b" + uuid.uuid4().hex[:8], timestamp, "/v1/batch"],
-                    threads=2, connections=options.batch_connections, duration=options.duration,
+                    url,
+                    lua,
+                    [auth, str(options.batch_size), "b" + uuid.uuid4().hex[:8], timestamp, "/v1/batch"],
+                    threads=2,
+                    connections=options.batch_connections,
+                    duration=options.duration,
                 )
 
             def tracks():
                 return run_wrk(
-                    url, lua, [auth, "1", "t" + uuid.uuid4().hex[:8], timestamp, "/v1/track"],
-                    threads=2, connections=options.track_connections, duration=options.duration,
+                    url,
+                    lua,
+                    [auth, "1", "t" + uuid.uuid4().hex[:8], timestamp, "/v1/track"],
+                    threads=2,
+                    connections=options.track_connections,
+                    duration=options.duration,
                 )
 
             # Warm up: people for the 5,000 users exist before measuring.
-            run_wrk(url, lua, [auth, str(options.batch_size), "w" + uuid.uuid4().hex[:8], timestamp, "/v1/batch"],
-                    threads=1, connections=2, duration=3)
+            run_wrk(
+                url,
+                lua,
+                [auth, str(options.batch_size), "w" + uuid.uuid4().hex[:8], timestamp, "/v1/batch"],
+                threads=1,
+                connections=2,
+                duration=3,
+            )
             batch = phase("batch", server.pid, pg_conn, database, workspace_id, batches)
             track = phase("track", server.pid, pg_conn, database, workspace_id, tracks)
     finally:
@@ -310,9 +355,13 @@ def main() -> None:
     print(f"cpus={psutil.cpu_count()} load_avg={os.getloadavg()} gunicorn_workers={options.workers}")
     for result in (batch, track):
         print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
-    print(f"raw COPY, one bulk COPY: {bulk:,.0f} rows/s; COPY per {options.batch_size}-row commit: {batched:,.0f} rows/s")
-    print(f"ratio ingest/bulk COPY: {batch['events_per_s'] / bulk:.2f}; ingest/{options.batch_size}-row COPY commits: "
-          f"{batch['events_per_s'] / batched:.2f}")
+    print(
+        f"raw COPY, one bulk COPY: {bulk:,.0f} rows/s; COPY per {options.batch_size}-row commit: {batched:,.0f} rows/s"
+    )
+    print(
+        f"ratio ingest/bulk COPY: {batch['events_per_s'] / bulk:.2f}; ingest/{options.batch_size}-row COPY commits: "
+        f"{batch['events_per_s'] / batched:.2f}"
+    )
     print(
         f"targets: batch {batch['events_per_s']:,.0f} events/s (>= 20,000); "
         f"track {track['requests_per_s']:,.0f} req/s (>= 1,500), p99 {track['p99_ms']} ms (<= 50)"

@@ -81,7 +81,7 @@ def read_body(request: HttpRequest) -> bytes:
         if len(data) > MAX_REQUEST_BYTES:
             raise _too_large(limit_message)
         return data
-    if encoding != "gzip":
+    if encoding not in ("gzip", "x-gzip"):
         raise _Refused(415, f"Content-Encoding {encoding!r} is not supported; use gzip.", "unsupported_encoding")
     if declared > MAX_COMPRESSED_BYTES:
         raise _too_large(limit_message)
@@ -152,7 +152,8 @@ def _batch_messages(body: dict[str, Any], kind: str | None, size: int) -> list[A
     if kind is not None:
         if size > MAX_MESSAGE_BYTES:
             raise _too_large(f"The message is over the limit of {MAX_MESSAGE_BYTES // 1024} KiB.")
-        return [body]
+        # The key authenticated the request; it is not part of the message (nor of a quarantined copy).
+        return [{key: value for key, value in body.items() if key != "writeKey"}]
     batch = body.get("batch")
     if not isinstance(batch, list):
         raise _Refused(400, "batch must be a list of messages.", "invalid_batch", {"batch": ["Must be a list."]})
@@ -161,6 +162,8 @@ def _batch_messages(body: dict[str, Any], kind: str | None, size: int) -> list[A
             f"A batch holds at most {MAX_BATCH_MESSAGES} messages.",
             {"batch": [f"{len(batch)} messages; at most {MAX_BATCH_MESSAGES}."]},
         )
+    if size <= MAX_MESSAGE_BYTES:
+        return batch  # no message can be bigger than the whole body
     for index, message in enumerate(batch):
         if len(orjson.dumps(message)) > MAX_MESSAGE_BYTES:
             raise _too_large(

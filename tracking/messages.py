@@ -122,7 +122,11 @@ def event_time(raw_timestamp: Any, sent_at: Any, received_at: datetime, warnings
         if sent is None:
             warnings.append("sentAt could not be parsed; the timestamp was not corrected for clock skew")
         else:
-            timestamp = received_at - (sent - timestamp)
+            try:
+                timestamp = received_at - (sent - timestamp)
+            except OverflowError:
+                warnings.append("timestamp could not be parsed; the received time was used")
+                return received_at
     if timestamp - received_at > MAX_FUTURE:
         warnings.append("timestamp was more than 23 hours in the future; the received time was used")
         return received_at

@@ -18,6 +18,9 @@ class Person(TenantModel):
 
     ``user_id`` is the person's primary user id; every id the person is known by
     (including that one and any aliased user id) is an ``Identity`` row.
+    Invariant ingestion relies on: whoever sets ``user_id`` also creates the
+    matching ``Identity(kind="user_id")`` in the same transaction, since
+    messages find their person through identities only.
     """
 
     # NULL, not "": anonymous people must not collide on the unique constraint.

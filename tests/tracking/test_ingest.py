@@ -517,3 +517,26 @@ def test_every_endpoint_answers_cors_on_success(workspace, send, path):
     assert response.status_code == 200
     assert response.json()["stored"] == 1
     assert response["Access-Control-Allow-Origin"] == "*"
+
+
+def test_a_rejected_single_message_is_quarantined_without_the_write_key(workspace, send):
+    response = send("track", {"writeKey": workspace.write_key, "event": "No id"})
+
+    assert response.json()["rejected"] == 1
+    with workspace_scope(workspace):
+        assert list(QuarantinedMessage.objects.values_list("raw", "reason")) == [
+            ({"event": "No id"}, "userId or anonymousId is required")
+        ]
+
+
+def test_a_timestamp_out_of_range_after_skew_correction_uses_received_time(workspace, send):
+    response = send(
+        "track",
+        {"userId": "u", "event": "E", "timestamp": "0001-01-01T00:00:00Z", "sentAt": "9999-12-31T00:00:00Z"},
+        write_key=workspace.write_key,
+    )
+
+    assert response.status_code == 200
+    [event] = _events(workspace)
+    assert event.timestamp == event.received_at
+    assert event.warnings == ["timestamp could not be parsed; the received time was used"]

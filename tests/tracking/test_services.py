@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from django.db import connection
 
 from accounts.tenancy import workspace_scope
+from tests import factories
 from tracking import services
-from tracking.models import Event, ProcessedMessage
+from tracking.models import Event, Identity, Person, PersonGroup, ProcessedMessage
 from tracking.tasks import tracking_maintenance
 
 
@@ -79,3 +81,37 @@ def test_maintenance_forgets_message_ids_older_than_seven_days(workspace, send):
     with workspace_scope(workspace):
         assert Event.objects.filter(message_id="old").count() == 2
         assert Event.objects.filter(message_id="recent").count() == 1
+
+
+def test_person_merge_moves_identities_events_and_groups(workspace, send):
+    send("track", {"userId": "keep", "event": "A"}, write_key=workspace.write_key)
+    send("group", {"anonymousId": "gone", "groupId": "acme"}, write_key=workspace.write_key)
+    send("track", {"anonymousId": "gone", "event": "B"}, write_key=workspace.write_key)
+    with workspace_scope(workspace):
+        survivor = Person.objects.get(user_id="keep")
+        loser = Person.objects.get(identities__value="gone")
+
+        services.person_merge(workspace=workspace, loser=loser, survivor=survivor)
+
+        assert list(Person.objects.values_list("id", flat=True)) == [survivor.pk]
+        assert sorted(Identity.objects.values_list("value", "person_id")) == [
+            ("gone", survivor.pk),
+            ("keep", survivor.pk),
+        ]
+        assert set(Event.objects.values_list("person_id", flat=True)) == {survivor.pk}
+        assert list(PersonGroup.objects.values_list("person_id", flat=True)) == [survivor.pk]
+
+
+def test_person_merge_refuses_people_of_another_workspace(workspace, send):
+    other = factories.WorkspaceFactory()
+    send("track", {"userId": "mine", "event": "A"}, write_key=workspace.write_key)
+    send("track", {"userId": "theirs", "event": "A"}, write_key=other.write_key)
+    with workspace_scope(workspace):
+        mine = Person.objects.get()
+    with workspace_scope(other):
+        theirs = Person.objects.get()
+
+    with pytest.raises(ValueError), workspace_scope(workspace):
+        services.person_merge(workspace=workspace, loser=theirs, survivor=mine)
+
+    assert Person.objects.unscoped().count() == 2
