@@ -10,11 +10,11 @@ api_v1 = [
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
-    path("", include("tracking.urls")),
     path("segments/", views.upcoming("segments"), name="segments"),
     path("campaigns/", views.upcoming("campaigns"), name="campaigns"),
     path("insights/", views.upcoming("insights"), name="insights"),
     path("", include("accounts.urls")),
+    path("", include("tracking.urls")),
     path("api/v1/", include(api_v1)),
     path("v1/", include("tracking.ingest_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

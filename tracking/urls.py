@@ -1,6 +1,9 @@
-from django.urls import path
+"""Web routes of tracking: live events, people, quarantine; the snippet's files, configuration
+and settings pages."""
 
-from tracking import views
+from django.urls import path, re_path
+
+from tracking import snippet, views
 
 urlpatterns = [
     path("events/", views.live_events, name="live_events"),
@@ -8,4 +11,11 @@ urlpatterns = [
     path("people/", views.people, name="people"),
     path("people/<int:pk>/", views.person_detail, name="person_detail"),
     path("people/<int:pk>/erase/", views.person_erase, name="person_erase"),
+    path("sdk/cohortly.js", snippet.snippet, name="snippet"),
+    re_path(r"^sdk/cohortly\.(?P<version>[0-9a-f]{12})\.js$", snippet.snippet_versioned, name="snippet_versioned"),
+    path("v1/config", snippet.snippet_config, name="snippet_config"),
+    path("settings/install/", views.settings_install, name="settings_install"),
+    path("settings/triggers/", views.settings_triggers, name="settings_triggers"),
+    path("settings/triggers/<int:pk>/", views.settings_trigger_edit, name="settings_trigger_edit"),
+    path("settings/triggers/<int:pk>/delete/", views.settings_trigger_delete, name="settings_trigger_delete"),
 ]

@@ -1,4 +1,5 @@
-"""HTML views: live events, people, a person's page, the quarantine."""
+"""HTML views: live events, people, a person's page, the quarantine; the snippet's settings pages
+(install, triggers)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,21 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.requests import MemberRequest
 from accounts.views import workspace_required
-from tracking import people_selectors as selectors
-from tracking import people_services as services
-from tracking.models import Event, Person
+from tracking import people_selectors, people_services, selectors, services
+from tracking.embed import embed_code
+from tracking.forms import TriggerForm
+from tracking.models import Event, Person, TrackingTrigger
+from tracking.snippet import current_snippet
 
 PEOPLE_PAGE_SIZE = 50
 TIMELINE_PAGE_SIZE = 50
@@ -65,13 +69,13 @@ def live_events(request: MemberRequest) -> HttpResponse:
         "event": request.GET.get("event", "").strip(),
         "person": request.GET.get("person", "").strip(),
     }
-    live = selectors.LiveFilter(name=filters["event"] or None)
+    live = people_selectors.LiveFilter(name=filters["event"] or None)
     if filters["person"]:
-        person = selectors.person_by_id_value(workspace, filters["person"])
+        person = people_selectors.person_by_id_value(workspace, filters["person"])
         if person is None:
-            live = selectors.LiveFilter(name=live.name, unknown_person=True)
+            live = people_selectors.LiveFilter(name=live.name, unknown_person=True)
         else:
-            live = selectors.LiveFilter(name=live.name, person_id=person.pk)
+            live = people_selectors.LiveFilter(name=live.name, person_id=person.pk)
     query = urlencode({key: value for key, value in filters.items() if value})
     feed_url = f"{reverse('live_events')}?{query}"
     filtered = any(filters.values())
@@ -80,7 +84,7 @@ def live_events(request: MemberRequest) -> HttpResponse:
     if after is not None and getattr(request, "htmx", False):
         after_id = _positive_int(after) or 0
         full = request.GET.get("full") == "1"
-        events = selectors.live_events(workspace, live, after_id=None if full else after_id)
+        events = people_selectors.live_events(workspace, live, after_id=None if full else after_id)
         if not events:
             return HttpResponse(status=204)
         context = {
@@ -94,8 +98,8 @@ def live_events(request: MemberRequest) -> HttpResponse:
         template = "tracking/_live_feed.html" if full else "tracking/_live_rows.html"
         return render(request, template, context)
 
-    events = selectors.live_events(workspace, live, after_id=None)
-    has_events = bool(events) or selectors.workspace_has_events(workspace)
+    events = people_selectors.live_events(workspace, live, after_id=None)
+    has_events = bool(events) or people_selectors.workspace_has_events(workspace)
     return render(
         request,
         "tracking/live_events.html",
@@ -108,7 +112,7 @@ def live_events(request: MemberRequest) -> HttpResponse:
             "filtered": filtered,
             "has_events": has_events,
             "feed_url": feed_url,
-            "event_names": selectors.recent_event_names(workspace) if has_events else [],
+            "event_names": people_selectors.recent_event_names(workspace) if has_events else [],
         },
     )
 
@@ -117,14 +121,14 @@ def live_events(request: MemberRequest) -> HttpResponse:
 @workspace_required()
 def people(request: MemberRequest) -> HttpResponse:
     q = request.GET.get("q", "").strip()
-    page = Paginator(selectors.people_list(request.workspace, search=q or None), PEOPLE_PAGE_SIZE).get_page(
+    page = Paginator(people_selectors.people_list(request.workspace, search=q or None), PEOPLE_PAGE_SIZE).get_page(
         request.GET.get("page")
     )
     return render(request, "tracking/people.html", {"section": "people", "page": page, "q": q})
 
 
 def _person_or_404(request: MemberRequest, pk: int) -> Person:
-    person = selectors.person_get(request.workspace, pk)
+    person = people_selectors.person_get(request.workspace, pk)
     if person is None:
         raise Http404("No such person in this workspace.")
     return person
@@ -151,15 +155,15 @@ def person_detail(request: MemberRequest, pk: int) -> HttpResponse:
     workspace = request.workspace
     person = _person_or_404(request, pk)
     cursor = _cursor(request.GET.get("before"))
-    page = selectors.events_before(
-        selectors.events_list(workspace, person_id=person.pk), cursor, TIMELINE_PAGE_SIZE + 1
+    page = people_selectors.events_before(
+        people_selectors.events_list(workspace, person_id=person.pk), cursor, TIMELINE_PAGE_SIZE + 1
     )
     events, more = page[:TIMELINE_PAGE_SIZE], len(page) > TIMELINE_PAGE_SIZE
     older_url = None
     if more:
         last = events[-1]
         older_url = "?" + urlencode({"before": f"{last.timestamp.isoformat()}_{last.pk}"})
-    identities = selectors.user_ids(person), selectors.anonymous_ids(person)
+    identities = people_selectors.user_ids(person), people_selectors.anonymous_ids(person)
     traits = person.traits
     display_name = traits.get("name") or traits.get("email") or person.user_id or f"Anonymous #{person.pk}"
     return render(
@@ -169,10 +173,10 @@ def person_detail(request: MemberRequest, pk: int) -> HttpResponse:
             "section": "people",
             "person": person,
             "display_name": str(display_name),
-            "traits": [(key, _as_text(value)) for key, value in selectors.plain_traits(person)],
-            "first_touch": [(key, _as_text(value)) for key, value in selectors.first_touch(person)],
+            "traits": [(key, _as_text(value)) for key, value in people_selectors.plain_traits(person)],
+            "first_touch": [(key, _as_text(value)) for key, value in people_selectors.first_touch(person)],
             "identities": person.identity_list,  # type: ignore[attr-defined]
-            "groups": list(selectors.person_groups(workspace, person)),
+            "groups": list(people_selectors.person_groups(workspace, person)),
             "live_id": person.user_id or (identities[1][0] if identities[1] else ""),
             "events": _with_json(events),
             "older_url": older_url,
@@ -185,7 +189,7 @@ def person_detail(request: MemberRequest, pk: int) -> HttpResponse:
 @workspace_required(write="admin")
 def person_erase(request: MemberRequest, pk: int) -> HttpResponse:
     person = _person_or_404(request, pk)
-    erasure = services.person_erase(workspace=request.workspace, person=person, actor=request.user)
+    erasure = people_services.person_erase(workspace=request.workspace, person=person, actor=request.user)
     messages.success(
         request,
         f"Person erased with {erasure.events} events. Events that arrive later with their ids are dropped.",
@@ -198,8 +202,8 @@ def person_erase(request: MemberRequest, pk: int) -> HttpResponse:
 def quarantine(request: MemberRequest) -> HttpResponse:
     workspace = request.workspace
     reason = request.GET.get("reason") or None
-    reasons = selectors.quarantine_by_reason(workspace)
-    page = Paginator(selectors.quarantine_list(workspace, reason=reason), QUARANTINE_PAGE_SIZE).get_page(
+    reasons = people_selectors.quarantine_by_reason(workspace)
+    page = Paginator(people_selectors.quarantine_list(workspace, reason=reason), QUARANTINE_PAGE_SIZE).get_page(
         request.GET.get("page")
     )
     for item in page.object_list:
@@ -216,3 +220,97 @@ def quarantine(request: MemberRequest) -> HttpResponse:
             "page": page,
         },
     )
+
+
+# --- Settings pages of the snippet: install, triggers -------------------------------------
+
+
+def _host(request: MemberRequest) -> str:
+    """The origin sites send to: the one this page was reached at."""
+    return request.build_absolute_uri("/").rstrip("/")
+
+
+@workspace_required()
+def settings_install(request: MemberRequest) -> HttpResponse:
+    host = _host(request)
+    return render(
+        request,
+        "tracking/settings_install.html",
+        {
+            "tab": "install",
+            "host": host,
+            "embed_code": embed_code(write_key=request.workspace.write_key, host=host),
+            "versioned_url": host + reverse("snippet_versioned", args=[current_snippet().version]),
+            "trigger_count": selectors.triggers_list(request.workspace).filter(enabled=True).count(),
+        },
+    )
+
+
+def _form_errors(form: TriggerForm, error: ValidationError) -> None:
+    for field, errors in error.message_dict.items():
+        form.add_error(field if field in form.fields else None, errors)
+
+
+@workspace_required(write="member")
+def settings_triggers(request: MemberRequest) -> HttpResponse:
+    workspace = request.workspace
+    form = TriggerForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            trigger = services.trigger_create(
+                workspace=workspace,
+                actor=request.user,
+                kind=data["kind"],
+                selector=data["selector"],
+                event_name=data["event_name"],
+                thresholds=data["thresholds"],
+                enabled=data["enabled"],
+            )
+        except ValidationError as error:
+            _form_errors(form, error)
+        else:
+            messages.success(request, f"Trigger “{trigger.event_name}” created. Sites pick it up within 5 minutes.")
+            return redirect("settings_triggers")
+    return render(
+        request,
+        "tracking/settings_triggers.html",
+        {"tab": "triggers", "form": form, "triggers": selectors.triggers_list(workspace)},
+    )
+
+
+@workspace_required(write="member")
+def settings_trigger_edit(request: MemberRequest, pk: int) -> HttpResponse:
+    workspace = request.workspace
+    trigger = get_object_or_404(selectors.triggers_list(workspace), pk=pk)
+    form = TriggerForm.for_trigger(trigger, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            services.trigger_update(
+                workspace=workspace,
+                trigger=trigger,
+                actor=request.user,
+                kind=data["kind"],
+                selector=data["selector"],
+                event_name=data["event_name"],
+                thresholds=data["thresholds"] or [],
+                enabled=data["enabled"],
+            )
+        except ValidationError as error:
+            trigger.refresh_from_db()
+            _form_errors(form, error)
+        else:
+            messages.success(request, f"Trigger “{trigger.event_name}” saved.")
+            return redirect("settings_triggers")
+    return render(request, "tracking/settings_trigger_edit.html", {"tab": "triggers", "form": form, "trigger": trigger})
+
+
+@workspace_required(write="member")
+@require_POST
+def settings_trigger_delete(request: MemberRequest, pk: int) -> HttpResponse:
+    workspace = request.workspace
+    trigger: TrackingTrigger = get_object_or_404(selectors.triggers_list(workspace), pk=pk)
+    services.trigger_delete(workspace=workspace, trigger=trigger, actor=request.user)
+    messages.success(request, f"Trigger “{trigger.event_name}” deleted.")
+    return redirect("settings_triggers")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from django.http import HttpRequest, JsonResponse
 from django.test import Client
 from django.urls import include, path
@@ -75,3 +76,10 @@ def test_scope_is_reset_when_the_view_raises(settings, workspace):
 
     assert response.status_code == 500
     assert current_workspace_id() is None
+
+
+@pytest.mark.parametrize("path", ["/sdk/cohortly.js", "/v1/config"])
+def test_public_write_key_endpoints_do_not_vary_on_the_session_cookie(client, owner, path):
+    client.force_login(owner)
+    response = client.get(path)
+    assert "Cookie" not in response.get("Vary", "")

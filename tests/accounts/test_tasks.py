@@ -19,6 +19,7 @@ from accounts.models import ApiKey, AuditLogEntry, Workspace
 from accounts.tasks import WorkspaceTask
 from accounts.tenancy import NoWorkspaceScope, current_workspace_id
 from config.celery import app
+from config.dburl import database_url
 from tests import factories
 
 seen: list[tuple[int | None, list[str]]] = []
@@ -124,12 +125,10 @@ def test_workspace_task_in_a_real_celery_worker(tmp_path):
     factories.api_key(mine, name="mine")
     factories.api_key(theirs, name="theirs")
     queue = f"test-{uuid.uuid4().hex}"
-    db = connection.settings_dict
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
     env = {
         **os.environ,
-        # The worker must use this test database, over TCP as the tests do.
-        "DATABASE_URL": f"postgres://{auth}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        # The worker must use this test database.
+        "DATABASE_URL": database_url(connection.settings_dict),
         "REDIS_URL": settings.REDIS_URL,
         "CELERY_TASK_ALWAYS_EAGER": "false",
     }

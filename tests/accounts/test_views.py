@@ -511,3 +511,48 @@ def test_password_reset_for_an_unknown_email_sends_nothing(smtp, db):
 
     assert response.status_code == 302
     assert smtp.messages == []
+
+
+# --- Untrusted text ----------------------------------------------------------------------------
+
+
+def test_names_are_escaped_in_every_settings_page(workspace, owner):
+    hostile = '<img src=x onerror="alert(1)">'
+    client = logged_in_client(owner)
+    client.post(reverse("settings_workspace"), {"name": hostile})
+    client.post(reverse("settings_api_keys"), {"name": hostile})
+    owner.name = hostile
+    owner.save(update_fields=["name"])
+
+    for name in ("dashboard", "settings_workspace", "settings_members", "settings_api_keys", "settings_audit_log"):
+        html = client.get(reverse(name)).content.decode()
+        assert hostile not in html, name
+        assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in html, name
+
+
+# --- Query counts ---------------------------------------------------------------------------------
+
+
+def _fill(workspace, rows: int) -> None:
+    for index in range(rows):
+        user = factories.member(workspace, role=Role.MEMBER)
+        with workspace_scope(workspace):
+            services.api_key_create(workspace=workspace, name=f"k{index}", actor=user)
+            services.invitation_create(
+                workspace=workspace, email=f"i{index}@example.com", role="member", actor=user, accept_url_base="/"
+            )
+
+
+# Session, user, the membership and the switcher's list, then what the page itself shows.
+PAGE_QUERIES = {"settings_members": 5, "settings_api_keys": 5, "settings_invitations": 5, "settings_audit_log": 6}
+
+
+@pytest.mark.parametrize("name", sorted(PAGE_QUERIES))
+def test_settings_lists_pin_their_query_count(name, workspace, owner, django_assert_num_queries):
+    client = logged_in_client(owner)
+    _fill(workspace, 2)
+    with django_assert_num_queries(PAGE_QUERIES[name]):
+        assert client.get(reverse(name)).status_code == 200
+    _fill(workspace, 5)
+    with django_assert_num_queries(PAGE_QUERIES[name]):
+        assert client.get(reverse(name)).status_code == 200

@@ -135,3 +135,17 @@ def test_403_outside_api_is_an_html_page(workspace):
     assert response["Content-Type"].startswith("text/html")
     assert "<h1>You can\u2019t do that here</h1>" in response.content.decode()
     assert b"Your role in this workspace does not allow this change." in response.content
+
+
+def test_disallowed_host_under_api_is_a_json_400(db):
+    response = Client(HTTP_HOST="evil.example").get("/api/v1/workspace/")
+
+    assert response.status_code == 400
+    assert response.json() == {"detail": "Bad request.", "code": "bad_request"}
+
+
+def test_disallowed_host_elsewhere_is_an_html_400(db):
+    response = Client(HTTP_HOST="evil.example").get("/login/")
+
+    assert response.status_code == 400
+    assert b"<h1>Bad request</h1>" in response.content
