@@ -359,6 +359,21 @@ def test_login_by_keyboard_then_skip_link_and_nav_focus(live_server, browser, wa
     page.keyboard.press("Enter")
     expect(page.locator("main#main")).to_be_focused()
 
+    # And the workspace switcher does not jump on an arrow key: Enter confirms the choice
+    other = factories.WorkspaceFactory(name=SECOND_WORKSPACE)
+    factories.member(other, role="viewer", user=user)
+    page.goto(f"{base}/")
+    switcher = page.get_by_label("Workspace", exact=True)
+    switcher.focus()
+    page.evaluate("window.stillThisPage = true")
+    page.keyboard.press("ArrowDown")
+    expect(switcher).to_have_value(str(other.pk))
+    page.wait_for_timeout(500)
+    assert page.evaluate("window.stillThisPage") is True
+    expect(page.get_by_role("heading", level=1)).to_have_text(FIRST_WORKSPACE)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", level=1)).to_have_text(SECOND_WORKSPACE)
+
     # And Tab from the top of the page reaches the main navigation, each stop visibly focused
     page.goto(f"{base}/")
     reached = []
