@@ -169,6 +169,8 @@ def test_sign_up_keys_second_workspace_and_a_viewer_who_sees_only_their_workspac
     page.get_by_role("button", name="Create workspace").click()
     expect(page).to_have_url(f"{base}/")
     expect(page.get_by_role("heading", level=1)).to_have_text(FIRST_WORKSPACE)
+    expect(page.get_by_role("status")).to_have_text(f"Welcome to Cohortly. {FIRST_WORKSPACE} is ready.")
+    _screenshot(page, "dashboard-after-signup", LAPTOP)
     first = Workspace.objects.get(name=FIRST_WORKSPACE)
     owner = User.objects.get(email=OWNER_EMAIL)
     with workspace_scope(first):
@@ -216,6 +218,7 @@ def test_sign_up_keys_second_workspace_and_a_viewer_who_sees_only_their_workspac
     # --- A second workspace of the same owner --------------------------------------------------
     _settings_tab(page, "Workspace")
     page.get_by_role("link", name="New workspace").click()
+    _screenshot(page, "workspace-new", LAPTOP)
     page.get_by_label("Workspace name").fill(SECOND_WORKSPACE)
     page.get_by_role("button", name="Create workspace").click()
     expect(page.get_by_role("heading", level=1)).to_have_text(SECOND_WORKSPACE)
