@@ -15,9 +15,40 @@
   var firstInvalid = document.querySelector(".has-error input, .has-error select, .has-error textarea");
   if (firstInvalid) firstInvalid.focus();
 
+  // Selects that act at once (workspace switcher, member roles). A pointer choice submits on change;
+  // arrow keys only move the choice, and Enter or leaving the select submits it, so keyboard users
+  // can look through the options without triggering each one.
+  var keyed = false;
+  function autosubmit(target) {
+    return target && target.closest ? target.closest("select[data-autosubmit]") : null;
+  }
+  document.addEventListener("mousedown", function () { keyed = false; }, true);
+  document.addEventListener("keydown", function (event) {
+    var select = autosubmit(event.target);
+    if (!select) return;
+    if (event.key === "Enter" && select.hasAttribute("data-pending")) {
+      event.preventDefault();
+      select.removeAttribute("data-pending");
+      select.form.requestSubmit();
+    } else if (event.key !== "Tab" && event.key !== "Shift") {
+      keyed = true;
+    }
+  });
   document.addEventListener("change", function (event) {
-    var select = event.target.closest("select[data-autosubmit]");
-    if (select && select.form) select.form.requestSubmit();
+    var select = autosubmit(event.target);
+    if (!select || !select.form) return;
+    if (keyed) {
+      select.setAttribute("data-pending", "");
+      return;
+    }
+    select.form.requestSubmit();
+  });
+  document.addEventListener("focusout", function (event) {
+    var select = autosubmit(event.target);
+    if (select && select.form && select.hasAttribute("data-pending")) {
+      select.removeAttribute("data-pending");
+      select.form.requestSubmit();
+    }
   });
 
   document.addEventListener("submit", function (event) {

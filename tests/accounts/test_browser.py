@@ -19,6 +19,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from accounts import services
+from accounts.keys import DISPLAY_LENGTH
 from accounts.models import ApiKey, AuditLogEntry, Invitation, Membership, User, Workspace
 from accounts.tenancy import workspace_scope
 from tests import factories
@@ -34,6 +35,7 @@ CHROMIUM_ARGS = [
 ]
 LAPTOP = {"width": 1440, "height": 900}
 PHONE = {"width": 390, "height": 844}
+TABLET = {"width": 834, "height": 1112}  # the navigation folds into a drawer here too
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
 OWNER_EMAIL = "ada@acme.example"
@@ -169,6 +171,8 @@ def test_sign_up_keys_second_workspace_and_a_viewer_who_sees_only_their_workspac
     page.get_by_role("button", name="Create workspace").click()
     expect(page).to_have_url(f"{base}/")
     expect(page.get_by_role("heading", level=1)).to_have_text(FIRST_WORKSPACE)
+    expect(page.get_by_role("status")).to_have_text(f"Welcome to Cohortly. {FIRST_WORKSPACE} is ready.")
+    _screenshot(page, "dashboard-after-signup", LAPTOP)
     first = Workspace.objects.get(name=FIRST_WORKSPACE)
     owner = User.objects.get(email=OWNER_EMAIL)
     with workspace_scope(first):
@@ -188,7 +192,8 @@ def test_sign_up_keys_second_workspace_and_a_viewer_who_sees_only_their_workspac
     status, body = _bearer_get(f"{base}/api/v1/workspace/", secret[:-4] + "xxxx")
     assert status == 401
     page.goto(page.url)
-    expect(page.get_by_role("cell", name="CRM sync")).to_be_visible()
+    key_cell = page.get_by_role("cell", name=re.compile("^CRM sync"))
+    expect(key_cell).to_contain_text(f"{secret[:DISPLAY_LENGTH]}…")
     expect(page.get_by_label("New API key")).to_have_count(0)
     assert secret not in page.content()
     assert secret[len("cly_sk_") :] not in page.content()
@@ -216,6 +221,7 @@ def test_sign_up_keys_second_workspace_and_a_viewer_who_sees_only_their_workspac
     # --- A second workspace of the same owner --------------------------------------------------
     _settings_tab(page, "Workspace")
     page.get_by_role("link", name="New workspace").click()
+    _screenshot(page, "workspace-new", LAPTOP)
     page.get_by_label("Workspace name").fill(SECOND_WORKSPACE)
     page.get_by_role("button", name="Create workspace").click()
     expect(page.get_by_role("heading", level=1)).to_have_text(SECOND_WORKSPACE)
@@ -231,7 +237,7 @@ def test_sign_up_keys_second_workspace_and_a_viewer_who_sees_only_their_workspac
     page.get_by_role("button", name="Create invitation").click()
     link = page.get_by_label("Invitation link").input_value()
     assert link.startswith(f"{base}/invite/")
-    expect(page.get_by_role("cell", name=VIEWER_EMAIL)).to_be_visible()
+    expect(page.get_by_role("cell", name=VIEWER_EMAIL, exact=True)).to_be_visible()
 
     # --- In a new browser context the viewer signs up through the invitation ------------------
     viewer_context = _new_context(browser, watch)
@@ -258,7 +264,7 @@ def test_sign_up_keys_second_workspace_and_a_viewer_who_sees_only_their_workspac
         _settings_tab(viewer, tab)
         expect(viewer.get_by_role("heading", level=1)).to_have_text("Settings")
         for role, name in controls:
-            expect(viewer.get_by_role(role, name=name, exact=True)).to_have_count(0)
+            expect(viewer.get_by_role(role, name=name)).to_have_count(0)
         expect(viewer.get_by_role("button", name=re.compile("Revoke|Rotate|Remove|Create|Save"))).to_have_count(0)
         expect(viewer.get_by_role("combobox", name=re.compile("Role of"))).to_have_count(0)
         assert SECOND_WORKSPACE not in viewer.content()
@@ -270,6 +276,7 @@ def test_sign_up_keys_second_workspace_and_a_viewer_who_sees_only_their_workspac
     # The owner does see the viewer's row controls (the same page, the other role).
     _settings_tab(page, "Members")
     expect(page.get_by_role("button", name="Remove")).to_have_count(1)
+    expect(page.get_by_role("button", name=f"Remove {VIEWER_EMAIL}", exact=True)).to_be_visible()
     expect(page.get_by_role("combobox", name=f"Role of {VIEWER_EMAIL}")).to_have_value("viewer")
 
     # --- The viewer's own POSTs, with a valid CSRF token, answer 403 and change nothing -------
@@ -359,6 +366,21 @@ def test_login_by_keyboard_then_skip_link_and_nav_focus(live_server, browser, wa
     page.keyboard.press("Enter")
     expect(page.locator("main#main")).to_be_focused()
 
+    # And the workspace switcher does not jump on an arrow key: Enter confirms the choice
+    other = factories.WorkspaceFactory(name=SECOND_WORKSPACE)
+    factories.member(other, role="viewer", user=user)
+    page.goto(f"{base}/")
+    switcher = page.get_by_label("Workspace", exact=True)
+    switcher.focus()
+    page.evaluate("window.stillThisPage = true")
+    page.keyboard.press("ArrowDown")
+    expect(switcher).to_have_value(str(other.pk))
+    page.wait_for_timeout(500)
+    assert page.evaluate("window.stillThisPage") is True
+    expect(page.get_by_role("heading", level=1)).to_have_text(FIRST_WORKSPACE)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", level=1)).to_have_text(SECOND_WORKSPACE)
+
     # And Tab from the top of the page reaches the main navigation, each stop visibly focused
     page.goto(f"{base}/")
     reached = []
@@ -428,7 +450,7 @@ def _look(page: Page, name: str, viewport: dict[str, int]) -> None:
     assert page.evaluate(CONTRAST_PROBLEMS_JS) == [], name
 
 
-@pytest.mark.parametrize("viewport", [LAPTOP, PHONE], ids=["laptop", "phone"])
+@pytest.mark.parametrize("viewport", [LAPTOP, PHONE, TABLET], ids=["laptop", "phone", "tablet"])
 def test_screens_on_laptop_and_phone(live_server, browser, watch, viewport):
     # Given a workspace with a team, keys and some history
     base = live_server.url

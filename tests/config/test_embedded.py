@@ -22,6 +22,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 
 from accounts.management.commands.seed_demo import DEMO_EMAIL, DEMO_PASSWORD, DEMO_WORKSPACE
@@ -56,6 +57,20 @@ def _wait_for(predicate, timeout: float, what: str, log: Path) -> None:
     while not predicate():
         if time.monotonic() > deadline:
             pytest.fail(f"{what} within {timeout}s; run_stack output:\n{log.read_text()[-4000:]}")
+        time.sleep(0.25)
+
+
+def _processes_using(data_dir: str) -> list[str]:
+    """Live processes whose command line names the data directory (postgres, redis, the stack)."""
+    deadline = time.monotonic() + 10
+    while True:
+        found = []
+        for process in psutil.process_iter(["cmdline", "status"]):
+            cmdline = " ".join(process.info["cmdline"] or [])
+            if data_dir in cmdline and process.info["status"] != psutil.STATUS_ZOMBIE:
+                found.append(f"{process.pid}: {cmdline}")
+        if not found or time.monotonic() > deadline:
+            return found
         time.sleep(0.25)
 
 
@@ -138,4 +153,8 @@ def test_quickstart_starts_embedded_services_and_the_demo_login_signs_in():
             timeout=60,
             check=False,
         )
+        leftovers = _processes_using(data_dir)
         shutil.rmtree(data_dir, ignore_errors=True)
+
+    # And nothing of the stack keeps running once it is stopped
+    assert leftovers == []
