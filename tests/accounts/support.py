@@ -17,7 +17,7 @@ from aiosmtpd.controller import Controller
 from django.test import Client
 
 from accounts.models import ApiKey, AuditLogEntry, Invitation, Membership, User, Workspace
-from tracking.models import Event, Identity, Person, SuppressedId
+from tracking.models import Event, Identity, Person, SuppressedId, TrackingTrigger
 
 JSON = "application/json"
 
@@ -48,6 +48,7 @@ def state(workspace: Workspace | None = None) -> dict[str, Any]:
     snapshot["identities"] = rows(Identity, "workspace_id", "person_id", "kind", "value")
     snapshot["events"] = rows(Event, "workspace_id", "person_id", "name")
     snapshot["suppressed_ids"] = rows(SuppressedId, "workspace_id", "kind", "value")
+    snapshot["triggers"] = rows(TrackingTrigger, "workspace_id", "kind", "selector", "event_name", "enabled")
     if workspace is None:
         snapshot["users"] = sorted(User.objects.values_list("id", "email", "password", "name", "is_active"))
     return snapshot

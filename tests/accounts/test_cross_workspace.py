@@ -23,7 +23,8 @@ from accounts.tenancy import workspace_scope
 from tests import factories
 from tests.accounts.support import api, logged_in_client, state
 from tests.tracking import builders as tracking_builders
-from tracking.models import Person
+from tracking import services as tracking_services
+from tracking.models import Person, TrackingTrigger
 
 
 @dataclass
@@ -38,6 +39,7 @@ class Side:
     secret: str
     invitation: Invitation
     person: Person
+    trigger: TrackingTrigger
 
     def markers(self) -> list[str]:
         """Strings that only this workspace's data contains."""
@@ -51,6 +53,7 @@ class Side:
             self.invitation.email,
             self.person.user_id or "",
             self.person.traits["email"],
+            self.trigger.selector,
         ]
 
 
@@ -77,7 +80,11 @@ def build_side(label: str) -> Side:
         traits={"email": f"shopper-{label}@example.com"},
     )
     tracking_builders.event(workspace, person, "Order Completed", properties={"order": f"order-{label}"})
-    return Side(workspace, owner, other, membership, key, secret, invitation, person)
+    with workspace_scope(workspace):
+        trigger = tracking_services.trigger_create(
+            workspace=workspace, actor=owner, kind="click", selector=f"#buy-{label.lower()}"
+        )
+    return Side(workspace, owner, other, membership, key, secret, invitation, person, trigger)
 
 
 @dataclass(frozen=True)
@@ -154,6 +161,18 @@ REGISTRY: dict[str, Route] = {
     "person-detail": Route(methods=("GET", "DELETE"), kwargs=lambda s: {"pk": s.person.pk}),
     "person-events": Route(kwargs=lambda s: {"pk": s.person.pk}),
     "event-list": Route(reason=NONE),
+    # The snippet: public files and configuration, and its settings pages.
+    "snippet": Route(reason="the public snippet file; no workspace data"),
+    "snippet_versioned": Route(methods=(), reason="the public snippet file by version; no workspace data"),
+    "snippet_config": Route(methods=(), reason="public configuration found by write key (tests/tracking)"),
+    "settings_install": Route(reason=NONE),
+    "settings_triggers": Route(reason=NONE),
+    "settings_trigger_edit": Route(
+        methods=("GET", "POST"),
+        kwargs=lambda s: {"pk": s.trigger.pk},
+        data=lambda s: {"kind": "click", "selector": "#taken", "event_name": "Taken", "enabled": "on"},
+    ),
+    "settings_trigger_delete": Route(methods=("POST",), kwargs=lambda s: {"pk": s.trigger.pk}),
     # The tracking API: the public write key names the workspace (tests/tracking/test_ingest.py).
     **{
         f"ingest-{kind}": Route(methods=(), reason="ingestion by write key, never by session or secret key")

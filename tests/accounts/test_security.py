@@ -180,7 +180,8 @@ def _csrf_url(name: str, side: Side, tokens: dict[str, str]) -> str:
 
 # The tracking API (/v1/) is no web form: it is authenticated by the public write key, takes
 # no session and must accept cross-site posts from customers' sites (tests/tracking/test_ingest.py).
-WEB_ROUTES = [route for route in ROUTES if not route.is_api and not route.pattern.startswith("v1/")]
+# The snippet's files (/sdk/) are public GETs for any site.
+WEB_ROUTES = [route for route in ROUTES if not route.is_api and not route.pattern.startswith(("v1/", "sdk/", "^sdk/"))]
 
 
 @pytest.mark.django_db
