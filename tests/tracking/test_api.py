@@ -11,7 +11,7 @@ from accounts.tenancy import workspace_scope
 from tests import factories
 from tests.tracking import builders
 from tests.tracking.builders import NOW
-from tracking.models import Event, Identity, Person, QuarantinedMessage, SuppressedId
+from tracking.models import Event, Group, Identity, Person, PersonGroup, QuarantinedMessage, SuppressedId
 
 
 @pytest.fixture
@@ -245,6 +245,9 @@ def test_erase_removes_everything_suppresses_ids_and_is_audited(api, workspace):
         QuarantinedMessage.objects.create(
             workspace=workspace, raw={"anonymousId": "someone-else"}, reason="no event", received_at=NOW
         )
+        acme = Group.objects.create(workspace=workspace, group_id="acme", traits={"name": "Acme"})
+        PersonGroup.objects.create(workspace=workspace, person=ada, group=acme)
+        PersonGroup.objects.create(workspace=workspace, person=bob, group=acme)
 
     # When the person is erased
     response = api.delete(f"/api/v1/people/{ada.pk}/")
@@ -256,6 +259,8 @@ def test_erase_removes_everything_suppresses_ids_and_is_audited(api, workspace):
         assert not Identity.objects.filter(person_id=ada.pk).exists()
         assert list(Event.objects.values_list("id", flat=True)) == [bobs.pk]
         assert list(QuarantinedMessage.objects.values_list("raw", flat=True)) == [{"anonymousId": "someone-else"}]
+        assert list(PersonGroup.objects.values_list("person_id", flat=True)) == [bob.pk]
+        assert Group.objects.filter(group_id="acme").exists()
         assert sorted(SuppressedId.objects.values_list("kind", "value")) == [
             ("anonymous_id", "anon-ada"),
             ("user_id", "u-ada"),
