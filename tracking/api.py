@@ -147,7 +147,7 @@ class PersonViewSet(
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(responses=EventSerializer(many=True), parameters=EVENT_PARAMETERS[1:])
-    @action(detail=True, methods=["get"], serializer_class=EventSerializer)
+    @action(detail=True, methods=["get"], serializer_class=EventSerializer, pagination_class=EventCursorPagination)
     def events(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """The person's events, newest first."""
         person = self.get_object()
