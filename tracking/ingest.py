@@ -130,7 +130,8 @@ def _ingest(
         plan = _Plan(known)
         for message in fresh:
             plan.add(message)
-        _write(cursor, workspace_id, plan, drops, received_at)
+        if fresh or drops:
+            _write(cursor, workspace_id, plan, drops, received_at)
         result.stored = len(fresh)
     return result
 
@@ -409,7 +410,8 @@ def _write(cursor: Any, workspace_id: int, plan: _Plan, drops: dict[Key, int], r
     with cursor.connection.pipeline():
         if events:
             _insert_events(cursor, workspace_id, events, received_at)
-        _update_people(cursor, workspace_id, plan, row_id)
+        if plan.seen:
+            _update_people(cursor, workspace_id, plan, row_id)
         if plan.group_links:
             _write_groups(cursor, workspace_id, [(row_id(ref), g, t) for ref, g, t in plan.group_links], received_at)
         if drops:
