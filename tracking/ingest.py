@@ -130,7 +130,8 @@ def _ingest(
         plan = _Plan(known)
         for message in fresh:
             plan.add(message)
-        _write(cursor, workspace_id, plan, drops, received_at)
+        if fresh or drops:
+            _write(cursor, workspace_id, plan, drops, received_at)
         result.stored = len(fresh)
     return result
 
@@ -409,7 +410,8 @@ def _write(cursor: Any, workspace_id: int, plan: _Plan, drops: dict[Key, int], r
     with cursor.connection.pipeline():
         if events:
             _insert_events(cursor, workspace_id, events, received_at)
-        _update_people(cursor, workspace_id, plan, row_id)
+        if plan.seen:
+            _update_people(cursor, workspace_id, plan, row_id)
         if plan.group_links:
             _write_groups(cursor, workspace_id, [(row_id(ref), g, t) for ref, g, t in plan.group_links], received_at)
         if drops:
@@ -456,6 +458,11 @@ COPY_EVENTS = (
     "COPY tracking_event (workspace_id, person_id, name, properties, context, timestamp, received_at, "
     "message_id, anonymous_id, user_id, session_id, warnings) FROM STDIN"
 )
+INSERT_EVENT = (
+    "INSERT INTO tracking_event (workspace_id, person_id, name, properties, context, timestamp, received_at, "
+    "message_id, anonymous_id, user_id, session_id, warnings) "
+    "VALUES (%s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s, %s, %s, %s::jsonb)"
+)
 INSERT_EVENTS = (
     "INSERT INTO tracking_event (workspace_id, person_id, name, properties, context, timestamp, received_at, "
     "message_id, anonymous_id, user_id, session_id, warnings) "
@@ -488,6 +495,28 @@ def _copy_events(cursor: Any, workspace_id: int, events: list[tuple[int, Message
 
 
 def _insert_events(cursor: Any, workspace_id: int, events: list[tuple[int, Message]], received_at: datetime) -> None:
+    if len(events) == 1:
+        # The single /v1/track case: scalar parameters are dumped in C, arrays in Python.
+        [(person_id, m)] = events
+        cursor.execute(
+            INSERT_EVENT,
+            [
+                workspace_id,
+                person_id,
+                m.event,
+                json_text(m.properties),
+                json_text(m.context),
+                m.timestamp,
+                received_at,
+                m.message_id,
+                m.anonymous_id,
+                m.user_id,
+                m.session_id,
+                json_text(m.warnings),
+            ],
+            prepare=True,
+        )
+        return
     cursor.execute(
         INSERT_EVENTS,
         [
@@ -506,6 +535,16 @@ def _insert_events(cursor: Any, workspace_id: int, events: list[tuple[int, Messa
         ],
         prepare=True,
     )
+
+
+UPDATE_PERSON = (
+    "UPDATE tracking_person p SET "
+    "user_id = COALESCE(p.user_id, %(user_id)s), "
+    "traits = (CASE WHEN %(first_touch)s::text IS NULL OR p.traits ? %(marker)s THEN p.traits "
+    "ELSE p.traits || %(first_touch)s::jsonb END) || %(patch)s::jsonb, "
+    "first_seen = LEAST(p.first_seen, %(first_seen)s), last_seen = GREATEST(p.last_seen, %(last_seen)s) "
+    "WHERE p.workspace_id = %(workspace_id)s AND p.id = %(id)s"
+)
 
 
 @dataclass
@@ -537,6 +576,23 @@ def _update_people(cursor: Any, workspace_id: int, plan: _Plan, row_id: Any) -> 
         if update.first_touch is None or timestamp < update.first_touch[0]:
             update.first_touch = (timestamp, traits)
     rows = list(updates.items())
+    if len(rows) == 1:
+        [(person_id, update)] = rows
+        cursor.execute(
+            UPDATE_PERSON,
+            {
+                "marker": FIRST_TOUCH_MARKER,
+                "id": person_id,
+                "user_id": update.user_id,
+                "first_touch": json_text(update.first_touch[1]) if update.first_touch else None,
+                "patch": json_text(update.patch),
+                "first_seen": update.first_seen,
+                "last_seen": update.last_seen,
+                "workspace_id": workspace_id,
+            },
+            prepare=True,
+        )
+        return
     cursor.execute(
         "UPDATE tracking_person p SET "
         "user_id = COALESCE(p.user_id, v.user_id), "

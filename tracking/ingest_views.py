@@ -19,12 +19,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from django.db import DatabaseError
+import psycopg
+from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.keys import SECRET_KEY_PREFIX
-from accounts.models import Workspace
 from accounts.tenancy import workspace_scope
 from config.api import error_body
 from tracking.ingest import messages_ingest
@@ -45,6 +45,7 @@ CORS_HEADERS = {
     "Access-Control-Max-Age": "86400",
 }
 ALLOWED_REQUEST_HEADERS = "Authorization, Content-Type, Content-Encoding"
+WORKSPACE_BY_WRITE_KEY = "SELECT id FROM accounts_workspace WHERE write_key = %s"
 
 
 class _Refused(Exception):
@@ -131,8 +132,13 @@ def _workspace_id(request: HttpRequest, body: dict[str, Any]) -> int:
         raise _Refused(401, "A write key is required: HTTP Basic user name, or writeKey in the body.", "no_write_key")
     if key.startswith(SECRET_KEY_PREFIX):
         raise _Refused(401, "A secret API key is not accepted here; use the workspace's write key.", "secret_key")
-    # Entry point: the write key is what tells us the workspace.
-    workspace_id = Workspace.objects.filter(write_key=key).values_list("id", flat=True).first()
+    # Entry point: the write key is what tells us the workspace. A prepared
+    # statement on a plain cursor: the ORM's query building costs more than the query.
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(WORKSPACE_BY_WRITE_KEY, [key], prepare=True)
+        row = cursor.fetchone()
+    workspace_id = row[0] if row else None
     if workspace_id is None:
         raise _Refused(401, "Unknown write key.", "invalid_write_key")
     return workspace_id

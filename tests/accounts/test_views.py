@@ -104,8 +104,8 @@ def test_signup_with_an_existing_email_is_refused(owner):
 
 
 def _invite(client: Client, email: str = "new@example.com", role: str = Role.MEMBER) -> str:
-    response = client.post(reverse("settings_invitations"), {"email": email, "role": role})
-    assert response.status_code == 200
+    response = client.post(reverse("settings_invitations"), {"email": email, "role": role}, follow=True)
+    assert response.redirect_chain == [(reverse("settings_invitations"), 302)]
     link = response.context["created_link"]
     assert link.startswith("http://testserver/invite/")
     assert link in response.content.decode()
@@ -297,8 +297,9 @@ def test_admin_invitation_form_refuses_owner_role(workspace):
 def test_api_key_form_creates_a_key_and_shows_the_secret_once(workspace, owner):
     client = logged_in_client(owner)
 
-    response = client.post(reverse("settings_api_keys"), {"name": "CRM sync"})
+    response = client.post(reverse("settings_api_keys"), {"name": "CRM sync"}, follow=True)
 
+    assert response.redirect_chain == [(reverse("settings_api_keys"), 302)]
     secret = response.context["created_secret"]
     assert secret.startswith("cly_sk_")
     assert secret in response.content.decode()

@@ -13,9 +13,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import psycopg
 import pytest
@@ -27,6 +29,7 @@ from tests import factories
 REPO = Path(__file__).resolve().parents[2]
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 MESSAGES = 600
+DRAIN_SECONDS = 90
 
 
 def _free_port() -> int:
@@ -89,7 +92,11 @@ class Gunicorn:
 
 
 def _send_through_sdk(write_key: str, host: str, disrupt) -> list[Exception]:
-    """Send MESSAGES tracks with the SDK's own batching and retries while ``disrupt`` runs."""
+    """Send MESSAGES tracks with the SDK's own batching and retries while ``disrupt`` runs.
+
+    Returns the SDK's errors (batches it gave up on) and any error of ``disrupt``;
+    fails if the SDK has not delivered everything within DRAIN_SECONDS.
+    """
     errors: list[Exception] = []
     analytics = Client(
         write_key,
@@ -100,14 +107,23 @@ def _send_through_sdk(write_key: str, host: str, disrupt) -> list[Exception]:
         timeout=5,
         on_error=lambda error, batch: errors.append(error),
     )
-    disruptor = threading.Thread(target=disrupt)
+
+    def guarded():
+        try:
+            disrupt()
+        except Exception as error:
+            errors.append(error)
+
+    disruptor = threading.Thread(target=guarded)
     disruptor.start()
     for number in range(MESSAGES):
         analytics.track(user_id=f"user-{number % 37}", event="Durable", message_id=f"durable-{number}")
         time.sleep(0.004)
     disruptor.join()
-    analytics.flush()
-    analytics.join()
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while analytics.queue.unfinished_tasks and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert analytics.queue.unfinished_tasks == 0, f"SDK still holds messages after {DRAIN_SECONDS}s: {errors}"
     return errors
 
 
@@ -119,15 +135,23 @@ def _stored_message_ids(cursor, workspace_id: int) -> list[str]:
     return [row[0] for row in cursor.fetchall()]
 
 
+@pytest.fixture
+def private_dir():
+    """A directory of our own: pytest's tmp_path of a long test can be rotated away
+    by other pytest runs of the same user on this machine."""
+    with tempfile.TemporaryDirectory(prefix="cohortly-durability-") as directory:
+        yield Path(directory)
+
+
 def _database_url(settings_dict) -> str:
     return f"postgres://{settings_dict['USER']}@{settings_dict['HOST']}:{settings_dict['PORT']}/{settings_dict['NAME']}"
 
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_every_acknowledged_message_survives_server_crashes(tmp_path):
+def test_every_acknowledged_message_survives_server_crashes(private_dir):
     workspace = factories.WorkspaceFactory()
-    server = Gunicorn(_database_url(connection.settings_dict), tmp_path / "gunicorn.log")
+    server = Gunicorn(_database_url(connection.settings_dict), private_dir / "gunicorn.log")
     server.start()
 
     def crash_twice():
@@ -150,12 +174,19 @@ def test_every_acknowledged_message_survives_server_crashes(tmp_path):
 
 
 @pytest.mark.slow
-def test_every_acknowledged_message_survives_a_postgresql_restart(tmp_path):
+def test_every_acknowledged_message_survives_a_postgresql_restart(private_dir):
     """On a private PostgreSQL (pgserver), never the shared one other processes use."""
     import pgserver
     from pgserver import pg_ctl
 
-    pg = pgserver.get_server(tmp_path / "pg", cleanup_mode="delete")
+    pg = pgserver.get_server(private_dir / "pg", cleanup_mode="delete")
+    try:
+        _durability_across_postgres_restart(pg, pg_ctl, private_dir)
+    finally:
+        pg.cleanup()
+
+
+def _durability_across_postgres_restart(pg, pg_ctl, private_dir):
     pg.psql("CREATE DATABASE durability;")
     database_url = pg.get_uri("durability")
     env = {**os.environ, "DATABASE_URL": database_url, "SECRET_KEY": "durability-test"}
@@ -165,16 +196,26 @@ def test_every_acknowledged_message_survives_a_postgresql_restart(tmp_path):
             "INSERT INTO accounts_workspace (name, write_key, created_at) "
             "VALUES ('Durable', 'cly_wk_durability', now()) RETURNING id, write_key"
         ).fetchone()
-    server = Gunicorn(database_url, tmp_path / "gunicorn.log")
+    server = Gunicorn(database_url, private_dir / "gunicorn.log")
     server.start()
+
+    socket_dir = parse_qs(urlsplit(database_url).query)["host"][0]
 
     def restart_postgres():
         time.sleep(0.8)
         # "immediate": no clean shutdown, PostgreSQL recovers from its WAL. Down for a second.
         pg_ctl(["-w", "stop", "-m", "immediate"], pgdata=pg.pgdata, user=pg.system_user)
         time.sleep(1)
-        # restart on a stopped server starts it with the options it last ran with.
-        pg_ctl(["-w", "restart"], pgdata=pg.pgdata, user=pg.system_user)
+        start = ["-w", "-o", '-h ""', "-o", f"-k {socket_dir}", "-l", str(pg.log), "start"]
+        for attempt in range(20):
+            try:
+                pg_ctl(start, pgdata=pg.pgdata, user=pg.system_user, timeout=30)
+                return
+            except subprocess.CalledProcessError:
+                # The killed server's processes may still hold its shared memory for a moment.
+                if attempt == 19:
+                    raise
+                time.sleep(0.5)
 
     try:
         errors = _send_through_sdk(write_key, server.url, restart_postgres)
@@ -187,4 +228,3 @@ def test_every_acknowledged_message_survives_a_postgresql_restart(tmp_path):
     with psycopg.connect(database_url) as conn, conn.cursor() as cursor:
         stored = _stored_message_ids(cursor, workspace_id)
     assert stored == sorted(f"durable-{n}" for n in range(MESSAGES))
-    pg.cleanup()
