@@ -24,6 +24,7 @@ import pytest
 from django.db import connection
 from segment.analytics import Client
 
+from config.dburl import database_url
 from tests import factories
 
 REPO = Path(__file__).resolve().parents[2]
@@ -143,15 +144,11 @@ def private_dir():
         yield Path(directory)
 
 
-def _database_url(settings_dict) -> str:
-    return f"postgres://{settings_dict['USER']}@{settings_dict['HOST']}:{settings_dict['PORT']}/{settings_dict['NAME']}"
-
-
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_every_acknowledged_message_survives_server_crashes(private_dir):
     workspace = factories.WorkspaceFactory()
-    server = Gunicorn(_database_url(connection.settings_dict), private_dir / "gunicorn.log")
+    server = Gunicorn(database_url(connection.settings_dict), private_dir / "gunicorn.log")
     server.start()
 
     def crash_twice():
