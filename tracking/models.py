@@ -1,1 +1,161 @@
-"""Tables of this app arrive with its issue."""
+"""Tables of tracking: people, their identities, events, groups, and the
+bookkeeping ingestion needs (dedupe, quarantine, suppressed ids).
+
+Events live in a PostgreSQL table partitioned by month, created by raw SQL in
+the migration; ``Event`` is an unmanaged model over it. See
+docs/architecture.md ("Tracking") for why each table and index exists.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+from accounts.tenancy import TenantModel
+
+
+class Person(TenantModel):
+    """One profile: identified (``user_id`` set) or anonymous (anonymous ids only).
+
+    ``user_id`` is the person's primary user id; every id the person is known by
+    (including that one and any aliased user id) is an ``Identity`` row.
+    """
+
+    # NULL, not "": anonymous people must not collide on the unique constraint.
+    user_id = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    traits = models.JSONField(default=dict, blank=True)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["workspace", "user_id"], name="person_user_id_unique")]
+        indexes = [models.Index(fields=["workspace", "-last_seen"], name="person_last_seen_idx")]
+
+    def __str__(self) -> str:
+        return self.user_id or f"anonymous #{self.pk}"
+
+
+class IdentityKind(models.TextChoices):
+    ANONYMOUS_ID = "anonymous_id", "Anonymous id"
+    USER_ID = "user_id", "User id"
+
+
+class Identity(TenantModel):
+    """An id a person is known by. Looking up a message's person goes through here."""
+
+    person = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="identities")
+    kind = models.CharField(max_length=12, choices=IdentityKind.choices)
+    value = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "kind", "value"], name="identity_unique"),
+        ]
+        indexes = [models.Index(fields=["person"], name="identity_person_idx")]
+        verbose_name_plural = "identities"
+
+
+class Event(TenantModel):
+    """A ``track``, ``page`` (``$pageview``) or ``screen`` (``$screen``) event.
+
+    Unmanaged: the table is partitioned by month on ``timestamp`` (migration
+    0001 creates it; ``tracking.services.event_partitions_ensure`` adds months).
+    Its real primary key is ``(id, timestamp)``; ``id`` alone is unique too.
+    ``person`` carries no database constraint (a check per inserted row would
+    cost the hottest path): whoever deletes a person deletes their events first,
+    filtering on ``workspace_id`` and ``person_id``; merges re-point them.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    person = models.ForeignKey(Person, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    name = models.CharField(max_length=200)
+    properties = models.JSONField(default=dict)
+    context = models.JSONField(default=dict)
+    timestamp = models.DateTimeField()
+    received_at = models.DateTimeField()
+    message_id = models.CharField(max_length=255)
+    # NULL means "the message did not carry it", as sent.
+    anonymous_id = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    user_id = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    session_id = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    warnings = models.JSONField(default=list)
+
+    class Meta:
+        managed = False
+        db_table = "tracking_event"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Group(TenantModel):
+    """A group (account, company) named by ``group`` calls, with its traits."""
+
+    group_id = models.CharField(max_length=255)
+    traits = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["workspace", "group_id"], name="group_id_unique")]
+
+    def __str__(self) -> str:
+        return self.group_id
+
+
+class PersonGroup(TenantModel):
+    """A person's membership of a group."""
+
+    person = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="group_links")
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="person_links")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "person", "group"], name="person_group_unique"),
+        ]
+        indexes = [models.Index(fields=["group"], name="person_group_group_idx")]
+
+
+class ProcessedMessage(TenantModel):
+    """A ``messageId`` already stored: a retry within 7 days is counted, not stored.
+
+    Rows older than 7 days are purged by ``tracking.tasks.tracking_maintenance``.
+    """
+
+    message_id = models.CharField(max_length=255)
+    received_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "message_id"], name="processed_message_unique"),
+        ]
+        indexes = [models.Index(fields=["received_at"], name="processed_message_received_idx")]
+
+
+class QuarantinedMessage(TenantModel):
+    """A message refused on its own (no id, wrong types) while its batch was stored."""
+
+    raw = models.JSONField()
+    reason = models.TextField()
+    # NULL when the message carried no usable messageId.
+    message_id = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    received_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["workspace", "-received_at"], name="quarantine_received_idx")]
+
+
+class SuppressedId(TenantModel):
+    """An id of an erased person: later messages carrying it are dropped and counted."""
+
+    kind = models.CharField(max_length=12, choices=IdentityKind.choices)
+    value = models.CharField(max_length=255)
+    dropped_count = models.BigIntegerField(default=0)
+    last_dropped_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "kind", "value"], name="suppressed_id_unique"),
+        ]
