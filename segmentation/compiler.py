@@ -16,8 +16,10 @@ where the contract is silent.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from segmentation.definition import (
@@ -45,12 +47,19 @@ PEOPLE_TABLE = "tracking_person"
 EVENTS_TABLE = "tracking_event"
 MEMBERSHIP_TABLE = "segmentation_membership"
 
-# A numeric string as the contract means it: an optional sign, digits with an
-# optional fraction, an optional exponent; surrounding spaces allowed.
-NUMERIC_RE = r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$"
+# A numeric string as docs/segments.md means it: an optional sign, digits with
+# an optional fraction, an optional exponent of at most three digits; ASCII
+# whitespace around (what PostgreSQL's numeric input skips), at most
+# NUMERIC_MAX_LENGTH characters. The bounds keep every match castable to
+# numeric: a longer string or a larger exponent would overflow it.
+NUMERIC_RE = r"^[ \t\n\r\f\v]*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,3})?[ \t\n\r\f\v]*$"
+NUMERIC_MAX_LENGTH = 1000
 # The shape checked before a string is cast to a timestamp (the cast itself is
 # guarded by segmentation_try_timestamptz, which answers NULL on failure).
 TIMESTAMP_RE = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}(:?\d{2})?)?$"
+
+
+_MARKER = re.compile("\x00([0-9]+)\x00")
 
 
 @dataclass
@@ -60,16 +69,40 @@ class CompiledQuery:
 
 
 class _Builder:
+    """Builds SQL text from fixed fragments; every value goes through ``bind``.
+
+    ``bind`` returns a marker, not ``%s``: an expression may be reused in the
+    text (a property path appears in several checks) and fragments are not
+    always built in the order they appear. ``finish`` turns the markers into
+    positional ``%s`` placeholders, in text order, with the matching values.
+    """
+
     def __init__(self, workspace_id: int, now: datetime) -> None:
         self.workspace_id = workspace_id
         self.now = now
-        self.params: list[Any] = []
+        self.values: list[Any] = []
 
     def bind(self, value: Any) -> str:
-        self.params.append(value)
-        return "%s"
+        self.values.append(value)
+        return f"\x00{len(self.values) - 1}\x00"
+
+    def finish(self, sql: str) -> CompiledQuery:
+        params: list[Any] = []
+
+        def placeholder(match: re.Match[str]) -> str:
+            params.append(self.values[int(match.group(1))])
+            return "%s"
+
+        return CompiledQuery(sql=_MARKER.sub(placeholder, sql), params=params)
 
     # --- sets -------------------------------------------------------------
+
+    def members(self, tree: Node, columns: str) -> str:
+        """The people of the workspace in the tree's set: only people, and only this workspace's."""
+        return (
+            f"SELECT {columns} FROM {PEOPLE_TABLE} p WHERE p.workspace_id = {self.bind(self.workspace_id)} "
+            f"AND p.id IN ({self.node(tree)})"
+        )
 
     def everyone(self) -> str:
         return f"SELECT id AS person_id FROM {PEOPLE_TABLE} WHERE workspace_id = {self.bind(self.workspace_id)}"
@@ -140,7 +173,7 @@ class _Builder:
         return self.grouped(where, self.comparison("count(*)", node.count))
 
     def aggregate(self, node: Aggregate) -> str:
-        number = self.json_number(f"e.properties #> {self.bind(list(node.key.split('.')))}::text[]", strings=False)
+        number = self.json_number(self.extract("e.properties", node.key), strings=False)
         where = self.events_where("e", node.event, node.filters, node.window)
         if node.function == "sum":
             total = f"coalesce(sum({number}), 0)"
@@ -196,7 +229,7 @@ class _Builder:
 
     def predicate(self, column: str, f: Filter) -> str:
         """The filter on a JSON object column; negative operators complement positive ones."""
-        value = f"{column} #> {self.bind(list(f.path))}::text[]"
+        value = self.extract(column, f.key)
         positive = _POSITIVE.get(f.operator, f.operator)
         holds = self.positive(value, positive, f.value)
         if f.operator in NEGATIVE_OPERATORS:
@@ -219,10 +252,10 @@ class _Builder:
             return f"right(lower({text}), char_length({self.bind(operand)})) = lower({self.bind(operand)})"
         number = self.json_number(value, strings=True)
         if operator in _SQL_COMPARISON:
-            return f"{number} {_SQL_COMPARISON[operator]} {self.bind(operand)}"
+            return f"{number} {_SQL_COMPARISON[operator]} {self.number(operand)}"
         if operator == "between":
             low, high = operand
-            return f"{number} BETWEEN {self.bind(low)} AND {self.bind(high)}"
+            return f"{number} BETWEEN {self.number(low)} AND {self.number(high)}"
         if operator in ("before", "after"):
             instant = resolve_instant(operand, self.now) if isinstance(operand, Duration | datetime) else operand
             moment = self.json_timestamp(value)
@@ -233,8 +266,20 @@ class _Builder:
         if isinstance(operand, bool):
             return f"({value}) = {self.bind('true' if operand else 'false')}::jsonb"
         if isinstance(operand, int | float):
-            return f"{self.json_number(value, strings=True)} = {self.bind(operand)}"
+            return f"{self.json_number(value, strings=True)} = {self.number(operand)}"
         return f"{self.json_text(value)} = {self.bind(operand)}"
+
+    def extract(self, column: str, key: str) -> str:
+        """The property at ``key`` of a JSON column; a dotted key reaches into nested objects only."""
+        parts = key.split(".")
+        objects = [f"jsonb_typeof({column}) = 'object'"]
+        objects += [f"jsonb_typeof({column} #> {self.bind(parts[:i])}::text[]) = 'object'" for i in range(1, len(parts))]
+        return f"(CASE WHEN {' AND '.join(objects)} THEN {column} #> {self.bind(parts)}::text[] END)"
+
+    def number(self, value: float | int) -> str:
+        """A numeric operand, compared as numeric (exact, and never overflowing a float)."""
+        exact = Decimal(value) if isinstance(value, int) else Decimal(repr(value))
+        return f"{self.bind(exact)}::numeric"
 
     def json_text(self, value: str) -> str:
         """The string form: a string as itself, anything else as its JSON text; NULL for null."""
@@ -247,7 +292,8 @@ class _Builder:
             return f"(CASE {number} END)"
         text = f"({value} #>> '{{}}')"
         string = (
-            f"WHEN jsonb_typeof({value}) = 'string' AND {text} ~ {self.bind(NUMERIC_RE)} THEN btrim({text})::numeric"
+            f"WHEN jsonb_typeof({value}) = 'string' AND char_length({text}) <= {self.bind(NUMERIC_MAX_LENGTH)} "
+            f"AND {text} ~ {self.bind(NUMERIC_RE)} THEN {text}::numeric"
         )
         return f"(CASE {number} {string} END)"
 
@@ -261,9 +307,9 @@ class _Builder:
     def comparison(self, expression: str, comparison: Comparison) -> str:
         if comparison.operator == "between":
             low, high = comparison.value
-            return f"{expression} BETWEEN {self.bind(low)} AND {self.bind(high)}"
+            return f"{expression} BETWEEN {self.number(low)} AND {self.number(high)}"
         operator = _SQL_COMPARISON[comparison.operator]
-        return f"{expression} {operator} {self.bind(comparison.value)}"
+        return f"{expression} {operator} {self.number(comparison.value)}"
 
 
 _POSITIVE = {"neq": "eq", "not_in": "in", "not_contains": "contains", "is_not_set": "is_set"}
@@ -286,13 +332,11 @@ def _compare(comparison: Comparison, value: float) -> bool:
 
 
 def compile_members(tree: Node, *, workspace_id: int, now: datetime) -> CompiledQuery:
-    """``SELECT person_id`` of the members of ``tree`` in the workspace at ``now``."""
+    """``SELECT person_id`` of the members of ``tree`` in the workspace at ``now``, each once."""
     builder = _Builder(workspace_id, now)
-    body = builder.node(tree)
-    return CompiledQuery(sql=f"SELECT DISTINCT person_id FROM ({body}) AS members", params=builder.params)
+    return builder.finish(builder.members(tree, "p.id AS person_id"))
 
 
 def compile_count(tree: Node, *, workspace_id: int, now: datetime) -> CompiledQuery:
     builder = _Builder(workspace_id, now)
-    body = builder.node(tree)
-    return CompiledQuery(sql=f"SELECT count(DISTINCT person_id) FROM ({body}) AS members", params=builder.params)
+    return builder.finish(builder.members(tree, "count(*)"))
