@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from itertools import combinations
 from typing import Any
 
 from segmentation.definition import (
@@ -201,29 +202,59 @@ class _Builder:
         return self.grouped(where, f"count(DISTINCT {bucket}) >= {self.bind(node.min_periods)}")
 
     def sequence(self, node: Sequence) -> str:
-        """Greedy runs: each step takes the earliest later occurrence, which is optimal."""
+        """Runs from each step-1 occurrence ``s0``, each step taken at the earliest instant it can be.
+
+        A run is a choice of distinct events, one per step, in time order, all
+        within ``within`` of step 1. Step *k*'s lateral join finds the earliest
+        instant at or after step *k-1*'s at which it can be matched: any later
+        instant holding a matching event, or step *k-1*'s own instant when the
+        steps matched there, with step *k*, can each take a different event of
+        that instant. Taking the earliest feasible instant for every step never
+        loses a run (a later instant leaves fewer events to choose from), so a
+        run from ``s0`` completes exactly when the last step gets an instant.
+        """
         within = self.bind(node.within.as_timedelta())
-        first = node.steps[0]
+        times = ['s0."timestamp"']
         joins = []
-        previous = "s0"
-        for index, step in enumerate(node.steps[1:], start=1):
-            alias = f"s{index}"
+        for k, step in enumerate(node.steps[1:], start=1):
+            previous = times[-1]
             inner = self.events_where("x", step.event, step.filters, None)
+            same_instant = self.same_instant(node, k, times)
             joins.append(
-                f'LEFT JOIN LATERAL (SELECT x.id, x."timestamp" FROM {EVENTS_TABLE} x '
-                f"WHERE {inner} AND x.person_id = s0.person_id "
-                f'AND x."timestamp" >= {previous}."timestamp" AND x.id <> {previous}.id '
+                f'LEFT JOIN LATERAL (SELECT min(x."timestamp") AS "timestamp" FROM {EVENTS_TABLE} x '
+                f'WHERE {inner} AND x.person_id = s0.person_id AND x."timestamp" >= {previous} '
                 f'AND x."timestamp" <= s0."timestamp" + {within}::interval '
-                f'ORDER BY x."timestamp", x.id LIMIT 1) {alias} ON {previous}.id IS NOT NULL'
+                f'AND (x."timestamp" > {previous} OR {same_instant})) s{k} ON true'
             )
-            previous = alias
-        start_where = self.events_where("s0", first.event, first.filters, node.window)
-        last = f"s{len(node.steps) - 1}"
+            times.append(f's{k}."timestamp"')
+        start_where = self.events_where("s0", node.steps[0].event, node.steps[0].filters, node.window)
         runs = f"FROM {EVENTS_TABLE} s0 {' '.join(joins)} WHERE {start_where}"
         if node.completed:
-            return f"SELECT DISTINCT s0.person_id {runs} AND {last}.id IS NOT NULL"
+            return f"SELECT s0.person_id {runs} AND {times[-1]} IS NOT NULL"
         cutoff = self.bind(self.now - node.within.as_timedelta())
-        return f'SELECT DISTINCT s0.person_id {runs} AND {last}.id IS NULL AND s0."timestamp" <= {cutoff}'
+        return f'SELECT s0.person_id {runs} AND {times[-1]} IS NULL AND s0."timestamp" <= {cutoff}'
+
+    def same_instant(self, node: Sequence, k: int, times: list[str]) -> str:
+        """Step *k* can join the steps matched at step *k-1*'s instant: distinct events there for all of them.
+
+        The steps matched at that instant are *j..k-1* for the *j* where the
+        instants start being equal; step 1 is always ``s0`` itself.
+        """
+        at = times[k - 1]
+        options = []
+        for j in range(k):
+            starts = f"{times[j]} = {at}" + (f" AND {times[j - 1]} < {at}" if j else "")
+            tables, conditions, ids = [], [], ["s0.id"] if j == 0 else []
+            for m in range(max(j, 1), k + 1):
+                alias = f"y{m}"
+                step = node.steps[m]
+                tables.append(f"{EVENTS_TABLE} {alias}")
+                conditions.append(self.events_where(alias, step.event, step.filters, None))
+                conditions.append(f'{alias}.person_id = s0.person_id AND {alias}."timestamp" = {at}')
+                ids.append(f"{alias}.id")
+            conditions += [f"{a} <> {b}" for a, b in combinations(ids, 2)]
+            options.append(f"({starts} AND EXISTS (SELECT 1 FROM {', '.join(tables)} WHERE {' AND '.join(conditions)}))")
+        return f"({' OR '.join(options)})"
 
     # --- property predicates ------------------------------------------------
 
