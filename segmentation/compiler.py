@@ -55,9 +55,16 @@ MEMBERSHIP_TABLE = "segmentation_membership"
 # numeric: a longer string or a larger exponent would overflow it.
 NUMERIC_RE = r"^[ \t\n\r\f\v]*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,3})?[ \t\n\r\f\v]*$"
 NUMERIC_MAX_LENGTH = 1000
-# The shape checked before a string is cast to a timestamp (the cast itself is
-# guarded by segmentation_try_timestamptz, which answers NULL on failure).
-TIMESTAMP_RE = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}(:?\d{2})?)?$"
+# The shape of a timestamp in a property (docs/segments.md), checked before the
+# string is cast (the cast itself is guarded by segmentation_try_timestamptz,
+# which answers NULL for what the shape lets through, such as February 30th).
+# Fields in range (no 24:00, no leap second), at most microseconds, offsets
+# within +-15:59 (every real zone is within +-14:00).
+TIMESTAMP_RE = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?)?"
+    r"(Z|[+-](0[0-9]|1[0-5])(:?[0-5][0-9])?)?$"
+)
 
 
 _MARKER = re.compile("\x00([0-9]+)\x00")

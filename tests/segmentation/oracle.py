@@ -29,6 +29,8 @@ _UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(day
 # characters, an exponent of at most three digits.
 _NUMERIC = re.compile(r"[ \t\n\r\f\v]*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,3})?[ \t\n\r\f\v]*")
 # docs/segments.md: property timestamps in the ISO-8601 shapes of definitions.
+# Fields must be in range (datetime() checks them), at most microseconds, and
+# offsets within +-15:59.
 _TIMESTAMP = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})"
     r"(?:[T ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]{1,6}))?)?)?"
@@ -158,7 +160,10 @@ def timestamp(value: Any) -> datetime | None:
     if zone and zone != "Z":
         sign = -1 if zone[0] == "-" else 1
         digits = zone[1:].replace(":", "")
-        offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:] or 0))
+        hours, minutes = int(digits[:2]), int(digits[2:] or 0)
+        if hours > 15 or minutes > 59:
+            return None
+        offset = timedelta(hours=hours, minutes=minutes)
         moment -= sign * offset
     return moment
 

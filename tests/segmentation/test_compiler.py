@@ -209,6 +209,13 @@ STRINGS = [
     "",
     "2026-02-30",
     "2026-13-01T00:00:00Z",
+    "2026-05-31T24:00",
+    "2026-05-31T10:00:60",
+    "2026-05-31T10:00:00+16:00",
+    "2026-05-31T10:00:00+05:60",
+    "2026-05-31T10:00:00.1234567Z",
+    "2026-05-31T10:00:00+0530",
+    "2026-05-31T10:00:00-05",
     "yesterday",
     *HOSTILE,
 ]
@@ -608,12 +615,17 @@ def test_before_and_after_read_iso_timestamps_in_properties(world):
         "fraction": {"at": "2026-05-01T10:00:00.500000Z"},
         "recent": {"at": "2026-05-31T12:00:00Z"},
         "impossible": {"at": "2026-02-30"},
+        "hour_24": {"at": "2026-04-30T24:00"},
+        "leap_second": {"at": "2026-04-30T23:59:60Z"},
+        "far_offset": {"at": "2026-05-01T12:00:00+16:00"},
+        "nanoseconds": {"at": "2026-04-30T10:00:00.1234567Z"},
+        "short_offset": {"at": "2026-05-01T15:00:00+05"},
         "words": {"at": "yesterday"},
         "epoch": {"at": 1777629600},
         "none": {},
     }
     before = members(world, trait("at", "before", "2026-05-01T10:00:00.250+00:00"), people)
-    assert before == {"date", "zulu", "offset", "naive"}
+    assert before == {"date", "zulu", "offset", "naive", "short_offset"}
     assert members(world, trait("at", "after", "2026-05-01T10:00:00Z"), {}) == {"fraction", "recent"}
     # a duration means now - duration: 2026-05-02 12:00
     assert members(world, trait("at", "after", "30d"), {}) == {"recent"}
