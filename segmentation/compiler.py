@@ -260,7 +260,9 @@ class _Builder:
                 conditions.append(f'{alias}.person_id = s0.person_id AND {alias}."timestamp" = {at}')
                 ids.append(f"{alias}.id")
             conditions += [f"{a} <> {b}" for a, b in combinations(ids, 2)]
-            options.append(f"({starts} AND EXISTS (SELECT 1 FROM {', '.join(tables)} WHERE {' AND '.join(conditions)}))")
+            options.append(
+                f"({starts} AND EXISTS (SELECT 1 FROM {', '.join(tables)} WHERE {' AND '.join(conditions)}))"
+            )
         return f"({' OR '.join(options)})"
 
     # --- property predicates ------------------------------------------------
@@ -311,7 +313,9 @@ class _Builder:
         """The property at ``key`` of a JSON column; a dotted key reaches into nested objects only."""
         parts = key.split(".")
         objects = [f"jsonb_typeof({column}) = 'object'"]
-        objects += [f"jsonb_typeof({column} #> {self.bind(parts[:i])}::text[]) = 'object'" for i in range(1, len(parts))]
+        objects += [
+            f"jsonb_typeof({column} #> {self.bind(parts[:i])}::text[]) = 'object'" for i in range(1, len(parts))
+        ]
         return f"(CASE WHEN {' AND '.join(objects)} THEN {column} #> {self.bind(parts)}::text[] END)"
 
     def number(self, value: float | int) -> str:

@@ -288,14 +288,18 @@ class Oracle:
         if kind == "event":
             count = 0
             for e in mine:
-                if matches(e, node["event"], node.get("filters"), now) and in_window(e.timestamp, node.get("window"), now):
+                if matches(e, node["event"], node.get("filters"), now) and in_window(
+                    e.timestamp, node.get("window"), now
+                ):
                     count += 1
             spec = node.get("count") or {"operator": "gte", "value": 1}
             return compare(count, spec["operator"], spec["value"])
         if kind == "aggregate":
             values = []
             for e in mine:
-                if matches(e, node["event"], node.get("filters"), now) and in_window(e.timestamp, node.get("window"), now):
+                if matches(e, node["event"], node.get("filters"), now) and in_window(
+                    e.timestamp, node.get("window"), now
+                ):
                     value = lookup(e.properties, node["key"])
                     if is_number(value):
                         values.append(to_decimal(value))

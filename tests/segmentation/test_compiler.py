@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import hypothesis
 import pytest
 from django.db import connection, transaction
 from django.utils import timezone
-import hypothesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -80,7 +80,7 @@ def _insert(ws, segment_ids, people, events, memberships, known) -> dict[str, in
     with connection.cursor() as cursor:
         if events:
             cursor.executemany(
-                "INSERT INTO tracking_event (workspace_id, person_id, name, properties, \"timestamp\", received_at, "
+                'INSERT INTO tracking_event (workspace_id, person_id, name, properties, "timestamp", received_at, '
                 "message_id) VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s)",
                 [
                     (ws.pk, ids[e.person], e.name, json.dumps(e.properties or {}), e.at, NOW, f"m{i}")
@@ -248,7 +248,7 @@ scalars = st.one_of(
     st.sampled_from(NUMBERS),
     st.sampled_from(STRINGS),
     timestamps_text,
-    st.text(alphabet="aAbéÉΣσ'%s 0", max_size=4),
+    st.text(alphabet="aAbéÉΣσ'%s 0", max_size=4),  # noqa: RUF001
 )
 values = st.one_of(
     scalars,
@@ -552,7 +552,13 @@ def test_missing_or_null_properties_hold_only_for_negative_operators(world, oper
 
 
 def test_in_and_not_in_are_complements(world):
-    people = {"pro": {"plan": "pro"}, "num": {"plan": "42"}, "yes": {"plan": True}, "free": {"plan": "free"}, "none": {}}
+    people = {
+        "pro": {"plan": "pro"},
+        "num": {"plan": "42"},
+        "yes": {"plan": True},
+        "free": {"plan": "free"},
+        "none": {},
+    }
     assert members(world, trait("plan", "in", ["pro", 42, True]), people) == {"pro", "num", "yes"}
     assert members(world, trait("plan", "not_in", ["pro", 42, True]), {}) == {"free", "none"}
 
@@ -567,7 +573,7 @@ def test_contains_starts_ends_with_are_case_insensitive_with_unicode(world):
         "none": {},
     }
     assert members(world, trait("name", "contains", "ÉCOLE"), people) == {"ecole"}
-    assert members(world, trait("name", "contains", "σα"), {}) == {"greek"}
+    assert members(world, trait("name", "contains", "σα"), {}) == {"greek"}  # noqa: RUF001
     assert members(world, trait("name", "contains", "34.5"), {}) == {"number"}
     assert members(world, trait("name", "contains", '"COUNTRY": "fr"'), {}) == {"object"}
     assert members(world, trait("name", "not_contains", "école"), {}) == {"greek", "number", "object", "other", "none"}
@@ -889,7 +895,9 @@ def test_sequence_of_five_steps_with_filters(world):
     steps = ["View", "Add", "Checkout", "Pay", "Review"]
     people = {"all": {}, "missing_pay": {}}
     events = [Event("all", s, t + timedelta(minutes=i), {"ok": True}) for i, s in enumerate(steps)]
-    events += [Event("missing_pay", s, t + timedelta(minutes=i), {"ok": True}) for i, s in enumerate(steps) if s != "Pay"]
+    events += [
+        Event("missing_pay", s, t + timedelta(minutes=i), {"ok": True}) for i, s in enumerate(steps) if s != "Pay"
+    ]
     node = {
         "type": "sequence",
         "within": "1h",
@@ -908,7 +916,10 @@ def test_segment_reference_reads_stored_membership_of_this_workspace(world):
     assert members(world, {"type": "segment", "segment": 0}, people, (), memberships) == {"in_0", "in_both"}
     both = {"type": "and", "conditions": [{"type": "segment", "segment": 0}, {"type": "segment", "segment": 1}]}
     assert members(world, both, {}) == {"in_both"}
-    neither = {"type": "not", "condition": {"type": "or", "conditions": [{"type": "segment", "segment": i} for i in (0, 1)]}}
+    neither = {
+        "type": "not",
+        "condition": {"type": "or", "conditions": [{"type": "segment", "segment": i} for i in (0, 1)]},
+    }
     assert members(world, neither, {}) == {"in_none"}
 
 
@@ -919,7 +930,13 @@ def test_groups_nest(world):
         "type": "or",
         "conditions": [
             {"type": "and", "conditions": [trait("plan", "eq", "pro"), {"type": "event", "event": "Order"}]},
-            {"type": "not", "condition": {"type": "or", "conditions": [trait("plan", "is_set"), {"type": "event", "event": "$any"}]}},
+            {
+                "type": "not",
+                "condition": {
+                    "type": "or",
+                    "conditions": [trait("plan", "is_set"), {"type": "event", "event": "$any"}],
+                },
+            },
         ],
     }
     assert members(world, document, people, events) == {"pro_buyer", "free"}
@@ -961,7 +978,7 @@ def test_events_pointing_at_people_of_another_workspace_never_make_them_members(
     ours, theirs = load(world, {"ours": {}}, [])
     with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO tracking_event (workspace_id, person_id, name, \"timestamp\", received_at, message_id) "
+            'INSERT INTO tracking_event (workspace_id, person_id, name, "timestamp", received_at, message_id) '
             "VALUES (%s, %s, 'A', %s, %s, 'x'), (%s, %s, 'A', %s, %s, 'y')",
             [world.workspace.pk, theirs["ours"], NOW, NOW, world.workspace.pk, 10**12, NOW, NOW],
         )

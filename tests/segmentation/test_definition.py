@@ -206,7 +206,10 @@ DURATION_MESSAGE = 'must be a duration such as "30m", "48h", "7d" or "4w", not '
 @pytest.mark.parametrize(
     ("document", "expected"),
     [
-        (aggregate(operator="most"), {"operator": "unknown operator 'most'; one of between, eq, gt, gte, lt, lte, neq"}),
+        (
+            aggregate(operator="most"),
+            {"operator": "unknown operator 'most'; one of between, eq, gt, gte, lt, lte, neq"},
+        ),
         (aggregate(function=_DROP), {"function": "is required"}),
         (aggregate(key=_DROP), {"key": "is required"}),
         (aggregate(value=_DROP), {"value": "is required"}),
@@ -238,7 +241,10 @@ DURATION_MESSAGE = 'must be a duration such as "30m", "48h", "7d" or "4w", not '
             {"filters[0].key": "is longer than 10000 characters"},
         ),
         (event(window="7d"), {"window": "window must be an object, not a string"}),
-        (event(window={"until": "soon"}), {"window.until": "must be a duration (\"7d\") or an ISO-8601 timestamp, not 'soon'"}),
+        (
+            event(window={"until": "soon"}),
+            {"window.until": "must be a duration (\"7d\") or an ISO-8601 timestamp, not 'soon'"},
+        ),
         (
             event(window={"since": "2026-05-02", "until": "2026-05-01T00:00:00Z"}),
             {"window": 'starts at or after its end: "since" must lie before "until"'},
@@ -276,10 +282,15 @@ DURATION_MESSAGE = 'must be a duration such as "30m", "48h", "7d" or "4w", not '
             event(filters=[{"key": "a", "operator": "in", "value": ["ok", "\ud800"]}]),
             {"filters[0].value[1]": "is not valid Unicode text (it holds a lone surrogate)"},
         ),
-        ({"type": "trait", "key": "a\x00", "operator": "is_set"}, {"key": "must not contain the NUL character (\\u0000)"}),
+        (
+            {"type": "trait", "key": "a\x00", "operator": "is_set"},
+            {"key": "must not contain the NUL character (\\u0000)"},
+        ),
         (event(event="\ud83d"), {"event": "is not valid Unicode text (it holds a lone surrogate)"}),
         (
-            sequence(steps=[{"event": "A"}, {"event": "B", "filters": [{"key": "x", "operator": "gt", "value": True}]}]),
+            sequence(
+                steps=[{"event": "A"}, {"event": "B", "filters": [{"key": "x", "operator": "gt", "value": True}]}]
+            ),
             {"steps[1].filters[0].value": "gt needs a number, not a boolean"},
         ),
     ],
@@ -299,7 +310,9 @@ def test_errors_deep_in_groups_carry_the_full_path_and_all_are_reported():
     }
     assert errors_of(document) == {
         "conditions[1].condition.filters[0].value": "gt needs a number, not a string",
-        "conditions[2].conditions[0].window.since": "must be a duration (\"7d\") or an ISO-8601 timestamp, not '7 days'",
+        "conditions[2].conditions[0].window.since": (
+            "must be a duration (\"7d\") or an ISO-8601 timestamp, not '7 days'"
+        ),
         "conditions[2].conditions[1].operator": "is required",
     }
 
