@@ -216,9 +216,13 @@ class _Builder:
         instant at or after step *k-1*'s at which it can be matched: any later
         instant holding a matching event, or step *k-1*'s own instant when the
         steps matched there, with step *k*, can each take a different event of
-        that instant. Taking the earliest feasible instant for every step never
-        loses a run (a later instant leaves fewer events to choose from), so a
-        run from ``s0`` completes exactly when the last step gets an instant.
+        that instant. No event is picked: only instants are, so events at one
+        instant may serve its steps in any order. By induction on *k*, every
+        run from ``s0`` matches step *k* no earlier than the instant found here
+        (if the run matches it at that very instant, so are the steps before it
+        that share the instant here, and the run's own events show them
+        feasible), so a run from ``s0`` exists exactly when the last step gets
+        an instant.
         """
         within = self.bind(node.within.as_timedelta())
         times = ['s0."timestamp"']
