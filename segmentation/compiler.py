@@ -68,6 +68,8 @@ TIMESTAMP_RE = (
 
 
 _MARKER = re.compile("\x00([0-9]+)\x00")
+# A path element ``#>`` may read as a list index (a superset: anything starting like an integer).
+_INDEX_LIKE = re.compile(r"[ \t\n\r\f\v]*[-+]?[0-9]")
 
 
 @dataclass
@@ -314,13 +316,23 @@ class _Builder:
         return f"{self.json_text(value)} = {self.bind(operand)}"
 
     def extract(self, column: str, key: str) -> str:
-        """The property at ``key`` of a JSON column; a dotted key reaches into nested objects only."""
+        """The property at ``key`` of a JSON column; a dotted key reaches into nested objects only.
+
+        ``#>`` would also index into a list where a path element reads as an
+        integer (``items.0``); for such elements the value is kept only when
+        what it is looked up in is an object. Keys without them (nearly all)
+        cost nothing more, and the check stays linear in the key's length.
+        """
         parts = key.split(".")
-        objects = [f"jsonb_typeof({column}) = 'object'"]
-        objects += [
-            f"jsonb_typeof({column} #> {self.bind(parts[:i])}::text[]) = 'object'" for i in range(1, len(parts))
-        ]
-        return f"(CASE WHEN {' AND '.join(objects)} THEN {column} #> {self.bind(parts)}::text[] END)"
+        path = self.bind(parts)
+        value = f"({column} #> {path}::text[])"
+        positions = [i for i, part in enumerate(parts) if _INDEX_LIKE.match(part)]
+        if not positions:
+            return value
+        return (
+            f"(CASE WHEN NOT EXISTS (SELECT FROM unnest({self.bind(positions)}::int[]) AS i "
+            f"WHERE jsonb_typeof({column} #> ({path}::text[])[1:i]) IS DISTINCT FROM 'object') THEN {value} END)"
+        )
 
     def number(self, value: float | int) -> str:
         """A numeric operand, compared as numeric (exact, and never overflowing a float)."""

@@ -670,6 +670,18 @@ def test_dotted_keys_reach_into_nested_objects_only(world):
     assert members(world, trait("address.country.code", "eq", "FR"), {}) == {"deeper"}
     assert members(world, trait("address.0.country", "is_set"), {}) == set()
     assert members(world, trait("address.country", "is_not_set"), {}) == {"literal_dot", "in_list", "scalar"}
+    numbered = {"type": "trait", "key": "address.0", "operator": "eq", "value": "FR"}
+    assert members(world, numbered, {"keyed_0": {"address": {"0": "FR"}}, "list_0": {"address": ["FR"]}}) == {"keyed_0"}
+    assert members(world, trait("address. -1", "is_set"), {"list_minus": {"address": ["x"]}}) == set()
+
+
+def test_a_key_of_ten_thousand_characters_with_many_dots_is_cheap(world):
+    people = {"deep": {"0": {"0": {"0": "x"}}}, "flat": {"0": "x"}}
+    for key in ("0." * 4_999 + "0", "." * 9_999, ".0" * 5_000):
+        assert len(key) <= 10_000
+        assert members(world, trait(key, "is_set"), people) == set()
+        people = {}
+    assert members(world, trait("0.0.0", "eq", "x"), {}) == {"deep"}
 
 
 # --- events --------------------------------------------------------------------
