@@ -329,9 +329,10 @@ class _Builder:
         positions = [i for i, part in enumerate(parts) if _INDEX_LIKE.match(part)]
         if not positions:
             return value
+        looked_up_in = f"jsonb_typeof({column} #> ({path}::text[])[1:i])"
         return (
-            f"(CASE WHEN NOT EXISTS (SELECT FROM unnest({self.bind(positions)}::int[]) AS i "
-            f"WHERE jsonb_typeof({column} #> ({path}::text[])[1:i]) IS DISTINCT FROM 'object') THEN {value} END)"
+            f"(CASE WHEN 'object' = ALL (SELECT {looked_up_in} FROM unnest({self.bind(positions)}::int[]) AS i) "
+            f"THEN {value} END)"
         )
 
     def number(self, value: float | int) -> str:

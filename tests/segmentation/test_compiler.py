@@ -9,6 +9,7 @@ other workspace.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -999,6 +1000,42 @@ def test_hostile_names_keys_and_values_are_data(world):
     with connection.cursor() as cursor:
         cursor.execute("SELECT to_regclass('tracking_event') IS NOT NULL")
         assert cursor.fetchone()[0]
+
+
+def test_compiled_sql_binds_every_value_and_filters_every_where_on_the_workspace():
+    steps = [{"event": text, "filters": [prop(text, "contains", text)]} for text in HOSTILE[:5]]
+    filters = [prop(f"{text}.0", "eq", text) for text in HOSTILE]
+    document = {
+        "type": "or",
+        "conditions": [
+            {"type": "and", "conditions": [trait(text, "in", [text, 42]) for text in HOSTILE]},
+            {"type": "not", "condition": {"type": "event", "event": HOSTILE[0], "filters": filters}},
+            {"type": "event", "event": "$any", "count": {"operator": "eq", "value": 0}, "window": {"since": "7d"}},
+            {
+                "type": "aggregate",
+                "event": HOSTILE[1],
+                "key": HOSTILE[2],
+                "function": "sum",
+                "operator": "lte",
+                "value": 3,
+            },
+            {"type": "first_performed", "event": HOSTILE[3], "window": {"until": "2026-05-01T00:00:00Z"}},
+            {"type": "regular", "event": HOSTILE[4], "period": "1d", "periods": 3, "min_periods": 2},
+            {"type": "sequence", "within": "1h", "steps": steps, "completed": False},
+            {"type": "segment", "segment": 7},
+        ],
+    }
+    query = compile_members(parse(document, now=NOW), workspace_id=123, now=NOW)
+    text_without_placeholders = query.sql.replace("%s", "")
+    for text in HOSTILE:
+        if len(text) > 2:  # fixed fragments hold quotes, '{}' and the like
+            assert text not in text_without_placeholders
+    assert "drop" not in query.sql.lower()
+    assert query.sql.count("%s") == len(query.params)
+    wheres = re.findall(r"WHERE (\S+ = %s)", query.sql)
+    assert len(wheres) == query.sql.count("WHERE ")
+    assert {where.rpartition(".")[2] for where in wheres} == {"workspace_id = %s"}
+    assert query.params[0] == 123
 
 
 def test_events_pointing_at_people_of_another_workspace_never_make_them_members(world):
