@@ -10,8 +10,10 @@ all are members without being enumerated one by one.
 Every subquery carries ``workspace_id = %s`` at the root of its WHERE, and
 every event name, key and value is bound as a parameter: nothing in a
 definition becomes SQL text. The typing rules of the contract live in the
-small ``_value_*`` builders below; ``docs/segments.md`` explains the choices
-where the contract is silent.
+property-predicate builders below (``predicate``, ``positive``, ``equals``,
+``extract``, ``json_*``); ``docs/segments.md`` explains the choices where the
+contract is silent. ``tests/segmentation/oracle.py`` is the plain-Python
+reference the compiled SQL is checked against.
 """
 
 from __future__ import annotations
