@@ -10,14 +10,19 @@ all are members without being enumerated one by one.
 Every subquery carries ``workspace_id = %s`` at the root of its WHERE, and
 every event name, key and value is bound as a parameter: nothing in a
 definition becomes SQL text. The typing rules of the contract live in the
-small ``_value_*`` builders below; ``docs/segments.md`` explains the choices
-where the contract is silent.
+property-predicate builders below (``predicate``, ``positive``, ``equals``,
+``extract``, ``json_*``); ``docs/segments.md`` explains the choices where the
+contract is silent. ``tests/segmentation/oracle.py`` is the plain-Python
+reference the compiled SQL is checked against.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
+from itertools import combinations
 from typing import Any
 
 from segmentation.definition import (
@@ -45,12 +50,28 @@ PEOPLE_TABLE = "tracking_person"
 EVENTS_TABLE = "tracking_event"
 MEMBERSHIP_TABLE = "segmentation_membership"
 
-# A numeric string as the contract means it: an optional sign, digits with an
-# optional fraction, an optional exponent; surrounding spaces allowed.
-NUMERIC_RE = r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$"
-# The shape checked before a string is cast to a timestamp (the cast itself is
-# guarded by segmentation_try_timestamptz, which answers NULL on failure).
-TIMESTAMP_RE = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}(:?\d{2})?)?$"
+# A numeric string as docs/segments.md means it: an optional sign, digits with
+# an optional fraction, an optional exponent of at most three digits; ASCII
+# whitespace around (what PostgreSQL's numeric input skips), at most
+# NUMERIC_MAX_LENGTH characters. The bounds keep every match castable to
+# numeric: a longer string or a larger exponent would overflow it.
+NUMERIC_RE = r"^[ \t\n\r\f\v]*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,3})?[ \t\n\r\f\v]*$"
+NUMERIC_MAX_LENGTH = 1000
+# The shape of a timestamp in a property (docs/segments.md), checked before the
+# string is cast (the cast itself is guarded by segmentation_try_timestamptz,
+# which answers NULL for what the shape lets through, such as February 30th).
+# Fields in range (no 24:00, no leap second), at most microseconds, offsets
+# within +-15:59 (every real zone is within +-14:00).
+TIMESTAMP_RE = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?)?"
+    r"(Z|[+-](0[0-9]|1[0-5])(:?[0-5][0-9])?)?$"
+)
+
+
+_MARKER = re.compile("\x00([0-9]+)\x00")
+# A path element ``#>`` may read as a list index (a superset: anything starting like an integer).
+_INDEX_LIKE = re.compile(r"[ \t\n\r\f\v]*[-+]?[0-9]")
 
 
 @dataclass
@@ -60,16 +81,40 @@ class CompiledQuery:
 
 
 class _Builder:
+    """Builds SQL text from fixed fragments; every value goes through ``bind``.
+
+    ``bind`` returns a marker, not ``%s``: an expression may be reused in the
+    text (a property path appears in several checks) and fragments are not
+    always built in the order they appear. ``finish`` turns the markers into
+    positional ``%s`` placeholders, in text order, with the matching values.
+    """
+
     def __init__(self, workspace_id: int, now: datetime) -> None:
         self.workspace_id = workspace_id
         self.now = now
-        self.params: list[Any] = []
+        self.values: list[Any] = []
 
     def bind(self, value: Any) -> str:
-        self.params.append(value)
-        return "%s"
+        self.values.append(value)
+        return f"\x00{len(self.values) - 1}\x00"
+
+    def finish(self, sql: str) -> CompiledQuery:
+        params: list[Any] = []
+
+        def placeholder(match: re.Match[str]) -> str:
+            params.append(self.values[int(match.group(1))])
+            return "%s"
+
+        return CompiledQuery(sql=_MARKER.sub(placeholder, sql), params=params)
 
     # --- sets -------------------------------------------------------------
+
+    def members(self, tree: Node, columns: str) -> str:
+        """The people of the workspace in the tree's set: only people, and only this workspace's."""
+        return (
+            f"SELECT {columns} FROM {PEOPLE_TABLE} p WHERE p.workspace_id = {self.bind(self.workspace_id)} "
+            f"AND p.id IN ({self.node(tree)})"
+        )
 
     def everyone(self) -> str:
         return f"SELECT id AS person_id FROM {PEOPLE_TABLE} WHERE workspace_id = {self.bind(self.workspace_id)}"
@@ -140,7 +185,7 @@ class _Builder:
         return self.grouped(where, self.comparison("count(*)", node.count))
 
     def aggregate(self, node: Aggregate) -> str:
-        number = self.json_number(f"e.properties #> {self.bind(list(node.key.split('.')))}::text[]", strings=False)
+        number = self.json_number(self.extract("e.properties", node.key), strings=False)
         where = self.events_where("e", node.event, node.filters, node.window)
         if node.function == "sum":
             total = f"coalesce(sum({number}), 0)"
@@ -168,35 +213,71 @@ class _Builder:
         return self.grouped(where, f"count(DISTINCT {bucket}) >= {self.bind(node.min_periods)}")
 
     def sequence(self, node: Sequence) -> str:
-        """Greedy runs: each step takes the earliest later occurrence, which is optimal."""
+        """Runs from each step-1 occurrence ``s0``, each step taken at the earliest instant it can be.
+
+        A run is a choice of distinct events, one per step, in time order, all
+        within ``within`` of step 1. Step *k*'s lateral join finds the earliest
+        instant at or after step *k-1*'s at which it can be matched: any later
+        instant holding a matching event, or step *k-1*'s own instant when the
+        steps matched there, with step *k*, can each take a different event of
+        that instant. No event is picked: only instants are, so events at one
+        instant may serve its steps in any order. By induction on *k*, every
+        run from ``s0`` matches step *k* no earlier than the instant found here
+        (if the run matches it at that very instant, so are the steps before it
+        that share the instant here, and the run's own events show them
+        feasible), so a run from ``s0`` exists exactly when the last step gets
+        an instant.
+        """
         within = self.bind(node.within.as_timedelta())
-        first = node.steps[0]
+        times = ['s0."timestamp"']
         joins = []
-        previous = "s0"
-        for index, step in enumerate(node.steps[1:], start=1):
-            alias = f"s{index}"
+        for k, step in enumerate(node.steps[1:], start=1):
+            previous = times[-1]
             inner = self.events_where("x", step.event, step.filters, None)
+            same_instant = self.same_instant(node, k, times)
             joins.append(
-                f'LEFT JOIN LATERAL (SELECT x.id, x."timestamp" FROM {EVENTS_TABLE} x '
-                f"WHERE {inner} AND x.person_id = s0.person_id "
-                f'AND x."timestamp" >= {previous}."timestamp" AND x.id <> {previous}.id '
+                f'LEFT JOIN LATERAL (SELECT min(x."timestamp") AS "timestamp" FROM {EVENTS_TABLE} x '
+                f'WHERE {inner} AND x.person_id = s0.person_id AND x."timestamp" >= {previous} '
                 f'AND x."timestamp" <= s0."timestamp" + {within}::interval '
-                f'ORDER BY x."timestamp", x.id LIMIT 1) {alias} ON {previous}.id IS NOT NULL'
+                f'AND (x."timestamp" > {previous} OR {same_instant})) s{k} ON true'
             )
-            previous = alias
-        start_where = self.events_where("s0", first.event, first.filters, node.window)
-        last = f"s{len(node.steps) - 1}"
+            times.append(f's{k}."timestamp"')
+        start_where = self.events_where("s0", node.steps[0].event, node.steps[0].filters, node.window)
         runs = f"FROM {EVENTS_TABLE} s0 {' '.join(joins)} WHERE {start_where}"
         if node.completed:
-            return f"SELECT DISTINCT s0.person_id {runs} AND {last}.id IS NOT NULL"
+            return f"SELECT s0.person_id {runs} AND {times[-1]} IS NOT NULL"
         cutoff = self.bind(self.now - node.within.as_timedelta())
-        return f'SELECT DISTINCT s0.person_id {runs} AND {last}.id IS NULL AND s0."timestamp" <= {cutoff}'
+        return f'SELECT s0.person_id {runs} AND {times[-1]} IS NULL AND s0."timestamp" <= {cutoff}'
+
+    def same_instant(self, node: Sequence, k: int, times: list[str]) -> str:
+        """Step *k* can join the steps matched at step *k-1*'s instant: distinct events there for all of them.
+
+        The steps matched at that instant are *j..k-1* for the *j* where the
+        instants start being equal; step 1 is always ``s0`` itself.
+        """
+        at = times[k - 1]
+        options = []
+        for j in range(k):
+            starts = f"{times[j]} = {at}" + (f" AND {times[j - 1]} < {at}" if j else "")
+            tables, conditions, ids = [], [], ["s0.id"] if j == 0 else []
+            for m in range(max(j, 1), k + 1):
+                alias = f"y{m}"
+                step = node.steps[m]
+                tables.append(f"{EVENTS_TABLE} {alias}")
+                conditions.append(self.events_where(alias, step.event, step.filters, None))
+                conditions.append(f'{alias}.person_id = s0.person_id AND {alias}."timestamp" = {at}')
+                ids.append(f"{alias}.id")
+            conditions += [f"{a} <> {b}" for a, b in combinations(ids, 2)]
+            options.append(
+                f"({starts} AND EXISTS (SELECT 1 FROM {', '.join(tables)} WHERE {' AND '.join(conditions)}))"
+            )
+        return f"({' OR '.join(options)})"
 
     # --- property predicates ------------------------------------------------
 
     def predicate(self, column: str, f: Filter) -> str:
         """The filter on a JSON object column; negative operators complement positive ones."""
-        value = f"{column} #> {self.bind(list(f.path))}::text[]"
+        value = self.extract(column, f.key)
         positive = _POSITIVE.get(f.operator, f.operator)
         holds = self.positive(value, positive, f.value)
         if f.operator in NEGATIVE_OPERATORS:
@@ -219,10 +300,10 @@ class _Builder:
             return f"right(lower({text}), char_length({self.bind(operand)})) = lower({self.bind(operand)})"
         number = self.json_number(value, strings=True)
         if operator in _SQL_COMPARISON:
-            return f"{number} {_SQL_COMPARISON[operator]} {self.bind(operand)}"
+            return f"{number} {_SQL_COMPARISON[operator]} {self.number(operand)}"
         if operator == "between":
             low, high = operand
-            return f"{number} BETWEEN {self.bind(low)} AND {self.bind(high)}"
+            return f"{number} BETWEEN {self.number(low)} AND {self.number(high)}"
         if operator in ("before", "after"):
             instant = resolve_instant(operand, self.now) if isinstance(operand, Duration | datetime) else operand
             moment = self.json_timestamp(value)
@@ -233,8 +314,33 @@ class _Builder:
         if isinstance(operand, bool):
             return f"({value}) = {self.bind('true' if operand else 'false')}::jsonb"
         if isinstance(operand, int | float):
-            return f"{self.json_number(value, strings=True)} = {self.bind(operand)}"
+            return f"{self.json_number(value, strings=True)} = {self.number(operand)}"
         return f"{self.json_text(value)} = {self.bind(operand)}"
+
+    def extract(self, column: str, key: str) -> str:
+        """The property at ``key`` of a JSON column; a dotted key reaches into nested objects only.
+
+        ``#>`` would also index into a list where a path element reads as an
+        integer (``items.0``); for such elements the value is kept only when
+        what it is looked up in is an object. Keys without them (nearly all)
+        cost nothing more, and the check stays linear in the key's length.
+        """
+        parts = key.split(".")
+        path = self.bind(parts)
+        value = f"({column} #> {path}::text[])"
+        positions = [i for i, part in enumerate(parts) if _INDEX_LIKE.match(part)]
+        if not positions:
+            return value
+        looked_up_in = f"jsonb_typeof({column} #> ({path}::text[])[1:i])"
+        return (
+            f"(CASE WHEN 'object' = ALL (SELECT {looked_up_in} FROM unnest({self.bind(positions)}::int[]) AS i) "
+            f"THEN {value} END)"
+        )
+
+    def number(self, value: float | int) -> str:
+        """A numeric operand, compared as numeric (exact, and never overflowing a float)."""
+        exact = Decimal(value) if isinstance(value, int) else Decimal(repr(value))
+        return f"{self.bind(exact)}::numeric"
 
     def json_text(self, value: str) -> str:
         """The string form: a string as itself, anything else as its JSON text; NULL for null."""
@@ -247,7 +353,8 @@ class _Builder:
             return f"(CASE {number} END)"
         text = f"({value} #>> '{{}}')"
         string = (
-            f"WHEN jsonb_typeof({value}) = 'string' AND {text} ~ {self.bind(NUMERIC_RE)} THEN btrim({text})::numeric"
+            f"WHEN jsonb_typeof({value}) = 'string' AND char_length({text}) <= {self.bind(NUMERIC_MAX_LENGTH)} "
+            f"AND {text} ~ {self.bind(NUMERIC_RE)} THEN {text}::numeric"
         )
         return f"(CASE {number} {string} END)"
 
@@ -261,9 +368,9 @@ class _Builder:
     def comparison(self, expression: str, comparison: Comparison) -> str:
         if comparison.operator == "between":
             low, high = comparison.value
-            return f"{expression} BETWEEN {self.bind(low)} AND {self.bind(high)}"
+            return f"{expression} BETWEEN {self.number(low)} AND {self.number(high)}"
         operator = _SQL_COMPARISON[comparison.operator]
-        return f"{expression} {operator} {self.bind(comparison.value)}"
+        return f"{expression} {operator} {self.number(comparison.value)}"
 
 
 _POSITIVE = {"neq": "eq", "not_in": "in", "not_contains": "contains", "is_not_set": "is_set"}
@@ -286,13 +393,11 @@ def _compare(comparison: Comparison, value: float) -> bool:
 
 
 def compile_members(tree: Node, *, workspace_id: int, now: datetime) -> CompiledQuery:
-    """``SELECT person_id`` of the members of ``tree`` in the workspace at ``now``."""
+    """``SELECT person_id`` of the members of ``tree`` in the workspace at ``now``, each once."""
     builder = _Builder(workspace_id, now)
-    body = builder.node(tree)
-    return CompiledQuery(sql=f"SELECT DISTINCT person_id FROM ({body}) AS members", params=builder.params)
+    return builder.finish(builder.members(tree, "p.id AS person_id"))
 
 
 def compile_count(tree: Node, *, workspace_id: int, now: datetime) -> CompiledQuery:
     builder = _Builder(workspace_id, now)
-    body = builder.node(tree)
-    return CompiledQuery(sql=f"SELECT count(DISTINCT person_id) FROM ({body}) AS members", params=builder.params)
+    return builder.finish(builder.members(tree, "count(*)"))

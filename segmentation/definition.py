@@ -255,6 +255,15 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
+def _text_problem(value: str) -> str | None:
+    """Why a string cannot be stored or compared by the database at all, if it cannot."""
+    if "\x00" in value:
+        return "must not contain the NUL character (\\u0000)"
+    if any("\ud800" <= ch <= "\udfff" for ch in value):
+        return "is not valid Unicode text (it holds a lone surrogate)"
+    return None
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -324,6 +333,9 @@ class _Parser:
             return None
         if len(value) > MAX_KEY_LENGTH:
             self.error(where, f"is longer than {MAX_KEY_LENGTH} characters")
+            return None
+        if (problem := _text_problem(value)) is not None:
+            self.error(where, problem)
             return None
         return value
 
@@ -452,6 +464,9 @@ class _Parser:
     def bounded_string(self, value: Any, where: str) -> Any:
         if isinstance(value, str) and len(value) > MAX_STRING_LENGTH:
             self.error(where, f"is longer than {MAX_STRING_LENGTH} characters")
+            return _INVALID
+        if isinstance(value, str) and (problem := _text_problem(value)) is not None:
+            self.error(where, problem)
             return _INVALID
         return value
 

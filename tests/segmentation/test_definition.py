@@ -182,3 +182,145 @@ def test_segment_references_are_checked_for_existence_and_cycles():
 def test_timestamps_and_durations_resolve_against_now():
     tree = parse(event(window={"since": "2026-05-01T00:00:00Z", "until": "1w"}), now=NOW)
     assert tree.window.bounds(NOW) == (datetime(2026, 5, 1, tzinfo=UTC), NOW - timedelta(weeks=1))
+
+
+def aggregate(**fields):
+    node = {"type": "aggregate", "event": "O", "key": "r", "function": "sum", "operator": "gte", "value": 1, **fields}
+    return {k: v for k, v in node.items() if v is not _DROP}
+
+
+def regular(**fields):
+    node = {"type": "regular", "event": "Login", "period": "7d", "periods": 4, "min_periods": 3, **fields}
+    return {k: v for k, v in node.items() if v is not _DROP}
+
+
+def sequence(**fields):
+    node = {"type": "sequence", "within": "48h", "steps": [{"event": "A"}, {"event": "B"}], **fields}
+    return {k: v for k, v in node.items() if v is not _DROP}
+
+
+_DROP = object()
+DURATION_MESSAGE = 'must be a duration such as "30m", "48h", "7d" or "4w", not '
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        (
+            aggregate(operator="most"),
+            {"operator": "unknown operator 'most'; one of between, eq, gt, gte, lt, lte, neq"},
+        ),
+        (aggregate(function=_DROP), {"function": "is required"}),
+        (aggregate(key=_DROP), {"key": "is required"}),
+        (aggregate(value=_DROP), {"value": "is required"}),
+        (
+            event(count={"operator": "between", "value": [0, 1.5]}),
+            {"count.value": "a count is compared with whole numbers of 0 or more"},
+        ),
+        (event(count={"operator": "gte"}), {"count.value": "is required"}),
+        (event(count=5), {"count": "count must be an object, not a number"}),
+        (event(filters={"key": "a"}), {"filters": "must be a list of filters, not an object"}),
+        (
+            event(filters=[{"key": "a", "operator": "contains", "value": 5}]),
+            {"filters[0].value": "contains needs a string, not a number"},
+        ),
+        (
+            event(filters=[{"key": "a", "operator": "in", "value": ["x", {"a": 1}]}]),
+            {"filters[0].value[1]": "must be a string, number or boolean, not an object"},
+        ),
+        (
+            event(filters=[{"key": "a", "operator": "between", "value": ["1", 2]}]),
+            {"filters[0].value": "between needs [low, high], two numbers"},
+        ),
+        (
+            event(filters=[{"key": "a", "operator": "eq", "value": "x" * 10_001}]),
+            {"filters[0].value": "is longer than 10000 characters"},
+        ),
+        (
+            event(filters=[{"key": "k" * 10_001, "operator": "is_set"}]),
+            {"filters[0].key": "is longer than 10000 characters"},
+        ),
+        (event(window="7d"), {"window": "window must be an object, not a string"}),
+        (
+            event(window={"until": "soon"}),
+            {"window.until": "must be a duration (\"7d\") or an ISO-8601 timestamp, not 'soon'"},
+        ),
+        (
+            event(window={"since": "2026-05-02", "until": "2026-05-01T00:00:00Z"}),
+            {"window": 'starts at or after its end: "since" must lie before "until"'},
+        ),
+        (
+            event(window={"since": "99999w"}),
+            {"window.since": "must be a duration (\"7d\") or an ISO-8601 timestamp, not '99999w'"},
+        ),
+        (regular(periods=0), {"periods": "must be between 1 and 365"}),
+        (regular(periods=366), {"periods": "must be between 1 and 365"}),
+        (regular(periods="4"), {"periods": "must be a whole number, not a string"}),
+        (regular(min_periods=0), {"min_periods": "must be between 1 and 365"}),
+        (regular(period="200w", periods=30), {"periods": "periods times period reaches back more than a century"}),
+        (regular(period=_DROP), {"period": "is required"}),
+        (sequence(within="48 hours"), {"within": DURATION_MESSAGE + "'48 hours'"}),
+        (sequence(within=_DROP), {"within": "is required"}),
+        (sequence(steps=[{"event": s} for s in "ABCDEF"]), {"steps": "must be a list of 2 to 5 steps"}),
+        (sequence(steps=[{"event": "A"}, {"filters": []}]), {"steps[1].event": "is required"}),
+        (sequence(steps=[{"event": "A"}, "B"]), {"steps[1]": "a step must be an object, not a string"}),
+        ({"type": "segment", "segment": 0}, {"segment": "must be a segment id (a positive whole number), not 0"}),
+        ({"type": "segment", "segment": True}, {"segment": "must be a segment id (a positive whole number), not True"}),
+        ({"type": "segment"}, {"segment": "is required: a segment id"}),
+        ({"type": "and", "conditions": "x"}, {"conditions": "must be a list of conditions, not a string"}),
+        ({"type": "or"}, {"conditions": "is required: a list of 1 to 50 conditions"}),
+        ({"type": "not", "condition": "x"}, {"condition": "a condition must be an object, not a string"}),
+        ({"type": "and", "conditions": [event()], "extra": 1}, {"extra": "unknown field 'extra' in an and group"}),
+        (event(event="   "), {"event": "must not be empty"}),
+        (event(event="E" * 10_001), {"event": "is longer than 10000 characters"}),
+        # The database can hold neither: refused when saved, not failing at refresh time.
+        (
+            event(filters=[{"key": "a", "operator": "eq", "value": "x\x00"}]),
+            {"filters[0].value": "must not contain the NUL character (\\u0000)"},
+        ),
+        (
+            event(filters=[{"key": "a", "operator": "in", "value": ["ok", "\ud800"]}]),
+            {"filters[0].value[1]": "is not valid Unicode text (it holds a lone surrogate)"},
+        ),
+        (
+            {"type": "trait", "key": "a\x00", "operator": "is_set"},
+            {"key": "must not contain the NUL character (\\u0000)"},
+        ),
+        (event(event="\ud83d"), {"event": "is not valid Unicode text (it holds a lone surrogate)"}),
+        (
+            sequence(
+                steps=[{"event": "A"}, {"event": "B", "filters": [{"key": "x", "operator": "gt", "value": True}]}]
+            ),
+            {"steps[1].filters[0].value": "gt needs a number, not a boolean"},
+        ),
+    ],
+)
+def test_each_contract_error_has_its_path_and_message(document, expected):
+    assert errors_of(document) == expected
+
+
+def test_errors_deep_in_groups_carry_the_full_path_and_all_are_reported():
+    document = {
+        "type": "and",
+        "conditions": [
+            event(),
+            {"type": "not", "condition": event(filters=[{"key": "a", "operator": "gt", "value": "5"}])},
+            {"type": "or", "conditions": [event(window={"since": "7 days"}), {"type": "trait", "key": "p"}]},
+        ],
+    }
+    assert errors_of(document) == {
+        "conditions[1].condition.filters[0].value": "gt needs a number, not a string",
+        "conditions[2].conditions[0].window.since": (
+            "must be a duration (\"7d\") or an ISO-8601 timestamp, not '7 days'"
+        ),
+        "conditions[2].conditions[1].operator": "is required",
+    }
+
+
+def test_a_cycle_through_nested_groups_names_the_segment_node():
+    references = {1: {2}, 2: {3}, 3: set()}
+    document = {"type": "and", "conditions": [event(), {"type": "not", "condition": {"type": "segment", "segment": 1}}]}
+    errors = errors_of(
+        document, segment_exists=references.__contains__, segment_references=references.__getitem__, self_id=3
+    )
+    assert errors == {"conditions[1].condition.segment": "segment 1 refers back to this segment: a cycle"}
