@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 import redis
 from django.conf import settings
+from playwright.sync_api import Browser, sync_playwright
 
 from tests import factories
+from tests.accounts.support import smtp_sink
 
 # Playwright's sync API keeps an event loop on the test thread; the ORM calls
 # the tests make around it are still plain synchronous code.
@@ -37,3 +40,34 @@ def workspace(db):
 @pytest.fixture
 def owner(workspace):
     return factories.member(workspace, role="owner")
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Hashing strength is Django's concern, not these tests'; keep each sign-up cheap."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def smtp(settings):
+    """An SMTP sink started for the test, with Django's mail settings pointing at it."""
+    with smtp_sink() as sink:
+        for name, value in sink.email_settings().items():
+            setattr(settings, name, value)
+        yield sink
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's headless Chromium through Playwright (never a downloaded browser)."""
+    args = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=args)
+        yield browser
+        browser.close()

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from accounts import services
 from accounts.keys import DISPLAY_LENGTH
@@ -26,13 +26,6 @@ from tests import factories
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 LAPTOP = {"width": 1440, "height": 900}
 PHONE = {"width": 390, "height": 844}
 TABLET = {"width": 834, "height": 1112}  # the navigation folds into a drawer here too
@@ -44,14 +37,6 @@ PASSWORD = factories.PASSWORD
 FIRST_WORKSPACE = "Acme Analytics"
 SECOND_WORKSPACE = "Acme Staging"
 ROLE_REFUSAL = "Your role in this workspace does not allow this change."
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 class Watch:

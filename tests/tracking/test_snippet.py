@@ -15,7 +15,6 @@ from collections import Counter
 from urllib.parse import urlencode
 
 import pytest
-from playwright.sync_api import sync_playwright
 
 from accounts.tenancy import workspace_scope
 from tests import factories
@@ -25,13 +24,6 @@ from tracking.models import Event, Identity, Person, PersonGroup
 from tracking.snippet import SNIPPET_MINIFIED
 
 SNIPPET_GZIP_BUDGET = 6 * 1024
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def test_served_snippet_is_at_most_6_kb_gzipped(client):
@@ -199,14 +191,6 @@ def test_signed_in_session_does_not_choose_the_config_workspace(client, workspac
 
 
 # --- In the browser -----------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 class Site:
