@@ -5,6 +5,8 @@ from accounts import api
 
 router = DefaultRouter(trailing_slash=True, use_regex_path=False)
 router.include_root_view = False
+# JSON is the only format: "/api-keys.json" twins would only double the documented paths.
+router.include_format_suffixes = False
 router.register("api-keys", api.ApiKeyViewSet, basename="api-key")
 router.register("members", api.MemberViewSet, basename="member")
 router.register("invitations", api.InvitationViewSet, basename="invitation")

@@ -51,6 +51,11 @@ class JoinForm(forms.Form):
 class EmailAuthenticationForm(AuthenticationForm):
     username = forms.EmailField(label="Email", max_length=254, widget=forms.EmailInput(attrs={"autofocus": True}))
 
+    def clean_username(self) -> str:
+        # Emails are stored lower-cased (UserManager.create_user); match however they are typed.
+        username: str = self.cleaned_data["username"]
+        return username.strip().lower()
+
 
 class WorkspaceForm(forms.Form):
     name = forms.CharField(max_length=100, label="Workspace name")

@@ -17,6 +17,8 @@ from accounts.requests import WorkspaceRequest
 from accounts.tenancy import workspace_scope
 
 SESSION_WORKSPACE_KEY = "workspace_id"
+# Endpoints authenticated by the public write key (tracking, snippet, its config).
+PUBLIC_PREFIXES = ("/v1/", "/sdk/")
 
 
 def bearer_token(request: HttpRequest) -> str | None:
@@ -35,6 +37,11 @@ class WorkspaceScopeMiddleware:
         request.workspace = None
         request.membership = None
         request.api_key = None
+
+        if request.path.startswith(PUBLIC_PREFIXES):
+            # Write-key endpoints open their own scope; reading the session here
+            # would only add "Vary: Cookie" to answers that shared caches should keep.
+            return self.get_response(request)
 
         token = bearer_token(request) if request.path.startswith("/api/") else None
         if token is not None:

@@ -16,9 +16,9 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
-from accounts import selectors, services, throttle
+from accounts import reveal, selectors, services, throttle
 from accounts.forms import (
     ApiKeyForm,
     EmailAuthenticationForm,
@@ -139,6 +139,7 @@ def settings_workspace(request: MemberRequest) -> HttpResponse:
 
 
 @workspace_required(write="admin")
+@require_safe
 def settings_members(request: MemberRequest) -> HttpResponse:
     workspace = request.workspace
     return render(
@@ -192,26 +193,27 @@ def settings_member_remove(request: MemberRequest, pk: int) -> HttpResponse:
 @workspace_required(write="admin")
 def settings_invitations(request: MemberRequest) -> HttpResponse:
     workspace = request.workspace
+    path = reverse("settings_invitations")
     form = InvitationForm(request.POST or None)
-    created_link = None
     if request.method == "POST" and form.is_valid():
         role = form.cleaned_data["role"]
         if role == Role.OWNER and request.membership.role != Role.OWNER:
             form.add_error("role", "Only an owner can invite another owner.")
         else:
             try:
-                _, created_link = services.invitation_create(
+                _, link = services.invitation_create(
                     workspace=workspace,
                     email=form.cleaned_data["email"],
                     role=role,
                     actor=request.user,
                     accept_url_base=request.build_absolute_uri("/"),
                 )
-                form = InvitationForm()
+                return reveal.reveal_on_next_page(redirect(path), path=path, secret=link)
             except ValidationError as error:
                 for field, errors in error.message_dict.items():
                     form.add_error(field if field in form.fields else None, errors)
-    return render(
+    created_link = reveal.take_revealed(request, path=path) if request.method == "GET" else None
+    response = render(
         request,
         "accounts/settings_invitations.html",
         {
@@ -222,6 +224,7 @@ def settings_invitations(request: MemberRequest) -> HttpResponse:
             "tab": "invitations",
         },
     )
+    return reveal.forget_revealed(response, path=path) if created_link else response
 
 
 @workspace_required(write="admin")
@@ -237,20 +240,18 @@ def settings_invitation_revoke(request: MemberRequest, pk: int) -> HttpResponse:
 @workspace_required(write="admin")
 def settings_api_keys(request: MemberRequest) -> HttpResponse:
     workspace = request.workspace
+    path = reverse("settings_api_keys")
     form = ApiKeyForm(request.POST or None)
-    created_secret = None
     if request.method == "POST" and form.is_valid():
-        _, created_secret = services.api_key_create(
-            workspace=workspace,
-            name=form.cleaned_data["name"],
-            actor=request.user,
-        )
-        form = ApiKeyForm()
-    return render(
+        _, secret = services.api_key_create(workspace=workspace, name=form.cleaned_data["name"], actor=request.user)
+        return reveal.reveal_on_next_page(redirect(path), path=path, secret=secret)
+    created_secret = reveal.take_revealed(request, path=path) if request.method == "GET" else None
+    response = render(
         request,
         "accounts/settings_api_keys.html",
         {"form": form, "created_secret": created_secret, "keys": selectors.api_keys_list(workspace), "tab": "api_keys"},
     )
+    return reveal.forget_revealed(response, path=path) if created_secret else response
 
 
 @workspace_required(write="admin")
@@ -274,6 +275,7 @@ def settings_write_key(request: MemberRequest) -> HttpResponse:
 
 
 @workspace_required()
+@require_safe
 def settings_audit_log(request: MemberRequest) -> HttpResponse:
     workspace = request.workspace
     page = Paginator(selectors.audit_log(workspace), 50).get_page(request.GET.get("page"))

@@ -37,6 +37,9 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, list[str]]:
     flat: dict[str, list[str]] = {}
     if isinstance(data, dict):
         for key, value in data.items():
+            if isinstance(key, int):  # DRF reports list items' errors as {index: errors}
+                flat.update(_flatten(value, f"{prefix}[{key}]"))
+                continue
             name = "" if key in ("non_field_errors", "__all__") else str(key)
             path = f"{prefix}.{name}" if prefix and name else (prefix or name)
             flat.update(_flatten(value, path))

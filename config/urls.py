@@ -15,7 +15,9 @@ urlpatterns = [
     path("campaigns/", views.upcoming("campaigns"), name="campaigns"),
     path("insights/", views.upcoming("insights"), name="insights"),
     path("", include("accounts.urls")),
+    path("", include("tracking.urls")),
     path("api/v1/", include(api_v1)),
+    path("v1/", include("tracking.ingest_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -18,6 +18,9 @@ class Person(TenantModel):
 
     ``user_id`` is the person's primary user id; every id the person is known by
     (including that one and any aliased user id) is an ``Identity`` row.
+    Invariant ingestion relies on: whoever sets ``user_id`` also creates the
+    matching ``Identity(kind="user_id")`` in the same transaction, since
+    messages find their person through identities only.
     """
 
     # NULL, not "": anonymous people must not collide on the unique constraint.
@@ -28,7 +31,9 @@ class Person(TenantModel):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["workspace", "user_id"], name="person_user_id_unique")]
-        indexes = [models.Index(fields=["workspace", "-last_seen"], name="person_last_seen_idx")]
+        # No index on last_seen on purpose: every ingested batch moves it, and an
+        # index on it would turn each of those updates into a non-HOT one
+        # (migration 0003 also leaves free room on pages for HOT updates).
 
     def __str__(self) -> str:
         return self.user_id or f"anonymous #{self.pk}"
@@ -159,3 +164,34 @@ class SuppressedId(TenantModel):
         constraints = [
             models.UniqueConstraint(fields=["workspace", "kind", "value"], name="suppressed_id_unique"),
         ]
+
+
+# --- Triggers of the JS snippet (tracking-snippet) ----------------------------
+# Events the snippet sends without touching the site's code; served to it by
+# GET /v1/config. Rules of each kind live in tracking/triggers.py.
+
+
+class TriggerKind(models.TextChoices):
+    CLICK = "click", "Click on an element"
+    SCROLL = "scroll", "Scroll depth"
+    ENGAGED_TIME = "engaged_time", "Engaged time on page"
+
+
+class TrackingTrigger(TenantModel):
+    """Clicks on a CSS selector, scroll-depth milestones or engaged seconds, sent as a named event."""
+
+    kind = models.CharField(max_length=20, choices=TriggerKind.choices)
+    selector = models.CharField(max_length=300, blank=True, help_text="CSS selector; click triggers only")
+    event_name = models.CharField(max_length=200)
+    thresholds = models.JSONField(default=list, blank=True, help_text="scroll: percentages; engaged time: seconds")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "event_name"], name="tracking_trigger_event_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.event_name

@@ -29,6 +29,8 @@ class Command(BaseCommand):
         email = options["owner_email"].strip().lower()
         if not name or len(name) > 100:
             raise CommandError("--name must be 1 to 100 characters")
+        if len(email) > 254:  # User.email's max_length; validate_email does not check it
+            raise CommandError("--owner-email: at most 254 characters")
         try:
             validate_email(email)
         except ValidationError as error:

@@ -21,13 +21,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from accounts.management.commands.seed_demo import DEMO_EMAIL, DEMO_PASSWORD
 from config import embedded
-
-
-def _database_url() -> str:
-    db = settings.DATABASES["default"]
-    if db["HOST"].startswith("/"):
-        return f"postgresql://{db['USER']}@/{db['NAME']}?host={db['HOST']}"
-    return f"postgresql://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+from config.dburl import database_url
 
 
 class Command(BaseCommand):
@@ -44,7 +38,11 @@ class Command(BaseCommand):
         if not options["no_demo"]:
             call_command("seed_demo", if_missing=True)
 
-        env = {**os.environ, "DATABASE_URL": _database_url(), "REDIS_URL": settings.REDIS_URL}
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url(settings.DATABASES["default"]),
+            "REDIS_URL": settings.REDIS_URL,
+        }
         env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
         bind = f"{options['host']}:{options['port']}"
         python = sys.executable

@@ -1,0 +1,372 @@
+"""Ingestion benchmark: the server as in production (gunicorn workers) against PostgreSQL,
+loaded by ``wrk`` from another process.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/cohortly_bench .venv/bin/python bench/ingest.py
+
+The database is migrated and gets a "Bench" workspace; use a scratch database.
+Phases (each ``--duration`` seconds):
+
+1. ``/v1/batch`` with ``--batch-size`` messages per request (unique messageIds, 5,000
+   users): events persisted per second, counted in the table (a 2xx means committed).
+2. ``/v1/track``, one message per request: requests per second and latency percentiles.
+3. Raw COPY of the same rows into the same table from one connection, bulk and in
+   commits of ``--batch-size`` rows: the ratio ingest / COPY.
+
+Also printed: CPU-seconds per 1,000 events (gunicorn processes, and the PostgreSQL
+backends serving them) and the server's peak RSS. Targets: >= 20,000 events/s,
+>= 1,500 req/s with p99 <= 50 ms, ratio >= 0.3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import psutil
+import psycopg
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+BATCH_LUA = r"""
+local counter = 0
+function init(args)
+  auth = args[1]; size = tonumber(args[2]); prefix = args[3]; ts = args[4]; path = args[5]
+  wrk.method = "POST"
+  wrk.headers["Content-Type"] = "application/json"
+  wrk.headers["Authorization"] = auth
+end
+function request()
+  counter = counter + 1
+  ts = os.date("!%Y-%m-%dT%H:%M:%SZ")
+  local parts = {}
+  for i = 1, size do
+    parts[i] = string.format(
+      '{"type":"track","userId":"user-%d","event":"Bench Event","messageId":"%s-%s-%d-%d",' ..
+      '"timestamp":"%s","properties":{"price":%d,"sku":"SKU-%d","category":"bench"},' ..
+      '"context":{"library":{"name":"bench","version":"1"}}}',
+      (counter * size + i) % 5000, prefix, tostring(id), counter, i, ts, i, i)
+  end
+  if path == "/v1/batch" then
+    return wrk.format(nil, path, nil, '{"batch":[' .. table.concat(parts, ",") .. '],"sentAt":"' .. ts .. '"}')
+  end
+  return wrk.format(nil, path, nil, parts[1])
+end
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("id", threads)
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def tree(pid: int) -> list[psutil.Process]:
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.peak_total = 0
+        self.peak_process = 0
+        self.running = True
+
+    def run(self) -> None:
+        while self.running:
+            sizes = []
+            for process in tree(self.pid):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    sizes.append(process.memory_info().rss)
+            self.peak_total = max(self.peak_total, sum(sizes))
+            self.peak_process = max(self.peak_process, max(sizes, default=0))
+            time.sleep(0.2)
+
+
+def backend_pids(conn: psycopg.Connection, database: str) -> list[int]:
+    rows = conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [database]
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def backend_cpu(pids: list[int]) -> dict[int, float]:
+    usage = {}
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            times = psutil.Process(pid).cpu_times()
+            usage[pid] = times.user + times.system
+    return usage
+
+
+def count_events(conn: psycopg.Connection, workspace_id: int) -> int:
+    return conn.execute("SELECT count(*) FROM tracking_event WHERE workspace_id = %s", [workspace_id]).fetchone()[0]
+
+
+def run_wrk(url: str, lua: Path, args: list[str], *, threads: int, connections: int, duration: int) -> str:
+    command = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--latency",
+        "-s",
+        str(lua),
+        url,
+        "--",
+        *args,
+    ]
+    return subprocess.run(command, check=True, capture_output=True, text=True).stdout
+
+
+def parse_wrk(output: str) -> dict[str, float]:
+    figures: dict[str, float] = {}
+    units = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    for percentile in ("50", "90", "99"):
+        match = re.search(rf"^\s+{percentile}(?:\.000)?%\s+([\d.]+)(us|ms|s)", output, re.MULTILINE)
+        if match:
+            figures[f"p{percentile}_ms"] = float(match.group(1)) * units[match.group(2)]
+    match = re.search(r"(\d+) requests in ([\d.]+)(s|m)", output)
+    if match:
+        figures["requests"] = float(match.group(1))
+        figures["seconds"] = float(match.group(2)) * (60 if match.group(3) == "m" else 1)
+    match = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    figures["non_2xx"] = float(match.group(1)) if match else 0.0
+    errors = re.search(r"Socket errors: (.*)", output)
+    figures["socket_errors"] = (
+        0.0 if errors is None else float(sum(int(n) for n in re.findall(r"\d+", errors.group(1))))
+    )
+    return figures
+
+
+def phase(name, server_pid, pg_conn, database, workspace_id, run):
+    """Run ``run()`` and measure events persisted, CPU and RSS around it."""
+    before_events = count_events(pg_conn, workspace_id)
+    server_processes = tree(server_pid)
+    server_cpu_before = cpu_seconds(server_processes)
+    pg_before = backend_cpu(backend_pids(pg_conn, database))
+    sampler = RssSampler(server_pid)
+    sampler.start()
+    started = time.monotonic()
+    output = run()
+    elapsed = time.monotonic() - started
+    sampler.running = False
+    sampler.join()
+    server_cpu = cpu_seconds(server_processes) - server_cpu_before
+    pg_after = backend_cpu(backend_pids(pg_conn, database))
+    pg_cpu = sum(value - pg_before.get(pid, 0.0) for pid, value in pg_after.items())
+    events = count_events(pg_conn, workspace_id) - before_events
+    figures = parse_wrk(output)
+    seconds = figures.get("seconds", elapsed)
+    return {
+        "phase": name,
+        "events_persisted": events,
+        "events_per_s": events / seconds,
+        "requests_per_s": figures.get("requests", 0) / seconds,
+        "p50_ms": figures.get("p50_ms"),
+        "p90_ms": figures.get("p90_ms"),
+        "p99_ms": figures.get("p99_ms"),
+        "non_2xx": figures["non_2xx"],
+        "socket_errors": figures["socket_errors"],
+        "server_cpu_s_per_1000_events": 1000 * server_cpu / max(events, 1),
+        "postgres_cpu_s_per_1000_events": 1000 * pg_cpu / max(events, 1),
+        "server_peak_rss_mib": sampler.peak_total / 2**20,
+        "server_peak_rss_per_process_mib": sampler.peak_process / 2**20,
+    }
+
+
+def copy_rate(database_url: str, workspace_id: int, rows: int, batch_size: int) -> tuple[float, float]:
+    """Rows per second of a raw COPY of the same rows: one bulk COPY, then commits of batch_size."""
+    with psycopg.connect(database_url) as conn:
+        person_id = conn.execute(
+            "SELECT id FROM tracking_person WHERE workspace_id = %s LIMIT 1", [workspace_id]
+        ).fetchone()[0]
+        now = datetime.now(UTC)
+        context = orjson.dumps({"library": {"name": "bench", "version": "1"}}).decode()
+
+        def row(i: int) -> tuple:
+            properties = orjson.dumps({"price": i % 100, "sku": f"SKU-{i % 100}", "category": "bench"}).decode()
+            return (
+                workspace_id,
+                person_id,
+                "Bench Event",
+                properties,
+                context,
+                now,
+                now,
+                f"copy-{uuid.uuid4()}",
+                None,
+                f"user-{i % 5000}",
+                None,
+                "[]",
+            )
+
+        data = [row(i) for i in range(rows)]
+        sql = (
+            "COPY tracking_event (workspace_id, person_id, name, properties, context, timestamp, received_at, "
+            "message_id, anonymous_id, user_id, session_id, warnings) FROM STDIN"
+        )
+        started = time.perf_counter()
+        with conn.transaction(), conn.cursor() as cursor, cursor.copy(sql) as copy:
+            for values in data:
+                copy.write_row(values)
+        bulk = rows / (time.perf_counter() - started)
+        data = [row(i) for i in range(rows)]
+        started = time.perf_counter()
+        for start in range(0, rows, batch_size):
+            with conn.transaction(), conn.cursor() as cursor, cursor.copy(sql) as copy:
+                for values in data[start : start + batch_size]:
+                    copy.write_row(values)
+        batched = rows / (time.perf_counter() - started)
+        conn.execute("DELETE FROM tracking_event WHERE workspace_id = %s AND message_id LIKE 'copy-%%'", [workspace_id])
+        conn.commit()
+    return bulk, batched
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers")
+    parser.add_argument("--duration", type=int, default=15, help="seconds per phase")
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--batch-connections", type=int, default=4)
+    parser.add_argument("--track-connections", type=int, default=8)
+    parser.add_argument("--copy-rows", type=int, default=100_000)
+    options = parser.parse_args()
+    if not options.database_url:
+        parser.error("set DATABASE_URL or --database-url (a scratch database)")
+    database = psycopg.conninfo.conninfo_to_dict(options.database_url)["dbname"]
+
+    env = {
+        **os.environ,
+        "DATABASE_URL": options.database_url,
+        "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:1/0"),
+        "SECRET_KEY": "bench",
+        "CONN_MAX_AGE": "600",
+        "LOG_LEVEL": "WARNING",
+    }
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=REPO, env=env, check=True)
+    pg_conn = psycopg.connect(options.database_url, autocommit=True)
+    write_key = f"cly_wk_bench{uuid.uuid4().hex}"
+    workspace_id = pg_conn.execute(
+        "INSERT INTO accounts_workspace (name, write_key, created_at) VALUES ('Bench', %s, now()) RETURNING id",
+        [write_key],
+    ).fetchone()[0]
+
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            str(BIN / "gunicorn"),
+            "config.wsgi:application",
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            str(options.workers),
+            "--backlog",
+            "2048",
+        ],
+        cwd=REPO,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        auth = "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
+        timestamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        url = f"http://127.0.0.1:{port}"
+        with tempfile.TemporaryDirectory() as scratch:
+            lua = Path(scratch) / "bench.lua"
+            lua.write_text(BATCH_LUA)
+
+            def batches():
+                return run_wrk(
+                    url,
+                    lua,
+                    [auth, str(options.batch_size), "b" + uuid.uuid4().hex[:8], timestamp, "/v1/batch"],
+                    threads=2,
+                    connections=options.batch_connections,
+                    duration=options.duration,
+                )
+
+            def tracks():
+                return run_wrk(
+                    url,
+                    lua,
+                    [auth, "1", "t" + uuid.uuid4().hex[:8], timestamp, "/v1/track"],
+                    threads=2,
+                    connections=options.track_connections,
+                    duration=options.duration,
+                )
+
+            # Warm up: people for the 5,000 users exist before measuring.
+            run_wrk(
+                url,
+                lua,
+                [auth, str(options.batch_size), "w" + uuid.uuid4().hex[:8], timestamp, "/v1/batch"],
+                threads=1,
+                connections=2,
+                duration=3,
+            )
+            batch = phase("batch", server.pid, pg_conn, database, workspace_id, batches)
+            track = phase("track", server.pid, pg_conn, database, workspace_id, tracks)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+    bulk, batched = copy_rate(options.database_url, workspace_id, options.copy_rows, options.batch_size)
+    print(f"cpus={psutil.cpu_count()} load_avg={os.getloadavg()} gunicorn_workers={options.workers}")
+    for result in (batch, track):
+        print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    print(
+        f"raw COPY, one bulk COPY: {bulk:,.0f} rows/s; COPY per {options.batch_size}-row commit: {batched:,.0f} rows/s"
+    )
+    print(
+        f"ratio ingest/bulk COPY: {batch['events_per_s'] / bulk:.2f}; ingest/{options.batch_size}-row COPY commits: "
+        f"{batch['events_per_s'] / batched:.2f}"
+    )
+    print(
+        f"targets: batch {batch['events_per_s']:,.0f} events/s (>= 20,000); "
+        f"track {track['requests_per_s']:,.0f} req/s (>= 1,500), p99 {track['p99_ms']} ms (<= 50)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,349 @@
+/* Cohortly tracking snippet. Source of /sdk/cohortly.js (served minified from
+ * cohortly.min.js, rebuilt by `manage.py build_snippet`). Speaks the Segment
+ * HTTP Tracking API of the server it is loaded from: POST {host}/v1/batch.
+ * Makes no request to anything but that host. */
+(function (w, d, nav) {
+  "use strict";
+  var stub = w.cohortly || [];
+  if (stub.loaded) return;
+  var me = d.currentScript;
+  var key = stub.writeKey || (me && me.dataset.writeKey);
+  if (!key) return;
+  var opt = stub.options || {};
+  var host = (stub.host || new URL(me.src).origin).replace(/\/+$/, "");
+  var VERSION = "1.0.0";
+  var SESSION_MS = 18e5; // a new session after 30 minutes without an event
+  var QMAX = opt.queueSize || 100; // messages kept for retry, oldest dropped first
+  var BODY_MAX = 6e4; // keepalive fetch and sendBeacon refuse bodies over 64 KiB
+  var MSG_MAX = 32768; // the server refuses messages over 32 KiB
+  var FLUSH_AT = opt.flushAt || 20;
+  var FLUSH_MS = opt.flushInterval || 1000;
+  var QK = "cly_q:" + key, CK = "cly_cfg:" + key;
+  var store = null;
+  try { store = w.localStorage; } catch (e) { /* storage disabled: the page keeps state in memory */ }
+  var mem = {}; // stands in for localStorage where it is unavailable
+  var inflight = {}; // messageIds this page is sending right now
+  var timer = 0, busy = 0, fails = 0;
+  var triggers = [], fired = {}, engaged = 0, engageTimer = 0;
+  var lastUrl = w.location.href, referrer = d.referrer;
+  var readyFns = [], isReady = 0;
+
+  // localStorage, or memory where it is refused or full (what is in memory wins).
+  function get(k) {
+    if (k in mem) return mem[k];
+    try { return store.getItem(k); } catch (e) { return null; }
+  }
+  function set(k, v) {
+    try {
+      if (v == null) store.removeItem(k); else store.setItem(k, v);
+      delete mem[k];
+    } catch (e) {
+      mem[k] = v == null ? null : v;
+    }
+  }
+  function json(s) {
+    try { return JSON.parse(s); } catch (e) { return null; }
+  }
+  function uuid() {
+    var c = w.crypto;
+    if (c.randomUUID) return c.randomUUID();
+    return "10000000-1000-4000-8000-100000000000".replace(/[018]/g, function (n) {
+      return (n ^ (c.getRandomValues(new Uint8Array(1))[0] & (15 >> (n / 4)))).toString(16);
+    });
+  }
+  function bytes(s) {
+    return new Blob([s]).size;
+  }
+
+  // The anonymous id: a first-party cookie, with localStorage as the fallback.
+  // Cookies can be blocked (sandboxed frames, browser settings): then localStorage alone keeps the id.
+  function cookie(v) {
+    try {
+      if (v === undefined) {
+        var m = d.cookie.match(/(?:^|; )cly_aid=([^;]+)/);
+        return m && decodeURIComponent(m[1]);
+      }
+      d.cookie = "cly_aid=" + (v ? encodeURIComponent(v) : "") + "; path=/; SameSite=Lax; max-age=" +
+        (v ? 31536000 : 0) + (opt.cookieDomain ? "; domain=" + opt.cookieDomain : "") +
+        (w.location.protocol == "https:" ? "; Secure" : "");
+    } catch (e) {
+      return null;
+    }
+  }
+  function anonymousId() {
+    var id = cookie() || get("cly_aid");
+    if (!id) id = uuid();
+    cookie(id);
+    set("cly_aid", id);
+    return id;
+  }
+  function sessionId(now) {
+    var s = (get("cly_ses") || "").split("|");
+    var id = s[1] && now - s[1] < SESSION_MS ? s[0] : uuid();
+    set("cly_ses", id + "|" + now);
+    return id;
+  }
+
+  // Opted out, or Do-Not-Track honoured and not overridden by optIn().
+  function blocked() {
+    var o = get("cly_out");
+    if (o == "1") return true;
+    if (o == "0" || !opt.honorDNT) return false;
+    return nav.doNotTrack == "1" || w.doNotTrack == "1" || nav.globalPrivacyControl === true;
+  }
+
+  // The retry queue: every message waits in localStorage until a 2xx answer.
+  function queue() {
+    return json(get(QK)) || [];
+  }
+  function save(q) {
+    if (q.length > QMAX) q.splice(0, q.length - QMAX);
+    set(QK, q.length ? JSON.stringify(q) : null);
+  }
+  function drop(ids) {
+    save(queue().filter(function (m) { return !ids[m.messageId]; }));
+  }
+  function schedule(ms) {
+    if (timer && ms) return;
+    clearTimeout(timer);
+    timer = setTimeout(flush, ms);
+  }
+  // Messages not in flight, as many as fit in one body.
+  function take() {
+    var out = [], size = 0;
+    queue().some(function (m) {
+      if (inflight[m.messageId]) return false;
+      var n = bytes(JSON.stringify(m)) + 1;
+      if (out.length && size + n > BODY_MAX - 200) return true;
+      out.push(m);
+      size += n;
+      return out.length >= 100;
+    });
+    return out;
+  }
+  function body(batch) {
+    var now = new Date().toISOString();
+    batch.forEach(function (m) { m.sentAt = now; });
+    return JSON.stringify({ batch: batch, sentAt: now, writeKey: key });
+  }
+  function ids(batch) {
+    var o = {};
+    batch.forEach(function (m) { o[m.messageId] = 1; });
+    return o;
+  }
+  function flush() {
+    clearTimeout(timer);
+    timer = 0;
+    if (busy || blocked()) return;
+    if (nav.onLine === false) return schedule(backoff());
+    var batch = take();
+    if (!batch.length) return;
+    var sending = ids(batch);
+    busy = 1;
+    Object.assign(inflight, sending);
+    fetch(host + "/v1/batch", {
+      method: "POST", body: body(batch), keepalive: true, credentials: "omit",
+      headers: { "Content-Type": "text/plain" },
+    }).then(function (r) {
+      // Retry server trouble and throttling; any other answer is final for these messages.
+      if (r.status >= 500 || r.status == 429 || r.status == 408) throw r.status;
+      fails = 0;
+      drop(sending);
+    }).catch(function () {
+      fails++;
+    }).then(function () {
+      busy = 0;
+      for (var id in sending) delete inflight[id];
+      if (queue().length) schedule(fails ? backoff() : 0);
+    });
+  }
+  function backoff() {
+    return Math.min(1000 * Math.pow(2, fails), 6e4) * (0.5 + Math.random() / 2);
+  }
+  // The page is going away: hand what is left to sendBeacon, which outlives it.
+  function beacon() {
+    if (!nav.sendBeacon || nav.onLine === false || blocked()) return;
+    for (var batch = take(); batch.length; batch = take()) {
+      if (!nav.sendBeacon(host + "/v1/batch", body(batch))) return;
+      drop(ids(batch));
+    }
+  }
+
+  function page() {
+    var l = w.location;
+    return { url: l.href, path: l.pathname, referrer: referrer, title: d.title, search: l.search };
+  }
+  function send(type, fields, props) {
+    if (blocked()) return api;
+    var now = Date.now(), sid = sessionId(now), m = {
+      type: type, messageId: uuid(), anonymousId: anonymousId(), timestamp: new Date(now).toISOString(),
+      context: {
+        page: page(), library: { name: "cohortly.js", version: VERSION }, userAgent: nav.userAgent,
+        locale: nav.language, screen: { width: w.screen.width, height: w.screen.height }, sessionId: sid,
+      },
+    };
+    var uid = get("cly_uid");
+    if (uid) m.userId = uid;
+    Object.assign(m, fields);
+    if (props) m.properties = Object.assign({}, props, { $session_id: sid });
+    if (bytes(JSON.stringify(m)) > MSG_MAX) return api;
+    var q = queue();
+    q.push(m);
+    save(q);
+    schedule(q.length >= FLUSH_AT ? 0 : FLUSH_MS);
+    return api;
+  }
+  function obj(v) {
+    return v && typeof v == "object" ? v : {};
+  }
+
+  var api = {
+    loaded: 1,
+    identify: function (userId, traits) {
+      if (typeof userId == "object" && userId) { traits = userId; userId = null; }
+      if (userId != null && !blocked()) set("cly_uid", String(userId));
+      return send("identify", { traits: obj(traits) });
+    },
+    track: function (event, properties) {
+      return send("track", { event: String(event) }, obj(properties));
+    },
+    page: function (name, properties) {
+      if (typeof name == "object" && name) { properties = name; name = null; }
+      var f = name == null ? {} : { name: String(name) };
+      return send("page", f, Object.assign(page(), obj(properties)));
+    },
+    alias: function (userId, previousId) {
+      if (blocked()) return api;
+      return send("alias", { userId: String(userId), previousId: previousId || get("cly_uid") || anonymousId() });
+    },
+    group: function (groupId, traits) {
+      return send("group", { groupId: String(groupId), traits: obj(traits) });
+    },
+    reset: function () {
+      ["cly_uid", "cly_aid", "cly_ses"].forEach(function (k) { set(k, null); });
+      cookie("");
+      return api;
+    },
+    ready: function (fn) {
+      if (isReady) setTimeout(fn, 0); else readyFns.push(fn);
+      return api;
+    },
+    optOut: function () {
+      set("cly_out", "1");
+      set(QK, null);
+      return api;
+    },
+    optIn: function () {
+      set("cly_out", "0");
+      return api;
+    },
+    flush: function () {
+      flush();
+      return api;
+    },
+  };
+
+  // Triggers configured in the workspace: clicks, scroll depth, engaged time.
+  function fire(t, n, props) {
+    var k = t.event + "|" + n;
+    if (fired[k]) return;
+    fired[k] = 1;
+    api.track(t.event, props);
+  }
+  function kind(k) {
+    return triggers.filter(function (t) { return t.kind == k; });
+  }
+  function onClick(e) {
+    kind("click").forEach(function (t) {
+      var el;
+      try { el = e.target.closest(t.selector); } catch (x) { return; }
+      if (el) {
+        api.track(t.event, {
+          selector: t.selector, text: (el.innerText || "").trim().slice(0, 200), href: el.href || undefined,
+        });
+      }
+    });
+  }
+  function onScroll() {
+    var h = d.documentElement.scrollHeight, pct = h ? ((w.scrollY + w.innerHeight) / h) * 100 : 0;
+    kind("scroll").forEach(function (t) {
+      t.thresholds.forEach(function (n) {
+        if (pct + 0.5 >= n) fire(t, n, { depth: n });
+      });
+    });
+  }
+  function tick() {
+    if (d.visibilityState != "visible" || !d.hasFocus()) return;
+    engaged++;
+    kind("engaged_time").forEach(function (t) {
+      t.thresholds.forEach(function (n) {
+        if (engaged >= n) fire(t, n, { seconds: n });
+      });
+    });
+  }
+  function apply(cfg) {
+    triggers = (cfg && cfg.triggers) || [];
+    if (kind("engaged_time").length && !engageTimer) engageTimer = setInterval(tick, 1000);
+  }
+  function config() {
+    var c = json(get(CK));
+    if (c && Date.now() < c.until) return apply(c.v);
+    fetch(host + "/v1/config?writeKey=" + encodeURIComponent(key), { credentials: "omit" })
+      .then(function (r) {
+        if (!r.ok) throw r.status;
+        return r.json();
+      })
+      .then(function (v) {
+        set(CK, JSON.stringify({ v: v, until: Date.now() + 1000 * (v.ttl || 300) }));
+        apply(v);
+      }, function () {
+        if (c) apply(c.v);
+      });
+  }
+
+  // Single-page apps: a new URL (not just a new #hash) is a new page view.
+  function navigated() {
+    var now = w.location.href;
+    if (now.split("#")[0] == lastUrl.split("#")[0]) return;
+    referrer = lastUrl;
+    lastUrl = now;
+    fired = {};
+    engaged = 0;
+    if (opt.autoPage !== false) api.page();
+  }
+  ["pushState", "replaceState"].forEach(function (name) {
+    var orig = w.history[name];
+    w.history[name] = function () {
+      var r = orig.apply(this, arguments);
+      navigated();
+      return r;
+    };
+  });
+  w.addEventListener("popstate", navigated);
+  w.addEventListener("pagehide", beacon);
+  d.addEventListener("visibilitychange", function () {
+    if (d.visibilityState == "hidden") beacon();
+  });
+  w.addEventListener("online", function () {
+    fails = 0;
+    flush();
+  });
+  d.addEventListener("click", onClick, true);
+  w.addEventListener("scroll", onScroll, { passive: true });
+
+  // Replace the stub in place: calls queued before load run first, in order,
+  // and code that kept a reference to the stub keeps working.
+  var pending = Array.isArray(stub) ? stub.splice(0) : [];
+  Object.assign(stub, api);
+  stub.push = function (c) {
+    if (typeof api[c[0]] == "function") api[c[0]].apply(api, c.slice(1));
+  };
+  api = stub;
+  w.cohortly = stub;
+  pending.forEach(stub.push);
+  if (opt.autoPage !== false) api.page();
+  config();
+  if (queue().length) schedule(0);
+  isReady = 1;
+  readyFns.forEach(function (fn) { setTimeout(fn, 0); });
+})(window, document, navigator);

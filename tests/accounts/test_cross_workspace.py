@@ -1,0 +1,308 @@
+"""Another workspace's objects answer 404 on every URL, and nothing of theirs changes.
+
+The route list comes from the URL resolver; ``REGISTRY`` says, for each route
+name, how to point it at a workspace's object (and which methods to try), or
+why the URL holds no workspace object. A route missing from the registry
+fails ``test_every_route_is_in_the_registry``, so a new URL cannot ship
+without saying how it is kept inside its workspace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from accounts import services
+from accounts.models import ApiKey, Invitation, Membership, Role, User, Workspace
+from accounts.tenancy import workspace_scope
+from tests import factories
+from tests.accounts.support import api, logged_in_client, state
+
+
+@dataclass
+class Side:
+    """One workspace with an owner, a second member, a key and a pending invitation."""
+
+    workspace: Workspace
+    owner: User
+    other: User
+    membership: Membership
+    key: ApiKey
+    secret: str
+    invitation: Invitation
+
+    def markers(self) -> list[str]:
+        """Strings that only this workspace's data contains."""
+        return [
+            self.workspace.name,
+            self.workspace.write_key,
+            self.owner.email,
+            self.other.email,
+            self.key.name,
+            self.key.display_prefix,
+            self.invitation.email,
+        ]
+
+
+def build_side(label: str) -> Side:
+    workspace = factories.WorkspaceFactory(name=f"{label} Holdings")
+    owner = factories.member(workspace, role=Role.OWNER, user=factories.UserFactory(email=f"owner-{label}@example.com"))
+    other = factories.member(
+        workspace, role=Role.MEMBER, user=factories.UserFactory(email=f"staff-{label}@example.com")
+    )
+    key, secret = factories.api_key(workspace, name=f"{label} sync key")
+    with workspace_scope(workspace):
+        invitation, _ = services.invitation_create(
+            workspace=workspace,
+            email=f"invitee-{label}@example.com",
+            role=Role.MEMBER,
+            actor=owner,
+            accept_url_base="http://testserver/",
+        )
+        membership = Membership.objects.get(user=other)
+    return Side(workspace, owner, other, membership, key, secret, invitation)
+
+
+@dataclass(frozen=True)
+class Route:
+    """How the cross-workspace test treats one route name.
+
+    ``kwargs`` builds the URL kwargs naming a workspace's object; ``data`` the body
+    naming it (or needed to act). Without ``kwargs`` and ``data`` the route holds no
+    workspace object, and ``reason`` says why; its ``methods`` are still sent with
+    workspace B's credentials and must leave A untouched and unseen.
+    """
+
+    methods: tuple[str, ...] = ("GET",)
+    kwargs: Callable[[Side], dict[str, Any]] | None = None
+    data: Callable[[Side], dict[str, Any]] | None = None
+    reason: str = ""
+    names_object: bool = False
+
+
+NONE = "no object in the URL: answers about the caller's own workspace or none"
+
+REGISTRY: dict[str, Route] = {
+    # Web pages.
+    "dashboard": Route(reason=NONE),
+    "live_events": Route(reason=NONE),
+    "people": Route(reason=NONE),
+    "segments": Route(reason=NONE),
+    "campaigns": Route(reason=NONE),
+    "insights": Route(reason=NONE),
+    "signup": Route(reason="public sign-up page; a signed-in user is sent to the dashboard"),
+    "login": Route(reason="public sign-in page"),
+    "logout": Route(methods=(), reason="ends the caller's own session; covered in test_security"),
+    "password_reset": Route(reason="public page; mails the address typed in"),
+    "password_reset_done": Route(reason="static confirmation page"),
+    "password_reset_confirm": Route(
+        methods=(), reason="uid and token of a mailed link, not a workspace's object; covered in test_views"
+    ),
+    "password_reset_complete": Route(reason="static confirmation page"),
+    "invite_accept": Route(
+        methods=(),
+        reason="the secret token is the capability to join, not an id; used/revoked/expired covered in test_views",
+    ),
+    "workspace_new": Route(reason="creates a workspace of the caller's own"),
+    "workspace_switch": Route(methods=("POST",), data=lambda s: {"workspace": s.workspace.pk}, names_object=True),
+    "settings_workspace": Route(reason=NONE),
+    "settings_members": Route(reason=NONE),
+    "settings_member_role": Route(
+        methods=("POST",), kwargs=lambda s: {"pk": s.membership.pk}, data=lambda s: {"role": Role.VIEWER}
+    ),
+    "settings_member_remove": Route(methods=("POST",), kwargs=lambda s: {"pk": s.membership.pk}),
+    "settings_invitations": Route(reason=NONE),
+    "settings_invitation_revoke": Route(methods=("POST",), kwargs=lambda s: {"pk": s.invitation.pk}),
+    "settings_api_keys": Route(reason=NONE),
+    "settings_api_key_revoke": Route(methods=("POST",), kwargs=lambda s: {"pk": s.key.pk}),
+    "settings_write_key": Route(reason=NONE),
+    "settings_audit_log": Route(reason=NONE),
+    # REST API.
+    "api-workspace": Route(methods=("GET", "PATCH"), data=lambda s: {"name": "Renamed by B"}, reason=NONE),
+    "api-workspace-rotate-write-key": Route(methods=("POST",), reason="rotates the caller's own write key"),
+    "api-key-list": Route(reason=NONE),
+    "api-key-detail": Route(methods=("GET", "DELETE"), kwargs=lambda s: {"pk": s.key.pk}),
+    "member-list": Route(reason=NONE),
+    "member-detail": Route(
+        methods=("GET", "PATCH", "DELETE"), kwargs=lambda s: {"pk": s.membership.pk}, data=lambda s: {"role": "viewer"}
+    ),
+    "invitation-list": Route(reason=NONE),
+    "invitation-detail": Route(methods=("GET", "DELETE"), kwargs=lambda s: {"pk": s.invitation.pk}),
+    "audit-log-list": Route(reason=NONE),
+    "api-schema": Route(reason="the OpenAPI document; no workspace data"),
+    "api-docs": Route(reason="the API docs page; no workspace data"),
+}
+
+
+@dataclass(frozen=True)
+class Resolved:
+    name: str
+    pattern: str
+    kwargs: frozenset[str]
+    callback: Any = field(compare=False, hash=False, repr=False, default=None)
+
+    @property
+    def is_api(self) -> bool:
+        return self.pattern.startswith("api/")
+
+    def api_methods(self) -> set[str]:
+        """The HTTP methods a DRF route answers, read from its view."""
+        actions = getattr(self.callback, "actions", None)
+        if actions:
+            methods = {method.upper() for method in actions}
+        else:
+            view_class = self.callback.view_class
+            methods = {m.upper() for m in view_class.http_method_names if hasattr(view_class, m)}
+        return methods - {"OPTIONS", "HEAD"}
+
+
+def walk(resolver: URLResolver, prefix: str = "") -> Iterator[Resolved]:
+    for entry in resolver.url_patterns:
+        if isinstance(entry, URLResolver):
+            yield from walk(entry, prefix + str(entry.pattern))
+        else:
+            assert isinstance(entry, URLPattern)
+            pattern = prefix + str(entry.pattern)
+            converters = getattr(entry.pattern, "converters", None)
+            kwargs = set(converters) if converters is not None else set(entry.pattern.regex.groupindex)
+            yield Resolved(entry.name or f"<unnamed {pattern}>", pattern, frozenset(kwargs), entry.callback)
+
+
+ROUTES = sorted(set(walk(get_resolver())), key=lambda r: r.pattern)
+
+
+def url_for(route: Resolved, side: Side) -> str:
+    spec = REGISTRY[route.name]
+    kwargs = spec.kwargs(side) if spec.kwargs else {}
+    if "format" in route.kwargs:
+        kwargs["format"] = "json"
+    return reverse(route.name, kwargs=kwargs) if kwargs else reverse(route.name)
+
+
+def test_every_route_is_in_the_registry():
+    problems = []
+    for route in ROUTES:
+        spec = REGISTRY.get(route.name)
+        if spec is None:
+            problems.append(f"{route.name} ({route.pattern}): add it to REGISTRY")
+            continue
+        object_kwargs = set(route.kwargs) - {"format"}
+        if spec.kwargs is None and object_kwargs and spec.methods:
+            problems.append(f"{route.name}: the URL takes {sorted(object_kwargs)} but REGISTRY builds none")
+        if spec.kwargs is None and spec.data is None and not spec.reason:
+            problems.append(f"{route.name}: a route without an object needs a reason")
+        if spec.kwargs is not None and not object_kwargs:
+            problems.append(f"{route.name}: REGISTRY builds URL kwargs but the URL takes none")
+        if route.is_api and spec.kwargs is not None and set(spec.methods) != route.api_methods():
+            problems.append(f"{route.name}: answers {sorted(route.api_methods())}, REGISTRY tries {spec.methods}")
+    stale = set(REGISTRY) - {route.name for route in ROUTES}
+    problems.extend(f"{name}: in REGISTRY but no longer a route" for name in sorted(stale))
+    assert problems == []
+
+
+def _principals(route: Resolved) -> list[str]:
+    return ["key", "session"] if route.is_api else ["session"]
+
+
+OBJECT_CASES = [
+    pytest.param(route, method, principal, id=f"{route.pattern}-{method}-{principal}")
+    for route in ROUTES
+    if route.name in REGISTRY and (REGISTRY[route.name].kwargs or REGISTRY[route.name].names_object)
+    for method in REGISTRY[route.name].methods
+    for principal in _principals(route)
+]
+
+OTHER_CASES = [
+    pytest.param(route, method, principal, id=f"{route.pattern}-{method}-{principal}")
+    for route in ROUTES
+    if route.name in REGISTRY and not (REGISTRY[route.name].kwargs or REGISTRY[route.name].names_object)
+    for method in REGISTRY[route.name].methods
+    for principal in _principals(route)
+]
+
+
+def _send(route: Resolved, method: str, principal: str, target: Side, caller: Side, client: Client) -> Any:
+    url = url_for(route, target)
+    spec = REGISTRY[route.name]
+    data = spec.data(target) if spec.data else None
+    if route.is_api:
+        return api(client, method, url, data, key=caller.secret if principal == "key" else None)
+    return getattr(client, method.lower())(url, data=data or {})
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("route", "method", "principal"), OBJECT_CASES)
+def test_other_workspaces_object_answers_404_and_changes_nothing(route, method, principal):
+    # Given workspaces A and B, and B's owner (session) or B's secret key
+    a, b = build_side("Alpha"), build_side("Bravo")
+    client = Client() if principal == "key" else logged_in_client(b.owner, workspace=b.workspace)
+    before = state(a.workspace)
+
+    # When B asks for A's object
+    response = _send(route, method, principal, target=a, caller=b, client=client)
+
+    # Then the answer is a plain 404, nothing of A changed and nothing of A shows
+    assert response.status_code == 404, response.content[:300]
+    if route.is_api:
+        assert response.json() == {"detail": "Not found.", "code": "not_found"}
+    else:
+        assert response["Content-Type"].startswith("text/html")
+    assert state(a.workspace) == before
+    for marker in a.markers():
+        assert marker.encode() not in response.content
+
+    # And the same request on B's own object is not a 404: the 404 above is the workspace's doing
+    own = _send(route, method, principal, target=b, caller=b, client=client)
+    assert own.status_code in (200, 204, 302), own.content[:300]
+    assert state(a.workspace) == before
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("route", "method", "principal"), OTHER_CASES)
+def test_routes_without_object_show_and_change_nothing_of_another_workspace(route, method, principal):
+    # Given workspaces A and B, and B's owner (session) or B's secret key
+    a, b = build_side("Alpha"), build_side("Bravo")
+    client = Client() if principal == "key" else logged_in_client(b.owner, workspace=b.workspace)
+    before = state(a.workspace)
+
+    # When B calls a route that acts on its own workspace
+    response = _send(route, method, principal, target=b, caller=b, client=client)
+
+    # Then it answers B without error, and A is neither shown nor touched
+    assert response.status_code in (200, 302), response.content[:300]
+    for marker in a.markers():
+        assert marker.encode() not in response.content
+    assert state(a.workspace) == before
+
+
+@pytest.mark.django_db
+def test_workspace_switch_to_a_foreign_workspace_keeps_the_current_one():
+    a, b = build_side("Alpha"), build_side("Bravo")
+    client = logged_in_client(b.owner, workspace=b.workspace)
+
+    response = client.post(reverse("workspace_switch"), {"workspace": a.workspace.pk})
+
+    assert response.status_code == 404
+    assert client.session["workspace_id"] == b.workspace.pk
+    page = client.get(reverse("settings_workspace"))
+    assert page.context["workspace"] == b.workspace
+
+
+@pytest.mark.django_db
+def test_revoked_key_answers_401_and_stays_revoked(client):
+    side = build_side("Alpha")
+    with workspace_scope(side.workspace):
+        services.api_key_revoke(workspace=side.workspace, key=side.key, actor=None)
+    before = state(side.workspace)
+
+    response = api(client, "GET", reverse("api-workspace"), key=side.secret)
+
+    assert response.status_code == 401
+    assert response.json() == {"detail": "Invalid or revoked API key.", "code": "authentication_failed"}
+    assert response["WWW-Authenticate"] == 'Bearer realm="api"'
+    assert state(side.workspace) == before

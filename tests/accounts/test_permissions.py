@@ -1,0 +1,261 @@
+"""Roles: what viewers, members, admins and owners may change, in the REST API
+(accounts.permissions.WorkspaceRole) and in the web settings (accounts.views.workspace_required)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from accounts.models import Membership, Role
+from accounts.tenancy import workspace_scope
+from tests import factories
+from tests.accounts.support import api, logged_in_client, state
+from tests.accounts.test_cross_workspace import REGISTRY, ROUTES, Side, build_side
+
+Body = Callable[[Side], dict[str, Any] | None]
+
+# Every write the REST API offers: (route name, method) -> body.
+API_WRITES: dict[tuple[str, str], Body] = {
+    ("api-workspace", "PATCH"): lambda s: {"name": "Taken over"},
+    ("api-workspace-rotate-write-key", "POST"): lambda s: None,
+    ("api-key-list", "POST"): lambda s: {"name": "Mine now"},
+    ("api-key-detail", "DELETE"): lambda s: None,
+    ("member-detail", "PATCH"): lambda s: {"role": Role.ADMIN},
+    ("member-detail", "DELETE"): lambda s: None,
+    ("invitation-list", "POST"): lambda s: {"email": "friend@example.com", "role": Role.ADMIN},
+    ("invitation-detail", "DELETE"): lambda s: None,
+}
+
+# Every settings page that takes a POST -> a body that would change something.
+WEB_WRITES: dict[str, Body] = {
+    "settings_workspace": lambda s: {"name": "Taken over"},
+    "settings_member_role": lambda s: {"role": Role.ADMIN},
+    "settings_member_remove": lambda s: {},
+    "settings_invitations": lambda s: {"email": "friend@example.com", "role": Role.ADMIN},
+    "settings_invitation_revoke": lambda s: {},
+    "settings_api_keys": lambda s: {"name": "Mine now"},
+    "settings_api_key_revoke": lambda s: {},
+    "settings_write_key": lambda s: {},
+}
+# Settings pages that only show things (a POST is a 405; see test_views).
+READ_ONLY_SETTINGS = {"settings_members", "settings_audit_log"}
+
+
+def _url(name: str, side: Side, route_kwargs: frozenset[str] = frozenset()) -> str:
+    spec = REGISTRY[name]
+    kwargs = spec.kwargs(side) if spec.kwargs else {}
+    if "format" in route_kwargs:
+        kwargs["format"] = "json"
+    return reverse(name, kwargs=kwargs) if kwargs else reverse(name)
+
+
+def test_the_write_lists_cover_every_route():
+    api_writes = {
+        (route.name, method)
+        for route in ROUTES
+        if route.is_api
+        for method in route.api_methods() - {"GET", "HEAD", "OPTIONS"}
+    }
+    settings_routes = {route.name for route in ROUTES if route.name.startswith("settings_")}
+    assert api_writes == set(API_WRITES)
+    assert settings_routes == set(WEB_WRITES) | READ_ONLY_SETTINGS
+
+
+def _actor(side: Side, role: str):
+    return factories.member(side.workspace, role=role)
+
+
+API_CASES = [
+    pytest.param(route, method, role, id=f"{route.pattern}-{method}-{role}")
+    for route in ROUTES
+    if route.is_api
+    for method in sorted(route.api_methods() - {"GET"})
+    for role in (Role.VIEWER, Role.MEMBER)
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("route", "method", "role"), API_CASES)
+def test_viewers_and_members_cannot_write_through_the_api(route, method, role):
+    # Given a workspace and a viewer's or member's session
+    side = build_side("Alpha")
+    client = logged_in_client(_actor(side, role))
+    before = state()
+
+    # When they try a write
+    response = api(client, method, _url(route.name, side, route.kwargs), API_WRITES[(route.name, method)](side))
+
+    # Then it is refused and nothing changed
+    assert response.status_code == 403
+    assert response.json() == {
+        "detail": "Your role in this workspace does not allow this change.",
+        "code": "permission_denied",
+    }
+    assert state() == before
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("role", [Role.VIEWER, Role.MEMBER])
+@pytest.mark.parametrize("name", sorted(WEB_WRITES))
+def test_viewers_and_members_cannot_post_settings(name, role):
+    side = build_side("Alpha")
+    client = logged_in_client(_actor(side, role))
+    before = state()
+
+    response = client.post(_url(name, side), WEB_WRITES[name](side))
+
+    assert response.status_code == 403
+    assert "does not allow this change" in response.content.decode()
+    assert state() == before
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("role", [Role.VIEWER, Role.MEMBER])
+def test_viewers_and_members_can_read(role):
+    side = build_side("Alpha")
+    client = logged_in_client(_actor(side, role))
+
+    for name in ("api-workspace", "member-list", "api-key-list", "invitation-list", "audit-log-list"):
+        assert api(client, "GET", reverse(name)).status_code == 200, name
+    for name in ("dashboard", "settings_members", "settings_api_keys", "settings_audit_log", "settings_workspace"):
+        assert client.get(reverse(name)).status_code == 200, name
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("name", "method"), sorted(API_WRITES))
+def test_admins_may_write(name, method):
+    """The control for the refusals above: the same calls go through for an admin."""
+    side = build_side("Alpha")
+    client = logged_in_client(_actor(side, Role.ADMIN))
+
+    response = api(client, method, _url(name, side), API_WRITES[(name, method)](side))
+
+    assert response.status_code in (200, 201, 204), response.content
+
+
+# --- Ownership --------------------------------------------------------------------------
+
+
+def _membership(workspace, user) -> Membership:
+    with workspace_scope(workspace):
+        return Membership.objects.get(user=user)
+
+
+@pytest.fixture
+def team(workspace):
+    """An owner, an admin and a member of ``workspace``."""
+    return {
+        "owner": factories.member(workspace, role=Role.OWNER),
+        "admin": factories.member(workspace, role=Role.ADMIN),
+        "member": factories.member(workspace, role=Role.MEMBER),
+    }
+
+
+def test_admin_cannot_grant_owner(workspace, team):
+    client = logged_in_client(team["admin"])
+    target = _membership(workspace, team["member"])
+    before = state()
+
+    response = api(client, "PATCH", reverse("member-detail", kwargs={"pk": target.pk}), {"role": "owner"})
+    page = client.post(reverse("settings_member_role", kwargs={"pk": target.pk}), {"role": "owner"})
+
+    assert response.status_code == 403
+    assert response.json()["detail"] == "Only an owner can grant or remove the owner role."
+    assert page.status_code == 403
+    assert state() == before
+
+
+def test_admin_cannot_demote_or_remove_an_owner(workspace, team):
+    client = logged_in_client(team["admin"])
+    target = _membership(workspace, team["owner"])
+    before = state()
+
+    demote = api(client, "PATCH", reverse("member-detail", kwargs={"pk": target.pk}), {"role": "member"})
+    remove = api(client, "DELETE", reverse("member-detail", kwargs={"pk": target.pk}))
+    demote_page = client.post(reverse("settings_member_role", kwargs={"pk": target.pk}), {"role": "member"})
+    remove_page = client.post(reverse("settings_member_remove", kwargs={"pk": target.pk}))
+
+    assert demote.status_code == 403
+    assert demote.json()["detail"] == "Only an owner can grant or remove the owner role."
+    assert remove.status_code == 403
+    assert remove.json()["detail"] == "Only an owner can remove an owner."
+    assert demote_page.status_code == remove_page.status_code == 403
+    assert state() == before
+
+
+def test_admin_can_manage_non_owners(workspace, team):
+    client = logged_in_client(team["admin"])
+    target = _membership(workspace, team["member"])
+
+    response = api(client, "PATCH", reverse("member-detail", kwargs={"pk": target.pk}), {"role": "admin"})
+
+    assert response.status_code == 200
+    target.refresh_from_db()
+    assert target.role == Role.ADMIN
+
+
+@pytest.mark.parametrize("via", ["session", "key"])
+def test_last_owner_cannot_be_demoted_or_removed(via, workspace, owner):
+    if via == "key":
+        client, key = Client(), factories.api_key(workspace)[1]
+    else:
+        client, key = logged_in_client(owner), None
+    target = _membership(workspace, owner)
+    before = state()
+
+    demote = api(client, "PATCH", reverse("member-detail", kwargs={"pk": target.pk}), {"role": "admin"}, key=key)
+    remove = api(client, "DELETE", reverse("member-detail", kwargs={"pk": target.pk}), key=key)
+
+    assert demote.status_code == 400
+    assert demote.json()["errors"] == {"role": ["A workspace needs at least one owner."]}
+    assert remove.status_code == 400
+    assert "A workspace needs at least one owner." in remove.json()["detail"]
+    assert state() == before
+
+
+def test_last_owner_cannot_be_demoted_or_removed_in_the_settings(workspace, owner):
+    client = logged_in_client(owner)
+    target = _membership(workspace, owner)
+    before = state()
+
+    demote = client.post(reverse("settings_member_role", kwargs={"pk": target.pk}), {"role": "admin"}, follow=True)
+    remove = client.post(reverse("settings_member_remove", kwargs={"pk": target.pk}), follow=True)
+
+    for page in (demote, remove):
+        assert page.status_code == 200
+        assert "A workspace needs at least one owner." in page.content.decode()
+    assert state() == before
+
+
+def test_owner_can_grant_and_take_ownership(workspace, team):
+    client = logged_in_client(team["owner"])
+    member = _membership(workspace, team["member"])
+    first_owner = _membership(workspace, team["owner"])
+
+    promoted = client.post(reverse("settings_member_role", kwargs={"pk": member.pk}), {"role": "owner"})
+    demoted = api(client, "PATCH", reverse("member-detail", kwargs={"pk": first_owner.pk}), {"role": "admin"})
+
+    assert promoted.status_code == 302
+    assert demoted.status_code == 200
+    member.refresh_from_db()
+    first_owner.refresh_from_db()
+    assert (member.role, first_owner.role) == (Role.OWNER, Role.ADMIN)
+    # Now an admin, the former owner can no longer touch the new owner.
+    refused = api(client, "DELETE", reverse("member-detail", kwargs={"pk": member.pk}))
+    assert refused.status_code == 403
+
+
+def test_owner_can_remove_another_owner(workspace, team):
+    second = factories.member(workspace, role=Role.OWNER)
+    client = logged_in_client(team["owner"])
+    target = _membership(workspace, second)
+
+    response = api(client, "DELETE", reverse("member-detail", kwargs={"pk": target.pk}))
+
+    assert response.status_code == 204
+    with workspace_scope(workspace):
+        assert list(Membership.objects.filter(role=Role.OWNER).values_list("user", flat=True)) == [team["owner"].pk]

@@ -1,0 +1,542 @@
+"""The tracking API over HTTP: what is stored, what is refused (tracking-api.md)."""
+
+from __future__ import annotations
+
+import tracemalloc
+import zlib
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from accounts.tenancy import workspace_scope
+from tests import factories
+from tests.tracking.conftest import NOTHING_STORED, basic_auth, stored_rows
+from tracking.ingest_views import MAX_REQUEST_BYTES
+from tracking.models import Event, Group, Person, PersonGroup, ProcessedMessage, QuarantinedMessage, SuppressedId
+
+
+def _events(workspace):
+    with workspace_scope(workspace):
+        return list(Event.objects.order_by("id"))
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+# --- stored as the contract says -------------------------------------------------
+
+
+def test_track_stores_one_event_for_a_new_anonymous_person(workspace, send):
+    response = send(
+        "track",
+        {
+            "anonymousId": "anon-1",
+            "event": "Product Added",
+            "properties": {"sku": "B-42", "price": 19.5},
+            "context": {"sessionId": "s-9", "library": {"name": "curl"}},
+            "messageId": "msg-1",
+        },
+        write_key=workspace.write_key,
+    )
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "success": True,
+        "accepted": 1,
+        "rejected": 0,
+        "stored": 1,
+        "duplicates": 0,
+        "suppressed": 0,
+    }
+    assert response["Access-Control-Allow-Origin"] == "*"
+    [event] = _events(workspace)
+    with workspace_scope(workspace):
+        person = Person.objects.get()
+        assert [(i.kind, i.value) for i in person.identities.all()] == [("anonymous_id", "anon-1")]
+    assert person.user_id is None
+    assert (event.person_id, event.name, event.properties) == (
+        person.pk,
+        "Product Added",
+        {"sku": "B-42", "price": 19.5},
+    )
+    assert (event.message_id, event.anonymous_id, event.user_id, event.session_id) == ("msg-1", "anon-1", None, "s-9")
+    assert event.context == {"sessionId": "s-9", "library": {"name": "curl"}}
+    assert event.warnings == []
+    assert event.timestamp == event.received_at == person.first_seen == person.last_seen
+
+
+def test_page_and_screen_store_named_events_with_page_properties(workspace, send):
+    send(
+        "page",
+        {
+            "anonymousId": "a",
+            "name": "Pricing",
+            "properties": {"title": "Pricing - Acme"},
+            "context": {"page": {"url": "https://acme.test/pricing?x=1", "path": "/pricing", "referrer": "", "x": 1}},
+        },
+        write_key=workspace.write_key,
+    )
+    send("screen", {"anonymousId": "a", "name": "Home", "properties": {"tab": 2}}, write_key=workspace.write_key)
+
+    page, screen = _events(workspace)
+    assert page.name == "$pageview"
+    assert page.properties == {
+        "url": "https://acme.test/pricing?x=1",
+        "path": "/pricing",
+        "referrer": "",
+        "title": "Pricing - Acme",
+        "name": "Pricing",
+    }
+    assert (screen.name, screen.properties) == ("$screen", {"name": "Home", "tab": 2})
+
+
+def test_first_touch_traits_come_from_the_first_page(workspace, send):
+    send(
+        "page",
+        {
+            "anonymousId": "a",
+            "properties": {
+                "url": "https://acme.test/landing?utm_source=google&utm_medium=cpc&utm_campaign=spring",
+                "path": "/landing",
+                "referrer": "https://www.google.com/search?q=acme",
+            },
+        },
+        write_key=workspace.write_key,
+    )
+    send(
+        "page",
+        {"anonymousId": "a", "properties": {"url": "https://acme.test/other?utm_source=bing", "referrer": "x"}},
+        write_key=workspace.write_key,
+    )
+
+    with workspace_scope(workspace):
+        person = Person.objects.get()
+    assert person.traits == {
+        "$initial_referrer": "https://www.google.com/search?q=acme",
+        "$initial_referring_domain": "www.google.com",
+        "$initial_utm_source": "google",
+        "$initial_utm_medium": "cpc",
+        "$initial_utm_campaign": "spring",
+        "$initial_path": "/landing",
+    }
+
+
+def test_first_touch_without_referrer_is_direct_and_sets_no_utm(workspace, send):
+    send("page", {"anonymousId": "a", "properties": {"url": "https://acme.test/a/b"}}, write_key=workspace.write_key)
+
+    with workspace_scope(workspace):
+        person = Person.objects.get()
+    assert person.traits == {
+        "$initial_referrer": "$direct",
+        "$initial_referring_domain": "$direct",
+        "$initial_path": "/a/b",
+    }
+
+
+def test_batch_with_batch_level_sent_at_corrects_clock_skew(workspace, send):
+    # The client's clock runs 1 hour ahead: sent "at" +1h, the event happened 10 minutes before sending.
+    client_now = datetime.now(UTC) + timedelta(hours=1)
+    before = datetime.now(UTC)
+    send(
+        "batch",
+        {
+            "batch": [
+                {"type": "track", "userId": "u", "event": "E", "timestamp": _iso(client_now - timedelta(minutes=10))}
+            ],
+            "sentAt": _iso(client_now),
+        },
+        write_key=workspace.write_key,
+    )
+    after = datetime.now(UTC)
+
+    [event] = _events(workspace)
+    assert event.received_at - event.timestamp == timedelta(minutes=10)
+    assert before <= event.received_at <= after
+    assert event.warnings == []
+
+
+def test_message_sent_at_wins_over_the_batch_sent_at(workspace, send):
+    send(
+        "batch",
+        {
+            "batch": [
+                {
+                    "type": "track",
+                    "userId": "u",
+                    "event": "E",
+                    "timestamp": "2030-01-01T00:00:00Z",
+                    "sentAt": "2030-01-01T00:05:00Z",
+                }
+            ],
+            "sentAt": "1999-01-01T00:00:00Z",
+        },
+        write_key=workspace.write_key,
+    )
+
+    [event] = _events(workspace)
+    assert event.received_at - event.timestamp == timedelta(minutes=5)
+
+
+def test_write_key_in_a_text_plain_body_is_accepted(workspace, send):
+    """navigator.sendBeacon: no headers, text/plain, key in the body."""
+    response = send(
+        "track",
+        {"writeKey": workspace.write_key, "anonymousId": "a", "event": "Left"},
+        content_type="text/plain;charset=UTF-8",
+    )
+
+    assert response.status_code == 200
+    assert [e.name for e in _events(workspace)] == ["Left"]
+
+
+def test_gzip_body_is_inflated(workspace, send):
+    response = send(
+        "batch",
+        {"batch": [{"type": "track", "userId": "u", "event": f"E{i}"} for i in range(30)]},
+        write_key=workspace.write_key,
+        gzip=True,
+    )
+
+    assert response.status_code == 200
+    assert response.json()["stored"] == 30
+    assert sorted(e.name for e in _events(workspace)) == sorted(f"E{i}" for i in range(30))
+
+
+def test_preflight_is_answered_for_any_origin_without_credentials(client):
+    response = client.options(
+        "/v1/batch",
+        HTTP_ORIGIN="https://shop.example",
+        HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST",
+        HTTP_ACCESS_CONTROL_REQUEST_HEADERS="content-type, authorization",
+    )
+
+    assert response.status_code == 204
+    assert response["Access-Control-Allow-Origin"] == "*"
+    assert "POST" in response["Access-Control-Allow-Methods"]
+    assert response["Access-Control-Allow-Headers"] == "content-type, authorization"
+    assert "Access-Control-Allow-Credentials" not in response
+
+
+def test_group_records_the_group_and_the_persons_link(workspace, send):
+    send("group", {"userId": "u", "groupId": "acme", "traits": {"plan": "pro"}}, write_key=workspace.write_key)
+    send("group", {"userId": "u", "groupId": "acme", "traits": {"seats": 5}}, write_key=workspace.write_key)
+
+    with workspace_scope(workspace):
+        group = Group.objects.get()
+        link = PersonGroup.objects.get()
+        assert (group.group_id, group.traits) == ("acme", {"plan": "pro", "seats": 5})
+        assert link.person.user_id == "u"
+        assert link.group_id == group.pk
+    assert _events(workspace) == []
+
+
+def test_identify_is_not_an_event(workspace, send):
+    send("identify", {"userId": "u", "traits": {"plan": "pro"}}, write_key=workspace.write_key)
+
+    assert _events(workspace) == []
+    with workspace_scope(workspace):
+        assert Person.objects.get().traits == {"plan": "pro"}
+
+
+def test_messages_of_a_suppressed_id_are_dropped_and_counted(workspace, send):
+    with workspace_scope(workspace):
+        SuppressedId.objects.create(workspace=workspace, kind="user_id", value="erased")
+
+    response = send(
+        "batch",
+        {
+            "batch": [
+                {"type": "track", "userId": "erased", "event": "E"},
+                {"type": "identify", "userId": "erased", "anonymousId": "a", "traits": {"email": "x@y.z"}},
+                {"type": "track", "userId": "kept", "event": "E"},
+            ]
+        },
+        write_key=workspace.write_key,
+    )
+
+    assert response.json()["suppressed"] == 2
+    assert response.json()["stored"] == 1
+    with workspace_scope(workspace):
+        assert list(Person.objects.values_list("user_id", flat=True)) == ["kept"]
+        suppressed = SuppressedId.objects.get()
+    assert suppressed.dropped_count == 2
+    assert suppressed.last_dropped_at is not None
+
+
+def test_write_key_of_b_never_writes_into_a(workspace, send):
+    other = factories.WorkspaceFactory()
+    send("track", {"userId": "u", "event": "Mine"}, write_key=workspace.write_key)
+
+    response = send(
+        "batch",
+        {"writeKey": workspace.write_key, "batch": [{"type": "track", "userId": "u", "event": "Theirs"}]},
+        write_key=other.write_key,
+    )
+
+    assert response.status_code == 200
+    assert [e.name for e in _events(workspace)] == ["Mine"]
+    assert [e.name for e in _events(other)] == ["Theirs"]
+    with workspace_scope(workspace):
+        person_a = Person.objects.get()
+    with workspace_scope(other):
+        person_b = Person.objects.get()
+    assert person_a.pk != person_b.pk
+
+
+# --- the bad-input table: one test per row --------------------------------------
+
+
+def test_malformed_json_is_400(workspace, send):
+    response = send("batch", None, raw=b'{"batch": [', write_key=workspace.write_key)
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_json"
+    assert stored_rows() == NOTHING_STORED
+
+
+def test_a_body_that_is_not_an_object_is_400(workspace, send):
+    response = send("batch", [{"type": "track", "userId": "u", "event": "E"}], write_key=workspace.write_key)
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": "The body must be a JSON object.",
+        "code": "invalid_body",
+        "message": "The body must be a JSON object.",
+    }
+    assert stored_rows() == NOTHING_STORED
+
+
+def test_batch_that_is_not_a_list_is_400(workspace, send):
+    response = send("batch", {"batch": {"type": "track"}}, write_key=workspace.write_key)
+
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"batch": ["Must be a list."]}
+    assert stored_rows() == NOTHING_STORED
+
+
+def test_a_message_over_32_kib_is_413(workspace, send):
+    big = {"type": "track", "userId": "u", "event": "E", "properties": {"blob": "x" * (32 * 1024)}}
+
+    response = send(
+        "batch", {"batch": [{"type": "track", "userId": "u", "event": "E"}, big]}, write_key=workspace.write_key
+    )
+
+    assert response.status_code == 413
+    assert response.json()["errors"] == {"batch[1]": ["Over 32 KiB."]}
+    assert stored_rows() == NOTHING_STORED
+
+
+def test_a_single_message_over_32_kib_is_413(workspace, send):
+    response = send(
+        "track", {"userId": "u", "event": "E", "properties": {"blob": "x" * (32 * 1024)}}, write_key=workspace.write_key
+    )
+
+    assert response.status_code == 413
+    assert stored_rows() == NOTHING_STORED
+
+
+def test_a_body_over_500_kib_is_413(workspace, send):
+    batch = [{"type": "track", "userId": "u", "event": "E", "properties": {"blob": "x" * 20_000}} for _ in range(30)]
+
+    response = send("batch", {"batch": batch}, write_key=workspace.write_key)
+
+    assert response.status_code == 413
+    assert response.json()["code"] == "too_large"
+    assert stored_rows() == NOTHING_STORED
+
+
+def test_a_batch_of_more_than_2500_messages_is_413(workspace, send):
+    batch = [{"type": "track", "userId": "u", "event": "E"} for _ in range(2501)]
+
+    response = send("batch", {"batch": batch}, write_key=workspace.write_key)
+
+    assert response.status_code == 413
+    assert stored_rows() == NOTHING_STORED
+
+
+def test_a_gzip_body_inflating_past_the_limit_is_cut_off_while_inflating(workspace, client):
+    # 64 MiB of zeros compress to about 64 KiB: a bomb 128 times the limit.
+    inflated_size = 64 * 1024 * 1024
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    chunk = b"0" * (1024 * 1024)
+    bomb = b"".join([compressor.compress(chunk) for _ in range(inflated_size // len(chunk))]) + compressor.flush()
+    assert len(bomb) < MAX_REQUEST_BYTES
+
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        response = client.generic(
+            "POST",
+            "/v1/batch",
+            bomb,
+            content_type="application/json",
+            HTTP_CONTENT_ENCODING="gzip",
+            HTTP_AUTHORIZATION=basic_auth(workspace.write_key),
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert response.status_code == 413
+    assert response.json()["code"] == "too_large"
+    # The request body itself (~64 KiB, copied by the test client) plus at most the limit once inflated.
+    assert peak < 4 * MAX_REQUEST_BYTES < inflated_size // 32
+    assert stored_rows() == NOTHING_STORED
+
+
+def test_a_gzip_body_that_is_not_gzip_is_400(workspace, send):
+    response = send(
+        "batch", None, raw=b"not gzip at all", write_key=workspace.write_key, headers={"HTTP_CONTENT_ENCODING": "gzip"}
+    )
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_gzip"
+    assert stored_rows() == NOTHING_STORED
+
+
+def test_unknown_write_key_is_401(workspace, send):
+    response = send("track", {"userId": "u", "event": "E"}, write_key="cly_wk_nobodyhasthiskey")
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "invalid_write_key"
+    assert stored_rows() == NOTHING_STORED
+
+
+def test_missing_write_key_is_401(workspace, send):
+    response = send("track", {"userId": "u", "event": "E"})
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "no_write_key"
+    assert stored_rows() == NOTHING_STORED
+
+
+def test_a_secret_api_key_as_write_key_is_401(workspace, send):
+    _, secret = factories.api_key(workspace)
+
+    by_header = send("track", {"userId": "u", "event": "E"}, write_key=secret)
+    in_body = send("track", {"writeKey": secret, "userId": "u", "event": "E"})
+
+    assert by_header.status_code == in_body.status_code == 401
+    assert by_header.json()["code"] == in_body.json()["code"] == "secret_key"
+    assert stored_rows() == NOTHING_STORED
+
+
+def test_a_message_with_neither_id_is_quarantined_and_the_rest_stored(workspace, send):
+    response = send(
+        "batch",
+        {
+            "batch": [
+                {"type": "track", "userId": "u", "event": "Kept"},
+                {"type": "track", "event": "No id", "messageId": "m-bad"},
+                {"type": "track", "userId": ["not", "a", "string"], "event": "Wrong type"},
+                {"type": "track", "userId": "u", "event": "Also kept"},
+            ]
+        },
+        write_key=workspace.write_key,
+    )
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "success": True,
+        "accepted": 2,
+        "rejected": 2,
+        "stored": 2,
+        "duplicates": 0,
+        "suppressed": 0,
+    }
+    assert [e.name for e in _events(workspace)] == ["Kept", "Also kept"]
+    with workspace_scope(workspace):
+        quarantined = list(QuarantinedMessage.objects.order_by("id").values_list("reason", "message_id", "raw"))
+    assert quarantined == [
+        ("userId or anonymousId is required", "m-bad", {"type": "track", "event": "No id", "messageId": "m-bad"}),
+        ("userId must be a string", None, {"type": "track", "userId": ["not", "a", "string"], "event": "Wrong type"}),
+    ]
+
+
+def test_unparsable_timestamp_uses_received_time_with_a_warning(workspace, send):
+    response = send("track", {"userId": "u", "event": "E", "timestamp": "next tuesday"}, write_key=workspace.write_key)
+
+    assert response.status_code == 200
+    [event] = _events(workspace)
+    assert event.timestamp == event.received_at
+    assert event.warnings == ["timestamp could not be parsed; the received time was used"]
+
+
+def test_timestamp_two_days_in_the_future_uses_received_time_with_a_warning(workspace, send):
+    future = datetime.now(UTC) + timedelta(days=2)
+
+    response = send("track", {"userId": "u", "event": "E", "timestamp": _iso(future)}, write_key=workspace.write_key)
+
+    assert response.status_code == 200
+    [event] = _events(workspace)
+    assert event.timestamp == event.received_at
+    assert event.warnings == ["timestamp was more than 23 hours in the future; the received time was used"]
+
+
+def test_the_same_message_id_twice_is_stored_once(workspace, send):
+    message = {"type": "track", "userId": "u", "event": "Order Completed", "messageId": "retry-me"}
+
+    first = send("batch", {"batch": [message, message]}, write_key=workspace.write_key)
+    second = send("track", message, write_key=workspace.write_key)
+
+    assert first.json()["stored"] == 1
+    assert first.json()["duplicates"] == 1
+    assert second.json()["stored"] == 0
+    assert second.json()["duplicates"] == 1
+    assert [e.message_id for e in _events(workspace)] == ["retry-me"]
+    with workspace_scope(workspace):
+        assert ProcessedMessage.objects.count() == 1
+
+
+def test_the_same_message_id_in_two_workspaces_is_stored_in_each(workspace, send):
+    other = factories.WorkspaceFactory()
+    message = {"userId": "u", "event": "E", "messageId": "same"}
+
+    send("track", message, write_key=workspace.write_key)
+    send("track", message, write_key=other.write_key)
+
+    assert len(_events(workspace)) == len(_events(other)) == 1
+
+
+def test_get_is_refused_with_json(client):
+    response = client.get("/v1/track")
+
+    assert response.status_code == 405
+    assert response.json()["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize("path", ["batch", "track", "identify", "page", "screen", "group", "alias"])
+def test_every_endpoint_answers_cors_on_success(workspace, send, path):
+    body = {"userId": "u", "event": "E", "groupId": "g", "previousId": "p"}
+    if path == "batch":
+        body = {"batch": [{"type": "track", **body}]}
+
+    response = send(path, body, write_key=workspace.write_key)
+
+    assert response.status_code == 200
+    assert response.json()["stored"] == 1
+    assert response["Access-Control-Allow-Origin"] == "*"
+
+
+def test_a_rejected_single_message_is_quarantined_without_the_write_key(workspace, send):
+    response = send("track", {"writeKey": workspace.write_key, "event": "No id"})
+
+    assert response.json()["rejected"] == 1
+    with workspace_scope(workspace):
+        assert list(QuarantinedMessage.objects.values_list("raw", "reason")) == [
+            ({"event": "No id"}, "userId or anonymousId is required")
+        ]
+
+
+def test_a_timestamp_out_of_range_after_skew_correction_uses_received_time(workspace, send):
+    response = send(
+        "track",
+        {"userId": "u", "event": "E", "timestamp": "0001-01-01T00:00:00Z", "sentAt": "9999-12-31T00:00:00Z"},
+        write_key=workspace.write_key,
+    )
+
+    assert response.status_code == 200
+    [event] = _events(workspace)
+    assert event.timestamp == event.received_at
+    assert event.warnings == ["timestamp could not be parsed; the received time was used"]

@@ -1,0 +1,648 @@
+"""Storing a request's messages: the hottest path of the product.
+
+One request is one PostgreSQL transaction, committed before the answer, so a
+2xx means durable. Each table is touched by one set-based statement per
+request (no query per message, no ORM objects): quarantine, suppressed ids,
+dedupe, the identity lookup (which also locks the people it finds), new
+people, new identities, merges (rare, a few statements each), events (COPY for
+big batches, a multi-row INSERT for small ones), the people's update, groups.
+
+Identity resolution is planned in memory in processing order (``_Plan``) over
+the people the lookup returned, then written. Concurrency: the lookup locks
+the people rows it returns (``FOR UPDATE``), so a concurrent merge cannot
+delete a person under us; ids seen for the first time are inserted with
+``ON CONFLICT DO NOTHING`` and, if another request created one of them first,
+the whole transaction is retried, as it is on a deadlock or a unique
+violation. Raw SQL here puts ``workspace_id = %s`` at the root of every WHERE.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+import psycopg
+import psycopg.errors
+from django.db import DatabaseError, connection, transaction
+
+from tracking.messages import EVENT_TYPES, FIRST_TOUCH_KEYS, FIRST_TOUCH_MARKER, Message, Rejection, first_touch
+from tracking.models import IdentityKind, Person
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5
+# Below this many events a multi-row INSERT beats COPY's extra round trips.
+COPY_THRESHOLD = 20
+USER = IdentityKind.USER_ID.value
+ANONYMOUS = IdentityKind.ANONYMOUS_ID.value
+
+Key = tuple[str, str]
+
+
+@dataclass
+class IngestResult:
+    stored: int = 0
+    duplicates: int = 0
+    suppressed: int = 0
+    rejected: int = 0
+
+    def as_dict(self, *, accepted: int) -> dict[str, Any]:
+        return {
+            "success": True,
+            "accepted": accepted,
+            "rejected": self.rejected,
+            "stored": self.stored,
+            "duplicates": self.duplicates,
+            "suppressed": self.suppressed,
+        }
+
+
+class _Retry(Exception):
+    """Another transaction created one of our new ids first: start again."""
+
+
+def json_text(value: Any) -> str:
+    """JSON for a jsonb column; PostgreSQL refuses the NUL character in jsonb."""
+    data = orjson.dumps(value)
+    if b"\\u0000" in data:
+        data = data.replace(b"\\u0000", b"\\ufffd")
+    return data.decode()
+
+
+def messages_ingest(
+    *, workspace_id: int, messages: Sequence[Message], rejections: Sequence[Rejection], received_at: datetime
+) -> IngestResult:
+    """Store valid ``messages`` and quarantine ``rejections``, all or nothing, then commit."""
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            with transaction.atomic():
+                return _ingest(workspace_id, messages, rejections, received_at)
+        except _Retry:
+            logger.info("ingest: concurrent identity creation, retrying (attempt %s)", attempt)
+        except DatabaseError as error:
+            cause = error.__cause__
+            retryable = (psycopg.errors.DeadlockDetected, psycopg.errors.UniqueViolation)
+            if not isinstance(cause, retryable) or attempt == MAX_ATTEMPTS:
+                raise
+            logger.info("ingest: %s, retrying (attempt %s)", type(cause).__name__, attempt)
+    raise RuntimeError("ingest: identities kept changing under concurrent requests")
+
+
+def _ingest(
+    workspace_id: int, messages: Sequence[Message], rejections: Sequence[Rejection], received_at: datetime
+) -> IngestResult:
+    result = IngestResult(rejected=len(rejections))
+    connection.ensure_connection()
+    # A plain psycopg cursor on Django's connection (and transaction): server-side
+    # parameter binding and prepared statements, so big arrays travel as
+    # parameters instead of being interpolated. Errors surface as django.db errors.
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        if rejections:
+            _quarantine(cursor, workspace_id, rejections, received_at)
+        unique: list[Message] = []
+        seen_ids: set[str] = set()
+        for message in messages:
+            if message.message_id in seen_ids:
+                result.duplicates += 1
+            else:
+                seen_ids.add(message.message_id)
+                unique.append(message)
+        if not unique:
+            return result
+        suppressed, new_ids, known = _read(cursor, workspace_id, unique, received_at)
+        fresh: list[Message] = []
+        drops: dict[Key, int] = {}
+        for message in unique:
+            if message.message_id not in new_ids:
+                result.duplicates += 1
+                continue
+            hits = [key for key in _message_keys(message) if key in suppressed] if suppressed else []
+            if hits:
+                result.suppressed += 1
+                for key in hits:
+                    drops[key] = drops.get(key, 0) + 1
+            else:
+                fresh.append(message)
+        plan = _Plan(known)
+        for message in fresh:
+            plan.add(message)
+        if fresh or drops:
+            _write(cursor, workspace_id, plan, drops, received_at)
+        result.stored = len(fresh)
+    return result
+
+
+def _quarantine(cursor: Any, workspace_id: int, rejections: Sequence[Rejection], received_at: datetime) -> None:
+    cursor.execute(
+        "INSERT INTO tracking_quarantinedmessage (workspace_id, raw, reason, message_id, received_at) "
+        "SELECT %s, raw::jsonb, reason, message_id, %s FROM unnest(%s::text[], %s::text[], %s::text[]) "
+        "AS t(raw, reason, message_id)",
+        [
+            workspace_id,
+            received_at,
+            [json_text(r.raw) for r in rejections],
+            [r.reason for r in rejections],
+            [r.message_id.replace("\x00", "") if r.message_id else None for r in rejections],
+        ],
+    )
+
+
+def _message_keys(message: Message) -> list[Key]:
+    keys: list[Key] = []
+    if message.user_id is not None:
+        keys.append((USER, message.user_id))
+    if message.anonymous_id is not None:
+        keys.append((ANONYMOUS, message.anonymous_id))
+    if message.previous_id is not None:
+        keys.extend(((USER, message.previous_id), (ANONYMOUS, message.previous_id)))
+    return keys
+
+
+def _keys(messages: Iterable[Message]) -> list[Key]:
+    return sorted({key for message in messages for key in _message_keys(message)})
+
+
+# One round trip for everything ingestion must know before planning:
+# - "s": which of the ids are suppressed (erased people),
+# - "m": which messageIds are new (recording them; the rest are retries),
+# - "i": the people the ids belong to, locked until commit in id order (against
+#   deadlocks) so that a concurrent merge cannot delete one under us.
+READ = """
+WITH keys AS (
+    SELECT * FROM unnest(%(kinds)s::text[], %(values)s::text[]) AS k(kind, value)
+), suppressed AS (
+    SELECT s.kind, s.value FROM tracking_suppressedid s
+    WHERE s.workspace_id = %(workspace_id)s AND (s.kind, s.value) IN (SELECT kind, value FROM keys)
+), fresh AS (
+    INSERT INTO tracking_processedmessage (workspace_id, message_id, received_at)
+    SELECT %(workspace_id)s, m, %(received_at)s FROM unnest(%(message_ids)s::text[]) AS m
+    ON CONFLICT (workspace_id, message_id) DO NOTHING
+    RETURNING message_id
+), found AS (
+    SELECT i.kind, i.value, p.id, p.user_id, p.traits ? %(marker)s AS has_first_touch
+    FROM tracking_identity i JOIN tracking_person p ON p.id = i.person_id
+    WHERE i.workspace_id = %(workspace_id)s AND p.workspace_id = %(workspace_id)s
+      AND (i.kind, i.value) IN (SELECT kind, value FROM keys)
+    ORDER BY p.id
+    FOR UPDATE OF p
+)
+SELECT 's', kind, value, NULL::bigint, NULL::text, NULL::boolean FROM suppressed
+UNION ALL SELECT 'm', message_id, NULL, NULL, NULL, NULL FROM fresh
+UNION ALL SELECT 'i', kind, value, id, user_id, has_first_touch FROM found
+"""
+
+
+def _read(
+    cursor: Any, workspace_id: int, messages: list[Message], received_at: datetime
+) -> tuple[set[Key], set[str], dict[Key, _Person]]:
+    keys = _keys(messages)
+    cursor.execute(
+        READ,
+        {
+            "workspace_id": workspace_id,
+            "kinds": [k for k, _ in keys],
+            "values": [v for _, v in keys],
+            "received_at": received_at,
+            "message_ids": sorted(m.message_id for m in messages),
+            "marker": FIRST_TOUCH_MARKER,
+        },
+        prepare=True,
+    )
+    rows = cursor.fetchall()
+    suppressed: set[Key] = set()
+    new_ids: set[str] = set()
+    people: dict[int, _Person] = {}
+    known: dict[Key, _Person] = {}
+    for tag, first, second, person_id, user_id, has_first_touch in rows:
+        if tag == "s":
+            suppressed.add((first, second))
+        elif tag == "m":
+            new_ids.add(first)
+        else:
+            person = people.get(person_id)
+            if person is None:
+                person = people[person_id] = _Person(person_id, user_id, bool(has_first_touch))
+            known[(first, second)] = person
+    return suppressed, new_ids, known
+
+
+@dataclass(slots=True)
+class _Person:
+    """A person as the plan sees it. ``ref`` is the row id, or negative until created."""
+
+    ref: int
+    user_id: str | None
+    has_first_touch: bool
+    user_id_set: bool = False
+
+
+@dataclass
+class _Plan:
+    """Identity resolution of one request, in processing order, before any write."""
+
+    known: dict[Key, _Person]
+    people: dict[int, _Person] = field(default_factory=dict)
+    by_key: dict[Key, int] = field(default_factory=dict)
+    merged_into: dict[int, int] = field(default_factory=dict)
+    new_people: list[int] = field(default_factory=list)
+    new_identities: list[tuple[str, str, int]] = field(default_factory=list)
+    merges: list[tuple[int, int]] = field(default_factory=list)
+    trait_writes: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    first_touches: list[tuple[int, datetime, dict[str, str]]] = field(default_factory=list)
+    seen: list[tuple[int, datetime]] = field(default_factory=list)
+    events: list[tuple[int, Message]] = field(default_factory=list)
+    group_links: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for key, person in self.known.items():
+            self.people[person.ref] = person
+            self.by_key[key] = person.ref
+
+    def final(self, ref: int) -> int:
+        while ref in self.merged_into:
+            ref = self.merged_into[ref]
+        return ref
+
+    def find(self, key: Key) -> _Person | None:
+        ref = self.by_key.get(key)
+        return None if ref is None else self.people[self.final(ref)]
+
+    def _new(self, user_id: str | None) -> _Person:
+        ref = -(len(self.new_people) + 1)
+        person = self.people[ref] = _Person(ref, None, has_first_touch=False)
+        self.new_people.append(ref)
+        if user_id is not None:
+            self._set_user_id(person, user_id)
+        return person
+
+    def _set_user_id(self, person: _Person, user_id: str) -> None:
+        person.user_id = user_id
+        person.user_id_set = True
+
+    def _link(self, key: Key, person: _Person) -> None:
+        self.by_key[key] = person.ref
+        self.new_identities.append((key[0], key[1], person.ref))
+
+    def _merge(self, loser: _Person, survivor: _Person) -> None:
+        self.merged_into[loser.ref] = survivor.ref
+        self.merges.append((loser.ref, survivor.ref))
+        survivor.has_first_touch = survivor.has_first_touch or loser.has_first_touch
+        if survivor.user_id is None and loser.user_id is not None:
+            self._set_user_id(survivor, loser.user_id)
+
+    def resolve(self, user_id: str | None, anonymous_id: str | None) -> _Person:
+        """The message's person; links its two ids, creating or merging as the contract says."""
+        by_user = self.find((USER, user_id)) if user_id is not None else None
+        by_anonymous = self.find((ANONYMOUS, anonymous_id)) if anonymous_id is not None else None
+        if user_id is None:
+            assert anonymous_id is not None
+            if by_anonymous is None:
+                by_anonymous = self._new(None)
+                self._link((ANONYMOUS, anonymous_id), by_anonymous)
+            return by_anonymous
+        if by_user is None:
+            if by_anonymous is not None and by_anonymous.user_id is None:
+                person = by_anonymous
+                self._set_user_id(person, user_id)
+            else:
+                # Unknown anonymous id, or one already tied to another identified person
+                # (a shared device): the user id gets its own person.
+                person = self._new(user_id)
+                if by_anonymous is None and anonymous_id is not None:
+                    self._link((ANONYMOUS, anonymous_id), person)
+            self._link((USER, user_id), person)
+            return person
+        if anonymous_id is not None:
+            if by_anonymous is None:
+                self._link((ANONYMOUS, anonymous_id), by_user)
+            elif by_anonymous.ref != by_user.ref and by_anonymous.user_id is None:
+                # The anonymous history now belongs to the identified person.
+                self._merge(by_anonymous, by_user)
+        return by_user
+
+    def alias(self, previous_id: str, user_id: str | None, anonymous_id: str | None) -> _Person:
+        """``alias``: the person of ``previous_id`` merges into the person of the new id."""
+        target_key: Key = (USER, user_id) if user_id is not None else (ANONYMOUS, anonymous_id or "")
+        survivor = self.find(target_key)
+        loser = self.find((USER, previous_id)) or self.find((ANONYMOUS, previous_id))
+        if survivor is None:
+            if loser is None:
+                survivor = self._new(user_id)
+                self._link((ANONYMOUS, previous_id), survivor)
+            else:
+                survivor = loser
+                if user_id is not None and survivor.user_id is None:
+                    self._set_user_id(survivor, user_id)
+            self._link(target_key, survivor)
+        elif loser is None:
+            self._link((ANONYMOUS, previous_id), survivor)
+        elif loser.ref != survivor.ref:
+            self._merge(loser, survivor)
+        return survivor
+
+    def add(self, message: Message) -> None:
+        if message.type == "alias":
+            assert message.previous_id is not None
+            person = self.alias(message.previous_id, message.user_id, message.anonymous_id)
+        else:
+            person = self.resolve(message.user_id, message.anonymous_id)
+        self.seen.append((person.ref, message.timestamp))
+        if message.type in EVENT_TYPES:
+            self.events.append((person.ref, message))
+            if message.type == "page":
+                self.first_touches.append((person.ref, message.timestamp, first_touch(message.properties)))
+        elif message.type == "identify" and message.traits:
+            self.trait_writes.append((person.ref, message.traits))
+        elif message.type == "group":
+            assert message.group_id is not None
+            self.group_links.append((person.ref, message.group_id, message.traits))
+
+
+def _write(cursor: Any, workspace_id: int, plan: _Plan, drops: dict[Key, int], received_at: datetime) -> None:
+    ids: dict[int, int] = {}
+    if plan.new_people:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence('tracking_person', 'id')) FROM generate_series(1, %s)",
+            [len(plan.new_people)],
+        )
+        ids = {ref: row[0] for ref, row in zip(plan.new_people, cursor.fetchall(), strict=True)}
+        # first_seen/last_seen start at +/-infinity so that LEAST/GREATEST below set them.
+        cursor.execute(
+            "INSERT INTO tracking_person (id, workspace_id, user_id, traits, first_seen, last_seen) "
+            "SELECT id, %s, NULL, '{}'::jsonb, 'infinity', '-infinity' FROM unnest(%s::bigint[]) AS id",
+            [workspace_id, list(ids.values())],
+        )
+
+    def row_id(ref: int) -> int:
+        final = plan.final(ref)
+        return ids.get(final, final)
+
+    if plan.new_identities:
+        identities = sorted({(kind, value): row_id(ref) for kind, value, ref in plan.new_identities}.items())
+        cursor.execute(
+            "INSERT INTO tracking_identity (workspace_id, person_id, kind, value, created_at) "
+            "SELECT %s, person_id, kind, value, %s FROM unnest(%s::bigint[], %s::text[], %s::text[]) "
+            "AS t(person_id, kind, value) "
+            "ON CONFLICT (workspace_id, kind, value) DO NOTHING RETURNING 1",
+            [
+                workspace_id,
+                received_at,
+                [person_id for _, person_id in identities],
+                [kind for (kind, _), _ in identities],
+                [value for (_, value), _ in identities],
+            ],
+        )
+        if len(cursor.fetchall()) != len(identities):
+            raise _Retry
+    for loser, survivor in plan.merges:
+        people_merge(
+            cursor, workspace_id=workspace_id, loser_id=ids.get(loser, loser), survivor_id=ids.get(survivor, survivor)
+        )
+    events = [(row_id(ref), m) for ref, m in plan.events]
+    if len(events) >= COPY_THRESHOLD:
+        _copy_events(cursor, workspace_id, events, received_at)
+        events = []
+    # The remaining writes depend on nothing they return: one round trip for all.
+    with cursor.connection.pipeline():
+        if events:
+            _insert_events(cursor, workspace_id, events, received_at)
+        if plan.seen:
+            _update_people(cursor, workspace_id, plan, row_id)
+        if plan.group_links:
+            _write_groups(cursor, workspace_id, [(row_id(ref), g, t) for ref, g, t in plan.group_links], received_at)
+        if drops:
+            cursor.execute(
+                "UPDATE tracking_suppressedid s SET dropped_count = s.dropped_count + d.n, last_dropped_at = %s "
+                "FROM unnest(%s::text[], %s::text[], %s::bigint[]) AS d(kind, value, n) "
+                "WHERE s.workspace_id = %s AND s.kind = d.kind AND s.value = d.value",
+                [received_at, [k for k, _ in drops], [v for _, v in drops], list(drops.values()), workspace_id],
+            )
+
+
+def people_merge(cursor: Any, *, workspace_id: int, loser_id: int, survivor_id: int) -> None:
+    """Fold person ``loser_id`` into ``survivor_id`` inside the caller's transaction.
+
+    Identities, events and group links move to the survivor, so that every query
+    over the survivor's history sees all of it at once. The survivor's traits
+    win over the loser's; its first-touch traits, if set, are kept whole.
+    """
+    params = [survivor_id, workspace_id, loser_id]
+    cursor.execute("UPDATE tracking_identity SET person_id = %s WHERE workspace_id = %s AND person_id = %s", params)
+    cursor.execute("UPDATE tracking_event SET person_id = %s WHERE workspace_id = %s AND person_id = %s", params)
+    cursor.execute(
+        "INSERT INTO tracking_persongroup (workspace_id, person_id, group_id, created_at) "
+        "SELECT workspace_id, %s, group_id, created_at FROM tracking_persongroup "
+        "WHERE workspace_id = %s AND person_id = %s ON CONFLICT (workspace_id, person_id, group_id) DO NOTHING",
+        params,
+    )
+    cursor.execute(
+        "DELETE FROM tracking_persongroup WHERE workspace_id = %s AND person_id = %s", [workspace_id, loser_id]
+    )
+    cursor.execute(
+        "UPDATE tracking_person s SET "
+        "traits = (CASE WHEN s.traits ? %s THEN l.traits - %s::text[] ELSE l.traits END) || s.traits, "
+        "first_seen = LEAST(s.first_seen, l.first_seen), last_seen = GREATEST(s.last_seen, l.last_seen) "
+        "FROM tracking_person l "
+        "WHERE s.workspace_id = %s AND s.id = %s AND l.workspace_id = %s AND l.id = %s",
+        [FIRST_TOUCH_MARKER, list(FIRST_TOUCH_KEYS), workspace_id, survivor_id, workspace_id, loser_id],
+    )
+    # Through the ORM so that rows of other apps that point at the person follow it.
+    Person.objects.filter(workspace_id=workspace_id, pk=loser_id).delete()
+
+
+COPY_EVENTS = (
+    "COPY tracking_event (workspace_id, person_id, name, properties, context, timestamp, received_at, "
+    "message_id, anonymous_id, user_id, session_id, warnings) FROM STDIN"
+)
+INSERT_EVENT = (
+    "INSERT INTO tracking_event (workspace_id, person_id, name, properties, context, timestamp, received_at, "
+    "message_id, anonymous_id, user_id, session_id, warnings) "
+    "VALUES (%s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s, %s, %s, %s::jsonb)"
+)
+INSERT_EVENTS = (
+    "INSERT INTO tracking_event (workspace_id, person_id, name, properties, context, timestamp, received_at, "
+    "message_id, anonymous_id, user_id, session_id, warnings) "
+    "SELECT %s, person_id, name, properties::jsonb, context::jsonb, ts, %s, message_id, anonymous_id, user_id, "
+    "session_id, warnings::jsonb FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], "
+    "%s::timestamptz[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) "
+    "AS t(person_id, name, properties, context, ts, message_id, anonymous_id, user_id, session_id, warnings)"
+)
+
+
+def _copy_events(cursor: Any, workspace_id: int, events: list[tuple[int, Message]], received_at: datetime) -> None:
+    with cursor.copy(COPY_EVENTS) as copy:
+        for person_id, m in events:
+            copy.write_row(
+                (
+                    workspace_id,
+                    person_id,
+                    m.event,
+                    json_text(m.properties),
+                    json_text(m.context),
+                    m.timestamp,
+                    received_at,
+                    m.message_id,
+                    m.anonymous_id,
+                    m.user_id,
+                    m.session_id,
+                    json_text(m.warnings),
+                )
+            )
+
+
+def _insert_events(cursor: Any, workspace_id: int, events: list[tuple[int, Message]], received_at: datetime) -> None:
+    if len(events) == 1:
+        # The single /v1/track case: scalar parameters are dumped in C, arrays in Python.
+        [(person_id, m)] = events
+        cursor.execute(
+            INSERT_EVENT,
+            [
+                workspace_id,
+                person_id,
+                m.event,
+                json_text(m.properties),
+                json_text(m.context),
+                m.timestamp,
+                received_at,
+                m.message_id,
+                m.anonymous_id,
+                m.user_id,
+                m.session_id,
+                json_text(m.warnings),
+            ],
+            prepare=True,
+        )
+        return
+    cursor.execute(
+        INSERT_EVENTS,
+        [
+            workspace_id,
+            received_at,
+            [p for p, _ in events],
+            [m.event for _, m in events],
+            [json_text(m.properties) for _, m in events],
+            [json_text(m.context) for _, m in events],
+            [m.timestamp for _, m in events],
+            [m.message_id for _, m in events],
+            [m.anonymous_id for _, m in events],
+            [m.user_id for _, m in events],
+            [m.session_id for _, m in events],
+            [json_text(m.warnings) for _, m in events],
+        ],
+        prepare=True,
+    )
+
+
+UPDATE_PERSON = (
+    "UPDATE tracking_person p SET "
+    "user_id = COALESCE(p.user_id, %(user_id)s), "
+    "traits = (CASE WHEN %(first_touch)s::text IS NULL OR p.traits ? %(marker)s THEN p.traits "
+    "ELSE p.traits || %(first_touch)s::jsonb END) || %(patch)s::jsonb, "
+    "first_seen = LEAST(p.first_seen, %(first_seen)s), last_seen = GREATEST(p.last_seen, %(last_seen)s) "
+    "WHERE p.workspace_id = %(workspace_id)s AND p.id = %(id)s"
+)
+
+
+@dataclass
+class _PersonUpdate:
+    first_seen: datetime
+    last_seen: datetime
+    user_id: str | None = None
+    patch: dict[str, Any] = field(default_factory=dict)
+    first_touch: tuple[datetime, dict[str, str]] | None = None
+
+
+def _update_people(cursor: Any, workspace_id: int, plan: _Plan, row_id: Any) -> None:
+    updates: dict[int, _PersonUpdate] = {}
+    for ref, timestamp in plan.seen:
+        person_id = row_id(ref)
+        update = updates.get(person_id)
+        if update is None:
+            updates[person_id] = _PersonUpdate(first_seen=timestamp, last_seen=timestamp)
+        else:
+            update.first_seen = min(update.first_seen, timestamp)
+            update.last_seen = max(update.last_seen, timestamp)
+    for ref, person in plan.people.items():
+        if person.user_id_set and plan.final(ref) == ref:
+            updates[row_id(ref)].user_id = person.user_id
+    for ref, traits in plan.trait_writes:
+        updates[row_id(ref)].patch.update(traits)
+    for ref, timestamp, traits in plan.first_touches:
+        update = updates[row_id(ref)]
+        if update.first_touch is None or timestamp < update.first_touch[0]:
+            update.first_touch = (timestamp, traits)
+    rows = list(updates.items())
+    if len(rows) == 1:
+        [(person_id, update)] = rows
+        cursor.execute(
+            UPDATE_PERSON,
+            {
+                "marker": FIRST_TOUCH_MARKER,
+                "id": person_id,
+                "user_id": update.user_id,
+                "first_touch": json_text(update.first_touch[1]) if update.first_touch else None,
+                "patch": json_text(update.patch),
+                "first_seen": update.first_seen,
+                "last_seen": update.last_seen,
+                "workspace_id": workspace_id,
+            },
+            prepare=True,
+        )
+        return
+    cursor.execute(
+        "UPDATE tracking_person p SET "
+        "user_id = COALESCE(p.user_id, v.user_id), "
+        "traits = (CASE WHEN v.first_touch IS NULL OR p.traits ? %s THEN p.traits "
+        "ELSE p.traits || v.first_touch::jsonb END) || v.patch::jsonb, "
+        "first_seen = LEAST(p.first_seen, v.first_seen), last_seen = GREATEST(p.last_seen, v.last_seen) "
+        "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[]) "
+        "AS v(id, user_id, first_touch, patch, first_seen, last_seen) "
+        "WHERE p.workspace_id = %s AND p.id = v.id",
+        [
+            FIRST_TOUCH_MARKER,
+            [person_id for person_id, _ in rows],
+            [u.user_id for _, u in rows],
+            [json_text(u.first_touch[1]) if u.first_touch else None for _, u in rows],
+            [json_text(u.patch) for _, u in rows],
+            [u.first_seen for _, u in rows],
+            [u.last_seen for _, u in rows],
+            workspace_id,
+        ],
+        prepare=True,
+    )
+
+
+def _write_groups(
+    cursor: Any, workspace_id: int, links: list[tuple[int, str, dict[str, Any]]], received_at: datetime
+) -> None:
+    traits_by_group: dict[str, dict[str, Any]] = {}
+    for _, group_id, traits in links:
+        traits_by_group.setdefault(group_id, {}).update(traits)
+    pairs = sorted({(person_id, group_id) for person_id, group_id, _ in links})
+    cursor.execute(
+        "WITH upserted AS ("
+        " INSERT INTO tracking_group (workspace_id, group_id, traits, created_at, updated_at)"
+        " SELECT %(workspace_id)s, group_id, traits::jsonb, %(now)s, %(now)s"
+        " FROM unnest(%(group_ids)s::text[], %(traits)s::text[]) AS t(group_id, traits)"
+        " ON CONFLICT (workspace_id, group_id) DO UPDATE"
+        " SET traits = tracking_group.traits || EXCLUDED.traits, updated_at = EXCLUDED.updated_at"
+        " RETURNING id, group_id"
+        ") "
+        "INSERT INTO tracking_persongroup (workspace_id, person_id, group_id, created_at) "
+        "SELECT %(workspace_id)s, l.person_id, u.id, %(now)s "
+        "FROM unnest(%(people)s::bigint[], %(link_groups)s::text[]) AS l(person_id, group_id) "
+        "JOIN upserted u ON u.group_id = l.group_id "
+        "ON CONFLICT (workspace_id, person_id, group_id) DO NOTHING",
+        {
+            "workspace_id": workspace_id,
+            "now": received_at,
+            "group_ids": list(traits_by_group),
+            "traits": [json_text(t) for t in traits_by_group.values()],
+            "people": [p for p, _ in pairs],
+            "link_groups": [g for _, g in pairs],
+        },
+    )

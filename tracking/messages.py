@@ -1,0 +1,253 @@
+"""Messages of the tracking API, parsed and checked; no Django in here.
+
+``parse_message`` turns one raw message (a dict from the request) into a
+``Message`` ready to store, or a ``Rejection`` naming what is wrong with it.
+Times follow docs/tracking-api "Time": the event time is corrected for the
+client's clock skew, and a timestamp that cannot be parsed or lies too far in
+the future is replaced by the received time with a warning kept on the event.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+MESSAGE_TYPES = ("track", "identify", "page", "screen", "group", "alias")
+# Types that store an event (and so count for "$any").
+EVENT_TYPES = frozenset({"track", "page", "screen"})
+PAGEVIEW = "$pageview"
+SCREEN = "$screen"
+PAGE_FIELDS = ("url", "path", "referrer", "title", "search")
+FIRST_TOUCH_MARKER = "$initial_referrer"
+FIRST_TOUCH_KEYS = (
+    "$initial_referrer",
+    "$initial_referring_domain",
+    "$initial_utm_source",
+    "$initial_utm_medium",
+    "$initial_utm_campaign",
+    "$initial_path",
+)
+DIRECT = "$direct"
+MAX_FUTURE = timedelta(hours=23)
+MAX_ID_LENGTH = 255
+MAX_EVENT_NAME_LENGTH = 200
+
+
+@dataclass(slots=True)
+class Message:
+    type: str
+    message_id: str
+    user_id: str | None
+    anonymous_id: str | None
+    timestamp: datetime
+    warnings: list[str] = field(default_factory=list)
+    event: str | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+    traits: dict[str, Any] = field(default_factory=dict)
+    context: dict[str, Any] = field(default_factory=dict)
+    previous_id: str | None = None
+    group_id: str | None = None
+    session_id: str | None = None
+
+
+@dataclass(slots=True)
+class Rejection:
+    raw: Any
+    reason: str
+    message_id: str | None = None
+
+
+class _Invalid(ValueError):
+    pass
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An ISO-8601 string as an aware UTC datetime (naive means UTC), else None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def _id(raw: dict[str, Any], key: str, *, required: bool = False) -> str | None:
+    """An id field: a string, or an integer sent by SDKs that allow numbers."""
+    value = raw.get(key)
+    if value is None or value == "":
+        if required:
+            raise _Invalid(f"{key} is required")
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise _Invalid(f"{key} must be a string")
+    text = str(value)
+    if "\x00" in text:
+        raise _Invalid(f"{key} must not contain NUL characters")
+    if len(text) > MAX_ID_LENGTH:
+        raise _Invalid(f"{key} is longer than {MAX_ID_LENGTH} characters")
+    return text
+
+
+def _object(raw: dict[str, Any], key: str) -> dict[str, Any]:
+    value = raw.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _Invalid(f"{key} must be an object")
+    return value
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
+        return str(value).replace("\x00", "")[:MAX_ID_LENGTH] or None
+    return None
+
+
+def event_time(raw_timestamp: Any, sent_at: Any, received_at: datetime, warnings: list[str]) -> datetime:
+    """The event's time, corrected for clock skew: received - (sentAt - timestamp)."""
+    if raw_timestamp is None:
+        return received_at
+    timestamp = parse_time(raw_timestamp)
+    if timestamp is None:
+        warnings.append("timestamp could not be parsed; the received time was used")
+        return received_at
+    if sent_at is not None:
+        sent = parse_time(sent_at)
+        if sent is None:
+            warnings.append("sentAt could not be parsed; the timestamp was not corrected for clock skew")
+        else:
+            try:
+                timestamp = received_at - (sent - timestamp)
+            except OverflowError:
+                warnings.append("timestamp could not be parsed; the received time was used")
+                return received_at
+    if timestamp - received_at > MAX_FUTURE:
+        warnings.append("timestamp was more than 23 hours in the future; the received time was used")
+        return received_at
+    return timestamp
+
+
+def parse_message(raw: Any, *, kind: str | None, batch_sent_at: Any, received_at: datetime) -> Message | Rejection:
+    """Check one message. ``kind`` is the endpoint's type, None inside a batch."""
+    if not isinstance(raw, dict):
+        return Rejection(raw=raw, reason="message must be a JSON object")
+    raw_message_id = raw.get("messageId")
+    message_id = raw_message_id if isinstance(raw_message_id, str) and raw_message_id else None
+    try:
+        return _parse(raw, kind=kind, batch_sent_at=batch_sent_at, received_at=received_at)
+    except _Invalid as error:
+        return Rejection(raw=raw, reason=str(error), message_id=message_id[:MAX_ID_LENGTH] if message_id else None)
+
+
+def _parse(raw: dict[str, Any], *, kind: str | None, batch_sent_at: Any, received_at: datetime) -> Message:
+    message_type = kind or raw.get("type")
+    if message_type not in MESSAGE_TYPES:
+        raise _Invalid(f"type must be one of {', '.join(MESSAGE_TYPES)}")
+    user_id = _id(raw, "userId")
+    anonymous_id = _id(raw, "anonymousId")
+    if user_id is None and anonymous_id is None:
+        raise _Invalid("userId or anonymousId is required")
+    message_id = _id(raw, "messageId") or str(uuid.uuid4())
+    properties = _object(raw, "properties")
+    traits = _object(raw, "traits")
+    context = _object(raw, "context")
+    warnings: list[str] = []
+    sent_at = raw.get("sentAt", batch_sent_at)
+    timestamp = event_time(raw.get("timestamp"), sent_at, received_at, warnings)
+    message = Message(
+        type=message_type,
+        message_id=message_id,
+        user_id=user_id,
+        anonymous_id=anonymous_id,
+        timestamp=timestamp,
+        warnings=warnings,
+        properties=properties,
+        traits=traits,
+        context=context,
+    )
+    if message_type == "track":
+        event = raw.get("event")
+        if not isinstance(event, str) or not event:
+            raise _Invalid("event is required and must be a string")
+        if "\x00" in event:
+            raise _Invalid("event must not contain NUL characters")
+        if len(event) > MAX_EVENT_NAME_LENGTH:
+            raise _Invalid(f"event is longer than {MAX_EVENT_NAME_LENGTH} characters")
+        message.event = event
+    elif message_type in ("page", "screen"):
+        name = raw.get("name")
+        if name is not None and not isinstance(name, str):
+            raise _Invalid("name must be a string")
+        message.event = PAGEVIEW if message_type == "page" else SCREEN
+        message.properties = _page_properties(name, properties, context) if message_type == "page" else properties
+        if message_type == "screen" and name:
+            message.properties = {"name": name, **properties}
+    elif message_type == "alias":
+        message.previous_id = _id(raw, "previousId", required=True)
+    elif message_type == "group":
+        message.group_id = _id(raw, "groupId", required=True)
+    if message.type in EVENT_TYPES:
+        message.session_id = _session_id(message.properties, context)
+    return message
+
+
+def _page_properties(name: str | None, properties: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    """A page's properties: ``context.page`` fields, overridden by ``properties``, plus ``name``."""
+    page = context.get("page")
+    merged: dict[str, Any] = {}
+    if isinstance(page, dict):
+        merged.update({key: page[key] for key in PAGE_FIELDS if page.get(key) is not None})
+    merged.update(properties)
+    if name:
+        merged["name"] = name
+    return merged
+
+
+def _session_id(properties: dict[str, Any], context: dict[str, Any]) -> str | None:
+    for source, key in (
+        (context, "sessionId"),
+        (context, "session_id"),
+        (properties, "$session_id"),
+        (properties, "sessionId"),
+        (properties, "session_id"),
+    ):
+        if (value := _text(source.get(key))) is not None:
+            return value
+    return None
+
+
+def _host_as_written(url: str) -> str | None:
+    netloc = urlsplit(url).netloc.rpartition("@")[2]
+    host = netloc.partition("]")[0] + "]" if netloc.startswith("[") else netloc.partition(":")[0]
+    return host or None
+
+
+def _string(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def first_touch(properties: dict[str, Any]) -> dict[str, str]:
+    """The ``$initial_*`` traits a page call with these properties gives."""
+    url = _string(properties.get("url"))
+    referrer = _string(properties.get("referrer"))
+    traits: dict[str, str] = {}
+    domain = _host_as_written(referrer) if referrer else None
+    traits["$initial_referrer"] = referrer if referrer else DIRECT
+    traits["$initial_referring_domain"] = domain or DIRECT
+    query = parse_qs(urlsplit(url).query if url else _string(properties.get("search")).lstrip("?"))
+    for key in ("utm_source", "utm_medium", "utm_campaign"):
+        values = query.get(key)
+        if values and values[0]:
+            traits[f"$initial_{key}"] = values[0]
+    path = properties.get("path")
+    if not isinstance(path, str) or not path:
+        path = urlsplit(url).path if url else ""
+    if path:
+        traits["$initial_path"] = path
+    return traits

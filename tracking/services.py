@@ -1,0 +1,142 @@
+"""Writes of tracking outside the ingestion hot path (which is ``tracking.ingest``)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from accounts.models import User, Workspace
+from accounts.services import audit_record
+from tracking import ingest, triggers
+from tracking.models import Person, ProcessedMessage, TrackingTrigger
+
+# A retry with the same messageId within this long is stored once.
+DEDUPE_WINDOW = timedelta(days=7)
+# Monthly event partitions created ahead of time, counting the current month.
+PARTITION_MONTHS_AHEAD = 3
+
+
+def _add_months(day: date, months: int) -> date:
+    index = day.year * 12 + day.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def event_partitions_ensure(*, now: datetime | None = None, months: int = PARTITION_MONTHS_AHEAD) -> list[str]:
+    """Create the events partitions of the current month and the next ones; idempotent.
+
+    Returns the names of the partitions it created. Rows that landed in the
+    DEFAULT partition for one of these months move into the new partition.
+    """
+    today = (now or timezone.now()).date()
+    created: list[str] = []
+    with connection.cursor() as cursor:
+        for offset in range(months):
+            month = _add_months(today, offset)
+            cursor.execute("SELECT tracking_event_partition_ensure(%s)", [month])
+            if cursor.fetchone()[0]:
+                created.append(f"tracking_event_{month:%Y_%m}")
+    return created
+
+
+def processed_messages_purge(*, now: datetime | None = None) -> int:
+    """Forget message ids older than the dedupe window; returns how many."""
+    cutoff = (now or timezone.now()) - DEDUPE_WINDOW
+    # Maintenance over every workspace: the window is the same for all.
+    deleted, _ = ProcessedMessage.objects.unscoped().filter(received_at__lt=cutoff).delete()
+    return deleted
+
+
+def person_merge(*, workspace: Workspace, loser: Person, survivor: Person) -> None:
+    """Fold ``loser`` into ``survivor`` (identities, events, groups, traits), as ``alias`` does."""
+    if loser.workspace_id != workspace.pk or survivor.workspace_id != workspace.pk:
+        raise ValueError("both people must belong to the workspace")
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id FROM tracking_person WHERE workspace_id = %s AND id = ANY(%s) ORDER BY id FOR UPDATE",
+            [workspace.pk, [loser.pk, survivor.pk]],
+        )
+        ingest.people_merge(cursor, workspace_id=workspace.pk, loser_id=loser.pk, survivor_id=survivor.pk)
+
+
+# --- Triggers of the JS snippet -------------------------------------------------
+
+
+def _trigger_spec(*, kind: str, selector: str, event_name: str, thresholds: list[int]) -> triggers.TriggerSpec:
+    try:
+        return triggers.check(kind, selector, event_name, thresholds)
+    except triggers.TriggerInvalid as error:
+        raise ValidationError({error.field: [error.message]}) from error
+
+
+def _trigger_save(trigger: TrackingTrigger, *, update_fields: list[str] | None = None) -> None:
+    """Save, turning a duplicate event name into a ValidationError on that field."""
+    try:
+        with transaction.atomic():
+            trigger.save(update_fields=update_fields)
+    except IntegrityError as error:
+        raise ValidationError(
+            {"event_name": [f"Another trigger already sends “{trigger.event_name}”. Choose another name."]}
+        ) from error
+
+
+def trigger_create(
+    *,
+    workspace: Workspace,
+    actor: User | None,
+    kind: str,
+    selector: str = "",
+    event_name: str = "",
+    thresholds: list[int] | None = None,
+    enabled: bool = True,
+) -> TrackingTrigger:
+    """A new trigger. Missing event names and thresholds take the kind's defaults."""
+    if thresholds is None:
+        thresholds = triggers.DEFAULT_THRESHOLDS.get(kind, [])
+    spec = _trigger_spec(kind=kind, selector=selector, event_name=event_name, thresholds=thresholds)
+    trigger = TrackingTrigger(
+        workspace=workspace,
+        kind=spec.kind,
+        selector=spec.selector,
+        event_name=spec.event_name,
+        thresholds=spec.thresholds,
+        enabled=enabled,
+    )
+    with transaction.atomic():
+        _trigger_save(trigger)
+        audit_record(
+            workspace=workspace, actor=actor, action="trigger.created", target=spec.event_name, details={"kind": kind}
+        )
+    return trigger
+
+
+def trigger_update(
+    *,
+    workspace: Workspace,
+    trigger: TrackingTrigger,
+    actor: User | None,
+    kind: str,
+    selector: str,
+    event_name: str,
+    thresholds: list[int],
+    enabled: bool,
+) -> TrackingTrigger:
+    if trigger.workspace_id != workspace.pk:
+        raise ValueError("trigger of another workspace")
+    spec = _trigger_spec(kind=kind, selector=selector, event_name=event_name, thresholds=thresholds)
+    trigger.kind, trigger.selector, trigger.event_name = spec.kind, spec.selector, spec.event_name
+    trigger.thresholds, trigger.enabled = spec.thresholds, enabled
+    with transaction.atomic():
+        _trigger_save(trigger, update_fields=["kind", "selector", "event_name", "thresholds", "enabled", "updated_at"])
+        audit_record(workspace=workspace, actor=actor, action="trigger.updated", target=spec.event_name)
+    return trigger
+
+
+def trigger_delete(*, workspace: Workspace, trigger: TrackingTrigger, actor: User | None) -> None:
+    if trigger.workspace_id != workspace.pk:
+        raise ValueError("trigger of another workspace")
+    with transaction.atomic():
+        TrackingTrigger.objects.filter(workspace=workspace, pk=trigger.pk).delete()
+        audit_record(workspace=workspace, actor=actor, action="trigger.deleted", target=trigger.event_name)
