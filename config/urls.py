@@ -16,6 +16,7 @@ urlpatterns = [
     path("insights/", views.upcoming("insights"), name="insights"),
     path("", include("accounts.urls")),
     path("", include("tracking.urls")),
+    path("", include("segmentation.webhooks.urls")),
     path("api/v1/", include(api_v1)),
     path("v1/", include("tracking.ingest_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
