@@ -20,6 +20,8 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from accounts import services
 from accounts.models import ApiKey, Invitation, Membership, Role, User, Workspace
 from accounts.tenancy import workspace_scope
+from segmentation.models import WebhookSubscription
+from segmentation.webhooks import signing
 from tests import factories
 from tests.accounts.support import api, logged_in_client, state
 
@@ -35,6 +37,7 @@ class Side:
     key: ApiKey
     secret: str
     invitation: Invitation
+    webhook: WebhookSubscription
 
     def markers(self) -> list[str]:
         """Strings that only this workspace's data contains."""
@@ -46,6 +49,8 @@ class Side:
             self.key.name,
             self.key.display_prefix,
             self.invitation.email,
+            self.webhook.url,
+            self.webhook.secret_hint,
         ]
 
 
@@ -65,7 +70,14 @@ def build_side(label: str) -> Side:
             accept_url_base="http://testserver/",
         )
         membership = Membership.objects.get(user=other)
-    return Side(workspace, owner, other, membership, key, secret, invitation)
+        salt = signing.new_secret_salt()
+        webhook = WebhookSubscription.objects.create(
+            workspace=workspace,
+            url=f"https://hooks.{label.lower()}.example/segments",
+            secret_salt=salt,
+            secret_hint=signing.subscription_secret(salt)[: signing.HINT_LENGTH],
+        )
+    return Side(workspace, owner, other, membership, key, secret, invitation, webhook)
 
 
 @dataclass(frozen=True)
@@ -122,6 +134,11 @@ REGISTRY: dict[str, Route] = {
     "settings_api_key_revoke": Route(methods=("POST",), kwargs=lambda s: {"pk": s.key.pk}),
     "settings_write_key": Route(reason=NONE),
     "settings_audit_log": Route(reason=NONE),
+    "settings_webhooks": Route(reason=NONE),
+    "settings_webhook_detail": Route(kwargs=lambda s: {"pk": s.webhook.pk}),
+    "settings_webhook_test": Route(methods=("POST",), kwargs=lambda s: {"pk": s.webhook.pk}),
+    "settings_webhook_rotate": Route(methods=("POST",), kwargs=lambda s: {"pk": s.webhook.pk}),
+    "settings_webhook_delete": Route(methods=("POST",), kwargs=lambda s: {"pk": s.webhook.pk}),
     # REST API.
     "api-workspace": Route(methods=("GET", "PATCH"), data=lambda s: {"name": "Renamed by B"}, reason=NONE),
     "api-workspace-rotate-write-key": Route(methods=("POST",), reason="rotates the caller's own write key"),

@@ -40,9 +40,13 @@ WEB_WRITES: dict[str, Body] = {
     "settings_api_keys": lambda s: {"name": "Mine now"},
     "settings_api_key_revoke": lambda s: {},
     "settings_write_key": lambda s: {},
+    "settings_webhooks": lambda s: {"url": "https://93.184.215.14/hooks", "events": "both", "scope": "all"},
+    "settings_webhook_test": lambda s: {},
+    "settings_webhook_rotate": lambda s: {},
+    "settings_webhook_delete": lambda s: {},
 }
 # Settings pages that only show things (a POST is a 405; see test_views).
-READ_ONLY_SETTINGS = {"settings_members", "settings_audit_log"}
+READ_ONLY_SETTINGS = {"settings_members", "settings_audit_log", "settings_webhook_detail"}
 
 
 def _url(name: str, side: Side, route_kwargs: frozenset[str] = frozenset()) -> str:
@@ -121,8 +125,16 @@ def test_viewers_and_members_can_read(role):
 
     for name in ("api-workspace", "member-list", "api-key-list", "invitation-list", "audit-log-list"):
         assert api(client, "GET", reverse(name)).status_code == 200, name
-    for name in ("dashboard", "settings_members", "settings_api_keys", "settings_audit_log", "settings_workspace"):
+    for name in (
+        "dashboard",
+        "settings_members",
+        "settings_api_keys",
+        "settings_audit_log",
+        "settings_workspace",
+        "settings_webhooks",
+    ):
         assert client.get(reverse(name)).status_code == 200, name
+    assert client.get(reverse("settings_webhook_detail", args=[side.webhook.pk])).status_code == 200
 
 
 @pytest.mark.django_db
