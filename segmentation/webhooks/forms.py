@@ -3,9 +3,11 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 
 from segmentation.models import Segment
+from segmentation.webhooks import services
 
 EVENT_CHOICES = [("both", "Entered and exited"), ("entered", "Entered only"), ("exited", "Exited only")]
 SCOPE_CHOICES = [("all", "Every segment, including new ones"), ("chosen", "Only the segments I choose")]
@@ -34,6 +36,13 @@ class WebhookForm(forms.Form):
     def __init__(self, *args: Any, segments: QuerySet[Segment], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["segments"].queryset = segments  # type: ignore[attr-defined]
+
+    def clean_url(self) -> str:
+        """Checked here too, so a refused target shows along with the form's other errors."""
+        try:
+            return services.webhook_url_check(self.cleaned_data["url"])
+        except ValidationError as error:
+            raise forms.ValidationError(error.message_dict["url"]) from error
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

@@ -182,7 +182,8 @@ def deliveries_enqueue(*, workspace_id: int, delivery_ids: list[int]) -> bool:
 
     try:
         for start in range(0, len(delivery_ids), TASK_CHUNK):
-            webhook_deliver.delay(workspace_id, delivery_ids[start : start + TASK_CHUNK])
+            # No publish retries: the sweep is the retry, and the caller must not wait on a dead broker.
+            webhook_deliver.apply_async((workspace_id, delivery_ids[start : start + TASK_CHUNK]), retry=False)
     except Exception:
         logger.warning(
             "Could not enqueue %d webhook deliveries of workspace %s; the sweep will send them.",

@@ -478,13 +478,13 @@ def test_changes_without_subscriptions_cost_one_query(workspace, django_assert_n
 
 @pytest.fixture
 def broker_down():
-    """The broker is unreachable: publishing fails fast instead of retrying."""
-    saved = {k: celery_app.conf[k] for k in ("broker_url", "task_publish_retry", "broker_connection_retry")}
+    """The broker is unreachable."""
+    saved = celery_app.conf.broker_url
     _reset_connections()
-    celery_app.conf.update(broker_url="redis://127.0.0.1:1/0", task_publish_retry=False, broker_connection_retry=False)
+    celery_app.conf.broker_url = "redis://127.0.0.1:1/0"
     yield
     _reset_connections()
-    celery_app.conf.update(saved)
+    celery_app.conf.broker_url = saved
 
 
 def _reset_connections() -> None:
