@@ -297,6 +297,11 @@ def delivery_attempt(*, workspace: Workspace, delivery_id: int) -> WebhookDelive
         reason = "Timed out after 5 s" if isinstance(error, TimeoutError) else f"{type(error).__name__}: {error}"
         _outcome_failed(delivery, error=reason, status_code=None, retry=True)
         return delivery
+    except Exception as error:
+        # Whatever else went wrong, the row must not stay "sending" until the sweep.
+        logger.exception("Webhook delivery %s failed unexpectedly", delivery.pk)
+        _outcome_failed(delivery, error=f"{type(error).__name__}: {error}", status_code=None, retry=True)
+        return delivery
     if 200 <= answer.status < 300:
         delivery.status = DeliveryStatus.DELIVERED
         delivery.delivered_at = timezone.now()

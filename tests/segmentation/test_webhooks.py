@@ -725,3 +725,19 @@ def test_viewers_read_but_cannot_change_webhooks(workspace, role):
             (subscription.pk, subscription.secret_salt)
         ]
         assert WebhookDelivery.objects.count() == 0
+
+
+def test_a_host_name_is_sent_as_the_host_header_to_the_checked_address(workspace, receiver, allow_private):
+    # Given a URL naming this machine by its host name (allowed here)
+    name = socket.gethostname()
+    port = receiver.server.server_address[1]
+    subscription, _ = _subscribe(workspace, f"http://{name}:{port}/by-name?source=cohortly")
+
+    delivery = _deliver(workspace, _pending(workspace, subscription))
+
+    # Then the request reached the resolved address with the URL's host, path and query
+    [received] = receiver.requests
+    assert delivery.status == DeliveryStatus.DELIVERED
+    assert received.headers["Host"] == f"{name}:{port}"
+    assert received.path == "/by-name?source=cohortly"
+    assert received.headers["User-Agent"] == "Cohortly-Webhooks/1"
