@@ -5,6 +5,7 @@ from config import views
 
 api_v1 = [
     path("", include("accounts.api_urls")),
+    path("", include("segmentation.webhooks.api_urls")),
 ]
 
 urlpatterns = [

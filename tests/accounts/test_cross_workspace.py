@@ -151,6 +151,8 @@ REGISTRY: dict[str, Route] = {
     "invitation-list": Route(reason=NONE),
     "invitation-detail": Route(methods=("GET", "DELETE"), kwargs=lambda s: {"pk": s.invitation.pk}),
     "audit-log-list": Route(reason=NONE),
+    "webhook-list": Route(reason=NONE),
+    "webhook-detail": Route(methods=("GET", "DELETE"), kwargs=lambda s: {"pk": s.webhook.pk}),
     "api-schema": Route(reason="the OpenAPI document; no workspace data"),
     "api-docs": Route(reason="the API docs page; no workspace data"),
 }

@@ -28,6 +28,8 @@ API_WRITES: dict[tuple[str, str], Body] = {
     ("member-detail", "DELETE"): lambda s: None,
     ("invitation-list", "POST"): lambda s: {"email": "friend@example.com", "role": Role.ADMIN},
     ("invitation-detail", "DELETE"): lambda s: None,
+    ("webhook-list", "POST"): lambda s: {"url": "https://93.184.215.14/hooks"},
+    ("webhook-detail", "DELETE"): lambda s: None,
 }
 
 # Every settings page that takes a POST -> a body that would change something.
@@ -123,7 +125,7 @@ def test_viewers_and_members_can_read(role):
     side = build_side("Alpha")
     client = logged_in_client(_actor(side, role))
 
-    for name in ("api-workspace", "member-list", "api-key-list", "invitation-list", "audit-log-list"):
+    for name in ("api-workspace", "member-list", "api-key-list", "invitation-list", "audit-log-list", "webhook-list"):
         assert api(client, "GET", reverse(name)).status_code == 200, name
     for name in (
         "dashboard",

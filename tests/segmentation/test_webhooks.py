@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -32,7 +33,7 @@ from segmentation.models import (
 from segmentation.webhooks import services, signing, transport
 from segmentation.webhooks.tasks import webhook_deliver, webhooks_sweep
 from tests import factories
-from tests.accounts.support import logged_in_client
+from tests.accounts.support import api, logged_in_client
 from tests.accounts.test_security import _dump_database
 from tracking.models import Identity, IdentityKind, Person
 
@@ -741,3 +742,89 @@ def test_a_host_name_is_sent_as_the_host_header_to_the_checked_address(workspace
     assert received.headers["Host"] == f"{name}:{port}"
     assert received.path == "/by-name?source=cohortly"
     assert received.headers["User-Agent"] == "Cohortly-Webhooks/1"
+
+
+# --- REST API -------------------------------------------------------------------------
+
+
+def test_api_creates_a_webhook_and_returns_the_secret_once(workspace):
+    churn = _segment(workspace, "Churn risk")
+    _, key = factories.api_key(workspace)
+
+    created = api(
+        Client(),
+        "POST",
+        reverse("webhook-list"),
+        {"url": "https://93.184.215.14/hooks", "events": ["segment.exited"], "segments": [churn.pk]},
+        key=key,
+    )
+
+    assert created.status_code == 201, created.content
+    body = created.json()
+    with workspace_scope(workspace):
+        subscription = WebhookSubscription.objects.get()
+    assert body["secret"] == signing.subscription_secret(subscription.secret_salt)
+    assert {k: body[k] for k in ("id", "url", "events", "segments", "secret_hint")} == {
+        "id": subscription.pk,
+        "url": "https://93.184.215.14/hooks",
+        "events": ["segment.exited"],
+        "segments": [churn.pk],
+        "secret_hint": body["secret"][:10],
+    }
+    listed = api(Client(), "GET", reverse("webhook-list"), key=key).json()
+    assert [(w["id"], w["segments"], w["events"]) for w in listed["results"]] == [
+        (subscription.pk, [churn.pk], ["segment.exited"])
+    ]
+    assert "secret" not in listed["results"][0]
+    detail = api(Client(), "GET", reverse("webhook-detail", args=[subscription.pk]), key=key).json()
+    assert "secret" not in detail
+    assert detail["segments"] == [churn.pk]
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        ({"url": "http://127.0.0.1/h"}, "url", "private, loopback or link-local"),
+        ({"url": "http://localhost/h"}, "url", "own network (localhost)"),
+        ({"url": "gopher://93.184.215.14/"}, "url", "Only http:// and https://"),
+        ({"url": "https://93.184.215.14/", "events": []}, "events", "at least 1"),
+        ({"url": "https://93.184.215.14/", "events": ["segment.moved"]}, "events[0]", "not a valid choice"),
+        ({"url": "https://93.184.215.14/", "segments": [999999]}, "segments", "No segment with id 999999."),
+        ({"url": "https://93.184.215.14/", "secret": "mine"}, "secret", "Unknown field."),
+    ],
+)
+def test_api_refuses_bad_input_naming_the_field(workspace, body, field, message):
+    _, key = factories.api_key(workspace)
+
+    response = api(Client(), "POST", reverse("webhook-list"), body, key=key)
+
+    assert response.status_code == 400, response.content
+    errors = response.json()["errors"]
+    assert any(message in error for error in errors[field]), errors
+    with workspace_scope(workspace):
+        assert WebhookSubscription.objects.count() == 0
+
+
+def test_api_refuses_another_workspaces_segment(workspace):
+    foreign = _segment(factories.WorkspaceFactory(), "Theirs")
+    _, key = factories.api_key(workspace)
+
+    response = api(
+        Client(), "POST", reverse("webhook-list"), {"url": "https://93.184.215.14/", "segments": [foreign.pk]}, key=key
+    )
+
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"segments": [f"No segment with id {foreign.pk}."]}
+    with workspace_scope(workspace):
+        assert WebhookSubscription.objects.count() == 0
+
+
+def test_api_deletes_a_webhook(workspace):
+    subscription, _ = _subscribe(workspace, "https://93.184.215.14/")
+    _, key = factories.api_key(workspace)
+
+    response = api(Client(), "DELETE", reverse("webhook-detail", args=[subscription.pk]), key=key)
+
+    assert response.status_code == 204
+    with workspace_scope(workspace):
+        assert WebhookSubscription.objects.count() == 0
