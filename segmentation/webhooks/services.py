@@ -294,7 +294,9 @@ def delivery_attempt(*, workspace: Workspace, delivery_id: int) -> WebhookDelive
         _outcome_failed(delivery, error=f"Refused: {error}", status_code=None, retry=False)
         return delivery
     except (OSError, http.client.HTTPException) as error:
-        reason = "Timed out after 5 s" if isinstance(error, TimeoutError) else f"{type(error).__name__}: {error}"
+        reason = (
+            "Timed out: no answer within 5 s" if isinstance(error, TimeoutError) else f"{type(error).__name__}: {error}"
+        )
         _outcome_failed(delivery, error=reason, status_code=None, retry=True)
         return delivery
     except Exception as error:

@@ -14,6 +14,7 @@ import http.client
 import ipaddress
 import socket
 import ssl
+import threading
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -174,6 +175,12 @@ def post(
     address = checked_addresses(target, allow_private=allow_private)[0]
     connection_class: Any = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
     connection = connection_class(target.host, target.port, address=address, timeout=timeout)
+    # The socket timeout bounds each read; this bounds the whole exchange, so an
+    # endpoint dripping bytes cannot hold a worker.
+    expired = threading.Event()
+    watchdog = threading.Timer(timeout, _abort, args=(connection, expired))
+    watchdog.daemon = True
+    watchdog.start()
     try:
         connection.request(
             "POST",
@@ -182,7 +189,23 @@ def post(
             headers={**headers, "User-Agent": USER_AGENT, "Content-Length": str(len(body))},
         )
         response = connection.getresponse()
-        response.read(64 * 1024)
-        return Answer(status=response.status)
+    except (OSError, http.client.HTTPException) as error:
+        if expired.is_set():
+            raise TimeoutError(f"no complete answer within {timeout:g} s") from error
+        raise
     finally:
+        watchdog.cancel()
         connection.close()
+    if expired.is_set():  # cut off mid-headers: what was read is not a whole answer
+        raise TimeoutError(f"no complete answer within {timeout:g} s")
+    return Answer(status=response.status)
+
+
+def _abort(connection: http.client.HTTPConnection, expired: threading.Event) -> None:
+    expired.set()
+    sock = connection.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            return

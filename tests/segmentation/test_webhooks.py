@@ -828,3 +828,36 @@ def test_api_deletes_a_webhook(workspace):
     assert response.status_code == 204
     with workspace_scope(workspace):
         assert WebhookSubscription.objects.count() == 0
+
+
+def test_an_endpoint_dripping_its_answer_is_cut_off_at_the_deadline():
+    # Given a server that answers one header byte every 0.1 s, forever
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def drip() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            while not stop.is_set():
+                try:
+                    conn.sendall(b"a")
+                except OSError:
+                    return
+                stop.wait(0.1)
+
+    thread = threading.Thread(target=drip, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
+
+    # When a webhook is posted with a 0.5 s deadline (each read alone would never time out)
+    try:
+        with pytest.raises(TimeoutError) as raised:
+            transport.post(url, b"{}", {}, allow_private=True, timeout=0.5)
+    finally:
+        stop.set()
+        listener.close()
+
+    # Then the whole exchange is cut off
+    assert str(raised.value) == "no complete answer within 0.5 s"
