@@ -115,6 +115,8 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # Event partitions months ahead; message ids past the 7-day dedupe window.
     "tracking-maintenance": {"task": "tracking.tasks.tracking_maintenance", "schedule": 3600.0},
+    # Webhook retries that are due, and deliveries whose enqueue failed (broker down).
+    "webhooks-sweep": {"task": "segmentation.webhooks.tasks.webhooks_sweep", "schedule": 60.0},
 }
 
 # --- Accounts ---------------------------------------------------------------
@@ -142,6 +144,12 @@ EMAIL_URL = env.str("EMAIL_URL", default="")
 vars().update(env.email_url_config(EMAIL_URL or "consolemail://"))
 EMAIL_CONFIGURED = bool(EMAIL_URL)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Cohortly <no-reply@cohortly.localhost>")
+
+# --- Webhooks -------------------------------------------------------------
+# Allow webhook targets on loopback, private, link-local and other non-public
+# addresses. Off by default (it would let workspaces reach this server's own
+# network); turn on for self-hosting next to the receiving services.
+WEBHOOKS_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOKS_ALLOW_PRIVATE_TARGETS", default=False)
 
 # --- REST API ---------------------------------------------------------------
 REST_FRAMEWORK = {

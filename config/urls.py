@@ -6,6 +6,7 @@ from config import views
 api_v1 = [
     path("", include("accounts.api_urls")),
     path("", include("tracking.api_urls")),
+    path("", include("segmentation.webhooks.api_urls")),
 ]
 
 urlpatterns = [
@@ -15,6 +16,7 @@ urlpatterns = [
     path("insights/", views.upcoming("insights"), name="insights"),
     path("", include("accounts.urls")),
     path("", include("tracking.urls")),
+    path("", include("segmentation.webhooks.urls")),
     path("api/v1/", include(api_v1)),
     path("v1/", include("tracking.ingest_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

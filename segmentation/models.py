@@ -96,3 +96,98 @@ class SegmentSizeSnapshot(TenantModel):
 
     class Meta:
         indexes = [models.Index(fields=["workspace", "segment", "at"], name="segment_size_time_idx")]
+
+
+class WebhookSubscription(TenantModel):
+    """An endpoint told when people enter or leave segments (all, or the chosen ones).
+
+    The signing secret is not stored: it is derived from ``secret_salt`` and the
+    site's ``SECRET_KEY`` (``segmentation.webhooks.signing.subscription_secret``),
+    so a database dump alone cannot forge or verify signatures. Rotating the secret
+    means a new salt.
+    """
+
+    url = models.URLField(max_length=2000)
+    description = models.CharField(max_length=200, blank=True)
+    all_segments = models.BooleanField(default=True)
+    on_entered = models.BooleanField(default=True)
+    on_exited = models.BooleanField(default=True)
+    secret_salt = models.CharField(max_length=64)
+    secret_hint = models.CharField(max_length=16, help_text="the secret's first characters, for recognition")
+    secret_rotated_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey("accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(on_entered=True) | models.Q(on_exited=True), name="webhook_has_an_event"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class WebhookSegment(TenantModel):
+    """A segment a subscription with ``all_segments=False`` listens to."""
+
+    subscription = models.ForeignKey(WebhookSubscription, on_delete=models.CASCADE, related_name="+")
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "subscription", "segment"], name="webhook_segment_unique"),
+        ]
+        indexes = [models.Index(fields=["workspace", "segment"], name="webhook_segment_idx")]
+
+
+class WebhookEvent(models.TextChoices):
+    ENTERED = "segment.entered", "Entered"
+    EXITED = "segment.exited", "Exited"
+    TEST = "webhook.test", "Test"
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENDING = "sending", "Sending"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Failed"
+
+
+class WebhookDelivery(TenantModel):
+    """One event for one subscription, and how sending it went.
+
+    Retries are driven by ``next_attempt_at`` (picked up by the sweep), not by
+    broker countdowns. ``payload`` is built at the first attempt and sent as is
+    on every retry. ``segment_id``/``person_id`` are plain ids: the log outlives
+    deleted segments and merged people.
+    """
+
+    subscription = models.ForeignKey(WebhookSubscription, on_delete=models.CASCADE, related_name="+")
+    event = models.CharField(max_length=24, choices=WebhookEvent.choices)
+    segment_id = models.BigIntegerField(null=True, blank=True)
+    person_id = models.BigIntegerField(null=True, blank=True)
+    at = models.DateTimeField(help_text="when the person entered or left")
+    payload = models.JSONField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    queued_at = models.DateTimeField(null=True, blank=True, help_text="when a send task was last enqueued")
+    claimed_at = models.DateTimeField(null=True, blank=True, help_text="when a worker took it to send")
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["workspace", "subscription", "-created_at"], name="webhook_delivery_log_idx"),
+            # The sweep's work list, across workspaces.
+            models.Index(
+                fields=["next_attempt_at"],
+                name="webhook_delivery_due_idx",
+                condition=models.Q(status__in=["pending", "sending"]),
+            ),
+        ]

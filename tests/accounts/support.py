@@ -17,13 +17,14 @@ from aiosmtpd.controller import Controller
 from django.test import Client
 
 from accounts.models import ApiKey, AuditLogEntry, Invitation, Membership, User, Workspace
+from segmentation.models import WebhookDelivery, WebhookSegment, WebhookSubscription
 from tracking.models import Event, Identity, Person, SuppressedId, TrackingTrigger
 
 JSON = "application/json"
 
 
 def state(workspace: Workspace | None = None) -> dict[str, Any]:
-    """Every accounts row (of one workspace, or all), minus columns that reads legitimately touch
+    """Every accounts and webhook row (of one workspace, or all), minus columns that reads legitimately touch
     (``ApiKey.last_used_at`` moves when a key is used, ``User.last_login`` at sign-in)."""
 
     def rows(model: Any, *columns: str) -> list[tuple[Any, ...]]:
@@ -42,6 +43,11 @@ def state(workspace: Workspace | None = None) -> dict[str, Any]:
         ),
         "api_keys": rows(ApiKey, "workspace_id", "name", "key_hash", "display_prefix", "revoked_at"),
         "audit_log": rows(AuditLogEntry, "workspace_id", "actor_id", "action", "target", "details"),
+        "webhooks": rows(
+            WebhookSubscription, "workspace_id", "url", "all_segments", "on_entered", "on_exited", "secret_salt"
+        ),
+        "webhook_segments": rows(WebhookSegment, "workspace_id", "subscription_id", "segment_id"),
+        "webhook_deliveries": rows(WebhookDelivery, "workspace_id", "subscription_id", "event", "status", "attempts"),
     }
     # Tracking rows: reading people or events must not change them; erasure would.
     snapshot["people"] = rows(Person, "workspace_id", "user_id", "traits")

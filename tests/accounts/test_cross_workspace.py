@@ -20,6 +20,8 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from accounts import services
 from accounts.models import ApiKey, Invitation, Membership, Role, User, Workspace
 from accounts.tenancy import workspace_scope
+from segmentation.models import WebhookSubscription
+from segmentation.webhooks import signing
 from tests import factories
 from tests.accounts.support import api, logged_in_client, state
 from tests.tracking import builders as tracking_builders
@@ -40,6 +42,7 @@ class Side:
     invitation: Invitation
     person: Person
     trigger: TrackingTrigger
+    webhook: WebhookSubscription
 
     def markers(self) -> list[str]:
         """Strings that only this workspace's data contains."""
@@ -54,6 +57,8 @@ class Side:
             self.person.user_id or "",
             self.person.traits["email"],
             self.trigger.selector,
+            self.webhook.url,
+            self.webhook.secret_hint,
         ]
 
 
@@ -84,7 +89,14 @@ def build_side(label: str) -> Side:
         trigger = tracking_services.trigger_create(
             workspace=workspace, actor=owner, kind="click", selector=f"#buy-{label.lower()}"
         )
-    return Side(workspace, owner, other, membership, key, secret, invitation, person, trigger)
+        salt = signing.new_secret_salt()
+        webhook = WebhookSubscription.objects.create(
+            workspace=workspace,
+            url=f"https://hooks.{label.lower()}.example/segments",
+            secret_salt=salt,
+            secret_hint=signing.subscription_secret(salt)[: signing.HINT_LENGTH],
+        )
+    return Side(workspace, owner, other, membership, key, secret, invitation, person, trigger, webhook)
 
 
 @dataclass(frozen=True)
@@ -141,6 +153,11 @@ REGISTRY: dict[str, Route] = {
     "settings_api_key_revoke": Route(methods=("POST",), kwargs=lambda s: {"pk": s.key.pk}),
     "settings_write_key": Route(reason=NONE),
     "settings_audit_log": Route(reason=NONE),
+    "settings_webhooks": Route(reason=NONE),
+    "settings_webhook_detail": Route(kwargs=lambda s: {"pk": s.webhook.pk}),
+    "settings_webhook_test": Route(methods=("POST",), kwargs=lambda s: {"pk": s.webhook.pk}),
+    "settings_webhook_rotate": Route(methods=("POST",), kwargs=lambda s: {"pk": s.webhook.pk}),
+    "settings_webhook_delete": Route(methods=("POST",), kwargs=lambda s: {"pk": s.webhook.pk}),
     # REST API.
     "api-workspace": Route(methods=("GET", "PATCH"), data=lambda s: {"name": "Renamed by B"}, reason=NONE),
     "api-workspace-rotate-write-key": Route(methods=("POST",), reason="rotates the caller's own write key"),
@@ -178,6 +195,8 @@ REGISTRY: dict[str, Route] = {
         f"ingest-{kind}": Route(methods=(), reason="ingestion by write key, never by session or secret key")
         for kind in ("batch", "track", "identify", "page", "screen", "group", "alias")
     },
+    "webhook-list": Route(reason=NONE),
+    "webhook-detail": Route(methods=("GET", "DELETE"), kwargs=lambda s: {"pk": s.webhook.pk}),
     "api-schema": Route(reason="the OpenAPI document; no workspace data"),
     "api-docs": Route(reason="the API docs page; no workspace data"),
 }

@@ -29,6 +29,8 @@ API_WRITES: dict[tuple[str, str], Body] = {
     ("invitation-list", "POST"): lambda s: {"email": "friend@example.com", "role": Role.ADMIN},
     ("invitation-detail", "DELETE"): lambda s: None,
     ("person-detail", "DELETE"): lambda s: None,
+    ("webhook-list", "POST"): lambda s: {"url": "https://93.184.215.14/hooks"},
+    ("webhook-detail", "DELETE"): lambda s: None,
 }
 
 # Every settings page that takes a POST -> a body that would change something.
@@ -41,9 +43,13 @@ WEB_WRITES: dict[str, Body] = {
     "settings_api_keys": lambda s: {"name": "Mine now"},
     "settings_api_key_revoke": lambda s: {},
     "settings_write_key": lambda s: {},
+    "settings_webhooks": lambda s: {"url": "https://93.184.215.14/hooks", "events": "both", "scope": "all"},
+    "settings_webhook_test": lambda s: {},
+    "settings_webhook_rotate": lambda s: {},
+    "settings_webhook_delete": lambda s: {},
 }
 # Settings pages that only show things (a POST is a 405; see test_views).
-READ_ONLY_SETTINGS = {"settings_members", "settings_audit_log", "settings_install"}
+READ_ONLY_SETTINGS = {"settings_members", "settings_audit_log", "settings_install", "settings_webhook_detail"}
 # Settings pages members may change too (viewers may not: tests/tracking/test_views.py).
 MEMBER_SETTINGS = {"settings_triggers", "settings_trigger_edit", "settings_trigger_delete"}
 
@@ -122,10 +128,18 @@ def test_viewers_and_members_can_read(role):
     side = build_side("Alpha")
     client = logged_in_client(_actor(side, role))
 
-    for name in ("api-workspace", "member-list", "api-key-list", "invitation-list", "audit-log-list"):
+    for name in ("api-workspace", "member-list", "api-key-list", "invitation-list", "audit-log-list", "webhook-list"):
         assert api(client, "GET", reverse(name)).status_code == 200, name
-    for name in ("dashboard", "settings_members", "settings_api_keys", "settings_audit_log", "settings_workspace"):
+    for name in (
+        "dashboard",
+        "settings_members",
+        "settings_api_keys",
+        "settings_audit_log",
+        "settings_workspace",
+        "settings_webhooks",
+    ):
         assert client.get(reverse(name)).status_code == 200, name
+    assert client.get(reverse("settings_webhook_detail", args=[side.webhook.pk])).status_code == 200
 
 
 @pytest.mark.django_db

@@ -165,6 +165,7 @@ CSRF_BODIES: dict[str, CsrfCase] = {
     "settings_invitations": (True, lambda s: {"email": "x@example.com", "role": Role.MEMBER}),
     "settings_api_keys": (True, lambda s: {"name": "Sneaky"}),
     "settings_write_key": (True, lambda s: {}),
+    "settings_webhooks": (True, lambda s: {"url": "https://93.184.215.14/hooks", "events": "both", "scope": "all"}),
 }
 
 

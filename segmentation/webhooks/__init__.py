@@ -1,0 +1,11 @@
+"""Webhooks: segment entries and exits POSTed, signed, to the workspace's endpoints.
+
+- ``segmentation.hooks.segment_changes_committed`` records one delivery per
+  (subscription, person change) and enqueues the sends.
+- ``tasks.webhook_deliver`` claims and sends deliveries; failures are retried on
+  ``signing.RETRY_SCHEDULE`` by ``tasks.webhooks_sweep``, which also picks up
+  deliveries whose enqueue failed (broker down) or whose worker died.
+- ``transport`` refuses private, loopback and link-local targets when a
+  subscription is saved and again after DNS resolution at send time, and
+  connects to the very address it checked.
+"""

@@ -1,0 +1,37 @@
+"""Reads of webhook subscriptions and their delivery log."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from accounts.models import Workspace
+from segmentation.models import Segment, WebhookDelivery, WebhookSegment, WebhookSubscription
+
+
+def subscriptions_list(workspace: Workspace) -> QuerySet[WebhookSubscription]:
+    return WebhookSubscription.objects.filter(workspace=workspace).order_by("-created_at", "-id")
+
+
+def subscription_segments(workspace: Workspace, subscription_ids: list[int]) -> dict[int, list[Segment]]:
+    """The chosen segments of each subscription (those listening to all have none here)."""
+    chosen: dict[int, list[Segment]] = {pk: [] for pk in subscription_ids}
+    rows = (
+        WebhookSegment.objects.filter(workspace=workspace, subscription_id__in=subscription_ids)
+        .select_related("segment")
+        .order_by("segment__name")
+    )
+    for row in rows:
+        chosen[row.subscription_id].append(row.segment)
+    return chosen
+
+
+def segments_for_choice(workspace: Workspace) -> QuerySet[Segment]:
+    return Segment.objects.filter(workspace=workspace).order_by("name")
+
+
+def deliveries_log(workspace: Workspace, subscription: WebhookSubscription) -> QuerySet[WebhookDelivery]:
+    return WebhookDelivery.objects.filter(workspace=workspace, subscription=subscription).order_by("-created_at", "-id")
+
+
+def segment_names(workspace: Workspace, segment_ids: set[int]) -> dict[int, str]:
+    return dict(Segment.objects.filter(workspace=workspace, pk__in=segment_ids).values_list("pk", "name"))

@@ -1,0 +1,350 @@
+"""Writes of webhooks: subscriptions, recording deliveries, sending one attempt.
+
+Sending is at-least-once: a delivery is claimed by a conditional UPDATE before
+it is sent, so two tasks never send it at the same time, but a worker that dies
+mid-send leaves it to be sent again. Receivers deduplicate on ``Cohortly-Delivery``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from accounts.models import User, Workspace
+from accounts.services import audit_record
+from segmentation.models import (
+    DeliveryStatus,
+    Segment,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookSegment,
+    WebhookSubscription,
+)
+from segmentation.webhooks import signing, transport
+from tracking.models import Identity, IdentityKind, Person
+
+logger = logging.getLogger(__name__)
+
+# A delivery enqueued or claimed this long ago without an outcome is taken up again by the sweep.
+STALE_AFTER = timedelta(minutes=10)
+# Delivery ids per send task.
+TASK_CHUNK = 50
+
+
+def _allow_private() -> bool:
+    return bool(settings.WEBHOOKS_ALLOW_PRIVATE_TARGETS)
+
+
+def webhook_url_check(url: str) -> str:
+    """The URL, stripped, or ``ValidationError`` on ``url`` saying why it may not receive webhooks."""
+    url = url.strip()
+    try:
+        transport.check_url(url, allow_private=_allow_private())
+    except transport.TargetRefused as error:
+        raise ValidationError({"url": [str(error)]}) from error
+    return url
+
+
+def webhook_create(
+    *,
+    workspace: Workspace,
+    actor: User | None,
+    url: str,
+    segments: Iterable[Segment] | None,
+    on_entered: bool,
+    on_exited: bool,
+    description: str = "",
+) -> tuple[WebhookSubscription, str]:
+    """A new subscription and its signing secret (shown once). ``segments=None``: every segment."""
+    if not (on_entered or on_exited):
+        raise ValidationError({"events": ["Choose entered, exited or both."]})
+    url = webhook_url_check(url)
+    chosen = list(segments) if segments is not None else None
+    if chosen is not None:
+        if not chosen:
+            raise ValidationError({"segments": ["Choose at least one segment, or all segments."]})
+        if any(segment.workspace_id != workspace.pk for segment in chosen):
+            raise ValidationError({"segments": ["Choose segments of this workspace."]})
+    salt = signing.new_secret_salt()
+    secret = signing.subscription_secret(salt)
+    with transaction.atomic():
+        subscription = WebhookSubscription.objects.create(
+            workspace=workspace,
+            url=url,
+            description=description,
+            all_segments=chosen is None,
+            on_entered=on_entered,
+            on_exited=on_exited,
+            secret_salt=salt,
+            secret_hint=secret[: signing.HINT_LENGTH],
+            created_by=actor,
+        )
+        WebhookSegment.objects.bulk_create(
+            WebhookSegment(workspace=workspace, subscription=subscription, segment=segment) for segment in chosen or []
+        )
+        audit_record(workspace=workspace, actor=actor, action="webhook.created", target=url)
+    return subscription, secret
+
+
+def webhook_rotate_secret(*, workspace: Workspace, subscription: WebhookSubscription, actor: User | None) -> str:
+    """A new secret (shown once); the old one stops signing at once."""
+    salt = signing.new_secret_salt()
+    secret = signing.subscription_secret(salt)
+    subscription.secret_salt = salt
+    subscription.secret_hint = secret[: signing.HINT_LENGTH]
+    subscription.secret_rotated_at = timezone.now()
+    with transaction.atomic():
+        subscription.save(update_fields=["secret_salt", "secret_hint", "secret_rotated_at"])
+        audit_record(workspace=workspace, actor=actor, action="webhook.secret_rotated", target=subscription.url)
+    return secret
+
+
+def webhook_delete(*, workspace: Workspace, subscription: WebhookSubscription, actor: User | None) -> None:
+    """Deletes the subscription with its delivery log; pending deliveries are not sent."""
+    with transaction.atomic():
+        WebhookSubscription.objects.filter(workspace=workspace, pk=subscription.pk).delete()
+        audit_record(workspace=workspace, actor=actor, action="webhook.deleted", target=subscription.url)
+
+
+def webhook_send_test(*, workspace: Workspace, subscription: WebhookSubscription) -> WebhookDelivery:
+    """A ``webhook.test`` delivery, sent like any other (signed, logged, retried)."""
+    now = timezone.now()
+    delivery = WebhookDelivery.objects.create(
+        workspace=workspace,
+        subscription=subscription,
+        event=WebhookEvent.TEST,
+        at=now,
+        next_attempt_at=now,
+        queued_at=now,
+    )
+    transaction.on_commit(lambda: deliveries_enqueue(workspace_id=workspace.pk, delivery_ids=[delivery.pk]))
+    return delivery
+
+
+def deliveries_record(
+    *, workspace: Workspace, segment_id: int, entered: list[int], exited: list[int], at: datetime
+) -> list[int]:
+    """One pending delivery per matching subscription and person change; their ids.
+
+    A subscription matches when it listens to the event and to every segment or this one.
+    """
+    events = [(WebhookEvent.ENTERED, "on_entered", entered), (WebhookEvent.EXITED, "on_exited", exited)]
+    wanted = [flag for _, flag, people in events if people]
+    if not wanted:
+        return []
+    listens = Q(all_segments=True) | Q(
+        pk__in=WebhookSegment.objects.filter(workspace=workspace, segment_id=segment_id).values("subscription_id")
+    )
+    event_filter = Q()
+    for flag in wanted:
+        event_filter |= Q(**{flag: True})
+    subscriptions = list(
+        WebhookSubscription.objects.filter(listens, event_filter, workspace=workspace).values_list(
+            "pk", "on_entered", "on_exited"
+        )
+    )
+    if not subscriptions:
+        return []
+    now = timezone.now()
+    rows = [
+        WebhookDelivery(
+            workspace=workspace,
+            subscription_id=pk,
+            event=event,
+            segment_id=segment_id,
+            person_id=person_id,
+            at=at,
+            next_attempt_at=now,
+            queued_at=now,
+        )
+        for pk, on_entered, on_exited in subscriptions
+        for event, flag, people in events
+        if people and (on_entered if flag == "on_entered" else on_exited)
+        for person_id in people
+    ]
+    with transaction.atomic():
+        created = WebhookDelivery.objects.bulk_create(rows, batch_size=1000)
+    return [row.pk for row in created]
+
+
+def deliveries_enqueue(*, workspace_id: int, delivery_ids: list[int]) -> bool:
+    """Enqueue send tasks; on a broker failure, log and leave the rows to the sweep. Never raises."""
+    from segmentation.webhooks.tasks import webhook_deliver
+
+    try:
+        for start in range(0, len(delivery_ids), TASK_CHUNK):
+            # No publish retries: the sweep is the retry, and the caller must not wait on a dead broker.
+            webhook_deliver.apply_async((workspace_id, delivery_ids[start : start + TASK_CHUNK]), retry=False)
+    except Exception:
+        logger.warning(
+            "Could not enqueue %d webhook deliveries of workspace %s; the sweep will send them.",
+            len(delivery_ids),
+            workspace_id,
+            exc_info=True,
+        )
+        try:
+            # Crosses nothing: ids of this workspace, made unscoped because the caller may hold no scope.
+            WebhookDelivery.objects.unscoped().filter(workspace_id=workspace_id, pk__in=delivery_ids).update(
+                queued_at=None
+            )
+        except Exception:
+            logger.warning("Could not mark webhook deliveries for the sweep", exc_info=True)
+        return False
+    return True
+
+
+def _person_payload(workspace: Workspace, person_id: int | None) -> dict[str, object] | None:
+    if person_id is None:
+        return None
+    person = Person.objects.filter(workspace=workspace, pk=person_id).only("user_id", "traits").first()
+    anonymous_ids = list(
+        Identity.objects.filter(workspace=workspace, person_id=person_id, kind=IdentityKind.ANONYMOUS_ID)
+        .order_by("created_at", "id")
+        .values_list("value", flat=True)
+    )
+    return {
+        "id": person_id,
+        "user_id": person.user_id if person else None,
+        "anonymous_ids": anonymous_ids,
+        "traits": person.traits if person else {},
+    }
+
+
+def delivery_payload(workspace: Workspace, delivery: WebhookDelivery) -> dict[str, object]:
+    segment: dict[str, object] | None = None
+    if delivery.segment_id is not None:
+        name = Segment.objects.filter(workspace=workspace, pk=delivery.segment_id).values_list("name", flat=True)
+        segment = {"id": delivery.segment_id, "name": name.first() or ""}
+    return {
+        "type": delivery.event,
+        "workspace": workspace.pk,
+        "segment": segment,
+        "person": _person_payload(workspace, delivery.person_id),
+        "at": delivery.at.isoformat(),
+        "id": delivery.pk,
+    }
+
+
+def _claim(workspace: Workspace, delivery_id: int, now: datetime) -> bool:
+    claimed = WebhookDelivery.objects.filter(
+        workspace=workspace, pk=delivery_id, status=DeliveryStatus.PENDING, next_attempt_at__lte=now
+    ).update(
+        status=DeliveryStatus.SENDING,
+        claimed_at=now,
+        last_attempt_at=now,
+        attempts=F("attempts") + 1,
+    )
+    return claimed == 1
+
+
+def _outcome_failed(delivery: WebhookDelivery, *, error: str, status_code: int | None, retry: bool) -> None:
+    now = timezone.now()
+    delay = signing.retry_delay(delivery.attempts) if retry else None
+    delivery.last_status_code = status_code
+    delivery.last_error = error[:500]
+    delivery.claimed_at = None
+    delivery.queued_at = None
+    if delay is None:
+        delivery.status = DeliveryStatus.FAILED
+    else:
+        delivery.status = DeliveryStatus.PENDING
+        delivery.next_attempt_at = now + timedelta(seconds=delay)
+    delivery.save(
+        update_fields=["status", "next_attempt_at", "last_status_code", "last_error", "claimed_at", "queued_at"]
+    )
+
+
+def delivery_attempt(*, workspace: Workspace, delivery_id: int) -> WebhookDelivery | None:
+    """Send a due delivery once and record the outcome; ``None`` if it was not due or taken.
+
+    Any 2xx is success. A redirect is not followed and counts as a failure. A
+    refused target fails at once; other failures are retried on ``RETRY_SCHEDULE``.
+    """
+    now = timezone.now()
+    if not _claim(workspace, delivery_id, now):
+        return None
+    delivery = WebhookDelivery.objects.select_related("subscription").get(workspace=workspace, pk=delivery_id)
+    if delivery.payload is None:
+        delivery.payload = delivery_payload(workspace, delivery)
+        delivery.save(update_fields=["payload"])
+    body = json.dumps(delivery.payload, separators=(",", ":"), ensure_ascii=False).encode()
+    timestamp = int(now.timestamp())
+    secret = signing.subscription_secret(delivery.subscription.secret_salt)
+    headers = {
+        "Content-Type": "application/json",
+        signing.SIGNATURE_HEADER: signing.signature_header(secret, timestamp, body),
+        signing.DELIVERY_HEADER: str(delivery.pk),
+        signing.EVENT_HEADER: delivery.event,
+    }
+    try:
+        answer = transport.post(delivery.subscription.url, body, headers, allow_private=_allow_private())
+    except transport.HostNotFound as error:
+        _outcome_failed(delivery, error=str(error), status_code=None, retry=True)
+        return delivery
+    except transport.TargetRefused as error:
+        _outcome_failed(delivery, error=f"Refused: {error}", status_code=None, retry=False)
+        return delivery
+    except (OSError, http.client.HTTPException) as error:
+        reason = (
+            "Timed out: no answer within 5 s" if isinstance(error, TimeoutError) else f"{type(error).__name__}: {error}"
+        )
+        _outcome_failed(delivery, error=reason, status_code=None, retry=True)
+        return delivery
+    except Exception as error:
+        # Whatever else went wrong, the row must not stay "sending" until the sweep.
+        logger.exception("Webhook delivery %s failed unexpectedly", delivery.pk)
+        _outcome_failed(delivery, error=f"{type(error).__name__}: {error}", status_code=None, retry=True)
+        return delivery
+    if 200 <= answer.status < 300:
+        delivery.status = DeliveryStatus.DELIVERED
+        delivery.delivered_at = timezone.now()
+        delivery.last_status_code = answer.status
+        delivery.last_error = ""
+        delivery.claimed_at = None
+        delivery.save(update_fields=["status", "delivered_at", "last_status_code", "last_error", "claimed_at"])
+        return delivery
+    reason = (
+        f"HTTP {answer.status}: redirects are not followed" if 300 <= answer.status < 400 else f"HTTP {answer.status}"
+    )
+    _outcome_failed(delivery, error=reason, status_code=answer.status, retry=True)
+    return delivery
+
+
+def deliveries_sweep(*, limit: int = 5000) -> dict[int, list[int]]:
+    """Due deliveries of every workspace, marked as queued, by workspace.
+
+    Also takes back deliveries whose worker stopped mid-send. Crosses workspaces:
+    the sweep is the safety net for every workspace's deliveries.
+    """
+    now = timezone.now()
+    stale = now - STALE_AFTER
+    deliveries = WebhookDelivery.objects.unscoped()
+    interrupted = deliveries.filter(status=DeliveryStatus.SENDING, claimed_at__lt=stale)
+    interrupted.filter(attempts__gte=signing.MAX_ATTEMPTS).update(
+        status=DeliveryStatus.FAILED, claimed_at=None, last_error="The last attempt was interrupted."
+    )
+    interrupted.update(
+        status=DeliveryStatus.PENDING, claimed_at=None, queued_at=None, last_error="The attempt was interrupted."
+    )
+    with transaction.atomic():
+        due = list(
+            deliveries.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
+            .filter(Q(queued_at__isnull=True) | Q(queued_at__lt=stale))
+            .order_by("next_attempt_at")
+            .select_for_update(skip_locked=True)
+            .values_list("workspace_id", "pk")[:limit]
+        )
+        deliveries.filter(pk__in=[pk for _, pk in due]).update(queued_at=now)
+    by_workspace: dict[int, list[int]] = {}
+    for workspace_id, pk in due:
+        by_workspace.setdefault(workspace_id, []).append(pk)
+    return by_workspace

@@ -1,0 +1,863 @@
+"""Webhooks of segment entries and exits: recording, signing, sending, retrying, refusing
+private targets, and their settings pages. Deliveries go to a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts.models import AuditLogEntry, Role
+from accounts.tenancy import workspace_scope
+from config.celery import app as celery_app
+from segmentation import hooks
+from segmentation.models import (
+    DeliveryStatus,
+    Segment,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookSegment,
+    WebhookSubscription,
+)
+from segmentation.webhooks import services, signing, transport
+from segmentation.webhooks.tasks import webhook_deliver, webhooks_sweep
+from tests import factories
+from tests.accounts.support import api, logged_in_client
+from tests.accounts.test_security import _dump_database
+from tracking.models import Identity, IdentityKind, Person
+
+AT = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
+
+
+# --- A real receiving server ------------------------------------------------------------
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    """An HTTP server on 127.0.0.1 that records every request and answers ``status``."""
+
+    server: ThreadingHTTPServer
+    requests: list[Received] = field(default_factory=list)
+    status: int = 200
+    location: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/cohortly"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    yield from _receiver()
+
+
+@pytest.fixture
+def other_receiver() -> Iterator[Receiver]:
+    yield from _receiver()
+
+
+def _receiver() -> Iterator[Receiver]:
+    holder: dict[str, Receiver] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", "0"))
+            me = holder["r"]
+            me.requests.append(Received(self.path, dict(self.headers.items()), self.rfile.read(length)))
+            self.send_response(me.status)
+            if me.location:
+                self.send_header("Location", me.location)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        do_GET = do_POST
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    holder["r"] = Receiver(server)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield holder["r"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def allow_private(settings):
+    settings.WEBHOOKS_ALLOW_PRIVATE_TARGETS = True
+
+
+@pytest.fixture
+def eager():
+    """Tasks run in the caller, as a worker would run them."""
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = False
+
+
+# --- Builders -------------------------------------------------------------------------
+
+
+def _segment(workspace, name="Churn risk") -> Segment:
+    with workspace_scope(workspace):
+        return Segment.objects.create(workspace=workspace, name=name, is_static=True)
+
+
+def _person(workspace, user_id="u-42", anonymous_ids=("anon-1",), traits=None) -> Person:
+    with workspace_scope(workspace):
+        person = Person.objects.create(
+            workspace=workspace, user_id=user_id, traits=traits or {"plan": "pro"}, first_seen=AT, last_seen=AT
+        )
+        Identity.objects.create(workspace=workspace, person=person, kind=IdentityKind.USER_ID, value=user_id)
+        for value in anonymous_ids:
+            Identity.objects.create(workspace=workspace, person=person, kind=IdentityKind.ANONYMOUS_ID, value=value)
+        return person
+
+
+def _subscribe(workspace, url, *, segments=None, on_entered=True, on_exited=True) -> tuple[WebhookSubscription, str]:
+    with workspace_scope(workspace):
+        return services.webhook_create(
+            workspace=workspace, actor=None, url=url, segments=segments, on_entered=on_entered, on_exited=on_exited
+        )
+
+
+def _raw_subscription(workspace, url) -> WebhookSubscription:
+    """A row written directly, as if saved while private targets were allowed."""
+    salt = signing.new_secret_salt()
+    with workspace_scope(workspace):
+        return WebhookSubscription.objects.create(
+            workspace=workspace, url=url, secret_salt=salt, secret_hint=signing.subscription_secret(salt)[:10]
+        )
+
+
+def _pending(workspace, subscription, *, person_id=None, segment_id=None) -> WebhookDelivery:
+    now = timezone.now()
+    with workspace_scope(workspace):
+        return WebhookDelivery.objects.create(
+            workspace=workspace,
+            subscription=subscription,
+            event=WebhookEvent.ENTERED,
+            segment_id=segment_id,
+            person_id=person_id,
+            at=AT,
+            next_attempt_at=now,
+        )
+
+
+def _deliver(workspace, delivery) -> WebhookDelivery:
+    webhook_deliver(workspace.pk, [delivery.pk])
+    with workspace_scope(workspace):
+        return WebhookDelivery.objects.get(pk=delivery.pk)
+
+
+def _verify(secret: str, received: Received) -> bool:
+    parts = dict(item.split("=", 1) for item in received.headers["Cohortly-Signature"].split(","))
+    expected = hmac.new(secret.encode(), parts["t"].encode() + b"." + received.body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, parts["v1"])
+
+
+# --- Sending --------------------------------------------------------------------------
+
+
+def test_a_delivery_reaches_the_endpoint_signed_with_the_secret(workspace, receiver, allow_private, eager):
+    # Given a subscription to a segment, and a person with ids and traits
+    segment = _segment(workspace)
+    person = _person(workspace, user_id="u-42", anonymous_ids=("anon-1", "anon-2"), traits={"plan": "pro"})
+    subscription, secret = _subscribe(workspace, receiver.url, segments=[segment])
+
+    # When the person enters the segment
+    hooks.segment_changes_committed(workspace.pk, segment.pk, [person.pk], [], AT)
+
+    # Then the endpoint got one POST whose signature verifies with the secret
+    [received] = receiver.requests
+    with workspace_scope(workspace):
+        delivery = WebhookDelivery.objects.get()
+    assert received.path == "/hooks/cohortly"
+    assert received.headers["Content-Type"] == "application/json"
+    assert received.headers["Cohortly-Delivery"] == str(delivery.pk)
+    assert received.headers["Cohortly-Event"] == "segment.entered"
+    assert _verify(secret, received)
+    assert not _verify(secret + "x", received)
+    timestamp = int(received.headers["Cohortly-Signature"].split(",")[0].removeprefix("t="))
+    assert abs(timestamp - timezone.now().timestamp()) < 30
+    assert json.loads(received.body) == {
+        "type": "segment.entered",
+        "workspace": workspace.pk,
+        "segment": {"id": segment.pk, "name": "Churn risk"},
+        "person": {
+            "id": person.pk,
+            "user_id": "u-42",
+            "anonymous_ids": ["anon-1", "anon-2"],
+            "traits": {"plan": "pro"},
+        },
+        "at": "2026-11-20T09:30:00+00:00",
+        "id": delivery.pk,
+    }
+    # And the log says delivered, in one attempt
+    assert (delivery.status, delivery.attempts, delivery.last_status_code, delivery.last_error) == (
+        DeliveryStatus.DELIVERED,
+        1,
+        200,
+        "",
+    )
+    assert delivery.delivered_at is not None
+    assert subscription.secret_hint == secret[:10]
+
+
+def test_a_delivered_delivery_is_not_sent_again(workspace, receiver, allow_private):
+    subscription, _ = _subscribe(workspace, receiver.url)
+    delivery = _deliver(workspace, _pending(workspace, subscription))
+    assert delivery.status == DeliveryStatus.DELIVERED
+
+    again = _deliver(workspace, delivery)
+
+    assert len(receiver.requests) == 1
+    assert (again.status, again.attempts) == (DeliveryStatus.DELIVERED, 1)
+
+
+def test_a_500_answer_schedules_retries_with_backoff_then_fails(workspace, receiver, allow_private):
+    # Given an endpoint answering 500
+    receiver.status = 500
+    subscription, _ = _subscribe(workspace, receiver.url)
+    delivery = _pending(workspace, subscription)
+
+    # When it is sent
+    before = timezone.now()
+    delivery = _deliver(workspace, delivery)
+
+    # Then the attempt is recorded and a retry is due in a minute
+    assert len(receiver.requests) == 1
+    assert (delivery.status, delivery.attempts, delivery.last_status_code, delivery.last_error) == (
+        DeliveryStatus.PENDING,
+        1,
+        500,
+        "HTTP 500",
+    )
+    assert before + timedelta(seconds=60) <= delivery.next_attempt_at <= timezone.now() + timedelta(seconds=60)
+
+    # And sending before then does nothing
+    assert _deliver(workspace, delivery).attempts == 1
+    assert len(receiver.requests) == 1
+
+    # And each further failure waits longer: 5 min, 30 min, 2 h, 6 h, then the delivery fails
+    waits = []
+    for _ in range(5):
+        with workspace_scope(workspace):
+            WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())
+        sent_at = timezone.now()
+        delivery = _deliver(workspace, delivery)
+        if delivery.status == DeliveryStatus.PENDING:
+            waits.append(round((delivery.next_attempt_at - sent_at).total_seconds() / 60))
+    assert waits == [5, 30, 120, 360]
+    assert (delivery.status, delivery.attempts, len(receiver.requests)) == (DeliveryStatus.FAILED, 6, 6)
+
+
+def test_a_redirect_is_not_followed_and_counts_as_a_failure(workspace, receiver, other_receiver, allow_private):
+    # Given an endpoint that redirects to another server
+    receiver.status = 302
+    receiver.location = other_receiver.url
+    subscription, _ = _subscribe(workspace, receiver.url)
+
+    delivery = _deliver(workspace, _pending(workspace, subscription))
+
+    # Then the redirect target received nothing, and the attempt failed
+    assert len(receiver.requests) == 1
+    assert other_receiver.requests == []
+    assert (delivery.status, delivery.attempts, delivery.last_status_code) == (DeliveryStatus.PENDING, 1, 302)
+    assert delivery.last_error == "HTTP 302: redirects are not followed"
+
+
+def test_any_2xx_is_success(workspace, receiver, allow_private):
+    receiver.status = 204
+    subscription, _ = _subscribe(workspace, receiver.url)
+
+    delivery = _deliver(workspace, _pending(workspace, subscription))
+
+    assert (delivery.status, delivery.last_status_code) == (DeliveryStatus.DELIVERED, 204)
+
+
+def test_an_unreachable_endpoint_is_retried(workspace, allow_private):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    subscription, _ = _subscribe(workspace, f"http://127.0.0.1:{port}/closed")
+
+    delivery = _deliver(workspace, _pending(workspace, subscription))
+
+    assert (delivery.status, delivery.attempts, delivery.last_status_code) == (DeliveryStatus.PENDING, 1, None)
+    assert delivery.last_error.startswith("ConnectionRefusedError")
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_a_private_target_is_refused_at_send_time(workspace, receiver, settings, host):
+    # Given private targets are not allowed, and a subscription row pointing at this machine
+    settings.WEBHOOKS_ALLOW_PRIVATE_TARGETS = False
+    subscription = _raw_subscription(workspace, receiver.url.replace("127.0.0.1", host))
+
+    # When a delivery is sent
+    delivery = _deliver(workspace, _pending(workspace, subscription))
+
+    # Then nothing was received and the delivery failed for good, saying why
+    assert receiver.requests == []
+    assert (delivery.status, delivery.attempts, delivery.last_status_code) == (DeliveryStatus.FAILED, 1, None)
+    assert delivery.last_error.startswith("Refused: Webhooks cannot be sent to")
+
+
+def test_a_host_name_resolving_to_loopback_is_refused_at_send_time(workspace, receiver, settings):
+    settings.WEBHOOKS_ALLOW_PRIVATE_TARGETS = False
+    name = socket.gethostname()
+    resolved = {info[4][0] for info in socket.getaddrinfo(name, 80, type=socket.SOCK_STREAM)}
+    assert resolved
+    assert all(transport.address_refused(transport.ipaddress.ip_address(a)) for a in resolved)
+    subscription = _raw_subscription(workspace, receiver.url.replace("127.0.0.1", name))
+
+    delivery = _deliver(workspace, _pending(workspace, subscription))
+
+    assert receiver.requests == []
+    assert delivery.status == DeliveryStatus.FAILED
+    assert f"({name} is " in delivery.last_error
+
+
+# --- Target rules ---------------------------------------------------------------------
+
+REFUSED_URLS = [
+    ("http://127.0.0.1:8000/hook", "private, loopback or link-local"),
+    ("http://127.9.9.9/hook", "private, loopback or link-local"),
+    ("http://2130706433/hook", "private, loopback or link-local"),
+    ("http://localhost:8000/hook", "own network (localhost)"),
+    ("http://api.localhost/hook", "own network (localhost)"),
+    ("http://10.1.2.3/hook", "private, loopback or link-local"),
+    ("http://172.16.0.1/hook", "private, loopback or link-local"),
+    ("http://192.168.1.10/hook", "private, loopback or link-local"),
+    ("http://169.254.169.254/latest/meta-data", "private, loopback or link-local"),
+    ("http://100.64.0.1/hook", "private, loopback or link-local"),
+    ("http://0.0.0.0/hook", "private, loopback or link-local"),
+    ("http://224.0.0.1/hook", "private, loopback or link-local"),
+    ("http://[::1]/hook", "private, loopback or link-local"),
+    ("http://[::]/hook", "private, loopback or link-local"),
+    ("http://[fd12:3456::1]/hook", "private, loopback or link-local"),
+    ("http://[fe80::1]/hook", "private, loopback or link-local"),
+    ("http://[::ffff:127.0.0.1]/hook", "private, loopback or link-local"),
+    ("http://[::ffff:8.8.8.8]/hook", "private, loopback or link-local"),
+    ("http://[64:ff9b::a00:1]/hook", "private, loopback or link-local"),
+    ("ftp://93.184.215.14/hook", "Only http:// and https://"),
+    ("file:///etc/passwd", "Only http:// and https://"),
+    ("https://user:pw@93.184.215.14/hook", "Remove the user name and password"),
+    ("https:///hook", "Enter a URL with a host name."),
+    ("http://93.184.215.14:99999/hook", "Enter a valid URL."),
+]
+
+
+@pytest.mark.parametrize(("url", "message"), REFUSED_URLS)
+def test_the_service_refuses_targets_that_are_not_public_http(workspace, url, message):
+    with pytest.raises(services.ValidationError) as raised:
+        _subscribe(workspace, url)
+
+    [error] = raised.value.message_dict["url"]
+    assert message in error
+    with workspace_scope(workspace):
+        assert WebhookSubscription.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    "url", ["https://93.184.215.14/hooks/cohortly", "http://93.184.215.14:8080/h?x=1", "https://[2606:4700::1111]/"]
+)
+def test_public_addresses_are_accepted(workspace, url):
+    subscription, secret = _subscribe(workspace, url)
+
+    assert subscription.url == url
+    assert secret.startswith("whsec_")
+
+
+def test_allowing_private_targets_accepts_loopback(workspace, allow_private):
+    subscription, _ = _subscribe(workspace, "http://localhost:9000/hook")
+
+    assert subscription.url == "http://localhost:9000/hook"
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.0.0.1",
+        "172.31.255.255",
+        "192.168.0.1",
+        "169.254.1.1",
+        "100.100.0.1",
+        "::1",
+        "fc00::1",
+        "fe80::9",
+    ],
+)
+def test_address_refused(address):
+    assert transport.address_refused(transport.ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize("address", ["93.184.215.14", "8.8.8.8", "2606:4700::1111"])
+def test_public_address_not_refused(address):
+    assert not transport.address_refused(transport.ipaddress.ip_address(address))
+
+
+# --- segment_changes_committed --------------------------------------------------------
+
+
+def test_changes_create_deliveries_only_for_matching_subscriptions(workspace, receiver, allow_private, eager):
+    # Given subscriptions listening to different segments and events, and another workspace's
+    churn, vip = _segment(workspace, "Churn risk"), _segment(workspace, "VIP")
+    p1, p2, p3 = (_person(workspace, user_id=f"u{i}", anonymous_ids=()) for i in range(3))
+    every, _ = _subscribe(workspace, receiver.url + "/every")
+    churn_entries, _ = _subscribe(workspace, receiver.url + "/churn", segments=[churn], on_exited=False)
+    vip_only, _ = _subscribe(workspace, receiver.url + "/vip", segments=[vip])
+    exits, _ = _subscribe(workspace, receiver.url + "/exits", on_entered=False)
+    elsewhere = factories.WorkspaceFactory()
+    foreign, _ = _subscribe(elsewhere, receiver.url + "/foreign")
+
+    # When p1 and p2 enter churn and p3 leaves it
+    hooks.segment_changes_committed(workspace.pk, churn.pk, [p1.pk, p2.pk], [p3.pk], AT)
+
+    # Then exactly the matching deliveries exist, and were sent
+    with workspace_scope(workspace):
+        made = set(WebhookDelivery.objects.values_list("subscription_id", "event", "person_id", "segment_id", "status"))
+    entered, exited, sent = WebhookEvent.ENTERED, WebhookEvent.EXITED, DeliveryStatus.DELIVERED
+    assert made == {
+        (every.pk, entered, p1.pk, churn.pk, sent),
+        (every.pk, entered, p2.pk, churn.pk, sent),
+        (every.pk, exited, p3.pk, churn.pk, sent),
+        (churn_entries.pk, entered, p1.pk, churn.pk, sent),
+        (churn_entries.pk, entered, p2.pk, churn.pk, sent),
+        (exits.pk, exited, p3.pk, churn.pk, sent),
+    }
+    with workspace_scope(elsewhere):
+        assert list(WebhookDelivery.objects.values_list("subscription_id", flat=True)) == []
+    assert vip_only.pk not in {row[0] for row in made}
+    assert foreign.pk not in {row[0] for row in made}
+    got = sorted((r.path, json.loads(r.body)["type"], json.loads(r.body)["person"]["id"]) for r in receiver.requests)
+    assert got == sorted(
+        [
+            ("/hooks/cohortly/every", "segment.entered", p1.pk),
+            ("/hooks/cohortly/every", "segment.entered", p2.pk),
+            ("/hooks/cohortly/every", "segment.exited", p3.pk),
+            ("/hooks/cohortly/churn", "segment.entered", p1.pk),
+            ("/hooks/cohortly/churn", "segment.entered", p2.pk),
+            ("/hooks/cohortly/exits", "segment.exited", p3.pk),
+        ]
+    )
+
+
+def test_changes_without_subscriptions_cost_one_query(workspace, django_assert_num_queries):
+    segment = _segment(workspace)
+
+    with django_assert_num_queries(1):
+        hooks.segment_changes_committed(workspace.pk, segment.pk, [1, 2, 3], [4], AT)
+
+    with workspace_scope(workspace):
+        assert WebhookDelivery.objects.count() == 0
+
+
+@pytest.fixture
+def broker_down():
+    """The broker is unreachable."""
+    saved = celery_app.conf.broker_url
+    _reset_connections()
+    celery_app.conf.broker_url = "redis://127.0.0.1:1/0"
+    yield
+    _reset_connections()
+    celery_app.conf.broker_url = saved
+
+
+def _reset_connections() -> None:
+    """Forget the cached pools so the next publish connects to ``broker_url`` anew.
+
+    Not closed: kombu keeps producer pools per broker URL, and the real broker's is used again after the test.
+    """
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+
+
+def test_with_the_broker_down_deliveries_stay_pending_for_the_sweep(workspace, receiver, allow_private, broker_down):
+    # Given a subscription and an unreachable broker
+    segment = _segment(workspace)
+    person = _person(workspace)
+    _subscribe(workspace, receiver.url)
+
+    # When a person enters: the hook does not raise
+    hooks.segment_changes_committed(workspace.pk, segment.pk, [person.pk], [], AT)
+
+    # Then the delivery waits, not queued, for the sweep
+    with workspace_scope(workspace):
+        delivery = WebhookDelivery.objects.get()
+    assert (delivery.status, delivery.attempts, delivery.queued_at) == (DeliveryStatus.PENDING, 0, None)
+    assert receiver.requests == []
+
+
+def test_the_sweep_sends_due_deliveries_and_takes_back_interrupted_ones(workspace, receiver, allow_private, eager):
+    # Given a delivery never enqueued, one interrupted mid-send long ago, and one not yet due
+    subscription, _ = _subscribe(workspace, receiver.url)
+    never_queued = _pending(workspace, subscription)
+    interrupted = _pending(workspace, subscription)
+    later = _pending(workspace, subscription)
+    long_ago = timezone.now() - timedelta(minutes=30)
+    with workspace_scope(workspace):
+        WebhookDelivery.objects.filter(pk=interrupted.pk).update(
+            status=DeliveryStatus.SENDING, attempts=1, claimed_at=long_ago
+        )
+        WebhookDelivery.objects.filter(pk=later.pk).update(next_attempt_at=timezone.now() + timedelta(minutes=5))
+
+    # When the sweep runs
+    sent = webhooks_sweep()
+
+    # Then the due ones were sent, the later one waits
+    assert sent == 2
+    with workspace_scope(workspace):
+        rows = dict(WebhookDelivery.objects.values_list("pk", "status"))
+        attempts = WebhookDelivery.objects.get(pk=interrupted.pk).attempts
+    assert rows == {
+        never_queued.pk: DeliveryStatus.DELIVERED,
+        interrupted.pk: DeliveryStatus.DELIVERED,
+        later.pk: DeliveryStatus.PENDING,
+    }
+    assert attempts == 2
+    assert sorted(int(r.headers["Cohortly-Delivery"]) for r in receiver.requests) == sorted(
+        [never_queued.pk, interrupted.pk]
+    )
+
+
+def test_the_secret_is_not_stored(workspace):
+    _, secret = _subscribe(workspace, "https://93.184.215.14/hooks")
+
+    dump = _dump_database()
+
+    assert "93.184.215.14" in dump
+    assert secret not in dump
+    assert secret[len("whsec_") :] not in dump
+
+
+# --- Settings pages -------------------------------------------------------------------
+
+
+def test_admin_creates_a_webhook_and_sees_the_secret_once(workspace, owner, allow_private, receiver):
+    churn = _segment(workspace, "Churn risk")
+    client = logged_in_client(owner)
+
+    response = client.post(
+        reverse("settings_webhooks"),
+        {"url": receiver.url, "description": "CRM", "events": "entered", "scope": "chosen", "segments": [churn.pk]},
+    )
+
+    with workspace_scope(workspace):
+        subscription = WebhookSubscription.objects.get()
+        chosen = list(WebhookSegment.objects.values_list("segment_id", flat=True))
+        audit = list(AuditLogEntry.objects.values_list("action", "target"))
+    detail = reverse("settings_webhook_detail", args=[subscription.pk])
+    assert response.status_code == 302
+    assert response["Location"] == detail
+    assert (subscription.url, subscription.description, subscription.all_segments) == (receiver.url, "CRM", False)
+    assert (subscription.on_entered, subscription.on_exited) == (True, False)
+    assert chosen == [churn.pk]
+    assert audit == [("webhook.created", receiver.url)]
+    page = client.get(detail)
+    secret = page.context["created_secret"]
+    assert secret == signing.subscription_secret(subscription.secret_salt)
+    assert secret in page.content.decode()
+    again = client.get(detail)
+    assert again.context["created_secret"] is None
+    assert secret not in again.content.decode()
+    listing = client.get(reverse("settings_webhooks")).content.decode()
+    assert receiver.url in listing
+    assert "Churn risk" in listing
+    assert secret not in listing
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "message"),
+    [
+        ({"url": "http://127.0.0.1:8000/h"}, "url", "private, loopback or link-local"),
+        ({"url": "http://localhost/h"}, "url", "own network (localhost)"),
+        ({"url": "http://169.254.169.254/"}, "url", "private, loopback or link-local"),
+        ({"url": "http://[::1]/"}, "url", "private, loopback or link-local"),
+        ({"url": "javascript:alert(1)"}, "url", "Only http:// and https://"),
+        ({"url": ""}, "url", "required"),
+        ({"url": "https://93.184.215.14/", "scope": "chosen"}, "segments", "Choose at least one segment"),
+        ({"url": "https://93.184.215.14/", "events": "sometimes"}, "events", "Select a valid choice"),
+    ],
+)
+def test_the_form_refuses_bad_input_inline_and_saves_nothing(workspace, owner, data, field, message):
+    client = logged_in_client(owner)
+    body = {"events": "both", "scope": "all", **data}
+
+    response = client.post(reverse("settings_webhooks"), body)
+
+    assert response.status_code == 400
+    errors = response.context["form"].errors[field]
+    assert any(message in error for error in errors), errors
+    assert message in response.content.decode()
+    with workspace_scope(workspace):
+        assert WebhookSubscription.objects.count() == 0
+        assert AuditLogEntry.objects.filter(action="webhook.created").count() == 0
+
+
+def test_a_segment_of_another_workspace_cannot_be_chosen(workspace, owner):
+    foreign = _segment(factories.WorkspaceFactory(), "Theirs")
+    client = logged_in_client(owner)
+
+    response = client.post(
+        reverse("settings_webhooks"),
+        {"url": "https://93.184.215.14/", "events": "both", "scope": "chosen", "segments": [foreign.pk]},
+    )
+
+    assert response.status_code == 400
+    assert "segments" in response.context["form"].errors
+    with workspace_scope(workspace):
+        assert WebhookSubscription.objects.count() == 0
+
+
+def test_test_delivery_is_sent_and_logged(
+    workspace, owner, receiver, allow_private, eager, django_capture_on_commit_callbacks
+):
+    subscription, secret = _subscribe(workspace, receiver.url)
+    client = logged_in_client(owner)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("settings_webhook_test", args=[subscription.pk]))
+
+    assert response.status_code == 302
+    [received] = receiver.requests
+    body = json.loads(received.body)
+    assert (body["type"], body["segment"], body["person"], body["workspace"]) == (
+        "webhook.test",
+        None,
+        None,
+        workspace.pk,
+    )
+    assert _verify(secret, received)
+    page = client.get(reverse("settings_webhook_detail", args=[subscription.pk])).content.decode()
+    assert f"#{body['id']}" in page
+    assert "Delivered" in page
+
+
+def test_rotating_the_secret_shows_the_new_one_once(workspace, owner):
+    subscription, old = _subscribe(workspace, "https://93.184.215.14/")
+    client = logged_in_client(owner)
+
+    response = client.post(reverse("settings_webhook_rotate", args=[subscription.pk]), follow=True)
+
+    new = response.context["created_secret"]
+    subscription.refresh_from_db()
+    assert new != old
+    assert new == signing.subscription_secret(subscription.secret_salt)
+    assert subscription.secret_rotated_at is not None
+
+
+def test_deleting_a_webhook_removes_it_and_its_log(workspace, owner):
+    subscription, _ = _subscribe(workspace, "https://93.184.215.14/")
+    _pending(workspace, subscription)
+    client = logged_in_client(owner)
+
+    response = client.post(reverse("settings_webhook_delete", args=[subscription.pk]))
+
+    assert response.status_code == 302
+    with workspace_scope(workspace):
+        assert WebhookSubscription.objects.count() == 0
+        assert WebhookDelivery.objects.count() == 0
+        assert AuditLogEntry.objects.filter(action="webhook.deleted").count() == 1
+
+
+def test_the_delivery_log_is_paginated_with_pinned_queries(workspace, owner, django_assert_num_queries):
+    segment = _segment(workspace, "Churn risk")
+    subscription, _ = _subscribe(workspace, "https://93.184.215.14/")
+    for _ in range(30):
+        _pending(workspace, subscription, person_id=7, segment_id=segment.pk)
+    client = logged_in_client(owner)
+    url = reverse("settings_webhook_detail", args=[subscription.pk])
+    client.get(url)
+
+    with django_assert_num_queries(9):
+        first = client.get(url)
+    second = client.get(url + "?page=2")
+
+    assert len(first.context["deliveries"]) == 25
+    assert len(second.context["deliveries"]) == 5
+    assert "Page 1 of 2" in first.content.decode()
+    assert "Churn risk" in first.content.decode()
+    assert "Pending" in first.content.decode()
+
+
+@pytest.mark.parametrize("role", [Role.VIEWER, Role.MEMBER])
+def test_viewers_read_but_cannot_change_webhooks(workspace, role):
+    subscription, _ = _subscribe(workspace, "https://93.184.215.14/")
+    client = logged_in_client(factories.member(workspace, role=role))
+
+    listing = client.get(reverse("settings_webhooks"))
+    detail = client.get(reverse("settings_webhook_detail", args=[subscription.pk]))
+    create = client.post(reverse("settings_webhooks"), {"url": "https://93.184.215.15/", "events": "both"})
+    test = client.post(reverse("settings_webhook_test", args=[subscription.pk]))
+    rotate = client.post(reverse("settings_webhook_rotate", args=[subscription.pk]))
+    delete = client.post(reverse("settings_webhook_delete", args=[subscription.pk]))
+
+    assert (listing.status_code, detail.status_code) == (200, 200)
+    assert "Add a webhook" not in listing.content.decode()
+    assert "Send a test delivery" not in detail.content.decode()
+    assert [r.status_code for r in (create, test, rotate, delete)] == [403, 403, 403, 403]
+    with workspace_scope(workspace):
+        assert list(WebhookSubscription.objects.values_list("pk", "secret_salt")) == [
+            (subscription.pk, subscription.secret_salt)
+        ]
+        assert WebhookDelivery.objects.count() == 0
+
+
+def test_a_host_name_is_sent_as_the_host_header_to_the_checked_address(workspace, receiver, allow_private):
+    # Given a URL naming this machine by its host name (allowed here)
+    name = socket.gethostname()
+    port = receiver.server.server_address[1]
+    subscription, _ = _subscribe(workspace, f"http://{name}:{port}/by-name?source=cohortly")
+
+    delivery = _deliver(workspace, _pending(workspace, subscription))
+
+    # Then the request reached the resolved address with the URL's host, path and query
+    [received] = receiver.requests
+    assert delivery.status == DeliveryStatus.DELIVERED
+    assert received.headers["Host"] == f"{name}:{port}"
+    assert received.path == "/by-name?source=cohortly"
+    assert received.headers["User-Agent"] == "Cohortly-Webhooks/1"
+
+
+# --- REST API -------------------------------------------------------------------------
+
+
+def test_api_creates_a_webhook_and_returns_the_secret_once(workspace):
+    churn = _segment(workspace, "Churn risk")
+    _, key = factories.api_key(workspace)
+
+    created = api(
+        Client(),
+        "POST",
+        reverse("webhook-list"),
+        {"url": "https://93.184.215.14/hooks", "events": ["segment.exited"], "segments": [churn.pk]},
+        key=key,
+    )
+
+    assert created.status_code == 201, created.content
+    body = created.json()
+    with workspace_scope(workspace):
+        subscription = WebhookSubscription.objects.get()
+    assert body["secret"] == signing.subscription_secret(subscription.secret_salt)
+    assert {k: body[k] for k in ("id", "url", "events", "segments", "secret_hint")} == {
+        "id": subscription.pk,
+        "url": "https://93.184.215.14/hooks",
+        "events": ["segment.exited"],
+        "segments": [churn.pk],
+        "secret_hint": body["secret"][:10],
+    }
+    listed = api(Client(), "GET", reverse("webhook-list"), key=key).json()
+    assert [(w["id"], w["segments"], w["events"]) for w in listed["results"]] == [
+        (subscription.pk, [churn.pk], ["segment.exited"])
+    ]
+    assert "secret" not in listed["results"][0]
+    detail = api(Client(), "GET", reverse("webhook-detail", args=[subscription.pk]), key=key).json()
+    assert "secret" not in detail
+    assert detail["segments"] == [churn.pk]
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        ({"url": "http://127.0.0.1/h"}, "url", "private, loopback or link-local"),
+        ({"url": "http://localhost/h"}, "url", "own network (localhost)"),
+        ({"url": "gopher://93.184.215.14/"}, "url", "Only http:// and https://"),
+        ({"url": "https://93.184.215.14/", "events": []}, "events", "at least 1"),
+        ({"url": "https://93.184.215.14/", "events": ["segment.moved"]}, "events[0]", "not a valid choice"),
+        ({"url": "https://93.184.215.14/", "segments": [999999]}, "segments", "No segment with id 999999."),
+        ({"url": "https://93.184.215.14/", "secret": "mine"}, "secret", "Unknown field."),
+    ],
+)
+def test_api_refuses_bad_input_naming_the_field(workspace, body, field, message):
+    _, key = factories.api_key(workspace)
+
+    response = api(Client(), "POST", reverse("webhook-list"), body, key=key)
+
+    assert response.status_code == 400, response.content
+    errors = response.json()["errors"]
+    assert any(message in error for error in errors[field]), errors
+    with workspace_scope(workspace):
+        assert WebhookSubscription.objects.count() == 0
+
+
+def test_api_refuses_another_workspaces_segment(workspace):
+    foreign = _segment(factories.WorkspaceFactory(), "Theirs")
+    _, key = factories.api_key(workspace)
+
+    response = api(
+        Client(), "POST", reverse("webhook-list"), {"url": "https://93.184.215.14/", "segments": [foreign.pk]}, key=key
+    )
+
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"segments": [f"No segment with id {foreign.pk}."]}
+    with workspace_scope(workspace):
+        assert WebhookSubscription.objects.count() == 0
+
+
+def test_api_deletes_a_webhook(workspace):
+    subscription, _ = _subscribe(workspace, "https://93.184.215.14/")
+    _, key = factories.api_key(workspace)
+
+    response = api(Client(), "DELETE", reverse("webhook-detail", args=[subscription.pk]), key=key)
+
+    assert response.status_code == 204
+    with workspace_scope(workspace):
+        assert WebhookSubscription.objects.count() == 0
+
+
+def test_an_endpoint_dripping_its_answer_is_cut_off_at_the_deadline():
+    # Given a server that answers one header byte every 0.1 s, forever
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def drip() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            while not stop.is_set():
+                try:
+                    conn.sendall(b"a")
+                except OSError:
+                    return
+                stop.wait(0.1)
+
+    thread = threading.Thread(target=drip, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
+
+    # When a webhook is posted with a 0.5 s deadline (each read alone would never time out)
+    try:
+        with pytest.raises(TimeoutError) as raised:
+            transport.post(url, b"{}", {}, allow_private=True, timeout=0.5)
+    finally:
+        stop.set()
+        listener.close()
+
+    # Then the whole exchange is cut off
+    assert str(raised.value) == "no complete answer within 0.5 s"
