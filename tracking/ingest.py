@@ -1,11 +1,13 @@
 """Storing a request's messages: the hottest path of the product.
 
-One request is one PostgreSQL transaction, committed before the answer, so a
-2xx means durable. Each table is touched by one set-based statement per
-request (no query per message, no ORM objects): quarantine, suppressed ids,
-dedupe, the identity lookup (which also locks the people it finds), new
-people, new identities, merges (rare, a few statements each), events (COPY for
-big batches, a multi-row INSERT for small ones), the people's update, groups.
+One request, or a group of concurrent requests (``tracking.group_commit``), is
+one PostgreSQL transaction, committed before the answer, so a 2xx means
+durable. Each table is touched by one set-based statement per workspace of the
+transaction (no query per message, no ORM objects): the write keys,
+quarantine, suppressed ids, dedupe, the identity lookup (which also locks the
+people it finds), new people, new identities, merges (rare, a few statements
+each), events, the people's update, groups. Sets of rows travel as one JSON
+parameter (orjson encodes it in C; psycopg would dump arrays in Python).
 
 Identity resolution is planned in memory in processing order (``_Plan``) over
 the people the lookup returned, then written. Concurrency: the lookup locks
