@@ -232,29 +232,40 @@ def _keys(messages: Iterable[Message]) -> list[Key]:
 # - "s": which of the ids are suppressed (erased people),
 # - "m": which messageIds are new (recording them; the rest are retries),
 # - "i": the people the ids belong to, locked until commit in id order (against
-#   deadlocks) so that a concurrent merge cannot delete one under us.
+#   deadlocks: the probes run in the order of the sorted person ids) so that a
+#   concurrent merge cannot delete one under us.
 READ = """
 WITH keys AS (
     SELECT k->>0 AS kind, k->>1 AS value FROM json_array_elements(%(keys)s::json) AS k
 ), suppressed AS (
-    SELECT s.kind, s.value FROM tracking_suppressedid s
-    WHERE s.workspace_id = %(workspace_id)s AND (s.kind, s.value) IN (SELECT kind, value FROM keys)
+    SELECT k.kind, k.value FROM keys k WHERE EXISTS (
+        SELECT FROM tracking_suppressedid s
+        WHERE s.workspace_id = %(workspace_id)s AND s.kind = k.kind AND s.value = k.value
+    )
 ), fresh AS (
     INSERT INTO tracking_processedmessage (workspace_id, message_id, received_at)
     SELECT %(workspace_id)s, m, %(received_at)s FROM json_array_elements_text(%(message_ids)s::json) AS m
     ON CONFLICT (workspace_id, message_id) DO NOTHING
     RETURNING message_id
+), ids AS (
+    -- One unique-index probe per id. OFFSET 0 keeps the planner from turning the
+    -- probes into a scan of the workspace's identities (or people, below).
+    SELECT k.kind, k.value, i.person_id FROM keys k CROSS JOIN LATERAL (
+        SELECT i.person_id FROM tracking_identity i
+        WHERE i.workspace_id = %(workspace_id)s AND i.kind = k.kind AND i.value = k.value OFFSET 0
+    ) i
 ), found AS (
-    SELECT i.kind, i.value, p.id, p.user_id, p.traits ? %(marker)s AS has_first_touch
-    FROM tracking_identity i JOIN tracking_person p ON p.id = i.person_id
-    WHERE i.workspace_id = %(workspace_id)s AND p.workspace_id = %(workspace_id)s
-      AND (i.kind, i.value) IN (SELECT kind, value FROM keys)
-    ORDER BY p.id
-    FOR UPDATE OF p
+    SELECT p.id, p.user_id, p.has_first_touch
+    FROM (SELECT DISTINCT person_id FROM ids ORDER BY person_id) d CROSS JOIN LATERAL (
+        SELECT p.id, p.user_id, p.traits ? %(marker)s AS has_first_touch FROM tracking_person p
+        WHERE p.workspace_id = %(workspace_id)s AND p.id = d.person_id
+        FOR UPDATE OFFSET 0
+    ) p
 )
 SELECT 's', kind, value, NULL::bigint, NULL::text, NULL::boolean FROM suppressed
 UNION ALL SELECT 'm', message_id, NULL, NULL, NULL, NULL FROM fresh
-UNION ALL SELECT 'i', kind, value, id, user_id, has_first_touch FROM found
+UNION ALL SELECT 'i', ids.kind, ids.value, f.id, f.user_id, f.has_first_touch
+    FROM ids JOIN found f ON f.id = ids.person_id
 """
 
 
