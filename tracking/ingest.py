@@ -617,12 +617,15 @@ def _update_people(cursor: Any, workspace_id: int, plan: _Plan, row_id: Any) -> 
 
 
 # Many people: one JSON parameter (psycopg dumps arrays, of timestamps above all, in Python).
+# ORDER BY ... OFFSET 0: one primary-key probe per person, in id order, where the planner
+# would otherwise scan the workspace's people through the workspace_id index.
 UPDATE_PEOPLE = (
     "UPDATE tracking_person p SET "
     "user_id = COALESCE(p.user_id, v.u), "
     "traits = (CASE WHEN v.ft IS NULL OR p.traits ? %s THEN p.traits ELSE p.traits || v.ft END) || v.pa, "
     "first_seen = LEAST(p.first_seen, v.fs), last_seen = GREATEST(p.last_seen, v.ls) "
-    "FROM json_to_recordset(%s::json) AS v(id bigint, u text, ft jsonb, pa jsonb, fs timestamptz, ls timestamptz) "
+    "FROM (SELECT * FROM json_to_recordset(%s::json) "
+    "AS v(id bigint, u text, ft jsonb, pa jsonb, fs timestamptz, ls timestamptz) ORDER BY id OFFSET 0) v "
     "WHERE p.workspace_id = %s AND p.id = v.id"
 )
 
