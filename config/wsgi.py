@@ -4,4 +4,10 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-application = get_wsgi_application()
+# The tracking endpoints (/v1/batch, /v1/track, ...) skip the site's middleware and
+# share transactions between concurrent requests; everything else is plain Django.
+django_application = get_wsgi_application()
+
+from tracking.ingest_wsgi import IngestDispatcher  # noqa: E402  (needs the app registry ready)
+
+application = IngestDispatcher(django_application)

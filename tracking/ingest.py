@@ -1,11 +1,13 @@
 """Storing a request's messages: the hottest path of the product.
 
-One request is one PostgreSQL transaction, committed before the answer, so a
-2xx means durable. Each table is touched by one set-based statement per
-request (no query per message, no ORM objects): quarantine, suppressed ids,
-dedupe, the identity lookup (which also locks the people it finds), new
-people, new identities, merges (rare, a few statements each), events (COPY for
-big batches, a multi-row INSERT for small ones), the people's update, groups.
+One request, or a group of concurrent requests (``tracking.group_commit``), is
+one PostgreSQL transaction, committed before the answer, so a 2xx means
+durable. Each table is touched by one set-based statement per workspace of the
+transaction (no query per message, no ORM objects): the write keys,
+quarantine, suppressed ids, dedupe, the identity lookup (which also locks the
+people it finds), new people, new identities, merges (rare, a few statements
+each), events, the people's update, groups. Sets of rows travel as one JSON
+parameter (orjson encodes it in C; psycopg would dump arrays in Python).
 
 Identity resolution is planned in memory in processing order (``_Plan``) over
 the people the lookup returned, then written. Concurrency: the lookup locks
@@ -19,6 +21,7 @@ violation. Raw SQL here puts ``workspace_id = %s`` at the root of every WHERE.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,14 +32,13 @@ import psycopg
 import psycopg.errors
 from django.db import DatabaseError, connection, transaction
 
+from accounts.tenancy import workspace_scope
 from tracking.messages import EVENT_TYPES, FIRST_TOUCH_KEYS, FIRST_TOUCH_MARKER, Message, Rejection, first_touch
 from tracking.models import IdentityKind, Person
 
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
-# Below this many events a multi-row INSERT beats COPY's extra round trips.
-COPY_THRESHOLD = 20
 USER = IdentityKind.USER_ID.value
 ANONYMOUS = IdentityKind.ANONYMOUS_ID.value
 
@@ -65,22 +67,47 @@ class _Retry(Exception):
     """Another transaction created one of our new ids first: start again."""
 
 
+# A JSON-escaped NUL, not preceded by an escaped backslash ("\\u0000" is the text "\u0000").
+_ESCAPED_NUL = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
+
+
 def json_text(value: Any) -> str:
-    """JSON for a jsonb column; PostgreSQL refuses the NUL character in jsonb."""
+    """JSON for a json/jsonb parameter; PostgreSQL refuses the NUL character in jsonb."""
     data = orjson.dumps(value)
-    if b"\\u0000" in data:
-        data = data.replace(b"\\u0000", b"\\ufffd")
+    if b"u0000" in data:
+        data = _ESCAPED_NUL.sub(rb"\1\\ufffd", data)
     return data.decode()
 
 
-def messages_ingest(
-    *, workspace_id: int, messages: Sequence[Message], rejections: Sequence[Rejection], received_at: datetime
-) -> IngestResult:
-    """Store valid ``messages`` and quarantine ``rejections``, all or nothing, then commit."""
+@dataclass(slots=True)
+class Submission:
+    """One request's messages, as the endpoint parsed them, waiting to be stored."""
+
+    write_key: str
+    messages: list[Message]
+    rejections: list[Rejection]
+    received_at: datetime
+
+
+# Outcomes of one message, counted per request.
+STORED, DUPLICATE, SUPPRESSED = range(3)
+WORKSPACE_BY_WRITE_KEY = "SELECT id FROM accounts_workspace WHERE write_key = %s"
+WORKSPACES_BY_WRITE_KEYS = "SELECT write_key, id FROM accounts_workspace WHERE write_key = ANY(%s::text[])"
+
+
+def submissions_ingest(submissions: Sequence[Submission]) -> list[IngestResult | None]:
+    """Store the requests ``submissions`` in one transaction, all or nothing, then commit.
+
+    Answers one result per submission, in order: None when its write key is
+    unknown (nothing of it stored). The write keys are looked up here, in the
+    same round trips, and each workspace's messages are stored inside that
+    workspace's scope. Several requests in one transaction share its statements
+    and its commit (see ``tracking.group_commit``); a single request is a group of one.
+    """
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             with transaction.atomic():
-                return _ingest(workspace_id, messages, rejections, received_at)
+                return _ingest_group(submissions)
         except _Retry:
             logger.info("ingest: concurrent identity creation, retrying (attempt %s)", attempt)
         except DatabaseError as error:
@@ -92,61 +119,96 @@ def messages_ingest(
     raise RuntimeError("ingest: identities kept changing under concurrent requests")
 
 
-def _ingest(
-    workspace_id: int, messages: Sequence[Message], rejections: Sequence[Rejection], received_at: datetime
-) -> IngestResult:
-    result = IngestResult(rejected=len(rejections))
+def _ingest_group(submissions: Sequence[Submission]) -> list[IngestResult | None]:
+    results: list[IngestResult | None] = [None] * len(submissions)
     connection.ensure_connection()
     # A plain psycopg cursor on Django's connection (and transaction): server-side
     # parameter binding and prepared statements, so big arrays travel as
     # parameters instead of being interpolated. Errors surface as django.db errors.
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        if rejections:
-            _quarantine(cursor, workspace_id, rejections, received_at)
-        unique: list[Message] = []
-        seen_ids: set[str] = set()
-        for message in messages:
+        workspaces = _workspaces(cursor, {s.write_key for s in submissions})
+        by_workspace: dict[int, list[int]] = {}
+        for index, submission in enumerate(submissions):
+            workspace_id = workspaces.get(submission.write_key)
+            if workspace_id is not None:
+                by_workspace.setdefault(workspace_id, []).append(index)
+        # Workspaces in id order: concurrent groups lock their people in the same order.
+        for workspace_id in sorted(by_workspace):
+            # Entry point of the workspace: the write key named it.
+            indexes = by_workspace[workspace_id]
+            with workspace_scope(workspace_id):
+                stored = _ingest(cursor, workspace_id, [submissions[index] for index in indexes])
+            for index, result in zip(indexes, stored, strict=True):
+                results[index] = result
+    return results
+
+
+def _workspaces(cursor: Any, write_keys: set[str]) -> dict[str, int]:
+    """The workspace of each known write key; pipelined with the transaction's BEGIN."""
+    with cursor.connection.pipeline():
+        if len(write_keys) == 1:
+            [key] = write_keys
+            cursor.execute(WORKSPACE_BY_WRITE_KEY, [key], prepare=True)
+        else:
+            cursor.execute(WORKSPACES_BY_WRITE_KEYS, [sorted(write_keys)], prepare=True)
+    rows = cursor.fetchall()
+    if len(write_keys) == 1:
+        return {key: rows[0][0]} if rows else {}
+    return dict(rows)
+
+
+def _ingest(cursor: Any, workspace_id: int, submissions: list[Submission]) -> list[IngestResult]:
+    """Store the submissions of one workspace, in order; one result per submission."""
+    results = [IngestResult(rejected=len(s.rejections)) for s in submissions]
+    rejections = [r for s in submissions for r in s.rejections]
+    if rejections:
+        _quarantine(cursor, workspace_id, rejections)
+    # Each message with the index of its request, for the counts of the answer.
+    unique: list[Message] = []
+    owners: list[int] = []
+    seen_ids: set[str] = set()
+    for owner, submission in enumerate(submissions):
+        for message in submission.messages:
             if message.message_id in seen_ids:
-                result.duplicates += 1
+                results[owner].duplicates += 1
             else:
                 seen_ids.add(message.message_id)
                 unique.append(message)
-        if not unique:
-            return result
-        suppressed, new_ids, known = _read(cursor, workspace_id, unique, received_at)
-        fresh: list[Message] = []
-        drops: dict[Key, int] = {}
-        for message in unique:
-            if message.message_id not in new_ids:
-                result.duplicates += 1
-                continue
-            hits = [key for key in _message_keys(message) if key in suppressed] if suppressed else []
-            if hits:
-                result.suppressed += 1
-                for key in hits:
-                    drops[key] = drops.get(key, 0) + 1
-            else:
-                fresh.append(message)
-        plan = _Plan(known)
-        for message in fresh:
+                owners.append(owner)
+    if not unique:
+        return results
+    suppressed, new_ids, known = _read(cursor, workspace_id, unique, submissions[0].received_at)
+    plan = _Plan(known)
+    drops: dict[Key, int] = {}
+    for message, owner in zip(unique, owners, strict=True):
+        result = results[owner]
+        if message.message_id not in new_ids:
+            result.duplicates += 1
+            continue
+        hits = [key for key in _message_keys(message) if key in suppressed] if suppressed else []
+        if hits:
+            result.suppressed += 1
+            for key in hits:
+                drops[key] = drops.get(key, 0) + 1
+        else:
+            result.stored += 1
             plan.add(message)
-        if fresh or drops:
-            _write(cursor, workspace_id, plan, drops, received_at)
-        result.stored = len(fresh)
-    return result
+    if plan.seen or drops:
+        _write(cursor, workspace_id, plan, drops, submissions[-1].received_at)
+    return results
 
 
-def _quarantine(cursor: Any, workspace_id: int, rejections: Sequence[Rejection], received_at: datetime) -> None:
+def _quarantine(cursor: Any, workspace_id: int, rejections: Sequence[Rejection]) -> None:
     cursor.execute(
         "INSERT INTO tracking_quarantinedmessage (workspace_id, raw, reason, message_id, received_at) "
-        "SELECT %s, raw::jsonb, reason, message_id, %s FROM unnest(%s::text[], %s::text[], %s::text[]) "
-        "AS t(raw, reason, message_id)",
+        "SELECT %s, raw::jsonb, reason, message_id, received_at "
+        "FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[]) AS t(raw, reason, message_id, received_at)",
         [
             workspace_id,
-            received_at,
             [json_text(r.raw) for r in rejections],
             [r.reason for r in rejections],
             [r.message_id.replace("\x00", "") if r.message_id else None for r in rejections],
+            [r.received_at for r in rejections],
         ],
     )
 
@@ -170,29 +232,40 @@ def _keys(messages: Iterable[Message]) -> list[Key]:
 # - "s": which of the ids are suppressed (erased people),
 # - "m": which messageIds are new (recording them; the rest are retries),
 # - "i": the people the ids belong to, locked until commit in id order (against
-#   deadlocks) so that a concurrent merge cannot delete one under us.
+#   deadlocks: the probes run in the order of the sorted person ids) so that a
+#   concurrent merge cannot delete one under us.
 READ = """
 WITH keys AS (
-    SELECT * FROM unnest(%(kinds)s::text[], %(values)s::text[]) AS k(kind, value)
+    SELECT k->>0 AS kind, k->>1 AS value FROM json_array_elements(%(keys)s::json) AS k
 ), suppressed AS (
-    SELECT s.kind, s.value FROM tracking_suppressedid s
-    WHERE s.workspace_id = %(workspace_id)s AND (s.kind, s.value) IN (SELECT kind, value FROM keys)
+    SELECT k.kind, k.value FROM keys k WHERE EXISTS (
+        SELECT FROM tracking_suppressedid s
+        WHERE s.workspace_id = %(workspace_id)s AND s.kind = k.kind AND s.value = k.value
+    )
 ), fresh AS (
     INSERT INTO tracking_processedmessage (workspace_id, message_id, received_at)
-    SELECT %(workspace_id)s, m, %(received_at)s FROM unnest(%(message_ids)s::text[]) AS m
+    SELECT %(workspace_id)s, m, %(received_at)s FROM json_array_elements_text(%(message_ids)s::json) AS m
     ON CONFLICT (workspace_id, message_id) DO NOTHING
     RETURNING message_id
+), ids AS (
+    -- One unique-index probe per id. OFFSET 0 keeps the planner from turning the
+    -- probes into a scan of the workspace's identities (or people, below).
+    SELECT k.kind, k.value, i.person_id FROM keys k CROSS JOIN LATERAL (
+        SELECT i.person_id FROM tracking_identity i
+        WHERE i.workspace_id = %(workspace_id)s AND i.kind = k.kind AND i.value = k.value OFFSET 0
+    ) i
 ), found AS (
-    SELECT i.kind, i.value, p.id, p.user_id, p.traits ? %(marker)s AS has_first_touch
-    FROM tracking_identity i JOIN tracking_person p ON p.id = i.person_id
-    WHERE i.workspace_id = %(workspace_id)s AND p.workspace_id = %(workspace_id)s
-      AND (i.kind, i.value) IN (SELECT kind, value FROM keys)
-    ORDER BY p.id
-    FOR UPDATE OF p
+    SELECT p.id, p.user_id, p.has_first_touch
+    FROM (SELECT DISTINCT person_id FROM ids ORDER BY person_id) d CROSS JOIN LATERAL (
+        SELECT p.id, p.user_id, p.traits ? %(marker)s AS has_first_touch FROM tracking_person p
+        WHERE p.workspace_id = %(workspace_id)s AND p.id = d.person_id
+        FOR UPDATE OFFSET 0
+    ) p
 )
 SELECT 's', kind, value, NULL::bigint, NULL::text, NULL::boolean FROM suppressed
 UNION ALL SELECT 'm', message_id, NULL, NULL, NULL, NULL FROM fresh
-UNION ALL SELECT 'i', kind, value, id, user_id, has_first_touch FROM found
+UNION ALL SELECT 'i', ids.kind, ids.value, f.id, f.user_id, f.has_first_touch
+    FROM ids JOIN found f ON f.id = ids.person_id
 """
 
 
@@ -204,10 +277,9 @@ def _read(
         READ,
         {
             "workspace_id": workspace_id,
-            "kinds": [k for k, _ in keys],
-            "values": [v for _, v in keys],
+            "keys": json_text(keys),
             "received_at": received_at,
-            "message_ids": sorted(m.message_id for m in messages),
+            "message_ids": json_text(sorted(m.message_id for m in messages)),
             "marker": FIRST_TOUCH_MARKER,
         },
         prepare=True,
@@ -385,16 +457,15 @@ def _write(cursor: Any, workspace_id: int, plan: _Plan, drops: dict[Key, int], r
         identities = sorted({(kind, value): row_id(ref) for kind, value, ref in plan.new_identities}.items())
         cursor.execute(
             "INSERT INTO tracking_identity (workspace_id, person_id, kind, value, created_at) "
-            "SELECT %s, person_id, kind, value, %s FROM unnest(%s::bigint[], %s::text[], %s::text[]) "
-            "AS t(person_id, kind, value) "
+            "SELECT %s, t.person_id, t.kind, t.value, %s FROM json_to_recordset(%s::json) "
+            "AS t(person_id bigint, kind text, value text) "
             "ON CONFLICT (workspace_id, kind, value) DO NOTHING RETURNING 1",
             [
                 workspace_id,
                 received_at,
-                [person_id for _, person_id in identities],
-                [kind for (kind, _), _ in identities],
-                [value for (_, value), _ in identities],
+                json_text([{"person_id": p, "kind": k, "value": v} for (k, v), p in identities]),
             ],
+            prepare=True,
         )
         if len(cursor.fetchall()) != len(identities):
             raise _Retry
@@ -403,13 +474,10 @@ def _write(cursor: Any, workspace_id: int, plan: _Plan, drops: dict[Key, int], r
             cursor, workspace_id=workspace_id, loser_id=ids.get(loser, loser), survivor_id=ids.get(survivor, survivor)
         )
     events = [(row_id(ref), m) for ref, m in plan.events]
-    if len(events) >= COPY_THRESHOLD:
-        _copy_events(cursor, workspace_id, events, received_at)
-        events = []
     # The remaining writes depend on nothing they return: one round trip for all.
     with cursor.connection.pipeline():
         if events:
-            _insert_events(cursor, workspace_id, events, received_at)
+            _insert_events(cursor, workspace_id, events)
         if plan.seen:
             _update_people(cursor, workspace_id, plan, row_id)
         if plan.group_links:
@@ -454,87 +522,35 @@ def people_merge(cursor: Any, *, workspace_id: int, loser_id: int, survivor_id: 
     Person.objects.filter(workspace_id=workspace_id, pk=loser_id).delete()
 
 
-COPY_EVENTS = (
-    "COPY tracking_event (workspace_id, person_id, name, properties, context, timestamp, received_at, "
-    "message_id, anonymous_id, user_id, session_id, warnings) FROM STDIN"
-)
-INSERT_EVENT = (
-    "INSERT INTO tracking_event (workspace_id, person_id, name, properties, context, timestamp, received_at, "
-    "message_id, anonymous_id, user_id, session_id, warnings) "
-    "VALUES (%s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s, %s, %s, %s::jsonb)"
-)
+# Every event of the request in one JSON parameter: orjson encodes it in one C call
+# (datetimes included), PostgreSQL decodes it in one pass, and the statement rides
+# in the same pipeline as the people's update.
 INSERT_EVENTS = (
     "INSERT INTO tracking_event (workspace_id, person_id, name, properties, context, timestamp, received_at, "
     "message_id, anonymous_id, user_id, session_id, warnings) "
-    "SELECT %s, person_id, name, properties::jsonb, context::jsonb, ts, %s, message_id, anonymous_id, user_id, "
-    "session_id, warnings::jsonb FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], "
-    "%s::timestamptz[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) "
-    "AS t(person_id, name, properties, context, ts, message_id, anonymous_id, user_id, session_id, warnings)"
+    "SELECT %s, e.p, e.n, e.pr, e.c, e.t, e.r, e.m, e.a, e.u, e.s, e.w FROM json_to_recordset(%s::json) "
+    "AS e(p bigint, n text, pr jsonb, c jsonb, t timestamptz, r timestamptz, m text, a text, u text, s text, w jsonb)"
 )
 
 
-def _copy_events(cursor: Any, workspace_id: int, events: list[tuple[int, Message]], received_at: datetime) -> None:
-    with cursor.copy(COPY_EVENTS) as copy:
-        for person_id, m in events:
-            copy.write_row(
-                (
-                    workspace_id,
-                    person_id,
-                    m.event,
-                    json_text(m.properties),
-                    json_text(m.context),
-                    m.timestamp,
-                    received_at,
-                    m.message_id,
-                    m.anonymous_id,
-                    m.user_id,
-                    m.session_id,
-                    json_text(m.warnings),
-                )
-            )
-
-
-def _insert_events(cursor: Any, workspace_id: int, events: list[tuple[int, Message]], received_at: datetime) -> None:
-    if len(events) == 1:
-        # The single /v1/track case: scalar parameters are dumped in C, arrays in Python.
-        [(person_id, m)] = events
-        cursor.execute(
-            INSERT_EVENT,
-            [
-                workspace_id,
-                person_id,
-                m.event,
-                json_text(m.properties),
-                json_text(m.context),
-                m.timestamp,
-                received_at,
-                m.message_id,
-                m.anonymous_id,
-                m.user_id,
-                m.session_id,
-                json_text(m.warnings),
-            ],
-            prepare=True,
-        )
-        return
-    cursor.execute(
-        INSERT_EVENTS,
-        [
-            workspace_id,
-            received_at,
-            [p for p, _ in events],
-            [m.event for _, m in events],
-            [json_text(m.properties) for _, m in events],
-            [json_text(m.context) for _, m in events],
-            [m.timestamp for _, m in events],
-            [m.message_id for _, m in events],
-            [m.anonymous_id for _, m in events],
-            [m.user_id for _, m in events],
-            [m.session_id for _, m in events],
-            [json_text(m.warnings) for _, m in events],
-        ],
-        prepare=True,
-    )
+def _insert_events(cursor: Any, workspace_id: int, events: list[tuple[int, Message]]) -> None:
+    rows = [
+        {
+            "p": person_id,
+            "n": m.event,
+            "pr": m.properties,
+            "c": m.context,
+            "t": m.timestamp,
+            "r": m.received_at,
+            "m": m.message_id,
+            "a": m.anonymous_id,
+            "u": m.user_id,
+            "s": m.session_id,
+            "w": m.warnings,
+        }
+        for person_id, m in events
+    ]
+    cursor.execute(INSERT_EVENTS, [workspace_id, json_text(rows)], prepare=True)
 
 
 UPDATE_PERSON = (
@@ -594,26 +610,35 @@ def _update_people(cursor: Any, workspace_id: int, plan: _Plan, row_id: Any) -> 
         )
         return
     cursor.execute(
-        "UPDATE tracking_person p SET "
-        "user_id = COALESCE(p.user_id, v.user_id), "
-        "traits = (CASE WHEN v.first_touch IS NULL OR p.traits ? %s THEN p.traits "
-        "ELSE p.traits || v.first_touch::jsonb END) || v.patch::jsonb, "
-        "first_seen = LEAST(p.first_seen, v.first_seen), last_seen = GREATEST(p.last_seen, v.last_seen) "
-        "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[]) "
-        "AS v(id, user_id, first_touch, patch, first_seen, last_seen) "
-        "WHERE p.workspace_id = %s AND p.id = v.id",
-        [
-            FIRST_TOUCH_MARKER,
-            [person_id for person_id, _ in rows],
-            [u.user_id for _, u in rows],
-            [json_text(u.first_touch[1]) if u.first_touch else None for _, u in rows],
-            [json_text(u.patch) for _, u in rows],
-            [u.first_seen for _, u in rows],
-            [u.last_seen for _, u in rows],
-            workspace_id,
-        ],
+        UPDATE_PEOPLE,
+        [FIRST_TOUCH_MARKER, json_text([_person_row(*row) for row in rows]), workspace_id],
         prepare=True,
     )
+
+
+# Many people: one JSON parameter (psycopg dumps arrays, of timestamps above all, in Python).
+# ORDER BY ... OFFSET 0: one primary-key probe per person, in id order, where the planner
+# would otherwise scan the workspace's people through the workspace_id index.
+UPDATE_PEOPLE = (
+    "UPDATE tracking_person p SET "
+    "user_id = COALESCE(p.user_id, v.u), "
+    "traits = (CASE WHEN v.ft IS NULL OR p.traits ? %s THEN p.traits ELSE p.traits || v.ft END) || v.pa, "
+    "first_seen = LEAST(p.first_seen, v.fs), last_seen = GREATEST(p.last_seen, v.ls) "
+    "FROM (SELECT * FROM json_to_recordset(%s::json) "
+    "AS v(id bigint, u text, ft jsonb, pa jsonb, fs timestamptz, ls timestamptz) ORDER BY id OFFSET 0) v "
+    "WHERE p.workspace_id = %s AND p.id = v.id"
+)
+
+
+def _person_row(person_id: int, update: _PersonUpdate) -> dict[str, Any]:
+    return {
+        "id": person_id,
+        "u": update.user_id,
+        "ft": update.first_touch[1] if update.first_touch else None,
+        "pa": update.patch,
+        "fs": update.first_seen,
+        "ls": update.last_seen,
+    }
 
 
 def _write_groups(

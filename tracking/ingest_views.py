@@ -19,15 +19,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-import psycopg
-from django.db import DatabaseError, connection
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.keys import SECRET_KEY_PREFIX
-from accounts.tenancy import workspace_scope
 from config.api import error_body
-from tracking.ingest import messages_ingest
+from tracking.group_commit import CommitUnavailable
+from tracking.ingest import IngestResult, Submission, submissions_ingest
 from tracking.messages import Message, Rejection, parse_message
 
 logger = logging.getLogger(__name__)
@@ -45,7 +44,6 @@ CORS_HEADERS = {
     "Access-Control-Max-Age": "86400",
 }
 ALLOWED_REQUEST_HEADERS = "Authorization, Content-Type, Content-Encoding"
-WORKSPACE_BY_WRITE_KEY = "SELECT id FROM accounts_workspace WHERE write_key = %s"
 
 
 class _Refused(Exception):
@@ -126,22 +124,19 @@ def _write_key(request: HttpRequest, body: dict[str, Any]) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _workspace_id(request: HttpRequest, body: dict[str, Any]) -> int:
+def _checked_write_key(request: HttpRequest, body: dict[str, Any]) -> str:
+    """The write key the request carries; looked up with the messages, in the same transaction."""
     key = _write_key(request, body)
     if key is None:
         raise _Refused(401, "A write key is required: HTTP Basic user name, or writeKey in the body.", "no_write_key")
     if key.startswith(SECRET_KEY_PREFIX):
         raise _Refused(401, "A secret API key is not accepted here; use the workspace's write key.", "secret_key")
-    # Entry point: the write key is what tells us the workspace. A prepared
-    # statement on a plain cursor: the ORM's query building costs more than the query.
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(WORKSPACE_BY_WRITE_KEY, [key], prepare=True)
-        row = cursor.fetchone()
-    workspace_id = row[0] if row else None
-    if workspace_id is None:
-        raise _Refused(401, "Unknown write key.", "invalid_write_key")
-    return workspace_id
+    return key
+
+
+def store_now(submission: Submission) -> IngestResult | None:
+    """Store one request in its own transaction (the Django-routed endpoints, tests)."""
+    return submissions_ingest([submission])[0]
 
 
 def _parse_body(data: bytes) -> dict[str, Any]:
@@ -179,10 +174,14 @@ def _batch_messages(body: dict[str, Any], kind: str | None, size: int) -> list[A
     return batch
 
 
-def _ingest(request: HttpRequest, kind: str | None) -> HttpResponse:
+Store = Callable[[Submission], IngestResult | None]
+
+
+def handle(request: HttpRequest, kind: str | None, store: Store) -> HttpResponse:
+    """The endpoint of ``kind`` (None: ``/v1/batch``); ``store`` commits the messages."""
     try:
-        return _answer(request, kind)
-    except DatabaseError:
+        return _answer(request, kind, store)
+    except (DatabaseError, CommitUnavailable):
         # Connection lost, PostgreSQL restarting...: nothing was committed, so the SDK may retry.
         logger.exception("ingest: storage failed; nothing was acknowledged")
         return _json_response(
@@ -194,7 +193,7 @@ def _ingest(request: HttpRequest, kind: str | None) -> HttpResponse:
         )
 
 
-def _answer(request: HttpRequest, kind: str | None) -> HttpResponse:
+def _answer(request: HttpRequest, kind: str | None, store: Store) -> HttpResponse:
     if request.method == "OPTIONS":
         response = HttpResponse(status=204)
         for header, value in CORS_HEADERS.items():
@@ -211,7 +210,7 @@ def _answer(request: HttpRequest, kind: str | None) -> HttpResponse:
     try:
         data = read_body(request)
         body = _parse_body(data)
-        workspace_id = _workspace_id(request, body)
+        write_key = _checked_write_key(request, body)
         raw_messages = _batch_messages(body, kind, len(data))
     except _Refused as refused:
         return _json_response(refused.body, status=refused.status)
@@ -224,17 +223,17 @@ def _answer(request: HttpRequest, kind: str | None) -> HttpResponse:
             messages.append(parsed)
         else:
             rejections.append(parsed)
-    with workspace_scope(workspace_id):
-        result = messages_ingest(
-            workspace_id=workspace_id, messages=messages, rejections=rejections, received_at=received_at
-        )
+    result = store(Submission(write_key, messages, rejections, received_at))
+    if result is None:
+        unknown = _Refused(401, "Unknown write key.", "invalid_write_key")
+        return _json_response(unknown.body, status=unknown.status)
     return _json_response(result.as_dict(accepted=len(messages)))
 
 
 def _endpoint(kind: str | None) -> Callable[[HttpRequest], HttpResponse]:
     @csrf_exempt
     def view(request: HttpRequest) -> HttpResponse:
-        return _ingest(request, kind)
+        return handle(request, kind, store_now)
 
     view.__name__ = f"ingest_{kind or 'batch'}"
     return view

@@ -43,6 +43,7 @@ class Message:
     user_id: str | None
     anonymous_id: str | None
     timestamp: datetime
+    received_at: datetime
     warnings: list[str] = field(default_factory=list)
     event: str | None = None
     properties: dict[str, Any] = field(default_factory=dict)
@@ -57,6 +58,7 @@ class Message:
 class Rejection:
     raw: Any
     reason: str
+    received_at: datetime
     message_id: str | None = None
 
 
@@ -136,13 +138,18 @@ def event_time(raw_timestamp: Any, sent_at: Any, received_at: datetime, warnings
 def parse_message(raw: Any, *, kind: str | None, batch_sent_at: Any, received_at: datetime) -> Message | Rejection:
     """Check one message. ``kind`` is the endpoint's type, None inside a batch."""
     if not isinstance(raw, dict):
-        return Rejection(raw=raw, reason="message must be a JSON object")
+        return Rejection(raw=raw, reason="message must be a JSON object", received_at=received_at)
     raw_message_id = raw.get("messageId")
     message_id = raw_message_id if isinstance(raw_message_id, str) and raw_message_id else None
     try:
         return _parse(raw, kind=kind, batch_sent_at=batch_sent_at, received_at=received_at)
     except _Invalid as error:
-        return Rejection(raw=raw, reason=str(error), message_id=message_id[:MAX_ID_LENGTH] if message_id else None)
+        return Rejection(
+            raw=raw,
+            reason=str(error),
+            received_at=received_at,
+            message_id=message_id[:MAX_ID_LENGTH] if message_id else None,
+        )
 
 
 def _parse(raw: dict[str, Any], *, kind: str | None, batch_sent_at: Any, received_at: datetime) -> Message:
@@ -166,6 +173,7 @@ def _parse(raw: dict[str, Any], *, kind: str | None, batch_sent_at: Any, receive
         user_id=user_id,
         anonymous_id=anonymous_id,
         timestamp=timestamp,
+        received_at=received_at,
         warnings=warnings,
         properties=properties,
         traits=traits,

@@ -47,7 +47,23 @@ class Command(BaseCommand):
         bind = f"{options['host']}:{options['port']}"
         python = sys.executable
         commands = {
-            "web": [python, "-m", "gunicorn", "config.wsgi", "--bind", bind, "--workers", "2", "--access-logfile", "-"],
+            # As in production (README): threads, so that tracking requests share commits.
+            "web": [
+                python,
+                "-m",
+                "gunicorn",
+                "config.wsgi",
+                "--bind",
+                bind,
+                "--workers",
+                "2",
+                "--worker-class",
+                "gthread",
+                "--threads",
+                "32",
+                "--access-logfile",
+                "-",
+            ],
             "worker": [python, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO", "--concurrency", "2"],
             "beat": [
                 python,
