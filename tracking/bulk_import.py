@@ -1,7 +1,7 @@
 """Bulk import of exported messages through the ingestion path, in chunks.
 
 Each chunk of messages is checked by ``tracking.messages.parse_message`` and
-stored by ``tracking.ingest.messages_ingest``, exactly as a request to
+stored by ``tracking.ingest.submissions_ingest``, exactly as a request to
 ``/v1/batch`` would be: the same identity rules, dedupe by ``messageId``,
 suppressed ids, quarantine for invalid messages, and events written with COPY.
 One chunk is one transaction.
@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from accounts.models import Workspace
 from tracking.import_files import Rejected
-from tracking.ingest import messages_ingest
+from tracking.ingest import Submission, submissions_ingest
 from tracking.messages import Message, Rejection, parse_message, parse_time
 
 DEFAULT_CHUNK_SIZE = 10_000
@@ -64,7 +64,7 @@ def events_import(
         rejections: list[Rejection] = []
         for item in chunk:
             if isinstance(item, Rejected):
-                rejections.append(Rejection(raw=item.raw, reason=item.reason))
+                rejections.append(Rejection(raw=item.raw, reason=item.reason, received_at=received_at))
                 if len(totals.samples) < SAMPLE_REJECTIONS:
                     totals.samples.append(f"line {item.line}: {item.reason} ({item.detail})")
                 continue
@@ -75,9 +75,10 @@ def events_import(
                     totals.samples.append(f"message {parsed.message_id or '(no messageId)'}: {parsed.reason}")
             else:
                 messages.append(parsed)
-        result = messages_ingest(
-            workspace_id=workspace.pk, messages=messages, rejections=rejections, received_at=received_at
-        )
+        submission = Submission(workspace.write_key, messages, rejections, received_at)
+        [result] = submissions_ingest([submission])
+        if result is None:
+            raise RuntimeError("the workspace's write key changed during the import")
         totals.read += len(chunk)
         totals.accepted += result.stored
         totals.duplicates += result.duplicates

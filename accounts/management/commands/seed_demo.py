@@ -3,7 +3,7 @@
 The behaviour comes from ``tracking.demo_shop`` (loyal buyers, browsers, cart
 abandoners, lapsed customers, new sign-ups, email engagers) and is fed through
 the ingestion path real traffic uses (``tracking.bulk_import``: the message
-checks and ``messages_ingest``, in batches of 2,500 as ``/v1/batch`` takes).
+checks and ``submissions_ingest``, in batches of 2,500 as ``/v1/batch`` takes).
 
 Deterministic: the same ``--seed``, ``--people``, ``--days`` and ``--now``
 give the same people, traits and events. ``--now`` defaults to the start of
