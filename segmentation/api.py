@@ -29,15 +29,22 @@ from segmentation.definition import MAX_GROUP_DEPTH, MAX_NODES, DefinitionInvali
 from segmentation.models import Segment
 from tracking.api import PersonSerializer
 
+
+def _choice(values: list[str]) -> dict[str, Any]:
+    """A string from a fixed list, as a pattern: drf-spectacular hoists every ``enum`` into a
+    component named after the property, which would merge the different ``type`` and
+    ``operator`` lists of the definition's variants into one."""
+    return {"type": "string", "pattern": f"^({'|'.join(values)})$", "description": f"One of: {', '.join(values)}."}
+
+
 _FILTER: dict[str, Any] = {
     "type": "object",
     "required": ["key", "operator"],
     "additionalProperties": False,
     "properties": {
         "key": {"type": "string", "description": 'A top-level property; dots reach into objects ("address.country").'},
-        "operator": {
-            "type": "string",
-            "enum": [
+        "operator": _choice(
+            [
                 "eq",
                 "neq",
                 "in",
@@ -55,8 +62,8 @@ _FILTER: dict[str, Any] = {
                 "after",
                 "is_set",
                 "is_not_set",
-            ],
-        },
+            ]
+        ),
         "value": {"description": "A string, number or boolean; a list for in/not_in/between; none for is_set."},
     },
 }
@@ -77,7 +84,7 @@ _COMPARISON: dict[str, Any] = {
     "type": "object",
     "required": ["operator", "value"],
     "properties": {
-        "operator": {"type": "string", "enum": ["eq", "neq", "gt", "gte", "lt", "lte", "between"]},
+        "operator": _choice(["eq", "neq", "gt", "gte", "lt", "lte", "between"]),
         "value": {"description": "A number, or [low, high] for between."},
     },
 }
@@ -90,7 +97,7 @@ def _variant(kind: str, required: list[str], properties: dict[str, Any], descrip
         "type": "object",
         "description": description,
         "required": ["type", *required],
-        "properties": {"type": {"type": "string", "enum": [kind]}, **properties},
+        "properties": {"type": _choice([kind]), **properties},
     }
 
 
@@ -119,7 +126,7 @@ DEFINITION_SCHEMA: dict[str, Any] = {
             {
                 "event": {"type": "string"},
                 "key": {"type": "string"},
-                "function": {"type": "string", "enum": ["sum", "avg", "min", "max"]},
+                "function": _choice(["sum", "avg", "min", "max"]),
                 "filters": _FILTERS,
                 "window": _WINDOW,
                 **_COMPARISON["properties"],
