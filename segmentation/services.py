@@ -281,8 +281,15 @@ def segment_delete(*, segment: Segment, actor: User | None) -> None:
 
 
 def _statement_timeout(seconds: float) -> None:
+    """``SET LOCAL statement_timeout``, and ``client_connection_check_interval`` so that a worker
+    killed mid-refresh has its transaction rolled back (and its lock freed) within a second,
+    instead of when the statement would have ended."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('statement_timeout', %s, true)", [f"{int(seconds * 1000)}ms"])
+        cursor.execute(
+            "SELECT set_config('statement_timeout', %s, true), "
+            "set_config('client_connection_check_interval', %s, true)",
+            [f"{int(seconds * 1000)}ms", "1000ms"],
+        )
 
 
 def _is_timeout(error: BaseException) -> bool:
@@ -485,7 +492,7 @@ def segment_refresh(*, segment: Segment, now: datetime | None = None) -> Refresh
     are only stamped fresh. ``now`` is the evaluation time (tests move it).
     """
     now = now or timezone.now()
-    Segment.objects.filter(workspace_id=segment.workspace_id, pk=segment.pk).update(status=SegmentStatus.REFRESHING)
+    _mark_refreshing(segment)
     try:
         result = _apply(segment, now)
     except Exception as error:
@@ -499,6 +506,20 @@ def segment_refresh(*, segment: Segment, now: datetime | None = None) -> Refresh
         return RefreshResult(size=segment.size, entered=0, exited=0, skipped=True)
     segment.refresh_from_db()
     return result
+
+
+def _mark_refreshing(segment: Segment) -> None:
+    """Show ``refreshing`` at once (its own statement, committed before the refresh starts).
+
+    SKIP LOCKED: when the row is locked, a refresh is committing its result right now; waiting
+    for it would make this refresh queue behind that one instead of being skipped by the lock.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE segmentation_segment SET status = %s WHERE id = ("
+            "SELECT id FROM segmentation_segment WHERE workspace_id = %s AND id = %s FOR UPDATE SKIP LOCKED)",
+            [SegmentStatus.REFRESHING.value, segment.workspace_id, segment.pk],
+        )
 
 
 def _record_failure(segment: Segment, reason: str, now: datetime) -> None:
