@@ -499,13 +499,20 @@ def segment_refresh(*, segment: Segment, now: datetime | None = None) -> Refresh
         reason = _readable(error)
         logger.warning("Refresh of segment %s failed: %s", segment.pk, reason, exc_info=True)
         _record_failure(segment, reason, now)
-        segment.refresh_from_db()
+        _reload(segment)
         return RefreshResult(size=segment.size, entered=0, exited=0, error=reason)
+    _reload(segment)
     if result is None:
-        segment.refresh_from_db()
         return RefreshResult(size=segment.size, entered=0, exited=0, skipped=True)
-    segment.refresh_from_db()
     return result
+
+
+def _reload(segment: Segment) -> None:
+    """The caller's instance shows the stored state; a segment deleted meanwhile keeps what it had."""
+    try:
+        segment.refresh_from_db()
+    except Segment.DoesNotExist:
+        return
 
 
 def _mark_refreshing(segment: Segment) -> None:

@@ -426,3 +426,13 @@ def test_csv_without_a_user_id_header_uses_the_first_column(scoped):
 
     assert (applied.added, applied.removed, applied.unknown) == (1, 0, ["zed"])
     assert members(segment) == {"ann"}
+
+
+def test_refreshing_a_segment_deleted_meanwhile_does_nothing(scoped):
+    segment = _create(scoped)
+    Segment.objects.filter(pk=segment.pk).delete()
+
+    result = services.segment_refresh(segment=segment)
+
+    assert (result.skipped, result.size, result.entered, result.exited) == (True, 0, 0, 0)
+    assert not Segment.objects.exists()
