@@ -762,25 +762,30 @@ CSV_BATCH = 5000
 def _csv_user_ids(file: IO[Any]) -> Iterator[str]:
     """The user ids of a CSV, one per row: the ``user_id`` column when the header names one, else the first column.
 
-    Decoded as UTF-8 (a byte-order mark is skipped); blank values are skipped. Streams: the file is never
-    held in memory whole.
+    Decoded as UTF-8 (a byte-order mark is skipped; undecodable bytes become U+FFFD, which
+    matches no id); blank values are skipped. Streams: the file is never held in memory whole.
+    A file the csv module cannot read (a NUL byte, a field beyond its size limit) raises
+    ``ValidationError`` on ``file``; callers inside a transaction then write nothing.
     """
     if hasattr(file, "seek"):
         file.seek(0)
     text: Iterable[str] = codecs.getreader("utf-8-sig")(file, "replace") if _is_binary(file) else file
     rows = csv.reader(text)
-    column = 0
-    first = next(rows, None)
-    if first is None:
-        return
-    header = [cell.strip().lstrip("\ufeff").lower() for cell in first]
-    if "user_id" in header:
-        column = header.index("user_id")
-    elif first and first[0].strip():
-        yield first[0].strip()
-    for row in rows:
-        if len(row) > column and row[column].strip():
-            yield row[column].strip()
+    try:
+        first = next(rows, None)
+        if first is None:
+            return
+        header = [cell.strip().lstrip("\ufeff").lower() for cell in first]
+        column = 0
+        if "user_id" in header:
+            column = header.index("user_id")
+        elif first and first[0].strip():
+            yield first[0].strip()
+        for row in rows:
+            if len(row) > column and row[column].strip():
+                yield row[column].strip()
+    except csv.Error as error:
+        raise ValidationError({"file": [f"Not a readable CSV file (line {rows.line_num}): {error}."]}) from error
 
 
 def _is_binary(file: IO[Any]) -> bool:

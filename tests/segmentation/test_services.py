@@ -422,9 +422,11 @@ def test_csv_without_a_user_id_header_uses_the_first_column(scoped):
     shopper(scoped, "ann")
     segment = services.segment_create(workspace=scoped, actor=None, name="Upload", definition=None, static=True)
 
-    applied = services.segment_static_csv_apply(segment=segment, actor=None, file=io.StringIO("ann,x\nzed,y\n"))
+    applied = services.segment_static_csv_apply(
+        segment=segment, actor=None, file=io.StringIO("ann,x\nzed,y\nnul\x00id,z\n")
+    )
 
-    assert (applied.added, applied.removed, applied.unknown) == (1, 0, ["zed"])
+    assert (applied.added, applied.removed, applied.unknown) == (1, 0, ["zed", "nul\x00id"])
     assert members(segment) == {"ann"}
 
 
@@ -436,3 +438,18 @@ def test_refreshing_a_segment_deleted_meanwhile_does_nothing(scoped):
 
     assert (result.skipped, result.size, result.entered, result.exited) == (True, 0, 0, 0)
     assert not Segment.objects.exists()
+
+
+def test_an_unreadable_csv_is_refused_and_nothing_is_written(scoped):
+    shopper(scoped, "ann")
+    segment = services.segment_create(workspace=scoped, actor=None, name="Upload", definition=None, static=True)
+    before = segment_rows(scoped)
+
+    upload = b"user_id\nann\n" + b"x" * 200_000 + b"\n"
+    with pytest.raises(ValidationError) as caught:
+        services.segment_static_csv_apply(segment=segment, actor=None, file=io.BytesIO(upload))
+
+    assert caught.value.message_dict == {
+        "file": ["Not a readable CSV file (line 3): field larger than field limit (131072)."]
+    }
+    assert segment_rows(scoped) == before

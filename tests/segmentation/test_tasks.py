@@ -150,6 +150,9 @@ def test_two_refreshes_at_once_apply_once(settings):
     first = threading.Thread(target=refresh, args=("first",))
     first.start()
     _wait_for(lambda: len(_lock_holders(segment.pk)) == 1)
+    # While the first holds the lock the segment shows "refreshing", and readers see no member yet
+    assert reload(segment).status == SegmentStatus.REFRESHING
+    assert members(segment) == set()
     second = threading.Thread(target=refresh, args=("second",))
     second.start()
     second.join(timeout=30)
@@ -221,6 +224,7 @@ def test_a_refresh_killed_mid_transaction_leaves_the_old_membership_and_the_next
     try:
         # the holder of the lock has applied the difference and sleeps before COMMIT
         _wait_for(lambda: _holder_activity(segment.pk) == [("active", "SELECT pg_sleep(120.0)")])
+        assert members(segment) == {"ann", "bob"}  # readers see the old set while the difference is uncommitted
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=10)
     finally:
@@ -240,3 +244,10 @@ def test_a_refresh_killed_mid_transaction_leaves_the_old_membership_and_the_next
     assert (result.skipped, result.size, result.entered, result.exited) == (False, 2, 1, 1)
     assert members(segment) == {"ann", "cy"}
     assert reload(segment).status == SegmentStatus.FRESH
+
+
+def test_beat_runs_the_fan_out_every_30_seconds(settings):
+    entry = settings.CELERY_BEAT_SCHEDULE["segments-refresh-due"]
+
+    assert (entry["task"], entry["schedule"]) == ("segmentation.tasks.segments_refresh_due", 30.0)
+    assert celery_app.tasks[entry["task"]].name == segments_refresh_due.name
