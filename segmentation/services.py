@@ -356,19 +356,23 @@ def _has_webhooks(workspace_id: int, segment_id: int) -> bool:
     return WebhookSubscription.objects.filter(listening, workspace_id=workspace_id).exists()
 
 
-# The difference, in one statement: the new set (materialized once), the leavers deleted, the
-# newcomers inserted, both recorded as changes. Every data-modifying part sees the same snapshot.
+# The new set goes into a temporary table with a primary key, analysed, so the planner knows
+# its size: against a CTE it has no statistics and may pick a nested-loop anti-join that is
+# quadratic in the segment's size. The table lives in this transaction only.
+_NEW_TABLE_SQL = "CREATE TEMP TABLE segment_refresh_new (person_id bigint PRIMARY KEY) ON COMMIT DROP"
+_NEW_MEMBERS_SQL = "INSERT INTO segment_refresh_new (person_id) {members}"
+# The difference, in one statement: the leavers deleted, the newcomers inserted, both recorded
+# as changes. Every data-modifying part sees the same snapshot.
 _APPLY_SQL = """
-WITH new AS MATERIALIZED ({members}),
-gone AS (
+WITH gone AS (
     DELETE FROM segmentation_membership m
     WHERE m.workspace_id = %s AND m.segment_id = %s
-      AND NOT EXISTS (SELECT 1 FROM new WHERE new.person_id = m.person_id)
+      AND NOT EXISTS (SELECT 1 FROM segment_refresh_new new WHERE new.person_id = m.person_id)
     RETURNING m.person_id
 ),
 came AS (
     INSERT INTO segmentation_membership (workspace_id, segment_id, person_id, entered_at)
-    SELECT %s, %s, new.person_id, %s FROM new
+    SELECT %s, %s, new.person_id, %s FROM segment_refresh_new new
     WHERE NOT EXISTS (
         SELECT 1 FROM segmentation_membership m
         WHERE m.workspace_id = %s AND m.segment_id = %s AND m.person_id = new.person_id
@@ -381,7 +385,7 @@ changes AS (
     UNION ALL
     SELECT %s, %s, person_id, %s, %s FROM came
 )
-SELECT (SELECT count(*) FROM new), (SELECT count(*) FROM came), (SELECT count(*) FROM gone){ids}
+SELECT (SELECT count(*) FROM came), (SELECT count(*) FROM gone){ids}
 """
 _IDS_SQL = (
     ", (SELECT coalesce(array_agg(person_id), '{}') FROM came), (SELECT coalesce(array_agg(person_id), '{}') FROM gone)"
@@ -438,9 +442,7 @@ def _apply(segment: Segment, now: datetime) -> RefreshResult | None:
             tree = parse(definition, now=edited_at)
             members = compile_members(tree, workspace_id=workspace_id, now=now)
             want_ids = _has_webhooks(workspace_id, segment.pk)
-            sql = _APPLY_SQL.format(members=members.sql, ids=_IDS_SQL if want_ids else "")
-            params = [
-                *members.params,
+            params: list[Any] = [
                 workspace_id,
                 segment.pk,
                 workspace_id,
@@ -458,11 +460,16 @@ def _apply(segment: Segment, now: datetime) -> RefreshResult | None:
                 now,
             ]
             with connection.cursor() as cursor:
-                cursor.execute(sql, params)
+                cursor.execute(_NEW_TABLE_SQL)
+                cursor.execute(_NEW_MEMBERS_SQL.format(members=members.sql), members.params)
+                size = cursor.rowcount
+                cursor.execute("ANALYZE segment_refresh_new")
+                cursor.execute(_APPLY_SQL.format(ids=_IDS_SQL if want_ids else ""), params)
                 result = cursor.fetchone()
-            size, entered, exited = int(result[0]), int(result[1]), int(result[2])
+                cursor.execute("DROP TABLE segment_refresh_new")
+            entered, exited = int(result[0]), int(result[1])
             if want_ids:
-                entered_ids, exited_ids = list(result[3]), list(result[4])
+                entered_ids, exited_ids = list(result[2]), list(result[3])
         SegmentSizeSnapshot.objects.create(
             workspace_id=workspace_id, segment_id=segment.pk, at=now, size=size, entered=entered, exited=exited
         )
