@@ -18,7 +18,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -82,8 +82,9 @@ class StaticChange:
     unknown: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class CsvPreview:
+class CsvPreview(NamedTuple):
+    """What a CSV would match; unpacks as ``(matched, unmatched, total)``."""
+
     matched: int
     unmatched: list[str]
     total: int

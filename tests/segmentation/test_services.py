@@ -413,7 +413,9 @@ def test_csv_preview_and_apply(scoped):
     preview = services.segment_static_csv_preview(segment=segment, file=io.BytesIO(b"\xef\xbb\xbf" + upload))
     applied = services.segment_static_csv_apply(segment=segment, actor=None, file=io.BytesIO(upload), replace=True)
 
-    assert (preview.matched, preview.unmatched, preview.total) == (2, ["dee", "'; drop table x; --"], 4)
+    matched, unmatched, total = preview
+    assert (matched, unmatched, total) == (2, ["dee", "'; drop table x; --"], 4)
+    assert (preview.matched, preview.total) == (2, 4)
     assert (applied.added, applied.removed, applied.unknown) == (2, 1, ["dee", "'; drop table x; --"])
     assert members(segment) == {"ann", "bob"}
 
