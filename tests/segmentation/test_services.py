@@ -455,3 +455,37 @@ def test_an_unreadable_csv_is_refused_and_nothing_is_written(scoped):
         "file": ["Not a readable CSV file (line 3): field larger than field limit (131072)."]
     }
     assert segment_rows(scoped) == before
+
+
+def test_static_changes_reach_webhooks_with_the_person_ids(scoped, django_capture_on_commit_callbacks, monkeypatch):
+    calls = []
+    monkeypatch.setattr(hooks, "segment_changes_committed", lambda *args: calls.append(args[:4]))
+    ann, bob = shopper(scoped, "ann"), shopper(scoped, "bob")
+    segment = services.segment_create(workspace=scoped, actor=None, name="Beta", definition=None, static=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.segment_static_change(segment=segment, actor=None, add=["ann"], remove=[])
+    WebhookSubscription.objects.create(
+        workspace=scoped, url="https://hooks.example/x", secret_salt="s", secret_hint="h"
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.segment_static_change(segment=segment, actor=None, add=["bob"], remove=["ann"])
+
+    assert calls == [(scoped.pk, segment.pk, [bob.pk], [ann.pk])]
+
+
+def test_a_window_that_empties_after_saving_matches_nobody_instead_of_failing(scoped):
+    now = timezone.now()
+    ann = shopper(scoped, "ann")
+    bought(scoped, ann, now - timedelta(days=1))
+    closes = (now + timedelta(days=2)).isoformat()
+    segment = _create(
+        scoped, definition={"type": "event", "event": "Order Completed", "window": {"since": "7d", "until": closes}}
+    )
+    services.segment_refresh(segment=segment, now=now)
+    assert members(segment) == {"ann"}
+
+    result = services.segment_refresh(segment=segment, now=now + timedelta(days=10))
+
+    assert (result.error, result.size, reload(segment).status) == ("", 0, SegmentStatus.FRESH)
+    assert members(segment) == set()
