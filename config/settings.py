@@ -117,7 +117,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "tracking-maintenance": {"task": "tracking.tasks.tracking_maintenance", "schedule": 3600.0},
     # Webhook retries that are due, and deliveries whose enqueue failed (broker down).
     "webhooks-sweep": {"task": "segmentation.webhooks.tasks.webhooks_sweep", "schedule": 60.0},
+    # Real-time segment membership: workspaces whose drain kick was lost or debounced (docs/segments.md).
+    "segments-realtime-sweep": {"task": "segmentation.tasks.segment_realtime_sweep", "schedule": 2.0},
 }
+# The queue of the real-time membership drains; a worker of its own (-Q) keeps them from waiting
+# behind long full refreshes. Default: Celery's default queue.
+SEGMENTS_REALTIME_QUEUE = env.str("SEGMENTS_REALTIME_QUEUE", default="celery")
 
 # --- Accounts ---------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
