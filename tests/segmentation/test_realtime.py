@@ -351,7 +351,8 @@ def test_ingestion_records_what_changed_for_each_person_after_commit(
             ],
         )
     assert given.status_code == 200
-    redis.Redis.from_url(settings.REDIS_URL).delete(realtime._keys(workspace.pk)[0])
+    pending, _, kick, _ = realtime._keys(workspace.pk)
+    redis.Redis.from_url(settings.REDIS_URL).delete(pending, kick, queue)
     u1, u5 = (_person_id(workspace, IdentityKind.USER_ID, user) for user in ("u1", "u5"))
 
     # When u1 buys and upgrades, u5 signs in on the visitor's device (a merge), a new visitor arrives
@@ -380,10 +381,10 @@ def test_ingestion_records_what_changed_for_each_person_after_commit(
         f"{u5}|*",
         f"{a4}|*",
     }
-    # and the workspace is dirty, with a drain kicked
+    # and the workspace is dirty, with one drain kicked
     client_redis = redis.Redis.from_url(settings.REDIS_URL)
     assert client_redis.sismember(realtime._keys(0)[1], workspace.pk)
-    assert client_redis.llen(queue) >= 1
+    assert client_redis.llen(queue) == 1
 
 
 def test_a_kick_moments_ago_debounces_the_next_one(client, workspace, queue, django_capture_on_commit_callbacks):
@@ -549,3 +550,6 @@ def test_an_event_sent_to_the_api_makes_the_person_enter_through_a_real_worker(l
         worker.terminate()
         worker.wait(timeout=30)
         log.close()
+        # The events table is not managed by Django, so the transactional test's flush leaves its rows:
+        # delete them, for the tests that count every workspace's rows. unscoped: a cleanup outside any request.
+        Event.objects.unscoped().filter(workspace=workspace).delete()
