@@ -33,7 +33,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache, partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import redis
@@ -76,11 +76,19 @@ def _prefix() -> str:
     return f"{settings.CACHES['default'].get('KEY_PREFIX', 'cohortly')}:segments-rt"
 
 
-def _keys(workspace_id: int) -> tuple[str, str, str, str]:
-    """(pending facts, dirty workspaces, kick, overflow) of a workspace."""
+class Keys(NamedTuple):
+    """The Redis keys of one workspace's real-time work (and the shared set of dirty workspaces)."""
+
+    pending: str  # set of facts ``person|what`` waiting to be applied
+    dirty: str  # set of workspace ids with pending facts (shared)
+    kick: str  # present while a drain kick is debounced
+    overflow: str  # present when facts were dropped for want of room
+
+
+def keys(workspace_id: int) -> Keys:
     prefix = _prefix()
     base = f"{prefix}:{workspace_id}"
-    return f"{base}:pending", f"{prefix}:dirty", f"{base}:kick", f"{base}:overflow"
+    return Keys(f"{base}:pending", f"{prefix}:dirty", f"{base}:kick", f"{base}:overflow")
 
 
 def drain_queue() -> str:
@@ -165,7 +173,7 @@ class Notifier:
         facts = [fact for person_id, change in touched.items() for fact in encode(person_id, change)]
         try:
             kick = self._record_script()(
-                keys=list(_keys(workspace_id)), args=[workspace_id, MAX_PENDING, KICK_DEBOUNCE_MS, *facts]
+                keys=list(keys(workspace_id)), args=[workspace_id, MAX_PENDING, KICK_DEBOUNCE_MS, *facts]
             )
         except Exception as error:
             self._fail("record", workspace_id, error)
@@ -225,7 +233,7 @@ def workspace_drain(*, workspace: Workspace, max_batches: int = MAX_BATCHES_PER_
     successor rather than holding the worker).
     """
     client = _client(DRAIN_TIMEOUT_SECONDS)
-    pending, dirty, _, overflow = _keys(workspace.pk)
+    pending, dirty, _, overflow = keys(workspace.pk)
     pop = client.register_script(_POP)
     result = DrainResult()
     for _ in range(max_batches):
@@ -253,8 +261,16 @@ def workspace_drain(*, workspace: Workspace, max_batches: int = MAX_BATCHES_PER_
 def dirty_workspaces() -> list[int]:
     """Workspaces with pending changes (the beat's sweep drains them: a lost kick is harmless)."""
     client = _client(DRAIN_TIMEOUT_SECONDS)
-    _, dirty, _, _ = _keys(0)
-    return sorted(int(member) for member in client.smembers(dirty))
+    members: set[bytes] = client.smembers(keys(0).dirty)  # type: ignore[assignment]
+    return sorted(int(member) for member in members)
+
+
+def workspace_forget(*, workspace_id: int) -> None:
+    """Drop a deleted workspace's pending work, so that the sweep stops kicking its drain."""
+    client = _client(DRAIN_TIMEOUT_SECONDS)
+    found = keys(workspace_id)
+    client.delete(found.pending, found.kick, found.overflow)
+    client.srem(found.dirty, workspace_id)
 
 
 def segments_mark_due(*, workspace: Workspace) -> int:
@@ -275,32 +291,34 @@ class _Live:
 
 
 @lru_cache(maxsize=1024)
-def _parsed(definition_json: bytes) -> Node:
-    """A definition's tree. Cached by its text: parsing is pure and definitions rarely change."""
-    return parse(orjson.loads(definition_json))
+def _parsed(definition_json: bytes, edited_at: datetime) -> Node:
+    """A definition's tree. Cached: parsing is pure and definitions rarely change."""
+    return parse(orjson.loads(definition_json), now=edited_at)
 
 
-def _tree(definition: Any) -> Node:
-    return _parsed(orjson.dumps(definition, option=orjson.OPT_SORT_KEYS))
+def _tree(definition: Any, edited_at: datetime) -> Node:
+    """Parsed as of its last edit, as the full refresh does: a window mixing a timestamp and a
+    duration was checked then, and must not be refused later because time moved on."""
+    return _parsed(orjson.dumps(definition, option=orjson.OPT_SORT_KEYS), edited_at)
 
 
 def live_segments(*, workspace: Workspace) -> list[_Live]:
     """The workspace's dynamic segments that have had a first refresh, referenced ones first.
 
     A segment still pending is skipped: its first full refresh computes everyone.
-    A definition that no longer parses (a window that has become empty since it
-    was saved) is left to the full refresh.
+    A definition that does not parse (it cannot have been saved so; nothing to do
+    in real time) is logged and left to the full refresh.
     """
     rows = (
         Segment.objects.filter(workspace=workspace, is_static=False, refreshed_at__isnull=False)
         .exclude(status=SegmentStatus.PENDING)
         .order_by("pk")
-        .values_list("pk", "definition")
+        .values_list("pk", "definition", "updated_at")
     )
     found: dict[int, Dependencies] = {}
-    for pk, definition in rows:
+    for pk, definition, edited_at in rows:
         try:
-            found[pk] = dependencies(_tree(definition))
+            found[pk] = dependencies(_tree(definition, edited_at))
         except DefinitionInvalid as error:
             logger.info("Real-time segments: segment %s skipped: %s", pk, error)
     return [_Live(pk, found[pk]) for pk in _referenced_first(found)]
@@ -380,13 +398,13 @@ def segment_people_reevaluate(*, segment: Segment, person_ids: Collection[int]) 
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s::integer)", [SEGMENT_LOCK_CLASS, segment.pk])
         row = (
             Segment.objects.filter(workspace_id=workspace_id, pk=segment.pk)
-            .values("definition", "is_static", "status", "refreshed_at")
+            .values("definition", "is_static", "status", "refreshed_at", "updated_at")
             .first()
         )
         if row is None or row["is_static"] or row["status"] == SegmentStatus.PENDING or row["refreshed_at"] is None:
             return Reevaluation()
         try:
-            tree = _tree(row["definition"])
+            tree = _tree(row["definition"], row["updated_at"])
         except DefinitionInvalid as error:
             logger.info("Real-time segments: segment %s skipped: %s", segment.pk, error)
             return Reevaluation()
@@ -426,6 +444,5 @@ def _apply(workspace_id: int, segment_id: int, entered: list[int], exited: list[
 
 def facts_pending(workspace_id: int) -> set[str]:
     """The pending facts of a workspace, as text (for operators and tests; does not pop)."""
-    pending, _, _, _ = _keys(workspace_id)
-    members: set[bytes] = _client(DRAIN_TIMEOUT_SECONDS).smembers(pending)  # type: ignore[assignment]
+    members: set[bytes] = _client(DRAIN_TIMEOUT_SECONDS).smembers(keys(workspace_id).pending)  # type: ignore[assignment]
     return {member.decode() for member in members}

@@ -23,6 +23,7 @@ def segment_realtime_drain(workspace_id: int) -> int:
     """
     workspace = Workspace.objects.filter(pk=workspace_id).first()
     if workspace is None:
+        realtime.workspace_forget(workspace_id=workspace_id)
         return 0
     result = realtime.workspace_drain(workspace=workspace)
     if result.more:

@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -351,8 +351,8 @@ def test_ingestion_records_what_changed_for_each_person_after_commit(
             ],
         )
     assert given.status_code == 200
-    pending, _, kick, _ = realtime._keys(workspace.pk)
-    redis.Redis.from_url(settings.REDIS_URL).delete(pending, kick, queue)
+    keys = realtime.keys(workspace.pk)
+    redis.Redis.from_url(settings.REDIS_URL).delete(keys.pending, keys.kick, queue)
     u1, u5 = (_person_id(workspace, IdentityKind.USER_ID, user) for user in ("u1", "u5"))
 
     # When u1 buys and upgrades, u5 signs in on the visitor's device (a merge), a new visitor arrives
@@ -383,14 +383,14 @@ def test_ingestion_records_what_changed_for_each_person_after_commit(
     }
     # and the workspace is dirty, with one drain kicked
     client_redis = redis.Redis.from_url(settings.REDIS_URL)
-    assert client_redis.sismember(realtime._keys(0)[1], workspace.pk)
+    assert client_redis.sismember(realtime.keys(workspace.pk).dirty, workspace.pk)
     assert client_redis.llen(queue) == 1
 
 
 def test_a_kick_moments_ago_debounces_the_next_one(client, workspace, queue, django_capture_on_commit_callbacks):
     # Given a drain was kicked moments ago
     client_redis = redis.Redis.from_url(settings.REDIS_URL)
-    client_redis.set(realtime._keys(workspace.pk)[2], "1", px=60_000)
+    client_redis.set(realtime.keys(workspace.pk).kick, "1", px=60_000)
 
     # When events arrive
     with django_capture_on_commit_callbacks(execute=True):
@@ -411,7 +411,7 @@ def test_merges_mark_the_surviving_person(client, workspace, django_capture_on_c
                 {"type": "identify", "userId": "new"},
             ],
         )
-    redis.Redis.from_url(settings.REDIS_URL).delete(realtime._keys(workspace.pk)[0])
+    redis.Redis.from_url(settings.REDIS_URL).delete(realtime.keys(workspace.pk).pending)
 
     with django_capture_on_commit_callbacks(execute=True):
         _batch(client, workspace, [{"type": "alias", "previousId": "old", "userId": "new"}])
@@ -553,3 +553,56 @@ def test_an_event_sent_to_the_api_makes_the_person_enter_through_a_real_worker(l
         # The events table is not managed by Django, so the transactional test's flush leaves its rows:
         # delete them, for the tests that count every workspace's rows. unscoped: a cleanup outside any request.
         Event.objects.unscoped().filter(workspace=workspace).delete()
+
+
+def test_the_sweep_kicks_a_drain_per_dirty_workspace_and_the_drain_applies(workspace, queue):
+    # Given a buyer pending in a dirty workspace whose kick was lost
+    from segmentation.tasks import segment_realtime_drain, segment_realtime_sweep
+
+    segment = _segment(workspace, "Buyers", ORDER)
+    buyer = builders.person(workspace, user_id="buyer")
+    builders.event(workspace, buyer, "Order Completed")
+    realtime.people_touched(workspace.pk, {buyer.pk: Change(events={"Order Completed"})})
+    client_redis = redis.Redis.from_url(settings.REDIS_URL)
+    client_redis.delete(queue)
+
+    # When the beat's sweep runs
+    assert segment_realtime_sweep.apply().get() == 1
+
+    # Then one drain is queued for the workspace, and running it applies the change
+    [message] = client_redis.lrange(queue, 0, -1)
+    assert orjson.loads(message)["headers"]["argsrepr"] == f"({workspace.pk},)"
+    assert segment_realtime_drain.apply(args=(workspace.pk,)).get() == 1
+    assert set(_state(segment)["members"]) == {(segment.pk, buyer.pk)}
+    assert realtime.dirty_workspaces() == []
+
+
+def test_a_drain_for_a_deleted_workspace_forgets_its_pending_work(db):
+    from segmentation.tasks import segment_realtime_drain
+
+    realtime.people_touched(987_654, {1: Change(events={"A"})})
+    assert realtime.dirty_workspaces() == [987_654]
+
+    assert segment_realtime_drain.apply(args=(987_654,)).get() == 0
+
+    assert realtime.dirty_workspaces() == []
+    assert realtime.facts_pending(987_654) == set()
+
+
+def test_a_definition_is_read_as_of_its_last_edit_so_a_window_that_emptied_since_still_applies(workspace):
+    # Given "ordered in the 30 days before 2026-01-10", saved on 2026-01-01, with a member;
+    # today that window starts after it ends, which a save now would refuse
+    definition = {"type": "event", "event": "Order Completed", "window": {"since": "30d", "until": "2026-01-10"}}
+    segment = _segment(workspace, "January buyers", definition, size=1)
+    with workspace_scope(workspace):
+        Segment.objects.filter(pk=segment.pk).update(updated_at=datetime(2026, 1, 1, tzinfo=UTC))
+    buyer = builders.person(workspace, user_id="buyer")
+    builders.event(workspace, buyer, "Order Completed", at=datetime(2026, 1, 5, tzinfo=UTC))
+    _member(segment, buyer, datetime(2026, 1, 5, tzinfo=UTC))
+
+    # When the member is re-evaluated now
+    outcome = _reevaluate(segment, [buyer])
+
+    # Then the empty window holds for nobody: they leave
+    assert (outcome.entered, outcome.exited) == ([], [buyer.pk])
+    assert _state(segment)["sizes"] == {segment.pk: 0}
