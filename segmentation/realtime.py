@@ -97,14 +97,22 @@ def drain_queue() -> str:
 
 
 def _client(timeout: float) -> redis.Redis:
-    # No retries: a failure must surface at once (ingestion) or fail the task (drain).
-    return redis.Redis.from_url(
-        settings.REDIS_URL,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-        health_check_interval=0,
-    )
+    """A Redis client with these timeouts and no retries: a failure surfaces at once (ingestion) or
+    fails the task (drain). One per URL and timeout per process (its pool reconnects after a fork)."""
+    key = (settings.REDIS_URL, timeout)
+    client = _clients.get(key)
+    if client is None:
+        client = _clients[key] = redis.Redis.from_url(
+            settings.REDIS_URL,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+        )
+    return client
+
+
+_clients: dict[tuple[str, float], redis.Redis] = {}
 
 
 # KEYS: pending, dirty, kick, overflow. ARGV: workspace id, cap, kick ms, facts...
@@ -159,7 +167,7 @@ class Notifier:
         return self._script
 
     def reset(self) -> None:
-        """Close the breaker and drop the connection (settings changed, tests)."""
+        """Close the breaker and look the client up again (settings changed, tests)."""
         with self._lock:
             self._client, self._url, self._script = None, None, None
             self.failing_until, self.skipped = 0.0, 0
