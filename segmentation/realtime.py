@@ -38,7 +38,7 @@ from typing import Any, NamedTuple
 import orjson
 import redis
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from redis.backoff import NoBackoff
@@ -70,6 +70,8 @@ BATCH_SIZE = 500
 # Batches per task run before it hands over to a fresh task (other workspaces get a turn).
 MAX_BATCHES_PER_RUN = 20
 DRAIN_TIMEOUT_SECONDS = 5.0
+# A few hundred people's evaluation takes milliseconds; far beyond, give up and leave it to the full refresh.
+REEVALUATE_TIMEOUT_MS = 10_000
 
 
 def _prefix() -> str:
@@ -368,7 +370,8 @@ def people_changes_apply(*, workspace: Workspace, changes: Mapping[int, Change])
 
     A segment whose referenced segment changed for some people is re-evaluated
     for those people too, after it (``live_segments`` orders them). Answers the
-    segments that changed, by id.
+    segments that changed, by id. A segment whose re-evaluation fails is logged
+    and skipped (its full refresh catches up); the others go on.
     """
     changed: dict[int, Reevaluation] = {}
     for live in live_segments(workspace=workspace):
@@ -378,7 +381,15 @@ def people_changes_apply(*, workspace: Workspace, changes: Mapping[int, Change])
                 people.update(changed[ref].entered, changed[ref].exited)
         if not people:
             continue
-        outcome = segment_people_reevaluate(segment=Segment(pk=live.id, workspace=workspace), person_ids=people)
+        try:
+            outcome = segment_people_reevaluate(segment=Segment(pk=live.id, workspace=workspace), person_ids=people)
+        except DatabaseError:
+            # One segment's failure (its statement timeout, say) must not hold up the others; its
+            # full refresh brings it up to date and records the failure where users see it.
+            logger.warning(
+                "Real-time segments: segment %s not re-evaluated for %d people", live.id, len(people), exc_info=True
+            )
+            continue
         if outcome.entered or outcome.exited:
             changed[live.id] = outcome
     return changed
@@ -403,7 +414,11 @@ def segment_people_reevaluate(*, segment: Segment, person_ids: Collection[int]) 
         return Reevaluation()
     with transaction.atomic():
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s::integer)", [SEGMENT_LOCK_CLASS, segment.pk])
+            # The timeout applies to the statements after this one, not to the wait for the lock.
+            cursor.execute(
+                "SELECT set_config('statement_timeout', %s, true), pg_advisory_xact_lock(%s, %s::integer)",
+                [f"{REEVALUATE_TIMEOUT_MS}ms", SEGMENT_LOCK_CLASS, segment.pk],
+            )
         row = (
             Segment.objects.filter(workspace_id=workspace_id, pk=segment.pk)
             .values("definition", "is_static", "status", "refreshed_at", "updated_at")

@@ -38,6 +38,9 @@ from tests import factories
 from tests.tracking import builders
 from tests.tracking.conftest import basic_auth
 from tracking.bulk_import import events_import
+from tracking.group_commit import GroupCommitter
+from tracking.ingest import Submission
+from tracking.messages import Message, parse_message
 from tracking.models import Event, Identity, IdentityKind, Person
 
 ORDER = {"type": "event", "event": "Order Completed"}
@@ -606,3 +609,32 @@ def test_a_definition_is_read_as_of_its_last_edit_so_a_window_that_emptied_since
     # Then the empty window holds for nobody: they leave
     assert (outcome.entered, outcome.exited) == ([], [buyer.pk])
     assert _state(segment)["sizes"] == {segment.pk: 0}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_production_path_commits_and_answers_with_redis_down(settings):
+    # Given Redis at a closed port and the group committer of the production server
+    settings.REDIS_URL = "redis://127.0.0.1:9/0"
+    workspace = factories.WorkspaceFactory()
+    committer = GroupCommitter()
+
+    def submission(event: str) -> Submission:
+        now = timezone.now()
+        message = parse_message(
+            {"type": "track", "userId": "u1", "event": event}, kind=None, batch_sent_at=None, received_at=now
+        )
+        assert isinstance(message, Message)
+        return Submission(workspace.write_key, [message], [], now)
+
+    try:
+        # When two requests are committed one after the other
+        first, second = committer.submit(submission("A")), committer.submit(submission("B"))
+
+        # Then both are stored and answered; the second did not even try Redis
+        assert (first.stored, second.stored) == (1, 1)
+        with workspace_scope(workspace):
+            assert sorted(Event.objects.values_list("name", flat=True)) == ["A", "B"]
+        assert realtime.notifier.skipped == 1
+    finally:
+        # The events table is not flushed after a transactional test (unmanaged): remove its rows.
+        Event.objects.unscoped().filter(workspace=workspace).delete()
