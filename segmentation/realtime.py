@@ -50,11 +50,10 @@ from segmentation.compiler import compile_members
 from segmentation.definition import DefinitionInvalid, Node, parse
 from segmentation.dependencies import Change, Dependencies, decode, dependencies, encode
 from segmentation.models import Membership, MembershipChange, MembershipChangeKind, Segment, SegmentStatus
+from segmentation.services import MEMBERSHIP_LOCK_CLASS
 
 logger = logging.getLogger(__name__)
 
-# The per-segment lock every writer of a segment's membership takes (classid, objid = segment id).
-SEGMENT_LOCK_CLASS = 1510
 # Ingestion side: a loopback Redis answers in well under a millisecond.
 NOTIFY_TIMEOUT_SECONDS = 0.05
 # After a failure, ingestion leaves Redis alone this long.
@@ -417,7 +416,7 @@ def segment_people_reevaluate(*, segment: Segment, person_ids: Collection[int]) 
             # The timeout applies to the statements after this one, not to the wait for the lock.
             cursor.execute(
                 "SELECT set_config('statement_timeout', %s, true), pg_advisory_xact_lock(%s, %s::integer)",
-                [f"{REEVALUATE_TIMEOUT_MS}ms", SEGMENT_LOCK_CLASS, segment.pk],
+                [f"{REEVALUATE_TIMEOUT_MS}ms", MEMBERSHIP_LOCK_CLASS, segment.pk],
             )
         row = (
             Segment.objects.filter(workspace_id=workspace_id, pk=segment.pk)

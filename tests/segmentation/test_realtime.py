@@ -8,12 +8,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import orjson
+import psycopg
 import pytest
 import redis
 from django.conf import settings
@@ -22,7 +24,7 @@ from django.utils import timezone
 
 from accounts.tenancy import workspace_scope
 from config.dburl import database_url
-from segmentation import realtime
+from segmentation import realtime, services
 from segmentation.definition import parse
 from segmentation.dependencies import Change, decode, dependencies, encode
 from segmentation.models import (
@@ -638,3 +640,51 @@ def test_the_production_path_commits_and_answers_with_redis_down(settings):
     finally:
         # The events table is not flushed after a transactional test (unmanaged): remove its rows.
         Event.objects.unscoped().filter(workspace=workspace).delete()
+
+
+# --- With the full refresh ----------------------------------------------------------------
+
+
+def test_a_full_refresh_after_real_time_updates_finds_nothing_left_to_change(workspace):
+    # Given buyers and leavers applied in real time
+    buyers = _segment(workspace, "Buyers", ORDER)
+    reachable = _segment(workspace, "Reachable", {"type": "not", "condition": {"type": "event", "event": "Unsub"}})
+    people = [builders.person(workspace, user_id=f"p{i}") for i in range(4)]
+    builders.event(workspace, people[0], "Order Completed")
+    builders.event(workspace, people[1], "Unsub")
+    with workspace_scope(workspace):
+        realtime.people_changes_apply(workspace=workspace, changes={p.pk: Change(everything=True) for p in people})
+    before = _state(buyers, reachable)
+
+    # When both segments are refreshed in full
+    with workspace_scope(workspace):
+        results = [services.segment_refresh(segment=s) for s in (buyers, reachable)]
+
+    # Then the full refresh agrees with what real time stored
+    assert [(r.size, r.entered, r.exited, r.skipped) for r in results] == [(1, 0, 0, False), (3, 0, 0, False)]
+    assert _state(buyers, reachable) == before
+
+
+def test_a_real_time_update_waits_for_the_lock_another_writer_holds(workspace):
+    # Given another session holding the segment's membership lock
+    segment = _segment(workspace, "Buyers", ORDER)
+    buyer = builders.person(workspace, user_id="buyer")
+    builders.event(workspace, buyer, "Order Completed")
+    released = {}
+    with psycopg.connect(database_url(connection.settings_dict)) as other:
+        other.execute("SELECT pg_advisory_xact_lock(1510, %s)", [segment.pk])
+
+        def release() -> None:
+            time.sleep(0.3)
+            released["at"] = timezone.now()
+            other.rollback()
+
+        releaser = threading.Thread(target=release)
+        releaser.start()
+        # When a real-time update of the segment runs
+        outcome = _reevaluate(segment, [buyer])
+        releaser.join()
+
+    # Then it applied only once the other session let go
+    assert outcome.entered == [buyer.pk]
+    assert outcome.at >= released["at"]
