@@ -56,13 +56,13 @@ def _notifier():
     realtime.notifier.reset()
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def queue(settings):
-    """A drain queue of the test's own, emptied after."""
-    name = f"test-realtime-{uuid.uuid4().hex}"
+    """A drain queue of the test's own, emptied after: no kick of these tests outlives them."""
+    name, url = f"test-realtime-{uuid.uuid4().hex}", settings.REDIS_URL
     settings.SEGMENTS_REALTIME_QUEUE = name
     yield name
-    redis.Redis.from_url(settings.REDIS_URL).delete(name)
+    redis.Redis.from_url(url).delete(name)
 
 
 def _segment(workspace, name, definition, *, status=SegmentStatus.FRESH, size=0, static=False) -> Segment:
