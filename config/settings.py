@@ -119,7 +119,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "webhooks-sweep": {"task": "segmentation.webhooks.tasks.webhooks_sweep", "schedule": 60.0},
     # Dynamic segments whose next_refresh_at has come: one refresh task each (docs/segments.md).
     "segments-refresh-due": {"task": "segmentation.tasks.segments_refresh_due", "schedule": 30.0},
+    # Real-time segment membership: workspaces whose drain kick was lost or debounced (docs/segments.md).
+    "segments-realtime-sweep": {"task": "segmentation.tasks.segment_realtime_sweep", "schedule": 2.0},
 }
+# The queue of the real-time membership drains; a worker of its own (-Q) keeps them from waiting
+# behind long full refreshes. Default: Celery's default queue.
+SEGMENTS_REALTIME_QUEUE = env.str("SEGMENTS_REALTIME_QUEUE", default="celery")
 
 # --- Accounts ---------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"

@@ -19,6 +19,7 @@ reference the compiled SQL is checked against.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -89,10 +90,12 @@ class _Builder:
     positional ``%s`` placeholders, in text order, with the matching values.
     """
 
-    def __init__(self, workspace_id: int, now: datetime) -> None:
+    def __init__(self, workspace_id: int, now: datetime, people: Collection[int] | None = None) -> None:
         self.workspace_id = workspace_id
         self.now = now
         self.values: list[Any] = []
+        # One marker for the people restriction, repeated wherever it applies.
+        self.people = None if people is None else self.bind(list(people))
 
     def bind(self, value: Any) -> str:
         self.values.append(value)
@@ -112,12 +115,29 @@ class _Builder:
     def members(self, tree: Node, columns: str) -> str:
         """The people of the workspace in the tree's set: only people, and only this workspace's."""
         return (
-            f"SELECT {columns} FROM {PEOPLE_TABLE} p WHERE p.workspace_id = {self.bind(self.workspace_id)} "
-            f"AND p.id IN ({self.node(tree)})"
+            f"SELECT {columns} FROM {PEOPLE_TABLE} p WHERE p.workspace_id = {self.bind(self.workspace_id)}"
+            f"{self.only('p.id')} AND p.id IN ({self.node(tree)})"
         )
 
+    def only(self, column: str) -> str:
+        """`` AND column = ANY(people)`` when the evaluation is restricted to some people, else nothing.
+
+        The root carries the restriction; every leaf set repeats it so that the
+        planner probes the people's rows (and their events by the
+        ``(workspace_id, person_id, timestamp)`` index) instead of computing the
+        whole workspace's set and intersecting. Restricting every leaf gives the
+        same answer: intersection with a set distributes over INTERSECT, UNION
+        and EXCEPT.
+        """
+        if self.people is None:
+            return ""
+        return f" AND {column} = ANY({self.people}::bigint[])"
+
     def everyone(self) -> str:
-        return f"SELECT id AS person_id FROM {PEOPLE_TABLE} WHERE workspace_id = {self.bind(self.workspace_id)}"
+        return (
+            f"SELECT id AS person_id FROM {PEOPLE_TABLE} WHERE workspace_id = {self.bind(self.workspace_id)}"
+            f"{self.only('id')}"
+        )
 
     def node(self, node: Node) -> str:
         if isinstance(node, And):
@@ -129,7 +149,8 @@ class _Builder:
         if isinstance(node, Trait):
             return (
                 f"SELECT id AS person_id FROM {PEOPLE_TABLE} "
-                f"WHERE workspace_id = {self.bind(self.workspace_id)} AND {self.predicate('traits', node.filter)}"
+                f"WHERE workspace_id = {self.bind(self.workspace_id)}{self.only('id')} "
+                f"AND {self.predicate('traits', node.filter)}"
             )
         if isinstance(node, EventCount):
             return self.event_count(node)
@@ -144,7 +165,8 @@ class _Builder:
         if isinstance(node, SegmentRef):
             return (
                 f"SELECT person_id FROM {MEMBERSHIP_TABLE} "
-                f"WHERE workspace_id = {self.bind(self.workspace_id)} AND segment_id = {self.bind(node.segment)}"
+                f"WHERE workspace_id = {self.bind(self.workspace_id)}{self.only('person_id')} "
+                f"AND segment_id = {self.bind(node.segment)}"
             )
         raise TypeError(f"unknown node {node!r}")
 
@@ -152,7 +174,7 @@ class _Builder:
 
     def events_where(self, alias: str, event: str, filters: tuple[Filter, ...], window: Window | None) -> str:
         """WHERE clause selecting one person's matching events (workspace first)."""
-        parts = [f"{alias}.workspace_id = {self.bind(self.workspace_id)}"]
+        parts = [f"{alias}.workspace_id = {self.bind(self.workspace_id)}{self.only(f'{alias}.person_id')}"]
         if event != ANY_EVENT:
             parts.append(f"{alias}.name = {self.bind(event)}")
         if window is not None:
@@ -392,12 +414,22 @@ def _compare(comparison: Comparison, value: float) -> bool:
     }[comparison.operator]
 
 
-def compile_members(tree: Node, *, workspace_id: int, now: datetime) -> CompiledQuery:
-    """``SELECT person_id`` of the members of ``tree`` in the workspace at ``now``, each once."""
-    builder = _Builder(workspace_id, now)
+def compile_members(
+    tree: Node, *, workspace_id: int, now: datetime, people: Collection[int] | None = None
+) -> CompiledQuery:
+    """``SELECT person_id`` of the members of ``tree`` in the workspace at ``now``, each once.
+
+    ``people`` (person ids) restricts the answer to those people: the members
+    among them, exactly the full answer intersected with them, for the
+    real-time re-evaluation of the few people an event touched. Ids of another
+    workspace or of nobody are simply not members. The ids are one bound array.
+    """
+    builder = _Builder(workspace_id, now, people)
     return builder.finish(builder.members(tree, "p.id AS person_id"))
 
 
-def compile_count(tree: Node, *, workspace_id: int, now: datetime) -> CompiledQuery:
-    builder = _Builder(workspace_id, now)
+def compile_count(
+    tree: Node, *, workspace_id: int, now: datetime, people: Collection[int] | None = None
+) -> CompiledQuery:
+    builder = _Builder(workspace_id, now, people)
     return builder.finish(builder.members(tree, "count(*)"))

@@ -6,6 +6,12 @@ stored by ``tracking.ingest.submissions_ingest``, exactly as a request to
 suppressed ids, quarantine for invalid messages, and events written with COPY.
 One chunk is one transaction.
 
+Segments: an import does not notify real-time membership person by person
+(tens of thousands of people per chunk would flood the drain with work a full
+refresh does better). Once it ends, finished or not, the workspace's dynamic
+segments are marked due for their periodic full refresh
+(``segmentation.realtime.segments_mark_due``).
+
 Time: an exported message keeps its own time. Clock-skew correction
 (``receivedAt - (sentAt - timestamp)``) uses the message's own ``receivedAt``
 when the export carries one, and is skipped when it does not, so that an
@@ -22,6 +28,7 @@ from typing import Any
 from django.utils import timezone
 
 from accounts.models import Workspace
+from segmentation.realtime import segments_mark_due
 from tracking.import_files import Rejected
 from tracking.ingest import Submission, submissions_ingest
 from tracking.messages import Message, Rejection, parse_message, parse_time
@@ -58,6 +65,21 @@ def events_import(
     The caller opens the workspace scope. ``on_chunk`` is called after each stored chunk.
     """
     totals = ImportTotals()
+    try:
+        _import(workspace, items, chunk_size, on_chunk, totals)
+    finally:
+        if totals.accepted:
+            segments_mark_due(workspace=workspace)
+    return totals
+
+
+def _import(
+    workspace: Workspace,
+    items: Iterable[dict[str, Any] | Rejected],
+    chunk_size: int,
+    on_chunk: Callable[[ImportTotals], None] | None,
+    totals: ImportTotals,
+) -> None:
     for chunk in _chunks(items, chunk_size):
         received_at = timezone.now()
         messages: list[Message] = []
@@ -76,7 +98,7 @@ def events_import(
             else:
                 messages.append(parsed)
         submission = Submission(workspace.write_key, messages, rejections, received_at)
-        [result] = submissions_ingest([submission])
+        [result] = submissions_ingest([submission], notify=False)
         if result is None:
             raise RuntimeError("the workspace's write key changed during the import")
         totals.read += len(chunk)
@@ -86,7 +108,6 @@ def events_import(
         totals.suppressed += result.suppressed
         if on_chunk is not None:
             on_chunk(totals)
-    return totals
 
 
 def _parse(raw: dict[str, Any], now: Any) -> Message | Rejection:

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import orjson
@@ -33,6 +34,8 @@ import psycopg.errors
 from django.db import DatabaseError, connection, transaction
 
 from accounts.tenancy import workspace_scope
+from segmentation import realtime
+from segmentation.dependencies import Change
 from tracking.messages import EVENT_TYPES, FIRST_TOUCH_KEYS, FIRST_TOUCH_MARKER, Message, Rejection, first_touch
 from tracking.models import IdentityKind, Person
 
@@ -95,7 +98,7 @@ WORKSPACE_BY_WRITE_KEY = "SELECT id FROM accounts_workspace WHERE write_key = %s
 WORKSPACES_BY_WRITE_KEYS = "SELECT write_key, id FROM accounts_workspace WHERE write_key = ANY(%s::text[])"
 
 
-def submissions_ingest(submissions: Sequence[Submission]) -> list[IngestResult | None]:
+def submissions_ingest(submissions: Sequence[Submission], *, notify: bool = True) -> list[IngestResult | None]:
     """Store the requests ``submissions`` in one transaction, all or nothing, then commit.
 
     Answers one result per submission, in order: None when its write key is
@@ -103,11 +106,16 @@ def submissions_ingest(submissions: Sequence[Submission]) -> list[IngestResult |
     same round trips, and each workspace's messages are stored inside that
     workspace's scope. Several requests in one transaction share its statements
     and its commit (see ``tracking.group_commit``); a single request is a group of one.
+
+    After the commit, the people it touched are handed to the real-time segment
+    notifier (``segmentation.realtime.people_touched``: Redis only, never
+    raising, skipped while Redis is failing) unless ``notify`` is false (bulk
+    import marks segments due for a full refresh instead).
     """
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             with transaction.atomic():
-                return _ingest_group(submissions)
+                return _ingest_group(submissions, notify=notify)
         except _Retry:
             logger.info("ingest: concurrent identity creation, retrying (attempt %s)", attempt)
         except DatabaseError as error:
@@ -119,7 +127,7 @@ def submissions_ingest(submissions: Sequence[Submission]) -> list[IngestResult |
     raise RuntimeError("ingest: identities kept changing under concurrent requests")
 
 
-def _ingest_group(submissions: Sequence[Submission]) -> list[IngestResult | None]:
+def _ingest_group(submissions: Sequence[Submission], *, notify: bool) -> list[IngestResult | None]:
     results: list[IngestResult | None] = [None] * len(submissions)
     connection.ensure_connection()
     # A plain psycopg cursor on Django's connection (and transaction): server-side
@@ -136,8 +144,12 @@ def _ingest_group(submissions: Sequence[Submission]) -> list[IngestResult | None
         for workspace_id in sorted(by_workspace):
             # Entry point of the workspace: the write key named it.
             indexes = by_workspace[workspace_id]
+            touched: dict[int, Change] = {}
             with workspace_scope(workspace_id):
-                stored = _ingest(cursor, workspace_id, [submissions[index] for index in indexes])
+                stored = _ingest(cursor, workspace_id, [submissions[index] for index in indexes], touched)
+            if notify and touched:
+                # Discarded with the transaction if it rolls back (and a retry registers its own).
+                transaction.on_commit(partial(realtime.people_touched, workspace_id, touched), robust=True)
             for index, result in zip(indexes, stored, strict=True):
                 results[index] = result
     return results
@@ -157,8 +169,13 @@ def _workspaces(cursor: Any, write_keys: set[str]) -> dict[str, int]:
     return dict(rows)
 
 
-def _ingest(cursor: Any, workspace_id: int, submissions: list[Submission]) -> list[IngestResult]:
-    """Store the submissions of one workspace, in order; one result per submission."""
+def _ingest(
+    cursor: Any, workspace_id: int, submissions: list[Submission], touched: dict[int, Change]
+) -> list[IngestResult]:
+    """Store the submissions of one workspace, in order; one result per submission.
+
+    ``touched`` receives, per person id, what changed for segments (see ``_Plan.touched``).
+    """
     results = [IngestResult(rejected=len(s.rejections)) for s in submissions]
     rejections = [r for s in submissions for r in s.rejections]
     if rejections:
@@ -194,7 +211,7 @@ def _ingest(cursor: Any, workspace_id: int, submissions: list[Submission]) -> li
             result.stored += 1
             plan.add(message)
     if plan.seen or drops:
-        _write(cursor, workspace_id, plan, drops, submissions[-1].received_at)
+        touched.update(_write(cursor, workspace_id, plan, drops, submissions[-1].received_at))
     return results
 
 
@@ -416,6 +433,36 @@ class _Plan:
             self._merge(loser, survivor)
         return survivor
 
+    def touched(self, row_id: Callable[[int], int]) -> dict[int, Change]:
+        """Per final person id, what the request changed that a segment can read.
+
+        New events by name; traits written by ``identify`` or first-touch traits
+        set now; everything for a new person (a "has not done" segment holds for
+        them at once) and for a merge's survivor (the loser's history moved in).
+        Merges' losers are gone: their memberships went with their rows.
+        """
+        changes: dict[int, Change] = {}
+
+        def change(ref: int) -> Change:
+            person_id = row_id(ref)
+            found = changes.get(person_id)
+            if found is None:
+                found = changes[person_id] = Change()
+            return found
+
+        for ref in self.new_people:
+            change(ref).everything = True
+        for _, survivor in self.merges:
+            change(survivor).everything = True
+        for ref, message in self.events:
+            change(ref).events.add(message.event or "")
+        for ref, _ in self.trait_writes:
+            change(ref).traits = True
+        for ref, _, _ in self.first_touches:
+            if not self.people[self.final(ref)].has_first_touch:
+                change(ref).traits = True
+        return changes
+
     def add(self, message: Message) -> None:
         if message.type == "alias":
             assert message.previous_id is not None
@@ -434,7 +481,10 @@ class _Plan:
             self.group_links.append((person.ref, message.group_id, message.traits))
 
 
-def _write(cursor: Any, workspace_id: int, plan: _Plan, drops: dict[Key, int], received_at: datetime) -> None:
+def _write(
+    cursor: Any, workspace_id: int, plan: _Plan, drops: dict[Key, int], received_at: datetime
+) -> dict[int, Change]:
+    """Write the plan; answer what changed for segments per person id (``_Plan.touched``)."""
     ids: dict[int, int] = {}
     if plan.new_people:
         cursor.execute(
@@ -489,6 +539,7 @@ def _write(cursor: Any, workspace_id: int, plan: _Plan, drops: dict[Key, int], r
                 "WHERE s.workspace_id = %s AND s.kind = d.kind AND s.value = d.value",
                 [received_at, [k for k, _ in drops], [v for _, v in drops], list(drops.values()), workspace_id],
             )
+    return plan.touched(row_id)
 
 
 def people_merge(cursor: Any, *, workspace_id: int, loser_id: int, survivor_id: int) -> None:

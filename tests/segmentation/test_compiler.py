@@ -110,14 +110,14 @@ def load(world: World, people: dict[str, Any], events: list[Event], memberships:
     return world.ours, world.theirs
 
 
-def compiled_members(world: World, document: dict) -> set[int]:
+def compiled_members(world: World, document: dict, *, people: list[int] | None = None) -> set[int]:
     tree = parse(document, now=NOW)
-    query = compile_members(tree, workspace_id=world.workspace.pk, now=NOW)
+    query = compile_members(tree, workspace_id=world.workspace.pk, now=NOW, people=people)
     with connection.cursor() as cursor:
         cursor.execute(query.sql, query.params)
         rows = [row[0] for row in cursor.fetchall()]
     assert len(rows) == len(set(rows)), "members are listed once each"
-    count = compile_count(tree, workspace_id=world.workspace.pk, now=NOW)
+    count = compile_count(tree, workspace_id=world.workspace.pk, now=NOW, people=people)
     with connection.cursor() as cursor:
         cursor.execute(count.sql, count.params)
         assert cursor.fetchone()[0] == len(rows)
@@ -145,18 +145,28 @@ def _resolve_segments(document: Any, segment_ids: list[int]) -> Any:
     return document
 
 
-def members(world: World, document: dict, people: dict[str, Any], events=(), memberships=None) -> set[str]:
+def members(
+    world: World, document: dict, people: dict[str, Any], events=(), memberships=None, subset: set[str] | None = None
+) -> set[str]:
     """Names of the members: the compiler's answer, which must also be the oracle's.
 
     ``people``, ``events`` and ``memberships`` are added to what earlier calls of the test loaded.
+    With ``subset`` (names), the evaluation restricted to those people (plus ids of
+    another workspace and of nobody) must be the full answer intersected with them.
     """
     ours, theirs = load(world, people, list(events), memberships)
-    found = compiled_members(world, _resolve_segments(document, world.segments))
+    resolved = _resolve_segments(document, world.segments)
+    found = compiled_members(world, resolved)
     assert not found & set(theirs.values()), "nothing of another workspace"
     assert found <= set(ours.values())
     expected = oracle_members(world, document, world.people, world.events, world.memberships, ours)
     by_id = {v: k for k, v in ours.items()}
     assert {by_id[i] for i in found} == {by_id[i] for i in expected}, "compiler and oracle agree"
+    if subset is not None:
+        chosen = {ours[name] for name in subset}
+        strangers = [theirs[name] for name in sorted(subset)] + [max(ours.values()) + 1_000_000]
+        restricted = compiled_members(world, resolved, people=sorted(chosen) + strangers)
+        assert restricted == found & chosen, "restricted to some people: the full answer among them"
     return {by_id[i] for i in found}
 
 
@@ -473,13 +483,21 @@ def histories(draw):
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(documents=st.lists(st.one_of(conditions, documents), min_size=1, max_size=8), history=histories())
-def test_compiled_sql_equals_the_oracle(world, documents, history):
-    """Each example loads one history and checks several definitions over it (loading costs the most)."""
+@given(
+    documents=st.lists(st.one_of(conditions, documents), min_size=1, max_size=8),
+    history=histories(),
+    subset=st.sets(st.sampled_from(PEOPLE)),
+)
+def test_compiled_sql_equals_the_oracle(world, documents, history, subset):
+    """Each example loads one history and checks several definitions over it (loading costs the most).
+
+    Each definition is also evaluated restricted to ``subset`` of the people, as
+    the real-time re-evaluation does, and must answer the full set's members among them.
+    """
     people, events, memberships = history
     with transaction.atomic():
-        found = [members(world, documents[0], people, events, memberships)]
-        found += [members(world, document, {}) for document in documents[1:]]
+        found = [members(world, documents[0], people, events, memberships, subset=subset)]
+        found += [members(world, document, {}, subset=subset) for document in documents[1:]]
         transaction.set_rollback(True)
     world.forget()
     # --hypothesis-show-statistics shows how many definitions had a non-trivial answer
@@ -1002,7 +1020,8 @@ def test_hostile_names_keys_and_values_are_data(world):
         assert cursor.fetchone()[0]
 
 
-def test_compiled_sql_binds_every_value_and_filters_every_where_on_the_workspace():
+@pytest.mark.parametrize("people", [None, [5, 6]])
+def test_compiled_sql_binds_every_value_and_filters_every_where_on_the_workspace(people):
     steps = [{"event": text, "filters": [prop(text, "contains", text)]} for text in HOSTILE[:5]]
     filters = [prop(f"{text}.0", "eq", text) for text in HOSTILE]
     document = {
@@ -1025,7 +1044,7 @@ def test_compiled_sql_binds_every_value_and_filters_every_where_on_the_workspace
             {"type": "segment", "segment": 7},
         ],
     }
-    query = compile_members(parse(document, now=NOW), workspace_id=123, now=NOW)
+    query = compile_members(parse(document, now=NOW), workspace_id=123, now=NOW, people=people)
     text_without_placeholders = query.sql.replace("%s", "")
     for text in HOSTILE:
         if len(text) > 2:  # fixed fragments hold quotes, '{}' and the like
@@ -1036,6 +1055,14 @@ def test_compiled_sql_binds_every_value_and_filters_every_where_on_the_workspace
     assert len(wheres) == query.sql.count("WHERE ")
     assert {where.rpartition(".")[2] for where in wheres} == {"workspace_id = %s"}
     assert query.params[0] == 123
+    if people is None:
+        assert "ANY(" not in query.sql
+    else:
+        # The restriction follows the workspace in every WHERE, as one bound array.
+        restrictions = re.findall(r"WHERE \S+ = %s AND (\S+) = ANY\(%s::bigint\[\]\)", query.sql)
+        assert len(restrictions) == len(wheres)
+        assert query.params[1] == [5, 6]
+        assert query.params.count([5, 6]) == query.sql.count("ANY(%s::bigint[])")
 
 
 def test_events_pointing_at_people_of_another_workspace_never_make_them_members(world):
