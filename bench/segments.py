@@ -215,12 +215,16 @@ def load(people: int, events: int) -> tuple[Workspace, datetime]:
         event_seconds = time.monotonic() - started
         print(f"loaded {events:,} events in {event_seconds:.1f} s", flush=True)
         started = time.monotonic()
+        # Statistics first: those of the empty workspace plan a nested loop over a million people.
+        analyze()
+        cursor.execute("SET work_mem = '256MB'")
         cursor.execute(
             "UPDATE tracking_person p SET first_seen = f.first_seen, last_seen = f.last_seen "
             "FROM (SELECT person_id, min(timestamp) first_seen, max(timestamp) last_seen FROM tracking_event "
             "WHERE workspace_id = %s GROUP BY person_id) f WHERE p.workspace_id = %s AND p.id = f.person_id",
             [ws, ws],
         )
+        cursor.execute("RESET work_mem")
     analyze()
     print(f"first/last seen and VACUUM ANALYZE in {time.monotonic() - started:.1f} s", flush=True)
     return workspace, now
