@@ -116,21 +116,30 @@ class _Builder:
             f"AND p.id IN ({self.node(tree)})"
         )
 
-    def everyone(self) -> str:
-        return f"SELECT id AS person_id FROM {PEOPLE_TABLE} WHERE workspace_id = {self.bind(self.workspace_id)}"
+    def everyone_except(self, excluded: str) -> str:
+        """The workspace's people not in ``excluded``: an anti-join, which spills to disk where EXCEPT sorts."""
+        return (
+            f"SELECT n.id AS person_id FROM {PEOPLE_TABLE} n LEFT JOIN ({excluded}) x ON x.person_id = n.id "
+            f"WHERE n.workspace_id = {self.bind(self.workspace_id)} AND x.person_id IS NULL"
+        )
 
     def node(self, node: Node) -> str:
-        if isinstance(node, And):
-            return " INTERSECT ".join(f"({self.node(child)})" for child in node.conditions)
-        if isinstance(node, Or):
-            return " UNION ".join(f"({self.node(child)})" for child in node.conditions)
-        if isinstance(node, Not):
-            return f"({self.everyone()}) EXCEPT ({self.node(node.condition)})"
-        if isinstance(node, Trait):
+        if _traits_only(node):
             return (
                 f"SELECT id AS person_id FROM {PEOPLE_TABLE} "
-                f"WHERE workspace_id = {self.bind(self.workspace_id)} AND {self.predicate('traits', node.filter)}"
+                f"WHERE workspace_id = {self.bind(self.workspace_id)} AND {self.traits_predicate(node)}"
             )
+        if isinstance(node, And | Or):
+            # The trait conditions of a group are one scan of the people, not one each.
+            traits = [child for child in node.conditions if _traits_only(child)]
+            others = [child for child in node.conditions if not _traits_only(child)]
+            parts = [self.node(child) for child in others]
+            if traits:
+                group = And(conditions=tuple(traits)) if isinstance(node, And) else Or(conditions=tuple(traits))
+                parts.insert(0, self.node(group))
+            return (" INTERSECT " if isinstance(node, And) else " UNION ").join(f"({part})" for part in parts)
+        if isinstance(node, Not):
+            return self.everyone_except(self.node(node.condition))
         if isinstance(node, EventCount):
             return self.event_count(node)
         if isinstance(node, Aggregate):
@@ -147,6 +156,17 @@ class _Builder:
                 f"WHERE workspace_id = {self.bind(self.workspace_id)} AND segment_id = {self.bind(node.segment)}"
             )
         raise TypeError(f"unknown node {node!r}")
+
+    def traits_predicate(self, node: Node) -> str:
+        """A group of trait conditions as one boolean over ``traits``; each predicate is never NULL."""
+        if isinstance(node, Trait):
+            return self.predicate("traits", node.filter)
+        if isinstance(node, Not):
+            return f"NOT ({self.traits_predicate(node.condition)})"
+        if isinstance(node, And | Or):
+            joiner = " AND " if isinstance(node, And) else " OR "
+            return "(" + joiner.join(f"({self.traits_predicate(child)})" for child in node.conditions) + ")"
+        raise TypeError(f"not a trait condition {node!r}")
 
     # --- events -----------------------------------------------------------
 
@@ -181,7 +201,7 @@ class _Builder:
         where = self.events_where("e", node.event, node.filters, node.window)
         if self.holds_at(node.count, 0):
             failing = self.grouped(where, f"NOT ({self.comparison('count(*)', node.count)})")
-            return f"({self.everyone()}) EXCEPT ({failing})"
+            return self.everyone_except(failing)
         return self.grouped(where, self.comparison("count(*)", node.count))
 
     def aggregate(self, node: Aggregate) -> str:
@@ -191,7 +211,7 @@ class _Builder:
             total = f"coalesce(sum({number}), 0)"
             if self.holds_at(node.comparison, 0):
                 failing = self.grouped(where, f"NOT ({self.comparison(total, node.comparison)})")
-                return f"({self.everyone()}) EXCEPT ({failing})"
+                return self.everyone_except(failing)
             return self.grouped(where, self.comparison(total, node.comparison))
         value = f"{node.function}({number})"
         return self.grouped(f"{where} AND {number} IS NOT NULL", self.comparison(value, node.comparison))
@@ -375,6 +395,17 @@ class _Builder:
 
 _POSITIVE = {"neq": "eq", "not_in": "in", "not_contains": "contains", "is_not_set": "is_set"}
 _SQL_COMPARISON = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+
+def _traits_only(node: Node) -> bool:
+    """Whether the node reads nothing but the person's traits (a trait, or a group of only those)."""
+    if isinstance(node, Trait):
+        return True
+    if isinstance(node, Not):
+        return _traits_only(node.condition)
+    if isinstance(node, And | Or):
+        return all(_traits_only(child) for child in node.conditions)
+    return False
 
 
 def _compare(comparison: Comparison, value: float) -> bool:
