@@ -110,10 +110,14 @@ class _Builder:
     # --- sets -------------------------------------------------------------
 
     def members(self, tree: Node, columns: str) -> str:
-        """The people of the workspace in the tree's set: only people, and only this workspace's."""
+        """The people of the workspace in the tree's set: only people, and only this workspace's.
+
+        A tree of trait conditions only is a filter of this one scan of the people.
+        """
+        condition = self.traits_predicate(tree) if _traits_only(tree) else f"p.id IN ({self.node(tree)})"
         return (
             f"SELECT {columns} FROM {PEOPLE_TABLE} p WHERE p.workspace_id = {self.bind(self.workspace_id)} "
-            f"AND p.id IN ({self.node(tree)})"
+            f"AND {condition}"
         )
 
     def everyone_except(self, excluded: str) -> str:
