@@ -436,3 +436,17 @@ def compile_members(tree: Node, *, workspace_id: int, now: datetime) -> Compiled
 def compile_count(tree: Node, *, workspace_id: int, now: datetime) -> CompiledQuery:
     builder = _Builder(workspace_id, now)
     return builder.finish(builder.members(tree, "count(*)"))
+
+
+def compile_preview(tree: Node, *, workspace_id: int, now: datetime, sample_size: int) -> CompiledQuery:
+    """One row: the member count and the ids of the first ``sample_size`` members by id.
+
+    The members are evaluated once for both, where a count and a separate
+    sample query would evaluate the definition twice.
+    """
+    builder = _Builder(workspace_id, now)
+    members = builder.members(tree, "p.id AS person_id")
+    return builder.finish(
+        f"WITH members AS MATERIALIZED ({members}) SELECT (SELECT count(*) FROM members), "
+        f"ARRAY(SELECT person_id FROM members ORDER BY person_id LIMIT {builder.bind(sample_size)})"
+    )
