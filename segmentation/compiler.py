@@ -372,7 +372,7 @@ class _Builder:
 
     def json_number(self, value: str, *, strings: bool) -> str:
         """A JSON number (and, with ``strings``, a numeric string) as numeric; else NULL."""
-        number = f"WHEN jsonb_typeof({value}) = 'number' THEN ({value} #>> '{{}}')::numeric"
+        number = f"WHEN jsonb_typeof({value}) = 'number' THEN ({value})::numeric"
         if not strings:
             return f"(CASE {number} END)"
         text = f"({value} #>> '{{}}')"
