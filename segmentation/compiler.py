@@ -439,14 +439,16 @@ def compile_count(tree: Node, *, workspace_id: int, now: datetime) -> CompiledQu
 
 
 def compile_preview(tree: Node, *, workspace_id: int, now: datetime, sample_size: int) -> CompiledQuery:
-    """One row: the member count and the ids of the first ``sample_size`` members by id.
+    """One row: the member count and the ids of ``sample_size`` members, most recently seen first.
 
     The members are evaluated once for both, where a count and a separate
-    sample query would evaluate the definition twice.
+    sample query would evaluate the definition twice. The order is the one of
+    the people list (``last_seen`` descending, then id descending).
     """
     builder = _Builder(workspace_id, now)
-    members = builder.members(tree, "p.id AS person_id")
+    members = builder.members(tree, "p.id AS person_id, p.last_seen")
     return builder.finish(
         f"WITH members AS MATERIALIZED ({members}) SELECT (SELECT count(*) FROM members), "
-        f"ARRAY(SELECT person_id FROM members ORDER BY person_id LIMIT {builder.bind(sample_size)})"
+        f"ARRAY(SELECT person_id FROM members ORDER BY last_seen DESC, person_id DESC "
+        f"LIMIT {builder.bind(sample_size)})"
     )

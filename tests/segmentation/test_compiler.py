@@ -124,7 +124,11 @@ def compiled_members(world: World, document: dict) -> set[int]:
     preview = compile_preview(tree, workspace_id=world.workspace.pk, now=NOW, sample_size=3)
     with connection.cursor() as cursor:
         cursor.execute(preview.sql, preview.params)
-        assert cursor.fetchone() == (len(rows), sorted(rows)[:3])
+        count, sample = cursor.fetchone()
+        cursor.execute("SELECT id, last_seen FROM tracking_person WHERE id = ANY(%s)", [rows])
+        last_seen = dict(cursor.fetchall())
+    newest_first = sorted(rows, key=lambda person: (last_seen[person], person), reverse=True)
+    assert (count, sample) == (len(rows), newest_first[:3])
     return set(rows)
 
 
