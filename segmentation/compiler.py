@@ -113,10 +113,14 @@ class _Builder:
     # --- sets -------------------------------------------------------------
 
     def members(self, tree: Node, columns: str) -> str:
-        """The people of the workspace in the tree's set: only people, and only this workspace's."""
+        """The people of the workspace in the tree's set: only people, and only this workspace's.
+
+        A tree of trait conditions only is a filter of this one scan of the people.
+        """
+        condition = self.traits_predicate(tree) if _traits_only(tree) else f"p.id IN ({self.node(tree)})"
         return (
             f"SELECT {columns} FROM {PEOPLE_TABLE} p WHERE p.workspace_id = {self.bind(self.workspace_id)}"
-            f"{self.only('p.id')} AND p.id IN ({self.node(tree)})"
+            f"{self.only('p.id')} AND {condition}"
         )
 
     def only(self, column: str) -> str:
@@ -133,25 +137,30 @@ class _Builder:
             return ""
         return f" AND {column} = ANY({self.people}::bigint[])"
 
-    def everyone(self) -> str:
+    def everyone_except(self, excluded: str) -> str:
+        """The workspace's people not in ``excluded``: an anti-join, which spills to disk where EXCEPT sorts."""
         return (
-            f"SELECT id AS person_id FROM {PEOPLE_TABLE} WHERE workspace_id = {self.bind(self.workspace_id)}"
-            f"{self.only('id')}"
+            f"SELECT n.id AS person_id FROM {PEOPLE_TABLE} n LEFT JOIN ({excluded}) x ON x.person_id = n.id "
+            f"WHERE n.workspace_id = {self.bind(self.workspace_id)}{self.only('n.id')} AND x.person_id IS NULL"
         )
 
     def node(self, node: Node) -> str:
-        if isinstance(node, And):
-            return " INTERSECT ".join(f"({self.node(child)})" for child in node.conditions)
-        if isinstance(node, Or):
-            return " UNION ".join(f"({self.node(child)})" for child in node.conditions)
-        if isinstance(node, Not):
-            return f"({self.everyone()}) EXCEPT ({self.node(node.condition)})"
-        if isinstance(node, Trait):
+        if _traits_only(node):
             return (
                 f"SELECT id AS person_id FROM {PEOPLE_TABLE} "
-                f"WHERE workspace_id = {self.bind(self.workspace_id)}{self.only('id')} "
-                f"AND {self.predicate('traits', node.filter)}"
+                f"WHERE workspace_id = {self.bind(self.workspace_id)}{self.only('id')} AND {self.traits_predicate(node)}"
             )
+        if isinstance(node, And | Or):
+            # The trait conditions of a group are one scan of the people, not one each.
+            traits = [child for child in node.conditions if _traits_only(child)]
+            others = [child for child in node.conditions if not _traits_only(child)]
+            parts = [self.node(child) for child in others]
+            if traits:
+                group = And(conditions=tuple(traits)) if isinstance(node, And) else Or(conditions=tuple(traits))
+                parts.insert(0, self.node(group))
+            return (" INTERSECT " if isinstance(node, And) else " UNION ").join(f"({part})" for part in parts)
+        if isinstance(node, Not):
+            return self.everyone_except(self.node(node.condition))
         if isinstance(node, EventCount):
             return self.event_count(node)
         if isinstance(node, Aggregate):
@@ -169,6 +178,17 @@ class _Builder:
                 f"AND segment_id = {self.bind(node.segment)}"
             )
         raise TypeError(f"unknown node {node!r}")
+
+    def traits_predicate(self, node: Node) -> str:
+        """A group of trait conditions as one boolean over ``traits``; each predicate is never NULL."""
+        if isinstance(node, Trait):
+            return self.predicate("traits", node.filter)
+        if isinstance(node, Not):
+            return f"NOT ({self.traits_predicate(node.condition)})"
+        if isinstance(node, And | Or):
+            joiner = " AND " if isinstance(node, And) else " OR "
+            return "(" + joiner.join(f"({self.traits_predicate(child)})" for child in node.conditions) + ")"
+        raise TypeError(f"not a trait condition {node!r}")
 
     # --- events -----------------------------------------------------------
 
@@ -203,7 +223,7 @@ class _Builder:
         where = self.events_where("e", node.event, node.filters, node.window)
         if self.holds_at(node.count, 0):
             failing = self.grouped(where, f"NOT ({self.comparison('count(*)', node.count)})")
-            return f"({self.everyone()}) EXCEPT ({failing})"
+            return self.everyone_except(failing)
         return self.grouped(where, self.comparison("count(*)", node.count))
 
     def aggregate(self, node: Aggregate) -> str:
@@ -213,7 +233,7 @@ class _Builder:
             total = f"coalesce(sum({number}), 0)"
             if self.holds_at(node.comparison, 0):
                 failing = self.grouped(where, f"NOT ({self.comparison(total, node.comparison)})")
-                return f"({self.everyone()}) EXCEPT ({failing})"
+                return self.everyone_except(failing)
             return self.grouped(where, self.comparison(total, node.comparison))
         value = f"{node.function}({number})"
         return self.grouped(f"{where} AND {number} IS NOT NULL", self.comparison(value, node.comparison))
@@ -370,7 +390,7 @@ class _Builder:
 
     def json_number(self, value: str, *, strings: bool) -> str:
         """A JSON number (and, with ``strings``, a numeric string) as numeric; else NULL."""
-        number = f"WHEN jsonb_typeof({value}) = 'number' THEN ({value} #>> '{{}}')::numeric"
+        number = f"WHEN jsonb_typeof({value}) = 'number' THEN ({value})::numeric"
         if not strings:
             return f"(CASE {number} END)"
         text = f"({value} #>> '{{}}')"
@@ -397,6 +417,17 @@ class _Builder:
 
 _POSITIVE = {"neq": "eq", "not_in": "in", "not_contains": "contains", "is_not_set": "is_set"}
 _SQL_COMPARISON = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+
+def _traits_only(node: Node) -> bool:
+    """Whether the node reads nothing but the person's traits (a trait, or a group of only those)."""
+    if isinstance(node, Trait):
+        return True
+    if isinstance(node, Not):
+        return _traits_only(node.condition)
+    if isinstance(node, And | Or):
+        return all(_traits_only(child) for child in node.conditions)
+    return False
 
 
 def _compare(comparison: Comparison, value: float) -> bool:
@@ -433,3 +464,19 @@ def compile_count(
 ) -> CompiledQuery:
     builder = _Builder(workspace_id, now, people)
     return builder.finish(builder.members(tree, "count(*)"))
+
+
+def compile_preview(tree: Node, *, workspace_id: int, now: datetime, sample_size: int) -> CompiledQuery:
+    """One row: the member count and the ids of ``sample_size`` members, most recently seen first.
+
+    The members are evaluated once for both, where a count and a separate
+    sample query would evaluate the definition twice. The order is the one of
+    the people list (``last_seen`` descending, then id descending).
+    """
+    builder = _Builder(workspace_id, now)
+    members = builder.members(tree, "p.id AS person_id, p.last_seen")
+    return builder.finish(
+        f"WITH members AS MATERIALIZED ({members}) SELECT (SELECT count(*) FROM members), "
+        f"ARRAY(SELECT person_id FROM members ORDER BY last_seen DESC, person_id DESC "
+        f"LIMIT {builder.bind(sample_size)})"
+    )

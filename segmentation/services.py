@@ -24,13 +24,12 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
-from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from accounts.models import User, Workspace
 from accounts.services import audit_record
 from segmentation import hooks
-from segmentation.compiler import compile_count, compile_members
+from segmentation.compiler import compile_members, compile_preview
 from segmentation.definition import Node, parse
 from segmentation.models import (
     MembershipChangeKind,
@@ -306,21 +305,19 @@ def segment_preview(*, workspace: Workspace, definition: dict[str, Any], sample_
     tree = definition_validate(workspace=workspace, definition=definition)
     sample_size = max(0, min(sample_size, MAX_SAMPLE_SIZE))
     now = timezone.now()
-    counted = compile_count(tree, workspace_id=workspace.pk, now=now)
-    members = compile_members(tree, workspace_id=workspace.pk, now=now)
+    # One evaluation gives the count and the sample's ids (bench/segments.py: half the time of two).
+    query = compile_preview(tree, workspace_id=workspace.pk, now=now, sample_size=sample_size)
     try:
         with transaction.atomic():
             _statement_timeout(settings.SEGMENT_PREVIEW_TIMEOUT_SECONDS)
             with connection.cursor() as cursor:
-                cursor.execute(counted.sql, counted.params)
-                count = int(cursor.fetchone()[0])
+                cursor.execute(query.sql, query.params)
+                count, ids = cursor.fetchone()
             sample: list[Person] = []
-            if sample_size and count:
+            if ids:
                 from tracking.people_selectors import people_list
 
-                sample = list(
-                    people_list(workspace).filter(pk__in=RawSQL(members.sql, members.params))[:sample_size]  # noqa: S611
-                )
+                sample = list(people_list(workspace).filter(pk__in=ids))
     except Exception as error:
         if _is_timeout(error):
             raise SegmentQueryTimeout(

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from accounts.tenancy import workspace_scope
-from segmentation.compiler import compile_count, compile_members
+from segmentation.compiler import compile_count, compile_members, compile_preview
 from segmentation.definition import parse
 from segmentation.models import Segment
 from tests import factories
@@ -121,6 +121,14 @@ def compiled_members(world: World, document: dict, *, people: list[int] | None =
     with connection.cursor() as cursor:
         cursor.execute(count.sql, count.params)
         assert cursor.fetchone()[0] == len(rows)
+    preview = compile_preview(tree, workspace_id=world.workspace.pk, now=NOW, sample_size=3)
+    with connection.cursor() as cursor:
+        cursor.execute(preview.sql, preview.params)
+        count, sample = cursor.fetchone()
+        cursor.execute("SELECT id, last_seen FROM tracking_person WHERE id = ANY(%s)", [rows])
+        last_seen = dict(cursor.fetchall())
+    newest_first = sorted(rows, key=lambda person: (last_seen[person], person), reverse=True)
+    assert (count, sample) == (len(rows), newest_first[:3])
     return set(rows)
 
 
