@@ -120,6 +120,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "webhooks-sweep": {"task": "segmentation.webhooks.tasks.webhooks_sweep", "schedule": 60.0},
     # The builder's autocomplete catalogue: events received since each workspace's watermark.
     "catalogue-sweep": {"task": "segmentation.catalogue.tasks.catalogue_sweep", "schedule": 60.0},
+    # Dynamic segments whose next_refresh_at has come: one refresh task each (docs/segments.md).
+    "segments-refresh-due": {"task": "segmentation.tasks.segments_refresh_due", "schedule": 30.0},
 }
 
 # --- Accounts ---------------------------------------------------------------
@@ -153,6 +155,16 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Cohortly <no-reply@c
 # addresses. Off by default (it would let workspaces reach this server's own
 # network); turn on for self-hosting next to the receiving services.
 WEBHOOKS_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOKS_ALLOW_PRIVATE_TARGETS", default=False)
+
+# --- Segments ---------------------------------------------------------------
+# Statement timeouts (SET LOCAL statement_timeout) of a membership refresh and of a preview.
+SEGMENT_REFRESH_TIMEOUT_SECONDS = env.float("SEGMENT_REFRESH_TIMEOUT_SECONDS", default=120.0)
+SEGMENT_PREVIEW_TIMEOUT_SECONDS = env.float("SEGMENT_PREVIEW_TIMEOUT_SECONDS", default=10.0)
+# After failed refreshes the next one waits interval * 2^failures, at most this long.
+SEGMENT_REFRESH_MAX_BACKOFF_SECONDS = env.int("SEGMENT_REFRESH_MAX_BACKOFF_SECONDS", default=86400)
+# Test only: seconds a refresh sleeps (pg_sleep) before its COMMIT, so that crash and lock
+# tests can catch it with its transaction open. Always 0 in production.
+SEGMENT_REFRESH_TEST_ONLY_SLEEP_BEFORE_COMMIT = 0.0
 
 # --- REST API ---------------------------------------------------------------
 REST_FRAMEWORK = {

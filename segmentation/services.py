@@ -1,0 +1,860 @@
+"""Writes of segments: saving definitions, previews, membership refresh, static lists.
+
+Membership refresh (``segment_refresh``) computes the new member set inside
+PostgreSQL and applies the difference in one statement of one transaction,
+under the per-segment advisory lock shared with every other writer of a
+segment's membership (classid ``MEMBERSHIP_LOCK_CLASS``, objid the segment
+id). Readers see the old set until the commit and the new one after, never a
+mixture; no member list ever travels through Python, so memory stays flat
+whatever the segment's size. ``docs/segments.md`` ("Membership and refresh")
+describes the statuses, the backoff after failures and static segments.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import IO, Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Q
+from django.db.models.expressions import RawSQL
+from django.utils import timezone
+
+from accounts.models import User, Workspace
+from accounts.services import audit_record
+from segmentation import hooks
+from segmentation.compiler import compile_count, compile_members
+from segmentation.definition import Node, parse
+from segmentation.models import (
+    MembershipChangeKind,
+    Segment,
+    SegmentSizeSnapshot,
+    SegmentStatus,
+    WebhookSegment,
+    WebhookSubscription,
+)
+from tracking.models import Identity, IdentityKind, Person
+
+logger = logging.getLogger(__name__)
+
+# pg_advisory_xact_lock(MEMBERSHIP_LOCK_CLASS, segment id): held by every writer of a segment's membership.
+MEMBERSHIP_LOCK_CLASS = 1510
+MIN_REFRESH_INTERVAL_SECONDS = 60
+MAX_REFRESH_INTERVAL_SECONDS = 7 * 86400
+MAX_SAMPLE_SIZE = 100
+MAX_STATIC_CHANGE = 10_000
+# Person.user_id's column width: a longer value cannot be anyone's user id.
+MAX_USER_ID_LENGTH = 255
+UNMATCHED_REPORTED = 20
+ERROR_MAX_LENGTH = 2000
+
+
+@dataclass(frozen=True)
+class SegmentPreview:
+    count: int
+    sample: list[Person]
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    """What one refresh did. ``skipped``: another refresh held the lock. ``error``: why it failed, if it did."""
+
+    size: int
+    entered: int
+    exited: int
+    skipped: bool = False
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class StaticChange:
+    """How many people a static change added and removed, and the user ids that named nobody."""
+
+    added: int
+    removed: int
+    unknown: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CsvPreview:
+    matched: int
+    unmatched: list[str]
+    total: int
+
+
+class SegmentQueryTimeout(Exception):
+    """Evaluating a definition took longer than its statement timeout."""
+
+
+# --- validation ----------------------------------------------------------------------
+
+
+def _references(document: Any) -> set[int]:
+    """Segment ids a stored definition refers to, read from the raw JSON (stored documents are valid)."""
+    found: set[int] = set()
+    stack = [document]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, dict):
+            continue
+        if node.get("type") == "segment" and isinstance(node.get("segment"), int):
+            found.add(node["segment"])
+        if isinstance(node.get("conditions"), list):
+            stack.extend(node["conditions"])
+        if "condition" in node:
+            stack.append(node["condition"])
+    return found
+
+
+def _reference_graph(workspace: Workspace) -> dict[int, set[int]]:
+    """Every segment of the workspace -> the segments its definition refers to (one query)."""
+    rows = Segment.objects.filter(workspace=workspace).values_list("pk", "definition")
+    return {pk: _references(document) for pk, document in rows}
+
+
+def definition_validate(*, workspace: Workspace, definition: Any, self_id: int | None = None) -> Node:
+    """The parsed tree, or ``DefinitionInvalid``: references must name segments of this workspace, without cycles."""
+    graph = _reference_graph(workspace)
+    return parse(
+        definition,
+        segment_exists=lambda pk: pk in graph,
+        segment_references=lambda pk: graph.get(pk, set()),
+        self_id=self_id,
+    )
+
+
+def _clean_name(workspace: Workspace, name: str, *, exclude: int | None = None) -> str:
+    name = name.strip()
+    if not name:
+        raise ValidationError({"name": ["A segment needs a name."]})
+    if len(name) > 200:
+        raise ValidationError({"name": ["At most 200 characters."]})
+    taken = Segment.objects.filter(workspace=workspace, name=name)
+    if exclude is not None:
+        taken = taken.exclude(pk=exclude)
+    if taken.exists():
+        raise ValidationError({"name": [f"A segment named {name!r} already exists in this workspace."]})
+    return name
+
+
+def _clean_description(description: str) -> str:
+    if len(description) > 2000:
+        raise ValidationError({"description": ["At most 2000 characters."]})
+    return description
+
+
+def _clean_interval(seconds: int) -> int:
+    if not MIN_REFRESH_INTERVAL_SECONDS <= seconds <= MAX_REFRESH_INTERVAL_SECONDS:
+        raise ValidationError(
+            {
+                "refresh_interval_seconds": [
+                    f"Must be between {MIN_REFRESH_INTERVAL_SECONDS} and {MAX_REFRESH_INTERVAL_SECONDS} seconds."
+                ]
+            }
+        )
+    return seconds
+
+
+def _name_taken(name: str) -> ValidationError:
+    return ValidationError({"name": [f"A segment named {name!r} already exists in this workspace."]})
+
+
+# --- create, update, delete --------------------------------------------------------------
+
+
+def segment_create(
+    *,
+    workspace: Workspace,
+    actor: User | None,
+    name: str,
+    definition: dict[str, Any] | None,
+    static: bool = False,
+    description: str = "",
+) -> Segment:
+    """A new segment. A dynamic one is refreshed once the transaction commits; a static one starts empty.
+
+    Raises ``DefinitionInvalid`` for a bad definition, ``ValidationError`` ({field: [message]}) otherwise.
+    Nothing is written when either is raised.
+    """
+    name = _clean_name(workspace, name)
+    description = _clean_description(description)
+    if static and definition is not None:
+        raise ValidationError({"definition": ["A static segment has no definition: its members are uploaded."]})
+    if not static:
+        if definition is None:
+            raise ValidationError({"definition": ["A segment needs a definition (or static: true)."]})
+        definition_validate(workspace=workspace, definition=definition)
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            segment = Segment.objects.create(
+                workspace=workspace,
+                name=name,
+                description=description,
+                definition=None if static else definition,
+                is_static=static,
+                created_by=actor,
+                # A static segment is exactly what it was told: fresh from the start, never recomputed.
+                status=SegmentStatus.FRESH if static else SegmentStatus.PENDING,
+                refreshed_at=now if static else None,
+            )
+            audit_record(workspace=workspace, actor=actor, action="segment.created", target=name)
+            if not static:
+                segment_refresh_enqueue(segment=segment)
+    except IntegrityError as error:  # a concurrent create took the name between the check and the insert
+        raise _name_taken(name) from error
+    return segment
+
+
+def segment_update(
+    *,
+    segment: Segment,
+    actor: User | None,
+    name: str | None = None,
+    definition: dict[str, Any] | None = None,
+    description: str | None = None,
+    refresh_interval_seconds: int | None = None,
+) -> Segment:
+    """Change what is given. A new definition is validated (cycles included) and refreshed on commit."""
+    workspace = Workspace(pk=segment.workspace_id)
+    fields: list[str] = []
+    if name is not None:
+        segment.name = _clean_name(workspace, name, exclude=segment.pk)
+        fields.append("name")
+    if description is not None:
+        segment.description = _clean_description(description)
+        fields.append("description")
+    if refresh_interval_seconds is not None:
+        segment.refresh_interval_seconds = _clean_interval(refresh_interval_seconds)
+        fields.append("refresh_interval_seconds")
+    definition_changed = False
+    if definition is not None:
+        if segment.is_static:
+            raise ValidationError({"definition": ["A static segment has no definition: its members are uploaded."]})
+        definition_validate(workspace=workspace, definition=definition, self_id=segment.pk)
+        definition_changed = definition != segment.definition
+        segment.definition = definition
+        fields.append("definition")
+    if not fields:
+        return segment
+    try:
+        with transaction.atomic():
+            segment.save(update_fields=[*fields, "updated_at"])
+            audit_record(
+                workspace=workspace,
+                actor=actor,
+                action="segment.updated",
+                target=segment.name,
+                details={"fields": fields},
+            )
+            if definition_changed:
+                segment_refresh_enqueue(segment=segment)
+    except IntegrityError as error:
+        raise _name_taken(segment.name) from error
+    return segment
+
+
+def segment_delete(*, segment: Segment, actor: User | None) -> None:
+    """Delete the segment and its membership history; refused while another segment's definition names it."""
+    workspace = Workspace(pk=segment.workspace_id)
+    with transaction.atomic():
+        # Serialises concurrent deletes and refreshes' reads of the row; references are checked below.
+        Segment.objects.select_for_update().filter(workspace=workspace, pk=segment.pk).values_list("pk").first()
+        graph = _reference_graph(workspace)
+        users = sorted(pk for pk, refs in graph.items() if segment.pk in refs)
+        if users:
+            names = dict(Segment.objects.filter(workspace=workspace, pk__in=users).values_list("pk", "name"))
+            listed = ", ".join(f"{names[pk]!r} (id {pk})" for pk in users)
+            raise ValidationError({"segment": [f"Segment {segment.name!r} is used by the definition of {listed}."]})
+        audit_record(workspace=workspace, actor=actor, action="segment.deleted", target=segment.name)
+        segment.delete()
+
+
+# --- preview -------------------------------------------------------------------------------
+
+
+def _statement_timeout(seconds: float) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('statement_timeout', %s, true)", [f"{int(seconds * 1000)}ms"])
+
+
+def _is_timeout(error: BaseException) -> bool:
+    cause = getattr(error, "__cause__", None)
+    return getattr(cause, "sqlstate", None) == "57014"  # query_canceled: the statement timeout
+
+
+def segment_preview(*, workspace: Workspace, definition: dict[str, Any], sample_size: int = 10) -> SegmentPreview:
+    """How many people the definition holds now, and a sample (most recently seen first), without saving.
+
+    Raises ``DefinitionInvalid``, or ``SegmentQueryTimeout`` beyond ``SEGMENT_PREVIEW_TIMEOUT_SECONDS``.
+    """
+    tree = definition_validate(workspace=workspace, definition=definition)
+    sample_size = max(0, min(sample_size, MAX_SAMPLE_SIZE))
+    now = timezone.now()
+    counted = compile_count(tree, workspace_id=workspace.pk, now=now)
+    members = compile_members(tree, workspace_id=workspace.pk, now=now)
+    try:
+        with transaction.atomic():
+            _statement_timeout(settings.SEGMENT_PREVIEW_TIMEOUT_SECONDS)
+            with connection.cursor() as cursor:
+                cursor.execute(counted.sql, counted.params)
+                count = int(cursor.fetchone()[0])
+            sample: list[Person] = []
+            if sample_size and count:
+                from tracking.people_selectors import people_list
+
+                sample = list(
+                    people_list(workspace).filter(pk__in=RawSQL(members.sql, members.params))[:sample_size]  # noqa: S611
+                )
+    except Exception as error:
+        if _is_timeout(error):
+            raise SegmentQueryTimeout(
+                f"Counting this segment took longer than {settings.SEGMENT_PREVIEW_TIMEOUT_SECONDS:g} s."
+            ) from error
+        raise
+    return SegmentPreview(count=count, sample=sample)
+
+
+# --- refresh -------------------------------------------------------------------------------
+
+
+def segment_refresh_enqueue(*, segment: Segment) -> None:
+    """Queue a refresh once the current transaction commits (at once outside one). Never raises:
+    a segment whose enqueue failed is still due (``next_refresh_at``) and the periodic fan-out takes it."""
+    workspace_id, segment_id = segment.workspace_id, segment.pk
+
+    def publish() -> None:
+        from segmentation.tasks import segment_refresh_task
+
+        try:
+            segment_refresh_task.apply_async((workspace_id, segment_id), retry=False)
+        except Exception:
+            logger.warning("Could not enqueue the refresh of segment %s; the periodic refresh will", segment_id)
+
+    transaction.on_commit(publish)
+
+
+def _has_webhooks(workspace_id: int, segment_id: int) -> bool:
+    """Whether any subscription listens to this segment: only then do entry and exit ids leave PostgreSQL."""
+    listening = Q(all_segments=True) | Q(
+        pk__in=WebhookSegment.objects.filter(workspace_id=workspace_id, segment_id=segment_id).values("subscription_id")
+    )
+    return WebhookSubscription.objects.filter(listening, workspace_id=workspace_id).exists()
+
+
+# The difference, in one statement: the new set (materialized once), the leavers deleted, the
+# newcomers inserted, both recorded as changes. Every data-modifying part sees the same snapshot.
+_APPLY_SQL = """
+WITH new AS MATERIALIZED ({members}),
+gone AS (
+    DELETE FROM segmentation_membership m
+    WHERE m.workspace_id = %s AND m.segment_id = %s
+      AND NOT EXISTS (SELECT 1 FROM new WHERE new.person_id = m.person_id)
+    RETURNING m.person_id
+),
+came AS (
+    INSERT INTO segmentation_membership (workspace_id, segment_id, person_id, entered_at)
+    SELECT %s, %s, new.person_id, %s FROM new
+    WHERE NOT EXISTS (
+        SELECT 1 FROM segmentation_membership m
+        WHERE m.workspace_id = %s AND m.segment_id = %s AND m.person_id = new.person_id
+    )
+    RETURNING person_id
+),
+changes AS (
+    INSERT INTO segmentation_membershipchange (workspace_id, segment_id, person_id, kind, at)
+    SELECT %s, %s, person_id, %s, %s FROM gone
+    UNION ALL
+    SELECT %s, %s, person_id, %s, %s FROM came
+)
+SELECT (SELECT count(*) FROM new), (SELECT count(*) FROM came), (SELECT count(*) FROM gone){ids}
+"""
+_IDS_SQL = (
+    ", (SELECT coalesce(array_agg(person_id), '{}') FROM came), (SELECT coalesce(array_agg(person_id), '{}') FROM gone)"
+)
+
+
+def _try_lock(segment_id: int) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [MEMBERSHIP_LOCK_CLASS, segment_id])
+        return bool(cursor.fetchone()[0])
+
+
+def membership_lock(segment_id: int) -> None:
+    """Wait for the segment's membership lock, held until the transaction ends (short writers)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [MEMBERSHIP_LOCK_CLASS, segment_id])
+
+
+def _test_only_pause() -> None:
+    """Hold the transaction open before COMMIT when the test-only setting asks (crash and lock tests)."""
+    pause = float(getattr(settings, "SEGMENT_REFRESH_TEST_ONLY_SLEEP_BEFORE_COMMIT", 0) or 0)
+    if pause > 0:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_sleep(%s)", [pause])
+
+
+def _readable(error: BaseException) -> str:
+    if _is_timeout(error):
+        return f"The refresh took longer than {settings.SEGMENT_REFRESH_TIMEOUT_SECONDS:g} s and was stopped."
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return f"The refresh failed: {text}"[:ERROR_MAX_LENGTH]
+
+
+def _apply(segment: Segment, now: datetime) -> RefreshResult | None:
+    """The refresh transaction; None when another refresh holds the lock."""
+    with transaction.atomic():
+        _statement_timeout(settings.SEGMENT_REFRESH_TIMEOUT_SECONDS)
+        if not _try_lock(segment.pk):
+            return None
+        workspace_id = segment.workspace_id
+        current = Segment.objects.filter(workspace_id=workspace_id, pk=segment.pk).values_list(
+            "definition", "is_static", "refresh_interval_seconds", "updated_at", "size"
+        )
+        row = current.first()
+        if row is None:  # deleted meanwhile
+            return RefreshResult(size=0, entered=0, exited=0, skipped=True)
+        definition, is_static, interval, edited_at, size = row
+        entered_ids: list[int] = []
+        exited_ids: list[int] = []
+        if is_static:
+            entered = exited = 0
+        else:
+            # Parsed as of its last edit: a window mixing a timestamp and a duration was checked then.
+            tree = parse(definition, now=edited_at)
+            members = compile_members(tree, workspace_id=workspace_id, now=now)
+            want_ids = _has_webhooks(workspace_id, segment.pk)
+            sql = _APPLY_SQL.format(members=members.sql, ids=_IDS_SQL if want_ids else "")
+            params = [
+                *members.params,
+                workspace_id,
+                segment.pk,
+                workspace_id,
+                segment.pk,
+                now,
+                workspace_id,
+                segment.pk,
+                workspace_id,
+                segment.pk,
+                MembershipChangeKind.EXITED.value,
+                now,
+                workspace_id,
+                segment.pk,
+                MembershipChangeKind.ENTERED.value,
+                now,
+            ]
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                result = cursor.fetchone()
+            size, entered, exited = int(result[0]), int(result[1]), int(result[2])
+            if want_ids:
+                entered_ids, exited_ids = list(result[3]), list(result[4])
+        SegmentSizeSnapshot.objects.create(
+            workspace_id=workspace_id, segment_id=segment.pk, at=now, size=size, entered=entered, exited=exited
+        )
+        Segment.objects.filter(workspace_id=workspace_id, pk=segment.pk).update(
+            status=SegmentStatus.FRESH,
+            size=size,
+            refreshed_at=now,
+            next_refresh_at=None if is_static else now + timedelta(seconds=interval),
+            consecutive_failures=0,
+            error="",
+        )
+        if entered_ids or exited_ids:
+            transaction.on_commit(
+                lambda: hooks.segment_changes_committed(workspace_id, segment.pk, entered_ids, exited_ids, now)
+            )
+        _test_only_pause()
+    return RefreshResult(size=size, entered=entered, exited=exited)
+
+
+def segment_refresh(*, segment: Segment, now: datetime | None = None) -> RefreshResult:
+    """Recompute the membership now and apply the difference; synchronous.
+
+    Skipped (``skipped=True``) when another refresh of the segment holds the lock: that one
+    is applying a set at least as new. A failure (timeout, database error) leaves the
+    membership as it was and is recorded in its own transaction: status ``failed``, the
+    reason in ``error``, and the next attempt backed off exponentially. Static segments
+    are only stamped fresh. ``now`` is the evaluation time (tests move it).
+    """
+    now = now or timezone.now()
+    Segment.objects.filter(workspace_id=segment.workspace_id, pk=segment.pk).update(status=SegmentStatus.REFRESHING)
+    try:
+        result = _apply(segment, now)
+    except Exception as error:
+        reason = _readable(error)
+        logger.warning("Refresh of segment %s failed: %s", segment.pk, reason, exc_info=True)
+        _record_failure(segment, reason, now)
+        segment.refresh_from_db()
+        return RefreshResult(size=segment.size, entered=0, exited=0, error=reason)
+    if result is None:
+        segment.refresh_from_db()
+        return RefreshResult(size=segment.size, entered=0, exited=0, skipped=True)
+    segment.refresh_from_db()
+    return result
+
+
+def _record_failure(segment: Segment, reason: str, now: datetime) -> None:
+    with transaction.atomic():
+        row = (
+            Segment.objects.select_for_update()
+            .filter(workspace_id=segment.workspace_id, pk=segment.pk)
+            .values_list("refresh_interval_seconds", "consecutive_failures")
+            .first()
+        )
+        if row is None:
+            return
+        interval, failures = row
+        backoff = min(interval * 2 ** (failures + 1), settings.SEGMENT_REFRESH_MAX_BACKOFF_SECONDS)
+        Segment.objects.filter(workspace_id=segment.workspace_id, pk=segment.pk).update(
+            status=SegmentStatus.FAILED,
+            error=reason,
+            consecutive_failures=F("consecutive_failures") + 1,
+            next_refresh_at=now + timedelta(seconds=backoff),
+        )
+
+
+def segments_claim_due(*, now: datetime | None = None, limit: int = 1000) -> list[tuple[int, int]]:
+    """(workspace id, segment id) of dynamic segments due for a refresh, referenced segments first.
+
+    Due: ``next_refresh_at`` has come, or is unset. Claiming moves ``next_refresh_at`` past the
+    refresh's timeout, so a fan-out every 30 s does not enqueue the same segment again while its
+    refresh waits in the queue or runs; the refresh then sets the real next time, and a refresh
+    lost with its worker is retried once the claim runs out.
+
+    Crosses workspaces: the periodic fan-out looks at every workspace, then each refresh runs
+    inside its own workspace's scope.
+    """
+    now = now or timezone.now()
+    claim_until = now + timedelta(seconds=settings.SEGMENT_REFRESH_TIMEOUT_SECONDS + 60)
+    with transaction.atomic():
+        due = (
+            Segment.objects.unscoped()
+            .filter(Q(next_refresh_at__isnull=True) | Q(next_refresh_at__lte=now), is_static=False)
+            .order_by(F("next_refresh_at").asc(nulls_first=True), "pk")
+            .select_for_update(skip_locked=True)
+        )
+        rows = list(due.values_list("workspace_id", "pk", "definition")[:limit])
+        Segment.objects.unscoped().filter(pk__in=[pk for _, pk, _ in rows]).update(next_refresh_at=claim_until)
+    return _referenced_first([(ws, pk, _references(document)) for ws, pk, document in rows])
+
+
+def _referenced_first(rows: Iterable[tuple[int, int, set[int]]]) -> list[tuple[int, int]]:
+    """Order so that a due segment comes after the due segments it refers to (definitions have no cycles)."""
+    by_id = {pk: (ws, refs) for ws, pk, refs in rows}
+    ordered: list[tuple[int, int]] = []
+    placed: set[int] = set()
+
+    def place(pk: int, trail: frozenset[int]) -> None:
+        if pk in placed or pk in trail:
+            return
+        ws, refs = by_id[pk]
+        for ref in sorted(refs):
+            if ref in by_id:
+                place(ref, trail | {pk})
+        placed.add(pk)
+        ordered.append((ws, pk))
+
+    for pk in by_id:
+        place(pk, frozenset())
+    return ordered
+
+
+# --- static segments ---------------------------------------------------------------------
+
+_STATIC_APPLY_SQL = """
+WITH wanted AS MATERIALIZED (
+    SELECT DISTINCT i.person_id FROM tracking_identity i
+    WHERE i.workspace_id = %s AND i.kind = %s AND i.value = ANY(%s)
+),
+came AS (
+    INSERT INTO segmentation_membership (workspace_id, segment_id, person_id, entered_at)
+    SELECT %s, %s, person_id, %s FROM wanted
+    ON CONFLICT (workspace_id, segment_id, person_id) DO NOTHING
+    RETURNING person_id
+),
+changes AS (
+    INSERT INTO segmentation_membershipchange (workspace_id, segment_id, person_id, kind, at)
+    SELECT %s, %s, person_id, %s, %s FROM came
+)
+SELECT count(*), RESULT_IDS FROM came
+"""
+_STATIC_REMOVE_SQL = """
+WITH gone AS (
+    DELETE FROM segmentation_membership m
+    USING tracking_identity i
+    WHERE m.workspace_id = %s AND m.segment_id = %s
+      AND i.workspace_id = %s AND i.kind = %s AND i.value = ANY(%s) AND i.person_id = m.person_id
+    RETURNING m.person_id
+),
+changes AS (
+    INSERT INTO segmentation_membershipchange (workspace_id, segment_id, person_id, kind, at)
+    SELECT %s, %s, person_id, %s, %s FROM gone
+)
+SELECT count(*), RESULT_IDS FROM gone
+"""
+# Person ids leave PostgreSQL only when a webhook will need them; otherwise NULL.
+_IDS_OR_NULL = {True: "coalesce(array_agg(person_id), '{}')", False: "NULL::bigint[]"}
+
+
+def _known_user_ids(workspace_id: int, values: list[str]) -> set[str]:
+    return set(
+        Identity.objects.filter(workspace_id=workspace_id, kind=IdentityKind.USER_ID, value__in=values).values_list(
+            "value", flat=True
+        )
+    )
+
+
+def _storable(value: str) -> bool:
+    return 0 < len(value) <= MAX_USER_ID_LENGTH and "\x00" not in value
+
+
+def _require_static(segment: Segment) -> None:
+    if not segment.is_static:
+        raise ValidationError(
+            {"segment": ["Members of a dynamic segment follow its definition; only static segments take a list."]}
+        )
+
+
+@dataclass
+class _Applied:
+    added: int = 0
+    removed: int = 0
+    entered_ids: list[int] = field(default_factory=list)
+    exited_ids: list[int] = field(default_factory=list)
+
+    def merge(self, other: _Applied) -> None:
+        self.added += other.added
+        self.removed += other.removed
+        self.entered_ids.extend(other.entered_ids)
+        self.exited_ids.extend(other.exited_ids)
+
+
+def _static_write(segment: Segment, *, add: list[str], remove: list[str], now: datetime, want_ids: bool) -> _Applied:
+    """Inside a transaction holding the membership lock: apply one batch of known user ids."""
+    workspace_id = segment.workspace_id
+    applied = _Applied()
+    ids = _IDS_OR_NULL[want_ids]
+    user_id = IdentityKind.USER_ID.value
+    with connection.cursor() as cursor:
+        if remove:
+            exited = MembershipChangeKind.EXITED.value
+            cursor.execute(
+                _STATIC_REMOVE_SQL.replace("RESULT_IDS", ids),
+                [workspace_id, segment.pk, workspace_id, user_id, remove, workspace_id, segment.pk, exited, now],
+            )
+            count, people = cursor.fetchone()
+            applied.removed, applied.exited_ids = int(count), list(people or [])
+        if add:
+            entered = MembershipChangeKind.ENTERED.value
+            cursor.execute(
+                _STATIC_APPLY_SQL.replace("RESULT_IDS", ids),
+                [workspace_id, user_id, add, workspace_id, segment.pk, now, workspace_id, segment.pk, entered, now],
+            )
+            count, people = cursor.fetchone()
+            applied.added, applied.entered_ids = int(count), list(people or [])
+    return applied
+
+
+def _static_finish(segment: Segment, added: int, removed: int, now: datetime) -> None:
+    """Exact size, a snapshot, fresh status; still inside the locked transaction."""
+    from segmentation.models import Membership
+
+    size = Membership.objects.filter(workspace_id=segment.workspace_id, segment_id=segment.pk).count()
+    SegmentSizeSnapshot.objects.create(
+        workspace_id=segment.workspace_id, segment_id=segment.pk, at=now, size=size, entered=added, exited=removed
+    )
+    Segment.objects.filter(workspace_id=segment.workspace_id, pk=segment.pk).update(
+        size=size, status=SegmentStatus.FRESH, refreshed_at=now, error=""
+    )
+
+
+def _notify(segment: Segment, entered: list[int], exited: list[int], now: datetime) -> None:
+    if entered or exited:
+        workspace_id, segment_id = segment.workspace_id, segment.pk
+        transaction.on_commit(lambda: hooks.segment_changes_committed(workspace_id, segment_id, entered, exited, now))
+
+
+def segment_static_change(*, segment: Segment, actor: User | None, add: list[str], remove: list[str]) -> StaticChange:
+    """Add and remove people of a static segment by user id (aliases count).
+
+    A user id that names nobody in the workspace is reported in ``unknown`` and not
+    created: a static list holds people the workspace knows. Adding a member or
+    removing a non-member changes nothing. At most ``MAX_STATIC_CHANGE`` ids per side.
+    """
+    _require_static(segment)
+    errors: dict[str, list[str]] = {}
+    for name, values in (("add", add), ("remove", remove)):
+        if len(values) > MAX_STATIC_CHANGE:
+            errors[name] = [f"At most {MAX_STATIC_CHANGE} user ids per call."]
+    both = sorted(set(add) & set(remove))
+    if both:
+        errors["remove"] = [f"Named in both add and remove: {', '.join(repr(v) for v in both[:UNMATCHED_REPORTED])}."]
+    if errors:
+        raise ValidationError(errors)
+    asked = list(dict.fromkeys([*add, *remove]))
+    known = _known_user_ids(segment.workspace_id, [v for v in asked if _storable(v)])
+    unknown = [v for v in asked if v not in known]
+    now = timezone.now()
+    with transaction.atomic():
+        membership_lock(segment.pk)
+        applied = _static_write(
+            segment,
+            add=[v for v in add if v in known],
+            remove=[v for v in remove if v in known],
+            now=now,
+            want_ids=_has_webhooks(segment.workspace_id, segment.pk),
+        )
+        _static_finish(segment, applied.added, applied.removed, now)
+        if applied.added or applied.removed:
+            audit_record(
+                workspace=Workspace(pk=segment.workspace_id),
+                actor=actor,
+                action="segment.members_changed",
+                target=segment.name,
+                details={"added": applied.added, "removed": applied.removed},
+            )
+        _notify(segment, applied.entered_ids, applied.exited_ids, now)
+    segment.refresh_from_db()
+    return StaticChange(added=applied.added, removed=applied.removed, unknown=unknown)
+
+
+# --- CSV of user ids -------------------------------------------------------------------------
+
+CSV_BATCH = 5000
+
+
+def _csv_user_ids(file: IO[Any]) -> Iterator[str]:
+    """The user ids of a CSV, one per row: the ``user_id`` column when the header names one, else the first column.
+
+    Decoded as UTF-8 (a byte-order mark is skipped); blank values are skipped. Streams: the file is never
+    held in memory whole.
+    """
+    if hasattr(file, "seek"):
+        file.seek(0)
+    text: Iterable[str] = codecs.getreader("utf-8-sig")(file, "replace") if _is_binary(file) else file
+    rows = csv.reader(text)
+    column = 0
+    first = next(rows, None)
+    if first is None:
+        return
+    header = [cell.strip().lstrip("\ufeff").lower() for cell in first]
+    if "user_id" in header:
+        column = header.index("user_id")
+    elif first and first[0].strip():
+        yield first[0].strip()
+    for row in rows:
+        if len(row) > column and row[column].strip():
+            yield row[column].strip()
+
+
+def _is_binary(file: IO[Any]) -> bool:
+    return isinstance(file.read(0), bytes)
+
+
+def _batches(values: Iterator[str], size: int) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for value in values:
+        batch.append(value)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def segment_static_csv_preview(*, segment: Segment, file: IO[Any]) -> CsvPreview:
+    """What applying this CSV would match: people found, the first unmatched ids, rows with an id.
+
+    Read in batches: each batch's ids are looked up in one query, so memory follows the batch, not the file.
+    """
+    _require_static(segment)
+    matched = total = 0
+    unmatched: list[str] = []
+    for batch in _batches(_csv_user_ids(file), CSV_BATCH):
+        total += len(batch)
+        known = _known_user_ids(segment.workspace_id, [v for v in batch if _storable(v)])
+        matched += sum(1 for v in batch if v in known)
+        for value in batch:
+            if value not in known and len(unmatched) < UNMATCHED_REPORTED:
+                unmatched.append(value)
+    return CsvPreview(matched=matched, unmatched=unmatched, total=total)
+
+
+def segment_static_csv_apply(
+    *, segment: Segment, actor: User | None, file: IO[Any], replace: bool = False
+) -> StaticChange:
+    """Add the CSV's people to a static segment (``replace``: and remove members it does not list).
+
+    One transaction under the membership lock; ``unknown`` holds the first unmatched ids.
+    """
+    _require_static(segment)
+    now = timezone.now()
+    unknown: list[str] = []
+    applied = _Applied()
+    with transaction.atomic():
+        membership_lock(segment.pk)
+        want_ids = _has_webhooks(segment.workspace_id, segment.pk)
+        if replace:
+            with connection.cursor() as cursor:
+                cursor.execute("CREATE TEMP TABLE segment_csv_keep (person_id bigint PRIMARY KEY) ON COMMIT DROP")
+        for batch in _batches(_csv_user_ids(file), CSV_BATCH):
+            known = _known_user_ids(segment.workspace_id, [v for v in batch if _storable(v)])
+            for value in batch:
+                if value not in known and len(unknown) < UNMATCHED_REPORTED:
+                    unknown.append(value)
+            values = sorted(known)
+            applied.merge(_static_write(segment, add=values, remove=[], now=now, want_ids=want_ids))
+            if replace and values:
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "INSERT INTO segment_csv_keep (person_id) SELECT DISTINCT person_id FROM tracking_identity "
+                        "WHERE workspace_id = %s AND kind = %s AND value = ANY(%s) ON CONFLICT DO NOTHING",
+                        [segment.workspace_id, IdentityKind.USER_ID.value, values],
+                    )
+        if replace:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    """
+                    WITH gone AS (
+                        DELETE FROM segmentation_membership m
+                        WHERE m.workspace_id = %s AND m.segment_id = %s
+                          AND NOT EXISTS (SELECT 1 FROM segment_csv_keep k WHERE k.person_id = m.person_id)
+                        RETURNING m.person_id
+                    ),
+                    changes AS (
+                        INSERT INTO segmentation_membershipchange (workspace_id, segment_id, person_id, kind, at)
+                        SELECT %s, %s, person_id, %s, %s FROM gone
+                    )
+                    SELECT count(*), RESULT_IDS FROM gone
+                    """.replace("RESULT_IDS", _IDS_OR_NULL[want_ids]),
+                    [
+                        segment.workspace_id,
+                        segment.pk,
+                        segment.workspace_id,
+                        segment.pk,
+                        MembershipChangeKind.EXITED.value,
+                        now,
+                    ],
+                )
+                count, people = cursor.fetchone()
+                applied.merge(_Applied(removed=int(count), exited_ids=list(people or [])))
+                cursor.execute("DROP TABLE segment_csv_keep")
+        _static_finish(segment, applied.added, applied.removed, now)
+        audit_record(
+            workspace=Workspace(pk=segment.workspace_id),
+            actor=actor,
+            action="segment.members_uploaded",
+            target=segment.name,
+            details={"added": applied.added, "removed": applied.removed},
+        )
+        _notify(segment, applied.entered_ids, applied.exited_ids, now)
+    segment.refresh_from_db()
+    return StaticChange(added=applied.added, removed=applied.removed, unknown=unknown)
