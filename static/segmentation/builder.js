@@ -789,10 +789,10 @@
       structural(path + ":kind");
     }, { "data-focus-key": path + ":kind", class: "kind-select" });
     var fields = conditionFields(node, path);
-    row.appendChild(h("div", { class: "cond-line" }, [field(join(path, "type"), [kindSelect])].concat(fields.line).concat([
-      h("span", { class: "row-tools" }, tools)
-    ])));
-    fields.below.forEach(function (el) { row.appendChild(el); });
+    var body = h("div", { class: "bcond-body" }, [h("div", { class: "cond-line" }, [field(join(path, "type"), [kindSelect])].concat(fields.line))]);
+    fields.below.forEach(function (el) { body.appendChild(el); });
+    row.appendChild(body);
+    if (tools.length) row.appendChild(h("span", { class: "row-tools" }, tools));
     return row;
   }
 
