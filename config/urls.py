@@ -7,6 +7,7 @@ api_v1 = [
     path("", include("accounts.api_urls")),
     path("", include("tracking.api_urls")),
     path("", include("segmentation.webhooks.api_urls")),
+    path("", include("segmentation.api_urls")),
 ]
 
 urlpatterns = [

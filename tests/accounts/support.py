@@ -17,7 +17,17 @@ from aiosmtpd.controller import Controller
 from django.test import Client
 
 from accounts.models import ApiKey, AuditLogEntry, Invitation, Membership, User, Workspace
-from segmentation.models import WebhookDelivery, WebhookSegment, WebhookSubscription
+from segmentation.models import (
+    Membership as SegmentMembership,
+)
+from segmentation.models import (
+    MembershipChange,
+    Segment,
+    SegmentSizeSnapshot,
+    WebhookDelivery,
+    WebhookSegment,
+    WebhookSubscription,
+)
 from tracking.models import Event, Identity, Person, SuppressedId, TrackingTrigger
 
 JSON = "application/json"
@@ -49,6 +59,22 @@ def state(workspace: Workspace | None = None) -> dict[str, Any]:
         "webhook_segments": rows(WebhookSegment, "workspace_id", "subscription_id", "segment_id"),
         "webhook_deliveries": rows(WebhookDelivery, "workspace_id", "subscription_id", "event", "status", "attempts"),
     }
+    snapshot["segments"] = rows(
+        Segment,
+        "workspace_id",
+        "name",
+        "description",
+        "definition",
+        "is_static",
+        "size",
+        "status",
+        "refreshed_at",
+        "next_refresh_at",
+        "refresh_interval_seconds",
+    )
+    snapshot["segment_members"] = rows(SegmentMembership, "workspace_id", "segment_id", "person_id", "entered_at")
+    snapshot["segment_changes"] = rows(MembershipChange, "workspace_id", "segment_id", "person_id", "kind", "at")
+    snapshot["segment_sizes"] = rows(SegmentSizeSnapshot, "workspace_id", "segment_id", "size", "at")
     # Tracking rows: reading people or events must not change them; erasure would.
     snapshot["people"] = rows(Person, "workspace_id", "user_id", "traits")
     snapshot["identities"] = rows(Identity, "workspace_id", "person_id", "kind", "value")

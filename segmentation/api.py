@@ -1,0 +1,538 @@
+"""REST endpoints of segments (rest-api.md, "Segments"): /api/v1/segments/.
+
+Members of the workspace write, viewers read. An invalid definition answers 400
+with errors keyed by its path inside the body (``definition.conditions[1].count.operator``),
+before anything is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
+from rest_framework import exceptions, mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.api import _actor, _workspace
+from config.api import Pagination, StrictSerializer
+from segmentation import selectors, services
+from segmentation.definition import MAX_GROUP_DEPTH, MAX_NODES, DefinitionInvalid
+from segmentation.models import Segment
+from tracking.api import PersonSerializer
+
+
+def _choice(values: list[str]) -> dict[str, Any]:
+    """A string from a fixed list, as a pattern: drf-spectacular hoists every ``enum`` into a
+    component named after the property, which would merge the different ``type`` and
+    ``operator`` lists of the definition's variants into one."""
+    return {"type": "string", "pattern": f"^({'|'.join(values)})$", "description": f"One of: {', '.join(values)}."}
+
+
+_FILTER: dict[str, Any] = {
+    "type": "object",
+    "required": ["key", "operator"],
+    "additionalProperties": False,
+    "properties": {
+        "key": {"type": "string", "description": 'A top-level property; dots reach into objects ("address.country").'},
+        "operator": _choice(
+            [
+                "eq",
+                "neq",
+                "in",
+                "not_in",
+                "contains",
+                "not_contains",
+                "starts_with",
+                "ends_with",
+                "gt",
+                "gte",
+                "lt",
+                "lte",
+                "between",
+                "before",
+                "after",
+                "is_set",
+                "is_not_set",
+            ]
+        ),
+        "value": {"description": "A string, number or boolean; a list for in/not_in/between; none for is_set."},
+    },
+}
+_DURATION: dict[str, Any] = {
+    "type": "string",
+    "pattern": "^[1-9][0-9]*[mhdw]$",
+    "description": 'e.g. "30m", "48h", "7d", "4w"',
+}
+_WINDOW: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "since": {"type": "string", "description": "A duration (now minus it) or an ISO-8601 timestamp; inclusive."},
+        "until": {"type": "string", "description": "A duration (now minus it) or an ISO-8601 timestamp; exclusive."},
+    },
+}
+_COMPARISON: dict[str, Any] = {
+    "type": "object",
+    "required": ["operator", "value"],
+    "properties": {
+        "operator": _choice(["eq", "neq", "gt", "gte", "lt", "lte", "between"]),
+        "value": {"description": "A number, or [low, high] for between."},
+    },
+}
+_NODE: dict[str, Any] = {"$ref": "#/components/schemas/SegmentDefinition"}
+_FILTERS: dict[str, Any] = {"type": "array", "items": _FILTER}
+
+
+def _variant(kind: str, required: list[str], properties: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": description,
+        "required": ["type", *required],
+        "properties": {"type": _choice([kind]), **properties},
+    }
+
+
+DEFINITION_SCHEMA: dict[str, Any] = {
+    "description": (
+        "A segment definition: one node, groups nesting up to "
+        f"{MAX_GROUP_DEPTH} deep and {MAX_NODES} nodes in all. Unknown fields are refused. "
+        "See docs/segments.md and the segment-definition contract."
+    ),
+    "oneOf": [
+        _variant(
+            "and", ["conditions"], {"conditions": {"type": "array", "items": _NODE, "maxItems": 50}}, "Every holds."
+        ),
+        _variant("or", ["conditions"], {"conditions": {"type": "array", "items": _NODE, "maxItems": 50}}, "One holds."),
+        _variant("not", ["condition"], {"condition": _NODE}, "The condition does not hold."),
+        _variant("trait", ["key", "operator"], _FILTER["properties"], "A property of the person."),
+        _variant(
+            "event",
+            ["event"],
+            {"event": {"type": "string"}, "filters": _FILTERS, "window": _WINDOW, "count": _COMPARISON},
+            'How often the person did it ($any: every event); count defaults to {"operator": "gte", "value": 1}.',
+        ),
+        _variant(
+            "aggregate",
+            ["event", "key", "function", "operator", "value"],
+            {
+                "event": {"type": "string"},
+                "key": {"type": "string"},
+                "function": _choice(["sum", "avg", "min", "max"]),
+                "filters": _FILTERS,
+                "window": _WINDOW,
+                **_COMPARISON["properties"],
+            },
+            "A sum, average, minimum or maximum of a numeric event property.",
+        ),
+        *(
+            _variant(
+                f"{which}_performed",
+                ["event"],
+                {"event": {"type": "string"}, "filters": _FILTERS, "window": _WINDOW},
+                f"The {which} occurrence of the event falls inside the window.",
+            )
+            for which in ("first", "last")
+        ),
+        _variant(
+            "regular",
+            ["event", "period", "periods", "min_periods"],
+            {
+                "event": {"type": "string"},
+                "filters": _FILTERS,
+                "period": _DURATION,
+                "periods": {"type": "integer", "minimum": 1, "maximum": 365},
+                "min_periods": {"type": "integer", "minimum": 1},
+            },
+            "The event in at least min_periods of the last periods periods.",
+        ),
+        _variant(
+            "sequence",
+            ["steps", "within"],
+            {
+                "steps": {
+                    "type": "array",
+                    "minItems": 2,
+                    "maxItems": 5,
+                    "items": {
+                        "type": "object",
+                        "required": ["event"],
+                        "properties": {"event": {"type": "string"}, "filters": _FILTERS},
+                    },
+                },
+                "within": _DURATION,
+                "window": _WINDOW,
+                "completed": {"type": "boolean", "default": True},
+            },
+            "Did the steps in order within a time (completed: false: dropped off).",
+        ),
+        _variant(
+            "segment",
+            ["segment"],
+            {"segment": {"type": "integer", "minimum": 1}},
+            "A member of another segment of this workspace (its stored membership).",
+        ),
+    ],
+}
+
+
+@extend_schema_field(DEFINITION_SCHEMA, component_name="SegmentDefinition")
+class DefinitionField(serializers.JSONField):
+    """The definition document as JSON; validated by ``segmentation.definition.parse`` in the service."""
+
+
+class SegmentSerializer(serializers.ModelSerializer[Segment]):
+    static = serializers.BooleanField(source="is_static", read_only=True)
+    definition = DefinitionField(read_only=True, allow_null=True, help_text="Null for a static segment.")
+
+    class Meta:
+        model = Segment
+        fields = [
+            "id",
+            "name",
+            "description",
+            "definition",
+            "static",
+            "size",
+            "status",
+            "error",
+            "refreshed_at",
+            "next_refresh_at",
+            "refresh_interval_seconds",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class SegmentCreateSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+    definition = DefinitionField(required=False, allow_null=True, default=None)
+    static = serializers.BooleanField(required=False, default=False, help_text="A list of people, no definition.")
+    refresh_interval_seconds = serializers.IntegerField(
+        required=False,
+        min_value=services.MIN_REFRESH_INTERVAL_SECONDS,
+        max_value=services.MAX_REFRESH_INTERVAL_SECONDS,
+    )
+
+
+class SegmentUpdateSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=200, required=False)
+    description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
+    definition = DefinitionField(required=False)
+    refresh_interval_seconds = serializers.IntegerField(
+        required=False,
+        min_value=services.MIN_REFRESH_INTERVAL_SECONDS,
+        max_value=services.MAX_REFRESH_INTERVAL_SECONDS,
+    )
+    static = serializers.BooleanField(required=False, help_text="Cannot change: listed so that it is refused clearly.")
+
+    def validate_static(self, value: bool) -> bool:
+        raise serializers.ValidationError("A segment cannot change between static and dynamic; create a new one.")
+
+    def validate_definition(self, value: Any) -> Any:
+        if value is None:
+            raise serializers.ValidationError("A dynamic segment needs a definition.")
+        return value
+
+
+class PreviewSerializer(StrictSerializer):
+    definition = DefinitionField()
+    sample_size = serializers.IntegerField(required=False, default=10, min_value=0, max_value=services.MAX_SAMPLE_SIZE)
+
+
+class PreviewResultSerializer(serializers.Serializer[Any]):
+    count = serializers.IntegerField()
+    sample = PersonSerializer(many=True)
+
+
+class SegmentMemberSerializer(PersonSerializer):
+    entered_at = serializers.DateTimeField(read_only=True, help_text="When the person entered the segment.")
+
+    class Meta(PersonSerializer.Meta):
+        fields = [*PersonSerializer.Meta.fields, "entered_at"]
+        read_only_fields = fields
+
+
+class MembersChangeSerializer(StrictSerializer):
+    add = serializers.ListField(
+        child=serializers.CharField(max_length=services.MAX_USER_ID_LENGTH, trim_whitespace=False),
+        required=False,
+        default=list,
+        max_length=services.MAX_STATIC_CHANGE,
+    )
+    remove = serializers.ListField(
+        child=serializers.CharField(max_length=services.MAX_USER_ID_LENGTH, trim_whitespace=False),
+        required=False,
+        default=list,
+        max_length=services.MAX_STATIC_CHANGE,
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        for name in ("add", "remove"):
+            for index, value in enumerate(attrs[name]):
+                if not isinstance(self.initial_data[name][index], str):
+                    raise serializers.ValidationError({f"{name}[{index}]": ["Expected a user id (a string)."]})
+                if "\x00" in value:
+                    raise serializers.ValidationError({f"{name}[{index}]": ["Must not contain the NUL character."]})
+        return attrs
+
+
+class MembersChangeResultSerializer(serializers.Serializer[Any]):
+    added = serializers.IntegerField()
+    removed = serializers.IntegerField()
+    unknown = serializers.ListField(child=serializers.CharField(), help_text="User ids that name nobody here.")
+    size = serializers.IntegerField()
+
+
+class HistoryDaySerializer(serializers.Serializer[Any]):
+    date = serializers.DateField()
+    size = serializers.IntegerField(allow_null=True, help_text="After the day's last refresh; null before the first.")
+    entered = serializers.IntegerField()
+    exited = serializers.IntegerField()
+
+
+class QueuedSerializer(serializers.Serializer[Any]):
+    status = serializers.CharField()
+
+
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+    default_detail = "The segment is in use."
+
+
+class QueryTimeout(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "timeout"
+    default_detail = "The segment took too long to evaluate."
+
+
+def definition_errors(error: DefinitionInvalid) -> serializers.ValidationError:
+    """The parser's errors keyed by their path inside the request body."""
+    errors: dict[str, list[str]] = {}
+    for item in error.errors:
+        key = f"definition.{item.path}" if item.path else "definition"
+        errors.setdefault(key, []).append(item.message)
+    return serializers.ValidationError(errors)
+
+
+def _flag(request: Request, name: str) -> bool:
+    value = request.query_params.get(name)
+    if value is None:
+        return False
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise serializers.ValidationError({name: [f"Expected true or false, not {value!r}."]})
+
+
+ORDERING = OpenApiParameter(
+    "ordering", OpenApiTypes.STR, enum=sorted(selectors.SEGMENT_ORDERS), description="sort order (default name)"
+)
+SEARCH = OpenApiParameter("search", OpenApiTypes.STR, description="part of the name or description")
+
+
+class SegmentViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet[Segment]
+):
+    """Segments of the workspace: dynamic (a definition, refreshed periodically) or static (a list)."""
+
+    serializer_class = SegmentSerializer
+    lookup_value_converter = "int"
+
+    def get_queryset(self) -> Any:
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no request, no workspace
+            return Segment.objects.unscoped().none()
+        workspace = _workspace(self.request)
+        if self.action != "list":
+            return selectors.segment_list(workspace)
+        order = self.request.query_params.get("ordering", "name")
+        if order not in selectors.SEGMENT_ORDERS:
+            raise serializers.ValidationError(
+                {"ordering": [f"One of {', '.join(sorted(selectors.SEGMENT_ORDERS))}, not {order!r}."]}
+            )
+        return selectors.segment_list(workspace, search=self.request.query_params.get("search", ""), order=order)
+
+    @extend_schema(parameters=[SEARCH, ORDERING])
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=SegmentCreateSerializer, responses={201: SegmentSerializer})
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        data = SegmentCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        workspace = _workspace(request)
+        if values.get("refresh_interval_seconds") is not None and values["static"]:
+            raise serializers.ValidationError({"refresh_interval_seconds": ["A static segment is never refreshed."]})
+        try:
+            segment = services.segment_create(
+                workspace=workspace,
+                actor=_actor(request),
+                name=values["name"],
+                definition=values["definition"],
+                static=values["static"],
+                description=values["description"],
+            )
+            if values.get("refresh_interval_seconds") is not None:
+                segment = services.segment_update(
+                    segment=segment, actor=_actor(request), refresh_interval_seconds=values["refresh_interval_seconds"]
+                )
+        except DefinitionInvalid as error:
+            raise definition_errors(error) from error
+        return Response(SegmentSerializer(segment).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=SegmentUpdateSerializer, responses=SegmentSerializer)
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        segment = self.get_object()
+        data = SegmentUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        try:
+            segment = services.segment_update(
+                segment=segment,
+                actor=_actor(request),
+                name=values.get("name"),
+                definition=values.get("definition"),
+                description=values.get("description"),
+                refresh_interval_seconds=values.get("refresh_interval_seconds"),
+            )
+        except DefinitionInvalid as error:
+            raise definition_errors(error) from error
+        return Response(SegmentSerializer(segment).data)
+
+    @extend_schema(responses={204: None, 409: OpenApiResponse(description="another segment's definition uses it")})
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        segment = self.get_object()
+        try:
+            services.segment_delete(segment=segment, actor=_actor(request))
+        except DjangoValidationError as error:
+            raise Conflict(" ".join(error.messages)) from error
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=PreviewSerializer, responses=PreviewResultSerializer)
+    @action(detail=False, methods=["post"])
+    def preview(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """How many people a definition holds now, and a sample, without saving anything."""
+        data = PreviewSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            result = services.segment_preview(
+                workspace=_workspace(request),
+                definition=data.validated_data["definition"],
+                sample_size=data.validated_data["sample_size"],
+            )
+        except DefinitionInvalid as error:
+            raise definition_errors(error) from error
+        except services.SegmentQueryTimeout as error:
+            raise QueryTimeout(str(error)) from error
+        return Response({"count": result.count, "sample": PersonSerializer(result.sample, many=True).data})
+
+    @extend_schema(
+        request=None,
+        parameters=[OpenApiParameter("wait", OpenApiTypes.BOOL, description="refresh now and answer the segment")],
+        responses={202: QueuedSerializer, 200: SegmentSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def refresh(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Queue a refresh (202); with ``?wait=true``, refresh now and answer the segment (200).
+
+        A failed synchronous refresh answers 200 too, with ``status`` "failed" and the reason in ``error``.
+        """
+        segment = self.get_object()
+        if not _flag(request, "wait"):
+            services.segment_refresh_enqueue(segment=segment)
+            return Response({"status": "queued"}, status=status.HTTP_202_ACCEPTED)
+        services.segment_refresh(segment=segment)
+        return Response(SegmentSerializer(segment).data)
+
+    @extend_schema(methods=["GET"], responses=SegmentMemberSerializer(many=True))
+    @extend_schema(methods=["POST"], request=MembersChangeSerializer, responses=MembersChangeResultSerializer)
+    @action(detail=True, methods=["get", "post"])
+    def members(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """GET: the current members, most recent entries first. POST: add or remove people of a static segment."""
+        segment = self.get_object()
+        workspace = _workspace(request)
+        if request.method == "GET":
+            paginator = Pagination()
+            page = paginator.paginate_queryset(selectors.segment_members(workspace, segment), request, view=self)
+            return paginator.get_paginated_response(SegmentMemberSerializer(page, many=True).data)
+        data = MembersChangeSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        change = services.segment_static_change(
+            segment=segment, actor=_actor(request), add=data.validated_data["add"], remove=data.validated_data["remove"]
+        )
+        return Response(
+            {"added": change.added, "removed": change.removed, "unknown": change.unknown, "size": segment.size}
+        )
+
+    @extend_schema(
+        parameters=[OpenApiParameter("days", OpenApiTypes.INT, description="how many UTC days, 1..365 (default 30)")],
+        responses=HistoryDaySerializer(many=True),
+    )
+    @action(detail=True, methods=["get"], pagination_class=None)
+    def history(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Per UTC day: the size after the day's last refresh, and the day's entries and exits."""
+        segment = self.get_object()
+        raw = request.query_params.get("days", "30")
+        if not raw.isdigit() or not 1 <= int(raw) <= 365:
+            raise serializers.ValidationError({"days": [f"A whole number of days from 1 to 365, not {raw!r}."]})
+        rows = selectors.segment_history(_workspace(request), segment, days=int(raw))
+        return Response(HistoryDaySerializer(rows, many=True).data)
+
+
+CSV_COLUMNS = ["user_id", "anonymous_ids", "entered_at", "traits"]
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def _csv_lines(rows: Iterator[tuple[Any, ...]]) -> Iterator[str]:
+    writer = csv.writer(_Echo())
+    yield writer.writerow(CSV_COLUMNS)
+    for user_id, anonymous_ids, entered_at, traits in rows:
+        yield writer.writerow([user_id or "", json.dumps(list(anonymous_ids)), entered_at.isoformat(), traits])
+
+
+class SegmentMembersCsvView(APIView):
+    """Every member of a segment as CSV, streamed from a server-side cursor."""
+
+    def get_queryset(self) -> Any:
+        """For the schema only: names the path's id after the segment."""
+        return Segment.objects.unscoped().none()
+
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
+        # The answer is CSV whatever the Accept header; errors still answer JSON.
+        return super().perform_content_negotiation(request, force=True)
+
+    @extend_schema(
+        responses={
+            (200, "text/csv"): OpenApiResponse(
+                response=OpenApiTypes.STR,
+                description="Header row user_id, anonymous_ids (JSON list), entered_at (ISO 8601), traits (JSON).",
+            )
+        }
+    )
+    def get(self, request: Request, pk: int) -> StreamingHttpResponse:
+        workspace = _workspace(request)
+        segment = selectors.segment_get(workspace, pk)
+        if segment is None:
+            raise exceptions.NotFound()
+        response = StreamingHttpResponse(
+            _csv_lines(selectors.segment_member_rows(workspace, segment)), content_type="text/csv; charset=utf-8"
+        )
+        response["Content-Disposition"] = f'attachment; filename="segment-{segment.pk}-members.csv"'
+        return response

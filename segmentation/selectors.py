@@ -1,0 +1,134 @@
+"""Reads of segments: lists, members, the CSV rows of all members, and day-by-day history."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from django.db import connection
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from accounts.models import Workspace
+from segmentation.models import Membership, MembershipChange, MembershipChangeKind, Segment, SegmentSizeSnapshot
+from tracking.models import Identity, IdentityKind, Person
+
+SEGMENT_ORDERS = {
+    "name": ("name", "id"),
+    "-name": ("-name", "-id"),
+    "size": ("size", "id"),
+    "-size": ("-size", "-id"),
+    "created_at": ("created_at", "id"),
+    "-created_at": ("-created_at", "-id"),
+    "refreshed_at": ("refreshed_at", "id"),
+    "-refreshed_at": ("-refreshed_at", "-id"),
+}
+CSV_CHUNK = 2000
+
+
+def segment_list(workspace: Workspace, *, search: str = "", order: str = "name") -> QuerySet[Segment]:
+    """The workspace's segments; ``search`` matches the name or description (case-insensitive).
+
+    ``order`` is one of ``SEGMENT_ORDERS`` (callers check it; unknown values fall back to name).
+    """
+    segments = Segment.objects.filter(workspace=workspace)
+    if search.strip():
+        term = search.strip()
+        segments = segments.filter(Q(name__icontains=term) | Q(description__icontains=term))
+    return segments.order_by(*SEGMENT_ORDERS.get(order, SEGMENT_ORDERS["name"]))
+
+
+def segment_get(workspace: Workspace, segment_id: int) -> Segment | None:
+    return Segment.objects.filter(workspace=workspace, pk=segment_id).first()
+
+
+def segment_members(workspace: Workspace, segment: Segment) -> QuerySet[Person]:
+    """The segment's current members, most recent entries first, each with ``entered_at`` and
+    ``identity_list`` (their ids, for the people serializer without a query per person)."""
+    memberships = Membership.objects.filter(workspace=workspace, segment=segment, person=OuterRef("pk"))
+    return (
+        Person.objects.filter(workspace=workspace)
+        .filter(Exists(memberships))
+        .annotate(entered_at=Subquery(memberships.values("entered_at")[:1]))
+        .order_by("-entered_at", "-id")
+        .prefetch_related(
+            Prefetch(
+                "identities",
+                queryset=Identity.objects.filter(workspace=workspace).order_by("kind", "created_at", "id"),
+                to_attr="identity_list",
+            )
+        )
+    )
+
+
+def segment_member_rows(workspace: Workspace, segment: Segment) -> Iterator[tuple[Any, ...]]:
+    """(user_id, anonymous ids, entered_at, traits as JSON text) of every member, from a server-side
+    cursor: rows arrive in chunks, so a million members stream in flat memory."""
+    sql = """
+        SELECT p.user_id,
+               coalesce((SELECT array_agg(i.value ORDER BY i.created_at, i.id) FROM tracking_identity i
+                         WHERE i.workspace_id = %s AND i.person_id = p.id AND i.kind = %s), '{}'),
+               m.entered_at,
+               p.traits::text
+        FROM segmentation_membership m
+        JOIN tracking_person p ON p.id = m.person_id AND p.workspace_id = %s
+        WHERE m.workspace_id = %s AND m.segment_id = %s
+        ORDER BY m.entered_at, m.person_id
+    """
+    params: list[Any] = [workspace.pk, IdentityKind.ANONYMOUS_ID.value, workspace.pk, workspace.pk, segment.pk]
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(sql, params)
+        while rows := cursor.fetchmany(CSV_CHUNK):
+            yield from rows
+
+
+@dataclass(frozen=True)
+class HistoryDay:
+    """One UTC day: the size after the day's last refresh (carried over from earlier days when
+    none ran; None before the first), and the entries and exits recorded that day."""
+
+    date: date
+    size: int | None
+    entered: int
+    exited: int
+
+
+def segment_history(workspace: Workspace, segment: Segment, *, days: int = 30) -> list[HistoryDay]:
+    """The last ``days`` UTC days up to today, oldest first, from the segment's creation day on."""
+    today = timezone.now().date()
+    start = max(today - timedelta(days=days - 1), timezone.localdate(segment.created_at))
+    snapshots = SegmentSizeSnapshot.objects.filter(workspace=workspace, segment=segment)
+    earlier = snapshots.filter(at__date__lt=start).order_by("-at", "-id").values_list("size", flat=True).first()
+    last_of_day = dict(
+        snapshots.filter(at__date__gte=start)
+        .annotate(day=TruncDate("at"))
+        .order_by("day", "-at", "-id")
+        .distinct("day")
+        .values_list("day", "size")
+    )
+    counts: dict[tuple[date, str], int] = {
+        (day, kind): n
+        for day, kind, n in MembershipChange.objects.filter(workspace=workspace, segment=segment, at__date__gte=start)
+        .annotate(day=TruncDate("at"))
+        .values("day", "kind")
+        .annotate(n=Count("id"))
+        .values_list("day", "kind", "n")
+    }
+    rows: list[HistoryDay] = []
+    size = earlier
+    day = start
+    while day <= today:
+        size = last_of_day.get(day, size)
+        rows.append(
+            HistoryDay(
+                date=day,
+                size=size,
+                entered=counts.get((day, MembershipChangeKind.ENTERED), 0),
+                exited=counts.get((day, MembershipChangeKind.EXITED), 0),
+            )
+        )
+        day += timedelta(days=1)
+    return rows
