@@ -59,6 +59,16 @@ _COUNT_WORDS = {
     "lt": "fewer than",
 }
 _FUNCTIONS = {"sum": "total", "avg": "average", "min": "lowest", "max": "highest"}
+_COMPLEMENTS = {
+    "eq": "neq",
+    "neq": "eq",
+    "in": "not_in",
+    "not_in": "in",
+    "contains": "not_contains",
+    "not_contains": "contains",
+    "is_set": "is_not_set",
+    "is_not_set": "is_set",
+}
 
 
 @dataclass(frozen=True)
@@ -178,7 +188,7 @@ def _comparison_words(comparison: Comparison) -> Parts:
     if comparison.operator == "between":
         low, high = comparison.value
         return [Part("between "), Part(_value_text(low), "value"), Part(" and "), Part(_value_text(high), "value")]
-    words = {"eq": "of exactly", "neq": "other than", "gt": "above", "gte": "of at least", "lt": "below", "lte": "of at most"}
+    words = {"eq": "exactly", "neq": "not", "gt": "above", "gte": "at least", "lt": "below", "lte": "at most"}
     return [Part(words[comparison.operator] + " "), Part(_value_text(comparison.value), "value")]
 
 
@@ -193,10 +203,16 @@ def _clause(node: Node, names: Mapping[int, str], nested: bool) -> Parts:
     if isinstance(node, And | Or):
         joiner = " and " if isinstance(node, And) else " or "
         parts: Parts = []
+        after_whose = False
         for index, child in enumerate(node.conditions):
+            clause = _clause(child, names, nested=True)
             if index:
                 parts.append(Part(joiner))
-            parts.extend(_clause(child, names, nested=True))
+                # "whose plan is Pro and who did Login": a verb after a "whose" clause needs its "who".
+                if after_whose and not _is_whose(clause):
+                    parts.append(Part("who "))
+            after_whose = after_whose or _is_whose(clause)
+            parts.extend(clause)
         if nested and len(node.conditions) > 1:
             return [Part("("), *parts, Part(")")]
         return parts
@@ -209,7 +225,13 @@ def _clause(node: Node, names: Mapping[int, str], nested: bool) -> Parts:
                     inner.append(Part(", nor " if index > 1 else " nor "))
                 inner.extend(_clause(grandchild, names, nested=True))
             return [Part("neither "), *inner] if len(child.conditions) == 2 else [Part("none of: "), *inner]
-        return [Part("not "), *_clause(child, names, nested=True)]
+        if isinstance(child, Trait) and child.filter.operator in _COMPLEMENTS:
+            twin = Filter(child.filter.key, _COMPLEMENTS[child.filter.operator], child.filter.value)
+            return _clause(Trait(twin), names, nested=True)
+        if isinstance(child, EventCount) and child.count == Comparison("gte", 1):
+            return _clause(EventCount(child.event, child.filters, child.window, Comparison("eq", 0)), names, nested=True)
+        inner = _clause(child, names, nested=True)
+        return [Part("do not match "), *([] if inner[0].text == "(" else [Part("(")]), *inner, *([] if inner[0].text == "(" else [Part(")")])]
     if isinstance(node, Trait):
         return [Part("whose "), Part(node.filter.key, "key"), Part(" "), *_predicate(node.filter)]
     if isinstance(node, EventCount):
@@ -226,14 +248,15 @@ def _clause(node: Node, names: Mapping[int, str], nested: bool) -> Parts:
         ]
     if isinstance(node, Aggregate):
         return [
-            Part(f"have a {_FUNCTIONS[node.function]} "),
+            Part("whose "),
+            Part(f"{_FUNCTIONS[node.function]} "),
             Part(node.key, "key"),
-            Part(" "),
-            *_comparison_words(node.comparison),
             Part(" on "),
             *_event(node.event),
             *_filters(node.filters),
             *_window(node.window),
+            Part(" is "),
+            *_comparison_words(node.comparison),
         ]
     if isinstance(node, Performed):
         return [Part(f"{node.which} did "), *_event(node.event), *_filters(node.filters), *_window(node.window)]
@@ -267,8 +290,13 @@ def _clause(node: Node, names: Mapping[int, str], nested: bool) -> Parts:
 
 
 def sentence(tree: Node, segment_names: Mapping[int, str] | None = None) -> Parts:
-    """The whole definition as parts of one sentence starting "People who"."""
-    return [Part("People who "), *_clause(tree, segment_names or {}, nested=False)]
+    """The whole definition as parts of one sentence: "People who did…" or "People whose plan is…"."""
+    clause = _clause(tree, segment_names or {}, nested=False)
+    return [Part("People " if _is_whose(clause) else "People who "), *clause]
+
+
+def _is_whose(clause: Parts) -> bool:
+    return bool(clause) and clause[0].text == "whose "
 
 
 def sentence_text(tree: Node, segment_names: Mapping[int, str] | None = None) -> str:

@@ -4,8 +4,9 @@ builder's JSON helpers (live preview, catalogue autocomplete).
 Writes go through ``segmentation.services``; members and viewers may read
 everything, only members and above may save, refresh, duplicate or delete
 (``workspace_required(write="member")`` answers a viewer's POST with 403).
-The live preview is a POST only because it carries a document; it changes
-nothing, so viewers may use it too.
+The live preview changes nothing but, like the REST API's preview, is a
+write-role call (it runs the segment's query on demand); a viewer's builder is
+read-only and shows the stored size instead.
 """
 
 from __future__ import annotations
@@ -261,7 +262,7 @@ def _json_error(detail: str, code: str, status: int, errors: list[dict[str, str]
     return JsonResponse({"detail": detail, "code": code, "errors": errors or []}, status=status)
 
 
-@workspace_required()
+@workspace_required(write="member")
 @require_POST
 def segment_builder_preview(request: MemberRequest) -> JsonResponse:
     """The builder's live answer: the sentence, the count and a few people, or every error with its path."""
@@ -319,7 +320,7 @@ CATALOGUE_KINDS = ("events", "keys", "values")
 def segment_catalogue(request: MemberRequest) -> JsonResponse:
     """Autocomplete for the builder's pickers, from the maintained catalogue (never the events table)."""
     workspace = request.workspace
-    kind = request.GET.get("kind", "")
+    kind = request.GET.get("kind", "events")
     source = request.GET.get("source", PropertySource.EVENT)
     q = request.GET.get("q", "")[:200]
     event = request.GET.get("event", "")[:200]

@@ -875,7 +875,7 @@
   function setStatus(text) { if (statusEl) statusEl.textContent = text; }
 
   function preview() {
-    if (!previewUrl) return;
+    if (!previewUrl || readonly) return;
     var mine = ++requestSeq;
     root.classList.add("is-loading");
     fetch(previewUrl, {
