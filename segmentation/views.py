@@ -191,11 +191,13 @@ def _definition_errors(error: DefinitionInvalid) -> list[dict[str, str]]:
 def _save(request: MemberRequest, form: SegmentForm, segment: Segment | None) -> HttpResponse:
     """Validate and save through the services; on any refusal show the builder again with the
     messages in place, and nothing written."""
-    document: Any = request.POST.get("definition", "")
+    document: Any
     try:
-        document = json.loads(document)
+        document = json.loads(request.POST.get("definition", ""))
     except ValueError:
-        pass
+        document = None  # the builder starts empty; the form says why the text was refused
+    if not isinstance(document, dict):
+        document = None
     if not form.is_valid():
         return _builder_page(request, form=form, document=document, segment=segment, errors=[], status=400)
     data = form.cleaned_data
