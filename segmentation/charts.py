@@ -79,6 +79,8 @@ class SizeChart:
     area: str
     ticks: list[Tick]
     labels: list[XLabel]
+    end_x: float
+    end_y: float
 
 
 def _x_labels(days: list[Day], left: int, step: float) -> list[XLabel]:
@@ -90,11 +92,11 @@ def _x_labels(days: list[Day], left: int, step: float) -> list[XLabel]:
     ][:7]
 
 
-def size_chart(days: list[Day], *, width: int = 720, height: int = 220) -> SizeChart | None:
+def size_chart(days: list[Day], *, width: int = 440, height: int = 200) -> SizeChart | None:
     known = [(i, d.size) for i, d in enumerate(days) if d.size is not None]
     if not known:
         return None
-    left, top, bottom = 48, 12, height - 26
+    left, top, bottom = 40, 12, height - 26
     top_value = _nice_max(max(size for _, size in known))
     step = (width - left - 8) / len(days)
 
@@ -104,8 +106,11 @@ def size_chart(days: list[Day], *, width: int = 720, height: int = 220) -> SizeC
     coords = [(left + i * step + step / 2, y(size)) for i, size in known]
     line = "M" + " L".join(f"{x:.1f},{yy:.1f}" for x, yy in coords)
     area = f"{line} L{coords[-1][0]:.1f},{bottom} L{coords[0][0]:.1f},{bottom} Z"
-    ticks = [Tick(y(top_value * f), f"{round(top_value * f):,}") for f in (0, 0.5, 1)]
-    return SizeChart(width, height, left, bottom, line, area, ticks, _x_labels(days, left, step))
+    fractions = (0, 0.5, 1) if top_value % 2 == 0 else (0, 1)
+    ticks = [Tick(y(top_value * f), f"{round(top_value * f):,}") for f in fractions]
+    return SizeChart(
+        width, height, left, bottom, line, area, ticks, _x_labels(days, left, step), coords[-1][0], coords[-1][1]
+    )
 
 
 @dataclass(frozen=True)
@@ -121,9 +126,9 @@ class FlowChart:
     labels: list[XLabel]
 
 
-def flow_chart(days: list[Day], *, width: int = 720, height: int = 180) -> FlowChart:
+def flow_chart(days: list[Day], *, width: int = 440, height: int = 200) -> FlowChart:
     """Entries above the axis, exits below, one pair of bars per day."""
-    left, top, bottom = 48, 10, height - 26
+    left, top, bottom = 40, 10, height - 26
     middle = (top + bottom) / 2
     peak = _nice_max(max([d.entered for d in days] + [d.exited for d in days] + [1]))
     step = (width - left - 8) / len(days)

@@ -218,6 +218,8 @@ def _clause(node: Node, names: Mapping[int, str], nested: bool) -> Parts:
         return parts
     if isinstance(node, Not):
         child = node.condition
+        if isinstance(child, Or) and len(child.conditions) == 1:
+            child = child.conditions[0]  # "none of" one condition is that condition's opposite
         if isinstance(child, Or) and len(child.conditions) > 1:
             inner: Parts = []
             for index, grandchild in enumerate(child.conditions):

@@ -43,7 +43,7 @@ MAX_OVERLAP = 8
 
 @dataclass(frozen=True)
 class Trend:
-    points: list[int]  # size at the end of each of the last TREND_DAYS days, oldest first
+    points: list[int]  # size at the end of each known day of the last TREND_DAYS, oldest first
     change: int | None  # size now minus size CHANGE_DAYS ago (None: not known that far back)
 
 
@@ -97,7 +97,9 @@ def segment_trends(workspace: Workspace, segments: list[Segment], *, now: dateti
         points = _daily_sizes(snapshots, days)
         before = [size for at, size in snapshots if at <= now - timedelta(days=CHANGE_DAYS)]
         change = segment.size - before[-1] if before else None
-        trends[segment.pk] = Trend(points=[p if p is not None else 0 for p in points], change=change)
+        known = [p for p in points if p is not None] or [segment.size]
+        # A segment known for one day only draws flat rather than not at all.
+        trends[segment.pk] = Trend(points=known if len(known) > 1 else known * 2, change=change)
     return trends
 
 

@@ -190,6 +190,8 @@
       } else input.removeAttribute("aria-activedescendant");
     }
     function choose(value) {
+      seq += 1;  // a suggestion list still on its way must not reopen over the choice
+      clearTimeout(timer);
       input.value = value;
       close();
       opts.onPick(value);
@@ -381,10 +383,18 @@
       label: label, value: spec.key, path: join(path, "key"), placeholder: source === "trait" ? "trait, e.g. plan" : "property",
       focusKey: focusKey,
       params: function () { return { kind: "keys", source: source, event: eventName || "" }; },
-      onInput: function (text) { spec.key = text; changed(); },
-      onPick: function (text) { spec.key = text; rememberType(source, eventName, text); changed(); }
+      onInput: function (text) { spec.key = text; relabel(); changed(); },
+      onPick: function (text) { spec.key = text; rememberType(source, eventName, text); relabel(); drawValue(); changed(); }
     });
     var holder = h("span", { class: "bf-value-slot" });
+    // Labels name the key, so that each value field says what it is the value of.
+    function relabel() {
+      opSelect.setAttribute("aria-label", "Comparison for " + (spec.key || "the property"));
+      Array.prototype.forEach.call(holder.querySelectorAll("[aria-label^='Value of '], [aria-label^='Add a value for ']"), function (el) {
+        var prefix = el.getAttribute("aria-label").indexOf("Add a value") === 0 ? "Add a value for " : "Value of ";
+        el.setAttribute("aria-label", prefix + (spec.key || "this property"));
+      });
+    }
     function drawValue() {
       holder.replaceChildren();
       var editorEl = valueEditor(spec, path, source, eventName);
@@ -833,7 +843,6 @@
   function rootSlot() { return { get: function () { return doc; }, set: function (v) { doc = v; } }; }
 
   function render() {
-    uid = 0;
     var scrollY = window.scrollY;
     editor.replaceChildren(isGroup(doc) ? renderGroup(rootSlot(), "", 0, false, null) : renderGroup(rootSlot(), "", 0, true, null));
     if (pendingFocus) {
@@ -896,6 +905,13 @@
   }
 
   function showPreview(data) {
+    if (data.code === "timeout") {
+      root.setAttribute("data-state", "slow");
+      if (countEl) countEl.textContent = "—";
+      if (countLabel) countLabel.textContent = data.detail;
+      setStatus("Too large to count while editing; saving counts it in the background.");
+      return;
+    }
     lastErrors = data.errors || [];
     placeErrors(lastErrors);
     if (data.sentence && sentenceEl) {

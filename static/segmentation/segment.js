@@ -30,7 +30,7 @@
     var progressBox = box.querySelector(".export-progress");
     var bar = box.querySelector("progress");
     var text = box.querySelector("[data-export-text]");
-    var size = Number(box.getAttribute("data-size")) || 0;
+    var size = Number(box.getAttribute("data-export-size")) || 0;
     if (!link || !window.ReadableStream || size < LARGE) return;
     link.addEventListener("click", function (event) {
       event.preventDefault();
