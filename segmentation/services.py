@@ -18,7 +18,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -82,8 +82,9 @@ class StaticChange:
     unknown: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class CsvPreview:
+class CsvPreview(NamedTuple):
+    """What a CSV would match; unpacks as ``(matched, unmatched, total)``."""
+
     matched: int
     unmatched: list[str]
     total: int
@@ -281,8 +282,15 @@ def segment_delete(*, segment: Segment, actor: User | None) -> None:
 
 
 def _statement_timeout(seconds: float) -> None:
+    """``SET LOCAL statement_timeout``, and ``client_connection_check_interval`` so that a worker
+    killed mid-refresh has its transaction rolled back (and its lock freed) within a second,
+    instead of when the statement would have ended."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('statement_timeout', %s, true)", [f"{int(seconds * 1000)}ms"])
+        cursor.execute(
+            "SELECT set_config('statement_timeout', %s, true), "
+            "set_config('client_connection_check_interval', %s, true)",
+            [f"{int(seconds * 1000)}ms", "1000ms"],
+        )
 
 
 def _is_timeout(error: BaseException) -> bool:
@@ -349,19 +357,23 @@ def _has_webhooks(workspace_id: int, segment_id: int) -> bool:
     return WebhookSubscription.objects.filter(listening, workspace_id=workspace_id).exists()
 
 
-# The difference, in one statement: the new set (materialized once), the leavers deleted, the
-# newcomers inserted, both recorded as changes. Every data-modifying part sees the same snapshot.
+# The new set goes into a temporary table with a primary key, analysed, so the planner knows
+# its size: against a CTE it has no statistics and may pick a nested-loop anti-join that is
+# quadratic in the segment's size. The table lives in this transaction only.
+_NEW_TABLE_SQL = "CREATE TEMP TABLE segment_refresh_new (person_id bigint PRIMARY KEY) ON COMMIT DROP"
+_NEW_MEMBERS_SQL = "INSERT INTO segment_refresh_new (person_id) {members}"
+# The difference, in one statement: the leavers deleted, the newcomers inserted, both recorded
+# as changes. Every data-modifying part sees the same snapshot.
 _APPLY_SQL = """
-WITH new AS MATERIALIZED ({members}),
-gone AS (
+WITH gone AS (
     DELETE FROM segmentation_membership m
     WHERE m.workspace_id = %s AND m.segment_id = %s
-      AND NOT EXISTS (SELECT 1 FROM new WHERE new.person_id = m.person_id)
+      AND NOT EXISTS (SELECT 1 FROM segment_refresh_new new WHERE new.person_id = m.person_id)
     RETURNING m.person_id
 ),
 came AS (
     INSERT INTO segmentation_membership (workspace_id, segment_id, person_id, entered_at)
-    SELECT %s, %s, new.person_id, %s FROM new
+    SELECT %s, %s, new.person_id, %s FROM segment_refresh_new new
     WHERE NOT EXISTS (
         SELECT 1 FROM segmentation_membership m
         WHERE m.workspace_id = %s AND m.segment_id = %s AND m.person_id = new.person_id
@@ -374,7 +386,7 @@ changes AS (
     UNION ALL
     SELECT %s, %s, person_id, %s, %s FROM came
 )
-SELECT (SELECT count(*) FROM new), (SELECT count(*) FROM came), (SELECT count(*) FROM gone){ids}
+SELECT (SELECT count(*) FROM came), (SELECT count(*) FROM gone){ids}
 """
 _IDS_SQL = (
     ", (SELECT coalesce(array_agg(person_id), '{}') FROM came), (SELECT coalesce(array_agg(person_id), '{}') FROM gone)"
@@ -431,9 +443,7 @@ def _apply(segment: Segment, now: datetime) -> RefreshResult | None:
             tree = parse(definition, now=edited_at)
             members = compile_members(tree, workspace_id=workspace_id, now=now)
             want_ids = _has_webhooks(workspace_id, segment.pk)
-            sql = _APPLY_SQL.format(members=members.sql, ids=_IDS_SQL if want_ids else "")
-            params = [
-                *members.params,
+            params: list[Any] = [
                 workspace_id,
                 segment.pk,
                 workspace_id,
@@ -451,11 +461,16 @@ def _apply(segment: Segment, now: datetime) -> RefreshResult | None:
                 now,
             ]
             with connection.cursor() as cursor:
-                cursor.execute(sql, params)
+                cursor.execute(_NEW_TABLE_SQL)
+                cursor.execute(_NEW_MEMBERS_SQL.format(members=members.sql), members.params)
+                size = cursor.rowcount
+                cursor.execute("ANALYZE segment_refresh_new")
+                cursor.execute(_APPLY_SQL.format(ids=_IDS_SQL if want_ids else ""), params)
                 result = cursor.fetchone()
-            size, entered, exited = int(result[0]), int(result[1]), int(result[2])
+                cursor.execute("DROP TABLE segment_refresh_new")
+            entered, exited = int(result[0]), int(result[1])
             if want_ids:
-                entered_ids, exited_ids = list(result[3]), list(result[4])
+                entered_ids, exited_ids = list(result[2]), list(result[3])
         SegmentSizeSnapshot.objects.create(
             workspace_id=workspace_id, segment_id=segment.pk, at=now, size=size, entered=entered, exited=exited
         )
@@ -485,20 +500,41 @@ def segment_refresh(*, segment: Segment, now: datetime | None = None) -> Refresh
     are only stamped fresh. ``now`` is the evaluation time (tests move it).
     """
     now = now or timezone.now()
-    Segment.objects.filter(workspace_id=segment.workspace_id, pk=segment.pk).update(status=SegmentStatus.REFRESHING)
+    _mark_refreshing(segment)
     try:
         result = _apply(segment, now)
     except Exception as error:
         reason = _readable(error)
         logger.warning("Refresh of segment %s failed: %s", segment.pk, reason, exc_info=True)
         _record_failure(segment, reason, now)
-        segment.refresh_from_db()
+        _reload(segment)
         return RefreshResult(size=segment.size, entered=0, exited=0, error=reason)
+    _reload(segment)
     if result is None:
-        segment.refresh_from_db()
         return RefreshResult(size=segment.size, entered=0, exited=0, skipped=True)
-    segment.refresh_from_db()
     return result
+
+
+def _reload(segment: Segment) -> None:
+    """The caller's instance shows the stored state; a segment deleted meanwhile keeps what it had."""
+    try:
+        segment.refresh_from_db()
+    except Segment.DoesNotExist:
+        return
+
+
+def _mark_refreshing(segment: Segment) -> None:
+    """Show ``refreshing`` at once (its own statement, committed before the refresh starts).
+
+    SKIP LOCKED: when the row is locked, a refresh is committing its result right now; waiting
+    for it would make this refresh queue behind that one instead of being skipped by the lock.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE segmentation_segment SET status = %s WHERE id = ("
+            "SELECT id FROM segmentation_segment WHERE workspace_id = %s AND id = %s FOR UPDATE SKIP LOCKED)",
+            [SegmentStatus.REFRESHING.value, segment.workspace_id, segment.pk],
+        )
 
 
 def _record_failure(segment: Segment, reason: str, now: datetime) -> None:
@@ -734,25 +770,30 @@ CSV_BATCH = 5000
 def _csv_user_ids(file: IO[Any]) -> Iterator[str]:
     """The user ids of a CSV, one per row: the ``user_id`` column when the header names one, else the first column.
 
-    Decoded as UTF-8 (a byte-order mark is skipped); blank values are skipped. Streams: the file is never
-    held in memory whole.
+    Decoded as UTF-8 (a byte-order mark is skipped; undecodable bytes become U+FFFD, which
+    matches no id); blank values are skipped. Streams: the file is never held in memory whole.
+    A file the csv module cannot read (a NUL byte, a field beyond its size limit) raises
+    ``ValidationError`` on ``file``; callers inside a transaction then write nothing.
     """
     if hasattr(file, "seek"):
         file.seek(0)
     text: Iterable[str] = codecs.getreader("utf-8-sig")(file, "replace") if _is_binary(file) else file
     rows = csv.reader(text)
-    column = 0
-    first = next(rows, None)
-    if first is None:
-        return
-    header = [cell.strip().lstrip("\ufeff").lower() for cell in first]
-    if "user_id" in header:
-        column = header.index("user_id")
-    elif first and first[0].strip():
-        yield first[0].strip()
-    for row in rows:
-        if len(row) > column and row[column].strip():
-            yield row[column].strip()
+    try:
+        first = next(rows, None)
+        if first is None:
+            return
+        header = [cell.strip().lstrip("\ufeff").lower() for cell in first]
+        column = 0
+        if "user_id" in header:
+            column = header.index("user_id")
+        elif first and first[0].strip():
+            yield first[0].strip()
+        for row in rows:
+            if len(row) > column and row[column].strip():
+                yield row[column].strip()
+    except csv.Error as error:
+        raise ValidationError({"file": [f"Not a readable CSV file (line {rows.line_num}): {error}."]}) from error
 
 
 def _is_binary(file: IO[Any]) -> bool:

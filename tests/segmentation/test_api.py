@@ -566,3 +566,21 @@ def test_a_failed_synchronous_refresh_answers_the_failed_segment(workspace, clie
         "The refresh failed: relation vanished",
     )
     assert reload(segment).consecutive_failures == 1
+
+
+def test_a_preview_beyond_its_timeout_answers_503(workspace, client, key, settings):
+    settings.SEGMENT_PREVIEW_TIMEOUT_SECONDS = 0.001
+    for n in range(300):
+        shopper(workspace, f"p{n}", traits={"n": n})
+    heavy = {
+        "type": "not",
+        "condition": {
+            "type": "or",
+            "conditions": [{"type": "trait", "key": f"k{i}", "operator": "contains", "value": "x"} for i in range(50)],
+        },
+    }
+
+    response = _call(client, key, "POST", reverse("segment-preview"), {"definition": heavy})
+
+    assert response.status_code == 503
+    assert response.json() == {"detail": "Counting this segment took longer than 0.001 s.", "code": "timeout"}

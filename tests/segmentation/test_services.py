@@ -413,7 +413,9 @@ def test_csv_preview_and_apply(scoped):
     preview = services.segment_static_csv_preview(segment=segment, file=io.BytesIO(b"\xef\xbb\xbf" + upload))
     applied = services.segment_static_csv_apply(segment=segment, actor=None, file=io.BytesIO(upload), replace=True)
 
-    assert (preview.matched, preview.unmatched, preview.total) == (2, ["dee", "'; drop table x; --"], 4)
+    matched, unmatched, total = preview
+    assert (matched, unmatched, total) == (2, ["dee", "'; drop table x; --"], 4)
+    assert (preview.matched, preview.total) == (2, 4)
     assert (applied.added, applied.removed, applied.unknown) == (2, 1, ["dee", "'; drop table x; --"])
     assert members(segment) == {"ann", "bob"}
 
@@ -422,7 +424,68 @@ def test_csv_without_a_user_id_header_uses_the_first_column(scoped):
     shopper(scoped, "ann")
     segment = services.segment_create(workspace=scoped, actor=None, name="Upload", definition=None, static=True)
 
-    applied = services.segment_static_csv_apply(segment=segment, actor=None, file=io.StringIO("ann,x\nzed,y\n"))
+    applied = services.segment_static_csv_apply(
+        segment=segment, actor=None, file=io.StringIO("ann,x\nzed,y\nnul\x00id,z\n")
+    )
 
-    assert (applied.added, applied.removed, applied.unknown) == (1, 0, ["zed"])
+    assert (applied.added, applied.removed, applied.unknown) == (1, 0, ["zed", "nul\x00id"])
     assert members(segment) == {"ann"}
+
+
+def test_refreshing_a_segment_deleted_meanwhile_does_nothing(scoped):
+    segment = _create(scoped)
+    Segment.objects.filter(pk=segment.pk).delete()
+
+    result = services.segment_refresh(segment=segment)
+
+    assert (result.skipped, result.size, result.entered, result.exited) == (True, 0, 0, 0)
+    assert not Segment.objects.exists()
+
+
+def test_an_unreadable_csv_is_refused_and_nothing_is_written(scoped):
+    shopper(scoped, "ann")
+    segment = services.segment_create(workspace=scoped, actor=None, name="Upload", definition=None, static=True)
+    before = segment_rows(scoped)
+
+    upload = b"user_id\nann\n" + b"x" * 200_000 + b"\n"
+    with pytest.raises(ValidationError) as caught:
+        services.segment_static_csv_apply(segment=segment, actor=None, file=io.BytesIO(upload))
+
+    assert caught.value.message_dict == {
+        "file": ["Not a readable CSV file (line 3): field larger than field limit (131072)."]
+    }
+    assert segment_rows(scoped) == before
+
+
+def test_static_changes_reach_webhooks_with_the_person_ids(scoped, django_capture_on_commit_callbacks, monkeypatch):
+    calls = []
+    monkeypatch.setattr(hooks, "segment_changes_committed", lambda *args: calls.append(args[:4]))
+    ann, bob = shopper(scoped, "ann"), shopper(scoped, "bob")
+    segment = services.segment_create(workspace=scoped, actor=None, name="Beta", definition=None, static=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.segment_static_change(segment=segment, actor=None, add=["ann"], remove=[])
+    WebhookSubscription.objects.create(
+        workspace=scoped, url="https://hooks.example/x", secret_salt="s", secret_hint="h"
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.segment_static_change(segment=segment, actor=None, add=["bob"], remove=["ann"])
+
+    assert calls == [(scoped.pk, segment.pk, [bob.pk], [ann.pk])]
+
+
+def test_a_window_that_empties_after_saving_matches_nobody_instead_of_failing(scoped):
+    now = timezone.now()
+    ann = shopper(scoped, "ann")
+    bought(scoped, ann, now - timedelta(days=1))
+    closes = (now + timedelta(days=2)).isoformat()
+    segment = _create(
+        scoped, definition={"type": "event", "event": "Order Completed", "window": {"since": "7d", "until": closes}}
+    )
+    services.segment_refresh(segment=segment, now=now)
+    assert members(segment) == {"ann"}
+
+    result = services.segment_refresh(segment=segment, now=now + timedelta(days=10))
+
+    assert (result.error, result.size, reload(segment).status) == ("", 0, SegmentStatus.FRESH)
+    assert members(segment) == set()

@@ -1,0 +1,253 @@
+"""Refresh tasks and the periodic fan-out; two refreshes at once; a refresh killed mid-transaction.
+
+The concurrency and crash tests use real, separate PostgreSQL connections (threads, and a child
+process), so their data is committed (``transaction=True``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.db import connection, connections
+from django.utils import timezone
+
+from accounts.tenancy import workspace_scope
+from config.celery import app as celery_app
+from segmentation import services
+from segmentation.models import MembershipChange, Segment, SegmentStatus
+from segmentation.tasks import segment_refresh_task, segments_refresh_due
+from tests import factories
+from tests.segmentation.support import bought, changes, members, reload, shopper, snapshots
+
+BUYERS = {"type": "event", "event": "Order Completed", "window": {"since": "30d"}}
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def eager():
+    """Tasks run in the caller, as a worker would run them."""
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = False
+
+
+def _segment(workspace, name="Buyers", definition=None):
+    with workspace_scope(workspace):
+        return services.segment_create(workspace=workspace, actor=None, name=name, definition=definition or BUYERS)
+
+
+def test_the_task_refreshes_in_the_workspace_scope_and_is_idempotent(workspace):
+    ann = shopper(workspace, "ann")
+    bought(workspace, ann, timezone.now() - timedelta(days=1))
+    segment = _segment(workspace)
+
+    segment_refresh_task(workspace.pk, segment.pk)
+    segment_refresh_task(workspace.pk, segment.pk)
+    segment_refresh_task(workspace.pk, 999_999_999)  # deleted meanwhile: nothing to do
+
+    assert members(segment) == {"ann"}
+    assert changes(segment) == [("ann", "entered")]
+    assert snapshots(segment) == [(1, 1, 0), (1, 0, 0)]
+
+
+def test_the_fan_out_refreshes_due_segments_of_every_workspace_referenced_first(workspace, eager):
+    now = timezone.now()
+    other = factories.WorkspaceFactory()
+    ann = shopper(workspace, "ann", traits={"plan": "vip"})
+    bought(workspace, ann, now - timedelta(days=1))
+    dee = shopper(other, "dee")
+    bought(other, dee, now - timedelta(days=1))
+    buyers = _segment(workspace)
+    # Created first, so due first: the fan-out must still refresh what it refers to before it.
+    vip_buyers = _segment(
+        workspace,
+        name="VIP buyers",
+        definition={
+            "type": "and",
+            "conditions": [
+                {"type": "trait", "key": "plan", "operator": "eq", "value": "vip"},
+                {"type": "segment", "segment": buyers.pk},
+            ],
+        },
+    )
+    Segment.objects.unscoped().filter(pk=vip_buyers.pk).update(next_refresh_at=now - timedelta(hours=1))
+    Segment.objects.unscoped().filter(pk=buyers.pk).update(next_refresh_at=now - timedelta(minutes=1))
+    theirs = _segment(other, name="Their buyers")
+    not_yet = _segment(workspace, name="Later")
+    Segment.objects.unscoped().filter(pk=not_yet.pk).update(next_refresh_at=now + timedelta(minutes=5))
+
+    enqueued = segments_refresh_due()
+
+    assert enqueued == 3
+    assert (members(buyers), members(vip_buyers), members(theirs)) == ({"ann"}, {"ann"}, {"dee"})
+    assert reload(not_yet).status == SegmentStatus.PENDING
+    assert segments_refresh_due() == 0  # each refreshed segment is next due after its interval
+
+
+def test_a_time_based_exit_flips_through_the_periodic_refresh(workspace, eager, monkeypatch):
+    """Nobody does anything; only the clock moves, and the next periodic refresh lets ann out."""
+    now = timezone.now()
+    ann = shopper(workspace, "ann")
+    bought(workspace, ann, now - timedelta(days=29))
+    segment = _segment(workspace)
+    assert segments_refresh_due() == 1
+    assert members(segment) == {"ann"}
+
+    moved = now + timedelta(days=2)
+    monkeypatch.setattr(timezone, "now", lambda: moved)
+    assert segments_refresh_due() == 1
+
+    assert members(segment) == set()
+    assert changes(segment) == [("ann", "entered"), ("ann", "exited")]
+    assert reload(segment).refreshed_at == moved
+
+
+# --- two refreshes at once -----------------------------------------------------------------------
+
+
+def _lock_holders(segment_id: int, *, using: str = "default") -> list[int]:
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = %s AND objid = %s AND granted",
+            [services.MEMBERSHIP_LOCK_CLASS, segment_id],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _wait_for(condition, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.05)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_refreshes_at_once_apply_once(settings):
+    workspace = factories.WorkspaceFactory()
+    people = [shopper(workspace, f"p{n}") for n in range(5)]
+    for who in people:
+        bought(workspace, who, timezone.now() - timedelta(days=1))
+    segment = _segment(workspace)
+    settings.SEGMENT_REFRESH_TEST_ONLY_SLEEP_BEFORE_COMMIT = 1.5
+    results: dict[str, services.RefreshResult] = {}
+
+    def refresh(label: str) -> None:
+        try:
+            with workspace_scope(workspace):
+                results[label] = services.segment_refresh(segment=Segment.objects.get(pk=segment.pk))
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=refresh, args=("first",))
+    first.start()
+    _wait_for(lambda: len(_lock_holders(segment.pk)) == 1)
+    # While the first holds the lock the segment shows "refreshing", and readers see no member yet
+    assert reload(segment).status == SegmentStatus.REFRESHING
+    assert members(segment) == set()
+    second = threading.Thread(target=refresh, args=("second",))
+    second.start()
+    second.join(timeout=30)
+    first.join(timeout=30)
+
+    assert (results["first"].skipped, results["first"].size, results["first"].entered) == (False, 5, 5)
+    assert results["second"].skipped is True
+    assert snapshots(segment) == [(5, 5, 0)]
+    with workspace_scope(workspace):
+        assert MembershipChange.objects.filter(segment=segment).count() == 5
+    assert members(segment) == {f"p{n}" for n in range(5)}
+
+
+# --- a refresh killed with its transaction open ------------------------------------------------
+
+CHILD = """
+import sys
+import django
+
+django.setup()
+from django.conf import settings
+
+settings.SEGMENT_REFRESH_TEST_ONLY_SLEEP_BEFORE_COMMIT = 120
+from accounts.tenancy import workspace_scope
+from segmentation.models import Segment
+from segmentation.services import segment_refresh
+
+with workspace_scope(int(sys.argv[1])):
+    segment_refresh(segment=Segment.objects.get(pk=int(sys.argv[2])))
+"""
+
+
+def _holder_activity(segment_id: int) -> list[tuple[str, str]]:
+    """(state, current query) of each backend holding the segment's lock."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT a.state, a.query FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objid = %s AND l.granted",
+            [services.MEMBERSHIP_LOCK_CLASS, segment_id],
+        )
+        return [tuple(row) for row in cursor.fetchall()]
+
+
+def _database_url() -> str:
+    db = connection.settings_dict
+    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refresh_killed_mid_transaction_leaves_the_old_membership_and_the_next_one_completes():
+    # Given a refreshed segment of ann and bob; then bob stops qualifying and cy starts
+    workspace = factories.WorkspaceFactory()
+    now = timezone.now()
+    ann, bob, cy = shopper(workspace, "ann"), shopper(workspace, "bob"), shopper(workspace, "cy")
+    bought(workspace, ann, now - timedelta(days=1))
+    bought(workspace, bob, now - timedelta(days=1))
+    segment = _segment(workspace)
+    with workspace_scope(workspace):
+        services.segment_refresh(segment=segment)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "DELETE FROM tracking_event WHERE workspace_id = %s AND person_id = %s", [workspace.pk, bob.pk]
+            )
+    bought(workspace, cy, now - timedelta(hours=1))
+
+    # When a refresh in a child process has applied its difference and holds the lock, uncommitted, and is killed
+    env = {**os.environ, "DATABASE_URL": _database_url(), "DJANGO_SETTINGS_MODULE": "config.settings"}
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(workspace.pk), str(segment.pk)], cwd=ROOT, env=env)
+    try:
+        # the holder of the lock has applied the difference and sleeps before COMMIT
+        _wait_for(lambda: _holder_activity(segment.pk) == [("active", "SELECT pg_sleep(120.0)")])
+        assert members(segment) == {"ann", "bob"}  # readers see the old set while the difference is uncommitted
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+
+    # Then the server ends its transaction: the lock goes and the membership is exactly the old one
+    _wait_for(lambda: _lock_holders(segment.pk) == [], timeout=15)
+    assert child.returncode == -signal.SIGKILL
+    assert members(segment) == {"ann", "bob"}
+    assert changes(segment) == [("ann", "entered"), ("bob", "entered")]
+    assert snapshots(segment) == [(2, 2, 0)]
+
+    # And the next refresh completes
+    with workspace_scope(workspace):
+        result = services.segment_refresh(segment=segment)
+    assert (result.skipped, result.size, result.entered, result.exited) == (False, 2, 1, 1)
+    assert members(segment) == {"ann", "cy"}
+    assert reload(segment).status == SegmentStatus.FRESH
+
+
+def test_beat_runs_the_fan_out_every_30_seconds(settings):
+    entry = settings.CELERY_BEAT_SCHEDULE["segments-refresh-due"]
+
+    assert (entry["task"], entry["schedule"]) == ("segmentation.tasks.segments_refresh_due", 30.0)
+    assert celery_app.tasks[entry["task"]].name == segments_refresh_due.name
