@@ -14,7 +14,7 @@ from segmentation.ui_selectors import Day
 
 
 def _nice_max(value: int) -> int:
-    """A round axis top at or above ``value`` (1, 2, 5 × 10^n)."""
+    """A round axis top at or above ``value`` (1, 2, 5 times a power of 10)."""
     if value <= 0:
         return 1
     magnitude = 1
@@ -141,5 +141,5 @@ def flow_chart(days: list[Day], *, width: int = 440, height: int = 200) -> FlowC
         down = d.exited / peak * half
         entered.append(Bar(x, middle - up, up, d.day, d.entered))
         exited.append(Bar(x, middle, down, d.day, d.exited))
-    ticks = [Tick(top, f"+{peak:,}"), Tick(middle, "0"), Tick(bottom, f"−{peak:,}")]
+    ticks = [Tick(top, f"+{peak:,}"), Tick(middle, "0"), Tick(bottom, f"\u2212{peak:,}")]
     return FlowChart(width, height, left, middle, bar, entered, exited, ticks, _x_labels(days, left, step))

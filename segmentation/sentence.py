@@ -108,9 +108,15 @@ def window_words(window: Window) -> str:
         return ""
     if until is None:
         assert since is not None
-        return f"in the last {duration_words(since)}" if isinstance(since, Duration) else f"since {_instant_words(since)}"
+        return (
+            f"in the last {duration_words(since)}" if isinstance(since, Duration) else f"since {_instant_words(since)}"
+        )
     if since is None:
-        return f"more than {duration_words(until)} ago" if isinstance(until, Duration) else f"before {_instant_words(until)}"
+        return (
+            f"more than {duration_words(until)} ago"
+            if isinstance(until, Duration)
+            else f"before {_instant_words(until)}"
+        )
     if isinstance(since, Duration) and isinstance(until, Duration):
         if since.text[-1] == until.text[-1]:
             return f"between {since.text[:-1]} and {duration_words(until)} ago"
@@ -155,7 +161,12 @@ def _predicate(filter_: Filter) -> Parts:
             return [Part("is not "), Part(_value_text(value[0]), "value")]
         return [Part("is none of "), *_choices(value, "and")]
     if op == "between":
-        return [Part("is between "), Part(_value_text(value[0]), "value"), Part(" and "), Part(_value_text(value[1]), "value")]
+        return [
+            Part("is between "),
+            Part(_value_text(value[0]), "value"),
+            Part(" and "),
+            Part(_value_text(value[1]), "value"),
+        ]
     return [Part(_FILTER_WORDS[op] + " "), Part(_value_text(value), "value")]
 
 
@@ -231,9 +242,16 @@ def _clause(node: Node, names: Mapping[int, str], nested: bool) -> Parts:
             twin = Filter(child.filter.key, _COMPLEMENTS[child.filter.operator], child.filter.value)
             return _clause(Trait(twin), names, nested=True)
         if isinstance(child, EventCount) and child.count == Comparison("gte", 1):
-            return _clause(EventCount(child.event, child.filters, child.window, Comparison("eq", 0)), names, nested=True)
+            return _clause(
+                EventCount(child.event, child.filters, child.window, Comparison("eq", 0)), names, nested=True
+            )
         inner = _clause(child, names, nested=True)
-        return [Part("do not match "), *([] if inner[0].text == "(" else [Part("(")]), *inner, *([] if inner[0].text == "(" else [Part(")")])]
+        return [
+            Part("do not match "),
+            *([] if inner[0].text == "(" else [Part("(")]),
+            *inner,
+            *([] if inner[0].text == "(" else [Part(")")]),
+        ]
     if isinstance(node, Trait):
         return [Part("whose "), Part(node.filter.key, "key"), Part(" "), *_predicate(node.filter)]
     if isinstance(node, EventCount):

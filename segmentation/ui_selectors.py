@@ -111,7 +111,9 @@ class Day:
     exited: int
 
 
-def segment_days(workspace: Workspace, segment: Segment, *, days: int = TREND_DAYS, now: datetime | None = None) -> list[Day]:
+def segment_days(
+    workspace: Workspace, segment: Segment, *, days: int = TREND_DAYS, now: datetime | None = None
+) -> list[Day]:
     """Per day of the last ``days``: the size at the day's end and how many entered and left that day."""
     now = now or timezone.now()
     day_list = _day_list(now.date(), days)
@@ -192,7 +194,7 @@ GROUP BY a.segment_id, b.segment_id
 @dataclass(frozen=True)
 class OverlapCell:
     both: int
-    jaccard: float | None  # |A ∩ B| / |A ∪ B|; None when both are empty
+    jaccard: float | None  # shared / in either (A and B over A or B); None when both are empty
 
 
 def segment_overlap(workspace: Workspace, segments: list[Segment]) -> dict[tuple[int, int], OverlapCell]:

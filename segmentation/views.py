@@ -43,8 +43,8 @@ PREVIEW_SAMPLE = 6
 MAX_PREVIEW_BYTES = 1_000_000
 CSV_CHUNK = 2000
 SORT_LABELS = [
-    ("name", "Name (A–Z)"),
-    ("-name", "Name (Z–A)"),
+    ("name", "Name (A\u2013Z)"),
+    ("-name", "Name (Z\u2013A)"),
     ("-size", "Largest first"),
     ("size", "Smallest first"),
     ("-refreshed", "Recently refreshed"),
@@ -132,7 +132,7 @@ def segment_list(request: MemberRequest) -> HttpResponse:
         "playbooks": PLAYBOOKS,
         "has_any": bool(rows) or (bool(q) and Segment.objects.filter(workspace=workspace).exists()),
         "busy": any(s.status in (SegmentStatus.PENDING, SegmentStatus.REFRESHING) for s in segments),
-        "can_write": request.membership.can_write,  # type: ignore[attr-defined]
+        "can_write": request.membership.can_write,
     }
     if request.htmx:  # type: ignore[attr-defined]
         return render(request, "segmentation/segment_list.html#segment-table", context)
@@ -143,7 +143,10 @@ def segment_list(request: MemberRequest) -> HttpResponse:
 
 
 def _segments_for_picker(workspace: Workspace) -> list[dict[str, Any]]:
-    return [{"id": pk, "name": name} for pk, name in Segment.objects.filter(workspace=workspace).order_by("name").values_list("pk", "name")]
+    return [
+        {"id": pk, "name": name}
+        for pk, name in Segment.objects.filter(workspace=workspace).order_by("name").values_list("pk", "name")
+    ]
 
 
 def _builder_page(
@@ -178,7 +181,7 @@ def _builder_page(
             "segments_json": _segments_for_picker(workspace),
             "playbooks": PLAYBOOKS,
             "playbook": playbook,
-            "can_write": request.membership.can_write,  # type: ignore[attr-defined]
+            "can_write": request.membership.can_write,
         },
         status=status,
     )
@@ -222,7 +225,9 @@ def _save(request: MemberRequest, form: SegmentForm, segment: Segment | None) ->
             messages.success(request, f"Segment “{saved.name}” saved.")
     except DefinitionInvalid as error:
         errors = _definition_errors(error)
-        form.add_error(None, f"The definition has {len(errors)} problem{'s' if len(errors) != 1 else ''}, marked below.")
+        form.add_error(
+            None, f"The definition has {len(errors)} problem{'s' if len(errors) != 1 else ''}, marked below."
+        )
         return _builder_page(request, form=form, document=document, segment=segment, errors=errors, status=400)
     except ValidationError as error:
         for field, field_errors in error.message_dict.items():
@@ -274,7 +279,7 @@ def segment_builder_preview(request: MemberRequest) -> JsonResponse:
     try:
         body = json.loads(request.body)
     except ValueError:
-        return _json_error("The body must be JSON: {\"definition\": {...}}.", "parse_error", 400)
+        return _json_error('The body must be JSON: {"definition": {...}}.', "parse_error", 400)
     if not isinstance(body, dict) or "definition" not in body:
         return _json_error("definition: is required.", "invalid", 400, [{"path": "", "message": "is required"}])
     segment_id = body.get("segment")
@@ -327,9 +332,16 @@ def segment_catalogue(request: MemberRequest) -> JsonResponse:
     q = request.GET.get("q", "")[:200]
     event = request.GET.get("event", "")[:200]
     if kind not in CATALOGUE_KINDS:
-        return _json_error("kind: one of events, keys, values.", "invalid", 400, [{"path": "kind", "message": "one of events, keys, values"}])
+        return _json_error(
+            "kind: one of events, keys, values.",
+            "invalid",
+            400,
+            [{"path": "kind", "message": "one of events, keys, values"}],
+        )
     if source not in PropertySource.values:
-        return _json_error("source: one of event, trait.", "invalid", 400, [{"path": "source", "message": "one of event, trait"}])
+        return _json_error(
+            "source: one of event, trait.", "invalid", 400, [{"path": "source", "message": "one of event, trait"}]
+        )
     if kind == "events":
         found = catalogue.event_names(workspace, q=q)
     elif kind == "keys":
@@ -365,7 +377,7 @@ def segment_detail(request: MemberRequest, pk: int) -> HttpResponse:
         "page": page,
         "people": people,
         "q": q,
-        "can_write": request.membership.can_write,  # type: ignore[attr-defined]
+        "can_write": request.membership.can_write,
     }
     if request.htmx and request.htmx.target == "members":  # type: ignore[attr-defined]
         return render(request, "segmentation/segment_detail.html#members", context)
@@ -478,9 +490,11 @@ def segment_duplicate(request: MemberRequest, pk: int) -> HttpResponse:
 def _messages(error: ValidationError | DefinitionInvalid) -> list[str]:
     if isinstance(error, DefinitionInvalid):
         return [str(e) for e in error.errors]
-    return [message for messages_ in error.message_dict.values() for message in messages_] if hasattr(
-        error, "error_dict"
-    ) else list(error.messages)
+    return (
+        [message for messages_ in error.message_dict.values() for message in messages_]
+        if hasattr(error, "error_dict")
+        else list(error.messages)
+    )
 
 
 @workspace_required(write="member")

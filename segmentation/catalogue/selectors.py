@@ -28,7 +28,9 @@ def event_names(workspace: Workspace, *, q: str = "", limit: int = SUGGESTIONS) 
     rows = CatalogueEvent.objects.filter(workspace=workspace)
     if q:
         rows = rows.filter(name__icontains=q)
-    return [Suggestion(name, count) for name, count in rows.order_by("-count", "name").values_list("name", "count")[:limit]]
+    return [
+        Suggestion(name, count) for name, count in rows.order_by("-count", "name").values_list("name", "count")[:limit]
+    ]
 
 
 def property_keys(

@@ -3,8 +3,8 @@
 Cheap and incremental: each run reads only the events with an id above the
 watermark (through the events' primary-key index), aggregates them in
 PostgreSQL and merges a few hundred summary rows. Trait keys are recounted
-from the people table when events arrived, and at least every
-``TRAITS_MAX_AGE`` (identify calls change traits without storing an event).
+from the people table every ``TRAITS_MAX_AGE`` (identify calls change traits
+without storing an event), or at once when the caller asks.
 
 Events are read up to the newest one received at least ``settle_seconds``
 ago: an id is drawn when a row is inserted, so a transaction still open may
@@ -33,8 +33,9 @@ from segmentation.catalogue.models import (
 )
 
 DEFAULT_SETTLE_SECONDS = 30
-# Traits change through identify calls too, which store no event: recount at least this often.
-TRAITS_MAX_AGE = timedelta(minutes=15)
+# Trait values are recounted from the people table (its cost grows with the people, not with what
+# arrived), so at most this often unless asked; identify calls change traits without storing an event.
+TRAITS_MAX_AGE = timedelta(minutes=5)
 
 # Top-level keys and one level into nested objects ("address.country"), as the
 # definition language's dotted keys reach them. Scalar values of at most 200
@@ -59,6 +60,7 @@ SELECT e.name, count(*), max(e."timestamp") FROM tracking_event e
 WHERE e.workspace_id = %s AND e.id > %s AND e.id <= %s
 GROUP BY e.name
 """
+# Both statements are built once, at import, from the fixed fragments above; every value is bound.
 _EVENT_PROPERTIES = (
     """
 WITH pairs AS (
@@ -192,7 +194,11 @@ def _recount_traits(workspace: Workspace) -> None:
 
 
 def catalogue_update(
-    *, workspace: Workspace, settle_seconds: int = DEFAULT_SETTLE_SECONDS, now: datetime | None = None
+    *,
+    workspace: Workspace,
+    settle_seconds: int = DEFAULT_SETTLE_SECONDS,
+    recount_traits: bool = False,
+    now: datetime | None = None,
 ) -> CatalogueRun:
     """Merge the events received since the watermark into the catalogue; recount traits if anyone was seen.
 
@@ -216,7 +222,7 @@ def catalogue_update(
                 cursor.execute(_EVENT_PROPERTIES + _SUMMARY, [workspace.pk, low, upper, TOP_VALUES_KEPT])
                 _merge_event_properties(workspace, _summaries(cursor.fetchall()))
                 watermark.last_event_id = upper
-        recount = events_read > 0 or watermark.traits_at is None or watermark.traits_at < now - TRAITS_MAX_AGE
+        recount = recount_traits or watermark.traits_at is None or watermark.traits_at < now - TRAITS_MAX_AGE
         if recount:
             _recount_traits(workspace)
             watermark.traits_at = now
@@ -225,7 +231,9 @@ def catalogue_update(
 
 
 def _merge_event_names(workspace: Workspace, names: list[tuple[str, int, datetime]]) -> None:
-    existing = {row.name: row for row in CatalogueEvent.objects.filter(workspace=workspace, name__in=[n for n, *_ in names])}
+    existing = {
+        row.name: row for row in CatalogueEvent.objects.filter(workspace=workspace, name__in=[n for n, *_ in names])
+    }
     rows = []
     for name, n, last in names:
         old = existing.get(name)

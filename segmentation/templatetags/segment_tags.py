@@ -13,7 +13,7 @@ register = template.Library()
 
 @register.filter
 def ago(value: datetime | None) -> str:
-    """"just now" under a minute (``timesince`` would say "0 minutes"), else "3 hours ago"."""
+    """ "just now" under a minute (``timesince`` would say "0 minutes"), else "3 hours ago"."""
     if value is None:
         return ""
     if (timezone.now() - value).total_seconds() < 60:

@@ -244,7 +244,7 @@ REGISTRY: dict[str, Route] = {
     "segment_overlap": Route(data=lambda s: {"s": [s.segment.pk, s.static_segment.pk]}, names_object=True),
     "segment_builder_preview": Route(
         methods=(),
-        reason="a JSON POST evaluated in the caller's workspace; another workspace's ids: tests/segmentation/test_views",
+        reason="a JSON POST evaluated in the caller's workspace; others' ids: tests/segmentation/test_views",
     ),
     "segment_catalogue": Route(reason=NONE),
     "segment_detail": Route(kwargs=lambda s: {"pk": s.segment.pk}),

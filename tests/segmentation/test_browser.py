@@ -26,7 +26,7 @@ from config.celery import app as celery_app
 from segmentation.catalogue.services import catalogue_update
 from segmentation.models import Segment
 from tests.accounts.test_browser import CONTRAST_PROBLEMS_JS, LAPTOP, PHONE, _log_in, _look, _new_context
-from tests.accounts.test_browser import watch as watch  # noqa: PLC0414 - the fixture, shared
+from tests.accounts.test_browser import watch as watch
 from tests.tracking import builders
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -218,7 +218,13 @@ def test_json_view_round_trips_with_the_visual_editor(browser, live_server, watc
         "type": "or",
         "conditions": [
             {"type": "last_performed", "event": "Order Completed", "window": {"until": "90d"}},
-            {"type": "not", "condition": {"type": "or", "conditions": [{"type": "trait", "key": "plan", "operator": "eq", "value": "Free"}]}},
+            {
+                "type": "not",
+                "condition": {
+                    "type": "or",
+                    "conditions": [{"type": "trait", "key": "plan", "operator": "eq", "value": "Free"}],
+                },
+            },
             {"type": "regular", "event": "Login", "period": "7d", "periods": 4, "min_periods": 3},
         ],
     }
@@ -261,9 +267,7 @@ def test_invalid_input_shows_the_message_next_to_the_field_and_saves_nothing(bro
     page.get_by_role("button", name="Save segment").click()
     message = page.locator('.builder-error[data-error-path="conditions[0].event"]')
     expect(message).to_have_text("must not be empty")
-    assert message.evaluate(
-        "el => el.previousElementSibling.matches('.bf[data-path=\"conditions[0].event\"]')"
-    )
+    assert message.evaluate("el => el.previousElementSibling.matches('.bf[data-path=\"conditions[0].event\"]')")
     event = page.get_by_role("combobox", name="Event")
     expect(event).to_have_attribute("aria-invalid", "true")
     assert event.get_attribute("aria-describedby") == message.get_attribute("id")
@@ -286,9 +290,7 @@ def test_hostile_event_and_trait_render_as_text_everywhere(browser, live_server,
     page.get_by_label("Condition", exact=True).last.select_option("trait")
     _pick(page, page.get_by_role("combobox", name="Trait"), "plan")
     _pick(page, page.get_by_role("combobox", name="Value of plan"), XSS_TRAIT)
-    expect(page.locator("#builder-sentence")).to_have_text(
-        f"People who did {XSS_EVENT} and whose plan is {XSS_TRAIT}"
-    )
+    expect(page.locator("#builder-sentence")).to_have_text(f"People who did {XSS_EVENT} and whose plan is {XSS_TRAIT}")
     assert _live_count(page) == 1
     expect(page.locator("#preview-sample a")).to_have_text([XSS_TRAIT])
     page.get_by_label("Name").fill(XSS_TRAIT)
@@ -322,8 +324,14 @@ def test_screens_of_the_list_the_builder_and_a_segment(browser, live_server, wat
     _shot(page, "segment-builder", viewport)
     page.goto(f"{live_server.url}/segments/")
     _shot(page, "segment-list", viewport)
-    page.goto(f"{live_server.url}/segments/overlap/?" + "&".join(
-        f"s={pk}" for pk in Segment.objects.unscoped().filter(workspace=demo).values_list("pk", flat=True)  # the test's own demo workspace
-    ))
+    page.goto(
+        f"{live_server.url}/segments/overlap/?"
+        + "&".join(
+            f"s={pk}"
+            for pk in Segment.objects.unscoped()
+            .filter(workspace=demo)
+            .values_list("pk", flat=True)  # the test's own demo workspace
+        )
+    )
     _shot(page, "segment-overlap", viewport)
     assert page.evaluate(CONTRAST_PROBLEMS_JS) == []

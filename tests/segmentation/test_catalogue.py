@@ -13,7 +13,7 @@ from django.utils import timezone
 from accounts.tenancy import workspace_scope
 from segmentation.catalogue import selectors
 from segmentation.catalogue.models import CatalogueEvent, CatalogueProperty, CatalogueWatermark
-from segmentation.catalogue.services import catalogue_update
+from segmentation.catalogue.services import TRAITS_MAX_AGE, catalogue_update
 from tests import factories
 from tests.accounts.support import logged_in_client
 from tests.tracking import builders
@@ -43,7 +43,9 @@ def test_counts_names_keys_types_and_top_values(workspace):
     shopper = builders.person(workspace, user_id="u1", traits={"plan": "Pro", "address": {"country": "FR"}})
     builders.event(workspace, shopper, "Product Viewed", properties={"category": "shoes", "price": 40})
     builders.event(workspace, shopper, "Product Viewed", properties={"category": "shoes", "price": 55.5})
-    builders.event(workspace, shopper, "Product Viewed", properties={"category": "bags", "tags": ["a"], "meta": {"ab": "x"}})
+    builders.event(
+        workspace, shopper, "Product Viewed", properties={"category": "bags", "tags": ["a"], "meta": {"ab": "x"}}
+    )
     builders.event(workspace, shopper, "Order Completed", properties={"revenue": 99})
 
     # When the catalogue updates
@@ -52,7 +54,11 @@ def test_counts_names_keys_types_and_top_values(workspace):
     # Then it knows each name, key, type and value, counted exactly
     assert run.events_read == 4
     assert _events(workspace) == [("Order Completed", 1), ("Product Viewed", 3)]
-    assert _property(workspace, "event", "Product Viewed", "category") == (3, {"string": 3}, [["shoes", 2], ["bags", 1]])
+    assert _property(workspace, "event", "Product Viewed", "category") == (
+        3,
+        {"string": 3},
+        [["shoes", 2], ["bags", 1]],
+    )
     assert _property(workspace, "event", "Product Viewed", "price") == (2, {"number": 2}, [["40", 1], ["55.5", 1]])
     assert _property(workspace, "event", "Product Viewed", "tags") == (1, {"array": 1}, [])
     assert _property(workspace, "event", "Product Viewed", "meta.ab") == (1, {"string": 1}, [["x", 1]])
@@ -113,8 +119,11 @@ def test_traits_are_recounted_so_removed_keys_disappear(workspace):
         shopper.save(update_fields=["traits"])
     builders.event(workspace, shopper, "Login")
 
-    _update(workspace)
+    periodic = _update(workspace)
+    assert periodic.traits_recounted is False  # traits were counted less than TRAITS_MAX_AGE ago
+    later = _update(workspace, now=timezone.now() + TRAITS_MAX_AGE + timedelta(seconds=1))
 
+    assert later.traits_recounted is True
     with workspace_scope(workspace):
         assert list(CatalogueProperty.objects.filter(source="trait").values_list("key", "values")) == [
             ("plan", [["Enterprise", 1]])
@@ -145,7 +154,11 @@ def test_selectors_rank_by_frequency_and_filter_by_what_is_typed(workspace):
     _update(workspace)
 
     with workspace_scope(workspace):
-        assert [s.value for s in selectors.event_names(workspace)] == ["Product Viewed", "Order Completed", "Product Added"]
+        assert [s.value for s in selectors.event_names(workspace)] == [
+            "Product Viewed",
+            "Order Completed",
+            "Product Added",
+        ]
         assert [s.value for s in selectors.event_names(workspace, q="prod")] == ["Product Viewed", "Product Added"]
         keys = selectors.property_keys(workspace, source="event", event="Order Completed")
         assert [(s.value, s.count, s.type) for s in keys] == [("revenue", 1, "number")]

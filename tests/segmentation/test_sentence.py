@@ -10,7 +10,12 @@ from segmentation.sentence import sentence, sentence_text
 EXAMPLE = {
     "type": "and",
     "conditions": [
-        {"type": "event", "event": "Order Completed", "count": {"operator": "gte", "value": 3}, "window": {"since": "30d"}},
+        {
+            "type": "event",
+            "event": "Order Completed",
+            "count": {"operator": "gte", "value": 3},
+            "window": {"since": "30d"},
+        },
         {"type": "trait", "key": "plan", "operator": "in", "value": ["Enterprise", "Strategic"]},
     ],
 }
@@ -48,8 +53,14 @@ def test_the_issue_example_reads_as_written():
             },
             "did Product Viewed where category is shoes and price is at least 50 between 60 and 30 days ago",
         ),
-        ({"type": "last_performed", "event": "Order Completed", "window": {"until": "90d"}}, "last did Order Completed more than 90 days ago"),
-        ({"type": "first_performed", "event": "$any", "window": {"since": "2w"}}, "first did any event in the last 2 weeks"),
+        (
+            {"type": "last_performed", "event": "Order Completed", "window": {"until": "90d"}},
+            "last did Order Completed more than 90 days ago",
+        ),
+        (
+            {"type": "first_performed", "event": "$any", "window": {"since": "2w"}},
+            "first did any event in the last 2 weeks",
+        ),
         (
             {"type": "event", "event": "Login", "window": {"since": "48h", "until": "1d"}},
             "did Login between 48 hours and 1 day ago",
@@ -59,14 +70,32 @@ def test_the_issue_example_reads_as_written():
             "did Login between 1 May 2026 and 1 Jun 2026, 10:30 UTC",
         ),
         (
-            {"type": "aggregate", "event": "Order Completed", "key": "revenue", "function": "sum", "operator": "gte", "value": 500, "window": {"since": "90d"}},
+            {
+                "type": "aggregate",
+                "event": "Order Completed",
+                "key": "revenue",
+                "function": "sum",
+                "operator": "gte",
+                "value": 500,
+                "window": {"since": "90d"},
+            },
             "whose total revenue on Order Completed in the last 90 days is at least 500",
         ),
         (
-            {"type": "aggregate", "event": "Order Completed", "key": "revenue", "function": "avg", "operator": "between", "value": [10, 20.5]},
+            {
+                "type": "aggregate",
+                "event": "Order Completed",
+                "key": "revenue",
+                "function": "avg",
+                "operator": "between",
+                "value": [10, 20.5],
+            },
             "whose average revenue on Order Completed is between 10 and 20.5",
         ),
-        ({"type": "regular", "event": "Login", "period": "7d", "periods": 4, "min_periods": 3}, "did Login in at least 3 of the last 4 weeks"),
+        (
+            {"type": "regular", "event": "Login", "period": "7d", "periods": 4, "min_periods": 3},
+            "did Login in at least 3 of the last 4 weeks",
+        ),
         (
             {"type": "regular", "event": "Login", "period": "3d", "periods": 5, "min_periods": 2},
             "did Login in at least 2 of the last 5 periods of 3 days",
@@ -76,15 +105,27 @@ def test_the_issue_example_reads_as_written():
             "did Product Added, then Order Completed within 48 hours",
         ),
         (
-            {"type": "sequence", "steps": [{"event": "Product Added"}, {"event": "Order Completed"}], "within": "24h", "window": {"since": "7d"}, "completed": False},
+            {
+                "type": "sequence",
+                "steps": [{"event": "Product Added"}, {"event": "Order Completed"}],
+                "within": "24h",
+                "window": {"since": "7d"},
+                "completed": False,
+            },
             "did Product Added but not then Order Completed within 24 hours in the last 7 days",
         ),
         ({"type": "trait", "key": "plan", "operator": "not_in", "value": ["Free"]}, "whose plan is not Free"),
-        ({"type": "trait", "key": "plan", "operator": "not_in", "value": ["Free", "Pro"]}, "whose plan is none of Free and Pro"),
+        (
+            {"type": "trait", "key": "plan", "operator": "not_in", "value": ["Free", "Pro"]},
+            "whose plan is none of Free and Pro",
+        ),
         ({"type": "trait", "key": "vip", "operator": "eq", "value": True}, "whose vip is true"),
         ({"type": "trait", "key": "email", "operator": "is_set"}, "whose email is set"),
         ({"type": "trait", "key": "age", "operator": "between", "value": [18, 30]}, "whose age is between 18 and 30"),
-        ({"type": "trait", "key": "signed_up", "operator": "before", "value": "30d"}, "whose signed_up is before 30 days ago"),
+        (
+            {"type": "trait", "key": "signed_up", "operator": "before", "value": "30d"},
+            "whose signed_up is before 30 days ago",
+        ),
         ({"type": "trait", "key": "plan", "operator": "in", "value": ["A", "B", "C"]}, "whose plan is A, B or C"),
     ],
 )
@@ -98,14 +139,26 @@ def test_nested_groups_and_negations():
         "type": "and",
         "conditions": [
             {"type": "event", "event": "Login"},
-            {"type": "or", "conditions": [{"type": "trait", "key": "plan", "operator": "eq", "value": "Pro"}, {"type": "event", "event": "Order Completed"}]},
-            {"type": "not", "condition": {"type": "or", "conditions": [{"type": "event", "event": "Refund"}, {"type": "event", "event": "Chargeback"}]}},
+            {
+                "type": "or",
+                "conditions": [
+                    {"type": "trait", "key": "plan", "operator": "eq", "value": "Pro"},
+                    {"type": "event", "event": "Order Completed"},
+                ],
+            },
+            {
+                "type": "not",
+                "condition": {
+                    "type": "or",
+                    "conditions": [{"type": "event", "event": "Refund"}, {"type": "event", "event": "Chargeback"}],
+                },
+            },
             {"type": "not", "condition": {"type": "trait", "key": "churned", "operator": "is_set"}},
         ],
     }
     assert sentence_text(parse(document)) == (
-        "People who did Login and (whose plan is Pro or who did Order Completed) and neither did Refund nor did Chargeback"
-        " and whose churned is not set"
+        "People who did Login and (whose plan is Pro or who did Order Completed)"
+        " and neither did Refund nor did Chargeback and whose churned is not set"
     )
 
 
@@ -129,7 +182,11 @@ def test_segment_references_use_their_names_and_fall_back_to_the_id():
 
 
 def test_data_is_marked_as_data_for_the_template_to_escape():
-    hostile = {"type": "event", "event": "<img src=x onerror=alert(1)>", "filters": [{"key": "<b>", "operator": "eq", "value": "<script>"}]}
+    hostile = {
+        "type": "event",
+        "event": "<img src=x onerror=alert(1)>",
+        "filters": [{"key": "<b>", "operator": "eq", "value": "<script>"}],
+    }
     parts = sentence(parse(hostile))
     assert [(p.text, p.kind) for p in parts] == [
         ("People who ", ""),

@@ -99,7 +99,7 @@ class Command(BaseCommand):
             bar.close()
         # Everything is committed: the builder's pickers can know the demo's events at once.
         with workspace_scope(existing):
-            catalogue_update(workspace=existing, settle_seconds=0)
+            catalogue_update(recount_traits=True, workspace=existing, settle_seconds=0)
         self.stdout.write(
             f"Demo workspace {existing.pk}: sign in as {DEMO_EMAIL} / {DEMO_PASSWORD}\n"
             f"{options['people']} people generated, {totals.accepted} messages stored "

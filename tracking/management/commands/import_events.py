@@ -81,7 +81,7 @@ class Command(BaseCommand):
         elapsed = time.perf_counter() - started
         # Every batch is committed: bring the builder's catalogue up to date now.
         with workspace_scope(workspace):
-            catalogue_update(workspace=workspace, settle_seconds=0)
+            catalogue_update(recount_traits=True, workspace=workspace, settle_seconds=0)
 
         for sample in totals.samples:
             self.stderr.write(f"rejected {sample}")
