@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "accounts",
     "tracking",
     "segmentation",
+    "segmentation.catalogue",
     "campaigns",
 ]
 
@@ -123,6 +124,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "tracking-maintenance": {"task": "tracking.tasks.tracking_maintenance", "schedule": 3600.0},
     # Webhook retries that are due, and deliveries whose enqueue failed (broker down).
     "webhooks-sweep": {"task": "segmentation.webhooks.tasks.webhooks_sweep", "schedule": 60.0},
+    # The builder's autocomplete catalogue: events received since each workspace's watermark.
+    "catalogue-sweep": {"task": "segmentation.catalogue.tasks.catalogue_sweep", "schedule": 60.0},
     # Dynamic segments whose next_refresh_at has come: one refresh task each (docs/segments.md).
     "segments-refresh-due": {"task": "segmentation.tasks.segments_refresh_due", "schedule": 30.0},
     # Real-time segment membership: workspaces whose drain kick was lost or debounced (docs/segments.md).

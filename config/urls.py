@@ -12,12 +12,12 @@ api_v1 = [
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
-    path("segments/", views.upcoming("segments"), name="segments"),
     path("campaigns/", views.upcoming("campaigns"), name="campaigns"),
     path("insights/", views.upcoming("insights"), name="insights"),
     path("", include("accounts.urls")),
     path("", include("tracking.urls")),
     path("", include("segmentation.webhooks.urls")),
+    path("", include("segmentation.urls")),
     path("api/v1/", include(api_v1)),
     path("v1/", include("tracking.ingest_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

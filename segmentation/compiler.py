@@ -466,14 +466,16 @@ def compile_count(
     return builder.finish(builder.members(tree, "count(*)"))
 
 
-def compile_preview(tree: Node, *, workspace_id: int, now: datetime, sample_size: int) -> CompiledQuery:
+def compile_preview(
+    tree: Node, *, workspace_id: int, now: datetime, sample_size: int, people: Collection[int] | None = None
+) -> CompiledQuery:
     """One row: the member count and the ids of ``sample_size`` members, most recently seen first.
 
     The members are evaluated once for both, where a count and a separate
     sample query would evaluate the definition twice. The order is the one of
     the people list (``last_seen`` descending, then id descending).
     """
-    builder = _Builder(workspace_id, now)
+    builder = _Builder(workspace_id, now, people)
     members = builder.members(tree, "p.id AS person_id, p.last_seen")
     return builder.finish(
         f"WITH members AS MATERIALIZED ({members}) SELECT (SELECT count(*) FROM members), "

@@ -235,6 +235,28 @@ REGISTRY: dict[str, Route] = {
     ),
     "segment-members-csv": Route(kwargs=lambda s: {"pk": s.segment.pk}),
     "segment-history": Route(kwargs=lambda s: {"pk": s.segment.pk}),
+    # Segment pages and the builder's helpers.
+    "segment_new": Route(
+        methods=("GET", "POST"),
+        data=lambda s: {"name": "Made by B", "definition": '{"type": "trait", "key": "plan", "operator": "is_set"}'},
+        reason="creates a segment in the caller's own workspace; references to others' segments: tests/segmentation",
+    ),
+    "segment_overlap": Route(data=lambda s: {"s": [s.segment.pk, s.static_segment.pk]}, names_object=True),
+    "segment_builder_preview": Route(
+        methods=(),
+        reason="a JSON POST evaluated in the caller's workspace; others' ids: tests/segmentation/test_views",
+    ),
+    "segment_catalogue": Route(reason=NONE),
+    "segment_detail": Route(kwargs=lambda s: {"pk": s.segment.pk}),
+    "segment_edit": Route(
+        methods=("GET", "POST"),
+        kwargs=lambda s: {"pk": s.segment.pk},
+        data=lambda s: {"name": "Renamed by B", "definition": '{"type": "trait", "key": "plan", "operator": "is_set"}'},
+    ),
+    "segment_members_csv": Route(kwargs=lambda s: {"pk": s.segment.pk}),
+    "segment_refresh": Route(methods=("POST",), kwargs=lambda s: {"pk": s.segment.pk}),
+    "segment_duplicate": Route(methods=("POST",), kwargs=lambda s: {"pk": s.segment.pk}),
+    "segment_delete": Route(methods=("POST",), kwargs=lambda s: {"pk": s.segment.pk}),
     "api-schema": Route(reason="the OpenAPI document; no workspace data"),
     "api-docs": Route(reason="the API docs page; no workspace data"),
 }

@@ -121,7 +121,7 @@ def compiled_members(world: World, document: dict, *, people: list[int] | None =
     with connection.cursor() as cursor:
         cursor.execute(count.sql, count.params)
         assert cursor.fetchone()[0] == len(rows)
-    preview = compile_preview(tree, workspace_id=world.workspace.pk, now=NOW, sample_size=3)
+    preview = compile_preview(tree, workspace_id=world.workspace.pk, now=NOW, sample_size=3, people=people)
     with connection.cursor() as cursor:
         cursor.execute(preview.sql, preview.params)
         count, sample = cursor.fetchone()

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from accounts import services
 from accounts.models import User, Workspace
 from accounts.tenancy import workspace_scope
+from segmentation.catalogue.services import catalogue_update
 from tracking.bulk_import import events_import
 from tracking.demo_shop import DemoShop
 
@@ -96,6 +97,9 @@ class Command(BaseCommand):
                 totals = events_import(workspace=existing, items=messages(), chunk_size=BATCH_SIZE)
         finally:
             bar.close()
+        # Everything is committed: the builder's pickers can know the demo's events at once.
+        with workspace_scope(existing):
+            catalogue_update(recount_traits=True, workspace=existing, settle_seconds=0)
         self.stdout.write(
             f"Demo workspace {existing.pk}: sign in as {DEMO_EMAIL} / {DEMO_PASSWORD}\n"
             f"{options['people']} people generated, {totals.accepted} messages stored "

@@ -1,0 +1,145 @@
+"""Server-rendered SVG charts of segment sizes: a sparkline, a size-over-time line, entries and exits bars.
+
+Plain geometry, no library and no script: the templates draw the shapes these
+functions compute, so charts render with JavaScript off and print crisply.
+Numbers only ever reach the SVG as coordinates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from segmentation.ui_selectors import Day
+
+
+def _nice_max(value: int) -> int:
+    """A round axis top at or above ``value`` (1, 2, 5 times a power of 10)."""
+    if value <= 0:
+        return 1
+    magnitude = 1
+    while magnitude * 10 <= value:
+        magnitude *= 10
+    for step in (1, 2, 5, 10):
+        if step * magnitude >= value:
+            return step * magnitude
+    return 10 * magnitude
+
+
+@dataclass(frozen=True)
+class Sparkline:
+    width: int
+    height: int
+    line: str
+    area: str
+    end_x: float
+    end_y: float
+
+
+def sparkline(points: list[int], *, width: int = 112, height: int = 28) -> Sparkline | None:
+    if len(points) < 2:
+        return None
+    low, high = min(points), max(points)
+    span = (high - low) or 1
+    step = (width - 4) / (len(points) - 1)
+    coords = [(2 + i * step, height - 3 - (value - low) / span * (height - 6)) for i, value in enumerate(points)]
+    line = "M" + " L".join(f"{x:.1f},{y:.1f}" for x, y in coords)
+    area = f"{line} L{coords[-1][0]:.1f},{height} L{coords[0][0]:.1f},{height} Z"
+    return Sparkline(width, height, line, area, coords[-1][0], coords[-1][1])
+
+
+@dataclass(frozen=True)
+class Tick:
+    y: float
+    label: str
+
+
+@dataclass(frozen=True)
+class XLabel:
+    x: float
+    label: str
+
+
+@dataclass(frozen=True)
+class Bar:
+    x: float
+    y: float
+    height: float
+    day: date
+    value: int
+
+
+@dataclass(frozen=True)
+class SizeChart:
+    width: int
+    height: int
+    left: int
+    bottom: float
+    line: str
+    area: str
+    ticks: list[Tick]
+    labels: list[XLabel]
+    end_x: float
+    end_y: float
+
+
+def _x_labels(days: list[Day], left: int, step: float) -> list[XLabel]:
+    every = max(1, len(days) // 5)
+    return [
+        XLabel(left + i * step + step / 2, f"{day.day.day} {day.day:%b}")
+        for i, day in enumerate(days)
+        if i % every == 0 or i == len(days) - 1
+    ][:7]
+
+
+def size_chart(days: list[Day], *, width: int = 440, height: int = 200) -> SizeChart | None:
+    known = [(i, d.size) for i, d in enumerate(days) if d.size is not None]
+    if not known:
+        return None
+    left, top, bottom = 40, 12, height - 26
+    top_value = _nice_max(max(size for _, size in known))
+    step = (width - left - 8) / len(days)
+
+    def y(value: float) -> float:
+        return bottom - value / top_value * (bottom - top)
+
+    coords = [(left + i * step + step / 2, y(size)) for i, size in known]
+    line = "M" + " L".join(f"{x:.1f},{yy:.1f}" for x, yy in coords)
+    area = f"{line} L{coords[-1][0]:.1f},{bottom} L{coords[0][0]:.1f},{bottom} Z"
+    fractions = (0, 0.5, 1) if top_value % 2 == 0 else (0, 1)
+    ticks = [Tick(y(top_value * f), f"{round(top_value * f):,}") for f in fractions]
+    return SizeChart(
+        width, height, left, bottom, line, area, ticks, _x_labels(days, left, step), coords[-1][0], coords[-1][1]
+    )
+
+
+@dataclass(frozen=True)
+class FlowChart:
+    width: int
+    height: int
+    left: int
+    middle: float
+    bar_width: float
+    entered: list[Bar]
+    exited: list[Bar]
+    ticks: list[Tick]
+    labels: list[XLabel]
+
+
+def flow_chart(days: list[Day], *, width: int = 440, height: int = 200) -> FlowChart:
+    """Entries above the axis, exits below, one pair of bars per day."""
+    left, top, bottom = 40, 10, height - 26
+    middle = (top + bottom) / 2
+    peak = _nice_max(max([d.entered for d in days] + [d.exited for d in days] + [1]))
+    step = (width - left - 8) / len(days)
+    bar = max(2.0, step * 0.62)
+    half = middle - top
+    entered, exited = [], []
+    for i, d in enumerate(days):
+        x = left + i * step + (step - bar) / 2
+        up = d.entered / peak * half
+        down = d.exited / peak * half
+        entered.append(Bar(x, middle - up, up, d.day, d.entered))
+        exited.append(Bar(x, middle, down, d.day, d.exited))
+    ticks = [Tick(top, f"+{peak:,}"), Tick(middle, "0"), Tick(bottom, f"\u2212{peak:,}")]
+    return FlowChart(width, height, left, middle, bar, entered, exited, ticks, _x_labels(days, left, step))

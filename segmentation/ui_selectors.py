@@ -1,0 +1,216 @@
+"""Reads the segment pages need beyond the engine's selectors: trends for the list, per-day history,
+members with their entry time, overlap between segments, the webhooks listening to a segment.
+
+Every read takes the workspace and filters on it; the raw SQL of the overlap
+puts ``workspace_id = %s`` at the root of its WHERE and binds every value.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from django.db import connection
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from accounts.models import Workspace
+from segmentation.models import (
+    Membership,
+    MembershipChange,
+    Segment,
+    SegmentSizeSnapshot,
+    WebhookSegment,
+    WebhookSubscription,
+)
+from tracking.models import Person
+
+TREND_DAYS = 30
+CHANGE_DAYS = 7
+SORTS = {
+    "name": ("name",),
+    "-name": ("-name",),
+    "size": ("size", "name"),
+    "-size": ("-size", "name"),
+    "refreshed": ("refreshed_at", "name"),
+    "-refreshed": ("-refreshed_at", "name"),
+}
+DEFAULT_SORT = "name"
+MAX_OVERLAP = 8
+
+
+@dataclass(frozen=True)
+class Trend:
+    points: list[int]  # size at the end of each known day of the last TREND_DAYS, oldest first
+    change: int | None  # size now minus size CHANGE_DAYS ago (None: not known that far back)
+
+
+def segments_search(workspace: Workspace, *, search: str = "", order: str = DEFAULT_SORT) -> QuerySet[Segment]:
+    segments = Segment.objects.filter(workspace=workspace)
+    if search:
+        segments = segments.filter(Q(name__icontains=search) | Q(description__icontains=search))
+    return segments.order_by(*SORTS.get(order, SORTS[DEFAULT_SORT]))
+
+
+def _daily_sizes(snapshots: list[tuple[datetime, int]], days: list[date]) -> list[int | None]:
+    """The last known size at the end of each day (carried forward; None before the first snapshot)."""
+    by_day: dict[date, int] = {}
+    for at, size in snapshots:  # ordered by time
+        by_day[at.date()] = size
+    points: list[int | None] = []
+    last: int | None = None
+    earlier = [size for at, size in snapshots if at.date() < days[0]]
+    if earlier:
+        last = earlier[-1]
+    for day in days:
+        last = by_day.get(day, last)
+        points.append(last)
+    return points
+
+
+def _day_list(today: date, days: int) -> list[date]:
+    return [today - timedelta(days=offset) for offset in range(days - 1, -1, -1)]
+
+
+def segment_trends(workspace: Workspace, segments: list[Segment], *, now: datetime | None = None) -> dict[int, Trend]:
+    """Sparkline points and the 7-day change of each segment, in one query."""
+    now = now or timezone.now()
+    days = _day_list(now.date(), TREND_DAYS)
+    ids = [segment.pk for segment in segments]
+    if not ids:
+        return {}
+    rows = (
+        SegmentSizeSnapshot.objects.filter(
+            workspace=workspace, segment_id__in=ids, at__gte=now - timedelta(days=TREND_DAYS + CHANGE_DAYS)
+        )
+        .order_by("segment_id", "at")
+        .values_list("segment_id", "at", "size")
+    )
+    series: dict[int, list[tuple[datetime, int]]] = defaultdict(list)
+    for segment_id, at, size in rows:
+        series[segment_id].append((at, size))
+    trends = {}
+    for segment in segments:
+        snapshots = series.get(segment.pk, [])
+        points = _daily_sizes(snapshots, days)
+        before = [size for at, size in snapshots if at <= now - timedelta(days=CHANGE_DAYS)]
+        change = segment.size - before[-1] if before else None
+        known = [p for p in points if p is not None] or [segment.size]
+        # A segment known for one day only draws flat rather than not at all.
+        trends[segment.pk] = Trend(points=known if len(known) > 1 else known * 2, change=change)
+    return trends
+
+
+@dataclass(frozen=True)
+class Day:
+    day: date
+    size: int | None
+    entered: int
+    exited: int
+
+
+def segment_days(
+    workspace: Workspace, segment: Segment, *, days: int = TREND_DAYS, now: datetime | None = None
+) -> list[Day]:
+    """Per day of the last ``days``: the size at the day's end and how many entered and left that day."""
+    now = now or timezone.now()
+    day_list = _day_list(now.date(), days)
+    start = datetime.combine(day_list[0], datetime.min.time(), tzinfo=now.tzinfo)
+    snapshots = list(
+        SegmentSizeSnapshot.objects.filter(workspace=workspace, segment=segment, at__gte=start - timedelta(days=7))
+        .order_by("at")
+        .values_list("at", "size")
+    )
+    sizes = _daily_sizes(snapshots, day_list)
+    changes: dict[tuple[date, str], int] = {}
+    for row in (
+        MembershipChange.objects.filter(workspace=workspace, segment=segment, at__gte=start)
+        .annotate(day=TruncDate("at"))
+        .values("day", "kind")
+        .annotate(n=Count("id"))
+    ):
+        changes[(row["day"], row["kind"])] = row["n"]
+    return [
+        Day(day=day, size=size, entered=changes.get((day, "entered"), 0), exited=changes.get((day, "exited"), 0))
+        for day, size in zip(day_list, sizes, strict=True)
+    ]
+
+
+def segment_members(workspace: Workspace, segment: Segment, *, search: str = "") -> QuerySet[Person]:
+    """Members, latest entries first, each annotated with ``entered_at``."""
+    entered = Membership.objects.filter(workspace=workspace, segment=segment, person=OuterRef("pk")).values(
+        "entered_at"
+    )[:1]
+    people = Person.objects.filter(
+        workspace=workspace, pk__in=Membership.objects.filter(workspace=workspace, segment=segment).values("person_id")
+    ).annotate(entered_at=Subquery(entered))
+    if search:
+        people = people.filter(
+            Q(user_id__icontains=search) | Q(traits__email__icontains=search) | Q(traits__name__icontains=search)
+        )
+    return people.order_by("-entered_at", "-pk")
+
+
+def segment_webhooks(workspace: Workspace, segment: Segment) -> list[WebhookSubscription]:
+    """Subscriptions told about this segment's entries and exits: those for all segments and those naming it."""
+    chosen = WebhookSegment.objects.filter(workspace=workspace, segment=segment).values("subscription_id")
+    return list(
+        WebhookSubscription.objects.filter(workspace=workspace)
+        .filter(Q(all_segments=True) | Q(pk__in=chosen))
+        .order_by("created_at")
+    )
+
+
+def segment_referrers(workspace: Workspace, segment: Segment) -> list[Segment]:
+    """Segments whose definition uses this one (which makes deleting it refused)."""
+    found = []
+    for other in Segment.objects.filter(workspace=workspace).exclude(pk=segment.pk).only("pk", "name", "definition"):
+        stack = [other.definition]
+        while stack:
+            node = stack.pop()
+            if not isinstance(node, dict):
+                continue
+            if node.get("type") == "segment" and node.get("segment") == segment.pk:
+                found.append(other)
+                break
+            stack.extend(node.get("conditions") or [])
+            if "condition" in node:
+                stack.append(node["condition"])
+    return found
+
+
+_OVERLAP = """
+SELECT a.segment_id, b.segment_id, count(*)
+FROM segmentation_membership a
+JOIN segmentation_membership b ON b.workspace_id = a.workspace_id AND b.person_id = a.person_id
+    AND b.segment_id > a.segment_id
+WHERE a.workspace_id = %s AND a.segment_id = ANY(%s) AND b.segment_id = ANY(%s)
+GROUP BY a.segment_id, b.segment_id
+"""
+
+
+@dataclass(frozen=True)
+class OverlapCell:
+    both: int
+    jaccard: float | None  # shared / in either (A and B over A or B); None when both are empty
+
+
+def segment_overlap(workspace: Workspace, segments: list[Segment]) -> dict[tuple[int, int], OverlapCell]:
+    """Pairwise overlap of stored memberships (each segment's last refresh), keyed both ways."""
+    ids = [segment.pk for segment in segments]
+    sizes = {segment.pk: segment.size for segment in segments}
+    with connection.cursor() as cursor:
+        cursor.execute(_OVERLAP, [workspace.pk, ids, ids])
+        both = {(a, b): int(n) for a, b, n in cursor.fetchall()}
+    cells: dict[tuple[int, int], OverlapCell] = {}
+    for a in ids:
+        for b in ids:
+            if a == b:
+                cells[(a, b)] = OverlapCell(sizes[a], 1.0 if sizes[a] else None)
+                continue
+            n = both.get((min(a, b), max(a, b)), 0)
+            union = sizes[a] + sizes[b] - n
+            cells[(a, b)] = OverlapCell(n, n / union if union else None)
+    return cells

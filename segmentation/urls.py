@@ -1,0 +1,20 @@
+"""Web routes of segments: the list, the builder, a segment's page and its actions, overlap; the
+builder's JSON helpers (live preview, catalogue autocomplete)."""
+
+from django.urls import path
+
+from segmentation import views
+
+urlpatterns = [
+    path("segments/", views.segment_list, name="segments"),
+    path("segments/new/", views.segment_new, name="segment_new"),
+    path("segments/overlap/", views.segment_overlap, name="segment_overlap"),
+    path("segments/preview/", views.segment_builder_preview, name="segment_builder_preview"),
+    path("segments/catalogue/", views.segment_catalogue, name="segment_catalogue"),
+    path("segments/<int:pk>/", views.segment_detail, name="segment_detail"),
+    path("segments/<int:pk>/edit/", views.segment_edit, name="segment_edit"),
+    path("segments/<int:pk>/members.csv", views.segment_members_csv, name="segment_members_csv"),
+    path("segments/<int:pk>/refresh/", views.segment_refresh, name="segment_refresh"),
+    path("segments/<int:pk>/duplicate/", views.segment_duplicate, name="segment_duplicate"),
+    path("segments/<int:pk>/delete/", views.segment_delete, name="segment_delete"),
+]

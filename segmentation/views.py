@@ -1,0 +1,547 @@
+"""HTML views of segments: the list, the builder (new and edit), a segment's page, overlap, and the
+builder's JSON helpers (live preview, catalogue autocomplete).
+
+Writes go through ``segmentation.services``; members and viewers may read
+everything, only members and above may save, refresh, duplicate or delete
+(``workspace_required(write="member")`` answers a viewer's POST with 403).
+The live preview changes nothing but, like the REST API's preview, is a
+write-role call (it runs the segment's query on demand); a viewer's builder is
+read-only and shows the stored size instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.text import slugify
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
+
+from accounts.models import Workspace
+from accounts.requests import MemberRequest
+from accounts.views import workspace_required
+from segmentation import charts, services, ui_selectors
+from segmentation.catalogue import selectors as catalogue
+from segmentation.catalogue.models import PropertySource
+from segmentation.definition import DefinitionInvalid, Node, parse, referenced_segments
+from segmentation.models import Segment, SegmentStatus
+from segmentation.playbooks import BY_SLUG, PLAYBOOKS
+from segmentation.sentence import Part, sentence
+from tracking.models import Person
+
+MEMBERS_PAGE_SIZE = 25
+PREVIEW_SAMPLE = 6
+MAX_PREVIEW_BYTES = 1_000_000
+CSV_CHUNK = 2000
+SORT_LABELS = [
+    ("name", "Name (A\u2013Z)"),
+    ("-name", "Name (Z\u2013A)"),
+    ("-size", "Largest first"),
+    ("size", "Smallest first"),
+    ("-refreshed", "Recently refreshed"),
+    ("refreshed", "Least recently refreshed"),
+]
+
+
+class SegmentForm(forms.Form):
+    name = forms.CharField(max_length=200, label="Name")
+    description = forms.CharField(
+        max_length=2000, required=False, label="Description", widget=forms.TextInput(attrs={"placeholder": "Optional"})
+    )
+    definition = forms.CharField(widget=forms.Textarea(attrs={"hidden": True}), label="Definition (JSON)")
+
+    def clean_definition(self) -> Any:
+        text = self.cleaned_data["definition"]
+        try:
+            document = json.loads(text)
+        except ValueError as error:
+            raise ValidationError(f"Not valid JSON: {error}") from error
+        if not isinstance(document, dict):
+            raise ValidationError("The definition must be one JSON object with a type.")
+        return document
+
+
+def _segment_or_404(workspace: Workspace, pk: int) -> Segment:
+    return get_object_or_404(Segment.objects.filter(workspace=workspace), pk=pk)
+
+
+def person_label(person: Person) -> str:
+    traits = person.traits if isinstance(person.traits, dict) else {}
+    name = traits.get("name")
+    if isinstance(name, str) and name.strip():
+        return name
+    return person.user_id or f"Anonymous #{person.pk}"
+
+
+def _person_detail(person: Person) -> str:
+    traits = person.traits if isinstance(person.traits, dict) else {}
+    email = traits.get("email")
+    detail = email if isinstance(email, str) else ""
+    if person.user_id and person_label(person) != person.user_id:
+        detail = f"{person.user_id} · {detail}" if detail else person.user_id
+    return detail
+
+
+def _segment_names(workspace: Workspace, tree: Node | None) -> dict[int, str]:
+    ids = referenced_segments(tree) if tree is not None else set()
+    if not ids:
+        return {}
+    return dict(Segment.objects.filter(workspace=workspace, pk__in=ids).values_list("pk", "name"))
+
+
+def _stored_sentence(workspace: Workspace, segment: Segment) -> list[Part]:
+    """The sentence of a stored definition (valid when saved; a later-deleted reference reads as its id)."""
+    if segment.definition is None:
+        return []
+    try:
+        tree = parse(segment.definition)
+    except DefinitionInvalid:
+        return [Part("The stored definition no longer reads as valid; open it in the builder to fix it.")]
+    return sentence(tree, _segment_names(workspace, tree))
+
+
+# --- The list -----------------------------------------------------------------------------
+
+
+@workspace_required()
+@require_safe
+def segment_list(request: MemberRequest) -> HttpResponse:
+    workspace = request.workspace
+    q = request.GET.get("q", "").strip()[:200]
+    sort = request.GET.get("sort", ui_selectors.DEFAULT_SORT)
+    if sort not in ui_selectors.SORTS:
+        sort = ui_selectors.DEFAULT_SORT
+    segments = list(ui_selectors.segments_search(workspace, search=q, order=sort))
+    trends = ui_selectors.segment_trends(workspace, segments)
+    rows = [(segment, trends[segment.pk], charts.sparkline(trends[segment.pk].points)) for segment in segments]
+    context = {
+        "section": "segments",
+        "rows": rows,
+        "q": q,
+        "sort": sort,
+        "sorts": SORT_LABELS,
+        "playbooks": PLAYBOOKS,
+        "has_any": bool(rows) or (bool(q) and Segment.objects.filter(workspace=workspace).exists()),
+        "busy": any(s.status in (SegmentStatus.PENDING, SegmentStatus.REFRESHING) for s in segments),
+        "can_write": request.membership.can_write,
+    }
+    if request.htmx:  # type: ignore[attr-defined]
+        return render(request, "segmentation/segment_list.html#segment-table", context)
+    return render(request, "segmentation/segment_list.html", context)
+
+
+# --- The builder ---------------------------------------------------------------------------
+
+
+def _segments_for_picker(workspace: Workspace) -> list[dict[str, Any]]:
+    return [
+        {"id": pk, "name": name}
+        for pk, name in Segment.objects.filter(workspace=workspace).order_by("name").values_list("pk", "name")
+    ]
+
+
+def _builder_page(
+    request: MemberRequest,
+    *,
+    form: SegmentForm,
+    document: Any,
+    segment: Segment | None,
+    errors: list[dict[str, str]],
+    playbook: str = "",
+    status: int = 200,
+) -> HttpResponse:
+    workspace = request.workspace
+    parts: list[Part] = []
+    if isinstance(document, dict):
+        try:
+            tree = parse(document)
+        except DefinitionInvalid:
+            tree = None
+        if tree is not None:
+            parts = sentence(tree, _segment_names(workspace, tree))
+    return render(
+        request,
+        "segmentation/segment_builder.html",
+        {
+            "section": "segments",
+            "form": form,
+            "segment": segment,
+            "document": document,
+            "errors": errors,
+            "sentence": parts,
+            "segments_json": _segments_for_picker(workspace),
+            "playbooks": PLAYBOOKS,
+            "playbook": playbook,
+            "can_write": request.membership.can_write,
+        },
+        status=status,
+    )
+
+
+def _definition_errors(error: DefinitionInvalid) -> list[dict[str, str]]:
+    return [{"path": e.path, "message": e.message} for e in error.errors]
+
+
+def _save(request: MemberRequest, form: SegmentForm, segment: Segment | None) -> HttpResponse:
+    """Validate and save through the services; on any refusal show the builder again with the
+    messages in place, and nothing written."""
+    document: Any
+    try:
+        document = json.loads(request.POST.get("definition", ""))
+    except ValueError:
+        document = None  # the builder starts empty; the form says why the text was refused
+    if not isinstance(document, dict):
+        document = None
+    if not form.is_valid():
+        return _builder_page(request, form=form, document=document, segment=segment, errors=[], status=400)
+    data = form.cleaned_data
+    try:
+        if segment is None:
+            saved = services.segment_create(
+                workspace=request.workspace,
+                actor=request.user,
+                name=data["name"],
+                definition=data["definition"],
+                description=data["description"],
+            )
+            messages.success(request, f"Segment “{saved.name}” saved. Its members are being counted.")
+        else:
+            saved = services.segment_update(
+                segment=segment,
+                actor=request.user,
+                name=data["name"],
+                definition=data["definition"],
+                description=data["description"],
+            )
+            messages.success(request, f"Segment “{saved.name}” saved.")
+    except DefinitionInvalid as error:
+        errors = _definition_errors(error)
+        form.add_error(
+            None, f"The definition has {len(errors)} problem{'s' if len(errors) != 1 else ''}, marked below."
+        )
+        return _builder_page(request, form=form, document=document, segment=segment, errors=errors, status=400)
+    except ValidationError as error:
+        for field, field_errors in error.message_dict.items():
+            form.add_error(field if field in form.fields else None, field_errors)
+        return _builder_page(request, form=form, document=document, segment=segment, errors=[], status=400)
+    return redirect("segment_detail", pk=saved.pk)
+
+
+@workspace_required(write="member")
+@require_http_methods(["GET", "HEAD", "POST"])
+def segment_new(request: MemberRequest) -> HttpResponse:
+    if request.method == "POST":
+        return _save(request, SegmentForm(request.POST), None)
+    slug = request.GET.get("template", "")
+    playbook = BY_SLUG.get(slug)
+    if slug and playbook is None:
+        raise Http404("No such template")
+    document = playbook.document() if playbook else {"type": "and", "conditions": []}
+    form = SegmentForm(initial={"name": playbook.name if playbook else "", "definition": json.dumps(document)})
+    return _builder_page(request, form=form, document=document, segment=None, errors=[], playbook=slug)
+
+
+@workspace_required(write="member")
+@require_http_methods(["GET", "HEAD", "POST"])
+def segment_edit(request: MemberRequest, pk: int) -> HttpResponse:
+    segment = _segment_or_404(request.workspace, pk)
+    if segment.is_static:
+        messages.info(request, "A static segment has no definition to edit: its members are uploaded.")
+        return redirect("segment_detail", pk=segment.pk)
+    if request.method == "POST":
+        return _save(request, SegmentForm(request.POST), segment)
+    form = SegmentForm(
+        initial={"name": segment.name, "description": segment.description, "definition": json.dumps(segment.definition)}
+    )
+    return _builder_page(request, form=form, document=segment.definition, segment=segment, errors=[])
+
+
+def _json_error(detail: str, code: str, status: int, errors: list[dict[str, str]] | None = None) -> JsonResponse:
+    return JsonResponse({"detail": detail, "code": code, "errors": errors or []}, status=status)
+
+
+@workspace_required(write="member")
+@require_POST
+def segment_builder_preview(request: MemberRequest) -> JsonResponse:
+    """The builder's live answer: the sentence, the count and a few people, or every error with its path."""
+    workspace = request.workspace
+    if len(request.body) > MAX_PREVIEW_BYTES:
+        return _json_error("The definition is too large to preview.", "too_large", 400)
+    try:
+        body = json.loads(request.body)
+    except ValueError:
+        return _json_error('The body must be JSON: {"definition": {...}}.', "parse_error", 400)
+    if not isinstance(body, dict) or "definition" not in body:
+        return _json_error("definition: is required.", "invalid", 400, [{"path": "", "message": "is required"}])
+    segment_id = body.get("segment")
+    if segment_id is not None and (
+        isinstance(segment_id, bool)
+        or not isinstance(segment_id, int)
+        or not Segment.objects.filter(workspace=workspace, pk=segment_id).exists()
+    ):
+        return _json_error("segment: no such segment in this workspace.", "not_found", 404)
+    document = body["definition"]
+    try:
+        tree = services.definition_validate(workspace=workspace, definition=document, self_id=segment_id)
+        result = services.segment_preview(workspace=workspace, definition=document, sample_size=PREVIEW_SAMPLE)
+    except DefinitionInvalid as error:
+        errors = _definition_errors(error)
+        return JsonResponse(
+            {"detail": "The definition is invalid.", "code": "invalid", "errors": errors, "sentence": None}, status=400
+        )
+    except services.SegmentQueryTimeout as error:
+        return _json_error(str(error), "timeout", 503, [{"path": "", "message": str(error)}])
+    parts = sentence(tree, _segment_names(workspace, tree))
+    return JsonResponse(
+        {
+            "count": result.count,
+            "sample": [
+                {
+                    "id": person.pk,
+                    "label": person_label(person),
+                    "detail": _person_detail(person),
+                    "url": reverse("person_detail", args=[person.pk]),
+                }
+                for person in result.sample
+            ],
+            "sentence": [{"text": part.text, "kind": part.kind} for part in parts],
+            "errors": [],
+        }
+    )
+
+
+CATALOGUE_KINDS = ("events", "keys", "values")
+
+
+@workspace_required()
+@require_safe
+def segment_catalogue(request: MemberRequest) -> JsonResponse:
+    """Autocomplete for the builder's pickers, from the maintained catalogue (never the events table)."""
+    workspace = request.workspace
+    kind = request.GET.get("kind", "events")
+    source = request.GET.get("source", PropertySource.EVENT)
+    q = request.GET.get("q", "")[:200]
+    event = request.GET.get("event", "")[:200]
+    if kind not in CATALOGUE_KINDS:
+        return _json_error(
+            "kind: one of events, keys, values.",
+            "invalid",
+            400,
+            [{"path": "kind", "message": "one of events, keys, values"}],
+        )
+    if source not in PropertySource.values:
+        return _json_error(
+            "source: one of event, trait.", "invalid", 400, [{"path": "source", "message": "one of event, trait"}]
+        )
+    if kind == "events":
+        found = catalogue.event_names(workspace, q=q)
+    elif kind == "keys":
+        found = catalogue.property_keys(workspace, source=source, event=event, q=q)
+    else:
+        key = request.GET.get("key", "")[:300]
+        if not key:
+            return JsonResponse({"results": []})
+        found = catalogue.property_values(workspace, source=source, event=event, key=key, q=q)
+    return JsonResponse({"results": [{"value": s.value, "count": s.count, "type": s.type} for s in found]})
+
+
+# --- A segment's page ----------------------------------------------------------------------
+
+
+def _members_page(request: MemberRequest, segment: Segment) -> tuple[Any, str]:
+    q = request.GET.get("q", "").strip()[:200]
+    members = ui_selectors.segment_members(request.workspace, segment, search=q)
+    page = Paginator(members, MEMBERS_PAGE_SIZE).get_page(request.GET.get("page"))
+    return page, q
+
+
+@workspace_required()
+@require_safe
+def segment_detail(request: MemberRequest, pk: int) -> HttpResponse:
+    workspace = request.workspace
+    segment = _segment_or_404(workspace, pk)
+    page, q = _members_page(request, segment)
+    people = [(person, person_label(person), _person_detail(person)) for person in page.object_list]
+    context: dict[str, Any] = {
+        "section": "segments",
+        "segment": segment,
+        "page": page,
+        "people": people,
+        "q": q,
+        "can_write": request.membership.can_write,
+    }
+    if request.htmx and request.htmx.target == "members":  # type: ignore[attr-defined]
+        return render(request, "segmentation/segment_detail.html#members", context)
+    days = ui_selectors.segment_days(workspace, segment)
+    context.update(
+        {
+            "sentence": _stored_sentence(workspace, segment),
+            "days": days,
+            "size_chart": charts.size_chart(days),
+            "flow_chart": charts.flow_chart(days),
+            "entered_30": sum(d.entered for d in days),
+            "exited_30": sum(d.exited for d in days),
+            "webhooks": ui_selectors.segment_webhooks(workspace, segment),
+            "referrers": ui_selectors.segment_referrers(workspace, segment),
+            "busy": segment.status in (SegmentStatus.PENDING, SegmentStatus.REFRESHING),
+            "definition_json": json.dumps(segment.definition, indent=2, ensure_ascii=False),
+        }
+    )
+    if request.htmx and request.htmx.target == "segment-status":  # type: ignore[attr-defined]
+        return render(request, "segmentation/segment_detail.html#status", context)
+    return render(request, "segmentation/segment_detail.html", context)
+
+
+def _csv_cell(value: Any) -> str:
+    """Text as a spreadsheet will not run it: a leading =, +, - or @ starts a formula there."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+@workspace_required()
+@require_safe
+def segment_members_csv(request: MemberRequest, pk: int) -> StreamingHttpResponse:
+    """Every member, streamed in chunks; ``X-Segment-Size`` lets the page show progress while it downloads."""
+    workspace = request.workspace
+    segment = _segment_or_404(workspace, pk)
+    members = ui_selectors.segment_members(workspace, segment)
+    writer = csv.writer(_Echo())
+
+    def rows() -> Iterator[str]:
+        yield writer.writerow(["person_id", "user_id", "email", "name", "entered_at"])
+        for person in members.iterator(chunk_size=CSV_CHUNK):
+            traits = person.traits if isinstance(person.traits, dict) else {}
+            yield writer.writerow(
+                [
+                    person.pk,
+                    _csv_cell(person.user_id),
+                    _csv_cell(traits.get("email")),
+                    _csv_cell(traits.get("name")),
+                    person.entered_at.isoformat() if person.entered_at else "",  # type: ignore[attr-defined]
+                ]
+            )
+
+    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    filename = slugify(segment.name) or f"segment-{segment.pk}"
+    response["Content-Disposition"] = f'attachment; filename="{filename}-members.csv"'
+    response["X-Segment-Size"] = str(segment.size)
+    return response
+
+
+@workspace_required(write="member")
+@require_POST
+def segment_refresh(request: MemberRequest, pk: int) -> HttpResponse:
+    segment = _segment_or_404(request.workspace, pk)
+    if segment.is_static:
+        messages.info(request, "A static segment changes only when its list does; there is nothing to recompute.")
+        return redirect("segment_detail", pk=segment.pk)
+    services.segment_refresh_enqueue(segment=segment)
+    messages.success(request, "Refresh queued: the size and members update in a moment.")
+    return redirect("segment_detail", pk=segment.pk)
+
+
+def _copy_name(workspace: Workspace, name: str) -> str:
+    taken = set(Segment.objects.filter(workspace=workspace, name__startswith=name[:150]).values_list("name", flat=True))
+    base = f"{name[:180]} (copy)"
+    candidate, number = base, 2
+    while candidate in taken:
+        candidate = f"{name[:180]} (copy {number})"
+        number += 1
+    return candidate
+
+
+@workspace_required(write="member")
+@require_POST
+def segment_duplicate(request: MemberRequest, pk: int) -> HttpResponse:
+    workspace = request.workspace
+    segment = _segment_or_404(workspace, pk)
+    try:
+        copy = services.segment_create(
+            workspace=workspace,
+            actor=request.user,
+            name=_copy_name(workspace, segment.name),
+            definition=segment.definition,
+            static=segment.is_static,
+            description=segment.description,
+        )
+    except (ValidationError, DefinitionInvalid) as error:
+        messages.error(request, f"Could not duplicate “{segment.name}”: {'; '.join(_messages(error))}")
+        return redirect("segment_detail", pk=segment.pk)
+    messages.success(request, f"Duplicated as “{copy.name}”. Adjust it and save.")
+    if copy.is_static:
+        return redirect("segment_detail", pk=copy.pk)
+    return redirect("segment_edit", pk=copy.pk)
+
+
+def _messages(error: ValidationError | DefinitionInvalid) -> list[str]:
+    if isinstance(error, DefinitionInvalid):
+        return [str(e) for e in error.errors]
+    return (
+        [message for messages_ in error.message_dict.values() for message in messages_]
+        if hasattr(error, "error_dict")
+        else list(error.messages)
+    )
+
+
+@workspace_required(write="member")
+@require_POST
+def segment_delete(request: MemberRequest, pk: int) -> HttpResponse:
+    """Delete, or refuse with the reason while something uses the segment (today: other segments'
+    definitions; campaigns will refuse through the same service check)."""
+    segment = _segment_or_404(request.workspace, pk)
+    try:
+        services.segment_delete(segment=segment, actor=request.user)
+    except ValidationError as error:
+        messages.error(request, f"Not deleted. {' '.join(_messages(error))} Remove it from there first.")
+        return redirect("segment_detail", pk=segment.pk)
+    messages.success(request, f"Segment “{segment.name}” deleted.")
+    return redirect("segments")
+
+
+# --- Overlap -------------------------------------------------------------------------------
+
+
+@workspace_required()
+@require_safe
+def segment_overlap(request: MemberRequest) -> HttpResponse:
+    workspace = request.workspace
+    raw = request.GET.getlist("s")
+    try:
+        chosen_ids = list(dict.fromkeys(int(value) for value in raw))
+    except ValueError as error:
+        raise Http404("No such segment") from error
+    chosen = list(Segment.objects.filter(workspace=workspace, pk__in=chosen_ids).order_by("name"))
+    if len(chosen) != len(chosen_ids):
+        raise Http404("No such segment")
+    too_many = len(chosen) > ui_selectors.MAX_OVERLAP
+    matrix = None
+    if 2 <= len(chosen) <= ui_selectors.MAX_OVERLAP:
+        cells = ui_selectors.segment_overlap(workspace, chosen)
+        matrix = [(row, [(column, cells[(row.pk, column.pk)]) for column in chosen]) for row in chosen]
+    return render(
+        request,
+        "segmentation/segment_overlap.html",
+        {
+            "section": "segments",
+            "segments": list(Segment.objects.filter(workspace=workspace).order_by("name")),
+            "chosen_ids": {segment.pk for segment in chosen},
+            "chosen": chosen,
+            "matrix": matrix,
+            "too_many": too_many,
+            "max_overlap": ui_selectors.MAX_OVERLAP,
+        },
+    )
