@@ -148,7 +148,8 @@ class _Builder:
         if _traits_only(node):
             return (
                 f"SELECT id AS person_id FROM {PEOPLE_TABLE} "
-                f"WHERE workspace_id = {self.bind(self.workspace_id)}{self.only('id')} AND {self.traits_predicate(node)}"
+                f"WHERE workspace_id = {self.bind(self.workspace_id)}{self.only('id')} "
+                f"AND {self.traits_predicate(node)}"
             )
         if isinstance(node, And | Or):
             # The trait conditions of a group are one scan of the people, not one each.
