@@ -688,3 +688,10 @@ def test_a_real_time_update_waits_for_the_lock_another_writer_holds(workspace):
     # Then it applied only once the other session let go
     assert outcome.entered == [buyer.pk]
     assert outcome.at >= released["at"]
+
+
+def test_beat_sweeps_for_pending_real_time_work_every_two_seconds():
+    assert settings.CELERY_BEAT_SCHEDULE["segments-realtime-sweep"] == {
+        "task": "segmentation.tasks.segment_realtime_sweep",
+        "schedule": 2.0,
+    }
