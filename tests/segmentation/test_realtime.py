@@ -401,12 +401,13 @@ def test_a_kick_moments_ago_debounces_the_next_one(client, workspace, queue, dja
     with django_capture_on_commit_callbacks(execute=True):
         assert _batch(client, workspace, [{"type": "track", "userId": "u1", "event": "A"}]).status_code == 200
 
-    # Then they are recorded, and no second drain is queued
-    assert len(realtime.facts_pending(workspace.pk)) == 1
+    # Then they are recorded (a new person: everything), and no second drain is queued
+    assert realtime.facts_pending(workspace.pk) == {f"{_person_id(workspace, IdentityKind.USER_ID, 'u1')}|*"}
     assert client_redis.llen(queue) == 0
 
 
 def test_merges_mark_the_surviving_person(client, workspace, django_capture_on_commit_callbacks):
+    # Given two identified people
     with django_capture_on_commit_callbacks(execute=True):
         _batch(
             client,
@@ -418,9 +419,11 @@ def test_merges_mark_the_surviving_person(client, workspace, django_capture_on_c
         )
     redis.Redis.from_url(settings.REDIS_URL).delete(realtime.keys(workspace.pk).pending)
 
+    # When an alias merges one into the other
     with django_capture_on_commit_callbacks(execute=True):
         _batch(client, workspace, [{"type": "alias", "previousId": "old", "userId": "new"}])
 
+    # Then only the survivor is pending, for every segment
     survivor = _person_id(workspace, IdentityKind.USER_ID, "new")
     assert _person_id(workspace, IdentityKind.USER_ID, "old") == survivor
     assert realtime.facts_pending(workspace.pk) == {f"{survivor}|*"}
@@ -446,16 +449,19 @@ def test_ingestion_answers_and_stores_with_redis_down(client, workspace, setting
 
 
 def test_bulk_import_marks_segments_due_instead_of_notifying(workspace):
+    # Given a dynamic and a static segment
     dynamic = _segment(workspace, "Buyers", ORDER)
     static = _segment(workspace, "List", None, static=True)
     before = timezone.now()
 
+    # When events are imported
     with workspace_scope(workspace):
         totals = events_import(
             workspace=workspace,
             items=[{"type": "track", "userId": "u1", "event": "Order Completed", "messageId": "m1"}],
         )
 
+    # Then nothing is pending in real time, and the dynamic segment is due for its full refresh now
     assert totals.accepted == 1
     assert realtime.facts_pending(workspace.pk) == set()
     with workspace_scope(workspace):
@@ -488,14 +494,17 @@ def test_the_drain_applies_pending_changes_in_batches_and_empties_the_set(worksp
 
 
 def test_more_pending_than_the_cap_marks_the_segments_due(workspace, monkeypatch):
+    # Given room for one pending fact, and two people touched
     monkeypatch.setattr(realtime, "MAX_PENDING", 1)
     segment = _segment(workspace, "Buyers", ORDER)
     realtime.people_touched(workspace.pk, {1: Change(events={"A"})})
     realtime.people_touched(workspace.pk, {2: Change(events={"B"})})
     assert realtime.facts_pending(workspace.pk) == {"1|e|A"}
 
+    # When the workspace is drained
     with workspace_scope(workspace):
         realtime.workspace_drain(workspace=workspace)
+        # Then its segments are due for a full refresh, which catches the dropped one up
         assert Segment.objects.get(pk=segment.pk).next_refresh_at is not None
 
 
