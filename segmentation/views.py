@@ -490,11 +490,9 @@ def segment_duplicate(request: MemberRequest, pk: int) -> HttpResponse:
 def _messages(error: ValidationError | DefinitionInvalid) -> list[str]:
     if isinstance(error, DefinitionInvalid):
         return [str(e) for e in error.errors]
-    return (
-        [message for messages_ in error.message_dict.values() for message in messages_]
-        if hasattr(error, "error_dict")
-        else list(error.messages)
-    )
+    if hasattr(error, "error_dict"):
+        return [message for messages_ in error.message_dict.values() for message in messages_]
+    return list(error.messages)
 
 
 @workspace_required(write="member")

@@ -280,7 +280,7 @@ def test_hostile_event_and_trait_render_as_text_everywhere(browser, live_server,
     person = builders.person(demo, user_id="mallory", traits={"plan": XSS_TRAIT, "name": XSS_TRAIT})
     builders.event(demo, person, XSS_EVENT, properties={"via": XSS_TRAIT})
     with workspace_scope(demo):
-        catalogue_update(workspace=demo, settle_seconds=0)
+        catalogue_update(workspace=demo, settle_seconds=0, recount_traits=True)
     page = _signed_in(browser, watch, live_server)
     page.goto(f"{live_server.url}/segments/new/")
 
