@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
@@ -377,18 +378,21 @@ class SegmentViewSet(
         if values.get("refresh_interval_seconds") is not None and values["static"]:
             raise serializers.ValidationError({"refresh_interval_seconds": ["A static segment is never refreshed."]})
         try:
-            segment = services.segment_create(
-                workspace=workspace,
-                actor=_actor(request),
-                name=values["name"],
-                definition=values["definition"],
-                static=values["static"],
-                description=values["description"],
-            )
-            if values.get("refresh_interval_seconds") is not None:
-                segment = services.segment_update(
-                    segment=segment, actor=_actor(request), refresh_interval_seconds=values["refresh_interval_seconds"]
+            with transaction.atomic():  # a segment with its interval, or nothing
+                segment = services.segment_create(
+                    workspace=workspace,
+                    actor=_actor(request),
+                    name=values["name"],
+                    definition=values["definition"],
+                    static=values["static"],
+                    description=values["description"],
                 )
+                if values.get("refresh_interval_seconds") is not None:
+                    segment = services.segment_update(
+                        segment=segment,
+                        actor=_actor(request),
+                        refresh_interval_seconds=values["refresh_interval_seconds"],
+                    )
         except DefinitionInvalid as error:
             raise definition_errors(error) from error
         return Response(SegmentSerializer(segment).data, status=status.HTTP_201_CREATED)

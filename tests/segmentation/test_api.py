@@ -105,6 +105,26 @@ def test_create_read_update_delete(workspace, client, key):
         assert not Segment.objects.exists()
 
 
+def test_create_with_an_interval(workspace, client, key):
+    response = _call(
+        client,
+        key,
+        "POST",
+        reverse("segment-list"),
+        {"name": "Hourly", "definition": BUYERS, "refresh_interval_seconds": 3600},
+    )
+    refused = _call(
+        client, key, "POST", reverse("segment-list"), {"name": "List", "static": True, "refresh_interval_seconds": 3600}
+    )
+
+    assert response.status_code == 201
+    assert response.json()["refresh_interval_seconds"] == 3600
+    assert refused.status_code == 400
+    assert refused.json()["errors"] == {"refresh_interval_seconds": ["A static segment is never refreshed."]}
+    with workspace_scope(workspace):
+        assert list(Segment.objects.values_list("name", flat=True)) == ["Hourly"]
+
+
 def test_create_a_static_segment(workspace, client, key):
     response = _call(client, key, "POST", reverse("segment-list"), {"name": "Beta testers", "static": True})
 
