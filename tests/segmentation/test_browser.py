@@ -13,10 +13,12 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
 from django.db import connection
+from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from accounts.management.commands.seed_demo import DEMO_EMAIL, DEMO_PASSWORD
@@ -24,7 +26,7 @@ from accounts.models import Workspace
 from accounts.tenancy import workspace_scope
 from config.celery import app as celery_app
 from segmentation.catalogue.services import catalogue_update
-from segmentation.models import Segment
+from segmentation.models import Segment, SegmentSizeSnapshot
 from tests.accounts.test_browser import CONTRAST_PROBLEMS_JS, LAPTOP, PHONE, _log_in, _look, _new_context
 from tests.accounts.test_browser import watch as watch
 from tests.tracking import builders
@@ -210,6 +212,21 @@ def test_cart_abandoners_template_adjusted_to_24_hours(browser, live_server, wat
         "completed": False,
     }
 
+    # Deleting asks first: Escape keeps it, the dialog's button deletes it
+    delete = page.get_by_role("button", name="Delete", exact=True)
+    delete.click()
+    dialog = page.get_by_role("dialog", name="Delete “Cart abandoners (48 h)”?")
+    expect(dialog).to_be_visible()
+    expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(delete).to_be_focused()
+    delete.click()
+    dialog.get_by_role("button", name="Delete segment").click()
+    expect(page.get_by_text("Segment “Cart abandoners (48 h)” deleted.")).to_be_visible()
+    with workspace_scope(demo):
+        assert not Segment.objects.filter(pk=saved.pk).exists()
+
 
 def test_json_view_round_trips_with_the_visual_editor(browser, live_server, watch, demo):
     page = _signed_in(browser, watch, live_server)
@@ -318,6 +335,19 @@ def test_screens_of_the_list_the_builder_and_a_segment(browser, live_server, wat
         _live_count(page)
         page.get_by_role("button", name="Save segment").click()
         expect(page.locator("[data-size]")).to_be_visible()
+    # Three weeks of earlier refreshes, so that the charts have a history to draw.
+    with workspace_scope(demo):
+        segment = Segment.objects.get(name="Big spenders")
+        now = timezone.now()
+        SegmentSizeSnapshot.objects.bulk_create(
+            SegmentSizeSnapshot(workspace=demo, segment=segment, at=now - timedelta(days=day), size=size)
+            for day, size in zip(
+                range(21, 0, -1),
+                [8, 9, 9, 11, 12, 12, 14, 13, 15, 16, 16, 18, 17, 19, 20, 21, 21, 22, 22, 23, 23],
+                strict=True,
+            )
+        )
+    page.reload()
     _shot(page, "segment-page", viewport)
     page.goto(f"{live_server.url}/segments/new/?template=window-shoppers")
     _live_count(page)
