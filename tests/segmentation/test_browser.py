@@ -275,6 +275,38 @@ def test_json_view_round_trips_with_the_visual_editor(browser, live_server, watc
     expect(page.get_by_label("Definition as JSON")).to_be_visible()
 
 
+def test_conditions_move_between_groups_by_buttons(browser, live_server, watch, demo):
+    page = _signed_in(browser, watch, live_server)
+    page.goto(f"{live_server.url}/segments/new/")
+    a = {"type": "event", "event": "Login"}
+    b = {"type": "trait", "key": "plan", "operator": "eq", "value": "Pro"}
+    c = {"type": "event", "event": "Order Completed"}
+    page.get_by_role("tab", name="JSON").click()
+    page.get_by_label("Definition as JSON").fill(
+        json.dumps({"type": "and", "conditions": [a, {"type": "or", "conditions": [b, c]}]})
+    )
+    page.get_by_role("tab", name="Visual").click()
+
+    page.get_by_role("button", name="Move out of this group").last.click()
+    assert _definition(page) == {"type": "and", "conditions": [a, {"type": "or", "conditions": [b]}, c]}
+    expect(page.get_by_label("Condition", exact=True).last).to_be_focused()
+    page.keyboard.press("Tab")  # focus moves on from the moved condition, the document stays
+    page.get_by_role("button", name="Move into the group above").click()
+    assert _definition(page) == {"type": "and", "conditions": [a, {"type": "or", "conditions": [b, c]}]}
+    page.get_by_role("button", name="Group this condition").first.click()
+    assert _definition(page) == {
+        "type": "and",
+        "conditions": [{"type": "or", "conditions": [a]}, {"type": "or", "conditions": [b, c]}],
+    }
+    page.get_by_role("button", name="Ungroup").last.click()
+    assert _definition(page) == {"type": "and", "conditions": [{"type": "or", "conditions": [a]}, b, c]}
+    page.get_by_role("button", name="Move down").first.click()
+    assert _definition(page) == {"type": "and", "conditions": [b, {"type": "or", "conditions": [a]}, c]}
+    expect(page.locator("#builder-sentence")).to_have_text(
+        "People whose plan is Pro and who did Login and who did Order Completed"
+    )
+
+
 def test_invalid_input_shows_the_message_next_to_the_field_and_saves_nothing(browser, live_server, watch, demo):
     page = _signed_in(browser, watch, live_server)
     page.goto(f"{live_server.url}/segments/new/")
