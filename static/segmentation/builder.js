@@ -648,11 +648,10 @@
       node.steps = node.steps || [];
       node.steps.forEach(function (step, index) {
         var spath = join(join(path, "steps"), index);
-        var label = index === 0 ? "First event" : (kind === "dropped" && index === node.steps.length - 1 ? "…but not" : "then");
         stepsWrap.appendChild(h("li", { class: "step-row", "data-path": spath }, [
           h("div", { class: "step-line" }, [
             words(index === 0 ? "did" : (kind === "dropped" && index === 1 ? "but not then" : "then")),
-            eventPicker(step, "event", spath, label + " (step " + (index + 1) + ")", spath + ":event"),
+            eventPicker(step, "event", spath, "Step " + (index + 1) + " event", spath + ":event"),
             !readonly && node.steps.length > 2 ? iconButton("Remove step " + (index + 1), "×", function () {
               node.steps.splice(index, 1); structural(join(path, "steps") + ":add");
             }) : null
