@@ -313,20 +313,23 @@ def test_invalid_input_shows_the_message_next_to_the_field_and_saves_nothing(bro
     page.get_by_label("Name").fill("Not yet")
 
     # An empty group
-    page.get_by_role("button", name="Save segment").click()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Save segment").click()
     message = page.locator('.builder-error[data-error-path="conditions"]')
     expect(message).to_have_text("must hold 1 to 50 conditions, not 0")
     assert message.evaluate("el => el.closest('.bgroup') !== null")
 
     # A missing event name: the message sits right after the event field
     page.get_by_role("button", name="+ Condition").click()
-    page.get_by_role("button", name="Save segment").click()
-    message = page.locator('.builder-error[data-error-path="conditions[0].event"]')
+    with page.expect_navigation():
+        page.get_by_role("button", name="Save segment").click()
+    expect(page.locator("#preview-status")).to_have_text("1 field to fix")  # the page's own preview is in
+    message = page.locator('.bf[data-path="conditions[0].event"] + .builder-error')
     expect(message).to_have_text("must not be empty")
-    assert message.evaluate("el => el.previousElementSibling.matches('.bf[data-path=\"conditions[0].event\"]')")
+    expect(message).to_have_attribute("data-error-path", "conditions[0].event")
     event = page.get_by_role("combobox", name="Event")
     expect(event).to_have_attribute("aria-invalid", "true")
-    assert event.get_attribute("aria-describedby") == message.get_attribute("id")
+    expect(event).to_have_attribute("aria-describedby", message.get_attribute("id"))
     _shot(page, "segment-builder-errors", LAPTOP)
     with workspace_scope(demo):
         assert not Segment.objects.exists()
