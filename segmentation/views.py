@@ -160,6 +160,10 @@ def _builder_page(
     status: int = 200,
 ) -> HttpResponse:
     workspace = request.workspace
+    can_write = request.membership.can_write
+    if not can_write:
+        for field in form.fields.values():
+            field.disabled = True
     parts: list[Part] = []
     if isinstance(document, dict):
         try:
@@ -181,7 +185,7 @@ def _builder_page(
             "segments_json": _segments_for_picker(workspace),
             "playbooks": PLAYBOOKS,
             "playbook": playbook,
-            "can_write": request.membership.can_write,
+            "can_write": can_write,
         },
         status=status,
     )
