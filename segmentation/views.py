@@ -160,6 +160,10 @@ def _builder_page(
     status: int = 200,
 ) -> HttpResponse:
     workspace = request.workspace
+    can_write = request.membership.can_write
+    if not can_write:
+        for field in form.fields.values():
+            field.disabled = True
     parts: list[Part] = []
     if isinstance(document, dict):
         try:
@@ -181,7 +185,7 @@ def _builder_page(
             "segments_json": _segments_for_picker(workspace),
             "playbooks": PLAYBOOKS,
             "playbook": playbook,
-            "can_write": request.membership.can_write,
+            "can_write": can_write,
         },
         status=status,
     )
@@ -490,11 +494,9 @@ def segment_duplicate(request: MemberRequest, pk: int) -> HttpResponse:
 def _messages(error: ValidationError | DefinitionInvalid) -> list[str]:
     if isinstance(error, DefinitionInvalid):
         return [str(e) for e in error.errors]
-    return (
-        [message for messages_ in error.message_dict.values() for message in messages_]
-        if hasattr(error, "error_dict")
-        else list(error.messages)
-    )
+    if hasattr(error, "error_dict"):
+        return [message for messages_ in error.message_dict.values() for message in messages_]
+    return list(error.messages)
 
 
 @workspace_required(write="member")

@@ -648,11 +648,10 @@
       node.steps = node.steps || [];
       node.steps.forEach(function (step, index) {
         var spath = join(join(path, "steps"), index);
-        var label = index === 0 ? "First event" : (kind === "dropped" && index === node.steps.length - 1 ? "…but not" : "then");
         stepsWrap.appendChild(h("li", { class: "step-row", "data-path": spath }, [
           h("div", { class: "step-line" }, [
             words(index === 0 ? "did" : (kind === "dropped" && index === 1 ? "but not then" : "then")),
-            eventPicker(step, "event", spath, label + " (step " + (index + 1) + ")", spath + ":event"),
+            eventPicker(step, "event", spath, "Step " + (index + 1) + " event", spath + ":event"),
             !readonly && node.steps.length > 2 ? iconButton("Remove step " + (index + 1), "×", function () {
               node.steps.splice(index, 1); structural(join(path, "steps") + ":add");
             }) : null
@@ -719,7 +718,8 @@
 
   var JOINERS = { all: "and", any: "or", none: "nor" };
 
-  function renderGroup(slot, path, depth, isVirtual, parentTools) {
+  // ``outer`` is where a nested group sits in its parent ({slot, isVirtual, index}), for "move out".
+  function renderGroup(slot, path, depth, isVirtual, parentTools, outer) {
     var node = slot.get();
     var view = groupView(node, path, isVirtual);
     var headId = nextId("gh");
@@ -751,16 +751,22 @@
         iconButton("Move up", "↑", function () { move(slot, isVirtual, index, -1, childPath); }, { disabled: index === 0, "data-focus-key": childPath + ":up" }),
         iconButton("Move down", "↓", function () { move(slot, isVirtual, index, 1, childPath); }, { disabled: index === view.items.length - 1, "data-focus-key": childPath + ":down" })
       ];
+      if (!readonly && index > 0 && isGroup(view.items[index - 1])) {
+        moveTools.push(iconButton("Move into the group above", "↱", function () { intoGroupAbove(slot, isVirtual, index, view.paths[index - 1]); }));
+      }
+      if (!readonly && outer) {
+        moveTools.push(iconButton("Move out of this group", "↰", function () { outOfGroup(slot, index, outer); }));
+      }
       var li = h("li", { class: "bcond-item" }, [index > 0 ? h("span", { class: "joiner", text: JOINERS[view.mode] }) : (view.mode === "none" ? h("span", { class: "joiner", text: "neither" }) : null)]);
       if (isGroup(child)) {
         var tools = moveTools.concat(readonly ? [] : [
-          h("button", { type: "button", class: "btn btn-ghost btn-small", onclick: function () { ungroup(slot, isVirtual, index); } }, ["Ungroup"]),
+          h("button", { type: "button", class: "btn btn-ghost btn-small", onclick: function () { ungroup(slot, isVirtual, index, view.listPath); } }, ["Ungroup"]),
           iconButton("Remove this group", "×", function () { removeAt(slot, isVirtual, index, path); })
         ]);
-        li.appendChild(renderGroup(readSlot, childPath, depth + 1, false, tools));
+        li.appendChild(renderGroup(readSlot, childPath, depth + 1, false, tools, { slot: slot, isVirtual: isVirtual, index: index, listPath: view.listPath }));
       } else {
         li.appendChild(renderCondition(readSlot, childPath, moveTools.concat(readonly ? [] : [
-          h("button", { type: "button", class: "btn btn-ghost btn-small", title: "Put this condition in a group of its own", onclick: function () { wrapAt(slot, isVirtual, index, path); } }, ["Group"]),
+          h("button", { type: "button", class: "btn btn-ghost btn-small", title: "Put this condition in a group of its own", "aria-label": "Group this condition", onclick: function () { wrapAt(slot, isVirtual, index, path); } }, ["Group"]),
           iconButton("Remove this condition", "×", function () { removeAt(slot, isVirtual, index, path); }, { "data-focus-key": childPath + ":remove" })
         ])));
       }
@@ -829,11 +835,33 @@
     structural(join(base, index) + ":mode");
   }
 
-  function ungroup(slot, isVirtual, index) {
+  function focusKeyOf(item, path) { return path + (isGroup(item) ? ":mode" : ":kind"); }
+
+  function intoGroupAbove(slot, isVirtual, index, abovePath) {
+    var list = editableList(slot, isVirtual);
+    var item = list.splice(index, 1)[0];
+    var above = { get: function () { return list[index - 1]; }, set: function (v) { list[index - 1] = v; } };
+    var inner = editableList(above, false);
+    inner.push(item);
+    structural(focusKeyOf(item, join(groupView(list[index - 1], abovePath, false).listPath, inner.length - 1)));
+  }
+
+  // The condition goes right after its group in the parent; a group left empty goes too.
+  function outOfGroup(slot, index, outer) {
+    var list = editableList(slot, false);
+    var item = list.splice(index, 1)[0];
+    var outerList = editableList(outer.slot, outer.isVirtual);
+    var at = list.length ? outer.index + 1 : outer.index;
+    outerList.splice(at, list.length ? 0 : 1, item);
+    var listPath = outer.isVirtual ? "conditions" : outer.listPath;
+    structural(focusKeyOf(item, join(listPath, at)));
+  }
+
+  function ungroup(slot, isVirtual, index, listPath) {
     var list = editableList(slot, isVirtual);
     var inner = groupView(list[index], "", false).items;
     list.splice.apply(list, [index, 1].concat(inner));
-    structural(null);
+    structural(inner.length ? focusKeyOf(inner[0], join(listPath, index)) : join(listPath.replace(/\.conditions$/, ""), "") + ":add");
   }
 
   // --- State changes --------------------------------------------------------------------

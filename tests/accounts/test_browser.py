@@ -508,7 +508,7 @@ def test_screens_on_laptop_and_phone(live_server, browser, watch, viewport):
     _look(page, "write-key", viewport)
     _settings_tab(page, "Audit log")
     _look(page, "audit-log", viewport)
-    _main_nav(page, "Segments")
+    _main_nav(page, "Campaigns")
     expect(page.get_by_role("heading", name="Not built yet")).to_be_visible()
     _look(page, "not-built-yet", viewport)
     response = page.goto(f"{base}/no-such-page/")

@@ -13,10 +13,12 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
 from django.db import connection
+from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from accounts.management.commands.seed_demo import DEMO_EMAIL, DEMO_PASSWORD
@@ -24,7 +26,7 @@ from accounts.models import Workspace
 from accounts.tenancy import workspace_scope
 from config.celery import app as celery_app
 from segmentation.catalogue.services import catalogue_update
-from segmentation.models import Segment
+from segmentation.models import Segment, SegmentSizeSnapshot
 from tests.accounts.test_browser import CONTRAST_PROBLEMS_JS, LAPTOP, PHONE, _log_in, _look, _new_context
 from tests.accounts.test_browser import watch as watch
 from tests.tracking import builders
@@ -103,6 +105,13 @@ def _pick(page: Page, combobox, text: str) -> None:
     expect(combobox).to_have_value(text)
 
 
+def _choose(page: Page, select, label: str) -> None:
+    """Pick an option of a select from the keyboard: focus it and type the start of its label."""
+    select.focus()
+    page.keyboard.type(label)
+    expect(select.locator("option:checked")).to_have_text(label)
+
+
 def _live_count(page: Page) -> int:
     expect(page.locator(".builder")).to_have_attribute("data-state", "valid")
     expect(page.locator("#preview-status")).to_have_text("Up to date")
@@ -132,7 +141,7 @@ def test_build_by_mouse_and_keyboard_preview_equals_the_api_then_save(browser, l
     page.get_by_label("How often: number").click()
     page.keyboard.press("Control+A")
     page.keyboard.type("3")
-    page.get_by_label("When").select_option("last")
+    _choose(page, page.get_by_label("When"), "in the last")
     page.get_by_role("button", name="+ where…").click()
     key = page.get_by_role("combobox", name="Property of Product Viewed")
     expect(key).to_be_focused()
@@ -141,9 +150,9 @@ def test_build_by_mouse_and_keyboard_preview_equals_the_api_then_save(browser, l
 
     # AND plan is one of Enterprise, Strategic
     page.get_by_role("button", name="+ Condition").last.click()
-    page.get_by_label("Condition", exact=True).last.select_option("trait")
+    _choose(page, page.get_by_label("Condition", exact=True).last, "has a trait")
     _pick(page, page.get_by_role("combobox", name="Trait"), "plan")
-    page.get_by_label("Comparison for plan").select_option("in")
+    _choose(page, page.get_by_label("Comparison for plan"), "is one of")
     chips = page.get_by_role("combobox", name="Add a value for plan")
     chips.click()
     page.keyboard.type("Enterprise")
@@ -210,6 +219,21 @@ def test_cart_abandoners_template_adjusted_to_24_hours(browser, live_server, wat
         "completed": False,
     }
 
+    # Deleting asks first: Escape keeps it, the dialog's button deletes it
+    delete = page.get_by_role("button", name="Delete", exact=True)
+    delete.click()
+    dialog = page.get_by_role("dialog", name="Delete “Cart abandoners (48 h)”?")
+    expect(dialog).to_be_visible()
+    expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(delete).to_be_focused()
+    delete.click()
+    dialog.get_by_role("button", name="Delete segment").click()
+    expect(page.get_by_text("Segment “Cart abandoners (48 h)” deleted.")).to_be_visible()
+    with workspace_scope(demo):
+        assert not Segment.objects.filter(pk=saved.pk).exists()
+
 
 def test_json_view_round_trips_with_the_visual_editor(browser, live_server, watch, demo):
     page = _signed_in(browser, watch, live_server)
@@ -251,26 +275,60 @@ def test_json_view_round_trips_with_the_visual_editor(browser, live_server, watc
     expect(page.get_by_label("Definition as JSON")).to_be_visible()
 
 
+def test_conditions_move_between_groups_by_buttons(browser, live_server, watch, demo):
+    page = _signed_in(browser, watch, live_server)
+    page.goto(f"{live_server.url}/segments/new/")
+    a = {"type": "event", "event": "Login"}
+    b = {"type": "trait", "key": "plan", "operator": "eq", "value": "Pro"}
+    c = {"type": "event", "event": "Order Completed"}
+    page.get_by_role("tab", name="JSON").click()
+    page.get_by_label("Definition as JSON").fill(
+        json.dumps({"type": "and", "conditions": [a, {"type": "or", "conditions": [b, c]}]})
+    )
+    page.get_by_role("tab", name="Visual").click()
+
+    page.get_by_role("button", name="Move out of this group").last.click()
+    assert _definition(page) == {"type": "and", "conditions": [a, {"type": "or", "conditions": [b]}, c]}
+    expect(page.get_by_label("Condition", exact=True).last).to_be_focused()
+    page.keyboard.press("Tab")  # focus moves on from the moved condition, the document stays
+    page.get_by_role("button", name="Move into the group above").click()
+    assert _definition(page) == {"type": "and", "conditions": [a, {"type": "or", "conditions": [b, c]}]}
+    page.get_by_role("button", name="Group this condition").first.click()
+    assert _definition(page) == {
+        "type": "and",
+        "conditions": [{"type": "or", "conditions": [a]}, {"type": "or", "conditions": [b, c]}],
+    }
+    page.get_by_role("button", name="Ungroup").last.click()
+    assert _definition(page) == {"type": "and", "conditions": [{"type": "or", "conditions": [a]}, b, c]}
+    page.get_by_role("button", name="Move down").first.click()
+    assert _definition(page) == {"type": "and", "conditions": [b, {"type": "or", "conditions": [a]}, c]}
+    expect(page.locator("#builder-sentence")).to_have_text(
+        "People whose plan is Pro and who did Login and who did Order Completed"
+    )
+
+
 def test_invalid_input_shows_the_message_next_to_the_field_and_saves_nothing(browser, live_server, watch, demo):
     page = _signed_in(browser, watch, live_server)
     page.goto(f"{live_server.url}/segments/new/")
     page.get_by_label("Name").fill("Not yet")
 
     # An empty group
-    page.get_by_role("button", name="Save segment").click()
-    message = page.locator('.builder-error[data-error-path="conditions"]')
+    with page.expect_navigation():
+        page.get_by_role("button", name="Save segment").click()
+    message = page.locator('.bgroup .slot-errors > .builder-error[data-error-path="conditions"]')
     expect(message).to_have_text("must hold 1 to 50 conditions, not 0")
-    assert message.evaluate("el => el.closest('.bgroup') !== null")
 
     # A missing event name: the message sits right after the event field
     page.get_by_role("button", name="+ Condition").click()
-    page.get_by_role("button", name="Save segment").click()
-    message = page.locator('.builder-error[data-error-path="conditions[0].event"]')
+    with page.expect_navigation():
+        page.get_by_role("button", name="Save segment").click()
+    expect(page.locator("#preview-status")).to_have_text("1 field to fix")  # the page's own preview is in
+    message = page.locator('.bf[data-path="conditions[0].event"] + .builder-error')
     expect(message).to_have_text("must not be empty")
-    assert message.evaluate("el => el.previousElementSibling.matches('.bf[data-path=\"conditions[0].event\"]')")
+    expect(message).to_have_attribute("data-error-path", "conditions[0].event")
     event = page.get_by_role("combobox", name="Event")
     expect(event).to_have_attribute("aria-invalid", "true")
-    assert event.get_attribute("aria-describedby") == message.get_attribute("id")
+    expect(event).to_have_attribute("aria-describedby", message.get_attribute("id"))
     _shot(page, "segment-builder-errors", LAPTOP)
     with workspace_scope(demo):
         assert not Segment.objects.exists()
@@ -280,7 +338,7 @@ def test_hostile_event_and_trait_render_as_text_everywhere(browser, live_server,
     person = builders.person(demo, user_id="mallory", traits={"plan": XSS_TRAIT, "name": XSS_TRAIT})
     builders.event(demo, person, XSS_EVENT, properties={"via": XSS_TRAIT})
     with workspace_scope(demo):
-        catalogue_update(workspace=demo, settle_seconds=0)
+        catalogue_update(workspace=demo, settle_seconds=0, recount_traits=True)
     page = _signed_in(browser, watch, live_server)
     page.goto(f"{live_server.url}/segments/new/")
 
@@ -318,6 +376,19 @@ def test_screens_of_the_list_the_builder_and_a_segment(browser, live_server, wat
         _live_count(page)
         page.get_by_role("button", name="Save segment").click()
         expect(page.locator("[data-size]")).to_be_visible()
+    # Three weeks of earlier refreshes, so that the charts have a history to draw.
+    with workspace_scope(demo):
+        segment = Segment.objects.get(name="Big spenders")
+        now = timezone.now()
+        SegmentSizeSnapshot.objects.bulk_create(
+            SegmentSizeSnapshot(workspace=demo, segment=segment, at=now - timedelta(days=day), size=size)
+            for day, size in zip(
+                range(21, 0, -1),
+                [8, 9, 9, 11, 12, 12, 14, 13, 15, 16, 16, 18, 17, 19, 20, 21, 21, 22, 22, 23, 23],
+                strict=True,
+            )
+        )
+    page.reload()
     _shot(page, "segment-page", viewport)
     page.goto(f"{live_server.url}/segments/new/?template=window-shoppers")
     _live_count(page)

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import io
+import json
 from datetime import timedelta
 
 import pytest
+import redis
+from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.models import Workspace
 from accounts.tenancy import workspace_scope
-from segmentation.catalogue import selectors
+from segmentation.catalogue import selectors, tasks
 from segmentation.catalogue.models import CatalogueEvent, CatalogueProperty, CatalogueWatermark
 from segmentation.catalogue.services import TRAITS_MAX_AGE, catalogue_update
 from tests import factories
@@ -203,14 +208,43 @@ def test_the_autocomplete_endpoint_refuses_unknown_kinds_and_sources(owner, para
 
 
 def test_seed_demo_leaves_the_catalogue_filled(db):
-    from django.core.management import call_command
-
-    from accounts.models import Workspace
-
-    call_command("seed_demo", people=20, days=14, no_progress=True, stdout=__import__("io").StringIO())
+    call_command("seed_demo", people=20, days=14, no_progress=True, stdout=io.StringIO())
 
     workspace = Workspace.objects.get(name="Demo Shop")
     names = {name for name, _ in _events(workspace)}
     assert {"Product Viewed", "$pageview"} <= names
     with workspace_scope(workspace):
         assert CatalogueProperty.objects.filter(source="trait", key="plan").exists()
+
+
+def test_the_periodic_task_updates_one_workspace_in_its_scope(workspace):
+    shopper = builders.person(workspace, user_id="u1")
+    builders.event(workspace, shopper, "Login")
+
+    first = tasks.catalogue_update_task.apply(args=[workspace.pk]).get()
+    again = tasks.catalogue_update_task.apply(args=[workspace.pk]).get()
+
+    assert (first, again) == (1, 0)
+    assert _events(workspace) == [("Login", 1)]
+
+
+def test_the_sweep_enqueues_every_workspace(workspace, settings):
+    other = factories.WorkspaceFactory()
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    name = "segmentation.catalogue.tasks.catalogue_update_task"
+
+    def queued() -> list[bytes]:
+        return [raw for raw in broker.lrange("celery", 0, -1) if json.loads(raw)["headers"]["task"] == name]
+
+    for raw in queued():
+        broker.lrem("celery", 0, raw)
+
+    enqueued = tasks.catalogue_sweep.apply().get()
+
+    messages = queued()
+    for raw in messages:
+        broker.lrem("celery", 0, raw)
+    assert enqueued == 2
+    assert sorted(json.loads(raw)["headers"]["argsrepr"] for raw in messages) == sorted(
+        [f"({workspace.pk},)", f"({other.pk},)"]
+    )

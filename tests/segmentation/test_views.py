@@ -391,6 +391,29 @@ def test_the_segment_page_shows_sentence_members_history_and_webhooks(workspace,
     assert "<html" not in searched
 
 
+def test_the_members_table_pins_its_queries(workspace, owner, django_assert_num_queries):
+    for index in range(3):
+        shopper(workspace, f"p{index}", traits={"plan": "x"})
+    segment = _segment(workspace, "Planned", {"type": "trait", "key": "plan", "operator": "is_set"})
+    client = logged_in_client(owner)
+    url = reverse("segment_detail", args=[segment.pk])
+    headers = {"HX-Request": "true", "HX-Target": "members"}
+    client.get(url, headers=headers)
+
+    # session, user, membership+workspace, workspaces of the switcher, segment, count, page
+    with django_assert_num_queries(7):
+        few = client.get(url, headers=headers)
+    for index in range(3, 9):
+        shopper(workspace, f"p{index}", traits={"plan": "x"})
+    with workspace_scope(workspace):
+        services.segment_refresh(segment=segment)
+    with django_assert_num_queries(7):
+        more = client.get(url, headers=headers)
+
+    assert few.content.decode().count('class="person-link"') == 3
+    assert more.content.decode().count('class="person-link"') == 9
+
+
 def test_members_csv_streams_everyone_with_formulas_defused(workspace, owner):
     shopper(workspace, "=cmd()", traits={"plan": "x", "email": "+evil@example.com", "name": "@sum"})
     shopper(workspace, "plain", traits={"plan": "x"})
