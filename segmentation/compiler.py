@@ -93,6 +93,9 @@ class _Builder:
         self.workspace_id = workspace_id
         self.now = now
         self.values: list[Any] = []
+        # The text form (``#>>``) of each plain property path built by ``extract``: one
+        # operator instead of a lookup and a conversion of its result.
+        self.text_forms: dict[str, str] = {}
 
     def bind(self, value: Any) -> str:
         self.values.append(value)
@@ -354,6 +357,7 @@ class _Builder:
         value = f"({column} #> {path}::text[])"
         positions = [i for i, part in enumerate(parts) if _INDEX_LIKE.match(part)]
         if not positions:
+            self.text_forms[value] = f"({column} #>> {path}::text[])"
             return value
         looked_up_in = f"jsonb_typeof({column} #> ({path}::text[])[1:i])"
         return (
@@ -367,15 +371,18 @@ class _Builder:
         return f"{self.bind(exact)}::numeric"
 
     def json_text(self, value: str) -> str:
-        """The string form: a string as itself, anything else as its JSON text; NULL for null."""
-        return f"(CASE WHEN jsonb_typeof({value}) = 'null' THEN NULL ELSE ({value}) #>> '{{}}' END)"
+        """The string form: a string as itself, anything else as its JSON text; NULL for null.
+
+        ``#>>`` gives exactly that, JSON null as NULL included.
+        """
+        return self.text_forms.get(value, f"(({value}) #>> '{{}}')")
 
     def json_number(self, value: str, *, strings: bool) -> str:
         """A JSON number (and, with ``strings``, a numeric string) as numeric; else NULL."""
         number = f"WHEN jsonb_typeof({value}) = 'number' THEN ({value})::numeric"
         if not strings:
             return f"(CASE {number} END)"
-        text = f"({value} #>> '{{}}')"
+        text = self.json_text(value)
         string = (
             f"WHEN jsonb_typeof({value}) = 'string' AND char_length({text}) <= {self.bind(NUMERIC_MAX_LENGTH)} "
             f"AND {text} ~ {self.bind(NUMERIC_RE)} THEN {text}::numeric"
@@ -383,7 +390,7 @@ class _Builder:
         return f"(CASE {number} {string} END)"
 
     def json_timestamp(self, value: str) -> str:
-        text = f"({value} #>> '{{}}')"
+        text = self.json_text(value)
         return (
             f"(CASE WHEN jsonb_typeof({value}) = 'string' AND {text} ~ {self.bind(TIMESTAMP_RE)} "
             f"THEN segmentation_try_timestamptz({text}) END)"
