@@ -115,8 +115,15 @@ class _Builder:
     def members(self, tree: Node, columns: str) -> str:
         """The people of the workspace in the tree's set: only people, and only this workspace's.
 
-        A tree of trait conditions only is a filter of this one scan of the people.
+        A tree of trait conditions only is a filter of this one scan of the people,
+        and a complement ("not", "has not done") the anti-join of this scan.
         """
+        excluded = self.excluded(tree)
+        if excluded is not None:
+            return (
+                f"SELECT {columns} FROM {PEOPLE_TABLE} p LEFT JOIN ({excluded}) x ON x.person_id = p.id "
+                f"WHERE p.workspace_id = {self.bind(self.workspace_id)} AND x.person_id IS NULL"
+            )
         condition = self.traits_predicate(tree) if _traits_only(tree) else f"p.id IN ({self.node(tree)})"
         return (
             f"SELECT {columns} FROM {PEOPLE_TABLE} p WHERE p.workspace_id = {self.bind(self.workspace_id)} "
@@ -129,6 +136,28 @@ class _Builder:
             f"SELECT n.id AS person_id FROM {PEOPLE_TABLE} n LEFT JOIN ({excluded}) x ON x.person_id = n.id "
             f"WHERE n.workspace_id = {self.bind(self.workspace_id)} AND x.person_id IS NULL"
         )
+
+    def excluded(self, node: Node) -> str | None:
+        """For a node holding for everyone but some people (outside trait groups), the set of those people.
+
+        ``not`` excludes its condition's set; a count or a sum that holds at
+        zero excludes the people whose events make it fail. ``None`` otherwise.
+        """
+        if _traits_only(node):
+            return None
+        if isinstance(node, Not):
+            return self.node(node.condition)
+        if isinstance(node, EventCount) and self.holds_at(node.count, 0):
+            where = self.events_where("e", node.event, node.filters, node.window)
+            if node.count.operator in ("eq", "lt", "lte", "between") and not self.holds_at(node.count, 1):
+                # Fails at every count from 1 up ("has not done"): having one matching event excludes.
+                return f"SELECT e.person_id FROM {EVENTS_TABLE} e WHERE {where}"
+            return self.grouped(where, f"NOT ({self.comparison('count(*)', node.count)})")
+        if isinstance(node, Aggregate) and node.function == "sum" and self.holds_at(node.comparison, 0):
+            total = f"coalesce(sum({self.json_number(self.extract('e.properties', node.key), strings=False)}), 0)"
+            where = self.events_where("e", node.event, node.filters, node.window)
+            return self.grouped(where, f"NOT ({self.comparison(total, node.comparison)})")
+        return None
 
     def node(self, node: Node) -> str:
         if _traits_only(node):
@@ -145,8 +174,9 @@ class _Builder:
                 group = And(conditions=tuple(traits)) if isinstance(node, And) else Or(conditions=tuple(traits))
                 parts.insert(0, self.node(group))
             return (" INTERSECT " if isinstance(node, And) else " UNION ").join(f"({part})" for part in parts)
-        if isinstance(node, Not):
-            return self.everyone_except(self.node(node.condition))
+        excluded = self.excluded(node)
+        if excluded is not None:
+            return self.everyone_except(excluded)
         if isinstance(node, EventCount):
             return self.event_count(node)
         if isinstance(node, Aggregate):
@@ -205,20 +235,16 @@ class _Builder:
         return _compare(comparison, value)
 
     def event_count(self, node: EventCount) -> str:
+        """A count that fails at zero (one holding at zero is a complement: ``excluded``)."""
         where = self.events_where("e", node.event, node.filters, node.window)
-        if self.holds_at(node.count, 0):
-            failing = self.grouped(where, f"NOT ({self.comparison('count(*)', node.count)})")
-            return self.everyone_except(failing)
         return self.grouped(where, self.comparison("count(*)", node.count))
 
     def aggregate(self, node: Aggregate) -> str:
+        """An aggregate that fails with no events (a sum holding at zero is a complement: ``excluded``)."""
         number = self.json_number(self.extract("e.properties", node.key), strings=False)
         where = self.events_where("e", node.event, node.filters, node.window)
         if node.function == "sum":
             total = f"coalesce(sum({number}), 0)"
-            if self.holds_at(node.comparison, 0):
-                failing = self.grouped(where, f"NOT ({self.comparison(total, node.comparison)})")
-                return self.everyone_except(failing)
             return self.grouped(where, self.comparison(total, node.comparison))
         value = f"{node.function}({number})"
         return self.grouped(f"{where} AND {number} IS NOT NULL", self.comparison(value, node.comparison))
