@@ -306,21 +306,29 @@ class _Builder:
         """Step *k* can join the steps matched at step *k-1*'s instant: distinct events there for all of them.
 
         The steps matched at that instant are *j..k-1* for the *j* where the
-        instants start being equal; step 1 is always ``s0`` itself.
+        instants start being equal; step 1 is always ``s0`` itself. Two steps
+        of different event names (neither ``$any``) never match one event, so
+        their events need no inequality: with none on ``s0.id``, step 1 reads
+        from the name index alone.
         """
         at = times[k - 1]
         options = []
         for j in range(k):
             starts = f"{times[j]} = {at}" + (f" AND {times[j - 1]} < {at}" if j else "")
-            tables, conditions, ids = [], [], ["s0.id"] if j == 0 else []
+            tables, conditions = [], []
+            ids: list[tuple[str, str]] = [("s0.id", node.steps[0].event)] if j == 0 else []
             for m in range(max(j, 1), k + 1):
                 alias = f"y{m}"
                 step = node.steps[m]
                 tables.append(f"{EVENTS_TABLE} {alias}")
                 conditions.append(self.events_where(alias, step.event, step.filters, None))
                 conditions.append(f'{alias}.person_id = s0.person_id AND {alias}."timestamp" = {at}')
-                ids.append(f"{alias}.id")
-            conditions += [f"{a} <> {b}" for a, b in combinations(ids, 2)]
+                ids.append((f"{alias}.id", step.event))
+            conditions += [
+                f"{a} <> {b}"
+                for (a, a_event), (b, b_event) in combinations(ids, 2)
+                if a_event == b_event or ANY_EVENT in (a_event, b_event)
+            ]
             options.append(
                 f"({starts} AND EXISTS (SELECT 1 FROM {', '.join(tables)} WHERE {' AND '.join(conditions)}))"
             )
