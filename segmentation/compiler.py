@@ -1,11 +1,13 @@
 """Definition tree -> one parameterised SQL statement returning member person ids.
 
 Set-based: every node compiles to a subquery yielding the ``person_id`` of the
-people for whom it holds, and groups combine those sets with INTERSECT, UNION
-and EXCEPT against the workspace's people. A condition that holds for people
-with no matching events (``count eq 0``, ``sum lte 100``...) is compiled as
-"everyone except those whose events make it fail", so people with no events at
-all are members without being enumerated one by one.
+people for whom it holds, and groups combine those sets with INTERSECT and
+UNION; ``not`` is an anti-join of the workspace's people with its condition's
+set. A condition that holds for people with no matching events (``count eq 0``,
+``sum lte 100``...) is compiled as "everyone except those whose events make it
+fail", so people with no events at all are members without being enumerated
+one by one. The trait conditions of a group are one boolean filter of one scan
+of the people. ``bench/segments.py`` measures these shapes (bench/README.md).
 
 Every subquery carries ``workspace_id = %s`` at the root of its WHERE, and
 every event name, key and value is bound as a parameter: nothing in a
