@@ -1,11 +1,13 @@
 """Definition tree -> one parameterised SQL statement returning member person ids.
 
 Set-based: every node compiles to a subquery yielding the ``person_id`` of the
-people for whom it holds, and groups combine those sets with INTERSECT, UNION
-and EXCEPT against the workspace's people. A condition that holds for people
-with no matching events (``count eq 0``, ``sum lte 100``...) is compiled as
-"everyone except those whose events make it fail", so people with no events at
-all are members without being enumerated one by one.
+people for whom it holds, and groups combine those sets with INTERSECT and
+UNION; ``not`` is an anti-join of the workspace's people with its condition's
+set. A condition that holds for people with no matching events (``count eq 0``,
+``sum lte 100``...) is compiled as "everyone except those whose events make it
+fail", so people with no events at all are members without being enumerated
+one by one. The trait conditions of a group are one boolean filter of one scan
+of the people. ``bench/segments.py`` measures these shapes (bench/README.md).
 
 Every subquery carries ``workspace_id = %s`` at the root of its WHERE, and
 every event name, key and value is bound as a parameter: nothing in a
@@ -96,6 +98,9 @@ class _Builder:
         self.values: list[Any] = []
         # One marker for the people restriction, repeated wherever it applies.
         self.people = None if people is None else self.bind(list(people))
+        # The text form (``#>>``) of each plain property path built by ``extract``: one
+        # operator instead of a lookup and a conversion of its result.
+        self.text_forms: dict[str, str] = {}
 
     def bind(self, value: Any) -> str:
         self.values.append(value)
@@ -115,8 +120,15 @@ class _Builder:
     def members(self, tree: Node, columns: str) -> str:
         """The people of the workspace in the tree's set: only people, and only this workspace's.
 
-        A tree of trait conditions only is a filter of this one scan of the people.
+        A tree of trait conditions only is a filter of this one scan of the people,
+        and a complement ("not", "has not done") the anti-join of this scan.
         """
+        excluded = self.excluded(tree)
+        if excluded is not None:
+            return (
+                f"SELECT {columns} FROM {PEOPLE_TABLE} p LEFT JOIN ({excluded}) x ON x.person_id = p.id "
+                f"WHERE p.workspace_id = {self.bind(self.workspace_id)}{self.only('p.id')} AND x.person_id IS NULL"
+            )
         condition = self.traits_predicate(tree) if _traits_only(tree) else f"p.id IN ({self.node(tree)})"
         return (
             f"SELECT {columns} FROM {PEOPLE_TABLE} p WHERE p.workspace_id = {self.bind(self.workspace_id)}"
@@ -144,6 +156,28 @@ class _Builder:
             f"WHERE n.workspace_id = {self.bind(self.workspace_id)}{self.only('n.id')} AND x.person_id IS NULL"
         )
 
+    def excluded(self, node: Node) -> str | None:
+        """For a node holding for everyone but some people (outside trait groups), the set of those people.
+
+        ``not`` excludes its condition's set; a count or a sum that holds at
+        zero excludes the people whose events make it fail. ``None`` otherwise.
+        """
+        if _traits_only(node):
+            return None
+        if isinstance(node, Not):
+            return self.node(node.condition)
+        if isinstance(node, EventCount) and self.holds_at(node.count, 0):
+            where = self.events_where("e", node.event, node.filters, node.window)
+            if node.count.operator in ("eq", "lt", "lte", "between") and not self.holds_at(node.count, 1):
+                # Fails at every count from 1 up ("has not done"): having one matching event excludes.
+                return f"SELECT e.person_id FROM {EVENTS_TABLE} e WHERE {where}"
+            return self.grouped(where, f"NOT ({self.comparison('count(*)', node.count)})")
+        if isinstance(node, Aggregate) and node.function == "sum" and self.holds_at(node.comparison, 0):
+            total = f"coalesce(sum({self.json_number(self.extract('e.properties', node.key), strings=False)}), 0)"
+            where = self.events_where("e", node.event, node.filters, node.window)
+            return self.grouped(where, f"NOT ({self.comparison(total, node.comparison)})")
+        return None
+
     def node(self, node: Node) -> str:
         if _traits_only(node):
             return (
@@ -160,8 +194,9 @@ class _Builder:
                 group = And(conditions=tuple(traits)) if isinstance(node, And) else Or(conditions=tuple(traits))
                 parts.insert(0, self.node(group))
             return (" INTERSECT " if isinstance(node, And) else " UNION ").join(f"({part})" for part in parts)
-        if isinstance(node, Not):
-            return self.everyone_except(self.node(node.condition))
+        excluded = self.excluded(node)
+        if excluded is not None:
+            return self.everyone_except(excluded)
         if isinstance(node, EventCount):
             return self.event_count(node)
         if isinstance(node, Aggregate):
@@ -221,20 +256,16 @@ class _Builder:
         return _compare(comparison, value)
 
     def event_count(self, node: EventCount) -> str:
+        """A count that fails at zero (one holding at zero is a complement: ``excluded``)."""
         where = self.events_where("e", node.event, node.filters, node.window)
-        if self.holds_at(node.count, 0):
-            failing = self.grouped(where, f"NOT ({self.comparison('count(*)', node.count)})")
-            return self.everyone_except(failing)
         return self.grouped(where, self.comparison("count(*)", node.count))
 
     def aggregate(self, node: Aggregate) -> str:
+        """An aggregate that fails with no events (a sum holding at zero is a complement: ``excluded``)."""
         number = self.json_number(self.extract("e.properties", node.key), strings=False)
         where = self.events_where("e", node.event, node.filters, node.window)
         if node.function == "sum":
             total = f"coalesce(sum({number}), 0)"
-            if self.holds_at(node.comparison, 0):
-                failing = self.grouped(where, f"NOT ({self.comparison(total, node.comparison)})")
-                return self.everyone_except(failing)
             return self.grouped(where, self.comparison(total, node.comparison))
         value = f"{node.function}({number})"
         return self.grouped(f"{where} AND {number} IS NOT NULL", self.comparison(value, node.comparison))
@@ -296,21 +327,29 @@ class _Builder:
         """Step *k* can join the steps matched at step *k-1*'s instant: distinct events there for all of them.
 
         The steps matched at that instant are *j..k-1* for the *j* where the
-        instants start being equal; step 1 is always ``s0`` itself.
+        instants start being equal; step 1 is always ``s0`` itself. Two steps
+        of different event names (neither ``$any``) never match one event, so
+        their events need no inequality: with none on ``s0.id``, step 1 reads
+        from the name index alone.
         """
         at = times[k - 1]
         options = []
         for j in range(k):
             starts = f"{times[j]} = {at}" + (f" AND {times[j - 1]} < {at}" if j else "")
-            tables, conditions, ids = [], [], ["s0.id"] if j == 0 else []
+            tables, conditions = [], []
+            ids: list[tuple[str, str]] = [("s0.id", node.steps[0].event)] if j == 0 else []
             for m in range(max(j, 1), k + 1):
                 alias = f"y{m}"
                 step = node.steps[m]
                 tables.append(f"{EVENTS_TABLE} {alias}")
                 conditions.append(self.events_where(alias, step.event, step.filters, None))
                 conditions.append(f'{alias}.person_id = s0.person_id AND {alias}."timestamp" = {at}')
-                ids.append(f"{alias}.id")
-            conditions += [f"{a} <> {b}" for a, b in combinations(ids, 2)]
+                ids.append((f"{alias}.id", step.event))
+            conditions += [
+                f"{a} <> {b}"
+                for (a, a_event), (b, b_event) in combinations(ids, 2)
+                if a_event == b_event or ANY_EVENT in (a_event, b_event)
+            ]
             options.append(
                 f"({starts} AND EXISTS (SELECT 1 FROM {', '.join(tables)} WHERE {' AND '.join(conditions)}))"
             )
@@ -373,6 +412,7 @@ class _Builder:
         value = f"({column} #> {path}::text[])"
         positions = [i for i, part in enumerate(parts) if _INDEX_LIKE.match(part)]
         if not positions:
+            self.text_forms[value] = f"({column} #>> {path}::text[])"
             return value
         looked_up_in = f"jsonb_typeof({column} #> ({path}::text[])[1:i])"
         return (
@@ -386,15 +426,18 @@ class _Builder:
         return f"{self.bind(exact)}::numeric"
 
     def json_text(self, value: str) -> str:
-        """The string form: a string as itself, anything else as its JSON text; NULL for null."""
-        return f"(CASE WHEN jsonb_typeof({value}) = 'null' THEN NULL ELSE ({value}) #>> '{{}}' END)"
+        """The string form: a string as itself, anything else as its JSON text; NULL for null.
+
+        ``#>>`` gives exactly that, JSON null as NULL included.
+        """
+        return self.text_forms.get(value, f"(({value}) #>> '{{}}')")
 
     def json_number(self, value: str, *, strings: bool) -> str:
         """A JSON number (and, with ``strings``, a numeric string) as numeric; else NULL."""
         number = f"WHEN jsonb_typeof({value}) = 'number' THEN ({value})::numeric"
         if not strings:
             return f"(CASE {number} END)"
-        text = f"({value} #>> '{{}}')"
+        text = self.json_text(value)
         string = (
             f"WHEN jsonb_typeof({value}) = 'string' AND char_length({text}) <= {self.bind(NUMERIC_MAX_LENGTH)} "
             f"AND {text} ~ {self.bind(NUMERIC_RE)} THEN {text}::numeric"
@@ -402,7 +445,7 @@ class _Builder:
         return f"(CASE {number} {string} END)"
 
     def json_timestamp(self, value: str) -> str:
-        text = f"({value} #>> '{{}}')"
+        text = self.json_text(value)
         return (
             f"(CASE WHEN jsonb_typeof({value}) = 'string' AND {text} ~ {self.bind(TIMESTAMP_RE)} "
             f"THEN segmentation_try_timestamptz({text}) END)"
