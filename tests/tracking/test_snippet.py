@@ -418,7 +418,9 @@ def test_send_whose_answer_is_lost_is_retried_and_stored_once(site):
     events = site.wait_for_events(2)
     assert_each_once(events)
     assert site.names() == Counter({"$pageview": 1, "Once": 1})
-    assert Counter(site.fetched)[events[0]["message_id"]] == 2
+    # The lost batch's messages were sent twice (which ones depends on when the page view flushed).
+    sends = Counter(site.fetched)
+    assert sorted({sends[e["message_id"]] for e in events}) in ([2], [1, 2])
 
 
 @pytest.mark.browser
