@@ -26,7 +26,14 @@ from rest_framework.views import APIView
 from accounts.api import _actor, _workspace
 from config.api import Pagination, StrictSerializer
 from segmentation import selectors, services
-from segmentation.definition import MAX_GROUP_DEPTH, MAX_NODES, DefinitionInvalid
+from segmentation.definition import (
+    AGGREGATE_FUNCTIONS,
+    COMPARISON_OPERATORS,
+    FILTER_OPERATORS,
+    MAX_GROUP_DEPTH,
+    MAX_NODES,
+    DefinitionInvalid,
+)
 from segmentation.models import Segment
 from tracking.api import PersonSerializer
 
@@ -44,27 +51,7 @@ _FILTER: dict[str, Any] = {
     "additionalProperties": False,
     "properties": {
         "key": {"type": "string", "description": 'A top-level property; dots reach into objects ("address.country").'},
-        "operator": _choice(
-            [
-                "eq",
-                "neq",
-                "in",
-                "not_in",
-                "contains",
-                "not_contains",
-                "starts_with",
-                "ends_with",
-                "gt",
-                "gte",
-                "lt",
-                "lte",
-                "between",
-                "before",
-                "after",
-                "is_set",
-                "is_not_set",
-            ]
-        ),
+        "operator": _choice(sorted(FILTER_OPERATORS)),
         "value": {"description": "A string, number or boolean; a list for in/not_in/between; none for is_set."},
     },
 }
@@ -85,7 +72,7 @@ _COMPARISON: dict[str, Any] = {
     "type": "object",
     "required": ["operator", "value"],
     "properties": {
-        "operator": _choice(["eq", "neq", "gt", "gte", "lt", "lte", "between"]),
+        "operator": _choice(sorted(COMPARISON_OPERATORS)),
         "value": {"description": "A number, or [low, high] for between."},
     },
 }
@@ -127,7 +114,7 @@ DEFINITION_SCHEMA: dict[str, Any] = {
             {
                 "event": {"type": "string"},
                 "key": {"type": "string"},
-                "function": _choice(["sum", "avg", "min", "max"]),
+                "function": _choice(sorted(AGGREGATE_FUNCTIONS)),
                 "filters": _FILTERS,
                 "window": _WINDOW,
                 **_COMPARISON["properties"],
