@@ -29,15 +29,6 @@ from tracking.models import Person
 
 TREND_DAYS = 30
 CHANGE_DAYS = 7
-SORTS = {
-    "name": ("name",),
-    "-name": ("-name",),
-    "size": ("size", "name"),
-    "-size": ("-size", "name"),
-    "refreshed": ("refreshed_at", "name"),
-    "-refreshed": ("-refreshed_at", "name"),
-}
-DEFAULT_SORT = "name"
 MAX_OVERLAP = 8
 
 
@@ -45,13 +36,6 @@ MAX_OVERLAP = 8
 class Trend:
     points: list[int]  # size at the end of each known day of the last TREND_DAYS, oldest first
     change: int | None  # size now minus size CHANGE_DAYS ago (None: not known that far back)
-
-
-def segments_search(workspace: Workspace, *, search: str = "", order: str = DEFAULT_SORT) -> QuerySet[Segment]:
-    segments = Segment.objects.filter(workspace=workspace)
-    if search:
-        segments = segments.filter(Q(name__icontains=search) | Q(description__icontains=search))
-    return segments.order_by(*SORTS.get(order, SORTS[DEFAULT_SORT]))
 
 
 def _daily_sizes(snapshots: list[tuple[datetime, int]], days: list[date]) -> list[int | None]:

@@ -29,7 +29,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from accounts.models import Workspace
 from accounts.requests import MemberRequest
 from accounts.views import workspace_required
-from segmentation import charts, services, ui_selectors
+from segmentation import charts, selectors, services, ui_selectors
 from segmentation.catalogue import selectors as catalogue
 from segmentation.catalogue.models import PropertySource
 from segmentation.definition import DefinitionInvalid, Node, parse, referenced_segments
@@ -47,8 +47,8 @@ SORT_LABELS = [
     ("-name", "Name (Z\u2013A)"),
     ("-size", "Largest first"),
     ("size", "Smallest first"),
-    ("-refreshed", "Recently refreshed"),
-    ("refreshed", "Least recently refreshed"),
+    ("-refreshed_at", "Recently refreshed"),
+    ("refreshed_at", "Least recently refreshed"),
 ]
 
 
@@ -117,10 +117,10 @@ def _stored_sentence(workspace: Workspace, segment: Segment) -> list[Part]:
 def segment_list(request: MemberRequest) -> HttpResponse:
     workspace = request.workspace
     q = request.GET.get("q", "").strip()[:200]
-    sort = request.GET.get("sort", ui_selectors.DEFAULT_SORT)
-    if sort not in ui_selectors.SORTS:
-        sort = ui_selectors.DEFAULT_SORT
-    segments = list(ui_selectors.segments_search(workspace, search=q, order=sort))
+    sort = request.GET.get("sort", "name")
+    if sort not in dict(SORT_LABELS):
+        sort = "name"
+    segments = list(selectors.segment_list(workspace, search=q, order=sort))
     trends = ui_selectors.segment_trends(workspace, segments)
     rows = [(segment, trends[segment.pk], charts.sparkline(trends[segment.pk].points)) for segment in segments]
     context = {
