@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.db import models
 
-from accounts.tenancy import TenantModel
+from accounts.tenancy import TenantModel, hot_workspace_key
 
 DEFAULT_REFRESH_SECONDS = 300
 
@@ -52,17 +52,26 @@ class Segment(TenantModel):
 
 
 class Membership(TenantModel):
-    """A person who is in a segment now, since ``entered_at``."""
+    """A person who is in a segment now, since ``entered_at``.
 
-    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="+")
-    person = models.ForeignKey("tracking.Person", on_delete=models.CASCADE, related_name="+")
+    A refresh writes a row per person entering (809,662 for the big segment of
+    bench/segments.py), so the keys carry no database constraint, each of which
+    is a lookup and a row lock of the referenced person per inserted row at
+    commit: Django's cascade deletes the rows with their person, segment or
+    workspace, and a refresh racing the deletion of a person leaves at worst a
+    row the next refresh removes. The person and segment keys keep their indexes
+    (the cascades, a person's segments); the workspace's is the unique one.
+    """
+
+    workspace = hot_workspace_key(db_constraint=False)
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="+", db_constraint=False)
+    person = models.ForeignKey("tracking.Person", on_delete=models.CASCADE, related_name="+", db_constraint=False)
     entered_at = models.DateTimeField()
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["workspace", "segment", "person"], name="membership_person_unique"),
         ]
-        indexes = [models.Index(fields=["workspace", "person"], name="membership_person_idx")]
 
 
 class MembershipChangeKind(models.TextChoices):
@@ -71,17 +80,20 @@ class MembershipChangeKind(models.TextChoices):
 
 
 class MembershipChange(TenantModel):
-    """Append-only history: a person entered or left a segment at ``at``."""
+    """Append-only history: a person entered or left a segment at ``at``.
 
-    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="+")
-    person = models.ForeignKey("tracking.Person", on_delete=models.CASCADE, related_name="+")
+    Keys without database constraints, as ``Membership``'s (a row per entry).
+    """
+
+    workspace = hot_workspace_key(db_constraint=False)
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="+", db_constraint=False)
+    person = models.ForeignKey("tracking.Person", on_delete=models.CASCADE, related_name="+", db_constraint=False)
     kind = models.CharField(max_length=8, choices=MembershipChangeKind.choices)
     at = models.DateTimeField()
 
     class Meta:
         indexes = [
             models.Index(fields=["workspace", "segment", "at"], name="membership_change_time_idx"),
-            models.Index(fields=["workspace", "person"], name="membership_change_person_idx"),
         ]
 
 

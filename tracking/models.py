@@ -11,7 +11,7 @@ from __future__ import annotations
 from django.contrib.postgres.indexes import BrinIndex
 from django.db import models
 
-from accounts.tenancy import TenantModel
+from accounts.tenancy import TenantModel, hot_workspace_key
 
 
 class Person(TenantModel):
@@ -23,6 +23,8 @@ class Person(TenantModel):
     matching ``Identity(kind="user_id")`` in the same transaction, since
     messages find their person through identities only.
     """
+
+    workspace = hot_workspace_key()
 
     # NULL, not "": anonymous people must not collide on the unique constraint.
     user_id = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
@@ -48,6 +50,7 @@ class IdentityKind(models.TextChoices):
 class Identity(TenantModel):
     """An id a person is known by. Looking up a message's person goes through here."""
 
+    workspace = hot_workspace_key()
     person = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="identities")
     kind = models.CharField(max_length=12, choices=IdentityKind.choices)
     value = models.CharField(max_length=255)
@@ -57,7 +60,7 @@ class Identity(TenantModel):
         constraints = [
             models.UniqueConstraint(fields=["workspace", "kind", "value"], name="identity_unique"),
         ]
-        indexes = [models.Index(fields=["person"], name="identity_person_idx")]
+        # The person foreign key's own index serves merges and a person's ids.
         verbose_name_plural = "identities"
 
 
@@ -127,7 +130,11 @@ class ProcessedMessage(TenantModel):
     """A ``messageId`` already stored: a retry within 7 days is counted, not stored.
 
     Rows older than 7 days are purged by ``tracking.tasks.tracking_maintenance``.
+    One row per ingested message: the tenancy key has no index of its own and no
+    database constraint (``hot_workspace_key``).
     """
+
+    workspace = hot_workspace_key(db_constraint=False)
 
     message_id = models.CharField(max_length=255)
     received_at = models.DateTimeField()
