@@ -171,6 +171,10 @@ WEBHOOKS_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOKS_ALLOW_PRIVATE_TARGETS", defa
 # Statement timeouts (SET LOCAL statement_timeout) of a membership refresh and of a preview.
 SEGMENT_REFRESH_TIMEOUT_SECONDS = env.float("SEGMENT_REFRESH_TIMEOUT_SECONDS", default=120.0)
 SEGMENT_PREVIEW_TIMEOUT_SECONDS = env.float("SEGMENT_PREVIEW_TIMEOUT_SECONDS", default=10.0)
+# PostgreSQL's work_mem for evaluating a definition (refreshes, previews): memory of each
+# hash and sort of the statement, per process (a parallel plan has up to 3 of them), before
+# it spills to disk. PostgreSQL's own default, 4MB, spills when grouping a million people.
+SEGMENT_WORK_MEM = env.str("SEGMENT_WORK_MEM", default="64MB")
 # After failed refreshes the next one waits interval * 2^failures, at most this long.
 SEGMENT_REFRESH_MAX_BACKOFF_SECONDS = env.int("SEGMENT_REFRESH_MAX_BACKOFF_SECONDS", default=86400)
 # Test only: seconds a refresh sleeps (pg_sleep) before its COMMIT, so that crash and lock

@@ -75,6 +75,9 @@ TIMESTAMP_RE = (
 _MARKER = re.compile("\x00([0-9]+)\x00")
 # A path element ``#>`` may read as a list index (a superset: anything starting like an integer).
 _INDEX_LIKE = re.compile(r"[ \t\n\r\f\v]*[-+]?[0-9]")
+# Keys of at most this many parts are read with a chain of ``->``; longer ones with one ``#>``
+# (a chain of thousands of operators would exceed PostgreSQL's expression stack).
+MAX_CHAIN_PARTS = 8
 
 
 @dataclass
@@ -98,7 +101,7 @@ class _Builder:
         self.values: list[Any] = []
         # One marker for the people restriction, repeated wherever it applies.
         self.people = None if people is None else self.bind(list(people))
-        # The text form (``#>>``) of each plain property path built by ``extract``: one
+        # The text form (``->>``, ``#>>``) of each property read by ``extract``: one
         # operator instead of a lookup and a conversion of its result.
         self.text_forms: dict[str, str] = {}
 
@@ -402,12 +405,24 @@ class _Builder:
     def extract(self, column: str, key: str) -> str:
         """The property at ``key`` of a JSON column; a dotted key reaches into nested objects only.
 
-        ``#>`` would also index into a list where a path element reads as an
-        integer (``items.0``); for such elements the value is kept only when
-        what it is looked up in is an object. Keys without them (nearly all)
-        cost nothing more, and the check stays linear in the key's length.
+        Up to ``MAX_CHAIN_PARTS`` parts (nearly every key): a chain of ``->`` with
+        text operands. ``->`` with a text operand answers NULL on anything but an
+        object (a list included, whatever the part looks like), which is the
+        contract's rule, and it reads one key where ``#>`` first unpacks an array
+        of path elements for every row. The text form ends the chain in ``->>``.
+
+        Longer keys: one ``#>``, which would also index into a list where a path
+        element reads as an integer (``items.0``); for such elements the value is
+        kept only when what it is looked up in is an object, a check linear in the
+        key's length.
         """
         parts = key.split(".")
+        if len(parts) <= MAX_CHAIN_PARTS:
+            steps = [f"{self.bind(part)}::text" for part in parts]
+            head = "".join(f" -> {step}" for step in steps[:-1])
+            value = f"({column}{head} -> {steps[-1]})"
+            self.text_forms[value] = f"({column}{head} ->> {steps[-1]})"
+            return value
         path = self.bind(parts)
         value = f"({column} #> {path}::text[])"
         positions = [i for i, part in enumerate(parts) if _INDEX_LIKE.match(part)]
@@ -428,7 +443,7 @@ class _Builder:
     def json_text(self, value: str) -> str:
         """The string form: a string as itself, anything else as its JSON text; NULL for null.
 
-        ``#>>`` gives exactly that, JSON null as NULL included.
+        ``->>``, ``#>>`` and ``#>> '{}'`` give exactly that, JSON null as NULL included.
         """
         return self.text_forms.get(value, f"(({value}) #>> '{{}}')")
 

@@ -280,15 +280,20 @@ def segment_delete(*, segment: Segment, actor: User | None) -> None:
 # --- preview -------------------------------------------------------------------------------
 
 
-def _statement_timeout(seconds: float) -> None:
-    """``SET LOCAL statement_timeout``, and ``client_connection_check_interval`` so that a worker
-    killed mid-refresh has its transaction rolled back (and its lock freed) within a second,
-    instead of when the statement would have ended."""
+def _evaluation_settings(timeout_seconds: float) -> None:
+    """The transaction's settings for evaluating a definition (``SET LOCAL``).
+
+    ``statement_timeout``; ``client_connection_check_interval``, so that a worker
+    killed mid-refresh has its transaction rolled back (and its lock freed) within
+    a second, instead of when the statement would have ended; ``work_mem``
+    (``SEGMENT_WORK_MEM``), so that grouping a million people's events by person
+    and hashing the sets stay in memory instead of spilling to disk in batches.
+    """
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT set_config('statement_timeout', %s, true), "
-            "set_config('client_connection_check_interval', %s, true)",
-            [f"{int(seconds * 1000)}ms", "1000ms"],
+            "set_config('client_connection_check_interval', %s, true), set_config('work_mem', %s, true)",
+            [f"{int(timeout_seconds * 1000)}ms", "1000ms", settings.SEGMENT_WORK_MEM],
         )
 
 
@@ -309,7 +314,7 @@ def segment_preview(*, workspace: Workspace, definition: dict[str, Any], sample_
     query = compile_preview(tree, workspace_id=workspace.pk, now=now, sample_size=sample_size)
     try:
         with transaction.atomic():
-            _statement_timeout(settings.SEGMENT_PREVIEW_TIMEOUT_SECONDS)
+            _evaluation_settings(settings.SEGMENT_PREVIEW_TIMEOUT_SECONDS)
             with connection.cursor() as cursor:
                 cursor.execute(query.sql, query.params)
                 count, ids = cursor.fetchone()
@@ -354,34 +359,43 @@ def _has_webhooks(workspace_id: int, segment_id: int) -> bool:
     return WebhookSubscription.objects.filter(listening, workspace_id=workspace_id).exists()
 
 
-# The new set goes into a temporary table with a primary key, analysed, so the planner knows
-# its size: against a CTE it has no statistics and may pick a nested-loop anti-join that is
-# quadratic in the segment's size. The table lives in this transaction only.
-_NEW_TABLE_SQL = "CREATE TEMP TABLE segment_refresh_new (person_id bigint PRIMARY KEY) ON COMMIT DROP"
-_NEW_MEMBERS_SQL = "INSERT INTO segment_refresh_new (person_id) {members}"
-# The difference, in one statement: the leavers deleted, the newcomers inserted, both recorded
-# as changes. Every data-modifying part sees the same snapshot.
+# The new set goes into a temporary table, analysed, so that the planner knows its size.
+# CREATE TABLE ... AS, not INSERT ... SELECT: PostgreSQL may evaluate the definition with
+# parallel workers only for the former. The compiled members are distinct (each person
+# once) and nothing probes the table by key (below), so it has no index to maintain.
+# It lives in this transaction only.
+_NEW_MEMBERS_SQL = "CREATE TEMP TABLE segment_refresh_new ON COMMIT DROP AS {members}"
+# The difference, in one statement: one pass over the old and the new set (a full join,
+# which PostgreSQL can only plan as a hash or merge join: linear whatever it believes of
+# the sizes), then the leavers' rows deleted by primary key (an index scan of an array,
+# whatever the planner believes), the newcomers inserted, both recorded as changes.
+# Every data-modifying part sees the same snapshot.
 _APPLY_SQL = """
-WITH gone AS (
+WITH diff AS MATERIALIZED (
+    SELECT new.person_id AS came_id, old.id AS gone_row, old.person_id AS gone_id
+    FROM segment_refresh_new new
+    FULL JOIN (
+        SELECT m.id, m.person_id FROM segmentation_membership m
+        WHERE m.workspace_id = %(workspace)s AND m.segment_id = %(segment)s
+    ) old ON old.person_id = new.person_id
+    WHERE new.person_id IS NULL OR old.person_id IS NULL
+),
+gone AS (
     DELETE FROM segmentation_membership m
-    WHERE m.workspace_id = %s AND m.segment_id = %s
-      AND NOT EXISTS (SELECT 1 FROM segment_refresh_new new WHERE new.person_id = m.person_id)
+    WHERE m.id = ANY (ARRAY(SELECT gone_row FROM diff WHERE gone_row IS NOT NULL))
+      AND m.workspace_id = %(workspace)s AND m.segment_id = %(segment)s
     RETURNING m.person_id
 ),
 came AS (
     INSERT INTO segmentation_membership (workspace_id, segment_id, person_id, entered_at)
-    SELECT %s, %s, new.person_id, %s FROM segment_refresh_new new
-    WHERE NOT EXISTS (
-        SELECT 1 FROM segmentation_membership m
-        WHERE m.workspace_id = %s AND m.segment_id = %s AND m.person_id = new.person_id
-    )
+    SELECT %(workspace)s, %(segment)s, came_id, %(now)s FROM diff WHERE came_id IS NOT NULL
     RETURNING person_id
 ),
 changes AS (
     INSERT INTO segmentation_membershipchange (workspace_id, segment_id, person_id, kind, at)
-    SELECT %s, %s, person_id, %s, %s FROM gone
+    SELECT %(workspace)s, %(segment)s, person_id, %(exited)s, %(now)s FROM gone
     UNION ALL
-    SELECT %s, %s, person_id, %s, %s FROM came
+    SELECT %(workspace)s, %(segment)s, person_id, %(entered)s, %(now)s FROM came
 )
 SELECT (SELECT count(*) FROM came), (SELECT count(*) FROM gone){ids}
 """
@@ -420,7 +434,7 @@ def _readable(error: BaseException) -> str:
 def _apply(segment: Segment, now: datetime) -> RefreshResult | None:
     """The refresh transaction; None when another refresh holds the lock."""
     with transaction.atomic():
-        _statement_timeout(settings.SEGMENT_REFRESH_TIMEOUT_SECONDS)
+        _evaluation_settings(settings.SEGMENT_REFRESH_TIMEOUT_SECONDS)
         if not _try_lock(segment.pk):
             return None
         workspace_id = segment.workspace_id
@@ -440,25 +454,14 @@ def _apply(segment: Segment, now: datetime) -> RefreshResult | None:
             tree = parse(definition, now=edited_at)
             members = compile_members(tree, workspace_id=workspace_id, now=now)
             want_ids = _has_webhooks(workspace_id, segment.pk)
-            params: list[Any] = [
-                workspace_id,
-                segment.pk,
-                workspace_id,
-                segment.pk,
-                now,
-                workspace_id,
-                segment.pk,
-                workspace_id,
-                segment.pk,
-                MembershipChangeKind.EXITED.value,
-                now,
-                workspace_id,
-                segment.pk,
-                MembershipChangeKind.ENTERED.value,
-                now,
-            ]
+            params = {
+                "workspace": workspace_id,
+                "segment": segment.pk,
+                "now": now,
+                "entered": MembershipChangeKind.ENTERED.value,
+                "exited": MembershipChangeKind.EXITED.value,
+            }
             with connection.cursor() as cursor:
-                cursor.execute(_NEW_TABLE_SQL)
                 cursor.execute(_NEW_MEMBERS_SQL.format(members=members.sql), members.params)
                 size = cursor.rowcount
                 cursor.execute("ANALYZE segment_refresh_new")
