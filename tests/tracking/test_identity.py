@@ -32,6 +32,33 @@ def _event_people(workspace):
         return {e.name: e.person_id for e in Event.objects.all()}
 
 
+def test_a_first_visit_and_the_login_of_a_known_user_in_one_batch_merge(workspace, send):
+    """The snippet's usual batch: a new visitor's page view, then identify of an existing user."""
+    key = workspace.write_key
+    send("identify", {"userId": "ada", "traits": {"plan": "pro"}}, write_key=key)
+    ada = _person(workspace, user_id="ada")
+
+    response = send(
+        "batch",
+        {
+            "batch": [
+                {"type": "page", "anonymousId": "new-visitor", "properties": {"path": "/pricing"}},
+                {"type": "identify", "anonymousId": "new-visitor", "userId": "ada", "traits": {"seen": 1}},
+            ]
+        },
+        write_key=key,
+    )
+
+    assert response.status_code == 200, response.content
+    assert _people(workspace) == {ada.pk: ("ada", [("anonymous_id", "new-visitor"), ("user_id", "ada")])}
+    assert _event_people(workspace) == {"$pageview": ada.pk}
+    merged = _person(workspace, pk=ada.pk)
+    assert merged.traits["plan"] == "pro"
+    assert merged.traits["seen"] == 1
+    assert merged.traits["$initial_path"] == "/pricing"
+    assert merged.first_seen <= merged.last_seen
+
+
 def test_identify_attributes_the_anonymous_history_to_the_new_user(workspace, send):
     key = workspace.write_key
     send("page", {"anonymousId": "anon", "properties": {"path": "/"}}, write_key=key)

@@ -540,3 +540,63 @@ def test_a_timestamp_out_of_range_after_skew_correction_uses_received_time(works
     [event] = _events(workspace)
     assert event.timestamp == event.received_at
     assert event.warnings == ["timestamp could not be parsed; the received time was used"]
+
+
+# --- big groups are written with COPY -------------------------------------------------
+
+TRICKY_PROPERTIES = {
+    "quote": 'it\'s "quoted"',
+    "backslash": "C:\\new\\table",
+    "controls": "tab\there\nnewline\rreturn",
+    "nul": "x\u0000y",
+    "unicode": "café ☕ 𝄞",
+    "nested": {"list": [1, 2.5, None, True, "\\N"], "empty": {}},
+    "big": 12345678901234567890,
+}
+
+
+def _tricky_messages(count: int) -> list[dict]:
+    start = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    return [
+        {
+            "type": "track" if i % 3 else "page",
+            "event": f"Tricky \\ {i % 4}\t",
+            "anonymousId": f"anon-{i % 7}",
+            "userId": f"user-{i % 5}" if i % 2 else None,
+            "messageId": f"m-{i:05d}",
+            "timestamp": _iso(start + timedelta(seconds=i)),
+            "properties": {**TRICKY_PROPERTIES, "i": i},
+            "context": {"library": {"name": "tricky\\lib"}, "sessionId": f"s\t{i % 3}"},
+        }
+        for i in range(count)
+    ]
+
+
+STORED_FIELDS = ("name", "properties", "context", "timestamp", "message_id", "anonymous_id", "user_id", "session_id")
+
+
+def _stored(workspace) -> list[tuple]:
+    return [
+        tuple(getattr(e, field) for field in (*STORED_FIELDS, "warnings"))
+        for e in sorted(_events(workspace), key=lambda e: e.message_id)
+    ]
+
+
+def test_a_big_batch_is_written_with_copy_exactly_as_small_batches_are(db, send):
+    from tracking.ingest import COPY_MIN_EVENTS
+
+    copied, inserted = factories.WorkspaceFactory(), factories.WorkspaceFactory()
+    messages = _tricky_messages(COPY_MIN_EVENTS + 20)
+
+    assert send("batch", {"batch": messages}, write_key=copied.write_key).json()["stored"] == len(messages)
+    for start in range(0, len(messages), 100):
+        send("batch", {"batch": messages[start : start + 100]}, write_key=inserted.write_key)
+
+    big, small = _stored(copied), _stored(inserted)
+    assert len(big) == len(messages)
+    assert big == small
+    first = big[0]
+    assert first[1]["nul"] == "x\ufffdy"
+    assert first[1]["nested"] == {"list": [1, 2.5, None, True, "\\N"], "empty": {}}
+    assert first[1]["big"] == 12345678901234567890
+    assert first[7] == "s\t0"
