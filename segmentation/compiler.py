@@ -84,6 +84,9 @@ MAX_CHAIN_PARTS = 8
 class CompiledQuery:
     sql: str
     params: list[Any] = field(default_factory=list)
+    # True when the statement groups every event of the workspace by person
+    # (``_Builder.performed`` of ``$any``): see ``segmentation.services._plan_settings``.
+    groups_every_event: bool = False
 
 
 class _Builder:
@@ -99,6 +102,7 @@ class _Builder:
         self.workspace_id = workspace_id
         self.now = now
         self.values: list[Any] = []
+        self.groups_every_event = False
         # One marker for the people restriction, repeated wherever it applies.
         self.people = None if people is None else self.bind(list(people))
         # The text form (``->>``, ``#>>``) of each property read by ``extract``: one
@@ -116,7 +120,8 @@ class _Builder:
             params.append(self.values[int(match.group(1))])
             return "%s"
 
-        return CompiledQuery(sql=_MARKER.sub(placeholder, sql), params=params)
+        sql = _MARKER.sub(placeholder, sql)
+        return CompiledQuery(sql=sql, params=params, groups_every_event=self.groups_every_event)
 
     # --- sets -------------------------------------------------------------
 
@@ -274,6 +279,14 @@ class _Builder:
         return self.grouped(f"{where} AND {number} IS NOT NULL", self.comparison(value, node.comparison))
 
     def performed(self, node: Performed) -> str:
+        """The first (last) matching event's time per person, in the window.
+
+        For ``$any`` this groups every event of the workspace by person, which the
+        compiled query says (``groups_every_event``) so that it is evaluated with
+        the plan that suits it.
+        """
+        if node.event == ANY_EVENT:
+            self.groups_every_event = True
         where = self.events_where("e", node.event, node.filters, None)
         moment = "min" if node.which == "first" else "max"
         conditions = self.window(f'{moment}(e."timestamp")', node.window)

@@ -29,7 +29,7 @@ from django.utils import timezone
 from accounts.models import User, Workspace
 from accounts.services import audit_record
 from segmentation import hooks
-from segmentation.compiler import compile_members, compile_preview
+from segmentation.compiler import CompiledQuery, compile_members, compile_preview
 from segmentation.definition import Node, parse
 from segmentation.models import (
     MembershipChangeKind,
@@ -297,6 +297,21 @@ def _evaluation_settings(timeout_seconds: float) -> None:
         )
 
 
+def _plan_settings(query: CompiledQuery) -> None:
+    """Settings for the rest of the transaction that suit ``query``'s shape.
+
+    Grouping every event of the workspace by person goes fastest serially, reading
+    the person index in order and grouping as it goes. With parallel workers, or
+    with ``SEGMENT_WORK_MEM``, PostgreSQL hashes the million people instead: on
+    bench/segments.py (10M events, 1M people) 11.5-12.6 s against 4.7 s. Such a
+    query runs without parallel workers and with the server's ``work_mem``.
+    """
+    if query.groups_every_event:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('max_parallel_workers_per_gather', '0', true)")
+            cursor.execute("SET LOCAL work_mem TO DEFAULT")
+
+
 def _is_timeout(error: BaseException) -> bool:
     cause = getattr(error, "__cause__", None)
     return getattr(cause, "sqlstate", None) == "57014"  # query_canceled: the statement timeout
@@ -315,6 +330,7 @@ def segment_preview(*, workspace: Workspace, definition: dict[str, Any], sample_
     try:
         with transaction.atomic():
             _evaluation_settings(settings.SEGMENT_PREVIEW_TIMEOUT_SECONDS)
+            _plan_settings(query)
             with connection.cursor() as cursor:
                 cursor.execute(query.sql, query.params)
                 count, ids = cursor.fetchone()
@@ -453,8 +469,9 @@ def _apply(segment: Segment, now: datetime) -> RefreshResult | None:
             # Parsed as of its last edit: a window mixing a timestamp and a duration was checked then.
             tree = parse(definition, now=edited_at)
             members = compile_members(tree, workspace_id=workspace_id, now=now)
+            _plan_settings(members)
             want_ids = _has_webhooks(workspace_id, segment.pk)
-            params = {
+            params: dict[str, Any] = {
                 "workspace": workspace_id,
                 "segment": segment.pk,
                 "now": now,
