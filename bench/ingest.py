@@ -11,6 +11,10 @@ Phases (each ``--duration`` seconds):
 2. ``/v1/track``, one message per request: requests per second and latency percentiles.
 3. Raw COPY of the same rows into the same table from one connection, bulk and in
    commits of ``--batch-size`` rows: the ratio ingest / COPY.
+4. ``manage.py import_events`` of an NDJSON file of ``--import-messages`` messages
+   (track and page calls of 5,000 users, written by this script): messages per second
+   as the command reports them, the command's wall time, CPU of the command and of
+   PostgreSQL per 1,000 events, and the command's peak RSS.
 
 Also printed: CPU-seconds per 1,000 events (gunicorn processes, and the PostgreSQL
 backends serving them) and the server's peak RSS. Targets: >= 20,000 events/s,
@@ -24,6 +28,7 @@ import base64
 import contextlib
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -32,7 +37,7 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -253,6 +258,90 @@ def copy_rate(database_url: str, workspace_id: int, rows: int, batch_size: int) 
     return bulk, batched
 
 
+def write_import_file(path: Path, messages: int, prefix: str) -> None:
+    """NDJSON of Segment messages as an export holds them: tracks and pages of 5,000 users."""
+    day = datetime.now(UTC).replace(microsecond=0)
+    with path.open("wb") as out:
+        for i in range(messages):
+            at = (day - timedelta(seconds=messages - i)).isoformat().replace("+00:00", "Z")
+            if i % 4 == 0:
+                message = {
+                    "type": "page",
+                    "anonymousId": f"anon-{i % 5000}",
+                    "userId": f"import-user-{i % 5000}",
+                    "messageId": f"{prefix}-{i}",
+                    "timestamp": at,
+                    "properties": {"path": f"/products/{i % 300}", "url": f"https://shop.example/products/{i % 300}"},
+                    "context": {"library": {"name": "analytics.js", "version": "4"}},
+                }
+            else:
+                message = {
+                    "type": "track",
+                    "userId": f"import-user-{i % 5000}",
+                    "event": ("Product Viewed", "Product Added", "Order Completed")[i % 3],
+                    "messageId": f"{prefix}-{i}",
+                    "timestamp": at,
+                    "properties": {"price": i % 500, "sku": f"SKU-{i % 100}", "category": "bench"},
+                    "context": {"library": {"name": "analytics-python", "version": "2"}},
+                }
+            out.write(orjson.dumps(message) + b"\n")
+
+
+def import_phase(database_url: str, env: dict[str, str], workspace_id: int, messages: int) -> dict[str, float]:
+    """``manage.py import_events`` of a generated NDJSON file: the command's own rate, CPU, RSS."""
+    with tempfile.TemporaryDirectory() as scratch, psycopg.connect(database_url, autocommit=True) as conn:
+        path = Path(scratch) / "export.ndjson"
+        write_import_file(path, messages, "imp" + uuid.uuid4().hex[:8])
+        database = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
+        before_events = count_events(conn, workspace_id)
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.monotonic()
+        command = subprocess.Popen(
+            [
+                sys.executable,
+                "manage.py",
+                "import_events",
+                str(path),
+                "--workspace",
+                str(workspace_id),
+                "--no-progress",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        sampler = RssSampler(command.pid)
+        sampler.start()
+        pg_seen: dict[int, float] = {}
+        # The command's backend lives as long as the command: its CPU is sampled while it
+        # runs (the last 0.1 s of it escape the sampling).
+        while command.poll() is None:
+            pg_seen.update(backend_cpu(backend_pids(conn, database)))
+            time.sleep(0.1)
+        wall = time.monotonic() - started
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        own_cpu = (children.ru_utime - children_before.ru_utime) + (children.ru_stime - children_before.ru_stime)
+        sampler.running = False
+        sampler.join()
+        output = command.stdout.read() if command.stdout else ""
+        if command.returncode != 0:
+            raise RuntimeError(f"import_events failed: {output}")
+        pg_cpu = sum(pg_seen.values())
+        events = count_events(conn, workspace_id) - before_events
+    match = re.search(r"\(([\d,]+) messages/s\)", output)
+    return {
+        "phase": "import_events",
+        "messages": messages,
+        "events_stored": events,
+        "messages_per_s_reported": float(match.group(1).replace(",", "")) if match else 0.0,
+        "wall_s_with_startup_and_catalogue": wall,
+        "command_cpu_s_per_1000_events": 1000 * own_cpu / max(events, 1),
+        "postgres_cpu_s_per_1000_events": 1000 * pg_cpu / max(events, 1),
+        "command_peak_rss_mib": sampler.peak_process / 2**20,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
@@ -263,6 +352,7 @@ def main() -> None:
     parser.add_argument("--batch-connections", type=int, default=4)
     parser.add_argument("--track-connections", type=int, default=8)
     parser.add_argument("--copy-rows", type=int, default=100_000)
+    parser.add_argument("--import-messages", type=int, default=500_000, help="0: skip the import phase")
     options = parser.parse_args()
     if not options.database_url:
         parser.error("set DATABASE_URL or --database-url (a scratch database)")
@@ -360,6 +450,11 @@ def main() -> None:
         server.wait(timeout=30)
 
     bulk, batched = copy_rate(options.database_url, workspace_id, options.copy_rows, options.batch_size)
+    imported = (
+        import_phase(options.database_url, env, workspace_id, options.import_messages)
+        if options.import_messages
+        else None
+    )
     print(
         f"cpus={psutil.cpu_count()} load_avg={os.getloadavg()} "
         f"gunicorn_workers={options.workers} threads={options.threads}"
@@ -373,6 +468,9 @@ def main() -> None:
         f"ratio ingest/bulk COPY: {batch['events_per_s'] / bulk:.2f}; ingest/{options.batch_size}-row COPY commits: "
         f"{batch['events_per_s'] / batched:.2f}"
     )
+    if imported is not None:
+        print(orjson.dumps(imported, option=orjson.OPT_INDENT_2).decode())
+        print(f"ratio import/bulk COPY: {imported['messages_per_s_reported'] / bulk:.2f}")
     print(
         f"targets: batch {batch['events_per_s']:,.0f} events/s (>= 20,000); "
         f"track {track['requests_per_s']:,.0f} req/s (>= 1,500), p99 {track['p99_ms']} ms (<= 50)"

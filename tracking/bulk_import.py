@@ -20,10 +20,12 @@ import never moves old events to the moment of the import.
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any
+from typing import Any, TypeVar
 
 from django.utils import timezone
 
@@ -32,6 +34,8 @@ from segmentation.realtime import segments_mark_due
 from tracking.import_files import Rejected
 from tracking.ingest import Submission, submissions_ingest
 from tracking.messages import Message, Rejection, parse_message, parse_time
+
+_T = TypeVar("_T")
 
 DEFAULT_CHUNK_SIZE = 10_000
 SAMPLE_REJECTIONS = 10
@@ -80,6 +84,24 @@ def _import(
     on_chunk: Callable[[ImportTotals], None] | None,
     totals: ImportTotals,
 ) -> None:
+    # Reading and checking the next chunks (Python) overlaps with PostgreSQL storing this one.
+    for read, submission in _read_ahead(_submissions(workspace, items, chunk_size, totals), depth=2):
+        [result] = submissions_ingest([submission], notify=False)
+        if result is None:
+            raise RuntimeError("the workspace's write key changed during the import")
+        totals.read += read
+        totals.accepted += result.stored
+        totals.duplicates += result.duplicates
+        totals.rejected += result.rejected
+        totals.suppressed += result.suppressed
+        if on_chunk is not None:
+            on_chunk(totals)
+
+
+def _submissions(
+    workspace: Workspace, items: Iterable[dict[str, Any] | Rejected], chunk_size: int, totals: ImportTotals
+) -> Iterator[tuple[int, Submission]]:
+    """Each chunk of ``items`` checked, as the submission that stores it, with its number of lines."""
     for chunk in _chunks(items, chunk_size):
         received_at = timezone.now()
         messages: list[Message] = []
@@ -97,17 +119,50 @@ def _import(
                     totals.samples.append(f"message {parsed.message_id or '(no messageId)'}: {parsed.reason}")
             else:
                 messages.append(parsed)
-        submission = Submission(workspace.write_key, messages, rejections, received_at)
-        [result] = submissions_ingest([submission], notify=False)
-        if result is None:
-            raise RuntimeError("the workspace's write key changed during the import")
-        totals.read += len(chunk)
-        totals.accepted += result.stored
-        totals.duplicates += result.duplicates
-        totals.rejected += result.rejected
-        totals.suppressed += result.suppressed
-        if on_chunk is not None:
-            on_chunk(totals)
+        yield len(chunk), Submission(workspace.write_key, messages, rejections, received_at)
+
+
+def _read_ahead(items: Iterable[_T], *, depth: int) -> Iterator[_T]:
+    """``items`` in order, produced by a thread of their own at most ``depth`` ahead of the consumer.
+
+    The producer touches no database. Whatever it raises is raised here, in order;
+    when the consumer stops early (an error while storing), the producer stops too.
+    """
+    slots: queue.Queue[tuple[BaseException | None, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(entry: tuple[BaseException | None, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((None, item)):
+                    return
+            put((None, end))
+        except BaseException as error:  # handed to the consumer, which raises it
+            put((error, None))
+
+    producer = threading.Thread(target=produce, name="import-read-ahead", daemon=True)
+    producer.start()
+    try:
+        while True:
+            error, item = slots.get()
+            if error is not None:
+                raise error
+            if item is end:
+                return
+            yield item
+    finally:
+        stop.set()
+        producer.join()
 
 
 def _parse(raw: dict[str, Any], now: Any) -> Message | Rejection:

@@ -10,6 +10,7 @@ from django.core.management import CommandError, call_command
 from accounts.tenancy import workspace_scope
 from tests import factories
 from tests.tracking.conftest import NOTHING_STORED, stored_rows
+from tracking.import_files import ImportFileError
 from tracking.models import Event, Person, QuarantinedMessage, SuppressedId
 
 MESSAGES = [
@@ -269,3 +270,47 @@ def test_bad_command_arguments(workspace, tmp_path, args, message):
 def test_missing_file(workspace, tmp_path):
     with pytest.raises(CommandError, match="no such file"):
         _import(tmp_path / "nope.ndjson", workspace)
+
+
+def test_read_ahead_keeps_the_order_and_raises_what_the_reader_raised_where_it_raised_it():
+    from tracking.bulk_import import _read_ahead
+
+    def lines():
+        yield from range(5)
+        raise ImportFileError("line 6: broken")
+
+    seen = []
+
+    def consume():
+        for item in _read_ahead(lines(), depth=2):
+            seen.append(item)
+
+    with pytest.raises(ImportFileError, match="line 6"):
+        consume()
+    assert seen == [0, 1, 2, 3, 4]
+
+
+def test_read_ahead_stops_its_reader_when_storing_fails():
+    import threading
+
+    from tracking.bulk_import import _read_ahead
+
+    produced = []
+
+    def endless():
+        n = 0
+        while True:
+            produced.append(n)
+            yield n
+            n += 1
+
+    def store():
+        for item in _read_ahead(endless(), depth=2):
+            if item == 3:
+                raise RuntimeError("database down")
+
+    with pytest.raises(RuntimeError, match="database down"):
+        store()
+    assert not [t for t in threading.enumerate() if t.name == "import-read-ahead"]
+    # At most depth items beyond the one being stored, plus the one waiting to be queued.
+    assert len(produced) <= 3 + 1 + 2 + 1
