@@ -287,12 +287,19 @@ def _evaluation_settings(timeout_seconds: float) -> None:
     killed mid-refresh has its transaction rolled back (and its lock freed) within
     a second, instead of when the statement would have ended; ``work_mem``
     (``SEGMENT_WORK_MEM``), so that grouping a million people's events by person
-    and hashing the sets stay in memory instead of spilling to disk in batches.
+    and hashing the sets stay in memory instead of spilling to disk in batches;
+    ``parallel_tuple_cost`` 0.01 instead of 0.1. PostgreSQL cannot estimate how
+    many rows a predicate over JSON keeps (it assumes a fixed share), so it
+    believes that parallel workers would hand the leader most of the people, at
+    a cost that makes it scan serially; handing over a row is in fact cheap. On
+    bench/segments.py: a trait scan of a million people 1.8 s -> 1.0 s, "no order
+    in 90 days" 2.0 s -> 0.9 s, an average of a property 6.5 s -> 3.6 s.
     """
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT set_config('statement_timeout', %s, true), "
-            "set_config('client_connection_check_interval', %s, true), set_config('work_mem', %s, true)",
+            "set_config('client_connection_check_interval', %s, true), set_config('work_mem', %s, true), "
+            "set_config('parallel_tuple_cost', '0.01', true)",
             [f"{int(timeout_seconds * 1000)}ms", "1000ms", settings.SEGMENT_WORK_MEM],
         )
 
@@ -388,7 +395,7 @@ _NEW_MEMBERS_SQL = "CREATE TEMP TABLE segment_refresh_new ON COMMIT DROP AS {mem
 # Every data-modifying part sees the same snapshot.
 _APPLY_SQL = """
 WITH diff AS MATERIALIZED (
-    SELECT new.person_id AS came_id, old.id AS gone_row, old.person_id AS gone_id
+    SELECT new.person_id AS came_id, old.id AS gone_row
     FROM segment_refresh_new new
     FULL JOIN (
         SELECT m.id, m.person_id FROM segmentation_membership m

@@ -525,8 +525,9 @@ def _write(
         )
     events = [(row_id(ref), m) for ref, m in plan.events]
     if len(events) >= COPY_MIN_EVENTS:
-        # A big group (an import chunk, a loaded server's group commit): COPY, which
-        # cannot ride in the pipeline below but costs PostgreSQL less per row.
+        # A big group (an import chunk, a loaded server's group commit): COPY, which cannot
+        # ride in the pipeline below but is a little cheaper per row (import_events of
+        # 200,000 messages: 7,381-7,564 messages/s against 6,894-7,102 with the INSERT).
         _copy_events(cursor, workspace_id, events)
     # The remaining writes depend on nothing they return: one round trip for all.
     with cursor.connection.pipeline():
