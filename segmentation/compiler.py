@@ -551,7 +551,7 @@ def simplified(tree: Node) -> Node:
     "Not (plan is Free or opened fewer than 2 emails)" is "not Free and opened
     at least 2": a filter of a small set, where the complement of a union is an
     anti-join of every person with two sets of up to every person each (the
-    nested definition of bench/segments.py: 6.9 s -> see bench/README.md).
+    nested definition of bench/segments.py: its evaluation 6.9 s -> 3.0 s).
     """
     if isinstance(tree, And | Or):
         return replace(tree, conditions=tuple(simplified(child) for child in tree.conditions))
