@@ -230,7 +230,7 @@ def test_the_periodic_task_updates_one_workspace_in_its_scope(workspace):
 
 def test_the_sweep_enqueues_every_workspace(workspace, settings):
     other = factories.WorkspaceFactory()
-    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    broker = redis.Redis.from_url(settings.REDIS_URL)
     name = "segmentation.catalogue.tasks.catalogue_update_task"
 
     def queued() -> list[bytes]:

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from accounts.tenancy import workspace_scope
 from config.celery import app as celery_app
+from config.dburl import database_url
 from segmentation import services
 from segmentation.models import MembershipChange, Segment, SegmentStatus
 from segmentation.tasks import segment_refresh_task, segments_refresh_due
@@ -197,8 +198,8 @@ def _holder_activity(segment_id: int) -> list[tuple[str, str]]:
 
 
 def _database_url() -> str:
-    db = connection.settings_dict
-    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    # The test database, as the child process must reach it (unix socket of the embedded server included).
+    return database_url(connection.settings_dict)
 
 
 @pytest.mark.django_db(transaction=True)
