@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import threading
 
 import orjson
 import pytest
@@ -10,6 +11,7 @@ from django.core.management import CommandError, call_command
 from accounts.tenancy import workspace_scope
 from tests import factories
 from tests.tracking.conftest import NOTHING_STORED, stored_rows
+from tracking.bulk_import import _read_ahead
 from tracking.import_files import ImportFileError
 from tracking.models import Event, Person, QuarantinedMessage, SuppressedId
 
@@ -273,8 +275,6 @@ def test_missing_file(workspace, tmp_path):
 
 
 def test_read_ahead_keeps_the_order_and_raises_what_the_reader_raised_where_it_raised_it():
-    from tracking.bulk_import import _read_ahead
-
     def lines():
         yield from range(5)
         raise ImportFileError("line 6: broken")
@@ -291,10 +291,6 @@ def test_read_ahead_keeps_the_order_and_raises_what_the_reader_raised_where_it_r
 
 
 def test_read_ahead_stops_its_reader_when_storing_fails():
-    import threading
-
-    from tracking.bulk_import import _read_ahead
-
     produced = []
 
     def endless():

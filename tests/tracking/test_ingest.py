@@ -11,6 +11,7 @@ import pytest
 from accounts.tenancy import workspace_scope
 from tests import factories
 from tests.tracking.conftest import NOTHING_STORED, basic_auth, stored_rows
+from tracking.ingest import COPY_MIN_EVENTS
 from tracking.ingest_views import MAX_REQUEST_BYTES
 from tracking.models import Event, Group, Person, PersonGroup, ProcessedMessage, QuarantinedMessage, SuppressedId
 
@@ -572,19 +573,25 @@ def _tricky_messages(count: int) -> list[dict]:
     ]
 
 
-STORED_FIELDS = ("name", "properties", "context", "timestamp", "message_id", "anonymous_id", "user_id", "session_id")
+STORED_FIELDS = (
+    "name",
+    "properties",
+    "context",
+    "timestamp",
+    "message_id",
+    "anonymous_id",
+    "user_id",
+    "session_id",
+    "warnings",
+)
 
 
 def _stored(workspace) -> list[tuple]:
-    return [
-        tuple(getattr(e, field) for field in (*STORED_FIELDS, "warnings"))
-        for e in sorted(_events(workspace), key=lambda e: e.message_id)
-    ]
+    events = sorted(_events(workspace), key=lambda e: e.message_id)
+    return [tuple(getattr(e, field) for field in STORED_FIELDS) for e in events]
 
 
 def test_a_big_batch_is_written_with_copy_exactly_as_small_batches_are(db, send):
-    from tracking.ingest import COPY_MIN_EVENTS
-
     copied, inserted = factories.WorkspaceFactory(), factories.WorkspaceFactory()
     messages = _tricky_messages(COPY_MIN_EVENTS + 20)
 
