@@ -392,7 +392,10 @@ _NEW_MEMBERS_SQL = "CREATE TEMP TABLE segment_refresh_new ON COMMIT DROP AS {mem
 # which PostgreSQL can only plan as a hash or merge join: linear whatever it believes of
 # the sizes), then the leavers' rows deleted by primary key (an index scan of an array,
 # whatever the planner believes), the newcomers inserted, both recorded as changes.
-# Every data-modifying part sees the same snapshot.
+# Every data-modifying part sees the same snapshot. The new set comes unchecked against the
+# people (``compile_members(check_people=False)``): only the newcomers are, here, one probe each
+# (few on a periodic refresh, where checking the whole set scanned every person); an id that is
+# not a person of the workspace is neither inserted nor counted (the last column).
 _APPLY_SQL = """
 WITH diff AS MATERIALIZED (
     SELECT new.person_id AS came_id, old.id AS gone_row
@@ -411,7 +414,9 @@ gone AS (
 ),
 came AS (
     INSERT INTO segmentation_membership (workspace_id, segment_id, person_id, entered_at)
-    SELECT %(workspace)s, %(segment)s, came_id, %(now)s FROM diff WHERE came_id IS NOT NULL
+    SELECT %(workspace)s, %(segment)s, d.came_id, %(now)s FROM diff d
+    WHERE d.came_id IS NOT NULL
+      AND EXISTS (SELECT 1 FROM tracking_person p WHERE p.workspace_id = %(workspace)s AND p.id = d.came_id)
     RETURNING person_id
 ),
 changes AS (
@@ -420,7 +425,8 @@ changes AS (
     UNION ALL
     SELECT %(workspace)s, %(segment)s, person_id, %(entered)s, %(now)s FROM came
 )
-SELECT (SELECT count(*) FROM came), (SELECT count(*) FROM gone){ids}
+SELECT (SELECT count(*) FROM came), (SELECT count(*) FROM gone),
+       (SELECT count(*) FROM diff WHERE came_id IS NOT NULL) - (SELECT count(*) FROM came){ids}
 """
 _IDS_SQL = (
     ", (SELECT coalesce(array_agg(person_id), '{}') FROM came), (SELECT coalesce(array_agg(person_id), '{}') FROM gone)"
@@ -475,7 +481,7 @@ def _apply(segment: Segment, now: datetime) -> RefreshResult | None:
         else:
             # Parsed as of its last edit: a window mixing a timestamp and a duration was checked then.
             tree = parse(definition, now=edited_at)
-            members = compile_members(tree, workspace_id=workspace_id, now=now)
+            members = compile_members(tree, workspace_id=workspace_id, now=now, check_people=False)
             _plan_settings(members)
             want_ids = _has_webhooks(workspace_id, segment.pk)
             params: dict[str, Any] = {
@@ -493,8 +499,9 @@ def _apply(segment: Segment, now: datetime) -> RefreshResult | None:
                 result = cursor.fetchone()
                 cursor.execute("DROP TABLE segment_refresh_new")
             entered, exited = int(result[0]), int(result[1])
+            size -= int(result[2])  # ids of nobody in this workspace
             if want_ids:
-                entered_ids, exited_ids = list(result[2]), list(result[3])
+                entered_ids, exited_ids = list(result[3]), list(result[4])
         SegmentSizeSnapshot.objects.create(
             workspace_id=workspace_id, segment_id=segment.pk, at=now, size=size, entered=entered, exited=exited
         )

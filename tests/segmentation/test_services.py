@@ -218,6 +218,33 @@ def test_refresh_applies_the_difference_and_records_it(scoped):
     assert stored.next_refresh_at == later + timedelta(seconds=300)
 
 
+def test_a_refresh_never_stores_ids_that_are_not_people_of_the_workspace(scoped):
+    """Events of this workspace pointing at another workspace's person, or at nobody (rows no
+    ingestion writes), make no member: the refresh checks its newcomers against the people."""
+    now = timezone.now()
+    ann = shopper(scoped, "ann")
+    bought(scoped, ann, now - timedelta(days=1))
+    other = factories.WorkspaceFactory()
+    stranger = shopper(other, "stranger")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            'INSERT INTO tracking_event (workspace_id, person_id, name, "timestamp", received_at, message_id) '
+            "VALUES (%s, %s, 'Order Completed', %s, %s, 'x'), (%s, %s, 'Order Completed', %s, %s, 'y')",
+            [scoped.pk, stranger.pk, now, now, scoped.pk, 10**12, now, now],
+        )
+    segment = _create(scoped)
+
+    first = services.segment_refresh(segment=segment, now=now)
+    again = services.segment_refresh(segment=segment, now=now + timedelta(minutes=5))
+
+    assert (first.size, first.entered, first.exited) == (1, 1, 0)
+    assert (again.size, again.entered, again.exited) == (1, 0, 0)
+    assert members(segment) == {"ann"}
+    assert changes(segment) == [("ann", "entered")]
+    assert snapshots(segment) == [(1, 1, 0), (1, 0, 0)]
+    assert reload(segment).size == 1
+
+
 def test_time_based_exit_flips_at_a_later_refresh(scoped):
     """ "No purchase in 90 days": nobody buys anything, time alone moves people in and out."""
     now = timezone.now()
