@@ -142,9 +142,25 @@ class _Builder:
         """
         if not check_people or _drawn_from_people(tree):
             return self.node(tree)
+        return self.people_in(tree, "p.id AS person_id")
+
+    def people_in(self, tree: Node, columns: str) -> str:
+        """``columns`` of the workspace's people (``p``) in the tree's set: a filter of one scan of them.
+
+        A tree of trait conditions only is a filter of this scan, and a complement
+        ("not", "has not done") the anti-join of this scan; any other set is
+        looked up in it.
+        """
+        excluded = self.excluded(tree)
+        if excluded is not None:
+            return (
+                f"SELECT {columns} FROM {PEOPLE_TABLE} p LEFT JOIN ({excluded}) x ON x.person_id = p.id "
+                f"WHERE p.workspace_id = {self.bind(self.workspace_id)}{self.only('p.id')} AND x.person_id IS NULL"
+            )
+        condition = self.traits_predicate(tree) if _traits_only(tree) else f"p.id IN ({self.node(tree)})"
         return (
-            f"SELECT p.id AS person_id FROM {PEOPLE_TABLE} p WHERE p.workspace_id = {self.bind(self.workspace_id)}"
-            f"{self.only('p.id')} AND p.id IN ({self.node(tree)})"
+            f"SELECT {columns} FROM {PEOPLE_TABLE} p WHERE p.workspace_id = {self.bind(self.workspace_id)}"
+            f"{self.only('p.id')} AND {condition}"
         )
 
     def only(self, column: str) -> str:
@@ -638,10 +654,9 @@ def compile_preview(
     """
     tree = simplified(tree)
     builder = _Builder(workspace_id, now, people)
-    members = builder.members(tree)
+    members = builder.people_in(tree, "p.id AS person_id, p.last_seen")
     return builder.finish(
         f"WITH members AS MATERIALIZED ({members}) SELECT (SELECT count(*) FROM members), "
-        f"ARRAY(SELECT p.id FROM members m JOIN {PEOPLE_TABLE} p ON p.id = m.person_id "
-        f"WHERE p.workspace_id = {builder.bind(builder.workspace_id)} ORDER BY p.last_seen DESC, p.id DESC "
+        f"ARRAY(SELECT person_id FROM members ORDER BY last_seen DESC, person_id DESC "
         f"LIMIT {builder.bind(sample_size)})"
     )
