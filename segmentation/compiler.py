@@ -87,6 +87,9 @@ class CompiledQuery:
     # True when the statement groups every event of the workspace by person
     # (``_Builder.performed`` of ``$any``): see ``segmentation.services._plan_settings``.
     groups_every_event: bool = False
+    # False when the set may hold ids that are not people of the workspace
+    # (``compile_members(check_people=False)`` of a set not drawn from the people).
+    people_checked: bool = True
 
 
 class _Builder:
@@ -108,6 +111,7 @@ class _Builder:
         # The text form (``->>``, ``#>>``) of each property read by ``extract``: one
         # operator instead of a lookup and a conversion of its result.
         self.text_forms: dict[str, str] = {}
+        self.people_checked = True
 
     def bind(self, value: Any) -> str:
         self.values.append(value)
@@ -121,7 +125,9 @@ class _Builder:
             return "%s"
 
         sql = _MARKER.sub(placeholder, sql)
-        return CompiledQuery(sql=sql, params=params, groups_every_event=self.groups_every_event)
+        return CompiledQuery(
+            sql=sql, params=params, groups_every_event=self.groups_every_event, people_checked=self.people_checked
+        )
 
     # --- sets -------------------------------------------------------------
 
@@ -135,12 +141,16 @@ class _Builder:
         from events or memberships is checked against the workspace's people, so
         that a row pointing at someone else's person never makes them a member.
         ``check_people=False`` leaves that check to the caller, which must make it
-        before storing anything (``segment_refresh`` makes it for the newcomers
-        only): with parallel workers PostgreSQL computes the set once per process
-        to build the check's hash, and the check alone scans every person of the
-        workspace (the suite of bench/segments.py 13.5 s -> 9.1 s without it).
+        before storing anything when the query says ``people_checked=False``
+        (``segment_refresh`` makes it for the newcomers only): with parallel
+        workers PostgreSQL computes the set once per process to build the check's
+        hash, and the check alone scans every person of the workspace (the suite
+        of bench/segments.py 13.5 s -> 9.1 s without it).
         """
-        if not check_people or _drawn_from_people(tree):
+        if _drawn_from_people(tree):
+            return self.node(tree)
+        if not check_people:
+            self.people_checked = False
             return self.node(tree)
         return self.people_in(tree, "p.id AS person_id")
 

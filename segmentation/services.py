@@ -394,8 +394,9 @@ _NEW_MEMBERS_SQL = "CREATE TEMP TABLE segment_refresh_new ON COMMIT DROP AS {mem
 # whatever the planner believes), the newcomers inserted, both recorded as changes.
 # Every data-modifying part sees the same snapshot. The new set comes unchecked against the
 # people (``compile_members(check_people=False)``): only the newcomers are, here, one probe each
-# (few on a periodic refresh, where checking the whole set scanned every person); an id that is
-# not a person of the workspace is neither inserted nor counted (the last column).
+# (few on a periodic refresh, where checking the whole set scanned every person), and only when
+# the set is not drawn from the people (``CompiledQuery.people_checked``); an id that is not a
+# person of the workspace is neither inserted nor counted (the third column).
 _APPLY_SQL = """
 WITH diff AS MATERIALIZED (
     SELECT new.person_id AS came_id, old.id AS gone_row
@@ -415,8 +416,7 @@ gone AS (
 came AS (
     INSERT INTO segmentation_membership (workspace_id, segment_id, person_id, entered_at)
     SELECT %(workspace)s, %(segment)s, d.came_id, %(now)s FROM diff d
-    WHERE d.came_id IS NOT NULL
-      AND EXISTS (SELECT 1 FROM tracking_person p WHERE p.workspace_id = %(workspace)s AND p.id = d.came_id)
+    WHERE d.came_id IS NOT NULL{check}
     RETURNING person_id
 ),
 changes AS (
@@ -428,6 +428,9 @@ changes AS (
 SELECT (SELECT count(*) FROM came), (SELECT count(*) FROM gone),
        (SELECT count(*) FROM diff WHERE came_id IS NOT NULL) - (SELECT count(*) FROM came){ids}
 """
+_CHECK_SQL = (
+    "\n      AND EXISTS (SELECT 1 FROM tracking_person p WHERE p.workspace_id = %(workspace)s AND p.id = d.came_id)"
+)
 _IDS_SQL = (
     ", (SELECT coalesce(array_agg(person_id), '{}') FROM came), (SELECT coalesce(array_agg(person_id), '{}') FROM gone)"
 )
@@ -495,7 +498,8 @@ def _apply(segment: Segment, now: datetime) -> RefreshResult | None:
                 cursor.execute(_NEW_MEMBERS_SQL.format(members=members.sql), members.params)
                 size = cursor.rowcount
                 cursor.execute("ANALYZE segment_refresh_new")
-                cursor.execute(_APPLY_SQL.format(ids=_IDS_SQL if want_ids else ""), params)
+                check = "" if members.people_checked else _CHECK_SQL
+                cursor.execute(_APPLY_SQL.format(ids=_IDS_SQL if want_ids else "", check=check), params)
                 result = cursor.fetchone()
                 cursor.execute("DROP TABLE segment_refresh_new")
             entered, exited = int(result[0]), int(result[1])

@@ -1085,6 +1085,34 @@ def test_events_pointing_at_people_of_another_workspace_never_make_them_members(
     assert compiled_members(world, {"type": "not", "condition": {"type": "event", "event": "A"}}) == {ours["ours"]}
 
 
+def test_a_set_left_unchecked_says_so_unless_it_is_drawn_from_the_people(world):
+    """``check_people=False`` (the refresh's form): a set drawn from the people holds only them and
+    says it is checked; any other set says it is not, and may hold the ids the caller must check."""
+    ours, theirs = load(world, {"ours": {"plan": "pro"}}, [])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            'INSERT INTO tracking_event (workspace_id, person_id, name, "timestamp", received_at, message_id) '
+            "VALUES (%s, %s, 'A', %s, %s, 'x'), (%s, %s, 'A', %s, %s, 'y')",
+            [world.workspace.pk, theirs["ours"], NOW, NOW, world.workspace.pk, 10**12, NOW, NOW],
+        )
+    did_a = {"type": "event", "event": "A"}
+    pro = trait("plan", "eq", "pro")
+    cases = [
+        (did_a, False, {theirs["ours"], 10**12}),
+        ({"type": "or", "conditions": [pro, did_a]}, False, {ours["ours"], theirs["ours"], 10**12}),
+        ({"type": "not", "condition": did_a}, True, {ours["ours"]}),
+        ({"type": "and", "conditions": [pro, did_a]}, True, set()),
+        ({"type": "or", "conditions": [pro, {"type": "not", "condition": did_a}]}, True, {ours["ours"]}),
+    ]
+    for document, checked, expected in cases:
+        query = compile_members(parse(document, now=NOW), workspace_id=world.workspace.pk, now=NOW, check_people=False)
+        with connection.cursor() as cursor:
+            cursor.execute(query.sql, query.params)
+            rows = [row[0] for row in cursor.fetchall()]
+        assert (query.people_checked, sorted(rows)) == (checked, sorted(expected)), document
+        assert compile_members(parse(document, now=NOW), workspace_id=world.workspace.pk, now=NOW).people_checked
+
+
 # Sequences get a property test of their own, over few names and few instants,
 # so that steps sharing an instant (and events serving them in either order) are common.
 tie_filters = st.sampled_from([prop("x", "eq", True), prop("x", "is_not_set"), prop("y", "gte", 1)])
