@@ -311,10 +311,18 @@ class _Builder:
     def performed(self, node: Performed) -> str:
         """The first (last) matching event's time per person, in the window.
 
-        For ``$any`` this groups every event of the workspace by person, which the
-        compiled query says (``groups_every_event``) so that it is evaluated with
-        the plan that suits it.
+        Of any event, unfiltered ("new this week"): the person's ``first_event_at``
+        (``last_event_at``), which the events' triggers keep (tracking migration
+        0008), in one scan of the people. With filters this groups every event of
+        the workspace by person, which the compiled query says
+        (``groups_every_event``) so that it is evaluated with the plan that suits it.
         """
+        if _times_of_people(node):
+            column = "first_event_at" if node.which == "first" else "last_event_at"
+            return (
+                f"SELECT id AS person_id FROM {PEOPLE_TABLE} WHERE workspace_id = {self.bind(self.workspace_id)}"
+                f"{self.only('id')} AND {' AND '.join(self.window(column, node.window))}"
+            )
         if node.event == ANY_EVENT:
             self.groups_every_event = True
         where = self.events_where("e", node.event, node.filters, None)
@@ -546,14 +554,19 @@ def _complement(node: Node) -> bool:
     return isinstance(node, Aggregate) and node.function == "sum" and _compare(node.comparison, 0)
 
 
+def _times_of_people(node: Node) -> bool:
+    """Whether the node is first or last performed of any event, unfiltered: a column of the people."""
+    return isinstance(node, Performed) and node.event == ANY_EVENT and not node.filters
+
+
 def _drawn_from_people(node: Node) -> bool:
     """Whether the node's set is a subset of a scan of the workspace's people, as ``_Builder.node`` compiles it.
 
-    Trait conditions and complements scan the people; an intersection is drawn
-    from them when one of its parts is (its trait conditions are one part); a
-    union when all of its parts are.
+    Trait conditions, complements and the first or last time of any event scan
+    the people; an intersection is drawn from them when one of its parts is (its
+    trait conditions are one part); a union when all of its parts are.
     """
-    if _traits_only(node) or _complement(node):
+    if _traits_only(node) or _complement(node) or _times_of_people(node):
         return True
     if isinstance(node, And):
         return any(_drawn_from_people(child) for child in node.conditions)

@@ -485,6 +485,9 @@ def _write(
     cursor: Any, workspace_id: int, plan: _Plan, drops: dict[Key, int], received_at: datetime
 ) -> dict[int, Change]:
     """Write the plan; answer what changed for segments per person id (``_Plan.touched``)."""
+    # The people's first/last event times are kept below (``_update_people``, ``people_merge``),
+    # not by the events' triggers (tracking migration 0008), for the rest of this transaction.
+    cursor.execute("SELECT set_config('cohortly.event_times_kept', 'on', true)", prepare=True)
     ids: dict[int, int] = {}
     if plan.new_people:
         cursor.execute(
@@ -570,7 +573,9 @@ def people_merge(cursor: Any, *, workspace_id: int, loser_id: int, survivor_id: 
     cursor.execute(
         "UPDATE tracking_person s SET "
         "traits = (CASE WHEN s.traits ? %s THEN l.traits - %s::text[] ELSE l.traits END) || s.traits, "
-        "first_seen = LEAST(s.first_seen, l.first_seen), last_seen = GREATEST(s.last_seen, l.last_seen) "
+        "first_seen = LEAST(s.first_seen, l.first_seen), last_seen = GREATEST(s.last_seen, l.last_seen), "
+        "first_event_at = LEAST(s.first_event_at, l.first_event_at), "
+        "last_event_at = GREATEST(s.last_event_at, l.last_event_at) "
         "FROM tracking_person l "
         "WHERE s.workspace_id = %s AND s.id = %s AND l.workspace_id = %s AND l.id = %s",
         [FIRST_TOUCH_MARKER, list(FIRST_TOUCH_KEYS), workspace_id, survivor_id, workspace_id, loser_id],
@@ -647,7 +652,9 @@ UPDATE_PERSON = (
     "user_id = COALESCE(p.user_id, %(user_id)s), "
     "traits = (CASE WHEN %(first_touch)s::text IS NULL OR p.traits ? %(marker)s THEN p.traits "
     "ELSE p.traits || %(first_touch)s::jsonb END) || %(patch)s::jsonb, "
-    "first_seen = LEAST(p.first_seen, %(first_seen)s), last_seen = GREATEST(p.last_seen, %(last_seen)s) "
+    "first_seen = LEAST(p.first_seen, %(first_seen)s), last_seen = GREATEST(p.last_seen, %(last_seen)s), "
+    "first_event_at = LEAST(p.first_event_at, %(first_event)s::timestamptz), "
+    "last_event_at = GREATEST(p.last_event_at, %(last_event)s::timestamptz) "
     "WHERE p.workspace_id = %(workspace_id)s AND p.id = %(id)s"
 )
 
@@ -656,6 +663,9 @@ UPDATE_PERSON = (
 class _PersonUpdate:
     first_seen: datetime
     last_seen: datetime
+    # Of events only (NULL leaves the columns as they are: LEAST and GREATEST skip it).
+    first_event: datetime | None = None
+    last_event: datetime | None = None
     user_id: str | None = None
     patch: dict[str, Any] = field(default_factory=dict)
     first_touch: tuple[datetime, dict[str, str]] | None = None
@@ -671,6 +681,13 @@ def _update_people(cursor: Any, workspace_id: int, plan: _Plan, row_id: Any) -> 
         else:
             update.first_seen = min(update.first_seen, timestamp)
             update.last_seen = max(update.last_seen, timestamp)
+    for ref, message in plan.events:
+        update = updates[row_id(ref)]
+        timestamp = message.timestamp
+        if update.first_event is None or timestamp < update.first_event:
+            update.first_event = timestamp
+        if update.last_event is None or timestamp > update.last_event:
+            update.last_event = timestamp
     for ref, person in plan.people.items():
         if person.user_id_set and plan.final(ref) == ref:
             updates[row_id(ref)].user_id = person.user_id
@@ -693,6 +710,8 @@ def _update_people(cursor: Any, workspace_id: int, plan: _Plan, row_id: Any) -> 
                 "patch": json_text(update.patch),
                 "first_seen": update.first_seen,
                 "last_seen": update.last_seen,
+                "first_event": update.first_event,
+                "last_event": update.last_event,
                 "workspace_id": workspace_id,
             },
             prepare=True,
@@ -712,9 +731,11 @@ UPDATE_PEOPLE = (
     "UPDATE tracking_person p SET "
     "user_id = COALESCE(p.user_id, v.u), "
     "traits = (CASE WHEN v.ft IS NULL OR p.traits ? %s THEN p.traits ELSE p.traits || v.ft END) || v.pa, "
-    "first_seen = LEAST(p.first_seen, v.fs), last_seen = GREATEST(p.last_seen, v.ls) "
+    "first_seen = LEAST(p.first_seen, v.fs), last_seen = GREATEST(p.last_seen, v.ls), "
+    "first_event_at = LEAST(p.first_event_at, v.fe), last_event_at = GREATEST(p.last_event_at, v.le) "
     "FROM (SELECT * FROM json_to_recordset(%s::json) "
-    "AS v(id bigint, u text, ft jsonb, pa jsonb, fs timestamptz, ls timestamptz) ORDER BY id OFFSET 0) v "
+    "AS v(id bigint, u text, ft jsonb, pa jsonb, fs timestamptz, ls timestamptz, fe timestamptz, le timestamptz) "
+    "ORDER BY id OFFSET 0) v "
     "WHERE p.workspace_id = %s AND p.id = v.id"
 )
 
@@ -727,6 +748,8 @@ def _person_row(person_id: int, update: _PersonUpdate) -> dict[str, Any]:
         "pa": update.patch,
         "fs": update.first_seen,
         "ls": update.last_seen,
+        "fe": update.first_event,
+        "le": update.last_event,
     }
 
 

@@ -31,6 +31,10 @@ class Person(TenantModel):
     traits = models.JSONField(default=dict, blank=True)
     first_seen = models.DateTimeField()
     last_seen = models.DateTimeField()
+    # The times of the person's first and last event (track, page, screen; NULL without any).
+    # Kept by triggers on the events table (migration 0008), whoever writes events.
+    first_event_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_event_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["workspace", "user_id"], name="person_user_id_unique")]
