@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from django.db import connection
+
 from accounts.models import Workspace
 from accounts.tenancy import workspace_scope
 from segmentation.models import Membership, MembershipChange, Segment, SegmentSizeSnapshot
@@ -14,6 +16,17 @@ from tracking.models import Person
 
 def shopper(workspace: Workspace, user_id: str, *, traits: dict[str, Any] | None = None) -> Person:
     return builders.person(workspace, user_id=user_id, traits=traits or {}, anonymous_ids=(f"anon-{user_id}",))
+
+
+def crowd(workspace: Workspace, size: int = 20_000) -> None:
+    """``size`` people with a trait ``n`` in one statement: enough that a scan of them takes well over a
+    millisecond on any machine (the preview-timeout tests)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO tracking_person (workspace_id, user_id, traits, first_seen, last_seen) "
+            "SELECT %s, 'p' || n, jsonb_build_object('n', n), now(), now() FROM generate_series(1, %s) n",
+            [workspace.pk, size],
+        )
 
 
 def bought(workspace: Workspace, who: Person, at: datetime, **properties: Any) -> None:

@@ -21,7 +21,7 @@ from segmentation.definition import DefinitionInvalid, parse
 from segmentation.models import Segment, SegmentStatus
 from tests import factories
 from tests.accounts.support import api, logged_in_client, state
-from tests.segmentation.support import bought, members, reload, shopper
+from tests.segmentation.support import bought, crowd, members, reload, shopper
 from tests.tracking import builders
 
 BUYERS = {"type": "event", "event": "Order Completed", "window": {"since": "30d"}}
@@ -590,8 +590,7 @@ def test_a_failed_synchronous_refresh_answers_the_failed_segment(workspace, clie
 
 def test_a_preview_beyond_its_timeout_answers_503(workspace, client, key, settings):
     settings.SEGMENT_PREVIEW_TIMEOUT_SECONDS = 0.001
-    for n in range(300):
-        shopper(workspace, f"p{n}", traits={"n": n})
+    crowd(workspace)
     heavy = {
         "type": "not",
         "condition": {

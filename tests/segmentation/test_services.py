@@ -17,7 +17,7 @@ from segmentation import hooks, services
 from segmentation.definition import DefinitionInvalid
 from segmentation.models import Membership, Segment, SegmentStatus, WebhookSubscription
 from tests import factories
-from tests.segmentation.support import bought, changes, members, reload, segment_rows, shopper, snapshots
+from tests.segmentation.support import bought, changes, crowd, members, reload, segment_rows, shopper, snapshots
 
 BUYERS = {"type": "event", "event": "Order Completed", "window": {"since": "30d"}}
 VIP = {"type": "trait", "key": "plan", "operator": "eq", "value": "vip"}
@@ -169,13 +169,7 @@ def test_preview_counts_and_samples_without_saving(scoped):
 
 def test_preview_stops_at_its_timeout(scoped, settings):
     settings.SEGMENT_PREVIEW_TIMEOUT_SECONDS = 0.001
-    # Enough people that the scan below takes well over the millisecond on any machine.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO tracking_person (workspace_id, user_id, traits, first_seen, last_seen) "
-            "SELECT %s, 'p' || n, jsonb_build_object('n', n), now(), now() FROM generate_series(1, 20000) n",
-            [scoped.pk],
-        )
+    crowd(scoped)
     heavy = {
         "type": "or",
         "conditions": [{"type": "trait", "key": f"k{i}", "operator": "contains", "value": "x"} for i in range(50)],
