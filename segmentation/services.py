@@ -394,7 +394,9 @@ _NEW_MEMBERS_SQL = "CREATE TEMP TABLE segment_refresh_new ON COMMIT DROP AS {mem
 # The difference, in one statement: one pass over the old and the new set (a full join,
 # which PostgreSQL can only plan as a hash or merge join: linear whatever it believes of
 # the sizes), then the leavers' rows deleted by primary key (an index scan of an array,
-# whatever the planner believes), the newcomers inserted, both recorded as changes.
+# whatever the planner believes; not even that when nobody leaves: the EXISTS is a one-time
+# filter, where the planner, believing a new segment small, scanned its members to match
+# none of them: 58 ms for 809,669), the newcomers inserted, both recorded as changes.
 # Every data-modifying part sees the same snapshot. The new set comes unchecked against the
 # people (``compile_members(check_people=False)``): only the newcomers are, here, one probe each
 # (few on a periodic refresh, where checking the whole set scanned every person), and only when
@@ -412,7 +414,8 @@ WITH diff AS MATERIALIZED (
 ),
 gone AS (
     DELETE FROM segmentation_membership m
-    WHERE m.id = ANY (ARRAY(SELECT gone_row FROM diff WHERE gone_row IS NOT NULL))
+    WHERE EXISTS (SELECT 1 FROM diff WHERE gone_row IS NOT NULL)
+      AND m.id = ANY (ARRAY(SELECT gone_row FROM diff WHERE gone_row IS NOT NULL))
       AND m.workspace_id = %(workspace)s AND m.segment_id = %(segment)s
     RETURNING m.person_id
 ),
