@@ -486,7 +486,9 @@ def _write(
 ) -> dict[int, Change]:
     """Write the plan; answer what changed for segments per person id (``_Plan.touched``)."""
     # The people's first/last event times are kept below (``_update_people``, ``people_merge``),
-    # not by the events' triggers (tracking migration 0008), for the rest of this transaction.
+    # not by the events' triggers (tracking migration 0008), until the end of this function: the
+    # pipeline's last statement hands them back to the triggers for whatever else the
+    # transaction writes (an error rolls the setting back with the rest).
     cursor.execute("SELECT set_config('cohortly.event_times_kept', 'on', true)", prepare=True)
     ids: dict[int, int] = {}
     if plan.new_people:
@@ -548,6 +550,7 @@ def _write(
                 "WHERE s.workspace_id = %s AND s.kind = d.kind AND s.value = d.value",
                 [received_at, [k for k, _ in drops], [v for _, v in drops], list(drops.values()), workspace_id],
             )
+        cursor.execute("SELECT set_config('cohortly.event_times_kept', 'off', true)", prepare=True)
     return plan.touched(row_id)
 
 

@@ -88,3 +88,13 @@ def test_events_of_another_workspace_never_move_a_persons_times(workspace):
             [other.pk, ann.pk, MONDAY, MONDAY],
         )
     assert _times(workspace, pk=ann.pk) == (TUESDAY, TUESDAY)
+
+
+def test_events_written_after_an_ingestion_in_the_same_transaction_are_kept_by_the_triggers(workspace, send):
+    """Ingestion keeps the times itself and hands them back to the triggers when it is done (a test's
+    transaction, like any caller's, goes on after the request)."""
+    send("track", {"userId": "ada", "event": "A", "timestamp": TUESDAY.isoformat()}, write_key=workspace.write_key)
+    with workspace_scope(workspace):
+        ada = Person.objects.get(user_id="ada")
+    builders.event(workspace, ada, "B", at=WEDNESDAY)
+    assert _times(workspace, pk=ada.pk) == (TUESDAY, WEDNESDAY)
