@@ -137,7 +137,8 @@ class _Builder:
         Every set holds each person once (grouped, ``DISTINCT``, a scan of the
         people, or INTERSECT / UNION of such sets), and every leaf reads rows of
         this workspace only. A set drawn from the people (trait conditions, a
-        complement, an intersection with either) holds nothing else; one drawn
+        complement, the first or last time of any event, an intersection with
+        any of them; ``_drawn_from_people``) holds nothing else; one drawn
         from events or memberships is checked against the workspace's people, so
         that a row pointing at someone else's person never makes them a member.
         ``check_people=False`` leaves that check to the caller, which must make it
