@@ -213,9 +213,9 @@ class _Builder:
                 return f"SELECT e.person_id FROM {EVENTS_TABLE} e WHERE {where}"
             return self.grouped(where, f"NOT ({self.comparison('count(*)', node.count)})")
         if isinstance(node, Aggregate):  # a sum holding at zero
-            total = f"coalesce(sum({self.json_number(self.extract('e.properties', node.key), strings=False)}), 0)"
+            number = self.json_number(self.extract("e.properties", node.key), strings=False)
             where = self.events_where("e", node.event, node.filters, node.window)
-            return self.grouped(where, f"NOT ({self.comparison(total, node.comparison)})")
+            return self.grouped(where, f"NOT ({self.comparison(_SUM, node.comparison)})", number)
         raise TypeError(f"not a complement {node!r}")
 
     def node(self, node: Node) -> str:
@@ -289,8 +289,24 @@ class _Builder:
             parts.append(f"{column} <= {self.bind(self.now)}")
         return parts
 
-    def grouped(self, where: str, having: str) -> str:
-        return f"SELECT e.person_id FROM {EVENTS_TABLE} e WHERE {where} GROUP BY e.person_id HAVING {having}"
+    def grouped(self, where: str, having: str, value: str = "") -> str:
+        """The people whose matching events, grouped, pass ``having``.
+
+        ``having`` reads ``g.value`` (``value`` computed per event; aggregates skip
+        its NULLs, so a sum of no number is 0 and an average none), or counts. The
+        events are read, ``value`` computed and the rows sorted by person in a
+        subquery kept whole by ``OFFSET 0``, which the parallel workers run; the
+        leader then groups rows that arrive in person order. Grouped straight,
+        PostgreSQL computed every value in the leader and hashed every person there
+        (for an average, a numeric state of about 470 bytes each): on
+        bench/segments.py an average of a viewed price over 641,475 events 1.41 s
+        -> 0.70 s, a count of every event in 7 days 0.32 s -> 0.17 s.
+        """
+        selected = f", {value} AS value" if value else ""
+        return (
+            f"SELECT g.person_id FROM (SELECT e.person_id{selected} FROM {EVENTS_TABLE} e WHERE {where} "
+            f"ORDER BY e.person_id OFFSET 0) g GROUP BY g.person_id HAVING {having}"
+        )
 
     def holds_at(self, comparison: Comparison, value: float) -> bool:
         return _compare(comparison, value)
@@ -304,11 +320,8 @@ class _Builder:
         """An aggregate that fails with no events (a sum holding at zero is a complement: ``excluded``)."""
         number = self.json_number(self.extract("e.properties", node.key), strings=False)
         where = self.events_where("e", node.event, node.filters, node.window)
-        if node.function == "sum":
-            total = f"coalesce(sum({number}), 0)"
-            return self.grouped(where, self.comparison(total, node.comparison))
-        value = f"{node.function}({number})"
-        return self.grouped(f"{where} AND {number} IS NOT NULL", self.comparison(value, node.comparison))
+        function = _SUM if node.function == "sum" else f"{node.function}(g.value)"
+        return self.grouped(where, self.comparison(function, node.comparison), number)
 
     def performed(self, node: Performed) -> str:
         """The first (last) matching event's time per person, in the window.
@@ -329,8 +342,8 @@ class _Builder:
             self.groups_every_event = True
         where = self.events_where("e", node.event, node.filters, None)
         moment = "min" if node.which == "first" else "max"
-        conditions = self.window(f'{moment}(e."timestamp")', node.window)
-        return self.grouped(where, " AND ".join(conditions))
+        conditions = self.window(f"{moment}(g.value)", node.window)
+        return self.grouped(where, " AND ".join(conditions), 'e."timestamp"')
 
     def regular(self, node: Regular) -> str:
         period_seconds = node.period.seconds
@@ -340,7 +353,7 @@ class _Builder:
         # Period k covers [now - (k+1)P, now - kP): k = ceil((now - t) / P) - 1.
         bucket = f'ceil(extract(epoch FROM ({now}::timestamptz - e."timestamp")) / {self.bind(period_seconds)}) - 1'
         where += f' AND e."timestamp" >= {self.bind(earliest)} AND e."timestamp" < {self.bind(self.now)}'
-        return self.grouped(where, f"count(DISTINCT {bucket}) >= {self.bind(node.min_periods)}")
+        return self.grouped(where, f"count(DISTINCT g.value) >= {self.bind(node.min_periods)}", bucket)
 
     def sequence(self, node: Sequence) -> str:
         """Runs from each step-1 occurrence ``s0``, each step taken at the earliest instant it can be.
@@ -527,6 +540,8 @@ class _Builder:
         return f"{expression} {operator} {self.number(comparison.value)}"
 
 
+# The sum of an aggregate's values, 0 when it has none.
+_SUM = "coalesce(sum(g.value), 0)"
 _POSITIVE = {"neq": "eq", "not_in": "in", "not_contains": "contains", "is_not_set": "is_set"}
 _SQL_COMPARISON = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
