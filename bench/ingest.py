@@ -8,7 +8,9 @@ Phases (each ``--duration`` seconds):
 
 1. ``/v1/batch`` with ``--batch-size`` messages per request (unique messageIds, 5,000
    users): events persisted per second, counted in the table (a 2xx means committed).
-2. ``/v1/track``, one message per request: requests per second and latency percentiles.
+2. ``/v1/track``, one message per request, once per ``--track-connections`` value (8, 32, 64):
+   requests per second and latency percentiles; the target line names the best rate whose p99
+   is within 50 ms (a client waits for each answer, so 8 connections cannot make 1,500/s).
 3. Raw COPY of the same rows into the same table from one connection, bulk and in
    commits of ``--batch-size`` rows: the ratio ingest / COPY.
 4. ``manage.py import_events`` of an NDJSON file of ``--import-messages`` messages
@@ -350,7 +352,11 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=15, help="seconds per phase")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--batch-connections", type=int, default=4)
-    parser.add_argument("--track-connections", type=int, default=8)
+    parser.add_argument(
+        "--track-connections",
+        default="8,32,64",
+        help="connections of the /v1/track phase; a comma-separated list runs one phase per value",
+    )
     parser.add_argument("--copy-rows", type=int, default=100_000)
     parser.add_argument("--import-messages", type=int, default=500_000, help="0: skip the import phase")
     options = parser.parse_args()
@@ -421,13 +427,13 @@ def main() -> None:
                     duration=options.duration,
                 )
 
-            def tracks():
-                return run_wrk(
+            def tracks(connections: int):
+                return lambda: run_wrk(
                     url,
                     lua,
                     [auth, "1", "t" + uuid.uuid4().hex[:8], timestamp, "/v1/track"],
                     threads=2,
-                    connections=options.track_connections,
+                    connections=connections,
                     duration=options.duration,
                 )
 
@@ -444,7 +450,12 @@ def main() -> None:
             # it now is (autovacuum would, within a minute), not as the empty one of old statistics.
             pg_conn.execute("ANALYZE tracking_person, tracking_identity, tracking_processedmessage, tracking_event")
             batch = phase("batch", server.pid, pg_conn, database, workspace_id, batches)
-            track = phase("track", server.pid, pg_conn, database, workspace_id, tracks)
+            # A client waits for each answer, so N connections make at most N / latency requests/s:
+            # 1,500 requests/s at 8 connections would need answers in 5.3 ms, group commit included.
+            tracks_by_connections = []
+            for connections in (int(value) for value in options.track_connections.split(",")):
+                track = phase("track", server.pid, pg_conn, database, workspace_id, tracks(connections))
+                tracks_by_connections.append({"connections": connections, **track})
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
@@ -459,7 +470,7 @@ def main() -> None:
         f"cpus={psutil.cpu_count()} load_avg={os.getloadavg()} "
         f"gunicorn_workers={options.workers} threads={options.threads}"
     )
-    for result in (batch, track):
+    for result in (batch, *tracks_by_connections):
         print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
     print(
         f"raw COPY, one bulk COPY: {bulk:,.0f} rows/s; COPY per {options.batch_size}-row commit: {batched:,.0f} rows/s"
@@ -471,9 +482,15 @@ def main() -> None:
     if imported is not None:
         print(orjson.dumps(imported, option=orjson.OPT_INDENT_2).decode())
         print(f"ratio import/bulk COPY: {imported['messages_per_s_reported'] / bulk:.2f}")
+    tracks = "; ".join(
+        f"{t['connections']} connections {t['requests_per_s']:,.0f} req/s, p99 {t['p99_ms']} ms"
+        for t in tracks_by_connections
+    )
+    within = [t for t in tracks_by_connections if t["p99_ms"] is not None and t["p99_ms"] <= 50]
+    best = f"{max(t['requests_per_s'] for t in within):,.0f} req/s" if within else "none"
     print(
         f"targets: batch {batch['events_per_s']:,.0f} events/s (>= 20,000); "
-        f"track {track['requests_per_s']:,.0f} req/s (>= 1,500), p99 {track['p99_ms']} ms (<= 50)"
+        f"track (>= 1,500 req/s with p99 <= 50 ms): {tracks}; best with p99 <= 50 ms: {best}"
     )
 
 
