@@ -1,4 +1,5 @@
-"""Ingestion benchmark: the server as in production (gunicorn workers) against PostgreSQL,
+"""Ingestion benchmark: the server as in production (uvicorn workers, or gunicorn's with
+``--server gunicorn``) against PostgreSQL,
 loaded by ``wrk`` from another process.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/cohortly_bench .venv/bin/python bench/ingest.py
@@ -18,7 +19,7 @@ Phases (each ``--duration`` seconds):
    as the command reports them, the command's wall time, CPU of the command and of
    PostgreSQL per 1,000 events, and the command's peak RSS.
 
-Also printed: CPU-seconds per 1,000 events (gunicorn processes, and the PostgreSQL
+Also printed: CPU-seconds per 1,000 events (server processes, and the PostgreSQL
 backends serving them) and the server's peak RSS. Targets: >= 20,000 events/s,
 >= 1,500 req/s with p99 <= 50 ms, ratio >= 0.3.
 """
@@ -174,6 +175,23 @@ def parse_wrk(output: str) -> dict[str, float]:
         0.0 if errors is None else float(sum(int(n) for n in re.findall(r"\d+", errors.group(1))))
     )
     return figures
+
+
+def server_command(options: argparse.Namespace, port: int) -> list[str]:
+    """The tracking API as the README runs it in production: uvicorn, or gunicorn's threads."""
+    if options.server == "uvicorn":
+        return [
+            str(BIN / "uvicorn"),
+            "config.asgi:application",
+            *("--host", "127.0.0.1", "--port", str(port), "--workers", str(options.workers)),
+            *("--http", "httptools", "--loop", "uvloop", "--no-access-log", "--backlog", "2048"),
+        ]
+    return [
+        str(BIN / "gunicorn"),
+        "config.wsgi:application",
+        *("-b", f"127.0.0.1:{port}", "-w", str(options.workers)),
+        *("--worker-class", "gthread", "--threads", str(options.threads), "--backlog", "2048"),
+    ]
 
 
 def phase(name, server_pid, pg_conn, database, workspace_id, run):
@@ -347,7 +365,13 @@ def import_phase(database_url: str, env: dict[str, str], workspace_id: int, mess
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument(
+        "--server",
+        choices=("uvicorn", "gunicorn"),
+        default="uvicorn",
+        help="uvicorn (config.asgi, the tracking API's production server) or gunicorn (config.wsgi, gthread)",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="server worker processes")
     parser.add_argument("--threads", type=int, default=32, help="request threads per gunicorn worker (gthread)")
     parser.add_argument("--duration", type=int, default=15, help="seconds per phase")
     parser.add_argument("--batch-size", type=int, default=100)
@@ -382,20 +406,7 @@ def main() -> None:
 
     port = free_port()
     server = subprocess.Popen(
-        [
-            str(BIN / "gunicorn"),
-            "config.wsgi:application",
-            "-b",
-            f"127.0.0.1:{port}",
-            "-w",
-            str(options.workers),
-            "--worker-class",
-            "gthread",
-            "--threads",
-            str(options.threads),
-            "--backlog",
-            "2048",
-        ],
+        server_command(options, port),
         cwd=REPO,
         env=env,
         start_new_session=True,
@@ -468,7 +479,7 @@ def main() -> None:
     )
     print(
         f"cpus={psutil.cpu_count()} load_avg={os.getloadavg()} "
-        f"gunicorn_workers={options.workers} threads={options.threads}"
+        f"server={options.server} workers={options.workers} threads={options.threads}"
     )
     for result in (batch, *tracks_by_connections):
         print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())

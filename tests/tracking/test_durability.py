@@ -1,6 +1,6 @@
-"""A 2xx means durable: the server as in production (gunicorn), crashed and restarted
-under traffic from the real SDK, and PostgreSQL restarted likewise. Every message
-the server acknowledged is stored exactly once.
+"""A 2xx means durable: the server as in production (gunicorn, and uvicorn for the
+tracking API), crashed and restarted under traffic from the real SDK, and PostgreSQL
+restarted likewise. Every message the server acknowledged is stored exactly once.
 
 Redis is pointed at a closed port for the server: ingestion must not need it.
 """
@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,74 +24,10 @@ from segment.analytics import Client
 
 from config.dburl import database_url
 from tests import factories
+from tests.tracking.live_servers import REPO, SERVERS, Server
 
-REPO = Path(__file__).resolve().parents[2]
-GUNICORN = Path(sys.executable).with_name("gunicorn")
 MESSAGES = 600
 DRAIN_SECONDS = 90
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Gunicorn:
-    """The production server, in its own process group so that a crash takes all of it."""
-
-    def __init__(self, database_url: str, log: Path) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "REDIS_URL": "redis://127.0.0.1:1/0",  # nothing listens there
-            "SECRET_KEY": "durability-test",
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-        }
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    str(GUNICORN),
-                    "config.wsgi:application",
-                    "-b",
-                    f"127.0.0.1:{self.port}",
-                    "-w",
-                    "2",
-                    "--worker-class",
-                    "gthread",
-                    "--threads",
-                    "32",
-                    "--timeout",
-                    "30",
-                ],
-                cwd=REPO,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                return
-            time.sleep(0.1)
-        raise RuntimeError(f"gunicorn did not start; see {self.log}")
-
-    def crash(self) -> None:
-        assert self.process is not None
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=30)
 
 
 def _send_through_sdk(write_key: str, host: str, disrupt) -> list[Exception]:
@@ -140,6 +74,12 @@ def _stored_message_ids(cursor, workspace_id: int) -> list[str]:
     return [row[0] for row in cursor.fetchall()]
 
 
+def _server_errors(log: str) -> list[str]:
+    """Lines of the server's log that report an unexpected error (a 500, or an exception past the app)."""
+    marks = ("Internal Server Error", "Exception in ASGI application")
+    return [line for line in log.splitlines() if any(mark in line for mark in marks)]
+
+
 @pytest.fixture
 def private_dir():
     """A directory of our own: pytest's tmp_path of a long test can be rotated away
@@ -150,9 +90,10 @@ def private_dir():
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_every_acknowledged_message_survives_server_crashes(private_dir):
+@pytest.mark.parametrize("kind", sorted(SERVERS))
+def test_every_acknowledged_message_survives_server_crashes(private_dir, kind):
     workspace = factories.WorkspaceFactory()
-    server = Gunicorn(database_url(connection.settings_dict), private_dir / "gunicorn.log")
+    server = Server(kind, database_url(connection.settings_dict), private_dir / f"{kind}.log")
     server.start()
 
     def crash_twice():
@@ -168,21 +109,22 @@ def test_every_acknowledged_message_survives_server_crashes(private_dir):
         server.stop()
 
     assert errors == []
-    assert "Internal Server Error" not in server.log.read_text()
+    assert not _server_errors(server.log.read_text())
     with connection.cursor() as cursor:
         stored = _stored_message_ids(cursor, workspace.pk)
     assert stored == sorted(f"durable-{n}" for n in range(MESSAGES))
 
 
 @pytest.mark.slow
-def test_every_acknowledged_message_survives_a_postgresql_restart(private_dir):
+@pytest.mark.parametrize("kind", sorted(SERVERS))
+def test_every_acknowledged_message_survives_a_postgresql_restart(private_dir, kind):
     """On a private PostgreSQL (pgserver), never the shared one other processes use."""
     import pgserver
     from pgserver import pg_ctl
 
     pg = pgserver.get_server(private_dir / "pg", cleanup_mode="delete")
     try:
-        _durability_across_postgres_restart(pg, pg_ctl, private_dir)
+        _durability_across_postgres_restart(pg, pg_ctl, private_dir, kind)
     finally:
         # The server running now is the one the test restarted, which pgserver's cleanup does
         # not know: stop it here, or it outlives the test with its data directory deleted.
@@ -191,7 +133,7 @@ def test_every_acknowledged_message_survives_a_postgresql_restart(private_dir):
         pg.cleanup()
 
 
-def _durability_across_postgres_restart(pg, pg_ctl, private_dir):
+def _durability_across_postgres_restart(pg, pg_ctl, private_dir, kind):
     pg.psql("CREATE DATABASE durability;")
     database_url = pg.get_uri("durability")
     env = {**os.environ, "DATABASE_URL": database_url, "SECRET_KEY": "durability-test"}
@@ -201,7 +143,7 @@ def _durability_across_postgres_restart(pg, pg_ctl, private_dir):
             "INSERT INTO accounts_workspace (name, write_key, created_at) "
             "VALUES ('Durable', 'cly_wk_durability', now()) RETURNING id, write_key"
         ).fetchone()
-    server = Gunicorn(database_url, private_dir / "gunicorn.log")
+    server = Server(kind, database_url, private_dir / f"{kind}.log")
     server.start()
 
     socket_dir = parse_qs(urlsplit(database_url).query)["host"][0]
@@ -229,7 +171,7 @@ def _durability_across_postgres_restart(pg, pg_ctl, private_dir):
 
     assert errors == []
     # Requests that met the restart were answered 503 (retry), never 500.
-    assert "Internal Server Error" not in server.log.read_text()
+    assert not _server_errors(server.log.read_text())
     with psycopg.connect(database_url) as conn, conn.cursor() as cursor:
         stored = _stored_message_ids(cursor, workspace_id)
     assert stored == sorted(f"durable-{n}" for n in range(MESSAGES))
