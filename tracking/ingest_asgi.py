@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from django.core.handlers.wsgi import WSGIRequest
+from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponse
 
 from tracking.group_commit import GroupCommitter
@@ -68,7 +68,7 @@ class IngestASGI:
 
     async def _ingest(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = await _body(receive)
-        request = WSGIRequest(_environ(scope, body))
+        request = ASGIRequest(scope, io.BytesIO(body))
         if self.pool is None:
             self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="ingest")
         loop = asyncio.get_running_loop()
@@ -96,33 +96,3 @@ async def _body(receive: Receive) -> bytes:
         if not message.get("more_body", False) or kept >= KEPT_BODY_BYTES:
             break
     return b"".join(pieces)
-
-
-def _environ(scope: Scope, body: bytes) -> dict[str, Any]:
-    """A WSGI environ of the ASGI request, its body ``body``."""
-    server = scope.get("server") or ("localhost", 80)
-    client = scope.get("client") or ("", 0)
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": scope["method"],
-        "SCRIPT_NAME": "",
-        "PATH_INFO": scope["path"],
-        "QUERY_STRING": scope.get("query_string", b"").decode("latin-1"),
-        "SERVER_NAME": str(server[0]),
-        "SERVER_PORT": str(server[1]),
-        "SERVER_PROTOCOL": f"HTTP/{scope.get('http_version', '1.1')}",
-        "REMOTE_ADDR": str(client[0]),
-        "wsgi.url_scheme": scope.get("scheme", "http"),
-        "wsgi.input": io.BytesIO(body),
-        "CONTENT_LENGTH": str(len(body)),
-    }
-    for raw_name, raw_value in scope["headers"]:
-        name = raw_name.decode("latin-1").upper().replace("-", "_")
-        value = raw_value.decode("latin-1")
-        if name == "CONTENT_LENGTH":
-            environ[name] = value  # the declared size: a body over the limit was cut, not shrunk
-        elif name == "CONTENT_TYPE":
-            environ[name] = value
-        else:
-            key = f"HTTP_{name}"
-            environ[key] = f"{environ[key]},{value}" if key in environ else value
-    return environ
