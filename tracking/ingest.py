@@ -145,10 +145,10 @@ def _ingest_group(submissions: Sequence[Submission], *, notify: bool) -> list[In
         for workspace_id in sorted(by_workspace):
             # Entry point of the workspace: the write key named it.
             indexes = by_workspace[workspace_id]
-            touched: dict[int, Change] = {}
+            touched: dict[int, Change] | None = {} if notify else None
             with workspace_scope(workspace_id):
                 stored = _ingest(cursor, workspace_id, [submissions[index] for index in indexes], touched)
-            if notify and touched:
+            if touched:
                 # Discarded with the transaction if it rolls back (and a retry registers its own).
                 transaction.on_commit(partial(realtime.people_touched, workspace_id, touched), robust=True)
             for index, result in zip(indexes, stored, strict=True):
@@ -191,11 +191,12 @@ def _workspaces(cursor: Any, write_keys: set[str]) -> dict[str, int]:
 
 
 def _ingest(
-    cursor: Any, workspace_id: int, submissions: list[Submission], touched: dict[int, Change]
+    cursor: Any, workspace_id: int, submissions: list[Submission], touched: dict[int, Change] | None
 ) -> list[IngestResult]:
     """Store the submissions of one workspace, in order; one result per submission.
 
-    ``touched`` receives, per person id, what changed for segments (see ``_Plan.touched``).
+    ``touched`` receives, per person id, what changed for segments (see ``_Plan.touched``);
+    None when nobody will be notified (bulk import), which spares working it out.
     """
     results = [IngestResult(rejected=len(s.rejections)) for s in submissions]
     rejections = [r for s in submissions for r in s.rejections]
@@ -232,7 +233,9 @@ def _ingest(
             result.stored += 1
             plan.add(message)
     if plan.seen or drops:
-        touched.update(_write(cursor, workspace_id, plan, drops, submissions[-1].received_at))
+        row_id = _write(cursor, workspace_id, plan, drops, submissions[-1].received_at)
+        if touched is not None:
+            touched.update(plan.touched(row_id))
     return results
 
 
@@ -504,8 +507,8 @@ class _Plan:
 
 def _write(
     cursor: Any, workspace_id: int, plan: _Plan, drops: dict[Key, int], received_at: datetime
-) -> dict[int, Change]:
-    """Write the plan; answer what changed for segments per person id (``_Plan.touched``)."""
+) -> Callable[[int], int]:
+    """Write the plan; answer the row id of each of its person refs (merged ones: their survivor's)."""
     # The people's first/last event times are kept below (``_update_people``, ``people_merge``),
     # not by the events' triggers (tracking migration 0008), until the end of this function: the
     # pipeline's last statement hands them back to the triggers for whatever else the
@@ -525,9 +528,9 @@ def _write(
             [workspace_id, list(ids.values())],
         )
 
-    def row_id(ref: int) -> int:
-        final = plan.final(ref)
-        return ids.get(final, final)
+    # Every ref's row id, resolved once (a dict lookup per use: an import chunk makes hundreds of thousands).
+    row_ids = {ref: ids.get(final, final) for ref in plan.people for final in (plan.final(ref),)}
+    row_id = row_ids.__getitem__
 
     if plan.new_identities:
         identities = sorted({(kind, value): row_id(ref) for kind, value, ref in plan.new_identities}.items())
@@ -572,7 +575,7 @@ def _write(
                 [received_at, [k for k, _ in drops], [v for _, v in drops], list(drops.values()), workspace_id],
             )
         cursor.execute("SELECT set_config('cohortly.event_times_kept', 'off', true)", prepare=True)
-    return plan.touched(row_id)
+    return row_id
 
 
 def people_merge(cursor: Any, *, workspace_id: int, loser_id: int, survivor_id: int) -> None:
@@ -695,7 +698,7 @@ class _PersonUpdate:
     first_touch: tuple[datetime, dict[str, str]] | None = None
 
 
-def _update_people(cursor: Any, workspace_id: int, plan: _Plan, row_id: Any) -> None:
+def _update_people(cursor: Any, workspace_id: int, plan: _Plan, row_id: Callable[[int], int]) -> None:
     updates: dict[int, _PersonUpdate] = {}
     for ref, timestamp in plan.seen:
         person_id = row_id(ref)
