@@ -39,14 +39,15 @@ TRAITS_MAX_AGE = timedelta(minutes=5)
 
 # Top-level keys and one level into nested objects ("address.country"), as the
 # definition language's dotted keys reach them. Scalar values of at most 200
-# characters are counted as values; every value counts for its key and type.
+# characters are counted as values; every value counts for its key and type. Each object is
+# expanded once; the nested expansion runs only for values that are objects.
 _PAIRS = """
-    SELECT t.key AS key, t.value AS value FROM jsonb_each(CASE WHEN jsonb_typeof({col}) = 'object'
-        THEN {col} ELSE '{{}}'::jsonb END) t
-    UNION ALL
-    SELECT t.key || '.' || n.key, n.value FROM jsonb_each(CASE WHEN jsonb_typeof({col}) = 'object'
-        THEN {col} ELSE '{{}}'::jsonb END) t
-    CROSS JOIN LATERAL jsonb_each(CASE WHEN jsonb_typeof(t.value) = 'object' THEN t.value ELSE '{{}}'::jsonb END) n
+    SELECT p.key, p.value FROM jsonb_each(CASE WHEN jsonb_typeof({col}) = 'object' THEN {col} ELSE '{{}}'::jsonb END) t
+    CROSS JOIN LATERAL (
+        SELECT t.key AS key, t.value AS value
+        UNION ALL
+        SELECT t.key || '.' || n.key, n.value FROM jsonb_each(t.value) n WHERE jsonb_typeof(t.value) = 'object'
+    ) p
 """
 _VALUE = """CASE WHEN jsonb_typeof(p.value) IN ('string', 'number', 'boolean')
     AND length(p.value #>> '{}') <= 200 THEN p.value #>> '{}' END"""
@@ -85,12 +86,18 @@ WITH pairs AS (
     WHERE pe.workspace_id = %s
 )"""
 )
-# Per (owner, key): counts per JSON type, and the most frequent values.
+# Per (owner, key): counts per JSON type, and the most frequent values. The pairs are grouped
+# once, by (owner, key, type, value), and both summaries re-aggregate those groups (500,000
+# events of bench/ingest: 6.0 s when each summary sorted every pair, on disk, and each object
+# was expanded twice; 2.0 s so, with the same rows).
 _SUMMARY = """
-, typed AS (SELECT owner, key, type, count(*) AS n FROM pairs GROUP BY owner, key, type),
+, grouped AS (SELECT owner, key, type, value, count(*) AS n FROM pairs GROUP BY owner, key, type, value),
+typed AS (SELECT owner, key, type, sum(n)::bigint AS n FROM grouped GROUP BY owner, key, type),
 valued AS (
     SELECT owner, key, value, n, row_number() OVER (PARTITION BY owner, key ORDER BY n DESC, value) AS rank
-    FROM (SELECT owner, key, value, count(*) AS n FROM pairs WHERE value IS NOT NULL GROUP BY owner, key, value) v
+    FROM (
+        SELECT owner, key, value, sum(n)::bigint AS n FROM grouped WHERE value IS NOT NULL GROUP BY owner, key, value
+    ) v
 )
 SELECT 't', owner, key, type, n FROM typed
 UNION ALL

@@ -115,6 +115,19 @@ def test_only_scalar_values_of_at_most_200_characters_become_values(workspace):
     assert _property(workspace, "event", "Note", "none") == (1, {"null": 1}, [])
 
 
+def test_a_value_seen_with_two_types_counts_once_per_type_and_together_as_a_value(workspace):
+    shopper = builders.person(workspace, user_id="u1")
+    builders.event(workspace, shopper, "Scan", properties={"code": "7", "lane": {"id": 7}})
+    builders.event(workspace, shopper, "Scan", properties={"code": 7, "lane": {"id": "7"}})
+    builders.event(workspace, shopper, "Scan", properties={"code": 8, "lane": "none"})
+
+    _update(workspace)
+
+    assert _property(workspace, "event", "Scan", "code") == (3, {"string": 1, "number": 2}, [["7", 2], ["8", 1]])
+    assert _property(workspace, "event", "Scan", "lane") == (3, {"object": 2, "string": 1}, [["none", 1]])
+    assert _property(workspace, "event", "Scan", "lane.id") == (2, {"number": 1, "string": 1}, [["7", 2]])
+
+
 def test_traits_are_recounted_so_removed_keys_disappear(workspace):
     shopper = builders.person(workspace, user_id="u1", traits={"plan": "Pro", "beta": "yes"})
     builders.event(workspace, shopper, "Login")
