@@ -528,9 +528,12 @@ def _write(
             [workspace_id, list(ids.values())],
         )
 
+    def resolve(ref: int) -> int:
+        final = plan.final(ref)
+        return ids.get(final, final)
+
     # Every ref's row id, resolved once (a dict lookup per use: an import chunk makes hundreds of thousands).
-    row_ids = {ref: ids.get(final, final) for ref in plan.people for final in (plan.final(ref),)}
-    row_id = row_ids.__getitem__
+    row_id = {ref: resolve(ref) for ref in plan.people}.__getitem__
 
     if plan.new_identities:
         identities = sorted({(kind, value): row_id(ref) for kind, value, ref in plan.new_identities}.items())

@@ -40,13 +40,16 @@ TRAITS_MAX_AGE = timedelta(minutes=5)
 # Top-level keys and one level into nested objects ("address.country"), as the
 # definition language's dotted keys reach them. Scalar values of at most 200
 # characters are counted as values; every value counts for its key and type. Each object is
-# expanded once; the nested expansion runs only for values that are objects.
+# expanded once; the nested expansion is skipped for values that are not objects (the WHERE) and
+# could not fail on one if a plan ever evaluated it first (the CASE).
 _PAIRS = """
     SELECT p.key, p.value FROM jsonb_each(CASE WHEN jsonb_typeof({col}) = 'object' THEN {col} ELSE '{{}}'::jsonb END) t
     CROSS JOIN LATERAL (
         SELECT t.key AS key, t.value AS value
         UNION ALL
-        SELECT t.key || '.' || n.key, n.value FROM jsonb_each(t.value) n WHERE jsonb_typeof(t.value) = 'object'
+        SELECT t.key || '.' || n.key, n.value
+        FROM jsonb_each(CASE WHEN jsonb_typeof(t.value) = 'object' THEN t.value ELSE '{{}}'::jsonb END) n
+        WHERE jsonb_typeof(t.value) = 'object'
     ) p
 """
 _VALUE = """CASE WHEN jsonb_typeof(p.value) IN ('string', 'number', 'boolean')
