@@ -67,16 +67,19 @@ class _Invalid(ValueError):
 
 
 def parse_time(value: Any) -> datetime | None:
-    """An ISO-8601 string as an aware UTC datetime (naive means UTC), else None."""
+    """An ISO-8601 string as an aware UTC datetime (naive means UTC), else None.
+
+    None too for a time whose UTC form leaves the years 1-9999 ("0001-01-01T00:00:00+05:00").
+    """
     if not isinstance(value, str) or not value:
         return None
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError:
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 def _id(raw: dict[str, Any], key: str, *, required: bool = False) -> str | None:

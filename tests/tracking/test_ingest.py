@@ -464,6 +464,27 @@ def test_unparsable_timestamp_uses_received_time_with_a_warning(workspace, send)
     assert event.warnings == ["timestamp could not be parsed; the received time was used"]
 
 
+@pytest.mark.parametrize("timestamp", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:00:00-05:00"])
+def test_timestamp_whose_utc_time_leaves_the_calendar_uses_received_time_with_a_warning(workspace, send, timestamp):
+    response = send("track", {"userId": "u", "event": "E", "timestamp": timestamp}, write_key=workspace.write_key)
+
+    assert response.status_code == 200
+    [event] = _events(workspace)
+    assert event.timestamp == event.received_at
+    assert event.warnings == ["timestamp could not be parsed; the received time was used"]
+
+
+def test_sent_at_whose_utc_time_leaves_the_calendar_leaves_the_timestamp_uncorrected(workspace, send):
+    message = {"userId": "u", "event": "E", "timestamp": "2026-11-30T10:00:00Z", "sentAt": "0001-01-01T00:00:00+01:00"}
+
+    response = send("track", message, write_key=workspace.write_key)
+
+    assert response.status_code == 200
+    [event] = _events(workspace)
+    assert event.timestamp == datetime(2026, 11, 30, 10, tzinfo=UTC)
+    assert event.warnings == ["sentAt could not be parsed; the timestamp was not corrected for clock skew"]
+
+
 def test_timestamp_two_days_in_the_future_uses_received_time_with_a_warning(workspace, send):
     future = datetime.now(UTC) + timedelta(days=2)
 
