@@ -290,9 +290,9 @@ def parse_timestamp(text: Any) -> datetime | None:
         return None
     try:
         value = datetime.fromisoformat(text)
-    except ValueError:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: its UTC time leaves the years 1-9999
         return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 SegmentExists = Callable[[int], bool]
@@ -599,7 +599,7 @@ class _Parser:
         name = self.event_name(value, path)
         key = self.string(value, "key", path)
         function = value.get("function")
-        if function not in AGGREGATE_FUNCTIONS:
+        if not isinstance(function, str) or function not in AGGREGATE_FUNCTIONS:
             where = _join(path, "function")
             self.error(
                 where,

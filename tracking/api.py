@@ -6,7 +6,7 @@ big, and a page never counts it.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.utils.dateparse import parse_datetime
@@ -92,7 +92,11 @@ def _time_param(request: Request, name: str) -> datetime | None:
         raise ValidationError({name: [f"Not an ISO 8601 timestamp: {value!r}."]})
     if moment.tzinfo is None:
         raise ValidationError({name: ["Give a time zone, e.g. 2026-01-31T12:00:00Z."]})
-    return moment
+    # In UTC: PostgreSQL refuses offsets beyond +/-15:59, which Python accepts.
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValidationError({name: [f"Out of range (years 1-9999 in UTC): {value!r}."]}) from None
 
 
 def _int_param(request: Request, name: str) -> int | None:

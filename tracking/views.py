@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -146,7 +146,11 @@ def _cursor(value: str | None) -> tuple[datetime, int] | None:
     event_id = _positive_int(id_text)
     if moment is None or moment.tzinfo is None or event_id is None:
         return None
-    return moment, event_id
+    try:
+        # In UTC: PostgreSQL refuses offsets beyond +/-15:59, which Python accepts.
+        return moment.astimezone(UTC), event_id
+    except OverflowError:
+        return None
 
 
 @require_GET

@@ -116,6 +116,17 @@ def test_sequence_defaults_to_completed():
             "unknown function",
         ),
         (
+            {"type": "aggregate", "event": "O", "key": "r", "function": {}, "operator": "gte", "value": 1},
+            "function",
+            "unknown function",
+        ),
+        (
+            event(filters=[{"key": "a", "operator": "before", "value": "0001-01-01T00:00:00+05:00"}]),
+            "filters[0].value",
+            "ISO-8601",
+        ),
+        (event(window={"since": "0001-01-01T00:00:00+05:00"}), "window.since", "duration"),
+        (
             {"type": "aggregate", "event": "O", "key": "r", "function": "sum", "operator": "gte", "value": "1"},
             "value",
             "must be a number",

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
@@ -205,6 +205,8 @@ def test_events_pagination_never_counts_the_table(api, workspace):
         ({"person": "abc"}, "person"),
         ({"event": ""}, "event"),
         ({"since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, "until"),
+        ({"since": "0001-01-01T00:00:00+05:00"}, "since"),
+        ({"until": "9999-12-31T23:00:00-05:00"}, "until"),
     ],
 )
 def test_events_bad_params_are_400_naming_the_param(api, workspace, params, field):
@@ -214,6 +216,19 @@ def test_events_bad_params_are_400_naming_the_param(api, workspace, params, fiel
     assert body["code"] == "invalid"
     assert list(body["errors"]) == [field]
     assert field in body["detail"]
+
+
+def test_events_time_filters_take_any_offset_python_reads(api, workspace):
+    # PostgreSQL refuses offsets beyond +/-15:59 in a timestamp; the API reads the instant itself.
+    ada = builders.person(workspace, user_id="u-ada")
+    builders.event(workspace, ada, "Early", at=datetime(2026, 11, 30, 11, 0, tzinfo=UTC))
+    builders.event(workspace, ada, "Late", at=datetime(2026, 11, 30, 13, 0, tzinfo=UTC))
+
+    # 2026-12-01T05:05:00+17:05 is 2026-11-30T12:00:00Z
+    response = api.get("/api/v1/events/", {"since": "2026-12-01T05:05:00+17:05"})
+
+    assert response.status_code == 200
+    assert [e["event"] for e in response.json()["results"]] == ["Late"]
 
 
 def test_events_person_of_another_workspace_is_refused_like_a_missing_one(api, workspace):

@@ -196,6 +196,16 @@ def test_person_timeline_pages_by_cursor(signed_in, workspace):
     assert len(events) == 52
 
 
+@pytest.mark.parametrize("before", ["2026-12-01T05:05:00+17:05_1", "0001-01-01T00:00:00+05:00_1", "garbage"])
+def test_person_timeline_reads_any_cursor_without_error(signed_in, workspace, before):
+    ada = builders.person(workspace, user_id="u-ada")
+    builders.event(workspace, ada, "Login", at=NOW - timedelta(minutes=5))
+
+    response = signed_in.get(f"/people/{ada.pk}/", {"before": before})
+
+    assert response.status_code == 200
+
+
 def test_erase_from_the_person_page(signed_in, workspace):
     ada = builders.person(workspace, user_id="u-ada")
     builders.event(workspace, ada, "Login")
