@@ -17,23 +17,24 @@ def _wants_json(request: HttpRequest) -> bool:
     return request.path.startswith(_MACHINE_PREFIXES)
 
 
-def _answer(request: HttpRequest, status: int, message: str, code: str) -> HttpResponse:
+def answer(request: HttpRequest, status: int, message: str, code: str) -> HttpResponse:
+    """An error answer: JSON for machines (/api/, /v1/), the error page for people."""
     if _wants_json(request):
         return JsonResponse(error_body(message, code), status=status)
     return render(request, "error.html", {"status": status, "message": message}, status=status)
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return _answer(request, 400, "Bad request.", "bad_request")
+    return answer(request, 400, "Bad request.", "bad_request")
 
 
 def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     message = str(exception) if exception and str(exception) else "You do not have permission to do this."
-    return _answer(request, 403, message, "permission_denied")
+    return answer(request, 403, message, "permission_denied")
 
 
 def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return _answer(request, 404, "Not found.", "not_found")
+    return answer(request, 404, "Not found.", "not_found")
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
@@ -45,4 +46,4 @@ def server_error(request: HttpRequest) -> HttpResponse:
 
 
 def csrf_failure(request: HttpRequest, reason: str = "", **kwargs: Any) -> HttpResponse:
-    return _answer(request, 403, "CSRF check failed: reload the page and try again.", "csrf_failed")
+    return answer(request, 403, "CSRF check failed: reload the page and try again.", "csrf_failed")

@@ -66,6 +66,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "accounts.middleware.WorkspaceScopeMiddleware",
+    # Last, so that its error page has the user and workspace every page's context reads.
+    "config.middleware.RefuseNulInQueryMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"

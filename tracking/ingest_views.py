@@ -131,6 +131,8 @@ def _checked_write_key(request: HttpRequest, body: dict[str, Any]) -> str:
         raise _Refused(401, "A write key is required: HTTP Basic user name, or writeKey in the body.", "no_write_key")
     if key.startswith(SECRET_KEY_PREFIX):
         raise _Refused(401, "A secret API key is not accepted here; use the workspace's write key.", "secret_key")
+    if "\x00" in key:  # no write key holds one, and PostgreSQL refuses it in a parameter
+        raise _Refused(401, "Unknown write key.", "invalid_write_key")
     return key
 
 

@@ -149,3 +149,25 @@ def test_disallowed_host_elsewhere_is_an_html_400(db):
 
     assert response.status_code == 400
     assert b"<h1>Bad request</h1>" in response.content
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["/api/v1/segments/?search=a%00b", "/api/v1/events/?event=%00", "/api/v1/people/?search=x&%00=1"],
+)
+def test_nul_in_a_query_parameter_is_a_json_400_under_api(url, workspace):
+    response = api(Client(), "GET", url, key=factories.api_key(workspace)[1])
+
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "invalid"
+    assert "NUL" in body["detail"]
+
+
+@pytest.mark.parametrize("url", ["/people/?q=a%00b", "/events/?event=%00", "/segments/?q=%00"])
+def test_nul_in_a_query_parameter_is_an_html_400_elsewhere(url, owner):
+    response = logged_in_client(owner).get(url)
+
+    assert response.status_code == 400
+    assert response["Content-Type"].startswith("text/html")
+    assert "must not contain the NUL character" in response.content.decode()

@@ -404,6 +404,15 @@ def test_unknown_write_key_is_401(workspace, send):
     assert stored_rows() == NOTHING_STORED
 
 
+def test_write_key_holding_a_nul_character_is_401_not_a_storage_error(workspace, send):
+    by_header = send("track", {"userId": "u", "event": "E"}, write_key=workspace.write_key + "\x00")
+    in_body = send("track", {"writeKey": "cly_wk_\x00", "userId": "u", "event": "E"})
+
+    assert by_header.status_code == in_body.status_code == 401
+    assert by_header.json()["code"] == in_body.json()["code"] == "invalid_write_key"
+    assert stored_rows() == NOTHING_STORED
+
+
 def test_missing_write_key_is_401(workspace, send):
     response = send("track", {"userId": "u", "event": "E"})
 
