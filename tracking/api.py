@@ -14,7 +14,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -147,7 +147,9 @@ class PersonViewSet(
         )
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        services.person_erase(workspace=_workspace(request), person=self.get_object(), actor=_actor(request))
+        erasure = services.person_erase(workspace=_workspace(request), person=self.get_object(), actor=_actor(request))
+        if erasure is None:  # erased (or merged away) by a concurrent request since get_object
+            raise NotFound()
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(responses=EventSerializer(many=True), parameters=EVENT_PARAMETERS[1:])

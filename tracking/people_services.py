@@ -20,16 +20,20 @@ class Erasure:
     quarantined: int
 
 
-def person_erase(*, workspace: Workspace, person: Person, actor: User | None) -> Erasure:
+def person_erase(*, workspace: Workspace, person: Person, actor: User | None) -> Erasure | None:
     """Erase ``person``: events, identities, traits, group links, and every row that points at
     the person (segment memberships and message history cascade from ``Person``); quarantined
     messages that carry their ids go too.
 
     Their ids are suppressed first, in the same transaction, so that ingestion drops and
     counts any later message that carries one of them instead of re-creating the person.
+    None when the person is gone by the time their row is locked (erased by a concurrent
+    request, or merged into another person): nothing is written.
     """
     with transaction.atomic():
-        locked = Person.objects.select_for_update().get(workspace=workspace, pk=person.pk)
+        locked = Person.objects.select_for_update().filter(workspace=workspace, pk=person.pk).first()
+        if locked is None:
+            return None
         identities = list(Identity.objects.filter(workspace=workspace, person=locked).values_list("kind", "value"))
         SuppressedId.objects.bulk_create(
             [SuppressedId(workspace=workspace, kind=kind, value=value) for kind, value in identities],

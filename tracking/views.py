@@ -194,10 +194,13 @@ def person_detail(request: MemberRequest, pk: int) -> HttpResponse:
 def person_erase(request: MemberRequest, pk: int) -> HttpResponse:
     person = _person_or_404(request, pk)
     erasure = people_services.person_erase(workspace=request.workspace, person=person, actor=request.user)
-    messages.success(
-        request,
-        f"Person erased with {erasure.events} events. Events that arrive later with their ids are dropped.",
-    )
+    if erasure is None:
+        messages.info(request, "This person was already gone: erased, or merged into another person.")
+    else:
+        messages.success(
+            request,
+            f"Person erased with {erasure.events} events. Events that arrive later with their ids are dropped.",
+        )
     return redirect("people")
 
 

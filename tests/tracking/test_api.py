@@ -11,6 +11,7 @@ from accounts.tenancy import workspace_scope
 from tests import factories
 from tests.tracking import builders
 from tests.tracking.builders import NOW
+from tracking.api import PersonViewSet
 from tracking.models import Event, Group, Identity, Person, PersonGroup, QuarantinedMessage, SuppressedId
 
 
@@ -284,6 +285,31 @@ def test_erase_removes_everything_suppresses_ids_and_is_audited(api, workspace):
     assert entry.target == f"person {ada.pk}"
     assert entry.details == {"events": 3, "identities": 2, "quarantined": 1}
     assert api.get(f"/api/v1/people/{ada.pk}/").status_code == 404
+
+
+def test_erasing_a_person_erased_meanwhile_is_a_404_that_writes_nothing(api, workspace, monkeypatch):
+    # Given a person that a concurrent erasure removes right after this request found them
+    ada = builders.person(workspace, user_id="u-ada")
+    builders.event(workspace, ada, "Login")
+    found = PersonViewSet.get_object
+
+    def found_then_erased_elsewhere(view):
+        person = found(view)
+        with workspace_scope(workspace):
+            Person.objects.filter(pk=person.pk).delete()
+        return person
+
+    monkeypatch.setattr(PersonViewSet, "get_object", found_then_erased_elsewhere)
+
+    # When this request erases them too
+    response = api.delete(f"/api/v1/people/{ada.pk}/")
+
+    # Then it is told they are gone, and it wrote nothing (no suppressed ids, no audit entry)
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+    with workspace_scope(workspace):
+        assert not SuppressedId.objects.exists()
+        assert not AuditLogEntry.objects.filter(action="person.erased").exists()
 
 
 def test_viewer_session_cannot_erase(client, workspace):
