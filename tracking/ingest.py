@@ -365,7 +365,9 @@ class _Plan:
     new_identities: list[tuple[str, str, int]] = field(default_factory=list)
     merges: list[tuple[int, int]] = field(default_factory=list)
     trait_writes: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
-    first_touches: list[tuple[int, datetime, dict[str, str]]] = field(default_factory=list)
+    # Page calls as (ref, timestamp, properties); first-touch traits are worked out only for the
+    # earliest page of a person that has none yet (``_update_people``).
+    first_touches: list[tuple[int, datetime, dict[str, Any]]] = field(default_factory=list)
     seen: list[tuple[int, datetime]] = field(default_factory=list)
     events: list[tuple[int, Message]] = field(default_factory=list)
     group_links: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
@@ -497,7 +499,7 @@ class _Plan:
         if message.type in EVENT_TYPES:
             self.events.append((person.ref, message))
             if message.type == "page":
-                self.first_touches.append((person.ref, message.timestamp, first_touch(message.properties)))
+                self.first_touches.append((person.ref, message.timestamp, message.properties))
         elif message.type == "identify" and message.traits:
             self.trait_writes.append((person.ref, message.traits))
         elif message.type == "group":
@@ -652,7 +654,7 @@ def _copy_events(cursor: Any, workspace_id: int, events: list[tuple[int, Message
                     m.anonymous_id,
                     m.user_id,
                     m.session_id,
-                    json_text(m.warnings),
+                    json_text(m.warnings) if m.warnings else "[]",
                 )
             )
 
@@ -698,7 +700,7 @@ class _PersonUpdate:
     last_event: datetime | None = None
     user_id: str | None = None
     patch: dict[str, Any] = field(default_factory=dict)
-    first_touch: tuple[datetime, dict[str, str]] | None = None
+    first_page: tuple[datetime, dict[str, Any]] | None = None  # the earliest page's time and properties
 
 
 def _update_people(cursor: Any, workspace_id: int, plan: _Plan, row_id: Callable[[int], int]) -> None:
@@ -723,10 +725,12 @@ def _update_people(cursor: Any, workspace_id: int, plan: _Plan, row_id: Callable
             updates[row_id(ref)].user_id = person.user_id
     for ref, traits in plan.trait_writes:
         updates[row_id(ref)].patch.update(traits)
-    for ref, timestamp, traits in plan.first_touches:
+    for ref, timestamp, properties in plan.first_touches:
+        if plan.people[plan.final(ref)].has_first_touch:
+            continue  # kept whole: the update would leave them as they are
         update = updates[row_id(ref)]
-        if update.first_touch is None or timestamp < update.first_touch[0]:
-            update.first_touch = (timestamp, traits)
+        if update.first_page is None or timestamp < update.first_page[0]:
+            update.first_page = (timestamp, properties)
     rows = list(updates.items())
     if len(rows) == 1:
         [(person_id, update)] = rows
@@ -736,7 +740,7 @@ def _update_people(cursor: Any, workspace_id: int, plan: _Plan, row_id: Callable
                 "marker": FIRST_TOUCH_MARKER,
                 "id": person_id,
                 "user_id": update.user_id,
-                "first_touch": json_text(update.first_touch[1]) if update.first_touch else None,
+                "first_touch": json_text(first_touch(update.first_page[1])) if update.first_page else None,
                 "patch": json_text(update.patch),
                 "first_seen": update.first_seen,
                 "last_seen": update.last_seen,
@@ -774,7 +778,7 @@ def _person_row(person_id: int, update: _PersonUpdate) -> dict[str, Any]:
     return {
         "id": person_id,
         "u": update.user_id,
-        "ft": update.first_touch[1] if update.first_touch else None,
+        "ft": first_touch(update.first_page[1]) if update.first_page else None,
         "pa": update.patch,
         "fs": update.first_seen,
         "ls": update.last_seen,
