@@ -464,17 +464,9 @@ def test_a_message_with_neither_id_is_quarantined_and_the_rest_stored(workspace,
     ]
 
 
-def test_unparsable_timestamp_uses_received_time_with_a_warning(workspace, send):
-    response = send("track", {"userId": "u", "event": "E", "timestamp": "next tuesday"}, write_key=workspace.write_key)
-
-    assert response.status_code == 200
-    [event] = _events(workspace)
-    assert event.timestamp == event.received_at
-    assert event.warnings == ["timestamp could not be parsed; the received time was used"]
-
-
-@pytest.mark.parametrize("timestamp", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:00:00-05:00"])
-def test_timestamp_whose_utc_time_leaves_the_calendar_uses_received_time_with_a_warning(workspace, send, timestamp):
+# The last two parse, but their UTC time leaves the years 1-9999.
+@pytest.mark.parametrize("timestamp", ["next tuesday", "0001-01-01T00:00:00+05:00", "9999-12-31T23:00:00-05:00"])
+def test_unparsable_timestamp_uses_received_time_with_a_warning(workspace, send, timestamp):
     response = send("track", {"userId": "u", "event": "E", "timestamp": timestamp}, write_key=workspace.write_key)
 
     assert response.status_code == 200
