@@ -19,10 +19,10 @@ from accounts.models import User, Workspace
 from accounts.tenancy import workspace_scope
 from segmentation.models import Segment, WebhookSubscription
 from segmentation.webhooks import services as webhook_services
-
 from tests import factories
 from tests.accounts.test_browser import _log_in, _new_context
 from tests.accounts.test_browser import watch as watch
+from tests.config.test_security import POLICY, directives
 from tests.segmentation.test_browser import _live_count, _signed_in
 from tests.segmentation.test_browser import demo as demo
 from tests.segmentation.test_browser import eager_tasks as eager_tasks
@@ -32,32 +32,13 @@ from tracking.models import Person
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-POLICY = {
-    "default-src": "'self'",
-    "script-src": "'self'",
-    "style-src": "'self'",
-    "img-src": "'self' data:",
-    "font-src": "'self'",
-    "connect-src": "'self'",
-    "object-src": "'none'",
-    "base-uri": "'self'",
-    "frame-ancestors": "'none'",
-    "form-action": "'self'",
-}
-
-
-def directives(header: str) -> dict[str, str]:
-    """A Content-Security-Policy header as {directive: sources}."""
-    return dict(part.strip().split(" ", 1) for part in header.split(";"))
-
 
 def _visit(page: Page, url: str) -> None:
-    """Open ``url``, check it carries the policy, and let its scripts and htmx requests finish."""
+    """Open ``url`` and check it carries the policy (``goto`` returns once the page and its scripts have loaded)."""
     response = page.goto(url)
     assert response is not None
     assert response.status == 200, url
     assert directives(response.headers["content-security-policy"]) == POLICY, url
-    page.wait_for_load_state("networkidle")
 
 
 def test_the_watch_sees_what_the_policy_blocks(browser, live_server, watch):
@@ -67,7 +48,7 @@ def test_the_watch_sees_what_the_policy_blocks(browser, live_server, watch):
 
     # When markup with a style attribute and an inline handler is added
     page.evaluate(
-        "document.body.insertAdjacentHTML('beforeend', '<p style=\"color: red\">x</p><img src=\"data:,\" onerror=\"1\">')"
+        'document.body.insertAdjacentHTML(\'beforeend\', \'<p style="color: red">x</p><img src="data:," onerror="1">\')'
     )
 
     # Then both are blocked and reported
