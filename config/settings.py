@@ -11,6 +11,8 @@ import secrets
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF
+from django.core.exceptions import ImproperlyConfigured
 
 from config import embedded
 
@@ -64,6 +66,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "accounts.middleware.WorkspaceScopeMiddleware",
     # Last, so that its error page has the user and workspace every page's context reads.
@@ -162,6 +165,50 @@ EMAIL_URL = env.str("EMAIL_URL", default="")
 vars().update(env.email_url_config(EMAIL_URL or "consolemail://"))
 EMAIL_CONFIGURED = bool(EMAIL_URL)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Cohortly <no-reply@cohortly.localhost>")
+
+# --- HTTPS and browser security headers ---------------------------------------
+# All off by default, for plain http on a laptop; README.md "Production" lists the values
+# behind a TLS-terminating proxy. https://docs.djangoproject.com/en/5.2/ref/middleware/#module-django.middleware.security
+
+
+def _proxy_ssl_header() -> tuple[str, str] | None:
+    """``SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO,https``: the header a proxy sets and its value for https.
+
+    Set it only behind a proxy that always sets (or strips) that header, or clients could claim https.
+    https://docs.djangoproject.com/en/5.2/ref/settings/#secure-proxy-ssl-header
+    """
+    value = env.list("SECURE_PROXY_SSL_HEADER", default=[])
+    if not value:
+        return None
+    if len(value) != 2 or not value[0].startswith("HTTP_"):
+        raise ImproperlyConfigured("SECURE_PROXY_SSL_HEADER must read HEADER,VALUE, e.g. HTTP_X_FORWARDED_PROTO,https")
+    return (value[0], value[1])
+
+
+SECURE_PROXY_SSL_HEADER = _proxy_ssl_header()
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+# The pages' Content-Security-Policy (django-csp 4): scripts, styles, images and requests from
+# this origin only; no inline script, style attribute or eval anywhere (static/js, static/css).
+# The tracking endpoints and the snippet are called from customers' sites and serve no HTML.
+# https://django-csp.readthedocs.io/en/latest/configuration.html
+CONTENT_SECURITY_POLICY = {
+    "EXCLUDE_URL_PREFIXES": ["/v1/", "/sdk/"],
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+    },
+}
 
 # --- Webhooks -------------------------------------------------------------
 # Allow webhook targets on loopback, private, link-local and other non-public

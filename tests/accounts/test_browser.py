@@ -39,14 +39,30 @@ SECOND_WORKSPACE = "Acme Staging"
 ROLE_REFUSAL = "Your role in this workspace does not allow this change."
 
 
+# Reports each Content-Security-Policy violation of a page to the test (Playwright's init scripts
+# and bindings run outside the page's policy).
+CSP_VIOLATIONS_JS = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.reportCspViolation(`${event.violatedDirective} blocked ${event.blockedURI || "inline"}`
+    + ` at ${event.sourceFile}:${event.lineNumber}: ${event.sample}`);
+});
+"""
+
+
 class Watch:
-    """Collects what must never happen on a page: JS errors, broken static files, surprise dialogs."""
+    """Collects what must never happen on a page: JS errors, broken static files, surprise dialogs,
+    anything the Content-Security-Policy blocks."""
 
     def __init__(self) -> None:
         self.problems: list[str] = []
         self.expected_confirms: list[str] = []
 
     def attach(self, context: BrowserContext) -> BrowserContext:
+        context.expose_binding(
+            "reportCspViolation",
+            lambda source, text: self.problems.append(f"CSP violation on {source['page'].url}: {text}"),
+        )
+        context.add_init_script(CSP_VIOLATIONS_JS)
         context.on("page", self._page)
         for page in context.pages:
             self._page(page)
@@ -55,6 +71,14 @@ class Watch:
     def _page(self, page: Page) -> None:
         page.on("pageerror", lambda error: self.problems.append(f"JS error on {page.url}: {error}"))
         page.on("dialog", self._dialog)
+        page.on(
+            "console",
+            lambda message: (
+                self.problems.append(f"console on {page.url}: {message.text}")
+                if "Content Security Policy" in message.text
+                else None
+            ),
+        )
         page.on(
             "response",
             lambda response: (
