@@ -7,7 +7,6 @@ before anything is written.
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -30,10 +29,14 @@ from segmentation.definition import (
     AGGREGATE_FUNCTIONS,
     COMPARISON_OPERATORS,
     FILTER_OPERATORS,
+    MAX_COUNT,
+    MAX_DURATION_SECONDS,
     MAX_GROUP_DEPTH,
     MAX_NODES,
+    MAX_NUMBER,
     DefinitionInvalid,
 )
+from segmentation.exports import csv_lines
 from segmentation.models import Segment
 from tracking.api import PersonSerializer
 
@@ -52,13 +55,16 @@ _FILTER: dict[str, Any] = {
     "properties": {
         "key": {"type": "string", "description": 'A top-level property; dots reach into objects ("address.country").'},
         "operator": _choice(sorted(FILTER_OPERATORS)),
-        "value": {"description": "A string, number or boolean; a list for in/not_in/between; none for is_set."},
+        "value": {
+            "description": "A string, number or boolean; a list for in/not_in/between; none for is_set. "
+            f"Numbers lie within -{MAX_NUMBER} and {MAX_NUMBER}."
+        },
     },
 }
 _DURATION: dict[str, Any] = {
     "type": "string",
     "pattern": "^[1-9][0-9]*[mhdw]$",
-    "description": 'e.g. "30m", "48h", "7d", "4w"',
+    "description": f'e.g. "30m", "48h", "7d", "4w"; at most {MAX_DURATION_SECONDS // 86400} days (a century).',
 }
 _WINDOW: dict[str, Any] = {
     "type": "object",
@@ -68,14 +74,29 @@ _WINDOW: dict[str, Any] = {
         "until": {"type": "string", "description": "A duration (now minus it) or an ISO-8601 timestamp; exclusive."},
     },
 }
-_COMPARISON: dict[str, Any] = {
-    "type": "object",
-    "required": ["operator", "value"],
-    "properties": {
-        "operator": _choice(sorted(COMPARISON_OPERATORS)),
-        "value": {"description": "A number, or [low, high] for between."},
-    },
-}
+
+
+def _compared(number: dict[str, Any], description: str) -> dict[str, Any]:
+    """``{"operator", "value"}``: a number, or two for between."""
+    pair = {"type": "array", "items": number, "minItems": 2, "maxItems": 2}
+    return {
+        "type": "object",
+        "required": ["operator", "value"],
+        "properties": {
+            "operator": _choice(sorted(COMPARISON_OPERATORS)),
+            "value": {"description": description, "oneOf": [number, pair]},
+        },
+    }
+
+
+_COMPARISON = _compared(
+    {"type": "number", "minimum": -MAX_NUMBER, "maximum": MAX_NUMBER},
+    f"A number within -{MAX_NUMBER} and {MAX_NUMBER}, or [low, high] for between.",
+)
+_COUNT = _compared(
+    {"type": "integer", "minimum": 0, "maximum": MAX_COUNT},
+    f"A whole number from 0 to {MAX_COUNT}, or [low, high] for between.",
+)
 _NODE: dict[str, Any] = {"$ref": "#/components/schemas/SegmentDefinition"}
 _FILTERS: dict[str, Any] = {"type": "array", "items": _FILTER}
 
@@ -105,7 +126,7 @@ DEFINITION_SCHEMA: dict[str, Any] = {
         _variant(
             "event",
             ["event"],
-            {"event": {"type": "string"}, "filters": _FILTERS, "window": _WINDOW, "count": _COMPARISON},
+            {"event": {"type": "string"}, "filters": _FILTERS, "window": _WINDOW, "count": _COUNT},
             'How often the person did it ($any: every event); count defaults to {"operator": "gte", "value": 1}.',
         ),
         _variant(
@@ -165,7 +186,7 @@ DEFINITION_SCHEMA: dict[str, Any] = {
         _variant(
             "segment",
             ["segment"],
-            {"segment": {"type": "integer", "minimum": 1}},
+            {"segment": {"type": "integer", "minimum": 1, "maximum": MAX_NUMBER}},
             "A member of another segment of this workspace (its stored membership).",
         ),
     ],
@@ -486,16 +507,14 @@ class SegmentViewSet(
 CSV_COLUMNS = ["user_id", "anonymous_ids", "entered_at", "traits"]
 
 
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
 def _csv_lines(rows: Iterator[tuple[Any, ...]]) -> Iterator[str]:
-    writer = csv.writer(_Echo())
-    yield writer.writerow(CSV_COLUMNS)
-    for user_id, anonymous_ids, entered_at, traits in rows:
-        yield writer.writerow([user_id or "", json.dumps(list(anonymous_ids)), entered_at.isoformat(), traits])
+    return csv_lines(
+        CSV_COLUMNS,
+        (
+            (user_id, json.dumps(list(anonymous_ids)), entered_at.isoformat(), traits)
+            for user_id, anonymous_ids, entered_at, traits in rows
+        ),
+    )
 
 
 class SegmentMembersCsvView(APIView):

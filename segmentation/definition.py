@@ -23,6 +23,14 @@ MAX_LIST_VALUES = 1000
 MAX_KEY_LENGTH = 10_000
 MAX_STRING_LENGTH = 10_000
 MAX_PERIODS = 365
+# A count is compared with ``count(*)`` of one person's matching events: a billion is far past any
+# real person's and far within PostgreSQL's bigint.
+MAX_COUNT = 1_000_000_000
+# Every other number of a definition (compared with aggregates and properties, a segment id) lies
+# within a 64-bit integer's range, whole or not. A definition is stored as JSONB, which writes 1e20
+# back as 100000000000000000000: past 64 bits the real-time path cannot read it back, and nothing
+# a segment compares with needs more.
+MAX_NUMBER = 2**63 - 1
 # Durations beyond a century are certainly mistakes and would overflow datetime arithmetic.
 MAX_DURATION_SECONDS = 100 * 366 * 86400
 
@@ -265,7 +273,14 @@ def _text_problem(value: str) -> str | None:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A JSON number: an integer of any size, or a finite float (``math.isfinite`` of a huge int overflows)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT
 
 
 def _is_scalar(value: Any) -> bool:
@@ -282,6 +297,14 @@ def parse_duration(text: Any) -> Duration | None:
     if seconds > MAX_DURATION_SECONDS:
         return None
     return Duration(seconds=seconds, text=text)
+
+
+def _too_long(text: Any) -> bool:
+    """A duration in form whose length is past ``MAX_DURATION_SECONDS``."""
+    return isinstance(text, str) and _DURATION_RE.match(text) is not None and parse_duration(text) is None
+
+
+_TOO_LONG = f"is longer than a century ({MAX_DURATION_SECONDS // 86400} days), the longest duration"
 
 
 def parse_timestamp(text: Any) -> datetime | None:
@@ -339,6 +362,13 @@ class _Parser:
             return None
         return value
 
+    def in_range(self, value: Any, where: str) -> bool:
+        """False, with the error, for a number outside ``MAX_NUMBER``; True for anything else."""
+        if _is_number(value) and not -MAX_NUMBER <= value <= MAX_NUMBER:
+            self.error(where, f"must lie between -{MAX_NUMBER} and {MAX_NUMBER} (a 64-bit integer's range)")
+            return False
+        return True
+
     def integer(self, obj: Mapping[str, Any], name: str, path: str, low: int, high: int) -> int | None:
         where = _join(path, name)
         if name not in obj:
@@ -359,13 +389,17 @@ class _Parser:
             self.error(where, "is required")
             return None
         value = parse_duration(obj[name])
-        if value is None:
+        if value is None and _too_long(obj[name]):
+            self.error(where, _TOO_LONG)
+        elif value is None:
             self.error(where, f'must be a duration such as "30m", "48h", "7d" or "4w", not {obj[name]!r}')
         return value
 
     def instant(self, value: Any, path: str) -> Instant | None:
         parsed: Instant | None = parse_duration(value) or parse_timestamp(value)
-        if parsed is None:
+        if parsed is None and _too_long(value):
+            self.error(path, _TOO_LONG)
+        elif parsed is None:
             self.error(path, f'must be a duration ("7d") or an ISO-8601 timestamp, not {value!r}')
         return parsed
 
@@ -433,6 +467,8 @@ class _Parser:
             if not _is_scalar(value):
                 self.error(where, f"{operator} compares with a string, number or boolean, not {_describe(value)}")
                 return _INVALID
+            if not self.in_range(value, where):
+                return _INVALID
             return self.bounded_string(value, where)
         if operator in LIST_OPERATORS:
             if not isinstance(value, list) or not 1 <= len(value) <= MAX_LIST_VALUES:
@@ -441,6 +477,8 @@ class _Parser:
             for index, item in enumerate(value):
                 if not _is_scalar(item):
                     self.error(_join(where, index), f"must be a string, number or boolean, not {_describe(item)}")
+                    return _INVALID
+                if not self.in_range(item, _join(where, index)):
                     return _INVALID
                 if self.bounded_string(item, _join(where, index)) is _INVALID:
                     return _INVALID
@@ -453,6 +491,8 @@ class _Parser:
         if operator in NUMERIC_OPERATORS:
             if not _is_number(value):
                 self.error(where, f"{operator} needs a number, not {_describe(value)}")
+                return _INVALID
+            if not self.in_range(value, where):
                 return _INVALID
             return value
         if operator == "between":
@@ -473,6 +513,8 @@ class _Parser:
     def between(self, value: Any, where: str) -> Any:
         if not isinstance(value, list) or len(value) != 2 or not all(_is_number(v) for v in value):
             self.error(where, "between needs [low, high], two numbers")
+            return _INVALID
+        if not all(self.in_range(v, _join(where, index)) for index, v in enumerate(value)):
             return _INVALID
         if value[0] > value[1]:
             self.error(where, "between needs low <= high")
@@ -495,18 +537,20 @@ class _Parser:
             return None
         value = spec["value"]
         if operator == "between":
+            if integral and isinstance(value, list) and not all(_is_count(v) for v in value):
+                self.error(where, f"a count is compared with whole numbers from 0 to {MAX_COUNT}")
+                return None
             pair = self.between(value, where)
             if pair is _INVALID:
                 return None
-            if integral and not all(isinstance(v, int) and v >= 0 for v in pair):
-                self.error(where, "a count is compared with whole numbers of 0 or more")
-                return None
             return Comparison(operator, pair)
-        if integral and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-            self.error(where, f"a count is compared with a whole number of 0 or more, not {value!r}")
+        if integral and not _is_count(value):
+            self.error(where, f"a count is compared with a whole number from 0 to {MAX_COUNT}, not {value!r}")
             return None
         if not _is_number(value):
             self.error(where, f"must be a number, not {_describe(value)}")
+            return None
+        if not self.in_range(value, where):
             return None
         return Comparison(operator, value)
 
@@ -678,7 +722,7 @@ class _Parser:
             return None
         where = _join(path, "segment")
         segment_id = value.get("segment")
-        if isinstance(segment_id, bool) or not isinstance(segment_id, int) or segment_id <= 0:
+        if isinstance(segment_id, bool) or not isinstance(segment_id, int) or not 0 < segment_id <= MAX_NUMBER:
             self.error(
                 where,
                 "is required: a segment id"

@@ -11,7 +11,6 @@ read-only and shows the stored size instead.
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -33,6 +32,7 @@ from segmentation import charts, selectors, services, ui_selectors
 from segmentation.catalogue import selectors as catalogue
 from segmentation.catalogue.models import PropertySource
 from segmentation.definition import DefinitionInvalid, Node, parse, referenced_segments
+from segmentation.exports import csv_lines
 from segmentation.models import Segment, SegmentStatus
 from segmentation.playbooks import BY_SLUG, PLAYBOOKS
 from segmentation.sentence import Part, sentence
@@ -405,17 +405,6 @@ def segment_detail(request: MemberRequest, pk: int) -> HttpResponse:
     return render(request, "segmentation/segment_detail.html", context)
 
 
-def _csv_cell(value: Any) -> str:
-    """Text as a spreadsheet will not run it: a leading =, +, - or @ starts a formula there."""
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
 @workspace_required()
 @require_safe
 def segment_members_csv(request: MemberRequest, pk: int) -> StreamingHttpResponse:
@@ -423,23 +412,21 @@ def segment_members_csv(request: MemberRequest, pk: int) -> StreamingHttpRespons
     workspace = request.workspace
     segment = _segment_or_404(workspace, pk)
     members = ui_selectors.segment_members(workspace, segment)
-    writer = csv.writer(_Echo())
 
-    def rows() -> Iterator[str]:
-        yield writer.writerow(["person_id", "user_id", "email", "name", "entered_at"])
+    def rows() -> Iterator[list[Any]]:
         for person in members.iterator(chunk_size=CSV_CHUNK):
             traits = person.traits if isinstance(person.traits, dict) else {}
-            yield writer.writerow(
-                [
-                    person.pk,
-                    _csv_cell(person.user_id),
-                    _csv_cell(traits.get("email")),
-                    _csv_cell(traits.get("name")),
-                    person.entered_at.isoformat() if person.entered_at else "",  # type: ignore[attr-defined]
-                ]
-            )
+            entered_at = person.entered_at  # type: ignore[attr-defined]
+            yield [
+                person.pk,
+                person.user_id,
+                traits.get("email"),
+                traits.get("name"),
+                entered_at.isoformat() if entered_at else "",
+            ]
 
-    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    lines = csv_lines(["person_id", "user_id", "email", "name", "entered_at"], rows())
+    response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
     filename = slugify(segment.name) or f"segment-{segment.pk}"
     response["Content-Disposition"] = f'attachment; filename="{filename}-members.csv"'
     response["X-Segment-Size"] = str(segment.size)

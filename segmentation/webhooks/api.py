@@ -1,10 +1,15 @@
-"""REST API of webhook subscriptions: /api/v1/webhooks/ (admins write, everyone reads)."""
+"""REST API of webhook subscriptions: /api/v1/webhooks/ (admins write, everyone reads).
+
+Viewers read each URL as its scheme and host only (``selectors.url_shown``): the
+rest of a webhook URL is often the credential that lets anyone post to it.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -25,13 +30,29 @@ def _actor(request: Request) -> User | None:
     return request.user if isinstance(request.user, User) else None
 
 
+def _urls_in_full(request: Request) -> bool:
+    """Whether the caller reads URLs whole: by the membership's role, when the request acts with one."""
+    return selectors.url_readable_in_full(getattr(request._request, "membership", None))
+
+
+@extend_schema_field(OpenApiTypes.URI)
+class UriField(serializers.CharField):
+    """An absolute URI (RFC 3986); the service checks it, this says so in the schema."""
+
+
 class WebhookSerializer(serializers.ModelSerializer[WebhookSubscription]):
+    url = serializers.SerializerMethodField(
+        help_text="The endpoint. Viewers read only its scheme and host, then /… (e.g. https://hooks.slack.com/…)."
+    )
     events = serializers.SerializerMethodField()
     segments = serializers.SerializerMethodField(help_text="ids of the chosen segments; null: every segment")
 
     class Meta:
         model = WebhookSubscription
         fields = ["id", "url", "description", "events", "segments", "secret_hint", "secret_rotated_at", "created_at"]
+
+    def get_url(self, subscription: WebhookSubscription) -> str:
+        return selectors.url_shown(subscription.url, full=bool(self.context.get("urls_in_full", False)))
 
     def get_events(self, subscription: WebhookSubscription) -> list[str]:
         return [e for e, on in zip(EVENTS, (subscription.on_entered, subscription.on_exited), strict=True) if on]
@@ -51,7 +72,13 @@ class WebhookCreatedSerializer(WebhookSerializer):
 
 
 class WebhookCreateSerializer(StrictSerializer):
-    url = serializers.CharField(max_length=2000)
+    url = UriField(
+        max_length=2000,
+        # Not trimmed: a line break at the end is refused (``services.webhook_url_check``), not dropped.
+        trim_whitespace=False,
+        help_text="An absolute http(s) URI (RFC 3986) of a public host: spaces, control characters and "
+        "non-ASCII letters must be percent-encoded.",
+    )
     description = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     events = serializers.ListField(
         child=serializers.ChoiceField(choices=EVENTS), min_length=1, max_length=2, default=EVENTS
@@ -82,6 +109,7 @@ class WebhookViewSet(
     def get_serializer_context(self) -> dict[str, Any]:
         context = dict(super().get_serializer_context())
         if not getattr(self, "swagger_fake_view", False):
+            context["urls_in_full"] = _urls_in_full(self.request)
             # Every subscription's chosen segments in one query; cheap next to a page of 50.
             ids = list(self.get_queryset().values_list("pk", flat=True))
             context["chosen"] = selectors.subscription_segments(_workspace(self.request), ids)

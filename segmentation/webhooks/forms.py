@@ -18,6 +18,8 @@ class WebhookForm(forms.Form):
 
     url = forms.CharField(
         max_length=2000,
+        # Not stripped: a line break at the end is refused (``services.webhook_url_check``), not dropped.
+        strip=False,
         label="Endpoint URL",
         help_text="Receives a signed POST for each person who enters or leaves. Public http(s) addresses only.",
         widget=forms.URLInput(attrs={"placeholder": "https://example.com/hooks/cohortly", "autocomplete": "off"}),

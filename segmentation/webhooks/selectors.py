@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django.db.models import QuerySet
 
-from accounts.models import Workspace
+from accounts.models import WRITER_ROLES, Membership, Workspace
 from segmentation.models import Segment, WebhookDelivery, WebhookSegment, WebhookSubscription
 
 
@@ -35,3 +37,28 @@ def deliveries_log(workspace: Workspace, subscription: WebhookSubscription) -> Q
 
 def segment_names(workspace: Workspace, segment_ids: set[int]) -> dict[int, str]:
     return dict(Segment.objects.filter(workspace=workspace, pk__in=segment_ids).values_list("pk", "name"))
+
+
+def url_readable_in_full(membership: Membership | None) -> bool:
+    """Whether this reader sees webhook URLs whole: those who may change things do, viewers do not.
+
+    ``None`` is an API key acting without a membership, which has every right in its workspace.
+    """
+    return membership is None or membership.role in WRITER_ROLES
+
+
+def url_shown(url: str, *, full: bool) -> str:
+    """``url`` whole, or only its scheme and host (with the port) then ``/…``.
+
+    A webhook URL often is its own credential (a Slack incoming webhook's path is
+    the token that lets anyone post to the channel), so readers who only read see
+    where deliveries go, not how to send there themselves.
+    """
+    if full:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "…"
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}/…" if parts.scheme and host else "…"

