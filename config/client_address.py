@@ -26,10 +26,12 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-@lru_cache(maxsize=8)
-def trusted_networks(proxies: tuple[str, ...]) -> tuple[Network, ...]:
+def parse_networks(proxies: Iterable[str]) -> tuple[Network, ...]:
     """``TRUSTED_PROXIES`` entries (addresses or CIDRs) as networks; a bad entry raises ValueError."""
     return tuple(ipaddress.ip_network(proxy.strip(), strict=False) for proxy in proxies if proxy.strip())
+
+
+trusted_networks = lru_cache(maxsize=8)(parse_networks)
 
 
 def _parse(value: str) -> Address | None:

@@ -186,7 +186,7 @@ API_AUTH_FAILURE_RATE = env.str("API_AUTH_FAILURE_RATE", default="20/min")
 # Retry-After, which Segment's SDKs honour. 0: no limit.
 INGEST_RATE_PER_WRITE_KEY = env.int("INGEST_RATE_PER_WRITE_KEY", default=5000)
 # A bad proxy network or rate stops the start, instead of failing each request.
-_client_address.trusted_networks(tuple(TRUSTED_PROXIES))
+_client_address.parse_networks(TRUSTED_PROXIES)
 for _rate in (PASSWORD_RESET_ADDRESS_RATE, PASSWORD_RESET_EMAIL_RATE, SIGNUP_ADDRESS_RATE, SIGNUP_EMAIL_RATE):
     _ratelimit.Rate.parse(_rate)
 _ratelimit.Rate.parse(API_KEY_RATE)

@@ -149,6 +149,37 @@ def test_other_paths_are_the_site(uvicorn):
     assert 'name="password"' in response.text
 
 
+@pytest.mark.django_db(transaction=True)
+def test_messages_over_the_write_key_rate_are_429_with_retry_after_and_nothing_is_stored(settings):
+    """With Redis up (the shared server above has none): the same limit as the Django view."""
+    with tempfile.TemporaryDirectory(prefix="cohortly-asgi-") as directory:
+        server = Server("uvicorn", database_url(connection.settings_dict), Path(directory) / "uvicorn.log")
+        server.env.update(
+            REDIS_URL=settings.REDIS_URL,
+            CACHE_KEY_PREFIX=settings.CACHES["default"]["KEY_PREFIX"],
+            INGEST_RATE_PER_WRITE_KEY="4",
+        )
+        server.start()
+        try:
+            workspace = factories.WorkspaceFactory()
+            url = f"{server.url}/v1/batch"
+            first = requests.post(
+                url, json={"batch": [_track(n) for n in range(3)]}, headers=_auth(workspace.write_key), timeout=10
+            )
+            before = stored_rows()
+            response = requests.post(
+                url, json={"batch": [_track(n) for n in range(3, 5)]}, headers=_auth(workspace.write_key), timeout=10
+            )
+        finally:
+            server.stop()
+
+    assert first.status_code == 200
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "1"
+    assert response.json()["code"] == "throttled"
+    assert stored_rows() == before
+
+
 def test_the_entry_keeps_no_more_of_a_body_than_the_view_can_refuse():
     """A client streaming without end makes the entry hold at most the limit plus one byte."""
     import asyncio
