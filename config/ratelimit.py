@@ -85,7 +85,9 @@ for i, key in ipairs(KEYS) do
 end
 if wait > 0 then return wait end
 for i, key in ipairs(KEYS) do
-    if redis.call('INCRBY', key, amount) == amount then redis.call('PEXPIRE', key, ARGV[2 * i + 1]) end
+    if redis.call('INCRBY', key, amount) == amount and redis.call('PTTL', key) < 0 then
+        redis.call('PEXPIRE', key, ARGV[2 * i + 1])
+    end
 end
 return 0
 """

@@ -24,8 +24,9 @@ from config import ratelimit
 
 logger = logging.getLogger(__name__)
 
-# A loopback Redis answers in well under a millisecond; a loaded machine can take tens.
-TIMEOUT_SECONDS = 0.1
+# A loopback Redis answers in well under a millisecond; a loaded machine can take tens, and the
+# first call of a process connects and loads the script. The breaker bounds what a hung Redis costs.
+TIMEOUT_SECONDS = 0.25
 # After a failure, requests are admitted without asking Redis this long.
 BACKOFF_SECONDS = 5.0
 
