@@ -10,14 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
+from rest_framework.throttling import BaseThrottle
 
 from accounts import selectors
 from accounts.middleware import bearer_token
 from accounts.models import ApiKey
+from config import ratelimit
+from config.client_address import client_address, throttle_subject
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         key: ApiKey | None = getattr(request._request, "api_key", None)
         if key is not None:
             return ApiKeyPrincipal(key), key
+        _count_failure(request)
         if selectors.is_write_key(token):
             raise exceptions.AuthenticationFailed(
                 "This is a public write key: it only sends events to /v1/. The REST API needs a secret API key."
@@ -48,6 +53,41 @@ class ApiKeyAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'
+
+
+def _count_failure(request: Request) -> None:
+    """A failed bearer authentication from this address; over ``API_AUTH_FAILURE_RATE``: 429."""
+    address = throttle_subject(client_address(request._request))
+    limit = ratelimit.Limit(
+        ratelimit.key("api", "auth-failure", address), ratelimit.rate(settings.API_AUTH_FAILURE_RATE)
+    )
+    wait = ratelimit.take([limit])
+    if wait:
+        raise exceptions.Throttled(wait, "Too many failed API key authentications from this address.")
+
+
+class ApiKeyRateThrottle(BaseThrottle):
+    """Requests per secret API key (``API_KEY_RATE``), counted in one Redis round trip.
+
+    DRF's ``SimpleRateThrottle`` keeps a list of timestamps that each request reads
+    and writes back, which loses counts under concurrency; this fixed window is
+    one atomic script. Requests of a signed-in session are not limited here.
+    """
+
+    def __init__(self) -> None:
+        self._wait = 0
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        if not isinstance(request.auth, ApiKey):
+            return True
+        limit = ratelimit.Limit(
+            ratelimit.key("api", "key", str(request.auth.pk)), ratelimit.rate(settings.API_KEY_RATE)
+        )
+        self._wait = ratelimit.take([limit])
+        return self._wait == 0
+
+    def wait(self) -> float | None:
+        return self._wait or None
 
 
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):

@@ -16,9 +16,8 @@ class SignupForm(forms.Form):
     workspace_name = forms.CharField(max_length=100, label="Workspace name")
 
     def clean_email(self) -> str:
-        email = self.cleaned_data["email"].strip().lower()
-        if User.objects.filter(email__iexact=email).exists():
-            raise forms.ValidationError("An account with this email exists already. Sign in instead.")
+        # Whether the email has an account is not the form's to tell (accounts.signup).
+        email: str = self.cleaned_data["email"].strip().lower()
         return email
 
     def clean(self) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
 
 from accounts import reveal, selectors, services, throttle
+from accounts import signup as signup_flow
 from accounts.forms import (
     ApiKeyForm,
     EmailAuthenticationForm,
@@ -31,6 +32,7 @@ from accounts.forms import (
 from accounts.middleware import SESSION_WORKSPACE_KEY
 from accounts.models import ApiKey, Invitation, Membership, Role, User
 from accounts.requests import AuthenticatedRequest, MemberRequest
+from config import ratelimit
 
 View = Callable[..., HttpResponseBase]
 
@@ -59,47 +61,126 @@ def workspace_required(*, write: str | None = None) -> Callable[[View], View]:
     return decorator
 
 
+def _throttled(response: HttpResponse, wait: int) -> HttpResponse:
+    response.status_code = 429
+    response["Retry-After"] = str(wait)
+    return response
+
+
 def signup(request: HttpRequest) -> HttpResponse:
+    """The same answer, "check your inbox", for a new email and a taken one (see ``accounts.signup``)."""
     if request.user.is_authenticated:
         return redirect("dashboard")
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        user, workspace = services.user_signup(
-            email=form.cleaned_data["email"],
+        email = form.cleaned_data["email"]
+        wait = throttle.signup_wait(request, email)
+        if wait:
+            form.add_error(
+                None,
+                f"Too many sign-ups for this email or from your network. Wait {ratelimit.wait_text(wait)} "
+                "and try again; a link already emailed to you still works.",
+            )
+            return _throttled(render(request, "accounts/signup.html", {"form": form}), wait)
+        signup_flow.signup_request(
+            email=email,
             password=form.cleaned_data["password"],
             name=form.cleaned_data["name"],
             workspace_name=form.cleaned_data["workspace_name"],
+            site_url=request.build_absolute_uri("/"),
         )
+        return redirect("signup_sent")
+    return render(request, "accounts/signup.html", {"form": form})
+
+
+@require_safe
+def signup_sent(request: HttpRequest) -> HttpResponse:
+    return render(request, "accounts/signup_sent.html")
+
+
+def signup_confirm(request: HttpRequest, token: str) -> HttpResponse:
+    """The emailed link: a page with a button (mail scanners follow links but do not press buttons)."""
+    pending = signup_flow.signup_pending(token)
+    if pending is None:
+        message = "This sign-up link has expired or was used already. Sign up again, or sign in."
+        return render(request, "error.html", {"status": 404, "message": message}, status=404)
+    if request.method == "POST":
+        try:
+            created = signup_flow.signup_confirm(token=token)
+        except ValidationError as error:
+            messages.error(request, " ".join(error.messages))
+            return redirect("login")
+        if created is None:  # a concurrent click of the same link won
+            return redirect("login")
+        user, workspace = created
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         request.session[SESSION_WORKSPACE_KEY] = workspace.pk
         messages.success(request, f"Welcome to Cohortly. {workspace.name} is ready.")
         return redirect("dashboard")
-    return render(request, "accounts/signup.html", {"form": form})
+    return render(request, "accounts/signup_confirm.html", {"pending": pending})
 
 
 class LoginView(auth_views.LoginView):
-    """Django's login (it rotates the session key) with throttled failures."""
+    """Django's login (it rotates the session key) with failures throttled per account and per address.
+
+    While a wait is running the attempt is refused (429, ``Retry-After``) without
+    looking at the password; the page says how long to wait.
+    """
 
     form_class = EmailAuthenticationForm
     template_name = "accounts/login.html"
     redirect_authenticated_user = True
 
+    @staticmethod
+    def _wait_message(wait: int) -> str:
+        return (
+            f"Too many failed sign-in attempts. Wait {ratelimit.wait_text(wait)} before trying again, "
+            "or reset your password."
+        )
+
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         email = request.POST.get("username", "")
-        if throttle.login_blocked(request, email):
-            form = self.get_form()
-            form.errors.clear()
-            form.add_error(None, "Too many failed sign-in attempts. Wait 15 minutes or reset your password.")
-            return self.render_to_response(self.get_context_data(form=form), status=429)
+        wait = throttle.login_wait(request, email)
+        if wait:
+            # An unbound form: binding it would check the password.
+            form = self.form_class(request, initial={"username": email})
+            context = self.get_context_data(form=form, wait_message=self._wait_message(wait))
+            return _throttled(self.render_to_response(context), wait)
         return super().post(request, *args, **kwargs)
 
     def form_invalid(self, form: Any) -> HttpResponse:
-        throttle.login_failed(self.request, self.request.POST.get("username", ""))
+        wait = throttle.login_failed(self.request, self.request.POST.get("username", ""))
+        if wait:
+            return self.render_to_response(self.get_context_data(form=form, wait_message=self._wait_message(wait)))
         return super().form_invalid(form)
 
     def form_valid(self, form: Any) -> HttpResponse:
-        throttle.login_succeeded(self.request, self.request.POST.get("username", ""))
+        throttle.login_succeeded(email=form.get_user().email)
         return super().form_valid(form)
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's reset form, limited per client address and per target email (it sends email)."""
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        wait = throttle.password_reset_wait(self.request, form.cleaned_data["email"])
+        if wait:
+            form.add_error(
+                None,
+                f"Too many reset requests for this email or from your network. Wait {ratelimit.wait_text(wait)} "
+                "and try again; a link already emailed to you still works.",
+            )
+            return _throttled(self.render_to_response(self.get_context_data(form=form)), wait)
+        return super().form_valid(form)
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    """Choosing a new password from the emailed link also ends the account's sign-in waits."""
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        response = super().form_valid(form)
+        throttle.login_succeeded(email=form.user.email)
+        return response
 
 
 @login_required

@@ -14,7 +14,9 @@ import environ
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
+from config import client_address as _client_address
 from config import embedded
+from config import ratelimit as _ratelimit
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -154,10 +156,44 @@ AUTH_PASSWORD_VALIDATORS = [
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-# Failed logins per (email, client address) before the form refuses for a while.
-LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
-LOGIN_FAILURE_WINDOW_SECONDS = env.int("LOGIN_FAILURE_WINDOW_SECONDS", default=900)
 INVITATION_TTL_DAYS = 7
+
+# --- Throttles: client addresses, sign-in, reset, sign-up, REST, ingestion -----
+# Reverse proxies (addresses or CIDRs) whose X-Forwarded-For is believed: the client is the
+# first address, read from the right, that is not one of them (config/client_address.py).
+# Empty: the client is the TCP peer (REMOTE_ADDR). Behind a proxy, set it, or every client
+# shares the proxy's address and its throttles.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+# From the LOGIN_FAILURE_LIMIT-th failed sign-in of one account (email) on, each failure makes
+# the next attempt wait LOGIN_BACKOFF_FIRST_SECONDS, then twice as long each time (1 s, 2 s,
+# 4 s, ...), at most LOGIN_BACKOFF_MAX_SECONDS. LOGIN_ADDRESS_FAILURE_LIMIT: the same per
+# client address, across accounts.
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+LOGIN_ADDRESS_FAILURE_LIMIT = env.int("LOGIN_ADDRESS_FAILURE_LIMIT", default=25)
+LOGIN_BACKOFF_FIRST_SECONDS = env.float("LOGIN_BACKOFF_FIRST_SECONDS", default=1.0)
+LOGIN_BACKOFF_MAX_SECONDS = env.int("LOGIN_BACKOFF_MAX_SECONDS", default=300)
+# Failure counts are forgotten this long after the last failure.
+LOGIN_FAILURE_WINDOW_SECONDS = env.int("LOGIN_FAILURE_WINDOW_SECONDS", default=900)
+# Emails the public forms may cause, as "count/period" (s, min, hour, day; "10/15min" too):
+# per client address, and per target email (the same whether it has an account or not).
+PASSWORD_RESET_ADDRESS_RATE = env.str("PASSWORD_RESET_ADDRESS_RATE", default="10/hour")
+PASSWORD_RESET_EMAIL_RATE = env.str("PASSWORD_RESET_EMAIL_RATE", default="3/hour")
+SIGNUP_ADDRESS_RATE = env.str("SIGNUP_ADDRESS_RATE", default="10/hour")
+SIGNUP_EMAIL_RATE = env.str("SIGNUP_EMAIL_RATE", default="3/hour")
+# A sign-up link (mailed to confirm the address before the account exists) works this long.
+SIGNUP_LINK_TTL_SECONDS = env.int("SIGNUP_LINK_TTL_SECONDS", default=86400)
+# REST API: requests per secret API key, and failed bearer authentications per client address.
+API_KEY_RATE = env.str("API_KEY_RATE", default="100/s")
+API_AUTH_FAILURE_RATE = env.str("API_AUTH_FAILURE_RATE", default="20/min")
+# Tracking API: messages per second per write key (a batch of 100 counts 100); over it, 429 with
+# Retry-After, which Segment's SDKs honour. 0: no limit.
+INGEST_RATE_PER_WRITE_KEY = env.int("INGEST_RATE_PER_WRITE_KEY", default=5000)
+# A bad proxy network or rate stops the start, instead of failing each request.
+_client_address.parse_networks(TRUSTED_PROXIES)
+for _rate in (PASSWORD_RESET_ADDRESS_RATE, PASSWORD_RESET_EMAIL_RATE, SIGNUP_ADDRESS_RATE, SIGNUP_EMAIL_RATE):
+    _ratelimit.Rate.parse(_rate)
+_ratelimit.Rate.parse(API_KEY_RATE)
+_ratelimit.Rate.parse(API_AUTH_FAILURE_RATE)
 
 # --- Email: EMAIL_URL in django-environ's form, e.g. smtp://127.0.0.1:2525 --
 # https://django-environ.readthedocs.io/en/latest/types.html#environ-env-email-url
@@ -245,6 +281,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["config.parsers.JSONParser"],
     "UNAUTHENTICATED_USER": None,
 }
+# Requests per secret API key (API_KEY_RATE), in Redis through the default cache.
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["accounts.authentication.ApiKeyRateThrottle"]
 # https://drf-spectacular.readthedocs.io/en/latest/settings.html
 SPECTACULAR_SETTINGS = {
     "TITLE": "Cohortly API",

@@ -5,7 +5,9 @@ A plain Django view, not DRF: this is the hottest path. It reads the body under
 the size limits (inflating gzip incrementally so that a bomb is cut off at the
 limit), parses it with orjson, finds the workspace from the write key only, and
 stores the messages inside that workspace's scope in one committed transaction
-before answering. Nothing on this path touches Redis or Celery.
+before answering. Before storing, one Redis round trip counts the messages
+against the write key's rate (``tracking.ingest_rate``); nothing else on this
+path touches Redis or Celery.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -27,6 +30,7 @@ from accounts.keys import SECRET_KEY_PREFIX
 from config.api import error_body
 from tracking.group_commit import CommitUnavailable
 from tracking.ingest import IngestResult, Submission, submissions_ingest
+from tracking.ingest_rate import write_key_wait
 from tracking.messages import Message, Rejection, parse_message
 
 logger = logging.getLogger(__name__)
@@ -216,6 +220,17 @@ def _answer(request: HttpRequest, kind: str | None, store: Store) -> HttpRespons
         raw_messages = _batch_messages(body, kind, len(data))
     except _Refused as refused:
         return _json_response(refused.body, status=refused.status)
+    wait = write_key_wait(write_key, len(raw_messages))
+    if wait:
+        throttled = _Refused(
+            429,
+            f"Over the limit of {settings.INGEST_RATE_PER_WRITE_KEY} messages per second for this write key; "
+            f"nothing was stored. Retry after {wait} s.",
+            "throttled",
+        )
+        response = _json_response(throttled.body, status=throttled.status)
+        response["Retry-After"] = str(wait)
+        return response
     batch_sent_at = body.get("sentAt") if kind is None else None
     messages: list[Message] = []
     rejections: list[Rejection] = []

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.core import mail
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from accounts import services
@@ -177,6 +178,12 @@ def test_sign_up_keys_second_workspace_and_a_viewer_who_sees_only_their_workspac
     page.get_by_label("Work email").fill(OWNER_EMAIL)
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_label("Workspace name").fill(FIRST_WORKSPACE)
+    page.get_by_role("button", name="Create workspace").click()
+    expect(page).to_have_url(f"{base}/signup/sent/")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Check your inbox")
+    # The emailed link opens the workspace
+    [link] = re.findall(r"https?://[^/\s]+(/signup/confirm/[^/\s]+/)", mail.outbox[-1].body)
+    page.goto(f"{base}{link}")
     page.get_by_role("button", name="Create workspace").click()
     expect(page).to_have_url(f"{base}/")
     expect(page.get_by_role("heading", level=1)).to_have_text(FIRST_WORKSPACE)

@@ -145,6 +145,10 @@ REGISTRY: dict[str, Route] = {
     "campaigns": Route(reason=NONE),
     "insights": Route(reason=NONE),
     "signup": Route(reason="public sign-up page; a signed-in user is sent to the dashboard"),
+    "signup_sent": Route(reason="static confirmation page"),
+    "signup_confirm": Route(
+        methods=(), reason="the secret token of a mailed sign-up link, not a workspace's object; covered in test_views"
+    ),
     "login": Route(reason="public sign-in page"),
     "logout": Route(methods=(), reason="ends the caller's own session; covered in test_security"),
     "password_reset": Route(reason="public page; mails the address typed in"),

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
+from django.conf import settings as django_settings
 from django.contrib.auth.tokens import default_token_generator
+from django.core import mail
 from django.db import connection
 from django.test import Client
 from django.urls import reverse
@@ -14,7 +18,8 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 from psycopg import sql
 
-from accounts import services
+from accounts import services, throttle
+from accounts import signup as signup_flow
 from accounts.models import ApiKey, Role, User
 from accounts.tenancy import workspace_scope
 from tests import factories
@@ -28,36 +33,86 @@ def _login(client: Client, email: str, password: str) -> Any:
     return client.post(reverse("login"), {"username": email, "password": password})
 
 
-def test_login_is_throttled_after_repeated_failures_even_with_the_right_password(settings, owner):
+def _waits_over(*keys: str) -> None:
+    """Time passes: the running waits end (the failure counts stay)."""
+    client = redis.Redis.from_url(django_settings.REDIS_URL)
+    for key in keys:
+        client.hdel(key, "until")
+
+
+@pytest.fixture
+def backoff(settings):
     settings.LOGIN_FAILURE_LIMIT = 3
+    settings.LOGIN_ADDRESS_FAILURE_LIMIT = 100
+    settings.LOGIN_BACKOFF_FIRST_SECONDS = 60
+    settings.LOGIN_BACKOFF_MAX_SECONDS = 150
+    return settings
+
+
+def test_login_waits_after_repeated_failures_even_with_the_right_password(backoff, owner):
     client = Client()
 
-    # Given as many failed attempts as the limit allows
-    for _ in range(settings.LOGIN_FAILURE_LIMIT):
+    # Given failures below the limit: no wait
+    for _ in range(backoff.LOGIN_FAILURE_LIMIT - 1):
         response = _login(client, owner.email, "wrong password")
         assert response.status_code == 200
-        assert "_auth_user_id" not in client.session
+        assert "Wait" not in response.content.decode()
+    # The failure that reaches it says how long to wait
+    response = _login(client, owner.email, "wrong password")
+    assert response.status_code == 200
+    assert "Wait 1 minute before trying again" in response.content.decode()
 
-    # When the right password comes next
+    # When the right password comes during the wait
     response = _login(client, owner.email, factories.PASSWORD)
 
-    # Then it is refused with 429 and a message, and nobody is signed in
+    # Then it is refused with 429, Retry-After and the wait, and nobody is signed in
     assert response.status_code == 429
-    assert "Too many failed sign-in attempts" in response.content.decode()
+    assert 58 <= int(response["Retry-After"]) <= 60
+    assert "Too many failed sign-in attempts. Wait 1 minute before trying again" in response.content.decode()
+    assert response.context["form"]["username"].value() == owner.email
     assert "_auth_user_id" not in client.session
     assert client.get(reverse("dashboard")).status_code == 302
 
 
-def test_login_is_not_throttled_below_the_limit(settings, owner):
-    settings.LOGIN_FAILURE_LIMIT = 3
+def test_login_waits_double_with_each_failure_up_to_the_cap(backoff, owner):
     client = Client()
-    for _ in range(settings.LOGIN_FAILURE_LIMIT - 1):
+    account = throttle._account_key(owner.email)
+    for _ in range(backoff.LOGIN_FAILURE_LIMIT - 1):
+        _login(client, owner.email, "wrong password")
+
+    waits = []
+    for _ in range(4):
+        assert _login(client, owner.email, "wrong password").status_code == 200
+        refused = _login(client, owner.email, "wrong password")
+        assert refused.status_code == 429
+        waits.append(int(refused["Retry-After"]))
+        _waits_over(account)
+
+    # 60 s, 120 s, then the cap of 150 s (refused attempts did not count as failures)
+    assert [round(wait, -1) for wait in waits] == [60, 120, 150, 150]
+    assert _login(client, owner.email, factories.PASSWORD).status_code == 302
+
+
+def test_login_is_not_throttled_below_the_limit(backoff, owner):
+    client = Client()
+    for _ in range(backoff.LOGIN_FAILURE_LIMIT - 1):
         assert _login(client, owner.email, "wrong password").status_code == 200
 
     response = _login(client, owner.email, factories.PASSWORD)
 
     assert response.status_code == 302
     assert client.session["_auth_user_id"] == str(owner.pk)
+
+
+def test_a_successful_sign_in_clears_the_account_count(backoff, owner):
+    for _ in range(backoff.LOGIN_FAILURE_LIMIT - 1):
+        _login(Client(), owner.email, "wrong password")
+    assert _login(Client(), owner.email, factories.PASSWORD).status_code == 302
+
+    # As many failures again start no wait
+    for _ in range(backoff.LOGIN_FAILURE_LIMIT - 1):
+        assert "Wait" not in _login(Client(), owner.email, "wrong password").content.decode()
+    assert _login(Client(), owner.email, factories.PASSWORD).status_code == 302
 
 
 def test_login_email_is_case_insensitive(owner):
@@ -69,16 +124,74 @@ def test_login_email_is_case_insensitive(owner):
     assert client.session["_auth_user_id"] == str(owner.pk)
 
 
-def test_throttle_counts_per_email(settings, workspace):
-    settings.LOGIN_FAILURE_LIMIT = 2
+def test_throttle_counts_per_email(backoff, workspace):
     victim = factories.member(workspace)
     bystander = factories.member(workspace)
     client = Client()
-    for _ in range(settings.LOGIN_FAILURE_LIMIT):
+    for _ in range(backoff.LOGIN_FAILURE_LIMIT):
         _login(client, victim.email, "wrong password")
 
-    assert _login(client, victim.email, factories.PASSWORD).status_code == 429
-    assert _login(Client(), bystander.email, factories.PASSWORD).status_code == 302
+    assert _login(client, victim.email.upper(), factories.PASSWORD).status_code == 429
+    assert _login(client, bystander.email, factories.PASSWORD).status_code == 302
+
+
+def test_failures_over_many_accounts_from_one_address_make_that_address_wait(backoff, workspace):
+    backoff.LOGIN_ADDRESS_FAILURE_LIMIT = 4
+    sprayer = Client(REMOTE_ADDR="198.51.100.9")
+    for index in range(backoff.LOGIN_ADDRESS_FAILURE_LIMIT):
+        assert _login(sprayer, f"guess-{index}@example.com", "wrong password").status_code == 200
+    user = factories.member(workspace)
+
+    refused = _login(sprayer, user.email, factories.PASSWORD)
+
+    assert refused.status_code == 429
+    assert 58 <= int(refused["Retry-After"]) <= 60
+    assert "_auth_user_id" not in sprayer.session
+    # Another address signs in to the same account
+    assert _login(Client(REMOTE_ADDR="198.51.100.10"), user.email, factories.PASSWORD).status_code == 302
+
+
+def test_behind_a_trusted_proxy_each_client_is_counted_apart_and_cannot_forge_its_address(backoff, workspace):
+    backoff.TRUSTED_PROXIES = ["10.0.0.0/8"]
+    backoff.LOGIN_ADDRESS_FAILURE_LIMIT = 3
+    user = factories.member(workspace)
+
+    def via_proxy(forwarded: str) -> Client:
+        return Client(REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR=forwarded)
+
+    # An attacker behind the proxy fails, writing a new X-Forwarded-For of their own each time
+    for index in range(backoff.LOGIN_ADDRESS_FAILURE_LIMIT):
+        _login(via_proxy(f"192.0.2.{index}, 203.0.113.66"), f"guess-{index}@example.com", "wrong password")
+
+    # Their address waits, whatever they write in front of it...
+    assert _login(via_proxy("192.0.2.200, 203.0.113.66"), user.email, factories.PASSWORD).status_code == 429
+    # ...and other clients of the same proxy do not
+    assert _login(via_proxy("203.0.113.67"), user.email, factories.PASSWORD).status_code == 302
+
+
+def test_without_trusted_proxies_x_forwarded_for_is_ignored(backoff, workspace):
+    backoff.LOGIN_ADDRESS_FAILURE_LIMIT = 3
+    user = factories.member(workspace)
+    for index in range(backoff.LOGIN_ADDRESS_FAILURE_LIMIT):
+        client = Client(REMOTE_ADDR="198.51.100.9", HTTP_X_FORWARDED_FOR=f"192.0.2.{index}")
+        _login(client, f"guess-{index}@example.com", "wrong password")
+
+    client = Client(REMOTE_ADDR="198.51.100.9", HTTP_X_FORWARDED_FOR="192.0.2.99")
+    assert _login(client, user.email, factories.PASSWORD).status_code == 429
+
+
+def test_choosing_a_new_password_by_the_reset_link_ends_the_wait(backoff, owner):
+    for _ in range(backoff.LOGIN_FAILURE_LIMIT):
+        _login(Client(), owner.email, "wrong password")
+    assert _login(Client(), owner.email, factories.PASSWORD).status_code == 429
+    client = Client()
+    uid = urlsafe_base64_encode(force_bytes(owner.pk))
+    token = default_token_generator.make_token(owner)
+    set_url = client.get(reverse("password_reset_confirm", args=[uid, token]), follow=True).redirect_chain[-1][0]
+
+    client.post(set_url, {"new_password1": "brand-new-long-pass-91", "new_password2": "brand-new-long-pass-91"})
+
+    assert _login(Client(), owner.email, "brand-new-long-pass-91").status_code == 302
 
 
 # --- Sessions ----------------------------------------------------------------------
@@ -150,6 +263,7 @@ CSRF_BODIES: dict[str, CsrfCase] = {
             "name": "",
         },
     ),
+    "signup_confirm": (False, lambda s: {}),
     "login": (False, lambda s: {"username": s.owner.email, "password": factories.PASSWORD}),
     "logout": (True, lambda s: {}),
     "password_reset": (False, lambda s: {"email": s.owner.email}),
@@ -172,6 +286,8 @@ CSRF_BODIES: dict[str, CsrfCase] = {
 def _csrf_url(name: str, side: Side, tokens: dict[str, str]) -> str:
     if name == "invite_accept":
         return reverse(name, kwargs={"token": tokens["invitation"]})
+    if name == "signup_confirm":
+        return reverse(name, kwargs={"token": tokens["signup"]})
     if name == "password_reset_confirm":
         uid = urlsafe_base64_encode(force_bytes(side.owner.pk))
         return reverse(name, kwargs={"uidb64": uid, "token": default_token_generator.make_token(side.owner)})
@@ -195,6 +311,11 @@ def test_every_web_post_without_csrf_token_is_refused(route):
             workspace=side.workspace, email="joiner@example.com", role=Role.MEMBER, actor=None, accept_url_base="/"
         )
     tokens = {"invitation": link.rstrip("/").rsplit("/", 1)[1]}
+    if route.name == "signup_confirm":
+        signup_flow.signup_request(
+            email="pending@example.com", password=factories.PASSWORD, name="", workspace_name="P", site_url="/"
+        )
+        tokens["signup"] = re.findall(r"/signup/confirm/([^/\s]+)/", mail.outbox[-1].body)[0]
     signed_in, body = CSRF_BODIES.get(route.name, (True, lambda s: {}))
     client = Client(enforce_csrf_checks=True)
     if signed_in:

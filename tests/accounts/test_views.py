@@ -31,13 +31,35 @@ def _token(link: str) -> str:
 # --- Sign-up -------------------------------------------------------------------------------
 
 
-def test_signup_creates_user_workspace_and_owner_membership_and_signs_in(db):
-    client = Client()
+def _signup_link(message) -> str:
+    [link] = re.findall(r"http://testserver(/signup/confirm/[^/\s]+/)", message.body)
+    return link
 
+
+def test_signup_creates_user_workspace_and_owner_membership_from_the_emailed_link(db, mailoutbox):
+    client = Client()
+    before = state()
+
+    # Signing up answers "check your inbox" and creates nothing yet
     response = client.post(
         reverse("signup"),
         {"name": "Ada", "email": "Ada@Example.com", "password": factories.PASSWORD, "workspace_name": "Ada's Shop"},
     )
+    assert response.status_code == 302
+    assert response["Location"] == reverse("signup_sent")
+    assert "Check your inbox" in client.get(response["Location"]).content.decode()
+    assert state() == before
+    assert "_auth_user_id" not in client.session
+
+    # The link arrives by mail; following it shows what it creates, and creates it on the button
+    [message] = mailoutbox
+    assert message.to == ["ada@example.com"]
+    link = _signup_link(message)
+    page = client.get(link)
+    assert page.status_code == 200
+    assert "Ada&#x27;s Shop" in page.content.decode()
+    assert state() == before
+    response = client.post(link)
 
     assert response.status_code == 302
     assert response["Location"] == reverse("dashboard")
@@ -54,6 +76,37 @@ def test_signup_creates_user_workspace_and_owner_membership_and_signs_in(db):
     assert dashboard.context["workspace"] == workspace
     with workspace_scope(workspace):
         assert list(workspace_audit(workspace)) == [("ada@example.com", "workspace.created", "Ada's Shop")]
+    # The link is spent
+    after = state()
+    assert Client().get(link).status_code == 404
+    assert Client().post(link).status_code == 404
+    assert state() == after
+
+
+def test_an_unknown_signup_link_is_a_404_and_creates_nothing(db):
+    before = state()
+
+    response = Client().post("/signup/confirm/not-a-token/")
+
+    assert response.status_code == 404
+    assert "expired or was used already" in response.content.decode()
+    assert state() == before
+
+
+def test_a_second_link_of_an_email_that_got_its_account_creates_nothing(db, mailoutbox):
+    for workspace_name in ("First", "Second"):
+        Client().post(reverse("signup"), {**SIGNUP_OK, "workspace_name": workspace_name})
+    first, second = (_signup_link(message) for message in mailoutbox)
+    assert Client().post(first).status_code == 302
+    before = state()
+
+    client = Client()
+    response = client.post(second, follow=True)
+
+    assert response.redirect_chain == [(reverse("login"), 302)]
+    assert "An account with this email exists already" in response.content.decode()
+    assert state() == before
+    assert "_auth_user_id" not in client.session
 
 
 def workspace_audit(workspace):
@@ -90,14 +143,62 @@ def test_signup_with_bad_input_rerenders_with_the_inline_error_and_writes_nothin
     assert "_auth_user_id" not in client.session
 
 
-def test_signup_with_an_existing_email_is_refused(owner):
+def _without_csrf_token(content: bytes) -> bytes:
+    return re.sub(rb'"X-CSRFToken": "[^"]+"', b"", content)
+
+
+def test_signup_with_a_taken_email_answers_as_for_a_new_one_and_tells_only_the_owner(owner, mailoutbox):
     before = state()
 
-    response = Client().post(reverse("signup"), {**SIGNUP_OK, "email": owner.email.upper()})
+    taken = Client().post(reverse("signup"), {**SIGNUP_OK, "email": owner.email.upper()}, follow=True)
+    new = Client().post(reverse("signup"), {**SIGNUP_OK, "email": "someone-new@example.com"}, follow=True)
 
-    assert response.status_code == 200
-    assert "An account with this email exists already" in response.content.decode()
+    # The same answer, byte for byte but for each session's CSRF token
+    assert taken.redirect_chain == new.redirect_chain == [(reverse("signup_sent"), 302)]
+    assert _without_csrf_token(taken.content) == _without_csrf_token(new.content)
     assert state() == before
+    # The owner is told, with ways in, and gets no link that would create anything
+    notice, link = mailoutbox
+    assert notice.to == [owner.email]
+    assert "tried to create a Cohortly account with this email address" in notice.body
+    assert "http://testserver/login/" in notice.body
+    assert "http://testserver/password-reset/" in notice.body
+    assert "/signup/confirm/" not in notice.body
+    assert link.to == ["someone-new@example.com"]
+
+
+def test_signup_is_limited_per_client_address(db, settings, mailoutbox):
+    settings.SIGNUP_ADDRESS_RATE = "2/hour"
+    client = Client(REMOTE_ADDR="198.51.100.9")
+    for index in range(2):
+        assert client.post(reverse("signup"), {**SIGNUP_OK, "email": f"a{index}@example.com"}).status_code == 302
+    before = state()
+
+    response = client.post(reverse("signup"), {**SIGNUP_OK, "email": "a2@example.com"})
+
+    assert response.status_code == 429
+    assert 3590 <= int(response["Retry-After"]) <= 3600
+    assert "Too many sign-ups for this email or from your network. Wait 1 hour" in response.content.decode()
+    assert state() == before
+    assert [message.to for message in mailoutbox] == [["a0@example.com"], ["a1@example.com"]]
+    # Another address is not held back
+    other = Client(REMOTE_ADDR="198.51.100.10").post(reverse("signup"), {**SIGNUP_OK, "email": "a2@example.com"})
+    assert other.status_code == 302
+    assert len(mailoutbox) == 3
+
+
+def test_signup_is_limited_per_target_email_whether_or_not_it_has_an_account(owner, settings, mailoutbox):
+    settings.SIGNUP_EMAIL_RATE = "2/hour"
+    answers = {}
+    for email in (owner.email, "nobody@example.com"):
+        statuses = []
+        for index in range(3):
+            client = Client(REMOTE_ADDR=f"198.51.100.{index}")
+            statuses.append(client.post(reverse("signup"), {**SIGNUP_OK, "email": email}).status_code)
+        answers[email] = statuses
+
+    assert answers == {owner.email: [302, 302, 429], "nobody@example.com": [302, 302, 429]}
+    assert [message.to for message in mailoutbox] == [[owner.email]] * 2 + [["nobody@example.com"]] * 2
 
 
 # --- Invitations -----------------------------------------------------------------------------
@@ -505,6 +606,36 @@ def test_password_reset_end_to_end_through_a_real_smtp_server(smtp, owner):
     assert reused.context["validlink"] is False
     # Sessions opened with the old password are over
     assert elsewhere.get(reverse("dashboard"))["Location"].startswith(reverse("login"))
+
+
+def test_password_reset_is_limited_per_target_email(owner, settings, mailoutbox):
+    settings.PASSWORD_RESET_EMAIL_RATE = "3/hour"
+    statuses = []
+
+    # Requests for one person's address from many addresses
+    for index in range(6):
+        client = Client(REMOTE_ADDR=f"198.51.100.{index}")
+        response = client.post(reverse("password_reset"), {"email": owner.email})
+        statuses.append(response.status_code)
+
+    assert statuses == [302, 302, 302, 429, 429, 429]
+    assert 3590 <= int(response["Retry-After"]) <= 3600
+    assert "Too many reset requests for this email or from your network. Wait 1 hour" in response.content.decode()
+    assert [message.to for message in mailoutbox] == [[owner.email]] * 3
+
+
+def test_password_reset_is_limited_per_client_address(workspace, settings, mailoutbox):
+    settings.PASSWORD_RESET_ADDRESS_RATE = "2/hour"
+    users = [factories.member(workspace) for _ in range(3)]
+    client = Client(REMOTE_ADDR="198.51.100.9")
+
+    statuses = [client.post(reverse("password_reset"), {"email": user.email}).status_code for user in users]
+
+    assert statuses == [302, 302, 429]
+    assert [message.to for message in mailoutbox] == [[users[0].email], [users[1].email]]
+    other = Client(REMOTE_ADDR="198.51.100.10").post(reverse("password_reset"), {"email": users[2].email})
+    assert other.status_code == 302
+    assert mailoutbox[-1].to == [users[2].email]
 
 
 def test_password_reset_for_an_unknown_email_sends_nothing(smtp, db):

@@ -22,6 +22,7 @@ from config.dburl import database_url
 from tests import factories
 from tests.tracking.conftest import basic_auth, stored_rows
 from tests.tracking.live_servers import Server
+from tests.tracking.test_ingest_rate import open_window
 from tracking.models import Event, Person
 
 pytestmark = pytest.mark.slow
@@ -147,6 +148,38 @@ def test_other_paths_are_the_site(uvicorn):
     response = requests.get(f"{uvicorn.url}/login/", timeout=10)
     assert response.status_code == 200
     assert 'name="password"' in response.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_messages_over_the_write_key_rate_are_429_with_retry_after_and_nothing_is_stored(settings):
+    """With Redis up (the shared server above has none): the same limit as the Django view."""
+    workspace = factories.WorkspaceFactory()
+    with tempfile.TemporaryDirectory(prefix="cohortly-asgi-") as directory:
+        server = Server("uvicorn", database_url(connection.settings_dict), Path(directory) / "uvicorn.log")
+        server.env.update(
+            REDIS_URL=settings.REDIS_URL,
+            CACHE_KEY_PREFIX=settings.CACHES["default"]["KEY_PREFIX"],
+            INGEST_RATE_PER_WRITE_KEY="4",
+        )
+        server.start()
+        try:
+            url = f"{server.url}/v1/batch"
+            open_window(workspace.write_key, used=3)
+            before = stored_rows()
+            response = requests.post(
+                url, json={"batch": [_track(n) for n in range(2)]}, headers=_auth(workspace.write_key), timeout=10
+            )
+            after_refused = stored_rows()
+            admitted = requests.post(url, json={"batch": [_track(9)]}, headers=_auth(workspace.write_key), timeout=10)
+        finally:
+            server.stop()
+
+    assert response.status_code == 429
+    assert 1 <= int(response.headers["Retry-After"]) <= 30
+    assert response.json()["code"] == "throttled"
+    assert after_refused == before
+    # 3 + 1 fits
+    assert admitted.status_code == 200
 
 
 def test_the_entry_keeps_no_more_of_a_body_than_the_view_can_refuse():
