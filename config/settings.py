@@ -179,9 +179,6 @@ SEGMENT_PREVIEW_TIMEOUT_SECONDS = env.float("SEGMENT_PREVIEW_TIMEOUT_SECONDS", d
 SEGMENT_WORK_MEM = env.str("SEGMENT_WORK_MEM", default="64MB")
 # After failed refreshes the next one waits interval * 2^failures, at most this long.
 SEGMENT_REFRESH_MAX_BACKOFF_SECONDS = env.int("SEGMENT_REFRESH_MAX_BACKOFF_SECONDS", default=86400)
-# Test only: seconds a refresh sleeps (pg_sleep) before its COMMIT, so that crash and lock
-# tests can catch it with its transaction open. Always 0 in production.
-SEGMENT_REFRESH_TEST_ONLY_SLEEP_BEFORE_COMMIT = 0.0
 
 # --- REST API ---------------------------------------------------------------
 REST_FRAMEWORK = {

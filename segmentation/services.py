@@ -454,14 +454,6 @@ def membership_lock(segment_id: int) -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [MEMBERSHIP_LOCK_CLASS, segment_id])
 
 
-def _test_only_pause() -> None:
-    """Hold the transaction open before COMMIT when the test-only setting asks (crash and lock tests)."""
-    pause = float(getattr(settings, "SEGMENT_REFRESH_TEST_ONLY_SLEEP_BEFORE_COMMIT", 0) or 0)
-    if pause > 0:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_sleep(%s)", [pause])
-
-
 def _readable(error: BaseException) -> str:
     if _is_timeout(error):
         return f"The refresh took longer than {settings.SEGMENT_REFRESH_TIMEOUT_SECONDS:g} s and was stopped."
@@ -527,7 +519,6 @@ def _apply(segment: Segment, now: datetime) -> RefreshResult | None:
             transaction.on_commit(
                 lambda: hooks.segment_changes_committed(workspace_id, segment.pk, entered_ids, exited_ids, now)
             )
-        _test_only_pause()
     return RefreshResult(size=size, entered=entered, exited=exited)
 
 

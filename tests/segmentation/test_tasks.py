@@ -12,9 +12,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 from django.db import connection, connections
 from django.utils import timezone
@@ -131,14 +134,46 @@ def _wait_for(condition, timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
+def _holder_activity(segment_id: int) -> list[tuple[str, str, str]]:
+    """(state, wait event type, current query) of each backend holding the segment's lock."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT a.state, coalesce(a.wait_event_type, ''), a.query FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objid = %s AND l.granted",
+            [services.MEMBERSHIP_LOCK_CLASS, segment_id],
+        )
+        return [tuple(row) for row in cursor.fetchall()]
+
+
+def _database_url() -> str:
+    # The test database, as the child process must reach it (unix socket of the embedded server included).
+    return database_url(connection.settings_dict)
+
+
+@contextmanager
+def _snapshots_locked() -> Iterator[None]:
+    """Hold a SHARE lock on the size history from another connection: a refresh then stops at its
+    snapshot INSERT, after applying its difference, with its transaction and the segment's lock held."""
+    with psycopg.connect(_database_url()) as other:
+        other.execute("LOCK TABLE segmentation_segmentsizesnapshot IN SHARE MODE")
+        yield
+        other.rollback()
+
+
+def _waiting_at_snapshot(segment_id: int) -> bool:
+    """The holder of the segment's lock is waiting for the test's lock, at its snapshot INSERT."""
+    return [(state, wait, query.split(" (")[0]) for state, wait, query in _holder_activity(segment_id)] == [
+        ("active", "Lock", 'INSERT INTO "segmentation_segmentsizesnapshot"')
+    ]
+
+
 @pytest.mark.django_db(transaction=True)
-def test_two_refreshes_at_once_apply_once(settings):
+def test_two_refreshes_at_once_apply_once():
     workspace = factories.WorkspaceFactory()
     people = [shopper(workspace, f"p{n}") for n in range(5)]
     for who in people:
         bought(workspace, who, timezone.now() - timedelta(days=1))
     segment = _segment(workspace)
-    settings.SEGMENT_REFRESH_TEST_ONLY_SLEEP_BEFORE_COMMIT = 1.5
     results: dict[str, services.RefreshResult] = {}
 
     def refresh(label: str) -> None:
@@ -148,19 +183,21 @@ def test_two_refreshes_at_once_apply_once(settings):
         finally:
             connection.close()
 
-    first = threading.Thread(target=refresh, args=("first",))
-    first.start()
-    _wait_for(lambda: len(_lock_holders(segment.pk)) == 1)
-    # While the first holds the lock the segment shows "refreshing", and readers see no member yet
-    assert reload(segment).status == SegmentStatus.REFRESHING
-    assert members(segment) == set()
-    second = threading.Thread(target=refresh, args=("second",))
-    second.start()
-    second.join(timeout=30)
+    with _snapshots_locked():
+        first = threading.Thread(target=refresh, args=("first",))
+        first.start()
+        # The first has applied its difference and holds the segment's lock, uncommitted
+        _wait_for(lambda: _waiting_at_snapshot(segment.pk))
+        # While the first holds the lock the segment shows "refreshing", and readers see no member yet
+        assert reload(segment).status == SegmentStatus.REFRESHING
+        assert members(segment) == set()
+        second = threading.Thread(target=refresh, args=("second",))
+        second.start()
+        second.join(timeout=30)
+        assert results["second"].skipped is True
     first.join(timeout=30)
 
     assert (results["first"].skipped, results["first"].size, results["first"].entered) == (False, 5, 5)
-    assert results["second"].skipped is True
     assert snapshots(segment) == [(5, 5, 0)]
     with workspace_scope(workspace):
         assert MembershipChange.objects.filter(segment=segment).count() == 5
@@ -174,9 +211,6 @@ import sys
 import django
 
 django.setup()
-from django.conf import settings
-
-settings.SEGMENT_REFRESH_TEST_ONLY_SLEEP_BEFORE_COMMIT = 120
 from accounts.tenancy import workspace_scope
 from segmentation.models import Segment
 from segmentation.services import segment_refresh
@@ -184,22 +218,6 @@ from segmentation.services import segment_refresh
 with workspace_scope(int(sys.argv[1])):
     segment_refresh(segment=Segment.objects.get(pk=int(sys.argv[2])))
 """
-
-
-def _holder_activity(segment_id: int) -> list[tuple[str, str]]:
-    """(state, current query) of each backend holding the segment's lock."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT a.state, a.query FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-            "WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objid = %s AND l.granted",
-            [services.MEMBERSHIP_LOCK_CLASS, segment_id],
-        )
-        return [tuple(row) for row in cursor.fetchall()]
-
-
-def _database_url() -> str:
-    # The test database, as the child process must reach it (unix socket of the embedded server included).
-    return database_url(connection.settings_dict)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -221,19 +239,21 @@ def test_a_refresh_killed_mid_transaction_leaves_the_old_membership_and_the_next
 
     # When a refresh in a child process has applied its difference and holds the lock, uncommitted, and is killed
     env = {**os.environ, "DATABASE_URL": _database_url(), "DJANGO_SETTINGS_MODULE": "config.settings"}
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(workspace.pk), str(segment.pk)], cwd=ROOT, env=env)
-    try:
-        # the holder of the lock has applied the difference and sleeps before COMMIT
-        _wait_for(lambda: _holder_activity(segment.pk) == [("active", "SELECT pg_sleep(120.0)")])
-        assert members(segment) == {"ann", "bob"}  # readers see the old set while the difference is uncommitted
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait(timeout=10)
-    finally:
-        if child.poll() is None:
-            child.kill()
+    with _snapshots_locked():
+        child = subprocess.Popen([sys.executable, "-c", CHILD, str(workspace.pk), str(segment.pk)], cwd=ROOT, env=env)
+        try:
+            # the holder of the lock has applied the difference and waits for the test's lock before COMMIT
+            _wait_for(lambda: _waiting_at_snapshot(segment.pk))
+            assert members(segment) == {"ann", "bob"}  # readers see the old set while the difference is uncommitted
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait(timeout=10)
+        finally:
+            if child.poll() is None:
+                child.kill()
+        # the server notices the client gone while its statement still waits, and ends the transaction
+        _wait_for(lambda: _lock_holders(segment.pk) == [], timeout=15)
 
-    # Then the server ends its transaction: the lock goes and the membership is exactly the old one
-    _wait_for(lambda: _lock_holders(segment.pk) == [], timeout=15)
+    # Then the membership is exactly the old one
     assert child.returncode == -signal.SIGKILL
     assert members(segment) == {"ann", "bob"}
     assert changes(segment) == [("ann", "entered"), ("bob", "entered")]
