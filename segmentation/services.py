@@ -322,7 +322,7 @@ def _plan_settings(query: CompiledQuery) -> None:
             cursor.execute("SET LOCAL work_mem TO DEFAULT")
 
 
-def _is_timeout(error: BaseException) -> bool:
+def is_timeout(error: BaseException) -> bool:
     cause = getattr(error, "__cause__", None)
     return getattr(cause, "sqlstate", None) == "57014"  # query_canceled: the statement timeout
 
@@ -350,7 +350,7 @@ def segment_preview(*, workspace: Workspace, definition: dict[str, Any], sample_
 
                 sample = list(people_list(workspace).filter(pk__in=ids))
     except Exception as error:
-        if _is_timeout(error):
+        if is_timeout(error):
             raise SegmentQueryTimeout(
                 f"Counting this segment took longer than {settings.SEGMENT_PREVIEW_TIMEOUT_SECONDS:g} s."
             ) from error
@@ -455,7 +455,7 @@ def membership_lock(segment_id: int) -> None:
 
 
 def _readable(error: BaseException) -> str:
-    if _is_timeout(error):
+    if is_timeout(error):
         return f"The refresh took longer than {settings.SEGMENT_REFRESH_TIMEOUT_SECONDS:g} s and was stopped."
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return f"The refresh failed: {text}"[:ERROR_MAX_LENGTH]

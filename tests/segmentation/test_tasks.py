@@ -138,7 +138,8 @@ def _holder_activity(segment_id: int) -> list[tuple[str, str, str]]:
     """(state, wait event type, current query) of each backend holding the segment's lock."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT a.state, coalesce(a.wait_event_type, ''), a.query FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "SELECT a.state, coalesce(a.wait_event_type, ''), a.query "
+            "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
             "WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objid = %s AND l.granted",
             [services.MEMBERSHIP_LOCK_CLASS, segment_id],
         )
