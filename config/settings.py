@@ -128,7 +128,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "webhooks-sweep": {"task": "segmentation.webhooks.tasks.webhooks_sweep", "schedule": 60.0},
     # The builder's autocomplete catalogue: events received since each workspace's watermark.
     "catalogue-sweep": {"task": "segmentation.catalogue.tasks.catalogue_sweep", "schedule": 60.0},
-    # Dynamic segments whose next_refresh_at has come: one refresh task each (docs/segments.md).
+    # Dynamic segments whose next_refresh_at has come, claimed fairly across workspaces (docs/segments.md).
     "segments-refresh-due": {"task": "segmentation.tasks.segments_refresh_due", "schedule": 30.0},
     # Real-time segment membership: workspaces whose drain kick was lost or debounced (docs/segments.md).
     "segments-realtime-sweep": {"task": "segmentation.tasks.segment_realtime_sweep", "schedule": 2.0},
@@ -179,6 +179,9 @@ SEGMENT_PREVIEW_TIMEOUT_SECONDS = env.float("SEGMENT_PREVIEW_TIMEOUT_SECONDS", d
 SEGMENT_WORK_MEM = env.str("SEGMENT_WORK_MEM", default="64MB")
 # After failed refreshes the next one waits interval * 2^failures, at most this long.
 SEGMENT_REFRESH_MAX_BACKOFF_SECONDS = env.int("SEGMENT_REFRESH_MAX_BACKOFF_SECONDS", default=86400)
+# Refreshes of one workspace claimed (queued or running) at once; the rest stay due, so that one
+# workspace's slow segments cannot hold every worker (docs/segments.md, "Fairness between workspaces").
+SEGMENT_REFRESH_CONCURRENCY_PER_WORKSPACE = env.int("SEGMENT_REFRESH_CONCURRENCY_PER_WORKSPACE", default=2)
 
 # --- REST API ---------------------------------------------------------------
 REST_FRAMEWORK = {

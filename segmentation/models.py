@@ -34,6 +34,10 @@ class Segment(TenantModel):
     refresh_interval_seconds = models.PositiveIntegerField(default=DEFAULT_REFRESH_SECONDS)
     next_refresh_at = models.DateTimeField(null=True, blank=True, db_index=True)
     consecutive_failures = models.PositiveIntegerField(default=0)
+    # Set when a refresh is claimed and again when it starts; cleared when it ends. A slot of the
+    # workspace's SEGMENT_REFRESH_CONCURRENCY_PER_WORKSPACE while younger than the lease
+    # (``services.refresh_lease_seconds``): a refresh lost with its worker frees it then.
+    refreshing_since = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey("accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -44,6 +48,11 @@ class Segment(TenantModel):
             models.CheckConstraint(
                 condition=models.Q(is_static=True, definition__isnull=True) | models.Q(is_static=False),
                 name="segment_static_has_no_definition",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["workspace"], name="segment_refreshing_idx", condition=models.Q(refreshing_since__isnull=False)
             ),
         ]
 

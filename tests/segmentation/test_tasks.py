@@ -268,6 +268,105 @@ def test_a_refresh_killed_mid_transaction_leaves_the_old_membership_and_the_next
     assert reload(segment).status == SegmentStatus.FRESH
 
 
+# --- fairness between workspaces ---------------------------------------------------------------
+
+
+def _due(workspace, name: str, due) -> Segment:
+    """A dynamic segment due at ``due``, written directly: nothing queued on saving."""
+    with workspace_scope(workspace):
+        return Segment.objects.create(workspace=workspace, name=name, definition=BUYERS, next_refresh_at=due)
+
+
+def _waiting_for_a_lock(segment_id: int) -> bool:
+    return [(state, wait) for state, wait, _ in _holder_activity(segment_id)] == [("active", "Lock")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_flooded_workspace_holds_its_slots_only_and_another_workspace_refreshes_meanwhile(settings):
+    # Given a workspace with six due segments (due for an hour) and another with one, due just now
+    settings.SEGMENT_REFRESH_CONCURRENCY_PER_WORKSPACE = 2
+    big, small = factories.WorkspaceFactory(), factories.WorkspaceFactory()
+    now = timezone.now()
+    bought(big, shopper(big, "ann"), now - timedelta(days=1))
+    bought(small, shopper(small, "dee"), now - timedelta(days=1))
+    flood = [_due(big, f"Flood {n}", now - timedelta(hours=1)) for n in range(6)]
+    mine = _due(small, "Mine", now)
+
+    # When the fan-out claims: two of the flood (its slots) and the other workspace's, interleaved
+    claimed = services.segments_claim_due(now=now)
+    assert claimed == [(big.pk, flood[0].pk), (small.pk, mine.pk), (big.pk, flood[1].pk)]
+
+    # And the flood's two refreshes run and are held up for real, by a lock on their rows held elsewhere
+    def refresh(segment: Segment) -> None:
+        try:
+            with workspace_scope(big):
+                services.segment_refresh(segment=segment)
+        finally:
+            connection.close()
+
+    with psycopg.connect(_database_url()) as other:
+        other.execute("SELECT id FROM segmentation_segment WHERE workspace_id = %s FOR UPDATE", [big.pk])
+        workers = [threading.Thread(target=refresh, args=(segment,)) for segment in flood[:2]]
+        for worker in workers:
+            worker.start()
+        _wait_for(lambda: _waiting_for_a_lock(flood[0].pk) and _waiting_for_a_lock(flood[1].pk))
+
+        # Then a later fan-out claims none of the four the flood still has due: its slots are taken
+        assert services.segments_claim_due(now=timezone.now()) == []
+        # and the other workspace's refresh runs to the end meanwhile, and its next one is claimed at once
+        with workspace_scope(small):
+            assert services.segment_refresh(segment=mine).size == 1
+        assert (members(mine), reload(mine).status) == ({"dee"}, SegmentStatus.FRESH)
+        Segment.objects.unscoped().filter(pk=mine.pk).update(next_refresh_at=timezone.now())
+        assert services.segments_claim_due(now=timezone.now()) == [(small.pk, mine.pk)]
+        assert all(worker.is_alive() for worker in workers)
+        other.rollback()
+    for worker in workers:
+        worker.join(timeout=30)
+
+    # When the flood's refreshes end, their slots go to its next due segments
+    assert [reload(segment).status for segment in flood[:2]] == [SegmentStatus.FRESH] * 2
+    assert services.segments_claim_due(now=timezone.now()) == [(big.pk, flood[2].pk), (big.pk, flood[3].pk)]
+
+
+def test_a_claim_not_finished_within_its_lease_frees_its_slot(workspace, settings):
+    # Given one slot per workspace, taken by a claim whose worker was lost
+    settings.SEGMENT_REFRESH_CONCURRENCY_PER_WORKSPACE = 1
+    now = timezone.now()
+    lost, waiting = _segment(workspace, name="Lost"), _segment(workspace, name="Waiting")
+    Segment.objects.unscoped().filter(pk=lost.pk).update(next_refresh_at=now - timedelta(minutes=2))
+    Segment.objects.unscoped().filter(pk=waiting.pk).update(next_refresh_at=now - timedelta(minutes=1))
+    assert services.segments_claim_due(now=now) == [(workspace.pk, lost.pk)]
+    assert services.segments_claim_due(now=now) == []
+
+    # When the lease runs out, the lost one is due and claimed again (first in due order)
+    later = now + timedelta(seconds=services.refresh_lease_seconds() + 1)
+    assert services.segments_claim_due(now=later) == [(workspace.pk, lost.pk)]
+
+
+def test_asking_for_a_refresh_queues_it_when_a_slot_is_free_and_leaves_it_due_otherwise(
+    workspace, settings, eager, django_capture_on_commit_callbacks
+):
+    # Given one slot per workspace, taken by a running refresh
+    settings.SEGMENT_REFRESH_CONCURRENCY_PER_WORKSPACE = 1
+    bought(workspace, shopper(workspace, "ann"), timezone.now() - timedelta(days=1))
+    running, asked = _segment(workspace, name="Running"), _segment(workspace, name="Asked")
+    Segment.objects.unscoped().filter(pk=running.pk).update(refreshing_since=timezone.now())
+
+    # When a refresh of the other is asked for: it is due now, not queued
+    with django_capture_on_commit_callbacks(execute=True):
+        services.segment_refresh_enqueue(segment=asked)
+    assert reload(asked).status == SegmentStatus.PENDING
+    assert reload(asked).next_refresh_at <= timezone.now()
+
+    # When the running one ends, its task hands the slot to the asked one, which refreshes
+    Segment.objects.unscoped().filter(pk=running.pk).update(refreshing_since=None)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.segment_refresh_enqueue(segment=running)
+    assert (members(running), members(asked)) == ({"ann"}, {"ann"})
+    assert [reload(s).refreshing_since for s in (running, asked)] == [None, None]
+
+
 def test_beat_runs_the_fan_out_every_30_seconds(settings):
     entry = settings.CELERY_BEAT_SCHEDULE["segments-refresh-due"]
 
