@@ -97,9 +97,9 @@ if socket_dir := DATABASES["default"].get("OPTIONS", {}).pop("host", None):
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # JIT compilation off: it pays back only on statements of many seconds over huge
-# scans. Segment evaluations (bench/segments.py) spent 0.1-0.5 s compiling
-# statements that run in 0.3-3 s; the estimates of those set-based statements are
-# large enough to trigger it, and nothing else of the app gains from it.
+# scans. Segment evaluations spent a large share of their time compiling (figures:
+# bench/README.md); the estimates of those set-based statements are large enough to
+# trigger it, and nothing else of the app gains from it.
 _db_options = DATABASES["default"].setdefault("OPTIONS", {})
 _db_options["options"] = f"{_db_options.get('options', '')} -c jit=off".strip()
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -63,8 +63,8 @@ class Segment(TenantModel):
 class Membership(TenantModel):
     """A person who is in a segment now, since ``entered_at``.
 
-    A refresh writes a row per person entering (809,662 for the big segment of
-    bench/segments.py), so the keys carry no database constraint, each of which
+    A refresh writes a row per person entering (hundreds of thousands for a big
+    segment), so the keys carry no database constraint, each of which
     is a lookup and a row lock of the referenced person per inserted row at
     commit: Django's cascade deletes the rows with their person, segment or
     workspace, and a refresh racing the deletion of a person leaves at worst a

@@ -296,12 +296,9 @@ def _evaluation_settings(timeout_seconds: float) -> None:
     ``parallel_tuple_cost`` 0.001 instead of 0.1. PostgreSQL cannot estimate how
     many rows a predicate over JSON keeps (it assumes a fixed share), so it
     believes that parallel workers would hand the leader most of the people, at
-    a cost that makes it scan serially; handing over a row is in fact cheap. On
-    bench/segments.py, at 0.01: a trait scan of a million people 1.8 s -> 1.0 s,
-    "no order in 90 days" 2.0 s -> 0.9 s, an average of a property 6.5 s -> 3.6 s;
-    at 0.001 the aggregates of event properties read the events' pages with the
-    workers too (a sum over 232,209 orders 0.93 s -> 0.55 s; the three aggregates
-    of the suite 3.3-4.2 s -> 2.8 s).
+    a cost that makes it scan serially; handing over a row is in fact cheap. At
+    0.001 the aggregates of event properties read the events' pages with the
+    workers too (figures: bench/README.md, "Figures behind the code").
     """
     with connection.cursor() as cursor:
         cursor.execute(
@@ -317,9 +314,9 @@ def _plan_settings(query: CompiledQuery) -> None:
 
     Grouping every event of the workspace by person goes fastest serially, reading
     the person index in order and grouping as it goes. With parallel workers, or
-    with ``SEGMENT_WORK_MEM``, PostgreSQL hashes the million people instead: on
-    bench/segments.py (10M events, 1M people) 11.5-12.6 s against 4.7 s. Such a
-    query runs without parallel workers and with the server's ``work_mem``.
+    with ``SEGMENT_WORK_MEM``, PostgreSQL hashes the million people instead, more
+    than twice as slow (bench/README.md). Such a query runs without parallel
+    workers and with the server's ``work_mem``.
     """
     if query.groups_every_event:
         with connection.cursor() as cursor:
@@ -340,7 +337,7 @@ def segment_preview(*, workspace: Workspace, definition: dict[str, Any], sample_
     tree = definition_validate(workspace=workspace, definition=definition)
     sample_size = max(0, min(sample_size, MAX_SAMPLE_SIZE))
     now = timezone.now()
-    # One evaluation gives the count and the sample's ids (bench/segments.py: half the time of two).
+    # One evaluation gives the count and the sample's ids: half the work of two.
     query = compile_preview(tree, workspace_id=workspace.pk, now=now, sample_size=sample_size)
     try:
         with transaction.atomic():
@@ -404,8 +401,8 @@ _NEW_MEMBERS_SQL = "CREATE TEMP TABLE segment_refresh_new ON COMMIT DROP AS {mem
 # which PostgreSQL can only plan as a hash or merge join: linear whatever it believes of
 # the sizes), then the leavers' rows deleted by primary key (an index scan of an array,
 # whatever the planner believes; not even that when nobody leaves: the EXISTS is a one-time
-# filter, where the planner, believing a new segment small, scanned its members to match
-# none of them: 58 ms for 809,669), the newcomers inserted, both recorded as changes.
+# filter, where the planner, believing a new segment small, scanned all its members to match
+# none of them), the newcomers inserted, both recorded as changes.
 # Every data-modifying part sees the same snapshot. The new set comes unchecked against the
 # people (``compile_members(check_people=False)``): only the newcomers are, here, one probe each
 # (few on a periodic refresh, where checking the whole set scanned every person), and only when
