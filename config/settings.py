@@ -102,9 +102,9 @@ if socket_dir := DATABASES["default"].get("OPTIONS", {}).pop("host", None):
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # JIT compilation off: it pays back only on statements of many seconds over huge
-# scans. Segment evaluations (bench/segments.py) spent 0.1-0.5 s compiling
-# statements that run in 0.3-3 s; the estimates of those set-based statements are
-# large enough to trigger it, and nothing else of the app gains from it.
+# scans. Segment evaluations spent a large share of their time compiling (figures:
+# bench/README.md); the estimates of those set-based statements are large enough to
+# trigger it, and nothing else of the app gains from it.
 _db_options = DATABASES["default"].setdefault("OPTIONS", {})
 _db_options["options"] = f"{_db_options.get('options', '')} -c jit=off".strip()
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -133,7 +133,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "webhooks-sweep": {"task": "segmentation.webhooks.tasks.webhooks_sweep", "schedule": 60.0},
     # The builder's autocomplete catalogue: events received since each workspace's watermark.
     "catalogue-sweep": {"task": "segmentation.catalogue.tasks.catalogue_sweep", "schedule": 60.0},
-    # Dynamic segments whose next_refresh_at has come: one refresh task each (docs/segments.md).
+    # Dynamic segments whose next_refresh_at has come, claimed fairly across workspaces (docs/segments.md).
     "segments-refresh-due": {"task": "segmentation.tasks.segments_refresh_due", "schedule": 30.0},
     # Real-time segment membership: workspaces whose drain kick was lost or debounced (docs/segments.md).
     "segments-realtime-sweep": {"task": "segmentation.tasks.segment_realtime_sweep", "schedule": 2.0},
@@ -262,9 +262,9 @@ SEGMENT_PREVIEW_TIMEOUT_SECONDS = env.float("SEGMENT_PREVIEW_TIMEOUT_SECONDS", d
 SEGMENT_WORK_MEM = env.str("SEGMENT_WORK_MEM", default="64MB")
 # After failed refreshes the next one waits interval * 2^failures, at most this long.
 SEGMENT_REFRESH_MAX_BACKOFF_SECONDS = env.int("SEGMENT_REFRESH_MAX_BACKOFF_SECONDS", default=86400)
-# Test only: seconds a refresh sleeps (pg_sleep) before its COMMIT, so that crash and lock
-# tests can catch it with its transaction open. Always 0 in production.
-SEGMENT_REFRESH_TEST_ONLY_SLEEP_BEFORE_COMMIT = 0.0
+# Refreshes of one workspace claimed (queued or running) at once; the rest stay due, so that one
+# workspace's slow segments cannot hold every worker (docs/segments.md, "Fairness between workspaces").
+SEGMENT_REFRESH_CONCURRENCY_PER_WORKSPACE = env.int("SEGMENT_REFRESH_CONCURRENCY_PER_WORKSPACE", default=2)
 
 # --- REST API ---------------------------------------------------------------
 REST_FRAMEWORK = {

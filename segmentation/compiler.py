@@ -145,9 +145,8 @@ class _Builder:
         before storing anything when the query says ``people_checked=False``
         (``segment_refresh`` makes it for the newcomers only): with parallel
         workers PostgreSQL computes the set once per process to build the check's
-        hash, and the check alone scans every person of the workspace (the
-        evaluations of the suite of bench/segments.py, counted: 13.5 s with it,
-        9.1 s without).
+        hash, and the check alone scans every person of the workspace (figures:
+        bench/README.md).
         """
         if _drawn_from_people(tree):
             return self.node(tree)
@@ -298,9 +297,8 @@ class _Builder:
         subquery kept whole by ``OFFSET 0``, which the parallel workers run; the
         leader then groups rows that arrive in person order. Grouped straight,
         PostgreSQL computed every value in the leader and hashed every person there
-        (for an average, a numeric state of about 470 bytes each): on
-        bench/segments.py an average of a viewed price over 641,475 events 1.41 s
-        -> 0.70 s, a count of every event in 7 days 0.32 s -> 0.17 s.
+        (for an average, a numeric state of about 470 bytes each), about twice as
+        slow (bench/README.md).
         """
         selected = f", {value} AS value" if value else ""
         return (
@@ -640,8 +638,8 @@ def simplified(tree: Node) -> Node:
 
     "Not (plan is Free or opened fewer than 2 emails)" is "not Free and opened
     at least 2": a filter of a small set, where the complement of a union is an
-    anti-join of every person with two sets of up to every person each (the
-    nested definition of bench/segments.py: its evaluation 6.9 s -> 3.0 s).
+    anti-join of every person with two sets of up to every person each (figures:
+    bench/README.md).
     """
     if isinstance(tree, And | Or):
         return replace(tree, conditions=tuple(simplified(child) for child in tree.conditions))

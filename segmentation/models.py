@@ -34,6 +34,10 @@ class Segment(TenantModel):
     refresh_interval_seconds = models.PositiveIntegerField(default=DEFAULT_REFRESH_SECONDS)
     next_refresh_at = models.DateTimeField(null=True, blank=True, db_index=True)
     consecutive_failures = models.PositiveIntegerField(default=0)
+    # Set when a refresh is claimed and again when it starts; cleared when it ends. A slot of the
+    # workspace's SEGMENT_REFRESH_CONCURRENCY_PER_WORKSPACE while younger than the lease
+    # (``services.refresh_lease_seconds``): a refresh lost with its worker frees it then.
+    refreshing_since = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey("accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -46,6 +50,11 @@ class Segment(TenantModel):
                 name="segment_static_has_no_definition",
             ),
         ]
+        indexes = [
+            models.Index(
+                fields=["workspace"], name="segment_refreshing_idx", condition=models.Q(refreshing_since__isnull=False)
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -54,8 +63,8 @@ class Segment(TenantModel):
 class Membership(TenantModel):
     """A person who is in a segment now, since ``entered_at``.
 
-    A refresh writes a row per person entering (809,662 for the big segment of
-    bench/segments.py), so the keys carry no database constraint, each of which
+    A refresh writes a row per person entering (hundreds of thousands for a big
+    segment), so the keys carry no database constraint, each of which
     is a lookup and a row lock of the referenced person per inserted row at
     commit: Django's cascade deletes the rows with their person, segment or
     workspace, and a refresh racing the deletion of a person leaves at worst a

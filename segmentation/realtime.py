@@ -38,7 +38,7 @@ from typing import Any, NamedTuple
 import orjson
 import redis
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from redis.backoff import NoBackoff
@@ -47,10 +47,10 @@ from redis.retry import Retry
 from accounts.models import Workspace
 from segmentation import hooks
 from segmentation.compiler import compile_members
-from segmentation.definition import DefinitionInvalid, Node, parse
+from segmentation.definition import Node, parse
 from segmentation.dependencies import Change, Dependencies, decode, dependencies, encode
 from segmentation.models import Membership, MembershipChange, MembershipChangeKind, Segment, SegmentStatus
-from segmentation.services import MEMBERSHIP_LOCK_CLASS
+from segmentation.services import ERROR_MAX_LENGTH, MEMBERSHIP_LOCK_CLASS, is_timeout
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +71,8 @@ MAX_BATCHES_PER_RUN = 20
 DRAIN_TIMEOUT_SECONDS = 5.0
 # A few hundred people's evaluation takes milliseconds; far beyond, give up and leave it to the full refresh.
 REEVALUATE_TIMEOUT_MS = 10_000
+# Every reason a real-time failure records in ``Segment.error`` starts so; a later success clears only those.
+FAILURE_PREFIX = "The real-time update "
 
 
 def _prefix() -> str:
@@ -315,8 +317,8 @@ def live_segments(*, workspace: Workspace) -> list[_Live]:
     """The workspace's dynamic segments that have had a first refresh, referenced ones first.
 
     A segment still pending is skipped: its first full refresh computes everyone.
-    A definition that does not parse (it cannot have been saved so; nothing to do
-    in real time) is logged and left to the full refresh.
+    A stored definition that does not parse (saved under older rules, or written
+    around the validation) is marked failed with the reason, and the others go on.
     """
     rows = (
         Segment.objects.filter(workspace=workspace, is_static=False, refreshed_at__isnull=False)
@@ -328,8 +330,8 @@ def live_segments(*, workspace: Workspace) -> list[_Live]:
     for pk, definition, edited_at in rows:
         try:
             found[pk] = dependencies(_tree(definition, edited_at))
-        except DefinitionInvalid as error:
-            logger.info("Real-time segments: segment %s skipped: %s", pk, error)
+        except Exception as error:
+            segment_realtime_failed(workspace_id=workspace.pk, segment_id=pk, error=error)
     return [_Live(pk, found[pk]) for pk in _referenced_first(found)]
 
 
@@ -369,8 +371,15 @@ def people_changes_apply(*, workspace: Workspace, changes: Mapping[int, Change])
 
     A segment whose referenced segment changed for some people is re-evaluated
     for those people too, after it (``live_segments`` orders them). Answers the
-    segments that changed, by id. A segment whose re-evaluation fails is logged
-    and skipped (its full refresh catches up); the others go on.
+    segments that changed, by id.
+
+    Each segment is evaluated in isolation: its own transaction (a savepoint when
+    the caller holds one), so that any exception while evaluating it (an SQL
+    error, its statement timeout, a definition that no longer parses) rolls back
+    that segment's work only. It is marked failed with the reason
+    (``segment_realtime_failed``) and the others go on; it is tried again with the
+    next batch that touches it, and a success clears the failure. The people it
+    missed are caught up by its full refresh.
     """
     changed: dict[int, Reevaluation] = {}
     for live in live_segments(workspace=workspace):
@@ -382,12 +391,8 @@ def people_changes_apply(*, workspace: Workspace, changes: Mapping[int, Change])
             continue
         try:
             outcome = segment_people_reevaluate(segment=Segment(pk=live.id, workspace=workspace), person_ids=people)
-        except DatabaseError:
-            # One segment's failure (its statement timeout, say) must not hold up the others; its
-            # full refresh brings it up to date and records the failure where users see it.
-            logger.warning(
-                "Real-time segments: segment %s not re-evaluated for %d people", live.id, len(people), exc_info=True
-            )
+        except Exception as error:
+            segment_realtime_failed(workspace_id=workspace.pk, segment_id=live.id, error=error)
             continue
         if outcome.entered or outcome.exited:
             changed[live.id] = outcome
@@ -406,6 +411,8 @@ def segment_people_reevaluate(*, segment: Segment, person_ids: Collection[int]) 
     webhooks start from ``transaction.on_commit``. Idempotent: run again, it
     finds nothing to change. Static, pending, deleted segments: nothing happens.
     Ids of people of another workspace are never members (the SQL is the workspace's).
+    A definition that no longer parses raises (``DefinitionInvalid``), as any
+    failure of the evaluation does; a success clears an earlier real-time failure.
     """
     workspace_id = segment.workspace_id
     people = sorted(set(person_ids))
@@ -420,16 +427,12 @@ def segment_people_reevaluate(*, segment: Segment, person_ids: Collection[int]) 
             )
         row = (
             Segment.objects.filter(workspace_id=workspace_id, pk=segment.pk)
-            .values("definition", "is_static", "status", "refreshed_at", "updated_at")
+            .values("definition", "is_static", "status", "error", "refreshed_at", "updated_at")
             .first()
         )
         if row is None or row["is_static"] or row["status"] == SegmentStatus.PENDING or row["refreshed_at"] is None:
             return Reevaluation()
-        try:
-            tree = _tree(row["definition"], row["updated_at"])
-        except DefinitionInvalid as error:
-            logger.info("Real-time segments: segment %s skipped: %s", segment.pk, error)
-            return Reevaluation()
+        tree = _tree(row["definition"], row["updated_at"])
         now = timezone.now()
         query = compile_members(tree, workspace_id=workspace_id, now=now, people=people)
         with connection.cursor() as cursor:
@@ -441,11 +444,45 @@ def segment_people_reevaluate(*, segment: Segment, person_ids: Collection[int]) 
             ).values_list("person_id", flat=True)
         )
         entered, exited = sorted(members - current), sorted(current - members)
+        if row["status"] == SegmentStatus.FAILED and row["error"].startswith(FAILURE_PREFIX):
+            Segment.objects.filter(
+                workspace_id=workspace_id, pk=segment.pk, status=SegmentStatus.FAILED, error__startswith=FAILURE_PREFIX
+            ).update(status=SegmentStatus.FRESH, error="")
         if not entered and not exited:
             return Reevaluation(at=now)
         _apply(workspace_id, segment.pk, entered, exited, now)
         transaction.on_commit(partial(hooks.segment_changes_committed, workspace_id, segment.pk, entered, exited, now))
     return Reevaluation(entered=entered, exited=exited, at=now)
+
+
+def _failure_reason(error: BaseException) -> str:
+    if is_timeout(error):
+        return f"{FAILURE_PREFIX}took longer than {REEVALUATE_TIMEOUT_MS / 1000:g} s and was stopped."
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return f"{FAILURE_PREFIX}failed: {text}"[:ERROR_MAX_LENGTH]
+
+
+def segment_realtime_failed(*, workspace_id: int, segment_id: int, error: BaseException) -> None:
+    """Mark the segment failed with the reason, where its page and the list show it.
+
+    Logged (with the traceback) when the stored state changes, not on every drain that
+    meets the same failure again. The full refresh's outcome replaces it; a real-time
+    success clears it. The segment keeps its members and schedule.
+    """
+    reason = _failure_reason(error)
+    changed = (
+        Segment.objects.filter(workspace_id=workspace_id, pk=segment_id)
+        .exclude(status=SegmentStatus.FAILED, error=reason)
+        .update(status=SegmentStatus.FAILED, error=reason)
+    )
+    log = logger.warning if changed else logger.debug
+    log(
+        "Real-time segments: segment %s of workspace %s failed: %s",
+        segment_id,
+        workspace_id,
+        reason,
+        exc_info=error if changed else None,
+    )
 
 
 def _apply(workspace_id: int, segment_id: int, entered: list[int], exited: list[int], now: datetime) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import json
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from django.utils import timezone
 
 from accounts.models import User, Workspace
 from accounts.services import audit_record
+from accounts.tenancy import workspace_scope
 from segmentation import hooks
 from segmentation.compiler import CompiledQuery, compile_members, compile_preview
 from segmentation.definition import Node, parse
@@ -45,6 +47,9 @@ logger = logging.getLogger(__name__)
 
 # pg_advisory_xact_lock(MEMBERSHIP_LOCK_CLASS, segment id): held by every writer of a segment's membership.
 MEMBERSHIP_LOCK_CLASS = 1510
+# pg_advisory_xact_lock(CLAIM_LOCK_CLASS, 0): held while claiming refreshes, so that each claim counts
+# the slots every other claim took.
+CLAIM_LOCK_CLASS = 1511
 MIN_REFRESH_INTERVAL_SECONDS = 60
 MAX_REFRESH_INTERVAL_SECONDS = 7 * 86400
 MAX_SAMPLE_SIZE = 100
@@ -291,12 +296,9 @@ def _evaluation_settings(timeout_seconds: float) -> None:
     ``parallel_tuple_cost`` 0.001 instead of 0.1. PostgreSQL cannot estimate how
     many rows a predicate over JSON keeps (it assumes a fixed share), so it
     believes that parallel workers would hand the leader most of the people, at
-    a cost that makes it scan serially; handing over a row is in fact cheap. On
-    bench/segments.py, at 0.01: a trait scan of a million people 1.8 s -> 1.0 s,
-    "no order in 90 days" 2.0 s -> 0.9 s, an average of a property 6.5 s -> 3.6 s;
-    at 0.001 the aggregates of event properties read the events' pages with the
-    workers too (a sum over 232,209 orders 0.93 s -> 0.55 s; the three aggregates
-    of the suite 3.3-4.2 s -> 2.8 s).
+    a cost that makes it scan serially; handing over a row is in fact cheap. At
+    0.001 the aggregates of event properties read the events' pages with the
+    workers too (figures: bench/README.md, "Figures behind the code").
     """
     with connection.cursor() as cursor:
         cursor.execute(
@@ -312,9 +314,9 @@ def _plan_settings(query: CompiledQuery) -> None:
 
     Grouping every event of the workspace by person goes fastest serially, reading
     the person index in order and grouping as it goes. With parallel workers, or
-    with ``SEGMENT_WORK_MEM``, PostgreSQL hashes the million people instead: on
-    bench/segments.py (10M events, 1M people) 11.5-12.6 s against 4.7 s. Such a
-    query runs without parallel workers and with the server's ``work_mem``.
+    with ``SEGMENT_WORK_MEM``, PostgreSQL hashes the million people instead, more
+    than twice as slow (bench/README.md). Such a query runs without parallel
+    workers and with the server's ``work_mem``.
     """
     if query.groups_every_event:
         with connection.cursor() as cursor:
@@ -322,7 +324,7 @@ def _plan_settings(query: CompiledQuery) -> None:
             cursor.execute("SET LOCAL work_mem TO DEFAULT")
 
 
-def _is_timeout(error: BaseException) -> bool:
+def is_timeout(error: BaseException) -> bool:
     cause = getattr(error, "__cause__", None)
     return getattr(cause, "sqlstate", None) == "57014"  # query_canceled: the statement timeout
 
@@ -335,7 +337,7 @@ def segment_preview(*, workspace: Workspace, definition: dict[str, Any], sample_
     tree = definition_validate(workspace=workspace, definition=definition)
     sample_size = max(0, min(sample_size, MAX_SAMPLE_SIZE))
     now = timezone.now()
-    # One evaluation gives the count and the sample's ids (bench/segments.py: half the time of two).
+    # One evaluation gives the count and the sample's ids: half the work of two.
     query = compile_preview(tree, workspace_id=workspace.pk, now=now, sample_size=sample_size)
     try:
         with transaction.atomic():
@@ -350,7 +352,7 @@ def segment_preview(*, workspace: Workspace, definition: dict[str, Any], sample_
 
                 sample = list(people_list(workspace).filter(pk__in=ids))
     except Exception as error:
-        if _is_timeout(error):
+        if is_timeout(error):
             raise SegmentQueryTimeout(
                 f"Counting this segment took longer than {settings.SEGMENT_PREVIEW_TIMEOUT_SECONDS:g} s."
             ) from error
@@ -362,17 +364,21 @@ def segment_preview(*, workspace: Workspace, definition: dict[str, Any], sample_
 
 
 def segment_refresh_enqueue(*, segment: Segment) -> None:
-    """Queue a refresh once the current transaction commits (at once outside one). Never raises:
-    a segment whose enqueue failed is still due (``next_refresh_at``) and the periodic fan-out takes it."""
+    """Make the segment due now and, once the current transaction commits (at once outside one),
+    queue its refresh if its workspace has a free refresh slot. Never raises: a segment not
+    queued (no free slot, a failed enqueue) stays due and a later claim takes it."""
     workspace_id, segment_id = segment.workspace_id, segment.pk
 
     def publish() -> None:
-        from segmentation.tasks import segment_refresh_task
+        from segmentation.tasks import segment_refreshes_enqueue
 
-        try:
-            segment_refresh_task.apply_async((workspace_id, segment_id), retry=False)
-        except Exception:
-            logger.warning("Could not enqueue the refresh of segment %s; the periodic refresh will", segment_id)
+        now = timezone.now()
+        # Runs after the commit, possibly after the caller's scope has closed: it opens its own.
+        with workspace_scope(workspace_id):
+            Segment.objects.filter(workspace_id=workspace_id, pk=segment_id, is_static=False).update(
+                next_refresh_at=now
+            )
+        segment_refreshes_enqueue(segments_claim_due(now=now, workspace_id=workspace_id, segment_id=segment_id))
 
     transaction.on_commit(publish)
 
@@ -395,8 +401,8 @@ _NEW_MEMBERS_SQL = "CREATE TEMP TABLE segment_refresh_new ON COMMIT DROP AS {mem
 # which PostgreSQL can only plan as a hash or merge join: linear whatever it believes of
 # the sizes), then the leavers' rows deleted by primary key (an index scan of an array,
 # whatever the planner believes; not even that when nobody leaves: the EXISTS is a one-time
-# filter, where the planner, believing a new segment small, scanned its members to match
-# none of them: 58 ms for 809,669), the newcomers inserted, both recorded as changes.
+# filter, where the planner, believing a new segment small, scanned all its members to match
+# none of them), the newcomers inserted, both recorded as changes.
 # Every data-modifying part sees the same snapshot. The new set comes unchecked against the
 # people (``compile_members(check_people=False)``): only the newcomers are, here, one probe each
 # (few on a periodic refresh, where checking the whole set scanned every person), and only when
@@ -454,16 +460,8 @@ def membership_lock(segment_id: int) -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [MEMBERSHIP_LOCK_CLASS, segment_id])
 
 
-def _test_only_pause() -> None:
-    """Hold the transaction open before COMMIT when the test-only setting asks (crash and lock tests)."""
-    pause = float(getattr(settings, "SEGMENT_REFRESH_TEST_ONLY_SLEEP_BEFORE_COMMIT", 0) or 0)
-    if pause > 0:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_sleep(%s)", [pause])
-
-
 def _readable(error: BaseException) -> str:
-    if _is_timeout(error):
+    if is_timeout(error):
         return f"The refresh took longer than {settings.SEGMENT_REFRESH_TIMEOUT_SECONDS:g} s and was stopped."
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return f"The refresh failed: {text}"[:ERROR_MAX_LENGTH]
@@ -522,12 +520,12 @@ def _apply(segment: Segment, now: datetime) -> RefreshResult | None:
             next_refresh_at=None if is_static else now + timedelta(seconds=interval),
             consecutive_failures=0,
             error="",
+            refreshing_since=None,
         )
         if entered_ids or exited_ids:
             transaction.on_commit(
                 lambda: hooks.segment_changes_committed(workspace_id, segment.pk, entered_ids, exited_ids, now)
             )
-        _test_only_pause()
     return RefreshResult(size=size, entered=entered, exited=exited)
 
 
@@ -541,7 +539,7 @@ def segment_refresh(*, segment: Segment, now: datetime | None = None) -> Refresh
     are only stamped fresh. ``now`` is the evaluation time (tests move it).
     """
     now = now or timezone.now()
-    _mark_refreshing(segment)
+    _mark_refreshing(segment, now)
     try:
         result = _apply(segment, now)
     except Exception as error:
@@ -564,17 +562,18 @@ def _reload(segment: Segment) -> None:
         return
 
 
-def _mark_refreshing(segment: Segment) -> None:
-    """Show ``refreshing`` at once (its own statement, committed before the refresh starts).
+def _mark_refreshing(segment: Segment, now: datetime) -> None:
+    """Show ``refreshing`` at once (its own statement, committed before the refresh starts), and
+    hold one of the workspace's refresh slots from now (``refreshing_since``; the end clears it).
 
     SKIP LOCKED: when the row is locked, a refresh is committing its result right now; waiting
     for it would make this refresh queue behind that one instead of being skipped by the lock.
     """
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE segmentation_segment SET status = %s WHERE id = ("
+            "UPDATE segmentation_segment SET status = %s, refreshing_since = %s WHERE id = ("
             "SELECT id FROM segmentation_segment WHERE workspace_id = %s AND id = %s FOR UPDATE SKIP LOCKED)",
-            [SegmentStatus.REFRESHING.value, segment.workspace_id, segment.pk],
+            [SegmentStatus.REFRESHING.value, now, segment.workspace_id, segment.pk],
         )
 
 
@@ -595,32 +594,100 @@ def _record_failure(segment: Segment, reason: str, now: datetime) -> None:
             error=reason,
             consecutive_failures=F("consecutive_failures") + 1,
             next_refresh_at=now + timedelta(seconds=backoff),
+            refreshing_since=None,
         )
 
 
-def segments_claim_due(*, now: datetime | None = None, limit: int = 1000) -> list[tuple[int, int]]:
-    """(workspace id, segment id) of dynamic segments due for a refresh, referenced segments first.
+def refresh_lease_seconds() -> float:
+    """How long a claimed or started refresh holds its workspace's slot without ending: its
+    timeout and a minute. A refresh lost with its worker frees the slot then, and is due again."""
+    return float(settings.SEGMENT_REFRESH_TIMEOUT_SECONDS) + 60
 
-    Due: ``next_refresh_at`` has come, or is unset. Claiming moves ``next_refresh_at`` past the
-    refresh's timeout, so a fan-out every 30 s does not enqueue the same segment again while its
-    refresh waits in the queue or runs; the refresh then sets the real next time, and a refresh
-    lost with its worker is retried once the claim runs out.
+
+# Due segments in the order of the fan-out, with their workspace's free slots counted: each
+# workspace's due segments numbered (``turn``) in due order, kept while the turn fits in the
+# slots its unfinished refreshes leave, then round-robin: every workspace's first turn (the
+# workspace due longest first), then every second turn...
+_CLAIM_SQL = """
+WITH busy AS (
+    SELECT workspace_id, count(*) AS running FROM segmentation_segment
+    WHERE refreshing_since > %(stale)s {only_workspace}
+    GROUP BY workspace_id
+),
+due AS (
+    SELECT s.id, s.workspace_id, s.definition,
+           row_number() OVER (PARTITION BY s.workspace_id ORDER BY s.next_refresh_at NULLS FIRST, s.id) AS turn,
+           min(coalesce(s.next_refresh_at, '-infinity')) OVER (PARTITION BY s.workspace_id) AS waiting_since
+    FROM segmentation_segment s
+    WHERE NOT s.is_static AND (s.next_refresh_at IS NULL OR s.next_refresh_at <= %(now)s)
+      AND (s.refreshing_since IS NULL OR s.refreshing_since <= %(stale)s) {only_workspace} {only_segment}
+)
+SELECT d.workspace_id, d.id, d.definition, d.turn FROM due d LEFT JOIN busy b USING (workspace_id)
+WHERE d.turn <= %(slots)s - coalesce(b.running, 0)
+ORDER BY d.turn, d.waiting_since, d.workspace_id
+LIMIT %(limit)s
+"""
+
+
+def segments_claim_due(
+    *,
+    now: datetime | None = None,
+    limit: int = 1000,
+    workspace_id: int | None = None,
+    segment_id: int | None = None,
+) -> list[tuple[int, int]]:
+    """Claim due dynamic segments for refresh, fairly across workspaces: (workspace id, segment id).
+
+    Due: ``next_refresh_at`` has come, or is unset, and no unfinished refresh holds it. A
+    workspace gets at most ``SEGMENT_REFRESH_CONCURRENCY_PER_WORKSPACE`` refreshes claimed
+    or running at once (``refreshing_since`` younger than ``refresh_lease_seconds``); its
+    other due segments stay due for a later claim (the next fan-out, or the end of one of
+    its refreshes). The answer interleaves workspaces round-robin, referenced segments
+    before the segments referring to them within a workspace. Claiming stamps
+    ``refreshing_since``, so that no other claim takes the same segment or the same slot.
+    ``workspace_id`` / ``segment_id`` restrict the claim (a refreshing workspace refilling its
+    slot; a refresh asked for now).
 
     Crosses workspaces: the periodic fan-out looks at every workspace, then each refresh runs
     inside its own workspace's scope.
     """
     now = now or timezone.now()
-    claim_until = now + timedelta(seconds=settings.SEGMENT_REFRESH_TIMEOUT_SECONDS + 60)
-    with transaction.atomic():
-        due = (
-            Segment.objects.unscoped()
-            .filter(Q(next_refresh_at__isnull=True) | Q(next_refresh_at__lte=now), is_static=False)
-            .order_by(F("next_refresh_at").asc(nulls_first=True), "pk")
-            .select_for_update(skip_locked=True)
+    params: dict[str, Any] = {
+        "now": now,
+        "stale": now - timedelta(seconds=refresh_lease_seconds()),
+        "slots": settings.SEGMENT_REFRESH_CONCURRENCY_PER_WORKSPACE,
+        "limit": limit,
+        "workspace": workspace_id,
+        "segment": segment_id,
+    }
+    sql = _CLAIM_SQL.format(
+        only_workspace="" if workspace_id is None else "AND workspace_id = %(workspace)s",
+        only_segment="" if segment_id is None else "AND s.id = %(segment)s",
+    )
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Claims take turns: each counts the slots the others took, committed.
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, 0)", [CLAIM_LOCK_CLASS])
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+        cursor.execute(
+            "UPDATE segmentation_segment SET refreshing_since = %s WHERE id = ANY(%s)", [now, [row[1] for row in rows]]
         )
-        rows = list(due.values_list("workspace_id", "pk", "definition")[:limit])
-        Segment.objects.unscoped().filter(pk__in=[pk for _, pk, _ in rows]).update(next_refresh_at=claim_until)
-    return _referenced_first([(ws, pk, _references(document)) for ws, pk, document in rows])
+    # Django reads jsonb as text (JSONField decodes it); so does this cursor.
+    ordered = _referenced_first([(ws, pk, _references(json.loads(document))) for ws, pk, document, _ in rows])
+    by_workspace: dict[int, list[int]] = {}
+    for ws, pk in ordered:
+        by_workspace.setdefault(ws, []).append(pk)
+    # Round-robin, workspaces in the order of their first turn in the claim.
+    workspaces = list(dict.fromkeys(ws for ws, _, _, _ in rows))
+    interleaved: list[tuple[int, int]] = []
+    for turn in range(max((len(pks) for pks in by_workspace.values()), default=0)):
+        interleaved.extend((ws, by_workspace[ws][turn]) for ws in workspaces if turn < len(by_workspace[ws]))
+    return interleaved
+
+
+def segments_claims_release(*, segment_ids: list[int]) -> None:
+    """Give back claims whose refresh was never queued: the segments are due again at once."""
+    Segment.objects.unscoped().filter(pk__in=segment_ids).update(refreshing_since=None)
 
 
 def _referenced_first(rows: Iterable[tuple[int, int, set[int]]]) -> list[tuple[int, int]]:

@@ -22,31 +22,38 @@ logger = logging.getLogger(__name__)
 
 @shared_task(base=WorkspaceTask, ignore_result=True)
 def segment_refresh_task(workspace_id: int, segment_id: int) -> None:
-    """Refresh one segment; a segment deleted meanwhile is nothing to do."""
+    """Refresh one segment (one deleted meanwhile is nothing to do), then hand the slot it held
+    to the workspace's next due segment, queued behind whatever other workspaces have queued."""
     segment = Segment.objects.filter(workspace_id=workspace_id, pk=segment_id).first()
-    if segment is None:
-        return
-    result = services.segment_refresh(segment=segment)
-    if result.error:
-        logger.warning("Segment %s of workspace %s: %s", segment_id, workspace_id, result.error)
+    if segment is not None:
+        result = services.segment_refresh(segment=segment)
+        if result.error:
+            logger.warning("Segment %s of workspace %s: %s", segment_id, workspace_id, result.error)
+    segment_refreshes_enqueue(services.segments_claim_due(now=timezone.now(), workspace_id=workspace_id))
 
 
 @shared_task(ignore_result=True)
 def segments_refresh_due() -> int:
-    """Enqueue one refresh per due dynamic segment of every workspace, referenced segments first.
+    """Claim due refreshes fairly across workspaces and enqueue them (``services.segments_claim_due``).
 
-    Not a WorkspaceTask: it looks across workspaces (``services.segments_claim_due``) and each
-    refresh then runs in its own workspace's scope. Due means ``next_refresh_at`` has come,
-    or is unset (never refreshed).
+    Not a WorkspaceTask: it looks across workspaces and each refresh then runs in its own
+    workspace's scope. Due means ``next_refresh_at`` has come, or is unset (never refreshed).
+    Answers how many were enqueued.
     """
-    due = services.segments_claim_due(now=timezone.now())
-    for workspace_id, segment_id in due:
+    return segment_refreshes_enqueue(services.segments_claim_due(now=timezone.now()))
+
+
+def segment_refreshes_enqueue(claimed: list[tuple[int, int]]) -> int:
+    """Enqueue the claimed refreshes in the claim's order; when the broker fails, give the rest
+    of the claims back (the segments stay due for the next claim). Answers how many were enqueued."""
+    for index, (workspace_id, segment_id) in enumerate(claimed):
         try:
             segment_refresh_task.apply_async((workspace_id, segment_id), retry=False)
         except Exception:
-            logger.warning("Could not enqueue segment refreshes; the next run retries", exc_info=True)
-            return 0
-    return len(due)
+            logger.warning("Could not enqueue segment refreshes; the next claim retries", exc_info=True)
+            services.segments_claims_release(segment_ids=[pk for _, pk in claimed[index:]])
+            return index
+    return len(claimed)
 
 
 # --- Real-time membership ---------------------------------------------------------------

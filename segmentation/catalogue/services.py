@@ -90,9 +90,8 @@ WITH pairs AS (
 )"""
 )
 # Per (owner, key): counts per JSON type, and the most frequent values. The pairs are grouped
-# once, by (owner, key, type, value), and both summaries re-aggregate those groups (500,000
-# events of bench/ingest: 6.0 s when each summary sorted every pair, on disk, and each object
-# was expanded twice; 2.0 s so, with the same rows).
+# once, by (owner, key, type, value), and both summaries re-aggregate those groups, instead of
+# each summary sorting every pair, on disk (figures: bench/README.md).
 _SUMMARY = """
 , grouped AS (SELECT owner, key, type, value, count(*) AS n FROM pairs GROUP BY owner, key, type, value),
 typed AS (SELECT owner, key, type, sum(n)::bigint AS n FROM grouped GROUP BY owner, key, type),

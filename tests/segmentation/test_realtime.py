@@ -19,8 +19,10 @@ import psycopg
 import pytest
 import redis
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 
 from accounts.tenancy import workspace_scope
 from config.dburl import database_url
@@ -37,6 +39,7 @@ from segmentation.models import (
 )
 from segmentation.webhooks import signing
 from tests import factories
+from tests.accounts.support import logged_in_client
 from tests.tracking import builders
 from tests.tracking.conftest import basic_auth
 from tracking.bulk_import import events_import
@@ -506,6 +509,97 @@ def test_more_pending_than_the_cap_marks_the_segments_due(workspace, monkeypatch
         realtime.workspace_drain(workspace=workspace)
         # Then its segments are due for a full refresh, which catches the dropped one up
         assert Segment.objects.get(pk=segment.pk).next_refresh_at is not None
+
+
+def _arrives(workspace, person, name="Order Completed") -> None:
+    """An event stored and notified as ingestion does (after its commit)."""
+    builders.event(workspace, person, name)
+    realtime.people_touched(workspace.pk, {person.pk: Change(events={name})})
+
+
+def test_a_failing_segment_is_marked_failed_and_the_others_still_update(workspace, owner, caplog):
+    # Given two real-time segments; the definition of one was written around the validation with a
+    # count no evaluation can handle (as a row saved under older rules would be)
+    broken_definition = {"type": "event", "event": "Order Completed", "count": {"operator": "gte", "value": 10**20}}
+    broken = _segment(workspace, "Broken", broken_definition)
+    buyers = _segment(workspace, "Buyers", ORDER)
+    ann, bob = builders.person(workspace, user_id="ann"), builders.person(workspace, user_id="bob")
+
+    # When an event arrives and the workspace is drained
+    _arrives(workspace, ann)
+    with workspace_scope(workspace), caplog.at_level("WARNING", logger="segmentation.realtime"):
+        result = realtime.workspace_drain(workspace=workspace)
+
+    # Then the healthy segment recorded the entry, the broken one is failed with its reason, logged once
+    assert (result.batches, result.entered) == (1, 1)
+    assert set(_state(buyers)["members"]) == {(buyers.pk, ann.pk)}
+    assert _state(broken)["members"] == {}
+    failed = Segment.objects.unscoped().get(pk=broken.pk)
+    assert failed.status == SegmentStatus.FAILED
+    assert failed.error.startswith("The real-time update failed: ")
+    assert len(failed.error) > len("The real-time update failed: ")
+    assert [r.getMessage() for r in caplog.records] == [
+        f"Real-time segments: segment {broken.pk} of workspace {workspace.pk} failed: {failed.error}"
+    ]
+    assert Segment.objects.unscoped().get(pk=buyers.pk).status == SegmentStatus.FRESH
+
+    # And the list and the segment's page show the failure with its reason
+    client = logged_in_client(owner)
+    for page in (reverse("segments"), reverse("segment_detail", args=[broken.pk])):
+        html = client.get(page).content.decode()
+        assert "Failed" in html
+        assert escape(failed.error[:100]) in html
+
+    # When another event arrives: the broken one fails again (not logged again), the healthy one goes on
+    caplog.clear()
+    _arrives(workspace, bob)
+    with workspace_scope(workspace), caplog.at_level("WARNING", logger="segmentation.realtime"):
+        realtime.workspace_drain(workspace=workspace)
+    assert set(_state(buyers)["members"]) == {(buyers.pk, ann.pk), (buyers.pk, bob.pk)}
+    assert caplog.records == []
+
+    # When its definition is fixed, the next batch that touches it re-evaluates it and clears the failure
+    Segment.objects.unscoped().filter(pk=broken.pk).update(definition=ORDER)
+    _arrives(workspace, ann)
+    with workspace_scope(workspace):
+        realtime.workspace_drain(workspace=workspace)
+    fixed = Segment.objects.unscoped().get(pk=broken.pk)
+    assert (fixed.status, fixed.error) == (SegmentStatus.FRESH, "")
+    assert set(_state(broken)["members"]) == {(broken.pk, ann.pk)}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_statement_timeout_in_one_segment_rolls_back_that_segment_alone_inside_the_callers_transaction(
+    monkeypatch,
+):
+    # Given two real-time segments, one over events and one over traits, and ann matching both
+    monkeypatch.setattr(realtime, "REEVALUATE_TIMEOUT_MS", 300)
+    workspace = factories.WorkspaceFactory()
+    buyers = _segment(workspace, "Buyers", ORDER)
+    vips = _segment(workspace, "VIPs", {"type": "trait", "key": "plan", "operator": "eq", "value": "vip"})
+    ann = builders.person(workspace, user_id="ann", traits={"plan": "vip"})
+    builders.event(workspace, ann, "Order Completed")
+    realtime.people_touched(workspace.pk, {ann.pk: Change(events={"Order Completed"}, traits=True)})
+
+    # When the events table is locked by another connection, so that reading events waits past the
+    # statement timeout, and the workspace is drained inside one transaction of the caller
+    with psycopg.connect(database_url(connection.settings_dict)) as other:
+        other.execute("LOCK TABLE tracking_event IN ACCESS EXCLUSIVE MODE")
+        with transaction.atomic(), workspace_scope(workspace):
+            result = realtime.workspace_drain(workspace=workspace)
+        other.rollback()
+
+    # Then the events segment failed with the timeout (its savepoint rolled back), and the traits
+    # segment, evaluated after it in the same transaction, recorded ann's entry
+    assert (result.batches, result.entered) == (1, 1)
+    assert set(_state(vips)["members"]) == {(vips.pk, ann.pk)}
+    assert _state(buyers)["members"] == {}
+    failed = Segment.objects.unscoped().get(pk=buyers.pk)
+    assert (failed.status, failed.error) == (
+        SegmentStatus.FAILED,
+        "The real-time update took longer than 0.3 s and was stopped.",
+    )
+    assert realtime.facts_pending(workspace.pk) == set()
 
 
 # --- In a real worker ----------------------------------------------------------------------

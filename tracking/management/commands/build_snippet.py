@@ -6,14 +6,13 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from tracking.minify import minify
-from tracking.snippet import SNIPPET_MINIFIED, SNIPPET_SOURCE
+from tracking.snippet import SNIPPET_MINIFIED, SNIPPET_SOURCE, snippet_minify
 
 
 class Command(BaseCommand):
     help = "Minify static/tracking/cohortly.js into cohortly.min.js (commit both)."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        minified = minify(SNIPPET_SOURCE.read_text())
+        minified = snippet_minify(SNIPPET_SOURCE.read_text())
         SNIPPET_MINIFIED.write_text(minified)
         self.stdout.write(f"{SNIPPET_MINIFIED.name}: {len(minified.encode())} bytes")
