@@ -17,8 +17,26 @@ def api_key_by_secret(secret: str) -> ApiKey | None:
     # Entry point: the key is what tells us the workspace.
     return (
         ApiKey.objects.unscoped()
-        .select_related("workspace")
+        .select_related("workspace", "created_by")
         .filter(key_hash=hash_token(secret), revoked_at__isnull=True)
+        .first()
+    )
+
+
+def api_key_creator_membership(key: ApiKey) -> Membership | None:
+    """The membership a key acts with: its creator's in the key's workspace, as it is now.
+
+    None when the creator has left the workspace, was deleted or deactivated: the
+    key then does nothing. Read at each request, so a creator's new role applies
+    to their keys at once.
+    """
+    if key.created_by_id is None:
+        return None
+    # Entry point: the key names the workspace; no scope is open yet.
+    return (
+        Membership.objects.unscoped()
+        .select_related("user", "workspace")
+        .filter(workspace_id=key.workspace_id, user_id=key.created_by_id, user__is_active=True)
         .first()
     )
 
