@@ -132,6 +132,7 @@ class MemberUpdateSerializer(StrictSerializer):
     role = serializers.ChoiceField(choices=Role.choices)
     password = serializers.CharField(
         required=False,
+        allow_blank=True,
         write_only=True,
         trim_whitespace=False,
         max_length=4096,
@@ -142,6 +143,7 @@ class MemberUpdateSerializer(StrictSerializer):
 class MemberRemoveSerializer(StrictSerializer):
     password = serializers.CharField(
         required=False,
+        allow_blank=True,
         write_only=True,
         trim_whitespace=False,
         max_length=4096,
@@ -214,6 +216,7 @@ class InvitationCreateSerializer(StrictSerializer):
     role = serializers.ChoiceField(choices=Role.choices, default=Role.MEMBER)
     password = serializers.CharField(
         required=False,
+        allow_blank=True,
         write_only=True,
         trim_whitespace=False,
         max_length=4096,
