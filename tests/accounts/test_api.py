@@ -328,9 +328,8 @@ def _fill(workspace, rows: int) -> None:
             )
 
 
-# Queries per list call: (key auth: key, its creator's membership) or (session: session, user, membership),
-# then count + page.
-LIST_QUERIES = {"key": 4, "session": 5}
+# Queries per list call: (key auth: key lookup) or (session: session, user, membership), then count + page.
+LIST_QUERIES = {"key": 3, "session": 5}
 
 
 @pytest.mark.parametrize("name", ["api-key-list", "member-list", "invitation-list", "audit-log-list"])
