@@ -16,13 +16,14 @@ from config.api import StrictSerializer
 
 
 def _actor(request: Request) -> User | None:
-    """The signed-in user, or None when a key acts."""
+    """The signed-in user, or None when a key acts (the audit log then names the key)."""
     return request.user if isinstance(request.user, User) else None
 
 
-def _actor_role(request: Request) -> str | None:
-    membership = request._request.membership  # type: ignore[attr-defined]
-    return membership.role if membership is not None else None
+def _actor_role(request: Request) -> str:
+    """The role the request acts with: the session's, or the key creator's as it is now."""
+    membership: Membership = request._request.membership  # type: ignore[attr-defined]
+    return membership.role
 
 
 def _workspace(request: Request) -> Workspace:
@@ -129,6 +130,25 @@ class MemberSerializer(serializers.ModelSerializer[Membership]):
 
 class MemberUpdateSerializer(StrictSerializer):
     role = serializers.ChoiceField(choices=Role.choices)
+    password = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        write_only=True,
+        trim_whitespace=False,
+        max_length=4096,
+        help_text="Your current password: needed to grant, remove or change the owner role (signed in only).",
+    )
+
+
+class MemberRemoveSerializer(StrictSerializer):
+    password = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        write_only=True,
+        trim_whitespace=False,
+        max_length=4096,
+        help_text="Your current password: needed to remove an owner (signed in only).",
+    )
 
 
 class MemberViewSet(
@@ -154,15 +174,22 @@ class MemberViewSet(
             role=data.validated_data["role"],
             actor=_actor(request),
             actor_role=_actor_role(request),
+            password=data.validated_data.get("password"),
         )
         return Response(MemberSerializer(membership).data)
 
+    @extend_schema(request=MemberRemoveSerializer, responses={204: None})
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Remove a member; every API key they created in this workspace is revoked with them."""
+        membership = self.get_object()
+        data = MemberRemoveSerializer(data=request.data or {})
+        data.is_valid(raise_exception=True)
         services.membership_remove(
             workspace=_workspace(request),
-            membership=self.get_object(),
+            membership=membership,
             actor=_actor(request),
             actor_role=_actor_role(request),
+            password=data.validated_data.get("password"),
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -187,6 +214,14 @@ class InvitationCreatedSerializer(InvitationSerializer):
 class InvitationCreateSerializer(StrictSerializer):
     email = serializers.EmailField(max_length=254)
     role = serializers.ChoiceField(choices=Role.choices, default=Role.MEMBER)
+    password = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        write_only=True,
+        trim_whitespace=False,
+        max_length=4096,
+        help_text="Your current password: needed to invite an owner (signed in only).",
+    )
 
 
 class InvitationViewSet(
@@ -207,15 +242,14 @@ class InvitationViewSet(
     def create(self, request: Request) -> Response:
         data = InvitationCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        role = data.validated_data["role"]
-        if role == Role.OWNER and _actor_role(request) not in (Role.OWNER, None):
-            raise serializers.ValidationError({"role": ["Only an owner can invite another owner."]})
         invitation, link = services.invitation_create(
             workspace=_workspace(request),
             email=data.validated_data["email"],
-            role=role,
+            role=data.validated_data["role"],
             actor=_actor(request),
             accept_url_base=request.build_absolute_uri("/"),
+            actor_role=_actor_role(request),
+            password=data.validated_data.get("password"),
         )
         invitation.link = link  # type: ignore[attr-defined]
         return Response(InvitationCreatedSerializer(invitation).data, status=status.HTTP_201_CREATED)

@@ -1,8 +1,9 @@
 """REST authentication by secret API key (``Authorization: Bearer cly_sk_...``).
 
-The middleware has already resolved the key and opened the workspace scope;
-this class turns its verdict into DRF's ``request.user`` / ``request.auth`` or
-a 401 that says what was wrong.
+The middleware has already resolved the key, looked up the membership of the
+member who created it and opened the workspace scope; this class turns its
+verdict into DRF's ``request.user`` / ``request.auth`` or a 401 that says what
+was wrong. A key acts with its creator's current role (``accounts.permissions``).
 """
 
 from __future__ import annotations
@@ -23,10 +24,15 @@ from accounts.models import ApiKey
 from config import ratelimit
 from config.client_address import client_address, throttle_subject
 
+ORPHAN_KEY_MESSAGE = (
+    "This API key no longer works: the member who created it is no longer in this workspace. "
+    "Ask an admin for a new key."
+)
+
 
 @dataclass(frozen=True)
 class ApiKeyPrincipal:
-    """Who acts when a request is authenticated by a key: the key itself."""
+    """Who acts when a request is authenticated by a key: the key, with its creator's role."""
 
     key: ApiKey
     is_authenticated: bool = True
@@ -43,6 +49,8 @@ class ApiKeyAuthentication(BaseAuthentication):
             return None
         key: ApiKey | None = getattr(request._request, "api_key", None)
         if key is not None:
+            if getattr(request._request, "membership", None) is None:
+                raise exceptions.AuthenticationFailed(ORPHAN_KEY_MESSAGE)
             return ApiKeyPrincipal(key), key
         _count_failure(request)
         if selectors.is_write_key(token):

@@ -64,10 +64,27 @@ class ApiKeyForm(forms.Form):
     name = forms.CharField(max_length=100, label="Key name", help_text="What uses this key, e.g. “CRM sync”.")
 
 
+def _owner_password(help_text: str) -> forms.CharField:
+    return forms.CharField(
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+        required=False,
+        strip=False,
+        max_length=4096,
+        label="Your password",
+        help_text=help_text,
+    )
+
+
 class InvitationForm(forms.Form):
     email = forms.EmailField(max_length=254, label="Email")
     role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER, label="Role")
+    password = _owner_password("Only to invite an owner.")
 
 
 class RoleForm(forms.Form):
     role = forms.ChoiceField(choices=Role.choices, label="Role")
+    password = _owner_password("Needed to grant, remove or change the owner role.")
+
+
+class PasswordConfirmForm(forms.Form):
+    password = _owner_password("Needed to remove an owner.")

@@ -1,9 +1,11 @@
 """The web and REST entry point of tenancy: find the workspace, open its scope.
 
 A request carrying ``Authorization: Bearer`` on ``/api/`` is scoped to the
-key's workspace; a signed-in session to the workspace chosen in the switcher
-(or the user's first). Everything downstream runs inside ``workspace_scope``,
-which is reset when the response is built.
+key's workspace and acts with the role its creator holds there now (a key
+whose creator is no longer a member opens no scope, and the API refuses it); a
+signed-in session to the workspace chosen in the switcher (or the user's
+first). Everything downstream runs inside ``workspace_scope`` (and, for a key,
+``api_key_acting``), which are reset when the response is built.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 
 from accounts import selectors, services
+from accounts.principal import api_key_acting
 from accounts.requests import WorkspaceRequest
 from accounts.tenancy import workspace_scope
 
@@ -47,9 +50,12 @@ class WorkspaceScopeMiddleware:
         if token is not None:
             key = selectors.api_key_by_secret(token)
             if key is not None:
-                services.api_key_touch(key=key)
                 request.api_key = key
-                request.workspace = key.workspace
+                creator = selectors.api_key_creator_membership(key)
+                if creator is not None:
+                    services.api_key_touch(key=key)
+                    request.membership = creator
+                    request.workspace = key.workspace
         elif request.user.is_authenticated:
             membership = selectors.membership_for(request.user, request.session.get(SESSION_WORKSPACE_KEY))
             if membership is not None:
@@ -58,5 +64,5 @@ class WorkspaceScopeMiddleware:
 
         if request.workspace is None:
             return self.get_response(request)
-        with workspace_scope(request.workspace):
+        with workspace_scope(request.workspace), api_key_acting(request.api_key):
             return self.get_response(request)

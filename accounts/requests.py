@@ -11,7 +11,11 @@ if TYPE_CHECKING:
 
 
 class WorkspaceRequest(HttpRequest):
-    """Any request after ``WorkspaceScopeMiddleware``: the scope it opened, if any."""
+    """Any request after ``WorkspaceScopeMiddleware``: the scope it opened, if any.
+
+    ``membership`` is the one whose role the request acts with: the signed-in
+    user's, or, for a secret key, its creator's.
+    """
 
     workspace: Workspace | None
     membership: Membership | None

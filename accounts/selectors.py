@@ -3,24 +3,54 @@ workspace, so they run before any scope exists and say so."""
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from accounts.keys import SECRET_KEY_PREFIX, WRITE_KEY_PREFIX, hash_token
 from accounts.models import ApiKey, AuditLogEntry, Invitation, Membership, User, Workspace
 
+_MEMBERSHIP_COLUMNS = ("id", "role", "created_at")
+
 
 def api_key_by_secret(secret: str) -> ApiKey | None:
-    """The active key whose hash matches ``secret``, with its workspace."""
+    """The active key whose hash matches ``secret``, with its workspace, its creator and, in the same
+    query, the creator's membership in that workspace (``api_key_creator_membership``)."""
     if not secret.startswith(SECRET_KEY_PREFIX):
         return None
-    # Entry point: the key is what tells us the workspace.
+    # Entry point: the key is what tells us the workspace (and whose membership to read).
+    creator_membership = Membership.objects.unscoped().filter(
+        workspace_id=OuterRef("workspace_id"), user_id=OuterRef("created_by_id")
+    )
+    annotations = {
+        f"creator_membership_{column}": Subquery(creator_membership.values(column)[:1])
+        for column in _MEMBERSHIP_COLUMNS
+    }
     return (
         ApiKey.objects.unscoped()
-        .select_related("workspace")
+        .select_related("workspace", "created_by")
+        .annotate(**annotations)
         .filter(key_hash=hash_token(secret), revoked_at__isnull=True)
         .first()
     )
+
+
+def api_key_creator_membership(key: ApiKey) -> Membership | None:
+    """The membership a key acts with: its creator's in the key's workspace, as it is now.
+
+    None when the creator has left the workspace, was deleted or deactivated: the
+    key then does nothing. Read with the key at each request (``api_key_by_secret``),
+    so a creator's new role applies to their keys at once.
+    """
+    creator = key.created_by
+    values = [getattr(key, f"creator_membership_{column}", None) for column in _MEMBERSHIP_COLUMNS]
+    if creator is None or not creator.is_active or values[0] is None:
+        return None
+    membership = Membership.from_db(
+        ApiKey.objects.db, ["workspace_id", "user_id", *_MEMBERSHIP_COLUMNS], [key.workspace_id, creator.pk, *values]
+    )
+    membership.workspace = key.workspace
+    membership.user = creator
+    return membership
 
 
 def workspace_by_write_key(write_key: str) -> Workspace | None:

@@ -1,7 +1,11 @@
 """Writes for accounts: workspaces, members, invitations, keys, the audit log.
 
 Every administrative action records an ``AuditLogEntry`` in the same
-transaction as the change it describes.
+transaction as the change it describes. When a secret key acts
+(``accounts.principal``), the entry names the key and the member who created
+it, and the rules for keys apply: no key grants, removes or changes the owner
+role, or changes or removes the member who created it. Ownership moves only by
+an owner, signed in, who types their password again.
 """
 
 from __future__ import annotations
@@ -13,24 +17,57 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.keys import DISPLAY_LENGTH, hash_token, new_invitation_token, new_secret_key, new_write_key
 from accounts.models import ApiKey, AuditLogEntry, Invitation, Membership, Role, User, Workspace
+from accounts.principal import acting_api_key
 from accounts.tenancy import workspace_scope
+
+OWNER_PASSWORD_REQUIRED = "Type your current password to grant, remove or change the owner role."
+OWNER_PASSWORD_WRONG = "That is not your current password."
+KEY_CANNOT_TOUCH_OWNERS = (
+    "An API key cannot grant, remove or change the owner role: an owner does that signed in, with their password."
+)
 
 
 def audit_record(
     *, workspace: Workspace, actor: User | None, action: str, target: str = "", details: dict[str, Any] | None = None
 ) -> AuditLogEntry:
+    """One audit entry. With no ``actor`` while a key acts, the entry names the key and its creator."""
+    label = actor.email if actor else "API key"
+    details = dict(details or {})
+    key = acting_api_key()
+    if actor is None and key is not None:
+        actor = key.created_by
+        creator = actor.email if actor else "a former member"
+        label = f"API key {key.display_prefix} (#{key.pk}) of {creator}"
+        details["api_key"] = {"id": key.pk, "prefix": key.display_prefix, "creator": actor.email if actor else None}
     return AuditLogEntry.objects.create(
         workspace=workspace,
         actor=actor,
-        actor_label=actor.email if actor else "API key",
+        actor_label=label[: AuditLogEntry._meta.get_field("actor_label").max_length],
         action=action,
         target=target,
-        details=details or {},
+        details=details,
     )
+
+
+def _owner_role_change_permitted(*, actor: User | None, actor_role: str | None, refusal: str) -> None:
+    """Raise unless an owner acts, signed in; ``refusal`` says so to anyone but an owner."""
+    if acting_api_key() is not None:
+        raise PermissionDenied(KEY_CANNOT_TOUCH_OWNERS)
+    if actor is None or actor_role != Role.OWNER:
+        raise PermissionDenied(refusal)
+
+
+def _password_confirmed(*, actor: User | None, password: str | None) -> None:
+    """Raise unless ``password`` is the acting user's: ownership moves only when it is typed again."""
+    if not password:
+        raise ValidationError({"password": OWNER_PASSWORD_REQUIRED})
+    if actor is None or not actor.check_password(password):
+        raise ValidationError({"password": OWNER_PASSWORD_WRONG})
 
 
 @transaction.atomic
@@ -69,15 +106,21 @@ def write_key_rotate(*, workspace: Workspace, actor: User | None) -> str:
 
 
 def api_key_create(*, workspace: Workspace, name: str, actor: User | None) -> tuple[ApiKey, str]:
-    """A secret key. The returned plaintext is shown once and never stored."""
+    """A secret key. The returned plaintext is shown once and never stored.
+
+    The key acts with its creator's role, read at each request. A key made by a
+    key belongs to the same creator, so it never outlives their membership.
+    """
     secret = new_secret_key()
+    acting = acting_api_key()
+    creator = actor if actor is not None or acting is None else acting.created_by
     with transaction.atomic():
         key = ApiKey.objects.create(
             workspace=workspace,
             name=name,
             display_prefix=secret[:DISPLAY_LENGTH],
             key_hash=hash_token(secret),
-            created_by=actor,
+            created_by=creator,
         )
         audit_record(workspace=workspace, actor=actor, action="api_key.created", target=name)
     return key, secret
@@ -102,13 +145,28 @@ def api_key_touch(*, key: ApiKey) -> None:
 
 
 def invitation_create(
-    *, workspace: Workspace, email: str, role: str, actor: User | None, accept_url_base: str
+    *,
+    workspace: Workspace,
+    email: str,
+    role: str,
+    actor: User | None,
+    accept_url_base: str,
+    actor_role: str | None = None,
+    password: str | None = None,
 ) -> tuple[Invitation, str]:
     """An invitation by link; mailed too when email is configured.
 
-    Returns the invitation and its link, shown once to the inviter.
+    Inviting an owner takes an owner, signed in (``actor_role``), with their
+    ``password`` typed again. Returns the invitation and its link, shown once to
+    the inviter.
     """
     email = email.strip().lower()
+    if role == Role.OWNER:
+        refusal = "Only an owner can invite another owner."
+        if acting_api_key() is None and actor_role != Role.OWNER:
+            raise ValidationError({"role": refusal})
+        _owner_role_change_permitted(actor=actor, actor_role=actor_role, refusal=refusal)
+        _password_confirmed(actor=actor, password=password)
     if Membership.objects.filter(workspace=workspace, user__email__iexact=email).exists():
         raise ValidationError({"email": f"{email} is already a member of this workspace."})
     token = new_invitation_token()
@@ -177,41 +235,88 @@ def _owners_left(workspace: Workspace, excluding: Membership) -> int:
     return Membership.objects.filter(workspace=workspace, role=Role.OWNER).exclude(pk=excluding.pk).count()
 
 
+def _active_keys_of(workspace: Workspace, user_id: int) -> QuerySet[ApiKey]:
+    return ApiKey.objects.filter(workspace=workspace, created_by_id=user_id, revoked_at__isnull=True)
+
+
 def membership_change_role(
-    *, workspace: Workspace, membership: Membership, role: str, actor: User | None, actor_role: str | None
+    *,
+    workspace: Workspace,
+    membership: Membership,
+    role: str,
+    actor: User | None,
+    actor_role: str,
+    password: str | None = None,
 ) -> Membership:
-    """Change a member's role. Only owners grant or take away ownership; the last owner stays."""
+    """Change a member's role. Only owners grant or take away ownership, with their
+    ``password`` typed again; the last owner stays. The member's keys follow the new
+    role from their next request (it is read each time), as the audit entry says."""
     if role not in Role.values:
         raise ValidationError({"role": f"Unknown role {role!r}; one of {', '.join(Role.values)}."})
+    key = acting_api_key()
     touches_owner = Role.OWNER in (role, membership.role)
-    if touches_owner and actor_role not in (Role.OWNER, None):
-        raise PermissionDenied("Only an owner can grant or remove the owner role.")
+    if touches_owner:
+        _owner_role_change_permitted(
+            actor=actor, actor_role=actor_role, refusal="Only an owner can grant or remove the owner role."
+        )
+    if key is not None and membership.user_id == key.created_by_id:
+        raise PermissionDenied("An API key cannot change the role of the member who created it.")
     if membership.role == Role.OWNER and role != Role.OWNER and _owners_left(workspace, membership) == 0:
         raise ValidationError({"role": "A workspace needs at least one owner."})
     if membership.role == role:
         return membership
+    if touches_owner:
+        _password_confirmed(actor=actor, password=password)
     with transaction.atomic():
         old = membership.role
         membership.role = role
         membership.save(update_fields=["role"])
+        details: dict[str, Any] = {"from": old, "to": role}
+        keys = list(_active_keys_of(workspace, membership.user_id).order_by("pk").values_list("pk", flat=True))
+        if keys:
+            # Nothing to rewrite: a key's rights are its creator's role, read at each request.
+            details["api_keys_now_act_as"] = {"role": role, "ids": keys}
         audit_record(
             workspace=workspace,
             actor=actor,
             action="member.role_changed",
             target=membership.user.email,
-            details={"from": old, "to": role},
+            details=details,
         )
     return membership
 
 
 def membership_remove(
-    *, workspace: Workspace, membership: Membership, actor: User | None, actor_role: str | None
-) -> None:
-    if membership.role == Role.OWNER and actor_role not in (Role.OWNER, None):
-        raise PermissionDenied("Only an owner can remove an owner.")
+    *,
+    workspace: Workspace,
+    membership: Membership,
+    actor: User | None,
+    actor_role: str,
+    password: str | None = None,
+) -> int:
+    """Remove a member and, in the same transaction, revoke every key they created in
+    the workspace. Removing an owner takes an owner's ``password``. Returns how many
+    keys were revoked."""
+    key = acting_api_key()
+    if membership.role == Role.OWNER:
+        _owner_role_change_permitted(actor=actor, actor_role=actor_role, refusal="Only an owner can remove an owner.")
+    if key is not None and membership.user_id == key.created_by_id:
+        raise PermissionDenied("An API key cannot remove the member who created it.")
     if membership.role == Role.OWNER and _owners_left(workspace, membership) == 0:
         raise ValidationError("A workspace needs at least one owner.")
+    if membership.role == Role.OWNER:
+        _password_confirmed(actor=actor, password=password)
     with transaction.atomic():
         email = membership.user.email
+        active = _active_keys_of(workspace, membership.user_id).select_for_update().order_by("pk")
+        keys = list(active.values_list("pk", flat=True))
+        ApiKey.objects.filter(workspace=workspace, pk__in=keys).update(revoked_at=timezone.now())
         membership.delete()
-        audit_record(workspace=workspace, actor=actor, action="member.removed", target=email)
+        audit_record(
+            workspace=workspace,
+            actor=actor,
+            action="member.removed",
+            target=email,
+            details={"role": membership.role, "api_keys_revoked": keys},
+        )
+    return len(keys)

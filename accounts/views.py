@@ -25,6 +25,7 @@ from accounts.forms import (
     EmailAuthenticationForm,
     InvitationForm,
     JoinForm,
+    PasswordConfirmForm,
     RoleForm,
     SignupForm,
     WorkspaceForm,
@@ -233,6 +234,7 @@ def settings_members(request: MemberRequest) -> HttpResponse:
 @workspace_required(write="admin")
 @require_POST
 def settings_member_role(request: MemberRequest, pk: int) -> HttpResponse:
+    """Change a member's role; granting, removing or changing the owner role asks for the owner's password."""
     workspace = request.workspace
     membership = get_object_or_404(selectors.members_list(workspace), pk=pk)
     form = RoleForm(request.POST)
@@ -246,6 +248,7 @@ def settings_member_role(request: MemberRequest, pk: int) -> HttpResponse:
             role=form.cleaned_data["role"],
             actor=request.user,
             actor_role=request.membership.role,
+            password=form.cleaned_data["password"],
         )
         messages.success(request, f"{membership.user.email} is now {membership.get_role_display().lower()}.")
     except ValidationError as error:
@@ -256,16 +259,21 @@ def settings_member_role(request: MemberRequest, pk: int) -> HttpResponse:
 @workspace_required(write="admin")
 @require_POST
 def settings_member_remove(request: MemberRequest, pk: int) -> HttpResponse:
+    """Remove a member and revoke the API keys they created; removing an owner asks for the owner's password."""
     workspace = request.workspace
     membership = get_object_or_404(selectors.members_list(workspace), pk=pk)
+    form = PasswordConfirmForm(request.POST)
+    form.is_valid()
     try:
-        services.membership_remove(
+        revoked = services.membership_remove(
             workspace=workspace,
             membership=membership,
             actor=request.user,
             actor_role=request.membership.role,
+            password=form.cleaned_data.get("password"),
         )
-        messages.success(request, f"{membership.user.email} was removed.")
+        keys = f"{revoked} API key{'' if revoked == 1 else 's'} they created {'was' if revoked == 1 else 'were'}"
+        messages.success(request, f"Removed {membership.user.email}; {keys} revoked.")
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
     return redirect("settings_members")
@@ -277,22 +285,20 @@ def settings_invitations(request: MemberRequest) -> HttpResponse:
     path = reverse("settings_invitations")
     form = InvitationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        role = form.cleaned_data["role"]
-        if role == Role.OWNER and request.membership.role != Role.OWNER:
-            form.add_error("role", "Only an owner can invite another owner.")
-        else:
-            try:
-                _, link = services.invitation_create(
-                    workspace=workspace,
-                    email=form.cleaned_data["email"],
-                    role=role,
-                    actor=request.user,
-                    accept_url_base=request.build_absolute_uri("/"),
-                )
-                return reveal.reveal_on_next_page(redirect(path), path=path, secret=link)
-            except ValidationError as error:
-                for field, errors in error.message_dict.items():
-                    form.add_error(field if field in form.fields else None, errors)
+        try:
+            _, link = services.invitation_create(
+                workspace=workspace,
+                email=form.cleaned_data["email"],
+                role=form.cleaned_data["role"],
+                actor=request.user,
+                accept_url_base=request.build_absolute_uri("/"),
+                actor_role=request.membership.role,
+                password=form.cleaned_data["password"],
+            )
+            return reveal.reveal_on_next_page(redirect(path), path=path, secret=link)
+        except ValidationError as error:
+            for field, errors in error.message_dict.items():
+                form.add_error(field if field in form.fields else None, errors)
     created_link = reveal.take_revealed(request, path=path) if request.method == "GET" else None
     response = render(
         request,

@@ -41,7 +41,14 @@ def member(workspace: Workspace, *, role: str = "member", user: User | None = No
     return user
 
 
-def api_key(workspace: Workspace, *, name: str = "test key") -> tuple[ApiKey, str]:
-    """A key of ``workspace`` and its secret."""
+def api_key(workspace: Workspace, *, name: str = "test key", creator: User | None = None) -> tuple[ApiKey, str]:
+    """A key of ``workspace`` and its secret, made by ``creator`` (default: the workspace's first owner,
+    made for the occasion if it has none). A key acts with its creator's role."""
     with workspace_scope(workspace):
-        return services.api_key_create(workspace=workspace, name=name, actor=None)
+        if creator is None:
+            first_owner = Membership.objects.filter(role="owner").order_by("pk").select_related("user").first()
+            creator = first_owner.user if first_owner else None
+    if creator is None:
+        creator = member(workspace, role="owner")
+    with workspace_scope(workspace):
+        return services.api_key_create(workspace=workspace, name=name, actor=creator)

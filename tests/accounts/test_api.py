@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts import selectors, services
-from accounts.models import AuditLogEntry, Invitation, Membership, Role
+from accounts.models import ApiKey, AuditLogEntry, Invitation, Membership, Role
 from accounts.tenancy import workspace_scope
 from tests import factories
 from tests.accounts.support import api, logged_in_client, state
@@ -33,8 +33,8 @@ class Caller:
 @pytest.fixture(params=["key", "session"])
 def caller(request, workspace, owner):
     if request.param == "key":
-        _, secret = factories.api_key(workspace, name="caller key")
-        return Caller("key", Client(), secret, "API key")
+        key, secret = factories.api_key(workspace, name="caller key", creator=owner)
+        return Caller("key", Client(), secret, f"API key {key.display_prefix} (#{key.pk}) of {owner.email}")
     return Caller("session", logged_in_client(owner), None, owner.email)
 
 
@@ -90,7 +90,7 @@ def test_rotate_write_key_retires_the_old_key(caller, workspace):
 # --- API keys -------------------------------------------------------------------------------
 
 
-def test_api_key_create_shows_the_secret_once_and_it_works_at_once(caller, workspace):
+def test_api_key_create_shows_the_secret_once_and_it_works_at_once(caller, workspace, owner):
     response = caller("POST", reverse("api-key-list"), {"name": "CRM sync"})
 
     assert response.status_code == 201
@@ -100,7 +100,8 @@ def test_api_key_create_shows_the_secret_once_and_it_works_at_once(caller, works
     assert body["name"] == "CRM sync"
     assert body["display_prefix"] == secret[:13]
     assert body["revoked_at"] is None
-    assert body["created_by"] == (None if caller.kind == "key" else caller.label)
+    # A key made by a key belongs to the same creator: it acts with their role and dies with their membership.
+    assert body["created_by"] == owner.email
     assert _audit(workspace)[-1] == (caller.label, "api_key.created", "CRM sync")
 
     # The secret is a working Bearer key right away, for this workspace
@@ -117,7 +118,7 @@ def test_api_key_create_shows_the_secret_once_and_it_works_at_once(caller, works
         assert "key" not in (answer.json()["results"][0] if "results" in answer.json() else answer.json())
 
 
-def test_api_key_list_and_retrieve(caller, workspace):
+def test_api_key_list_and_retrieve(caller, workspace, owner):
     key, _ = factories.api_key(workspace, name="Warehouse")
 
     listing = caller("GET", reverse("api-key-list"))
@@ -131,7 +132,7 @@ def test_api_key_list_and_retrieve(caller, workspace):
         "id": key.pk,
         "name": "Warehouse",
         "display_prefix": key.display_prefix,
-        "created_by": None,
+        "created_by": owner.email,
         "created_at": key.created_at.isoformat().replace("+00:00", "Z"),
         "last_used_at": None,
         "revoked_at": None,
@@ -266,7 +267,7 @@ def test_inviting_an_existing_member_is_a_400_naming_email(caller, owner):
 # --- Audit log ---------------------------------------------------------------------------------
 
 
-def test_audit_log_records_who_did_what_newest_first(caller, workspace):
+def test_audit_log_records_who_did_what_newest_first(caller, workspace, owner):
     original_name = workspace.name
     caller("PATCH", reverse("api-workspace"), {"name": "Renamed"})
     caller("POST", reverse("api-key-list"), {"name": "Nightly export"})
@@ -279,7 +280,15 @@ def test_audit_log_records_who_did_what_newest_first(caller, workspace):
         (caller.label, "api_key.created", "Nightly export"),
         (caller.label, "workspace.renamed", "Renamed"),
     ]
-    assert response.json()["results"][1]["details"] == {"from": original_name}
+    details = response.json()["results"][1]["details"]
+    if caller.kind == "key":
+        key = ApiKey.objects.unscoped().get(name="caller key")
+        assert details == {
+            "from": original_name,
+            "api_key": {"id": key.pk, "prefix": key.display_prefix, "creator": owner.email},
+        }
+    else:
+        assert details == {"from": original_name}
 
 
 # --- Pagination and query counts ---------------------------------------------------------------

@@ -3,17 +3,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.test import Client
 from django.urls import reverse
 
 from accounts.models import Membership, Role
 from accounts.tenancy import workspace_scope
 from tests import factories
-from tests.accounts.support import api, logged_in_client, state
+from tests.accounts.support import JSON, api, logged_in_client, state
 from tests.accounts.test_cross_workspace import REGISTRY, ROUTES, Side, build_side
 
 Body = Callable[[Side], dict[str, Any] | None]
@@ -243,17 +243,14 @@ def test_admin_can_manage_non_owners(workspace, team):
     assert target.role == Role.ADMIN
 
 
-@pytest.mark.parametrize("via", ["session", "key"])
-def test_last_owner_cannot_be_demoted_or_removed(via, workspace, owner):
-    if via == "key":
-        client, key = Client(), factories.api_key(workspace)[1]
-    else:
-        client, key = logged_in_client(owner), None
+def test_last_owner_cannot_be_demoted_or_removed(workspace, owner):
+    client = logged_in_client(owner)
     target = _membership(workspace, owner)
+    url = reverse("member-detail", kwargs={"pk": target.pk})
     before = state()
 
-    demote = api(client, "PATCH", reverse("member-detail", kwargs={"pk": target.pk}), {"role": "admin"}, key=key)
-    remove = api(client, "DELETE", reverse("member-detail", kwargs={"pk": target.pk}), key=key)
+    demote = api(client, "PATCH", url, {"role": "admin", "password": factories.PASSWORD})
+    remove = client.delete(url, data=json.dumps({"password": factories.PASSWORD}), content_type=JSON)
 
     assert demote.status_code == 400
     assert demote.json()["errors"] == {"role": ["A workspace needs at least one owner."]}
@@ -281,8 +278,15 @@ def test_owner_can_grant_and_take_ownership(workspace, team):
     member = _membership(workspace, team["member"])
     first_owner = _membership(workspace, team["owner"])
 
-    promoted = client.post(reverse("settings_member_role", kwargs={"pk": member.pk}), {"role": "owner"})
-    demoted = api(client, "PATCH", reverse("member-detail", kwargs={"pk": first_owner.pk}), {"role": "admin"})
+    promoted = client.post(
+        reverse("settings_member_role", kwargs={"pk": member.pk}), {"role": "owner", "password": factories.PASSWORD}
+    )
+    demoted = api(
+        client,
+        "PATCH",
+        reverse("member-detail", kwargs={"pk": first_owner.pk}),
+        {"role": "admin", "password": factories.PASSWORD},
+    )
 
     assert promoted.status_code == 302
     assert demoted.status_code == 200
@@ -299,7 +303,11 @@ def test_owner_can_remove_another_owner(workspace, team):
     client = logged_in_client(team["owner"])
     target = _membership(workspace, second)
 
-    response = api(client, "DELETE", reverse("member-detail", kwargs={"pk": target.pk}))
+    response = client.delete(
+        reverse("member-detail", kwargs={"pk": target.pk}),
+        data=json.dumps({"password": factories.PASSWORD}),
+        content_type=JSON,
+    )
 
     assert response.status_code == 204
     with workspace_scope(workspace):

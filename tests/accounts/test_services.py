@@ -116,13 +116,34 @@ def test_change_role_rules(scoped, owner):
         services.membership_change_role(
             workspace=scoped, membership=_membership(member), role="root", actor=owner, actor_role=Role.OWNER
         )
+    for password, message in ((None, services.OWNER_PASSWORD_REQUIRED), ("guess", services.OWNER_PASSWORD_WRONG)):
+        with pytest.raises(ValidationError) as error:
+            services.membership_change_role(
+                workspace=scoped,
+                membership=_membership(member),
+                role=Role.OWNER,
+                actor=owner,
+                actor_role=Role.OWNER,
+                password=password,
+            )
+        assert error.value.message_dict == {"password": [message]}
     assert _membership(member).role == Role.MEMBER
 
     services.membership_change_role(
-        workspace=scoped, membership=_membership(member), role=Role.OWNER, actor=owner, actor_role=Role.OWNER
+        workspace=scoped,
+        membership=_membership(member),
+        role=Role.OWNER,
+        actor=owner,
+        actor_role=Role.OWNER,
+        password=factories.PASSWORD,
     )
     services.membership_change_role(
-        workspace=scoped, membership=_membership(owner), role=Role.VIEWER, actor=owner, actor_role=Role.OWNER
+        workspace=scoped,
+        membership=_membership(owner),
+        role=Role.VIEWER,
+        actor=owner,
+        actor_role=Role.OWNER,
+        password=factories.PASSWORD,
     )
     assert (_membership(member).role, _membership(owner).role) == (Role.OWNER, Role.VIEWER)
     assert list(AuditLogEntry.objects.filter(action="member.role_changed").values_list("details", flat=True)) == [

@@ -283,6 +283,8 @@ def test_erase_removes_everything_suppresses_ids_and_is_audited(api, workspace):
         ]
         entry = AuditLogEntry.objects.get(action="person.erased")
     assert entry.target == f"person {ada.pk}"
+    acting_key = entry.details.pop("api_key")  # the entry names the key that acted
+    assert acting_key["prefix"].startswith("cly_sk_")
     assert entry.details == {"events": 3, "identities": 2, "quarantined": 1}
     assert api.get(f"/api/v1/people/{ada.pk}/").status_code == 404
 
