@@ -12,7 +12,17 @@ from tests import factories
 from tests.tracking import builders
 from tests.tracking.builders import NOW
 from tracking.api import PersonViewSet
-from tracking.models import Event, Group, Identity, Person, PersonGroup, QuarantinedMessage, SuppressedId
+from segmentation.models import WebhookDelivery, WebhookSubscription
+from tracking.models import (
+    Event,
+    Group,
+    Identity,
+    Person,
+    PersonGroup,
+    QuarantinedMessage,
+    QuarantineKind,
+    SuppressedId,
+)
 
 
 @pytest.fixture
@@ -261,9 +271,45 @@ def test_erase_removes_everything_suppresses_ids_and_is_audited(api, workspace):
         QuarantinedMessage.objects.create(
             workspace=workspace, raw={"anonymousId": "someone-else"}, reason="no event", received_at=NOW
         )
+        # Their ids as an alias's previousId, and as a number (SDKs may send ids as numbers)
+        QuarantinedMessage.objects.create(
+            workspace=workspace,
+            kind=QuarantineKind.WARNED,
+            raw={"type": "alias", "previousId": "u-ada", "userId": "x"},
+            reason="timestamp could not be parsed; the received time was used",
+            received_at=NOW,
+        )
+        Identity.objects.create(workspace=workspace, person=ada, kind="anonymous_id", value="12345")
+        QuarantinedMessage.objects.create(
+            workspace=workspace, raw={"anonymousId": 12345}, reason="event is required", received_at=NOW
+        )
         acme = Group.objects.create(workspace=workspace, group_id="acme", traits={"name": "Acme"})
         PersonGroup.objects.create(workspace=workspace, person=ada, group=acme)
         PersonGroup.objects.create(workspace=workspace, person=bob, group=acme)
+        # Segment webhooks sent about them, with their traits in the payload, and one about bob
+        hook = WebhookSubscription.objects.create(
+            workspace=workspace, url="https://hooks.example.com/in", secret_salt="s", secret_hint="h"
+        )
+        for who in (ada, bob):
+            WebhookDelivery.objects.create(
+                workspace=workspace,
+                subscription=hook,
+                event="segment.entered",
+                person_id=who.pk,
+                at=NOW,
+                payload={"person": {"id": who.pk, "user_id": who.user_id, "traits": who.traits}},
+                next_attempt_at=NOW,
+            )
+        # ... and one about a person merged into ada since, found by the user id it names
+        WebhookDelivery.objects.create(
+            workspace=workspace,
+            subscription=hook,
+            event="segment.exited",
+            person_id=999999999,
+            at=NOW,
+            payload={"person": {"id": 999999999, "user_id": "u-ada", "traits": {}}},
+            next_attempt_at=NOW,
+        )
 
     # When the person is erased
     response = api.delete(f"/api/v1/people/{ada.pk}/")
@@ -277,13 +323,19 @@ def test_erase_removes_everything_suppresses_ids_and_is_audited(api, workspace):
         assert list(QuarantinedMessage.objects.values_list("raw", flat=True)) == [{"anonymousId": "someone-else"}]
         assert list(PersonGroup.objects.values_list("person_id", flat=True)) == [bob.pk]
         assert Group.objects.filter(group_id="acme").exists()
+        # Each id as both kinds: a message carrying it in either field is dropped
         assert sorted(SuppressedId.objects.values_list("kind", "value")) == [
+            ("anonymous_id", "12345"),
             ("anonymous_id", "anon-ada"),
+            ("anonymous_id", "u-ada"),
+            ("user_id", "12345"),
+            ("user_id", "anon-ada"),
             ("user_id", "u-ada"),
         ]
+        assert list(WebhookDelivery.objects.values_list("person_id", flat=True)) == [bob.pk]
         entry = AuditLogEntry.objects.get(action="person.erased")
     assert entry.target == f"person {ada.pk}"
-    assert entry.details == {"events": 3, "identities": 2, "quarantined": 1}
+    assert entry.details == {"events": 3, "identities": 3, "quarantined": 3, "webhook_deliveries": 2}
     assert api.get(f"/api/v1/people/{ada.pk}/").status_code == 404
 
 
@@ -397,8 +449,15 @@ def test_after_erasure_later_events_for_the_ids_are_dropped_and_counted(api, wor
     with workspace_scope(workspace):
         assert list(Person.objects.values_list("user_id", flat=True)) == ["u-bob"]
         assert Event.objects.count() == 0
-        counts = dict(SuppressedId.objects.values_list("value", "dropped_count"))
-    assert counts == {"u-ada": 1, "anon-ada": 1}
+        counts = {
+            (kind, value): n for kind, value, n in SuppressedId.objects.values_list("kind", "value", "dropped_count")
+        }
+    assert counts == {
+        ("user_id", "u-ada"): 1,
+        ("anonymous_id", "anon-ada"): 1,
+        ("anonymous_id", "u-ada"): 0,
+        ("user_id", "anon-ada"): 0,
+    }
 
 
 def test_format_suffix_routes_answer_too(api, workspace):
