@@ -257,16 +257,17 @@ class QuarantineViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[Quarantin
 
 
 class CanExportPeople(WorkspaceRole):
-    """An export is all of a person's data in one answer: owners and admins (and API keys,
-    which act with full rights) only, as for erasure, the other right-to-be-forgotten duty."""
+    """An export is all of a person's data in one answer: owners and admins only (a key acts
+    with the role its request carries), as for erasure, the other data-subject duty."""
 
     def has_permission(self, request: Request, view: Any) -> bool:
         if not super().has_permission(request, view):
             return False
-        if request.auth is not None:
-            return True
+        membership = request._request.membership  # type: ignore[attr-defined]
+        if membership is None:  # a key that carries no role acts with its workspace's full rights
+            return request.auth is not None
         self.message = "Only an owner or admin of the workspace may export a person's data."
-        return bool(request._request.membership.can_admin)  # type: ignore[attr-defined]
+        return bool(membership.can_admin)
 
 
 class ExportIdentitySerializer(serializers.Serializer[Any]):
@@ -356,8 +357,8 @@ class PersonExportSerializer(serializers.Serializer[Any]):
 class PersonExportView(viewsets.ViewSet):
     """Everything stored about one person, as one JSON document (the right of access).
 
-    Owners and admins only (and API keys). The events are streamed whole, never capped;
-    each export is written to the audit log.
+    Owners and admins only. The events are streamed whole, never capped; each export is
+    written to the audit log.
     """
 
     permission_classes = [CanExportPeople]
