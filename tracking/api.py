@@ -1,7 +1,8 @@
-"""REST endpoints for people and their events (rest-api.md, "People").
+"""REST endpoints for people and their events, the quarantine and a person's export
+(rest-api.md, "People").
 
-Event lists use cursor pagination on ``(timestamp, id)``: the events table is
-big, and a page never counts it.
+Event and quarantine lists use cursor pagination on ``(time, id)``: the tables
+are big, and a page never counts them.
 """
 
 from __future__ import annotations
@@ -9,9 +10,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from django.http import StreamingHttpResponse
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
@@ -20,9 +22,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.api import _actor, _workspace
+from accounts.permissions import WorkspaceRole
+from accounts.services import audit_record
+from tracking import exports
 from tracking import people_selectors as selectors
 from tracking import people_services as services
-from tracking.models import Event, Person
+from tracking.models import Event, Person, QuarantinedMessage, QuarantineKind
 
 
 class EventCursorPagination(CursorPagination):
@@ -190,3 +195,200 @@ class EventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[Event]):
         return selectors.events_list(
             workspace, person_id=person_id, name=_text_param(self.request, "event"), since=since, until=until
         )
+
+
+# --- The quarantine ------------------------------------------------------------------------
+
+
+class QuarantineCursorPagination(CursorPagination):
+    ordering = ("-received_at", "-id")
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+class QuarantinedMessageSerializer(serializers.ModelSerializer[QuarantinedMessage]):
+    message = serializers.JSONField(source="raw", read_only=True, help_text="The message as received.")
+    reason = serializers.CharField(
+        read_only=True, help_text="Why it was refused; for kind=warned, its warnings joined by '; '."
+    )
+    message_id = serializers.CharField(read_only=True, allow_null=True, help_text="Null without a usable messageId.")
+
+    class Meta:
+        model = QuarantinedMessage
+        fields = ["id", "received_at", "reason", "message_id", "message"]
+        read_only_fields = fields
+
+
+QUARANTINE_PARAMETERS = [
+    OpenApiParameter(
+        "kind",
+        OpenApiTypes.STR,
+        enum=[QuarantineKind.REJECTED.value, QuarantineKind.WARNED.value],
+        description="rejected (the default): messages refused on their own; warned: messages stored with warnings",
+    ),
+    OpenApiParameter("reason", OpenApiTypes.STR, description="only messages with exactly this reason"),
+]
+
+
+@extend_schema_view(list=extend_schema(parameters=QUARANTINE_PARAMETERS))
+class QuarantineViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[QuarantinedMessage]):
+    """Messages refused on their own while the rest of their batch was stored, newest first.
+
+    With ``kind=warned``: messages stored after a change (a time replaced, NUL characters
+    replaced), with their warnings as ``reason``. Every member of the workspace may read it.
+    """
+
+    serializer_class = QuarantinedMessageSerializer
+    pagination_class = QuarantineCursorPagination
+
+    def get_queryset(self) -> Any:
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no request, no workspace
+            return QuarantinedMessage.objects.unscoped().none()
+        kind = self.request.query_params.get("kind", QuarantineKind.REJECTED)
+        if kind not in QuarantineKind.values:
+            raise ValidationError({"kind": [f"One of {', '.join(QuarantineKind.values)}, not {kind!r}."]})
+        return selectors.quarantine_list(
+            _workspace(self.request), kind=kind, reason=_text_param(self.request, "reason")
+        )
+
+
+# --- A person's export ------------------------------------------------------------------------
+
+
+class CanExportPeople(WorkspaceRole):
+    """An export is all of a person's data in one answer: owners and admins only (a key acts
+    with the role its request carries), as for erasure, the other data-subject duty."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if not super().has_permission(request, view):
+            return False
+        membership = request._request.membership  # type: ignore[attr-defined]
+        if membership is None:  # a key that carries no role acts with its workspace's full rights
+            return request.auth is not None
+        self.message = "Only an owner or admin of the workspace may export a person's data."
+        return bool(membership.can_admin)
+
+
+class ExportIdentitySerializer(serializers.Serializer[Any]):
+    kind = serializers.ChoiceField(choices=["user_id", "anonymous_id"])
+    value = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class ExportPersonSerializer(serializers.Serializer[Any]):
+    id = serializers.IntegerField()
+    user_id = serializers.CharField(allow_null=True)
+    anonymous_ids = serializers.ListField(child=serializers.CharField())
+    user_ids = serializers.ListField(child=serializers.CharField())
+    first_seen = serializers.DateTimeField()
+    last_seen = serializers.DateTimeField()
+    first_event_at = serializers.DateTimeField(allow_null=True)
+    last_event_at = serializers.DateTimeField(allow_null=True)
+
+
+class ExportGroupSerializer(serializers.Serializer[Any]):
+    group_id = serializers.CharField()
+    traits = serializers.DictField()
+
+
+class ExportEventSerializer(serializers.Serializer[Any]):
+    id = serializers.IntegerField()
+    event = serializers.CharField(help_text="The name; $pageview for pages, $screen for screens.")
+    timestamp = serializers.DateTimeField()
+    received_at = serializers.DateTimeField()
+    message_id = serializers.CharField()
+    user_id = serializers.CharField(allow_null=True)
+    anonymous_id = serializers.CharField(allow_null=True)
+    session_id = serializers.CharField(allow_null=True)
+    properties = serializers.DictField()
+    # The metaclass takes declared fields off the class: no clash with Serializer.context.
+    context = serializers.DictField()  # type: ignore[assignment]
+    warnings = serializers.ListField(child=serializers.CharField())
+
+
+class ExportSegmentSerializer(serializers.Serializer[Any]):
+    id = serializers.IntegerField()
+    name = serializers.CharField(allow_null=True, help_text="Null when the segment was deleted since.")
+
+
+class ExportMembershipSerializer(serializers.Serializer[Any]):
+    segment = ExportSegmentSerializer()
+    entered_at = serializers.DateTimeField()
+
+
+class ExportMembershipChangeSerializer(serializers.Serializer[Any]):
+    segment = ExportSegmentSerializer()
+    kind = serializers.ChoiceField(choices=["entered", "exited"])
+    at = serializers.DateTimeField()
+
+
+class ExportMembershipsSerializer(serializers.Serializer[Any]):
+    current = ExportMembershipSerializer(many=True, help_text="The segments the person is in now.")
+    history = ExportMembershipChangeSerializer(many=True, help_text="Entries and exits, oldest first.")
+
+
+class ExportMessageSerializer(serializers.Serializer[Any]):
+    channel = serializers.ChoiceField(choices=["webhook"])
+    id = serializers.IntegerField()
+    event = serializers.CharField(help_text="segment.entered or segment.exited")
+    segment_id = serializers.IntegerField(allow_null=True)
+    url = serializers.URLField(help_text="Where it was sent.")
+    at = serializers.DateTimeField()
+    status = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    delivered_at = serializers.DateTimeField(allow_null=True)
+    payload = serializers.JSONField(allow_null=True, help_text="The body as sent; null before the first attempt.")
+
+
+class PersonExportSerializer(serializers.Serializer[Any]):
+    """The document. Apps may add sections; ``memberships`` and ``messages`` are segmentation's."""
+
+    exported_at = serializers.DateTimeField()
+    person = ExportPersonSerializer()
+    traits = serializers.DictField()
+    identities = ExportIdentitySerializer(many=True, help_text="Every id the person is known by, oldest first.")
+    groups = ExportGroupSerializer(many=True)
+    memberships = ExportMembershipsSerializer()
+    messages = ExportMessageSerializer(many=True, help_text="Messages sent about the person, oldest first.")
+    events = ExportEventSerializer(many=True, help_text="Every event, newest first (the answer is streamed).")
+
+
+class PersonExportView(viewsets.ViewSet):
+    """Everything stored about one person, as one JSON document (the right of access).
+
+    Owners and admins only. The events are streamed whole, never capped; each export is
+    written to the audit log.
+    """
+
+    permission_classes = [CanExportPeople]
+    lookup_value_converter = "int"
+
+    def get_queryset(self) -> Any:
+        """For the schema only: names the path's id after the person."""
+        return Person.objects.unscoped().none()
+
+    @extend_schema(
+        responses={
+            200: PersonExportSerializer,
+            403: OpenApiResponse(description="Not an owner or admin of the workspace."),
+            404: OpenApiResponse(description="No such person in this workspace."),
+        }
+    )
+    def retrieve(self, request: Request, pk: int, **kwargs: Any) -> StreamingHttpResponse:
+        workspace = _workspace(request)
+        person = selectors.person_get(workspace, int(pk))
+        if person is None:
+            raise NotFound()
+        head = exports.person_export_head(workspace=workspace, person=person)
+        audit_record(
+            workspace=workspace,
+            actor=_actor(request),
+            action="person.exported",
+            target=f"person {person.pk}",
+            details={},
+        )
+        pages = exports.person_event_pages(workspace_id=workspace.pk, person_id=person.pk)
+        response = StreamingHttpResponse(exports.person_export_json(head, pages), content_type="application/json")
+        response["Content-Disposition"] = f'attachment; filename="person-{person.pk}.json"'
+        return response

@@ -6,5 +6,7 @@ router = DefaultRouter(trailing_slash=True, use_regex_path=False)
 router.include_root_view = False
 router.register("people", api.PersonViewSet, basename="person")
 router.register("events", api.EventViewSet, basename="event")
+router.register("quarantine", api.QuarantineViewSet, basename="quarantine")
+router.register("export/people", api.PersonExportView, basename="person-export")
 
 urlpatterns = router.urls

@@ -15,7 +15,8 @@ segments are marked due for their periodic full refresh
 Time: an exported message keeps its own time. Clock-skew correction
 (``receivedAt - (sentAt - timestamp)``) uses the message's own ``receivedAt``
 when the export carries one, and is skipped when it does not, so that an
-import never moves old events to the moment of the import.
+import never moves old events to the moment of the import. A ``receivedAt``
+before 2000 is not trusted: the import's time is used, with a warning.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from accounts.models import Workspace
 from segmentation.realtime import segments_mark_due
 from tracking.import_files import Rejected
 from tracking.ingest import Submission, submissions_ingest
-from tracking.messages import Message, Rejection, parse_message, parse_time
+from tracking.messages import EARLIEST, Message, Rejection, parse_message, parse_time
 
 _T = TypeVar("_T")
 
@@ -48,7 +49,11 @@ class ImportTotals:
     duplicates: int = 0
     rejected: int = 0
     suppressed: int = 0
+    # Messages read with warnings (a time replaced, NUL characters replaced); listed in the
+    # quarantine as "accepted with warnings" once stored.
+    warned: int = 0
     samples: list[str] = field(default_factory=list)
+    warning_samples: list[str] = field(default_factory=list)
 
 
 def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -119,6 +124,10 @@ def _submissions(
                     totals.samples.append(f"message {parsed.message_id or '(no messageId)'}: {parsed.reason}")
             else:
                 messages.append(parsed)
+                if parsed.warnings:
+                    totals.warned += 1
+                    if len(totals.warning_samples) < SAMPLE_REJECTIONS:
+                        totals.warning_samples.append(f"message {parsed.message_id}: {'; '.join(parsed.warnings)}")
         yield len(chunk), Submission(workspace.write_key, messages, rejections, received_at)
 
 
@@ -167,7 +176,17 @@ def _read_ahead(items: Iterable[_T], *, depth: int) -> Iterator[_T]:
 
 def _parse(raw: dict[str, Any], now: Any) -> Message | Rejection:
     original = parse_time(raw.get("receivedAt"))
+    too_early = original is not None and original < EARLIEST
+    if too_early:
+        original = None
     received_at = min(original, now) if original is not None else now
+    message = raw
     if original is None and "sentAt" in raw:
-        raw = {key: value for key, value in raw.items() if key != "sentAt"}
-    return parse_message(raw, kind=None, batch_sent_at=None, received_at=received_at)
+        message = {key: value for key, value in raw.items() if key != "sentAt"}
+    parsed = parse_message(message, kind=None, batch_sent_at=None, received_at=received_at)
+    if isinstance(parsed, Message):
+        if too_early:
+            parsed.warnings.insert(0, "receivedAt was before 2000-01-01; the time of the import was used")
+        if parsed.warnings:
+            parsed.raw = raw  # as exported, sentAt included
+    return parsed

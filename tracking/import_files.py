@@ -18,12 +18,15 @@ import csv
 import gzip
 import hashlib
 import io
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
 
 import orjson
+
+from tracking.messages import json_loads
 
 GZIP_MAGIC = b"\x1f\x8b"
 CSV_ID_COLUMN = "user_id"
@@ -94,13 +97,13 @@ class ImportFile:
 
 
 def ndjson_messages(stream: IO[bytes]) -> Iterator[dict[str, Any] | Rejected]:
-    loads = orjson.loads
+    loads = json_loads
     for number, line in enumerate(stream, start=1):
         if not line.strip():
             continue
         try:
             message = loads(line)
-        except orjson.JSONDecodeError as error:
+        except json.JSONDecodeError as error:
             yield Rejected(number, "invalid JSON", str(error), line[:2000].decode("utf-8", "replace"))
             continue
         if not isinstance(message, dict):

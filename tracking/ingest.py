@@ -21,7 +21,6 @@ violation. Raw SQL here puts ``workspace_id = %s`` at the root of every WHERE.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,8 +35,16 @@ from django.db import DatabaseError, connection, transaction
 from accounts.tenancy import workspace_scope
 from segmentation import realtime
 from segmentation.dependencies import Change
-from tracking.messages import EVENT_TYPES, FIRST_TOUCH_KEYS, FIRST_TOUCH_MARKER, Message, Rejection, first_touch
-from tracking.models import IdentityKind, Person
+from tracking.messages import (
+    ESCAPED_NUL,
+    EVENT_TYPES,
+    FIRST_TOUCH_KEYS,
+    FIRST_TOUCH_MARKER,
+    Message,
+    Rejection,
+    first_touch,
+)
+from tracking.models import IdentityKind, Person, QuarantineKind
 
 logger = logging.getLogger(__name__)
 
@@ -70,15 +77,11 @@ class _Retry(Exception):
     """Another transaction created one of our new ids first: start again."""
 
 
-# A JSON-escaped NUL, not preceded by an escaped backslash ("\\u0000" is the text "\u0000").
-_ESCAPED_NUL = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
-
-
 def json_text(value: Any) -> str:
     """JSON for a json/jsonb parameter; PostgreSQL refuses the NUL character in jsonb."""
     data = orjson.dumps(value)
     if b"u0000" in data:
-        data = _ESCAPED_NUL.sub(rb"\1\\ufffd", data)
+        data = ESCAPED_NUL.sub(rb"\1\\ufffd", data)
     return data.decode()
 
 
@@ -201,7 +204,7 @@ def _ingest(
     results = [IngestResult(rejected=len(s.rejections)) for s in submissions]
     rejections = [r for s in submissions for r in s.rejections]
     if rejections:
-        _quarantine(cursor, workspace_id, rejections)
+        _quarantine(cursor, workspace_id, QuarantineKind.REJECTED, rejections)
     # Each message with the index of its request, for the counts of the answer.
     unique: list[Message] = []
     owners: list[int] = []
@@ -219,6 +222,7 @@ def _ingest(
     suppressed, new_ids, known = _read(cursor, workspace_id, unique, submissions[0].received_at)
     plan = _Plan(known)
     drops: dict[Key, int] = {}
+    warned: list[Rejection] = []
     for message, owner in zip(unique, owners, strict=True):
         result = results[owner]
         if message.message_id not in new_ids:
@@ -232,6 +236,13 @@ def _ingest(
         else:
             result.stored += 1
             plan.add(message)
+            if message.warnings:
+                warned.append(
+                    Rejection(message.raw, "; ".join(message.warnings), message.received_at, message.message_id)
+                )
+    if warned:
+        # Listed as "accepted with warnings"; only stored messages (a suppressed one is not kept anywhere).
+        _quarantine(cursor, workspace_id, QuarantineKind.WARNED, warned)
     if plan.seen or drops:
         row_id = _write(cursor, workspace_id, plan, drops, submissions[-1].received_at)
         if touched is not None:
@@ -239,13 +250,14 @@ def _ingest(
     return results
 
 
-def _quarantine(cursor: Any, workspace_id: int, rejections: Sequence[Rejection]) -> None:
+def _quarantine(cursor: Any, workspace_id: int, kind: str, rejections: Sequence[Rejection]) -> None:
     cursor.execute(
-        "INSERT INTO tracking_quarantinedmessage (workspace_id, raw, reason, message_id, received_at) "
-        "SELECT %s, raw::jsonb, reason, message_id, received_at "
+        "INSERT INTO tracking_quarantinedmessage (workspace_id, kind, raw, reason, message_id, received_at) "
+        "SELECT %s, %s, raw::jsonb, reason, message_id, received_at "
         "FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[]) AS t(raw, reason, message_id, received_at)",
         [
             workspace_id,
+            kind,
             [json_text(r.raw) for r in rejections],
             [r.reason for r in rejections],
             [r.message_id.replace("\x00", "") if r.message_id else None for r in rejections],

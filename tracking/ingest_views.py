@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
 import zlib
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from config.api import error_body
 from tracking.group_commit import CommitUnavailable
 from tracking.ingest import IngestResult, Submission, submissions_ingest
 from tracking.ingest_rate import write_key_wait
-from tracking.messages import Message, Rejection, parse_message
+from tracking.messages import Message, Rejection, json_loads, parse_message
 
 logger = logging.getLogger(__name__)
 
@@ -147,8 +148,8 @@ def store_now(submission: Submission) -> IngestResult | None:
 
 def _parse_body(data: bytes) -> dict[str, Any]:
     try:
-        body = orjson.loads(data)
-    except orjson.JSONDecodeError as error:
+        body = json_loads(data)
+    except json.JSONDecodeError as error:
         raise _Refused(400, f"The body is not valid JSON: {error}.", "invalid_json") from error
     if not isinstance(body, dict):
         raise _Refused(400, "The body must be a JSON object.", "invalid_body")
@@ -172,7 +173,11 @@ def _batch_messages(body: dict[str, Any], kind: str | None, size: int) -> list[A
     if size <= MAX_MESSAGE_BYTES:
         return batch  # no message can be bigger than the whole body
     for index, message in enumerate(batch):
-        if len(orjson.dumps(message)) > MAX_MESSAGE_BYTES:
+        try:
+            encoded = orjson.dumps(message)
+        except orjson.JSONEncodeError:
+            continue  # nested past what can be stored: refused on its own by parse_message
+        if len(encoded) > MAX_MESSAGE_BYTES:
             raise _too_large(
                 f"Message batch[{index}] is over the limit of {MAX_MESSAGE_BYTES // 1024} KiB.",
                 {f"batch[{index}]": [f"Over {MAX_MESSAGE_BYTES // 1024} KiB."]},
@@ -234,17 +239,23 @@ def _answer(request: HttpRequest, kind: str | None, store: Store) -> HttpRespons
     batch_sent_at = body.get("sentAt") if kind is None else None
     messages: list[Message] = []
     rejections: list[Rejection] = []
-    for raw in raw_messages:
+    warnings: list[dict[str, Any]] = []
+    for index, raw in enumerate(raw_messages):
         parsed = parse_message(raw, kind=kind, batch_sent_at=batch_sent_at, received_at=received_at)
         if isinstance(parsed, Message):
             messages.append(parsed)
+            if parsed.warnings:
+                warnings.append({"index": index, "messageId": parsed.message_id, "warnings": parsed.warnings})
         else:
             rejections.append(parsed)
     result = store(Submission(write_key, messages, rejections, received_at))
     if result is None:
         unknown = _Refused(401, "Unknown write key.", "invalid_write_key")
         return _json_response(unknown.body, status=unknown.status)
-    return _json_response(result.as_dict(accepted=len(messages)))
+    answer = result.as_dict(accepted=len(messages))
+    if warnings:
+        answer["warnings"] = warnings
+    return _json_response(answer)
 
 
 def _endpoint(kind: str | None) -> Callable[[HttpRequest], HttpResponse]:

@@ -3,17 +3,29 @@
 ``parse_message`` turns one raw message (a dict from the request) into a
 ``Message`` ready to store, or a ``Rejection`` naming what is wrong with it.
 Times follow docs/tracking-api "Time": the event time is corrected for the
-client's clock skew, and a timestamp that cannot be parsed or lies too far in
-the future is replaced by the received time with a warning kept on the event.
+client's clock skew, and a timestamp that cannot be parsed, lies too far in
+the future or before 2000 is replaced by the received time with a warning kept
+on the event.
+
+Nothing is changed quietly: a stored object holding the NUL character (which
+PostgreSQL cannot store in jsonb, see ``tracking.ingest.json_text``) is stored
+with U+FFFD in its place and the message keeps a warning; a message that
+cannot be stored as sent (a number no double can hold, nesting deeper than the
+encoder goes) is refused on its own with its reason.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import parse_qs, urlsplit
+
+import orjson
 
 MESSAGE_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 # Types that store an event (and so count for "$any").
@@ -32,6 +44,8 @@ FIRST_TOUCH_KEYS = (
 )
 DIRECT = "$direct"
 MAX_FUTURE = timedelta(hours=23)
+# Earlier event times are device clocks reset to an epoch or typos, not history.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_ID_LENGTH = 255
 MAX_EVENT_NAME_LENGTH = 200
 
@@ -52,6 +66,9 @@ class Message:
     previous_id: str | None = None
     group_id: str | None = None
     session_id: str | None = None
+    # The message as received, kept only when it has warnings (for the quarantine's
+    # "accepted with warnings" list).
+    raw: Any = None
 
 
 @dataclass(slots=True)
@@ -63,7 +80,96 @@ class Rejection:
 
 
 class _Invalid(ValueError):
+    def __init__(self, reason: str, *, kept: Any = None) -> None:
+        super().__init__(reason)
+        # What the quarantine keeps instead of the message, when the message itself cannot be stored.
+        self.kept = kept
+
+
+# --- Reading JSON -------------------------------------------------------------------------
+
+# A JSON-escaped NUL, not preceded by an escaped backslash ("\\u0000" is the text "\u0000").
+ESCAPED_NUL = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
+_INFINITE = "number is infinity when parsed as double"
+_I64_MIN, _U64_MAX = -(2**63), 2**64 - 1
+
+
+class HugeNumber(str):
+    """A JSON number no double can hold (``1e400``, a 400-digit integer), kept as its text.
+
+    Only ``json_loads`` makes them; ``parse_message`` refuses a message holding one.
+    """
+
+
+def _float(text: str) -> float | HugeNumber:
+    value = float(text)
+    return HugeNumber(text) if math.isinf(value) else value
+
+
+def _integer(text: str) -> int | float | HugeNumber:
+    # As orjson reads integers: exact within 64 bits, a double beyond.
+    if len(text) <= 20:
+        value = int(text)
+        if _I64_MIN <= value <= _U64_MAX:
+            return value
+    return _float(text)
+
+
+def _constant(text: str) -> NoReturn:
+    raise ValueError(f"{text} is not valid JSON")
+
+
+def json_loads(data: bytes | str) -> Any:
+    """orjson's ``loads``, except that a number too large for a double does not refuse the document.
+
+    orjson refuses the whole document for such a number; a batch would lose every message
+    for one bad property. The standard library then parses it again, keeping each such
+    number as a ``HugeNumber`` (the rare path), so that only the message holding it is refused.
+    Raises ``json.JSONDecodeError`` (orjson's is one) for anything else orjson refuses.
+    """
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as error:
+        if not str(error).startswith(_INFINITE):
+            raise
+    try:
+        value = json.loads(data, parse_float=_float, parse_int=_integer, parse_constant=_constant)
+        # What orjson's parser refuses and the standard library's accepts (lone surrogates) stays refused.
+        orjson.dumps(value)
+    except (ValueError, TypeError, RecursionError) as error:
+        raise json.JSONDecodeError(str(error), "", 0) from error
+    return value
+
+
+class _Unstorable(TypeError):
     pass
+
+
+def _refuse_huge_numbers(value: Any) -> Any:
+    if isinstance(value, HugeNumber):
+        raise _Unstorable(f"a number is too large for a double: {value[:40]}")
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, list | tuple):
+        return list(value)
+    return str(value)
+
+
+def _encoded(raw: dict[str, Any]) -> bytes:
+    """``raw`` as JSON, as deep in a list as ingestion writes it; ``_Invalid`` if it cannot be stored."""
+    try:
+        return orjson.dumps([raw], option=orjson.OPT_PASSTHROUGH_SUBCLASS, default=_refuse_huge_numbers)
+    except orjson.JSONEncodeError as error:
+        if isinstance(error.__cause__, _Unstorable):
+            raise _Invalid(str(error.__cause__)) from error
+        # Nesting past orjson's limit: the quarantine keeps the message's flat fields.
+        flat = {key: value for key, value in raw.items() if not isinstance(value, dict | list)}
+        raise _Invalid("message is nested too deeply to be stored", kept=flat) from error
+
+
+def _holds_nul(value: Any) -> bool:
+    data = orjson.dumps(value)
+    return b"u0000" in data and ESCAPED_NUL.search(data) is not None
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -135,6 +241,9 @@ def event_time(raw_timestamp: Any, sent_at: Any, received_at: datetime, warnings
     if timestamp - received_at > MAX_FUTURE:
         warnings.append("timestamp was more than 23 hours in the future; the received time was used")
         return received_at
+    if timestamp < EARLIEST:
+        warnings.append("timestamp was before 2000-01-01; the received time was used")
+        return received_at
     return timestamp
 
 
@@ -145,14 +254,33 @@ def parse_message(raw: Any, *, kind: str | None, batch_sent_at: Any, received_at
     raw_message_id = raw.get("messageId")
     message_id = raw_message_id if isinstance(raw_message_id, str) and raw_message_id else None
     try:
-        return _parse(raw, kind=kind, batch_sent_at=batch_sent_at, received_at=received_at)
+        encoded = _encoded(raw)
+        message = _parse(raw, kind=kind, batch_sent_at=batch_sent_at, received_at=received_at)
     except _Invalid as error:
         return Rejection(
-            raw=raw,
+            raw=raw if error.kept is None else error.kept,
             reason=str(error),
             received_at=received_at,
             message_id=message_id[:MAX_ID_LENGTH] if message_id else None,
         )
+    if b"u0000" in encoded:
+        _warn_about_nul(message)
+    if message.warnings:
+        message.raw = raw
+    return message
+
+
+def _warn_about_nul(message: Message) -> None:
+    """A warning naming each stored object that holds a NUL (in a key or a value), if any."""
+    if message.type in EVENT_TYPES:
+        stored = {"properties": message.properties, "context": message.context}
+    elif message.type in ("identify", "group"):
+        stored = {"traits": message.traits}
+    else:
+        return
+    holding = [name for name, value in stored.items() if _holds_nul(value)]
+    if holding:
+        message.warnings.append(f"NUL characters in {' and '.join(holding)} were replaced by U+FFFD")
 
 
 def _parse(raw: dict[str, Any], *, kind: str | None, batch_sent_at: Any, received_at: datetime) -> Message:

@@ -152,9 +152,24 @@ class ProcessedMessage(TenantModel):
         indexes = [BrinIndex(fields=["received_at"], name="processed_message_received_brin")]
 
 
-class QuarantinedMessage(TenantModel):
-    """A message refused on its own (no id, wrong types) while its batch was stored."""
+class QuarantineKind(models.TextChoices):
+    REJECTED = "rejected", "Rejected"
+    WARNED = "warned", "Accepted with warnings"
 
+
+class QuarantinedMessage(TenantModel):
+    """A message refused on its own (no id, wrong types) while its batch was stored, or
+    (``kind`` "warned") one stored with warnings: a time replaced, NUL characters replaced.
+
+    ``raw`` is the message as received; ``reason`` the refusal, or the warnings joined by "; ".
+    """
+
+    kind = models.CharField(
+        max_length=8,
+        choices=QuarantineKind.choices,
+        default=QuarantineKind.REJECTED,
+        db_default=QuarantineKind.REJECTED,
+    )
     raw = models.JSONField()
     reason = models.TextField()
     # NULL when the message carried no usable messageId.
@@ -162,7 +177,7 @@ class QuarantinedMessage(TenantModel):
     received_at = models.DateTimeField()
 
     class Meta:
-        indexes = [models.Index(fields=["workspace", "-received_at"], name="quarantine_received_idx")]
+        indexes = [models.Index(fields=["workspace", "kind", "-received_at"], name="quarantine_kind_received_idx")]
 
 
 class SuppressedId(TenantModel):

@@ -17,7 +17,7 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 
 from accounts.models import Workspace
-from tracking.models import Event, Group, Identity, IdentityKind, Person, QuarantinedMessage
+from tracking.models import Event, Group, Identity, IdentityKind, Person, QuarantinedMessage, QuarantineKind
 
 FIRST_TOUCH_PREFIX = "$initial_"
 LIVE_PAGE_SIZE = 50
@@ -188,9 +188,9 @@ def recent_event_names(workspace: Workspace, *, sample: int = 5000) -> list[str]
         return [row[0] for row in cursor.fetchall()]
 
 
-def quarantine_by_reason(workspace: Workspace) -> list[dict[str, Any]]:
+def quarantine_by_reason(workspace: Workspace, *, kind: str = QuarantineKind.REJECTED) -> list[dict[str, Any]]:
     rows = (
-        QuarantinedMessage.objects.filter(workspace=workspace)
+        QuarantinedMessage.objects.filter(workspace=workspace, kind=kind)
         .values("reason")
         .annotate(count=Count("id"), last_seen=Max("received_at"))
         .order_by("-count", "reason")
@@ -198,8 +198,11 @@ def quarantine_by_reason(workspace: Workspace) -> list[dict[str, Any]]:
     return [dict(row) for row in rows]
 
 
-def quarantine_list(workspace: Workspace, *, reason: str | None = None) -> QuerySet[QuarantinedMessage]:
-    messages = QuarantinedMessage.objects.filter(workspace=workspace)
+def quarantine_list(
+    workspace: Workspace, *, kind: str = QuarantineKind.REJECTED, reason: str | None = None
+) -> QuerySet[QuarantinedMessage]:
+    """Rejected messages (or, with ``kind``, those accepted with warnings), newest first."""
+    messages = QuarantinedMessage.objects.filter(workspace=workspace, kind=kind)
     if reason is not None:
         messages = messages.filter(reason=reason)
     return messages.order_by("-received_at", "-id")

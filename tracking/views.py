@@ -22,7 +22,7 @@ from accounts.views import workspace_required
 from tracking import people_selectors, people_services, selectors, services
 from tracking.embed import embed_code
 from tracking.forms import TriggerForm
-from tracking.models import Event, Person, TrackingTrigger
+from tracking.models import Event, Person, QuarantineKind, TrackingTrigger
 from tracking.snippet import current_snippet
 
 PEOPLE_PAGE_SIZE = 50
@@ -207,22 +207,31 @@ def person_erase(request: MemberRequest, pk: int) -> HttpResponse:
 @require_GET
 @workspace_required()
 def quarantine(request: MemberRequest) -> HttpResponse:
+    """Rejected messages by reason; with ``?kind=warned``, the messages accepted with warnings."""
     workspace = request.workspace
+    kind = QuarantineKind.WARNED if request.GET.get("kind") == QuarantineKind.WARNED else QuarantineKind.REJECTED
     reason = request.GET.get("reason") or None
-    reasons = people_selectors.quarantine_by_reason(workspace)
-    page = Paginator(people_selectors.quarantine_list(workspace, reason=reason), QUARANTINE_PAGE_SIZE).get_page(
-        request.GET.get("page")
-    )
+    reasons = people_selectors.quarantine_by_reason(workspace, kind=kind)
+    page = Paginator(
+        people_selectors.quarantine_list(workspace, kind=kind, reason=reason), QUARANTINE_PAGE_SIZE
+    ).get_page(request.GET.get("page"))
     for item in page.object_list:
         item.raw_json = _pretty(item.raw)  # type: ignore[attr-defined]
+    rejected_total = (
+        sum(row["count"] for row in reasons)
+        if kind == QuarantineKind.REJECTED
+        else sum(row["count"] for row in people_selectors.quarantine_by_reason(workspace))
+    )
     return render(
         request,
         "tracking/quarantine.html",
         {
             "section": "live_events",
             "events_tab": "quarantine",
+            "kind": kind,
+            "warned": kind == QuarantineKind.WARNED,
             "reasons": reasons,
-            "quarantine_total": sum(row["count"] for row in reasons),
+            "quarantine_total": rejected_total,
             "reason": reason,
             "page": page,
         },

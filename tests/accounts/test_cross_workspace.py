@@ -200,6 +200,8 @@ REGISTRY: dict[str, Route] = {
     "person-detail": Route(methods=("GET", "DELETE"), kwargs=lambda s: {"pk": s.person.pk}),
     "person-events": Route(kwargs=lambda s: {"pk": s.person.pk}),
     "event-list": Route(reason=NONE),
+    "quarantine-list": Route(reason=NONE),
+    "person-export-detail": Route(kwargs=lambda s: {"pk": s.person.pk}),
     # The snippet: public files and configuration, and its settings pages.
     "snippet": Route(reason="the public snippet file; no workspace data"),
     "snippet_versioned": Route(methods=(), reason="the public snippet file by version; no workspace data"),

@@ -2,17 +2,31 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
+import yaml
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from accounts.models import AuditLogEntry
 from accounts.tenancy import workspace_scope
+from segmentation.models import Membership, MembershipChange, Segment, WebhookDelivery, WebhookSubscription
 from tests import factories
 from tests.tracking import builders
 from tests.tracking.builders import NOW
+from tracking import exports
 from tracking.api import PersonViewSet
-from tracking.models import Event, Group, Identity, Person, PersonGroup, QuarantinedMessage, SuppressedId
+from tracking.models import (
+    Event,
+    Group,
+    Identity,
+    Person,
+    PersonGroup,
+    QuarantinedMessage,
+    QuarantineKind,
+    SuppressedId,
+)
 
 
 @pytest.fixture
@@ -261,9 +275,45 @@ def test_erase_removes_everything_suppresses_ids_and_is_audited(api, workspace):
         QuarantinedMessage.objects.create(
             workspace=workspace, raw={"anonymousId": "someone-else"}, reason="no event", received_at=NOW
         )
+        # Their ids as an alias's previousId, and as a number (SDKs may send ids as numbers)
+        QuarantinedMessage.objects.create(
+            workspace=workspace,
+            kind=QuarantineKind.WARNED,
+            raw={"type": "alias", "previousId": "u-ada", "userId": "x"},
+            reason="timestamp could not be parsed; the received time was used",
+            received_at=NOW,
+        )
+        Identity.objects.create(workspace=workspace, person=ada, kind="anonymous_id", value="12345")
+        QuarantinedMessage.objects.create(
+            workspace=workspace, raw={"anonymousId": 12345}, reason="event is required", received_at=NOW
+        )
         acme = Group.objects.create(workspace=workspace, group_id="acme", traits={"name": "Acme"})
         PersonGroup.objects.create(workspace=workspace, person=ada, group=acme)
         PersonGroup.objects.create(workspace=workspace, person=bob, group=acme)
+        # Segment webhooks sent about them, with their traits in the payload, and one about bob
+        hook = WebhookSubscription.objects.create(
+            workspace=workspace, url="https://hooks.example.com/in", secret_salt="s", secret_hint="h"
+        )
+        for who in (ada, bob):
+            WebhookDelivery.objects.create(
+                workspace=workspace,
+                subscription=hook,
+                event="segment.entered",
+                person_id=who.pk,
+                at=NOW,
+                payload={"person": {"id": who.pk, "user_id": who.user_id, "traits": who.traits}},
+                next_attempt_at=NOW,
+            )
+        # ... and one about a person merged into ada since, found by the user id it names
+        WebhookDelivery.objects.create(
+            workspace=workspace,
+            subscription=hook,
+            event="segment.exited",
+            person_id=999999999,
+            at=NOW,
+            payload={"person": {"id": 999999999, "user_id": "u-ada", "traits": {}}},
+            next_attempt_at=NOW,
+        )
 
     # When the person is erased
     response = api.delete(f"/api/v1/people/{ada.pk}/")
@@ -277,15 +327,21 @@ def test_erase_removes_everything_suppresses_ids_and_is_audited(api, workspace):
         assert list(QuarantinedMessage.objects.values_list("raw", flat=True)) == [{"anonymousId": "someone-else"}]
         assert list(PersonGroup.objects.values_list("person_id", flat=True)) == [bob.pk]
         assert Group.objects.filter(group_id="acme").exists()
+        # Each id as both kinds: a message carrying it in either field is dropped
         assert sorted(SuppressedId.objects.values_list("kind", "value")) == [
+            ("anonymous_id", "12345"),
             ("anonymous_id", "anon-ada"),
+            ("anonymous_id", "u-ada"),
+            ("user_id", "12345"),
+            ("user_id", "anon-ada"),
             ("user_id", "u-ada"),
         ]
+        assert list(WebhookDelivery.objects.values_list("person_id", flat=True)) == [bob.pk]
         entry = AuditLogEntry.objects.get(action="person.erased")
     assert entry.target == f"person {ada.pk}"
     acting_key = entry.details.pop("api_key")  # the entry names the key that acted
     assert acting_key["prefix"].startswith("cly_sk_")
-    assert entry.details == {"events": 3, "identities": 2, "quarantined": 1}
+    assert entry.details == {"events": 3, "identities": 3, "quarantined": 3, "webhook_deliveries": 2}
     assert api.get(f"/api/v1/people/{ada.pk}/").status_code == 404
 
 
@@ -399,8 +455,15 @@ def test_after_erasure_later_events_for_the_ids_are_dropped_and_counted(api, wor
     with workspace_scope(workspace):
         assert list(Person.objects.values_list("user_id", flat=True)) == ["u-bob"]
         assert Event.objects.count() == 0
-        counts = dict(SuppressedId.objects.values_list("value", "dropped_count"))
-    assert counts == {"u-ada": 1, "anon-ada": 1}
+        counts = {
+            (kind, value): n for kind, value, n in SuppressedId.objects.values_list("kind", "value", "dropped_count")
+        }
+    assert counts == {
+        ("user_id", "u-ada"): 1,
+        ("anonymous_id", "anon-ada"): 1,
+        ("anonymous_id", "u-ada"): 0,
+        ("user_id", "anon-ada"): 0,
+    }
 
 
 def test_format_suffix_routes_answer_too(api, workspace):
@@ -411,3 +474,279 @@ def test_format_suffix_routes_answer_too(api, workspace):
 
     assert response.status_code == 200
     assert [e["id"] for e in response.json()["results"]] == [event.pk]
+
+
+# --- the quarantine -------------------------------------------------------------------------
+
+
+def _quarantined(workspace, reason, *, minutes_ago, kind=QuarantineKind.REJECTED, raw=None, message_id=None):
+    with workspace_scope(workspace):
+        return QuarantinedMessage.objects.create(
+            workspace=workspace,
+            kind=kind,
+            raw=raw if raw is not None else {"reason": reason},
+            reason=reason,
+            message_id=message_id,
+            received_at=NOW - timedelta(minutes=minutes_ago),
+        )
+
+
+def test_quarantine_lists_rejected_messages_newest_first_in_pages(api, workspace):
+    # Given rejected messages received at different times, one accepted with warnings, and another workspace's
+    oldest = _quarantined(workspace, "userId or anonymousId is required", minutes_ago=30, message_id="m-old")
+    newest = _quarantined(
+        workspace, "event is required and must be a string", minutes_ago=1, raw={"type": "track", "event": 5}
+    )
+    middle = _quarantined(workspace, "userId must be a string", minutes_ago=10)
+    _quarantined(workspace, "timestamp could not be parsed", minutes_ago=0, kind=QuarantineKind.WARNED)
+    _quarantined(factories.WorkspaceFactory(), "their reason", minutes_ago=0)
+
+    # When the first page of two is read, then the next
+    with CaptureQueriesContext(connection) as queries:
+        first = api.get("/api/v1/quarantine/", {"page_size": 2})
+    # One query for the page, and no count: the cursor holds a position.
+    assert [q["sql"] for q in queries if "tracking_quarantinedmessage" in q["sql"]] == [queries[-1]["sql"]]
+    assert "COUNT(" not in queries[-1]["sql"]
+    second = api.get(first.json()["next"])
+
+    # Then the rejected messages come newest first, as received, with their reasons
+    assert first.status_code == second.status_code == 200
+    assert first.json()["results"] == [
+        {
+            "id": newest.pk,
+            "received_at": (NOW - timedelta(minutes=1)).isoformat().replace("+00:00", "Z"),
+            "reason": "event is required and must be a string",
+            "message_id": None,
+            "message": {"type": "track", "event": 5},
+        },
+        {
+            "id": middle.pk,
+            "received_at": (NOW - timedelta(minutes=10)).isoformat().replace("+00:00", "Z"),
+            "reason": "userId must be a string",
+            "message_id": None,
+            "message": {"reason": "userId must be a string"},
+        },
+    ]
+    assert [(m["id"], m["message_id"]) for m in second.json()["results"]] == [(oldest.pk, "m-old")]
+    assert second.json()["next"] is None
+
+
+def test_quarantine_lists_the_messages_accepted_with_warnings_and_filters_by_reason(api, workspace):
+    _quarantined(workspace, "userId must be a string", minutes_ago=1)
+    warned = _quarantined(workspace, "timestamp could not be parsed", minutes_ago=2, kind=QuarantineKind.WARNED)
+    _quarantined(workspace, "other warning", minutes_ago=3, kind=QuarantineKind.WARNED)
+
+    response = api.get("/api/v1/quarantine/", {"kind": "warned", "reason": "timestamp could not be parsed"})
+
+    assert [m["id"] for m in response.json()["results"]] == [warned.pk]
+
+
+def test_quarantine_refuses_an_unknown_kind_naming_the_parameter(api, workspace):
+    response = api.get("/api/v1/quarantine/", {"kind": "everything"})
+
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"kind": ["One of rejected, warned, not 'everything'."]}
+
+
+def test_a_viewer_may_read_the_quarantine(client, workspace):
+    _quarantined(workspace, "userId must be a string", minutes_ago=1)
+    client.force_login(factories.member(workspace, role="viewer"))
+
+    response = client.get("/api/v1/quarantine/")
+
+    assert response.status_code == 200
+    assert [m["reason"] for m in response.json()["results"]] == ["userId must be a string"]
+
+
+# --- a person's export ----------------------------------------------------------------------
+
+
+def _z(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def test_export_holds_everything_stored_about_the_person(api, workspace):
+    # Given a person with traits, identities, a group, events, segments and a webhook sent about them
+    ada = builders.person(workspace, user_id="u-ada", anonymous_ids=("anon-ada",), traits={"email": "a@x.example"})
+    bob = builders.person(workspace, user_id="u-bob")
+    login = builders.event(workspace, ada, "Login", at=NOW - timedelta(hours=2), properties={"via": "sso"})
+    page = builders.event(workspace, ada, "$pageview", at=NOW - timedelta(hours=1))
+    builders.event(workspace, bob, "Login")
+    with workspace_scope(workspace):
+        acme = Group.objects.create(workspace=workspace, group_id="acme", traits={"name": "Acme"})
+        PersonGroup.objects.create(workspace=workspace, person=ada, group=acme)
+        buyers = Segment.objects.create(workspace=workspace, name="Buyers", is_static=True)
+        Membership.objects.create(workspace=workspace, segment=buyers, person=ada, entered_at=NOW)
+        MembershipChange.objects.create(workspace=workspace, segment=buyers, person=ada, kind="entered", at=NOW)
+        hook = WebhookSubscription.objects.create(
+            workspace=workspace, url="https://hooks.example.com/in", secret_salt="s", secret_hint="h"
+        )
+        delivery = WebhookDelivery.objects.create(
+            workspace=workspace,
+            subscription=hook,
+            event="segment.entered",
+            segment_id=buyers.pk,
+            person_id=ada.pk,
+            at=NOW,
+            payload={"person": {"id": ada.pk, "user_id": "u-ada"}},
+            status="delivered",
+            next_attempt_at=NOW,
+        )
+        WebhookDelivery.objects.create(
+            workspace=workspace,
+            subscription=hook,
+            event="segment.entered",
+            person_id=bob.pk,
+            at=NOW,
+            next_attempt_at=NOW,
+        )
+        ids = {i.kind: i for i in Identity.objects.filter(person=ada)}
+
+    # When the person is exported
+    response = api.get(f"/api/v1/export/people/{ada.pk}/")
+
+    # Then one JSON document holds all of it, and the export is in the audit log
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    document = orjson.loads(b"".join(response.streaming_content))
+    assert document == {
+        "exported_at": document["exported_at"],
+        "person": {
+            "id": ada.pk,
+            "user_id": "u-ada",
+            "anonymous_ids": ["anon-ada"],
+            "user_ids": ["u-ada"],
+            "first_seen": _z(NOW - timedelta(days=3)),
+            "last_seen": _z(NOW - timedelta(hours=1)),
+            "first_event_at": _z(NOW - timedelta(hours=2)),
+            "last_event_at": _z(NOW - timedelta(hours=1)),
+        },
+        "traits": {"email": "a@x.example"},
+        "identities": [
+            {"kind": "user_id", "value": "u-ada", "created_at": _z(ids["user_id"].created_at)},
+            {"kind": "anonymous_id", "value": "anon-ada", "created_at": _z(ids["anonymous_id"].created_at)},
+        ],
+        "groups": [{"group_id": "acme", "traits": {"name": "Acme"}}],
+        "memberships": {
+            "current": [{"segment": {"id": buyers.pk, "name": "Buyers"}, "entered_at": _z(NOW)}],
+            "history": [{"segment": {"id": buyers.pk, "name": "Buyers"}, "kind": "entered", "at": _z(NOW)}],
+        },
+        "messages": [
+            {
+                "channel": "webhook",
+                "id": delivery.pk,
+                "event": "segment.entered",
+                "segment_id": buyers.pk,
+                "url": "https://hooks.example.com/in",
+                "at": _z(NOW),
+                "status": "delivered",
+                "created_at": _z(delivery.created_at),
+                "delivered_at": None,
+                "payload": {"person": {"id": ada.pk, "user_id": "u-ada"}},
+            }
+        ],
+        "events": [
+            {
+                "id": page.pk,
+                "event": "$pageview",
+                "timestamp": _z(NOW - timedelta(hours=1)),
+                "received_at": _z(NOW - timedelta(hours=1)),
+                "message_id": page.message_id,
+                "user_id": "u-ada",
+                "anonymous_id": None,
+                "session_id": None,
+                "properties": {},
+                "context": {},
+                "warnings": [],
+            },
+            {
+                "id": login.pk,
+                "event": "Login",
+                "timestamp": _z(NOW - timedelta(hours=2)),
+                "received_at": _z(NOW - timedelta(hours=2)),
+                "message_id": login.message_id,
+                "user_id": "u-ada",
+                "anonymous_id": None,
+                "session_id": None,
+                "properties": {"via": "sso"},
+                "context": {},
+                "warnings": [],
+            },
+        ],
+    }
+    with workspace_scope(workspace):
+        assert AuditLogEntry.objects.filter(action="person.exported", target=f"person {ada.pk}").count() == 1
+
+
+def test_export_streams_every_event_of_a_big_person_page_by_page(api, workspace, monkeypatch):
+    monkeypatch.setattr(exports, "EVENT_PAGE", 3)
+    ada = builders.person(workspace, user_id="u-ada")
+    events = [builders.event(workspace, ada, f"E{n}", at=NOW - timedelta(minutes=n)) for n in range(7)]
+    with workspace_scope(workspace):  # two events at the same instant: the page edge is on (timestamp, id)
+        twin = Event.objects.create(**{**_event_fields(events[3]), "message_id": "twin"})
+
+    response = api.get(f"/api/v1/export/people/{ada.pk}/")
+    chunks = list(response.streaming_content)
+
+    document = orjson.loads(b"".join(chunks))
+    names = [e["event"] for e in document["events"]]
+    assert names == ["E0", "E1", "E2", "E3", "E3", "E4", "E5", "E6"]
+    assert {e["id"] for e in document["events"]} == {e.pk for e in events} | {twin.pk}
+    assert len(chunks) == 1 + 3 + 1  # the head, three pages, the end
+    assert document["memberships"] == {"current": [], "history": []}
+    assert document["messages"] == []
+
+
+def _event_fields(event: Event) -> dict:
+    return {
+        field: getattr(event, field)
+        for field in ("workspace_id", "person_id", "name", "properties", "context", "timestamp", "received_at")
+    } | {"user_id": event.user_id, "anonymous_id": None, "warnings": []}
+
+
+def test_another_workspaces_person_cannot_be_exported(api, workspace):
+    theirs = builders.person(factories.WorkspaceFactory(), user_id="u-theirs")
+
+    foreign = api.get(f"/api/v1/export/people/{theirs.pk}/")
+    missing = api.get("/api/v1/export/people/999999999/")
+
+    assert foreign.status_code == missing.status_code == 404
+    assert foreign.json() == missing.json()
+    assert not AuditLogEntry.objects.unscoped().filter(action="person.exported").exists()
+
+
+@pytest.mark.parametrize(("role", "status"), [("owner", 200), ("admin", 200), ("member", 403), ("viewer", 403)])
+def test_only_owners_and_admins_may_export_a_person(client, workspace, role, status):
+    ada = builders.person(workspace, user_id="u-ada")
+    client.force_login(factories.member(workspace, role=role))
+
+    response = client.get(f"/api/v1/export/people/{ada.pk}/")
+
+    assert response.status_code == status
+    if status == 403:
+        assert response.json()["detail"] == "Only an owner or admin of the workspace may export a person's data."
+        assert not AuditLogEntry.objects.unscoped().filter(action="person.exported").exists()
+
+
+def test_the_schema_describes_the_quarantine_and_the_export(api):
+    schema = yaml.safe_load(api.get("/api/schema/").content)
+
+    quarantine = schema["paths"]["/api/v1/quarantine/"]["get"]
+    export = schema["paths"]["/api/v1/export/people/{id}/"]["get"]
+    page = quarantine["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    document = export["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    components = schema["components"]["schemas"]
+    message = components[page]["properties"]["results"]["items"]["$ref"].rsplit("/", 1)[1]
+    assert sorted(components[message]["properties"]) == ["id", "message", "message_id", "reason", "received_at"]
+    assert {p["name"] for p in quarantine["parameters"]} >= {"kind", "reason", "cursor", "page_size"}
+    assert sorted(components[document]["properties"]) == [
+        "events",
+        "exported_at",
+        "groups",
+        "identities",
+        "memberships",
+        "messages",
+        "person",
+        "traits",
+    ]
+    assert set(export["responses"]) == {"200", "403", "404"}

@@ -11,7 +11,8 @@ from django.test import Client
 
 from accounts.tenancy import workspace_scope
 from tests.tracking.conftest import basic_auth
-from tracking.models import Event, Group, Identity, Person, PersonGroup
+from tracking.models import Event, Group, Identity, Person, PersonGroup, SuppressedId
+from tracking.people_services import person_erase
 
 
 def _people(workspace):
@@ -161,6 +162,29 @@ def test_alias_of_an_unknown_previous_id_adds_it_to_the_person(workspace, send):
     person = _person(workspace, user_id="u")
     assert _people(workspace) == {person.pk: ("u", [("anonymous_id", "anon-1"), ("user_id", "u")])}
     assert _event_people(workspace) == {"E": person.pk}
+
+
+@pytest.mark.parametrize("field", ["userId", "anonymousId"])
+@pytest.mark.parametrize("previous_known", [False, True], ids=["previous-id-unknown", "previous-id-a-user"])
+def test_after_erasure_an_aliased_previous_id_is_dropped_in_either_field(workspace, send, field, previous_known):
+    key = workspace.write_key
+    if previous_known:  # a user id of its own, merged by the alias
+        send("identify", {"userId": "old-login", "traits": {"plan": "pro"}}, write_key=key)
+    send("alias", {"previousId": "old-login", "userId": "ada"}, write_key=key)
+    ada = _person(workspace, identities__value="ada")
+    with workspace_scope(workspace):
+        person_erase(workspace=workspace, person=ada, actor=None)
+        assert Person.objects.count() == 0
+
+    other = {"userId": "someone-else"} if field == "anonymousId" else {}
+    response = send("track", {field: "old-login", **other, "event": "Came back"}, write_key=key)
+
+    assert (response.json()["stored"], response.json()["suppressed"]) == (0, 1)
+    with workspace_scope(workspace):
+        assert Person.objects.count() == 0
+        assert Event.objects.count() == 0
+        kind = "user_id" if field == "userId" else "anonymous_id"
+        assert SuppressedId.objects.get(kind=kind, value="old-login").dropped_count == 1
 
 
 def test_identify_sets_traits_per_key_in_processing_order(workspace, send):

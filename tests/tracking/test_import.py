@@ -310,3 +310,49 @@ def test_read_ahead_stops_its_reader_when_storing_fails():
     assert not [t for t in threading.enumerate() if t.name == "import-read-ahead"]
     # At most depth items beyond the one being stored, plus the one waiting to be queued.
     assert len(produced) <= 3 + 1 + 2 + 1
+
+
+def test_import_refuses_a_huge_number_on_its_line_and_warns_about_what_it_changes(workspace, tmp_path):
+    path = tmp_path / "export.ndjson"
+    path.write_bytes(
+        _ndjson(
+            [
+                b'{"type": "track", "userId": "u", "event": "Huge", "messageId": "m-1", "properties": {"n": 1e400}}',
+                {"type": "track", "userId": "u", "event": "Nul", "messageId": "m-2", "properties": {"a\u0000": 1}},
+                {
+                    "type": "track",
+                    "userId": "u",
+                    "event": "Old",
+                    "messageId": "m-3",
+                    "timestamp": "1900-01-01T00:00:00Z",
+                },
+                {
+                    "type": "track",
+                    "userId": "u",
+                    "event": "Reset clock",
+                    "messageId": "m-4",
+                    "receivedAt": "1970-01-01T00:00:00Z",
+                },
+                MESSAGES[0],
+            ]
+        )
+    )
+
+    output, errors = _import(path, workspace)
+
+    assert _summary(output) == "5 read, 4 accepted, 0 duplicate, 1 rejected, 0 suppressed, 3 with warnings"
+    assert "rejected message m-1: a number is too large for a double: 1e400" in errors
+    assert "accepted with warnings message m-2: NUL characters in properties were replaced by U+FFFD" in errors
+    with workspace_scope(workspace):
+        rows = list(QuarantinedMessage.objects.order_by("id").values_list("kind", "message_id", "reason"))
+        events = {e.name: e for e in Event.objects.all()}
+    assert rows == [
+        ("rejected", "m-1", "a number is too large for a double: 1e400"),
+        ("warned", "m-2", "NUL characters in properties were replaced by U+FFFD"),
+        ("warned", "m-3", "timestamp was before 2000-01-01; the received time was used"),
+        ("warned", "m-4", "receivedAt was before 2000-01-01; the time of the import was used"),
+    ]
+    assert events["Nul"].properties == {"a\ufffd": 1}
+    assert events["Old"].timestamp == events["Old"].received_at
+    assert events["Reset clock"].timestamp.year >= 2026
+    assert events["Product Viewed"].warnings == []

@@ -13,7 +13,16 @@ from tests import factories
 from tests.tracking.conftest import NOTHING_STORED, basic_auth, stored_rows
 from tracking.ingest import COPY_MIN_EVENTS
 from tracking.ingest_views import MAX_REQUEST_BYTES
-from tracking.models import Event, Group, Person, PersonGroup, ProcessedMessage, QuarantinedMessage, SuppressedId
+from tracking.models import (
+    Event,
+    Group,
+    Person,
+    PersonGroup,
+    ProcessedMessage,
+    QuarantinedMessage,
+    QuarantineKind,
+    SuppressedId,
+)
 
 
 def _events(workspace):
@@ -629,3 +638,227 @@ def test_a_big_batch_is_written_with_copy_exactly_as_small_batches_are(db, send)
     assert first[1]["nested"] == {"list": [1, 2.5, None, True, "\\N"], "empty": {}}
     assert first[1]["big"] == 12345678901234567890
     assert first[7] == "s\t0"
+
+
+# --- nothing is changed quietly ---------------------------------------------------------
+
+
+def _warned(workspace) -> list[tuple]:
+    with workspace_scope(workspace):
+        return list(
+            QuarantinedMessage.objects.filter(kind=QuarantineKind.WARNED)
+            .order_by("id")
+            .values_list("message_id", "reason", "raw")
+        )
+
+
+def _rejected(workspace) -> list[tuple]:
+    with workspace_scope(workspace):
+        return list(
+            QuarantinedMessage.objects.filter(kind=QuarantineKind.REJECTED)
+            .order_by("id")
+            .values_list("message_id", "reason", "raw")
+        )
+
+
+NUL_WARNING = "NUL characters in {} were replaced by U+FFFD"
+
+
+def test_nul_in_a_property_key_or_value_is_replaced_with_a_warning(workspace, send):
+    message = {
+        "userId": "u",
+        "event": "E",
+        "messageId": "m-nul",
+        "properties": {"k\u0000ey": "v", "plain": "a\u0000b", "literal": "\\u0000 is text"},
+    }
+
+    response = send("track", message, write_key=workspace.write_key)
+
+    warning = NUL_WARNING.format("properties")
+    assert response.status_code == 200
+    assert response.json()["stored"] == 1
+    assert response.json()["warnings"] == [{"index": 0, "messageId": "m-nul", "warnings": [warning]}]
+    [event] = _events(workspace)
+    assert event.properties == {"k\ufffdey": "v", "plain": "a\ufffdb", "literal": "\\u0000 is text"}
+    assert event.warnings == [warning]
+    [(message_id, reason, raw)] = _warned(workspace)
+    assert (message_id, reason) == ("m-nul", warning)
+    assert raw["properties"]["plain"] == "a\ufffdb"  # jsonb cannot hold the NUL either
+    assert _rejected(workspace) == []
+
+
+def test_nul_in_traits_and_context_is_named_in_the_warning_of_each_message(workspace, send):
+    response = send(
+        "batch",
+        {
+            "batch": [
+                {"type": "identify", "userId": "u", "traits": {"name": "A\u0000da"}, "messageId": "m-1"},
+                {"type": "track", "userId": "u", "event": "E", "messageId": "m-2"},
+                {
+                    "type": "page",
+                    "userId": "u",
+                    "messageId": "m-3",
+                    "properties": {"title": "x\u0000"},
+                    "context": {"ip\u0000": "1"},
+                },
+                # Not stored anywhere (a track's traits): nothing was changed, no warning.
+                {"type": "track", "userId": "u", "event": "E", "traits": {"x": "\u0000"}, "messageId": "m-4"},
+            ]
+        },
+        write_key=workspace.write_key,
+    )
+
+    assert response.json()["warnings"] == [
+        {"index": 0, "messageId": "m-1", "warnings": [NUL_WARNING.format("traits")]},
+        {"index": 2, "messageId": "m-3", "warnings": [NUL_WARNING.format("properties and context")]},
+    ]
+    with workspace_scope(workspace):
+        assert Person.objects.get().traits["name"] == "A\ufffdda"
+    assert [(m, r) for m, r, _ in _warned(workspace)] == [
+        ("m-1", NUL_WARNING.format("traits")),
+        ("m-3", NUL_WARNING.format("properties and context")),
+    ]
+
+
+def test_an_answer_without_adjusted_messages_has_no_warnings_key(workspace, send):
+    response = send(
+        "track", {"userId": "u", "event": "E", "properties": {"a": "\\u0000"}}, write_key=workspace.write_key
+    )
+
+    assert "warnings" not in response.json()
+    assert _warned(workspace) == []
+
+
+@pytest.mark.parametrize(
+    "timestamp", ["0001-01-01T00:00:00Z", "1900-01-01T00:00:00Z", "1970-01-01T00:00:00Z", "1999-12-31T23:59:59Z"]
+)
+def test_a_timestamp_before_2000_uses_received_time_with_a_warning(workspace, send, timestamp):
+    message = {"type": "track", "userId": "u", "event": "E", "messageId": "m-old", "timestamp": timestamp}
+
+    response = send("batch", {"batch": [message], "sentAt": _iso(datetime.now(UTC))}, write_key=workspace.write_key)
+
+    warning = "timestamp was before 2000-01-01; the received time was used"
+    assert response.json()["warnings"] == [{"index": 0, "messageId": "m-old", "warnings": [warning]}]
+    [event] = _events(workspace)
+    assert event.timestamp == event.received_at
+    assert event.warnings == [warning]
+    with workspace_scope(workspace):
+        person = Person.objects.get()
+    assert person.first_seen == person.first_event_at == event.received_at
+    assert _warned(workspace) == [("m-old", warning, message)]
+
+
+def test_a_timestamp_of_2000_is_kept(workspace, send):
+    response = send(
+        "track", {"userId": "u", "event": "E", "timestamp": "2000-01-01T00:00:00Z"}, write_key=workspace.write_key
+    )
+
+    assert "warnings" not in response.json()
+    [event] = _events(workspace)
+    assert event.timestamp == datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def test_the_warning_of_an_unparsable_timestamp_is_in_the_answer_and_the_quarantine(workspace, send):
+    response = send(
+        "track", {"userId": "u", "event": "E", "messageId": "m", "timestamp": "soon"}, write_key=workspace.write_key
+    )
+
+    warning = "timestamp could not be parsed; the received time was used"
+    assert response.json()["warnings"] == [{"index": 0, "messageId": "m", "warnings": [warning]}]
+    assert [(m, r) for m, r, _ in _warned(workspace)] == [("m", warning)]
+
+
+HUGE_NUMBERS = [b"1e400", b"-1e400", b"9" * 400, b"-" + b"9" * 400]
+
+
+@pytest.mark.parametrize("number", HUGE_NUMBERS)
+def test_a_number_too_large_for_a_double_refuses_only_its_message(workspace, send, number):
+    body = (
+        b'{"batch": [{"type": "track", "userId": "u", "event": "Kept", "messageId": "m-1"},'
+        b' {"type": "track", "userId": "u", "event": "Huge", "messageId": "m-2", "properties": {"n": ' + number + b"}},"
+        b' {"type": "track", "userId": "u", "event": "Big but fine", "messageId": "m-3",'
+        b' "properties": {"n": 1e308, "i": 123456789012345678901234567890}}]}'
+    )
+
+    response = send("batch", None, raw=body, write_key=workspace.write_key)
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "success": True,
+        "accepted": 2,
+        "rejected": 1,
+        "stored": 2,
+        "duplicates": 0,
+        "suppressed": 0,
+    }
+    kept, big = _events(workspace)
+    assert (kept.name, kept.properties, big.name) == ("Kept", {}, "Big but fine")
+    # jsonb hands integral numbers back as integers.
+    assert (float(big.properties["n"]), float(big.properties["i"])) == (1e308, 1.2345678901234568e29)
+    [(message_id, reason, raw)] = _rejected(workspace)
+    assert message_id == "m-2"
+    assert reason == f"a number is too large for a double: {number.decode()[:40]}"
+    assert raw["properties"] == {"n": number.decode()}  # kept as its text
+
+
+def test_a_single_message_with_a_number_too_large_for_a_double_is_quarantined(workspace, send):
+    body = b'{"userId": "u", "event": "E", "messageId": "m-1", "context": {"screen": {"width": 1e999}}}'
+
+    response = send("track", None, raw=body, write_key=workspace.write_key)
+
+    assert response.status_code == 200
+    assert (response.json()["accepted"], response.json()["rejected"]) == (0, 1)
+    assert [(m, r) for m, r, _ in _rejected(workspace)] == [("m-1", "a number is too large for a double: 1e999")]
+    assert _events(workspace) == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"batch": [{"n": 1e400}], "x": NaN}',  # still not JSON after the number
+        b'{"batch": [{"n": 1e400}], "x": "\\ud800"}',  # a lone surrogate, which orjson refuses too
+        b'{"batch": [{"n": 1e400}]',
+    ],
+)
+def test_a_body_with_a_huge_number_and_invalid_json_is_still_400(workspace, send, body):
+    response = send("batch", None, raw=body, write_key=workspace.write_key)
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_json"
+    assert stored_rows() == NOTHING_STORED
+
+
+def test_a_message_nested_deeper_than_can_be_stored_is_refused_on_its_own(workspace, send):
+    deep = b'{"a":' * 300 + b"1" + b"}" * 300
+    body = (
+        b'{"batch": [{"type": "track", "userId": "u", "event": "Deep", "messageId": "m-1", "properties": '
+        + deep
+        + b'}, {"type": "track", "userId": "u", "event": "Kept", "messageId": "m-2"}]}'
+    )
+
+    response = send("batch", None, raw=body, write_key=workspace.write_key)
+
+    assert response.status_code == 200
+    assert (response.json()["stored"], response.json()["rejected"]) == (1, 1)
+    assert [e.name for e in _events(workspace)] == ["Kept"]
+    assert _rejected(workspace) == [
+        (
+            "m-1",
+            "message is nested too deeply to be stored",
+            {"type": "track", "userId": "u", "event": "Deep", "messageId": "m-1"},
+        )
+    ]
+
+
+def test_warnings_of_a_suppressed_message_are_answered_but_nothing_is_kept(workspace, send):
+    with workspace_scope(workspace):
+        SuppressedId.objects.create(workspace=workspace, kind="user_id", value="gone")
+
+    response = send(
+        "track", {"userId": "gone", "event": "E", "properties": {"x": "\u0000"}}, write_key=workspace.write_key
+    )
+
+    assert response.json()["suppressed"] == 1
+    assert len(response.json()["warnings"]) == 1
+    assert _warned(workspace) == []
+    assert _events(workspace) == []

@@ -23,7 +23,7 @@ from tests import factories
 from tests.tracking.conftest import basic_auth, stored_rows
 from tests.tracking.live_servers import Server
 from tests.tracking.test_ingest_rate import open_window
-from tracking.models import Event, Person
+from tracking.models import Event, Person, QuarantinedMessage
 
 pytestmark = pytest.mark.slow
 
@@ -132,6 +132,33 @@ def test_malformed_json_is_refused(uvicorn):
     assert response.status_code == 400
     assert response.json()["code"] == "invalid_json"
     assert stored_rows() == before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_huge_number_refuses_its_message_and_changes_are_warned_through_the_group_committer(uvicorn):
+    workspace = factories.WorkspaceFactory()
+    body = (
+        b'{"batch": [{"type": "track", "userId": "u", "event": "Huge", "messageId": "m-1", "properties": {"n": 1e400}},'
+        b' {"type": "track", "userId": "u", "event": "Nul", "messageId": "m-2", "properties": {"a": "x\\u0000"},'
+        b' "timestamp": "1900-01-01T00:00:00Z"}]}'
+    )
+    response = requests.post(f"{uvicorn.url}/v1/batch", data=body, headers=_auth(workspace.write_key), timeout=10)
+    assert response.status_code == 200, response.text
+    warnings = [
+        "timestamp was before 2000-01-01; the received time was used",
+        "NUL characters in properties were replaced by U+FFFD",
+    ]
+    assert response.json()["warnings"] == [{"index": 1, "messageId": "m-2", "warnings": warnings}]
+    assert (response.json()["stored"], response.json()["rejected"]) == (1, 1)
+    with workspace_scope(workspace):
+        event = Event.objects.get()
+        quarantined = list(QuarantinedMessage.objects.order_by("kind").values_list("kind", "message_id", "reason"))
+    assert (event.name, event.properties, event.warnings) == ("Nul", {"a": "x\ufffd"}, warnings)
+    assert event.timestamp == event.received_at
+    assert quarantined == [
+        ("rejected", "m-1", "a number is too large for a double: 1e400"),
+        ("warned", "m-2", "; ".join(warnings)),
+    ]
 
 
 @pytest.mark.django_db(transaction=True)

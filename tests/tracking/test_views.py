@@ -14,7 +14,7 @@ from tests import factories
 from tests.tracking import builders
 from tests.tracking.builders import NOW
 from tracking import services
-from tracking.models import Event, Person, QuarantinedMessage, SuppressedId, TrackingTrigger
+from tracking.models import Event, Person, QuarantinedMessage, QuarantineKind, SuppressedId, TrackingTrigger
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
@@ -248,6 +248,33 @@ def test_quarantine_groups_by_reason(signed_in, workspace):
     assert re.search(r"event must be a string</td><td[^>]*>1<", html)
     assert "<b>x</b>" not in html
     assert only_one.count('class="raw"') == 1
+
+
+def test_quarantine_lists_rejected_and_accepted_with_warnings_apart(signed_in, workspace):
+    with workspace_scope(workspace):
+        QuarantinedMessage.objects.create(
+            workspace=workspace, raw={"type": "track"}, reason="userId or anonymousId is required", received_at=NOW
+        )
+        for _ in range(2):
+            QuarantinedMessage.objects.create(
+                workspace=workspace,
+                kind=QuarantineKind.WARNED,
+                raw={"event": "<i>y</i>"},
+                reason="timestamp was before 2000-01-01; the received time was used",
+                message_id="m-warned",
+                received_at=NOW,
+            )
+
+    rejected = signed_in.get("/events/quarantine/").content.decode()
+    warned = signed_in.get("/events/quarantine/", {"kind": "warned"}).content.decode()
+
+    assert "userId or anonymousId is required" in rejected
+    assert "before 2000-01-01" not in rejected
+    assert re.search(r"before 2000-01-01; the received time was used</td><td[^>]*>2<", warned)
+    assert "userId or anonymousId is required" not in warned
+    assert warned.count("m-warned") == 2
+    assert "<i>y</i>" not in warned
+    assert 'href="/events/quarantine/?kind=warned" aria-current="page"' in warned
 
 
 def test_quarantine_is_linked_from_live_events(signed_in):

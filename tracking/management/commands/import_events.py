@@ -85,9 +85,12 @@ class Command(BaseCommand):
 
         for sample in totals.samples:
             self.stderr.write(f"rejected {sample}")
+        for sample in totals.warning_samples:
+            self.stderr.write(f"accepted with warnings {sample}")
         rate = totals.read / elapsed if elapsed else 0.0
+        warned = f", {totals.warned} with warnings" if totals.warned else ""
         self.stdout.write(
             f"Imported {source.path.name} into workspace {workspace.pk}: {totals.read} read, "
             f"{totals.accepted} accepted, {totals.duplicates} duplicate, {totals.rejected} rejected, "
-            f"{totals.suppressed} suppressed in {elapsed:.1f}s ({rate:,.0f} messages/s)"
+            f"{totals.suppressed} suppressed{warned} in {elapsed:.1f}s ({rate:,.0f} messages/s)"
         )
