@@ -20,13 +20,19 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from accounts import throttle
 from accounts.keys import DISPLAY_LENGTH, hash_token, new_invitation_token, new_secret_key, new_write_key
 from accounts.models import ApiKey, AuditLogEntry, Invitation, Membership, Role, User, Workspace
 from accounts.principal import acting_api_key
 from accounts.tenancy import workspace_scope
+from config import ratelimit
 
 OWNER_PASSWORD_REQUIRED = "Type your current password to grant, remove or change the owner role."
 OWNER_PASSWORD_WRONG = "That is not your current password."
+
+
+def owner_password_wait(seconds: int) -> str:
+    return f"Too many wrong passwords. Wait {ratelimit.wait_text(seconds)} before typing it again."
 KEY_CANNOT_TOUCH_OWNERS = (
     "An API key cannot grant, remove or change the owner role: an owner does that signed in, with their password."
 )
@@ -66,7 +72,12 @@ def _password_confirmed(*, actor: User | None, password: str | None) -> None:
     """Raise unless ``password`` is the acting user's: ownership moves only when it is typed again."""
     if not password:
         raise ValidationError({"password": OWNER_PASSWORD_REQUIRED})
-    if actor is None or not actor.check_password(password):
+    if actor is None:
+        raise ValidationError({"password": OWNER_PASSWORD_WRONG})
+    if wait := throttle.password_confirm_wait(email=actor.email):
+        raise ValidationError({"password": owner_password_wait(wait)})
+    if not actor.check_password(password):
+        throttle.password_confirm_failed(email=actor.email)
         raise ValidationError({"password": OWNER_PASSWORD_WRONG})
 
 
@@ -295,7 +306,7 @@ def membership_remove(
     password: str | None = None,
 ) -> int:
     """Remove a member and, in the same transaction, revoke every key they created in
-    the workspace. Removing an owner takes an owner's ``password``. Returns how many
+    the workspace and every invitation they sent that is still pending. Removing an owner takes an owner's ``password``. Returns how many
     keys were revoked."""
     key = acting_api_key()
     if membership.role == Role.OWNER:
@@ -311,12 +322,18 @@ def membership_remove(
         active = _active_keys_of(workspace, membership.user_id).select_for_update().order_by("pk")
         keys = list(active.values_list("pk", flat=True))
         ApiKey.objects.filter(workspace=workspace, pk__in=keys).update(revoked_at=timezone.now())
+        invitations = list(
+            Invitation.objects.filter(
+                workspace=workspace, invited_by_id=membership.user_id, accepted_at__isnull=True, revoked_at__isnull=True
+            ).values_list("pk", flat=True)
+        )
+        Invitation.objects.filter(workspace=workspace, pk__in=invitations).update(revoked_at=timezone.now())
         membership.delete()
         audit_record(
             workspace=workspace,
             actor=actor,
             action="member.removed",
             target=email,
-            details={"role": membership.role, "api_keys_revoked": keys},
+            details={"role": membership.role, "api_keys_revoked": keys, "invitations_revoked": invitations},
         )
     return len(keys)

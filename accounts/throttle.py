@@ -61,6 +61,25 @@ def login_succeeded(*, email: str) -> None:
     ratelimit.forget([_account_key(email)])
 
 
+def password_confirm_wait(*, email: str) -> int:
+    """Seconds before ``email``'s owner may type their password again to confirm a change (0: now).
+
+    The account's sign-in failures and these share one count: a stolen session must not
+    guess the password faster than the sign-in form allows.
+    """
+    return ratelimit.failure_wait([_account_key(email)])
+
+
+def password_confirm_failed(*, email: str) -> int:
+    """Count a wrong confirmation password as a sign-in failure of the account; the wait it starts."""
+    return ratelimit.failure_record(
+        [(_account_key(email), settings.LOGIN_FAILURE_LIMIT)],
+        base=settings.LOGIN_BACKOFF_FIRST_SECONDS,
+        cap=settings.LOGIN_BACKOFF_MAX_SECONDS,
+        keep=settings.LOGIN_FAILURE_WINDOW_SECONDS,
+    )
+
+
 def password_reset_wait(request: HttpRequest, email: str) -> int:
     """Count a reset request; 0 when it may send, else the seconds to wait (nothing counted)."""
     return ratelimit.take(

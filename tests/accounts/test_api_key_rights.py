@@ -195,7 +195,51 @@ def test_removing_an_admin_revokes_their_keys_in_the_same_change(workspace, team
     # and the removal's audit entry lists them
     [(label, _, details)] = _audit(workspace, "member.removed")
     assert label == owner.email
-    assert details == {"role": "admin", "api_keys_revoked": sorted([first.pk, made["id"]])}
+    assert details == {"role": "admin", "api_keys_revoked": sorted([first.pk, made["id"]]), "invitations_revoked": []}
+
+
+def test_removing_a_member_revokes_the_invitations_they_sent(workspace, team):
+    # Given an admin who invited two people, one of whom already joined
+    admin, owner = team["admin"], team["owner"]
+    admin_client = logged_in_client(admin)
+    pending = api(admin_client, "POST", reverse("invitation-list"), {"email": "friend@example.com", "role": "admin"})
+    joined = api(admin_client, "POST", reverse("invitation-list"), {"email": "joined@example.com", "role": "member"})
+    by_owner = api(logged_in_client(owner), "POST", reverse("invitation-list"), {"email": "other@example.com"})
+    assert pending.status_code == joined.status_code == by_owner.status_code == 201
+    with workspace_scope(workspace):
+        accepted = Invitation.objects.get(pk=joined.json()["id"])
+        services.invitation_accept(invitation=accepted, user=factories.UserFactory(email="joined@example.com"))
+
+    # When the owner removes the admin
+    assert api(logged_in_client(owner), "DELETE", _member_url(workspace, admin)).status_code == 204
+
+    # Then the admin's pending invitation no longer works, the accepted one and the owner's stay as they were
+    with workspace_scope(workspace):
+        revoked = dict(Invitation.objects.values_list("pk", "revoked_at"))
+    assert revoked[pending.json()["id"]] is not None
+    assert revoked[joined.json()["id"]] is None
+    assert revoked[by_owner.json()["id"]] is None
+    [(_, _, details)] = _audit(workspace, "member.removed")
+    assert details["invitations_revoked"] == [pending.json()["id"]]
+
+
+def test_wrong_owner_passwords_wait_like_failed_sign_ins(workspace, team, settings):
+    # Given an owner whose session someone else holds, and a limit of 2 failures
+    settings.LOGIN_FAILURE_LIMIT = 2
+    settings.LOGIN_BACKOFF_FIRST_SECONDS = 60
+    client = logged_in_client(team["owner"])
+    url = _member_url(workspace, team["admin"])
+
+    # When they guess the password twice
+    answers = [api(client, "PATCH", url, {"role": "owner", "password": f"guess-{n}"}) for n in range(2)]
+    before = state()
+
+    # Then the guesses are refused, and after them even the right password waits, naming the wait
+    assert [a.json()["errors"] for a in answers] == [{"password": [services.OWNER_PASSWORD_WRONG]}] * 2
+    right = api(client, "PATCH", url, {"role": "owner", "password": factories.PASSWORD})
+    assert right.status_code == 400
+    assert right.json()["errors"] == {"password": [services.owner_password_wait(60)]}
+    assert state() == before
 
 
 @pytest.mark.parametrize("how", ["membership deleted", "user deleted", "user deactivated"])
@@ -268,8 +312,9 @@ def test_a_keys_actions_are_audited_with_the_key_and_its_creator(workspace, team
         ("wrong", services.OWNER_PASSWORD_WRONG),
     ],
 )
-def test_moving_ownership_needs_the_owners_password(password, message, workspace, team):
-    # Given the owner, signed in, and a second owner
+def test_moving_ownership_needs_the_owners_password(password, message, workspace, team, settings):
+    # Given the owner, signed in, and a second owner (six wrong passwords below stay under the wait)
+    settings.LOGIN_FAILURE_LIMIT = 10
     client = logged_in_client(team["owner"])
     second_owner = factories.member(workspace, role=Role.OWNER)
     typed = {} if password is None else {"password": password}
