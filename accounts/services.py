@@ -306,8 +306,8 @@ def membership_remove(
     password: str | None = None,
 ) -> int:
     """Remove a member and, in the same transaction, revoke every key they created in
-    the workspace and every invitation they sent that is still pending. Removing an owner takes an owner's ``password``. Returns how many
-    keys were revoked."""
+    the workspace and every invitation they sent that is still pending. Removing an
+    owner takes an owner's ``password``. Returns how many keys were revoked."""
     key = acting_api_key()
     if membership.role == Role.OWNER:
         _owner_role_change_permitted(actor=actor, actor_role=actor_role, refusal="Only an owner can remove an owner.")
