@@ -33,6 +33,8 @@ OWNER_PASSWORD_WRONG = "That is not your current password."
 
 def owner_password_wait(seconds: int) -> str:
     return f"Too many wrong passwords. Wait {ratelimit.wait_text(seconds)} before typing it again."
+
+
 KEY_CANNOT_TOUCH_OWNERS = (
     "An API key cannot grant, remove or change the owner role: an owner does that signed in, with their password."
 )
