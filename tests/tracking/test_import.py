@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 
 from accounts.tenancy import workspace_scope
 from tests import factories
-from tests.tracking.conftest import NOTHING_STORED, stored_rows
+from tests.tracking.conftest import stored_rows
 from tracking.bulk_import import _read_ahead
 from tracking.import_files import ImportFileError
 from tracking.models import Event, Person, QuarantinedMessage, SuppressedId
@@ -206,11 +206,12 @@ def test_gzip_csv(workspace, tmp_path):
 def test_csv_without_user_id_column_is_refused_and_nothing_stored(workspace, tmp_path):
     path = tmp_path / "crm.csv"
     path.write_text("email,plan\nada@example.com,Pro\n")
+    before = stored_rows()
 
     with pytest.raises(CommandError, match="user_id"):
         _import(path, workspace)
 
-    assert stored_rows() == NOTHING_STORED
+    assert stored_rows() == before
 
 
 def test_events_of_suppressed_ids_are_counted(workspace, tmp_path):
@@ -262,11 +263,12 @@ def test_bad_command_arguments(workspace, tmp_path, args, message):
     factories.WorkspaceFactory()  # two workspaces: --workspace is needed
     path = tmp_path / "export.ndjson"
     path.write_bytes(_ndjson(MESSAGES))
+    before = stored_rows()
 
     with pytest.raises(CommandError, match=message):
         call_command("import_events", str(path), no_progress=True, stdout=io.StringIO(), **args)
 
-    assert stored_rows() == NOTHING_STORED
+    assert stored_rows() == before
 
 
 def test_missing_file(workspace, tmp_path):
