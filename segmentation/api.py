@@ -71,6 +71,7 @@ _WINDOW: dict[str, Any] = {
 _COMPARISON: dict[str, Any] = {
     "type": "object",
     "required": ["operator", "value"],
+    "additionalProperties": False,
     "properties": {
         "operator": _choice(sorted(COMPARISON_OPERATORS)),
         "value": {"description": "A number, or [low, high] for between."},
@@ -85,6 +86,7 @@ def _variant(kind: str, required: list[str], properties: dict[str, Any], descrip
         "type": "object",
         "description": description,
         "required": ["type", *required],
+        "additionalProperties": False,
         "properties": {"type": _choice([kind]), **properties},
     }
 
@@ -153,6 +155,7 @@ DEFINITION_SCHEMA: dict[str, Any] = {
                     "items": {
                         "type": "object",
                         "required": ["event"],
+                        "additionalProperties": False,
                         "properties": {"event": {"type": "string"}, "filters": _FILTERS},
                     },
                 },
@@ -469,7 +472,13 @@ class SegmentViewSet(
         )
 
     @extend_schema(
-        parameters=[OpenApiParameter("days", OpenApiTypes.INT, description="how many UTC days, 1..365 (default 30)")],
+        parameters=[
+            OpenApiParameter(
+                "days",
+                {"type": "integer", "minimum": 1, "maximum": 365},
+                description="how many UTC days, 1..365 (default 30)",
+            )
+        ],
         responses=HistoryDaySerializer(many=True),
     )
     @action(detail=True, methods=["get"], pagination_class=None)

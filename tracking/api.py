@@ -15,11 +15,11 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.api import _actor, _workspace
+from config.api import CursorPagination
 from tracking import people_selectors as selectors
 from tracking import people_services as services
 from tracking.models import Event, Person
@@ -29,9 +29,6 @@ class EventCursorPagination(CursorPagination):
     """Newest first; the cursor holds a position, not an offset into the whole table."""
 
     ordering = ("-timestamp", "-id")
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 500
 
 
 class PersonSerializer(serializers.ModelSerializer[Person]):
@@ -108,16 +105,18 @@ def _int_param(request: Request, name: str) -> int | None:
     return int(value)
 
 
+# Not empty and not only white space (``_text_param``).
+_TEXT = {"type": "string", "pattern": r"\S"}
 PEOPLE_PARAMETERS = [
-    OpenApiParameter("user_id", OpenApiTypes.STR, description="people known by this user id"),
-    OpenApiParameter("anonymous_id", OpenApiTypes.STR, description="people known by this anonymous id"),
+    OpenApiParameter("user_id", _TEXT, description="people known by this user id"),
+    OpenApiParameter("anonymous_id", _TEXT, description="people known by this anonymous id"),
     OpenApiParameter(
         "search", OpenApiTypes.STR, description="a user or anonymous id, email or trait value; key=value for one trait"
     ),
 ]
 EVENT_PARAMETERS = [
-    OpenApiParameter("person", OpenApiTypes.INT, description="a person's id"),
-    OpenApiParameter("event", OpenApiTypes.STR, description="an event name ($pageview for pages)"),
+    OpenApiParameter("person", {"type": "integer", "minimum": 1, "maximum": 10**18 - 1}, description="a person's id"),
+    OpenApiParameter("event", _TEXT, description="an event name ($pageview for pages)"),
     OpenApiParameter("since", OpenApiTypes.DATETIME, description="at or after this instant (ISO 8601)"),
     OpenApiParameter("until", OpenApiTypes.DATETIME, description="strictly before this instant (ISO 8601)"),
 ]
