@@ -18,7 +18,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-
 MAX_PAGE_SIZE = 500
 
 
@@ -188,7 +187,8 @@ class ErrorSerializer(serializers.Serializer[Any]):
 
     detail = serializers.CharField(help_text="A human-readable message.")
     code = serializers.CharField(help_text="A machine-readable code: invalid, not_found, throttled, ...")
-    errors = serializers.DictField(
+    # Named like Serializer.errors, harmlessly: DRF's metaclass moves declared fields out of the class.
+    errors = serializers.DictField(  # type: ignore[assignment]
         child=serializers.ListField(child=serializers.CharField()),
         required=False,
         help_text="Only for invalid input: messages by field or definition path (definition.conditions[1].key).",

@@ -225,10 +225,14 @@ class SegmentUpdateSerializer(StrictSerializer):
         min_value=services.MIN_REFRESH_INTERVAL_SECONDS,
         max_value=services.MAX_REFRESH_INTERVAL_SECONDS,
     )
-    static = serializers.BooleanField(required=False, help_text="Cannot change: listed so that it is refused clearly.")
 
-    def validate_static(self, value: bool) -> bool:
-        raise serializers.ValidationError("A segment cannot change between static and dynamic; create a new one.")
+    def to_internal_value(self, data: Any) -> Any:
+        # Refused by name, not as an unknown field: the reason helps more than "Unknown field."
+        if isinstance(data, dict) and "static" in data:
+            raise serializers.ValidationError(
+                {"static": ["A segment cannot change between static and dynamic; create a new one."]}
+            )
+        return super().to_internal_value(data)
 
     def validate_definition(self, value: Any) -> Any:
         if value is None:

@@ -52,6 +52,19 @@ def test_the_error_component_is_detail_code_and_errors(schema):
     assert error["properties"]["errors"]["additionalProperties"]["items"]["type"] == "string"
 
 
+def test_request_bodies_say_what_is_refused(schema):
+    components = schema["components"]["schemas"]
+    create = components["SegmentCreate"]
+    update = components["SegmentUpdate"]
+
+    assert create["additionalProperties"] is False, "unknown fields are refused"
+    assert create["properties"]["name"]["minLength"] == 1
+    assert create["properties"]["name"]["pattern"] == r"\S", "white space only is blank"
+    assert "static" not in update["properties"], "a segment cannot change between static and dynamic"
+    assert "required" not in update, "PATCH takes any of the fields"
+    assert components["MemberUpdate"]["required"] == ["role"]
+
+
 def test_page_numbers_and_sizes_are_documented_with_their_bounds(schema):
     parameters = {p["name"]: p for p in schema["paths"]["/api/v1/segments/"]["get"]["parameters"]}
     cursor = {p["name"]: p for p in schema["paths"]["/api/v1/events/"]["get"]["parameters"]}
