@@ -89,6 +89,7 @@ _RESPONSES: dict[str, Any] = {
         f"(after decompression), {MAX_BATCH_MESSAGES} messages per batch; nothing stored."
     ),
     "415": _error("A Content-Encoding other than gzip; nothing stored."),
+    "429": _error("Over the write key's rate limit; nothing stored: retry later."),
     "503": _error("Storage is unavailable; nothing stored: retry later."),
 }
 _REQUEST_NOTES = (
