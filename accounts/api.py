@@ -71,7 +71,12 @@ class WriteKeyRotateView(APIView):
 
 
 class ApiKeySerializer(serializers.ModelSerializer[ApiKey]):
-    created_by: serializers.SlugRelatedField[ApiKey] = serializers.SlugRelatedField(slug_field="email", read_only=True)
+    created_by: serializers.SlugRelatedField[ApiKey] = serializers.SlugRelatedField(
+        slug_field="email",
+        read_only=True,
+        allow_null=True,
+        help_text="Null when a key created it, or its creator's account was deleted.",
+    )
 
     class Meta:
         model = ApiKey
@@ -196,7 +201,10 @@ class MemberViewSet(
 
 class InvitationSerializer(serializers.ModelSerializer[Invitation]):
     invited_by: serializers.SlugRelatedField[Invitation] = serializers.SlugRelatedField(
-        slug_field="email", read_only=True
+        slug_field="email",
+        read_only=True,
+        allow_null=True,
+        help_text="Null when a key sent it, or its sender's account was deleted.",
     )
 
     class Meta:

@@ -13,16 +13,101 @@ from typing import Any
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
-from rest_framework import exceptions, serializers, status
-from rest_framework.pagination import PageNumberPagination
+from rest_framework import exceptions, pagination, serializers, status
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+MAX_PAGE_SIZE = 500
 
-class Pagination(PageNumberPagination):
+
+def _whole_number_param(request: Request, name: str, *, maximum: int | None = None) -> int | None:
+    """A query parameter that must be a whole number from 1 (to ``maximum``), or absent.
+
+    DRF's paginators fall back to the default on ``page_size=0`` or ``page_size=abc`` and cut
+    ``page_size=10000`` down silently; a script then reads a page it did not ask for.
+    """
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    upper = f" to {maximum}" if maximum is not None else ""
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18 or int(raw) < 1:
+        raise serializers.ValidationError({name: [f"A whole number from 1{upper}, not {raw!r}."]})
+    value = int(raw)
+    if maximum is not None and value > maximum:
+        raise serializers.ValidationError({name: [f"At most {maximum}, not {value}."]})
+    return value
+
+
+def _page_size_parameter(default: int) -> dict[str, Any]:
+    return {
+        "name": "page_size",
+        "required": False,
+        "in": "query",
+        "description": f"Results per page, 1 to {MAX_PAGE_SIZE} (default {default}).",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
+    }
+
+
+class Pagination(pagination.PageNumberPagination):
+    """Page numbers from 1; ``page`` and ``page_size`` out of range are a 400 naming them.
+
+    A page past the last one is a 404, as in DRF.
+    """
+
     page_size = 50
     page_size_query_param = "page_size"
-    max_page_size = 500
+    max_page_size = MAX_PAGE_SIZE
+
+    def get_page_size(self, request: Request) -> int:
+        return _whole_number_param(request, "page_size", maximum=self.max_page_size) or self.page_size
+
+    def get_page_number(self, request: Request, paginator: Any) -> int | str:
+        number = _whole_number_param(request, self.page_query_param)
+        return number if number is not None else 1
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": self.page_query_param,
+                "required": False,
+                "in": "query",
+                "description": "A page number from 1; a page past the last one answers 404.",
+                "schema": {"type": "integer", "minimum": 1},
+            },
+            _page_size_parameter(self.page_size),
+        ]
+
+
+class CursorPagination(pagination.CursorPagination):
+    """Cursor pages; a ``cursor`` that was not handed out, or a ``page_size`` out of range, is a 400 naming it."""
+
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = MAX_PAGE_SIZE
+
+    def get_page_size(self, request: Request) -> int:
+        return _whole_number_param(request, "page_size", maximum=self.max_page_size) or self.page_size
+
+    def decode_cursor(self, request: Request) -> Any:
+        try:
+            return super().decode_cursor(request)
+        except exceptions.NotFound:
+            raise serializers.ValidationError(
+                {self.cursor_query_param: ["Not a cursor of this list: use the next or previous link."]}
+            ) from None
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": self.cursor_query_param,
+                "required": False,
+                "in": "query",
+                "description": "The position: take it from a page's next or previous link.",
+                "schema": {"type": "string"},
+            },
+            _page_size_parameter(self.page_size),
+        ]
 
 
 def error_body(detail: str, code: str, errors: dict[str, list[str]] | None = None) -> dict[str, Any]:
@@ -95,6 +180,19 @@ class StrictSerializer(serializers.Serializer[Any]):
             if errors:
                 raise serializers.ValidationError(errors)
         return super().to_internal_value(data)
+
+
+class ErrorSerializer(serializers.Serializer[Any]):
+    """Every error answer of the API (documented once, in the schema)."""
+
+    detail = serializers.CharField(help_text="A human-readable message.")
+    code = serializers.CharField(help_text="A machine-readable code: invalid, not_found, throttled, ...")
+    # Named like Serializer.errors, harmlessly: DRF's metaclass moves declared fields out of the class.
+    errors = serializers.DictField(  # type: ignore[assignment]
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="Only for invalid input: messages by field or definition path (definition.conditions[1].key).",
+    )
 
 
 def not_found_response() -> Response:

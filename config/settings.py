@@ -275,7 +275,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.WorkspaceRole"],
     "DEFAULT_PAGINATION_CLASS": "config.api.Pagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "config.schema.AutoSchema",
     "EXCEPTION_HANDLER": "config.api.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["config.parsers.JSONParser"],
@@ -286,13 +286,23 @@ REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["accounts.authentication.ApiKeyRat
 # https://drf-spectacular.readthedocs.io/en/latest/settings.html
 SPECTACULAR_SETTINGS = {
     "TITLE": "Cohortly API",
-    "DESCRIPTION": "Behavioural segments, people and campaigns of one workspace.",
+    "DESCRIPTION": (
+        "Segments, people, events, webhooks and settings of one workspace (/api/v1/, a secret API key), "
+        "and the tracking API that receives events (/v1/, the public write key)."
+    ),
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    # PATCH views validate their own serializers as they are (no partial=True): document them so.
+    "COMPONENT_SPLIT_PATCH": False,
+    "PREPROCESSING_HOOKS": ["config.schema.exclude_format_suffixes"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "tracking.ingest_schema.add_ingest_paths",
+    ],
 }
 
 # --- Static files -------------------------------------------------------------

@@ -82,6 +82,7 @@ def _compared(number: dict[str, Any], description: str) -> dict[str, Any]:
     return {
         "type": "object",
         "required": ["operator", "value"],
+        "additionalProperties": False,
         "properties": {
             "operator": _choice(sorted(COMPARISON_OPERATORS)),
             "value": {"description": description, "oneOf": [number, pair]},
@@ -106,6 +107,7 @@ def _variant(kind: str, required: list[str], properties: dict[str, Any], descrip
         "type": "object",
         "description": description,
         "required": ["type", *required],
+        "additionalProperties": False,
         "properties": {"type": _choice([kind]), **properties},
     }
 
@@ -174,6 +176,7 @@ DEFINITION_SCHEMA: dict[str, Any] = {
                     "items": {
                         "type": "object",
                         "required": ["event"],
+                        "additionalProperties": False,
                         "properties": {"event": {"type": "string"}, "filters": _FILTERS},
                     },
                 },
@@ -243,10 +246,14 @@ class SegmentUpdateSerializer(StrictSerializer):
         min_value=services.MIN_REFRESH_INTERVAL_SECONDS,
         max_value=services.MAX_REFRESH_INTERVAL_SECONDS,
     )
-    static = serializers.BooleanField(required=False, help_text="Cannot change: listed so that it is refused clearly.")
 
-    def validate_static(self, value: bool) -> bool:
-        raise serializers.ValidationError("A segment cannot change between static and dynamic; create a new one.")
+    def to_internal_value(self, data: Any) -> Any:
+        # Refused by name, not as an unknown field: the reason helps more than "Unknown field."
+        if isinstance(data, dict) and "static" in data:
+            raise serializers.ValidationError(
+                {"static": ["A segment cannot change between static and dynamic; create a new one."]}
+            )
+        return super().to_internal_value(data)
 
     def validate_definition(self, value: Any) -> Any:
         if value is None:
@@ -490,7 +497,13 @@ class SegmentViewSet(
         )
 
     @extend_schema(
-        parameters=[OpenApiParameter("days", OpenApiTypes.INT, description="how many UTC days, 1..365 (default 30)")],
+        parameters=[
+            OpenApiParameter(
+                "days",
+                {"type": "integer", "minimum": 1, "maximum": 365},
+                description="how many UTC days, 1..365 (default 30)",
+            )
+        ],
         responses=HistoryDaySerializer(many=True),
     )
     @action(detail=True, methods=["get"], pagination_class=None)

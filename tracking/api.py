@@ -17,13 +17,13 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.api import _actor, _workspace
 from accounts.permissions import WorkspaceRole
 from accounts.services import audit_record
+from config.api import CursorPagination
 from tracking import exports
 from tracking import people_selectors as selectors
 from tracking import people_services as services
@@ -34,9 +34,6 @@ class EventCursorPagination(CursorPagination):
     """Newest first; the cursor holds a position, not an offset into the whole table."""
 
     ordering = ("-timestamp", "-id")
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 500
 
 
 class PersonSerializer(serializers.ModelSerializer[Person]):
@@ -113,16 +110,18 @@ def _int_param(request: Request, name: str) -> int | None:
     return int(value)
 
 
+# Not empty and not only white space (``_text_param``).
+_TEXT = {"type": "string", "pattern": r"\S"}
 PEOPLE_PARAMETERS = [
-    OpenApiParameter("user_id", OpenApiTypes.STR, description="people known by this user id"),
-    OpenApiParameter("anonymous_id", OpenApiTypes.STR, description="people known by this anonymous id"),
+    OpenApiParameter("user_id", _TEXT, description="people known by this user id"),
+    OpenApiParameter("anonymous_id", _TEXT, description="people known by this anonymous id"),
     OpenApiParameter(
         "search", OpenApiTypes.STR, description="a user or anonymous id, email or trait value; key=value for one trait"
     ),
 ]
 EVENT_PARAMETERS = [
-    OpenApiParameter("person", OpenApiTypes.INT, description="a person's id"),
-    OpenApiParameter("event", OpenApiTypes.STR, description="an event name ($pageview for pages)"),
+    OpenApiParameter("person", {"type": "integer", "minimum": 1, "maximum": 10**18 - 1}, description="a person's id"),
+    OpenApiParameter("event", _TEXT, description="an event name ($pageview for pages)"),
     OpenApiParameter("since", OpenApiTypes.DATETIME, description="at or after this instant (ISO 8601)"),
     OpenApiParameter("until", OpenApiTypes.DATETIME, description="strictly before this instant (ISO 8601)"),
 ]
@@ -202,9 +201,6 @@ class EventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[Event]):
 
 class QuarantineCursorPagination(CursorPagination):
     ordering = ("-received_at", "-id")
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 500
 
 
 class QuarantinedMessageSerializer(serializers.ModelSerializer[QuarantinedMessage]):
@@ -227,7 +223,7 @@ QUARANTINE_PARAMETERS = [
         enum=[QuarantineKind.REJECTED.value, QuarantineKind.WARNED.value],
         description="rejected (the default): messages refused on their own; warned: messages stored with warnings",
     ),
-    OpenApiParameter("reason", OpenApiTypes.STR, description="only messages with exactly this reason"),
+    OpenApiParameter("reason", _TEXT, description="only messages with exactly this reason"),
 ]
 
 

@@ -116,3 +116,62 @@ def test_list_field_errors_are_indexed_paths():
         "tags[1]": ["A valid integer is required."],
         "tags[3]": ["A valid integer is required."],
     }
+
+
+# --- pagination ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def keyed(workspace):
+    """A client with a secret key of ``workspace``, and that workspace with three more keys."""
+    from django.test import Client
+
+    from tests import factories
+
+    for index in range(3):
+        factories.api_key(workspace, name=f"key {index}")
+    _, secret = factories.api_key(workspace)
+    return Client(headers={"Authorization": f"Bearer {secret}"})
+
+
+@pytest.mark.parametrize(
+    ("query", "field", "message"),
+    [
+        ("page_size=0", "page_size", "A whole number from 1 to 500, not '0'."),
+        ("page_size=501", "page_size", "At most 500, not 501."),
+        ("page_size=null", "page_size", "A whole number from 1 to 500, not 'null'."),
+        ("page_size=", "page_size", "A whole number from 1 to 500, not ''."),
+        ("page_size=-1", "page_size", "A whole number from 1 to 500, not '-1'."),
+        ("page_size=%D9%A3", "page_size", "A whole number from 1 to 500, not '\u0663'."),
+        ("page=0", "page", "A whole number from 1, not '0'."),
+        ("page=abc", "page", "A whole number from 1, not 'abc'."),
+        ("page=last", "page", "A whole number from 1, not 'last'."),
+    ],
+)
+def test_page_and_page_size_out_of_range_are_a_400_naming_them(keyed, query, field, message):
+    response = keyed.get(f"/api/v1/api-keys/?{query}")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid"
+    assert response.json()["errors"] == {field: [message]}
+
+
+def test_page_size_at_the_bounds_is_served(keyed):
+    one = keyed.get("/api/v1/api-keys/?page_size=1&page=2")
+    most = keyed.get("/api/v1/api-keys/?page_size=500")
+
+    assert one.status_code == 200
+    assert len(one.json()["results"]) == 1
+    assert one.json()["count"] == 4
+    assert most.status_code == 200
+    assert len(most.json()["results"]) == 4
+
+
+def test_a_cursor_that_was_not_handed_out_is_a_400_naming_it(keyed):
+    response = keyed.get("/api/v1/events/?cursor=bz14")  # "o=x"
+    zero = keyed.get("/api/v1/events/?page_size=0")
+
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"cursor": ["Not a cursor of this list: use the next or previous link."]}
+    assert zero.status_code == 400
+    assert zero.json()["errors"] == {"page_size": ["A whole number from 1 to 500, not '0'."]}

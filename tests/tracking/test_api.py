@@ -749,4 +749,4 @@ def test_the_schema_describes_the_quarantine_and_the_export(api):
         "person",
         "traits",
     ]
-    assert set(export["responses"]) == {"200", "403", "404"}
+    assert set(export["responses"]) == {"200", "401", "403", "404", "429"}
