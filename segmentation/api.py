@@ -478,7 +478,9 @@ class SegmentViewSet(
         workspace = _workspace(request)
         if request.method == "GET":
             paginator = Pagination()
-            page = paginator.paginate_queryset(selectors.segment_members(workspace, segment), request, view=self)
+            page = paginator.paginate_queryset(
+                selectors.segment_members(workspace, segment, identities=True), request, view=self
+            )
             return paginator.get_paginated_response(SegmentMemberSerializer(page, many=True).data)
         data = MembersChangeSerializer(data=request.data)
         data.is_valid(raise_exception=True)

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from accounts.tenancy import workspace_scope
 from segmentation import realtime, services
+from segmentation.services import refresh
 from segmentation.definition import MAX_COUNT, MAX_NUMBER, DefinitionInvalid, parse
 from segmentation.dependencies import Change
 from segmentation.models import Segment, SegmentStatus
@@ -760,7 +761,7 @@ def test_the_schema_generates_without_warnings_and_describes_definitions(tmp_pat
 
 def test_a_failed_synchronous_refresh_answers_the_failed_segment(workspace, client, key, settings, monkeypatch):
     segment = _segment(workspace)
-    monkeypatch.setattr(services, "_apply", lambda *a: (_ for _ in ()).throw(RuntimeError("relation vanished")))
+    monkeypatch.setattr(refresh, "_apply", lambda *a: (_ for _ in ()).throw(RuntimeError("relation vanished")))
 
     response = _call(client, key, "POST", reverse("segment-refresh", kwargs={"pk": segment.pk}) + "?wait=true")
 
