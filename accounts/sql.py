@@ -136,7 +136,9 @@ def _guard_holds(sql: str, depths: list[int], match: re.Match[str]) -> bool:
 
 
 def _top_level_items(text: str) -> list[str]:
-    items, depth, current = [], 0, []
+    items: list[str] = []
+    current: list[str] = []
+    depth = 0
     for char in text:
         if char == "(":
             depth += 1

@@ -10,6 +10,8 @@ queues has them registered.
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import current_app
 from django.conf import settings
 
@@ -30,4 +32,7 @@ def refresh_enqueue(*, workspace_id: int, segment_id: int) -> None:
 def drain_enqueue(*, workspace_id: int, expires: float | None = None) -> None:
     """Queue one workspace's real-time drain on its queue; raises when the broker does (no publish
     retries: the beat's sweep is the retry). ``expires``: a kick not picked up by then is dropped."""
-    current_app.tasks[DRAIN_TASK].apply_async((workspace_id,), queue=drain_queue(), retry=False, expires=expires)
+    options: dict[str, Any] = {"queue": drain_queue(), "retry": False}
+    if expires is not None:
+        options["expires"] = expires
+    current_app.tasks[DRAIN_TASK].apply_async((workspace_id,), **options)
