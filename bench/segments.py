@@ -795,7 +795,8 @@ def report(results: list[Result]) -> list[str]:
         f"preview/DuckDB {previews / theirs:.1f}"
     )
     for name in timeouts:
-        print(f"preview past the product's timeout ({services.segments.settings.SEGMENT_PREVIEW_TIMEOUT_SECONDS:g} s): {name}")
+        limit = services.segments.settings.SEGMENT_PREVIEW_TIMEOUT_SECONDS
+        print(f"preview past the product's timeout ({limit:g} s): {name}")
     return mismatches
 
 

@@ -14,9 +14,9 @@ from django.utils import timezone
 from accounts.models import AuditLogEntry
 from accounts.tenancy import workspace_scope
 from segmentation import hooks, services
-from segmentation.services import refresh
 from segmentation.definition import DefinitionInvalid
 from segmentation.models import Membership, Segment, SegmentStatus, WebhookSubscription
+from segmentation.services import refresh
 from tests import factories
 from tests.segmentation.support import bought, changes, crowd, members, reload, segment_rows, shopper, snapshots
 
