@@ -532,7 +532,7 @@ def _rss() -> int:
 
 def preview(workspace: Workspace, definition: dict[str, Any], now: datetime) -> SegmentPreview:
     """The product's preview (count and a sample of ten), on the clock of the data."""
-    with mock.patch.object(services.timezone, "now", return_value=now):
+    with mock.patch.object(services.segments.timezone, "now", return_value=now):
         return services.segment_preview(workspace=workspace, definition=definition, sample_size=SAMPLE_SIZE)
 
 
@@ -795,7 +795,8 @@ def report(results: list[Result]) -> list[str]:
         f"preview/DuckDB {previews / theirs:.1f}"
     )
     for name in timeouts:
-        print(f"preview past the product's timeout ({services.settings.SEGMENT_PREVIEW_TIMEOUT_SECONDS:g} s): {name}")
+        limit = services.segments.settings.SEGMENT_PREVIEW_TIMEOUT_SECONDS
+        print(f"preview past the product's timeout ({limit:g} s): {name}")
     return mismatches
 
 

@@ -28,12 +28,20 @@ from segmentation import selectors, services
 from segmentation.definition import (
     AGGREGATE_FUNCTIONS,
     COMPARISON_OPERATORS,
+    DURATION_PATTERN,
     FILTER_OPERATORS,
     MAX_COUNT,
     MAX_DURATION_SECONDS,
+    MAX_GROUP_CONDITIONS,
     MAX_GROUP_DEPTH,
+    MAX_KEY_LENGTH,
+    MAX_LIST_VALUES,
     MAX_NODES,
     MAX_NUMBER,
+    MAX_PERIODS,
+    MAX_SEQUENCE_STEPS,
+    MAX_STRING_LENGTH,
+    MIN_SEQUENCE_STEPS,
     DefinitionInvalid,
 )
 from segmentation.exports import csv_lines
@@ -48,22 +56,31 @@ def _choice(values: list[str]) -> dict[str, Any]:
     return {"type": "string", "pattern": f"^({'|'.join(values)})$", "description": f"One of: {', '.join(values)}."}
 
 
+# Every bound below is one of segmentation.definition's constants, which the parser enforces
+# (tests/segmentation/test_api.py checks that the schema and the parser agree at each bound).
+_NAME: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH}
+_NUMBER: dict[str, Any] = {"type": "number", "minimum": -MAX_NUMBER, "maximum": MAX_NUMBER}
+_SCALAR: list[dict[str, Any]] = [{"type": "string", "maxLength": MAX_STRING_LENGTH}, _NUMBER, {"type": "boolean"}]
 _FILTER: dict[str, Any] = {
     "type": "object",
     "required": ["key", "operator"],
     "additionalProperties": False,
     "properties": {
-        "key": {"type": "string", "description": 'A top-level property; dots reach into objects ("address.country").'},
+        "key": {**_NAME, "description": 'A top-level property; dots reach into objects ("address.country").'},
         "operator": _choice(sorted(FILTER_OPERATORS)),
         "value": {
             "description": "A string, number or boolean; a list for in/not_in/between; none for is_set. "
-            f"Numbers lie within -{MAX_NUMBER} and {MAX_NUMBER}."
+            f"Numbers lie within -{MAX_NUMBER} and {MAX_NUMBER}.",
+            "anyOf": [
+                *_SCALAR,
+                {"type": "array", "items": {"anyOf": _SCALAR}, "minItems": 1, "maxItems": MAX_LIST_VALUES},
+            ],
         },
     },
 }
 _DURATION: dict[str, Any] = {
     "type": "string",
-    "pattern": "^[1-9][0-9]*[mhdw]$",
+    "pattern": DURATION_PATTERN,
     "description": f'e.g. "30m", "48h", "7d", "4w"; at most {MAX_DURATION_SECONDS // 86400} days (a century).',
 }
 _WINDOW: dict[str, Any] = {
@@ -91,7 +108,7 @@ def _compared(number: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 _COMPARISON = _compared(
-    {"type": "number", "minimum": -MAX_NUMBER, "maximum": MAX_NUMBER},
+    _NUMBER,
     f"A number within -{MAX_NUMBER} and {MAX_NUMBER}, or [low, high] for between.",
 )
 _COUNT = _compared(
@@ -99,7 +116,8 @@ _COUNT = _compared(
     f"A whole number from 0 to {MAX_COUNT}, or [low, high] for between.",
 )
 _NODE: dict[str, Any] = {"$ref": "#/components/schemas/SegmentDefinition"}
-_FILTERS: dict[str, Any] = {"type": "array", "items": _FILTER}
+_FILTERS: dict[str, Any] = {"type": "array", "items": _FILTER, "maxItems": MAX_GROUP_CONDITIONS}
+_CONDITIONS: dict[str, Any] = {"type": "array", "items": _NODE, "minItems": 1, "maxItems": MAX_GROUP_CONDITIONS}
 
 
 def _variant(kind: str, required: list[str], properties: dict[str, Any], description: str) -> dict[str, Any]:
@@ -119,24 +137,22 @@ DEFINITION_SCHEMA: dict[str, Any] = {
         "See docs/segments.md and the segment-definition contract."
     ),
     "oneOf": [
-        _variant(
-            "and", ["conditions"], {"conditions": {"type": "array", "items": _NODE, "maxItems": 50}}, "Every holds."
-        ),
-        _variant("or", ["conditions"], {"conditions": {"type": "array", "items": _NODE, "maxItems": 50}}, "One holds."),
+        _variant("and", ["conditions"], {"conditions": _CONDITIONS}, "Every holds."),
+        _variant("or", ["conditions"], {"conditions": _CONDITIONS}, "One holds."),
         _variant("not", ["condition"], {"condition": _NODE}, "The condition does not hold."),
         _variant("trait", ["key", "operator"], _FILTER["properties"], "A property of the person."),
         _variant(
             "event",
             ["event"],
-            {"event": {"type": "string"}, "filters": _FILTERS, "window": _WINDOW, "count": _COUNT},
+            {"event": _NAME, "filters": _FILTERS, "window": _WINDOW, "count": _COUNT},
             'How often the person did it ($any: every event); count defaults to {"operator": "gte", "value": 1}.',
         ),
         _variant(
             "aggregate",
             ["event", "key", "function", "operator", "value"],
             {
-                "event": {"type": "string"},
-                "key": {"type": "string"},
+                "event": _NAME,
+                "key": _NAME,
                 "function": _choice(sorted(AGGREGATE_FUNCTIONS)),
                 "filters": _FILTERS,
                 "window": _WINDOW,
@@ -148,7 +164,7 @@ DEFINITION_SCHEMA: dict[str, Any] = {
             _variant(
                 f"{which}_performed",
                 ["event"],
-                {"event": {"type": "string"}, "filters": _FILTERS, "window": _WINDOW},
+                {"event": _NAME, "filters": _FILTERS, "window": _WINDOW},
                 f"The {which} occurrence of the event falls inside the window.",
             )
             for which in ("first", "last")
@@ -157,11 +173,11 @@ DEFINITION_SCHEMA: dict[str, Any] = {
             "regular",
             ["event", "period", "periods", "min_periods"],
             {
-                "event": {"type": "string"},
+                "event": _NAME,
                 "filters": _FILTERS,
                 "period": _DURATION,
-                "periods": {"type": "integer", "minimum": 1, "maximum": 365},
-                "min_periods": {"type": "integer", "minimum": 1},
+                "periods": {"type": "integer", "minimum": 1, "maximum": MAX_PERIODS},
+                "min_periods": {"type": "integer", "minimum": 1, "maximum": MAX_PERIODS},
             },
             "The event in at least min_periods of the last periods periods.",
         ),
@@ -171,13 +187,13 @@ DEFINITION_SCHEMA: dict[str, Any] = {
             {
                 "steps": {
                     "type": "array",
-                    "minItems": 2,
-                    "maxItems": 5,
+                    "minItems": MIN_SEQUENCE_STEPS,
+                    "maxItems": MAX_SEQUENCE_STEPS,
                     "items": {
                         "type": "object",
                         "required": ["event"],
                         "additionalProperties": False,
-                        "properties": {"event": {"type": "string"}, "filters": _FILTERS},
+                        "properties": {"event": _NAME, "filters": _FILTERS},
                     },
                 },
                 "within": _DURATION,
@@ -485,7 +501,9 @@ class SegmentViewSet(
         workspace = _workspace(request)
         if request.method == "GET":
             paginator = Pagination()
-            page = paginator.paginate_queryset(selectors.segment_members(workspace, segment), request, view=self)
+            page = paginator.paginate_queryset(
+                selectors.segment_members(workspace, segment, identities=True), request, view=self
+            )
             return paginator.get_paginated_response(SegmentMemberSerializer(page, many=True).data)
         data = MembersChangeSerializer(data=request.data)
         data.is_valid(raise_exception=True)

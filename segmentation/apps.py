@@ -14,3 +14,5 @@ class SegmentationConfig(AppConfig):
         export_section_register("memberships", person_data.memberships_section)
         export_section_register("messages", person_data.messages_section)
         erasure_handler_register("webhook_deliveries", person_data.webhook_deliveries_erase)
+        # Registers the tasks that segmentation.queueing sends by name, in every process.
+        from segmentation import tasks  # noqa: F401

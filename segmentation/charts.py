@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from segmentation.ui_selectors import Day
+from segmentation.selectors import HistoryDay as Day
 
 
 def _nice_max(value: int) -> int:
@@ -86,7 +86,7 @@ class SizeChart:
 def _x_labels(days: list[Day], left: int, step: float) -> list[XLabel]:
     every = max(1, len(days) // 5)
     return [
-        XLabel(left + i * step + step / 2, f"{day.day.day} {day.day:%b}")
+        XLabel(left + i * step + step / 2, f"{day.date.day} {day.date:%b}")
         for i, day in enumerate(days)
         if i % every == 0 or i == len(days) - 1
     ][:7]
@@ -139,7 +139,7 @@ def flow_chart(days: list[Day], *, width: int = 440, height: int = 200) -> FlowC
         x = left + i * step + (step - bar) / 2
         up = d.entered / peak * half
         down = d.exited / peak * half
-        entered.append(Bar(x, middle - up, up, d.day, d.entered))
-        exited.append(Bar(x, middle, down, d.day, d.exited))
+        entered.append(Bar(x, middle - up, up, d.date, d.entered))
+        exited.append(Bar(x, middle, down, d.date, d.exited))
     ticks = [Tick(top, f"+{peak:,}"), Tick(middle, "0"), Tick(bottom, f"\u2212{peak:,}")]
     return FlowChart(width, height, left, middle, bar, entered, exited, ticks, _x_labels(days, left, step))

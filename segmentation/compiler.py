@@ -85,11 +85,18 @@ class CompiledQuery:
     sql: str
     params: list[Any] = field(default_factory=list)
     # True when the statement groups every event of the workspace by person
-    # (``_Builder.performed`` of ``$any``): see ``segmentation.services._plan_settings``.
+    # (``_Builder.performed`` of ``$any``): see ``segmentation.membership.plan_settings``.
     groups_every_event: bool = False
     # False when the set may hold ids that are not people of the workspace
     # (``compile_members(check_people=False)`` of a set not drawn from the people).
     people_checked: bool = True
+
+    def execute(self, cursor: Any, *, wrap: str = "{members}") -> None:
+        """Run the statement, placed in ``wrap`` (fixed text around ``{members}``, such as
+        ``CREATE TEMP TABLE ... AS {members}``). The compiler's statements are the one raw SQL that
+        does not go through ``accounts.sql``: it puts ``workspace_id`` at the root of each of its own
+        subqueries (see the module's docstring and tests/segmentation/test_compiler.py)."""
+        cursor.execute(wrap.format(members=self.sql), self.params)
 
 
 class _Builder:

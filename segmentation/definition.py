@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -23,6 +23,8 @@ MAX_LIST_VALUES = 1000
 MAX_KEY_LENGTH = 10_000
 MAX_STRING_LENGTH = 10_000
 MAX_PERIODS = 365
+MIN_SEQUENCE_STEPS = 2
+MAX_SEQUENCE_STEPS = 5
 # A count is compared with ``count(*)`` of one person's matching events: a billion is far past any
 # real person's and far within PostgreSQL's bigint.
 MAX_COUNT = 1_000_000_000
@@ -34,7 +36,9 @@ MAX_NUMBER = 2**63 - 1
 # Durations beyond a century are certainly mistakes and would overflow datetime arithmetic.
 MAX_DURATION_SECONDS = 100 * 366 * 86400
 
-_DURATION_RE = re.compile(r"^([1-9][0-9]{0,9})([mhdw])$")
+# A duration's text: a positive whole number (at most ten digits) and a unit.
+DURATION_PATTERN = r"^([1-9][0-9]{0,9})([mhdw])$"
+_DURATION_RE = re.compile(DURATION_PATTERN)
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 EQUALITY_OPERATORS = frozenset({"eq", "neq"})
@@ -208,8 +212,59 @@ def walk(node: Node) -> Iterator[Node]:
         yield from walk(node.condition)
 
 
-def referenced_segments(node: Node) -> set[int]:
-    return {n.segment for n in walk(node) if isinstance(n, SegmentRef)}
+def segment_reference_paths(definition: Node | Any, path: str = "") -> Iterator[tuple[str, int]]:
+    """Each segment condition of a definition: the path of its ``segment`` field and the id it names.
+
+    The one walker of references. It reads a parsed tree or the JSON document itself (as stored or
+    as submitted, unvalidated: anything else than a segment condition, a group or a negation is
+    passed over), so that ordering refreshes, finding a segment's referrers and checking a
+    definition for cycles need no parse of every definition of the workspace.
+    """
+    if isinstance(definition, Mapping):
+        get: Callable[[str], Any] = definition.get
+    elif isinstance(definition, SegmentRef | And | Or | Not):
+        node = definition
+        get = lambda key: getattr(node, key, None)  # noqa: E731
+    else:
+        return
+    segment_id = get("segment")
+    if get("type") == "segment" and isinstance(segment_id, int) and not isinstance(segment_id, bool):
+        yield _join(path, "segment"), segment_id
+    if isinstance(conditions := get("conditions"), list | tuple):
+        for index, child in enumerate(conditions):
+            yield from segment_reference_paths(child, _join(_join(path, "conditions"), index))
+    if (condition := get("condition")) is not None:
+        yield from segment_reference_paths(condition, _join(path, "condition"))
+
+
+def referenced_segments(definition: Node | Any) -> set[int]:
+    """The ids of the segments a definition (tree or JSON document) refers to."""
+    return {segment_id for _, segment_id in segment_reference_paths(definition)}
+
+
+def referenced_first(references: Mapping[int, Collection[int]]) -> list[int]:
+    """The segment ids of ``references`` (id -> ids its definition refers to), each placed after the
+    ones it refers to among them; otherwise in the mapping's order. References outside the mapping
+    are ignored; definitions cannot be saved with a cycle, and if one were stored its members would
+    be placed once each, in no particular order among themselves."""
+    ordered: list[int] = []
+    placed: set[int] = set()
+    visiting: set[int] = set()
+
+    def place(pk: int) -> None:
+        if pk in placed or pk in visiting:
+            return
+        visiting.add(pk)
+        for ref in sorted(references[pk]):
+            if ref in references:
+                place(ref)
+        visiting.discard(pk)
+        placed.add(pk)
+        ordered.append(pk)
+
+    for pk in references:
+        place(pk)
+    return ordered
 
 
 def event_names(node: Node) -> set[str]:
@@ -695,8 +750,8 @@ class _Parser:
         where = _join(path, "steps")
         raw_steps = value.get("steps")
         steps: list[Step] = []
-        if not isinstance(raw_steps, list) or not 2 <= len(raw_steps) <= 5:
-            self.error(where, "must be a list of 2 to 5 steps")
+        if not isinstance(raw_steps, list) or not MIN_SEQUENCE_STEPS <= len(raw_steps) <= MAX_SEQUENCE_STEPS:
+            self.error(where, f"must be a list of {MIN_SEQUENCE_STEPS} to {MAX_SEQUENCE_STEPS} steps")
         else:
             for index, raw in enumerate(raw_steps):
                 step_path = _join(where, index)
@@ -713,7 +768,12 @@ class _Parser:
         if not isinstance(completed, bool):
             self.error(_join(path, "completed"), f"must be true or false, not {_describe(completed)}")
             return None
-        if within is None or not isinstance(raw_steps, list) or len(steps) != len(raw_steps) or len(steps) < 2:
+        if (
+            within is None
+            or not isinstance(raw_steps, list)
+            or len(steps) != len(raw_steps)
+            or len(steps) < MIN_SEQUENCE_STEPS
+        ):
             return None
         return Sequence(steps=tuple(steps), within=within, window=window, completed=completed)
 
@@ -750,18 +810,6 @@ _NODE_PARSERS: dict[str, Callable[[_Parser, Mapping[str, Any], str, int, datetim
 }
 
 
-def _segment_paths(document: Any, path: str = "") -> Iterator[tuple[str, int]]:
-    """Where each ``segment`` node sits in the raw document, for error paths."""
-    if isinstance(document, dict):
-        if document.get("type") == "segment" and isinstance(document.get("segment"), int):
-            yield _join(path, "segment"), document["segment"]
-        if isinstance(document.get("conditions"), list):
-            for index, child in enumerate(document["conditions"]):
-                yield from _segment_paths(child, _join(_join(path, "conditions"), index))
-        if "condition" in document:
-            yield from _segment_paths(document["condition"], _join(path, "condition"))
-
-
 def parse(
     document: Any,
     *,
@@ -782,7 +830,7 @@ def parse(
     if parser.node_count > MAX_NODES:
         parser.error("", f"holds {parser.node_count} nodes; the limit is {MAX_NODES}")
     if tree is not None and not parser.errors:
-        for path, segment_id in _segment_paths(document):
+        for path, segment_id in segment_reference_paths(document):
             if segment_id == self_id:
                 parser.error(path, "a segment cannot refer to itself")
             elif segment_exists is not None and not segment_exists(segment_id):

@@ -45,12 +45,13 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from accounts.models import Workspace
-from segmentation import hooks
+from accounts.sql import execute_session
+from segmentation import hooks, queueing
 from segmentation.compiler import compile_members
-from segmentation.definition import Node, parse
+from segmentation.definition import Node, parse, referenced_first
 from segmentation.dependencies import Change, Dependencies, decode, dependencies, encode
-from segmentation.models import Membership, MembershipChange, MembershipChangeKind, Segment, SegmentStatus
-from segmentation.services import ERROR_MAX_LENGTH, MEMBERSHIP_LOCK_CLASS, is_timeout
+from segmentation.membership import ERROR_MAX_LENGTH, MEMBERSHIP_LOCK_CLASS, is_timeout, membership_difference_apply
+from segmentation.models import Segment, SegmentStatus
 
 logger = logging.getLogger(__name__)
 
@@ -92,11 +93,6 @@ def keys(workspace_id: int) -> Keys:
     prefix = _prefix()
     base = f"{prefix}:{workspace_id}"
     return Keys(f"{base}:pending", f"{prefix}:dirty", f"{base}:kick", f"{base}:overflow")
-
-
-def drain_queue() -> str:
-    """The Celery queue of the drain tasks (``SEGMENTS_REALTIME_QUEUE``)."""
-    return str(getattr(settings, "SEGMENTS_REALTIME_QUEUE", "celery"))
 
 
 def _client(timeout: float) -> redis.Redis:
@@ -193,13 +189,9 @@ class Notifier:
             self._kick(workspace_id)
 
     def _kick(self, workspace_id: int) -> None:
-        from segmentation.tasks import segment_realtime_drain
-
         try:
             # No publish retries: the beat's sweep is the retry, and ingestion must not wait.
-            segment_realtime_drain.apply_async(
-                (workspace_id,), queue=drain_queue(), retry=False, expires=KICK_EXPIRES_SECONDS
-            )
+            queueing.drain_enqueue(workspace_id=workspace_id, expires=KICK_EXPIRES_SECONDS)
         except Exception as error:
             self._fail("kick the drain of", workspace_id, error)
 
@@ -332,29 +324,7 @@ def live_segments(*, workspace: Workspace) -> list[_Live]:
             found[pk] = dependencies(_tree(definition, edited_at))
         except Exception as error:
             segment_realtime_failed(workspace_id=workspace.pk, segment_id=pk, error=error)
-    return [_Live(pk, found[pk]) for pk in _referenced_first(found)]
-
-
-def _referenced_first(found: Mapping[int, Dependencies]) -> list[int]:
-    """Segment ids ordered so that each comes after the (live) segments it references."""
-    ordered: list[int] = []
-    placed: set[int] = set()
-    visiting: set[int] = set()
-
-    def place(pk: int) -> None:
-        if pk in placed or pk in visiting:
-            return  # a cycle cannot be saved; if one were, its order would not matter more
-        visiting.add(pk)
-        for ref in sorted(found[pk].segments):
-            if ref in found:
-                place(ref)
-        visiting.discard(pk)
-        placed.add(pk)
-        ordered.append(pk)
-
-    for pk in sorted(found):
-        place(pk)
-    return ordered
+    return [_Live(pk, found[pk]) for pk in referenced_first({pk: deps.segments for pk, deps in found.items()})]
 
 
 @dataclass
@@ -421,7 +391,8 @@ def segment_people_reevaluate(*, segment: Segment, person_ids: Collection[int]) 
     with transaction.atomic():
         with connection.cursor() as cursor:
             # The timeout applies to the statements after this one, not to the wait for the lock.
-            cursor.execute(
+            execute_session(
+                cursor,
                 "SELECT set_config('statement_timeout', %s, true), pg_advisory_xact_lock(%s, %s::integer)",
                 [f"{REEVALUATE_TIMEOUT_MS}ms", MEMBERSHIP_LOCK_CLASS, segment.pk],
             )
@@ -435,22 +406,19 @@ def segment_people_reevaluate(*, segment: Segment, person_ids: Collection[int]) 
         tree = _tree(row["definition"], row["updated_at"])
         now = timezone.now()
         query = compile_members(tree, workspace_id=workspace_id, now=now, people=people)
-        with connection.cursor() as cursor:
-            cursor.execute(query.sql, query.params)
-            members = {person_id for (person_id,) in cursor.fetchall()}
-        current = set(
-            Membership.objects.filter(
-                workspace_id=workspace_id, segment_id=segment.pk, person_id__in=people
-            ).values_list("person_id", flat=True)
+        difference = membership_difference_apply(
+            workspace_id=workspace_id, segment_id=segment.pk, members=query, now=now, people=people, want_ids=True
         )
-        entered, exited = sorted(members - current), sorted(current - members)
+        entered, exited = difference.entered_ids, difference.exited_ids
         if row["status"] == SegmentStatus.FAILED and row["error"].startswith(FAILURE_PREFIX):
             Segment.objects.filter(
                 workspace_id=workspace_id, pk=segment.pk, status=SegmentStatus.FAILED, error__startswith=FAILURE_PREFIX
             ).update(status=SegmentStatus.FRESH, error="")
         if not entered and not exited:
             return Reevaluation(at=now)
-        _apply(workspace_id, segment.pk, entered, exited, now)
+        Segment.objects.filter(workspace_id=workspace_id, pk=segment.pk).update(
+            size=F("size") + len(entered) - len(exited)
+        )
         transaction.on_commit(partial(hooks.segment_changes_committed, workspace_id, segment.pk, entered, exited, now))
     return Reevaluation(entered=entered, exited=exited, at=now)
 
@@ -483,22 +451,6 @@ def segment_realtime_failed(*, workspace_id: int, segment_id: int, error: BaseEx
         reason,
         exc_info=error if changed else None,
     )
-
-
-def _apply(workspace_id: int, segment_id: int, entered: list[int], exited: list[int], now: datetime) -> None:
-    Membership.objects.bulk_create(
-        [Membership(workspace_id=workspace_id, segment_id=segment_id, person_id=p, entered_at=now) for p in entered]
-    )
-    if exited:
-        Membership.objects.filter(workspace_id=workspace_id, segment_id=segment_id, person_id__in=exited).delete()
-    MembershipChange.objects.bulk_create(
-        [
-            MembershipChange(workspace_id=workspace_id, segment_id=segment_id, person_id=p, kind=kind, at=now)
-            for kind, ids in ((MembershipChangeKind.ENTERED, entered), (MembershipChangeKind.EXITED, exited))
-            for p in ids
-        ]
-    )
-    Segment.objects.filter(workspace_id=workspace_id, pk=segment_id).update(size=F("size") + len(entered) - len(exited))
 
 
 def facts_pending(workspace_id: int) -> set[str]:

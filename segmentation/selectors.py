@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.db import connection
@@ -13,6 +13,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from accounts.models import Workspace
+from accounts.sql import execute_scoped, with_tables
 from segmentation.models import Membership, MembershipChange, MembershipChangeKind, Segment, SegmentSizeSnapshot
 from tracking.models import Identity, IdentityKind, Person
 
@@ -45,42 +46,59 @@ def segment_get(workspace: Workspace, segment_id: int) -> Segment | None:
     return Segment.objects.filter(workspace=workspace, pk=segment_id).first()
 
 
-def segment_members(workspace: Workspace, segment: Segment) -> QuerySet[Person]:
-    """The segment's current members, most recent entries first, each with ``entered_at`` and
-    ``identity_list`` (their ids, for the people serializer without a query per person)."""
+def segment_members(
+    workspace: Workspace, segment: Segment, *, search: str = "", identities: bool = False
+) -> QuerySet[Person]:
+    """The segment's current members, most recent entries first, each with ``entered_at``.
+
+    ``search`` matches the user id, email or name trait (case-insensitive). ``identities``:
+    each also with ``identity_list`` (their ids, for the people serializer without a query per person).
+    """
     memberships = Membership.objects.filter(workspace=workspace, segment=segment, person=OuterRef("pk"))
-    return (
+    people = (
         Person.objects.filter(workspace=workspace)
         .filter(Exists(memberships))
         .annotate(entered_at=Subquery(memberships.values("entered_at")[:1]))
-        .order_by("-entered_at", "-id")
-        .prefetch_related(
+    )
+    if search:
+        people = people.filter(
+            Q(user_id__icontains=search) | Q(traits__email__icontains=search) | Q(traits__name__icontains=search)
+        )
+    if identities:
+        people = people.prefetch_related(
             Prefetch(
                 "identities",
                 queryset=Identity.objects.filter(workspace=workspace).order_by("kind", "created_at", "id"),
                 to_attr="identity_list",
             )
         )
-    )
+    return people.order_by("-entered_at", "-id")
+
+
+# Every member's export row; the people's tables are the tracking app's.
+_MEMBER_ROWS_SQL = with_tables(
+    """
+    SELECT p.user_id,
+           coalesce((SELECT array_agg(i.value ORDER BY i.created_at, i.id) FROM {identity} i
+                     WHERE i.workspace_id = %(workspace_id)s AND i.person_id = p.id AND i.kind = %(kind)s), '{}'),
+           m.entered_at,
+           p.traits::text
+    FROM segmentation_membership m
+    JOIN {person} p ON p.id = m.person_id AND p.workspace_id = %(workspace_id)s
+    WHERE m.workspace_id = %(workspace_id)s AND m.segment_id = %(segment)s
+    ORDER BY m.entered_at, m.person_id
+""",
+    identity=Identity,
+    person=Person,
+)
 
 
 def segment_member_rows(workspace: Workspace, segment: Segment) -> Iterator[tuple[Any, ...]]:
     """(user_id, anonymous ids, entered_at, traits as JSON text) of every member, from a server-side
     cursor: rows arrive in chunks, so a million members stream in flat memory."""
-    sql = """
-        SELECT p.user_id,
-               coalesce((SELECT array_agg(i.value ORDER BY i.created_at, i.id) FROM tracking_identity i
-                         WHERE i.workspace_id = %s AND i.person_id = p.id AND i.kind = %s), '{}'),
-               m.entered_at,
-               p.traits::text
-        FROM segmentation_membership m
-        JOIN tracking_person p ON p.id = m.person_id AND p.workspace_id = %s
-        WHERE m.workspace_id = %s AND m.segment_id = %s
-        ORDER BY m.entered_at, m.person_id
-    """
-    params: list[Any] = [workspace.pk, IdentityKind.ANONYMOUS_ID.value, workspace.pk, workspace.pk, segment.pk]
+    params = {"kind": IdentityKind.ANONYMOUS_ID.value, "segment": segment.pk}
     with connection.chunked_cursor() as cursor:
-        cursor.execute(sql, params)
+        execute_scoped(cursor, _MEMBER_ROWS_SQL, params, workspace_id=workspace.pk)
         while rows := cursor.fetchmany(CSV_CHUNK):
             yield from rows
 
@@ -96,14 +114,20 @@ class HistoryDay:
     exited: int
 
 
-def segment_history(workspace: Workspace, segment: Segment, *, days: int = 30) -> list[HistoryDay]:
-    """The last ``days`` UTC days up to today, oldest first, from the segment's creation day on."""
-    today = timezone.now().date()
+def segment_history(
+    workspace: Workspace, segment: Segment, *, days: int = 30, now: datetime | None = None
+) -> list[HistoryDay]:
+    """The last ``days`` UTC days up to today, oldest first, from the segment's creation day on.
+
+    The one history of a segment: the API's ``history`` and the segment page's table and charts
+    both read it, so that they show the same numbers.
+    """
+    today = (now or timezone.now()).date()
     start = max(today - timedelta(days=days - 1), timezone.localdate(segment.created_at))
     snapshots = SegmentSizeSnapshot.objects.filter(workspace=workspace, segment=segment)
     earlier = snapshots.filter(at__date__lt=start).order_by("-at", "-id").values_list("size", flat=True).first()
     last_of_day = dict(
-        snapshots.filter(at__date__gte=start)
+        snapshots.filter(at__date__gte=start, at__date__lte=today)
         .annotate(day=TruncDate("at"))
         .order_by("day", "-at", "-id")
         .distinct("day")
@@ -111,7 +135,9 @@ def segment_history(workspace: Workspace, segment: Segment, *, days: int = 30) -
     )
     counts: dict[tuple[date, str], int] = {
         (day, kind): n
-        for day, kind, n in MembershipChange.objects.filter(workspace=workspace, segment=segment, at__date__gte=start)
+        for day, kind, n in MembershipChange.objects.filter(
+            workspace=workspace, segment=segment, at__date__gte=start, at__date__lte=today
+        )
         .annotate(day=TruncDate("at"))
         .values("day", "kind")
         .annotate(n=Count("id"))

@@ -3,6 +3,9 @@
 A refresh is idempotent (it applies the difference to whatever is stored), so
 a task delivered twice, or one racing the fan-out, does no harm: the second
 either applies an empty difference or is skipped by the per-segment lock.
+
+The tasks import the services and real time; those queue tasks by name through
+``segmentation.queueing`` and never import this module.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from django.utils import timezone
 
 from accounts.models import Workspace
 from accounts.tasks import WorkspaceTask
-from segmentation import realtime, services
+from segmentation import queueing, realtime, services
 from segmentation.models import Segment
 
 logger = logging.getLogger(__name__)
@@ -29,7 +32,7 @@ def segment_refresh_task(workspace_id: int, segment_id: int) -> None:
         result = services.segment_refresh(segment=segment)
         if result.error:
             logger.warning("Segment %s of workspace %s: %s", segment_id, workspace_id, result.error)
-    segment_refreshes_enqueue(services.segments_claim_due(now=timezone.now(), workspace_id=workspace_id))
+    services.segment_refreshes_enqueue(services.segments_claim_due(now=timezone.now(), workspace_id=workspace_id))
 
 
 @shared_task(ignore_result=True)
@@ -40,20 +43,7 @@ def segments_refresh_due() -> int:
     workspace's scope. Due means ``next_refresh_at`` has come, or is unset (never refreshed).
     Answers how many were enqueued.
     """
-    return segment_refreshes_enqueue(services.segments_claim_due(now=timezone.now()))
-
-
-def segment_refreshes_enqueue(claimed: list[tuple[int, int]]) -> int:
-    """Enqueue the claimed refreshes in the claim's order; when the broker fails, give the rest
-    of the claims back (the segments stay due for the next claim). Answers how many were enqueued."""
-    for index, (workspace_id, segment_id) in enumerate(claimed):
-        try:
-            segment_refresh_task.apply_async((workspace_id, segment_id), retry=False)
-        except Exception:
-            logger.warning("Could not enqueue segment refreshes; the next claim retries", exc_info=True)
-            services.segments_claims_release(segment_ids=[pk for _, pk in claimed[index:]])
-            return index
-    return len(claimed)
+    return services.segment_refreshes_enqueue(services.segments_claim_due(now=timezone.now()))
 
 
 # --- Real-time membership ---------------------------------------------------------------
@@ -75,7 +65,7 @@ def segment_realtime_drain(workspace_id: int) -> int:
         return 0
     result = realtime.workspace_drain(workspace=workspace)
     if result.more:
-        segment_realtime_drain.apply_async((workspace_id,), queue=realtime.drain_queue(), retry=False)
+        queueing.drain_enqueue(workspace_id=workspace_id)
     return result.batches
 
 
@@ -88,7 +78,5 @@ def segment_realtime_sweep() -> int:
     """
     workspace_ids = realtime.dirty_workspaces()
     for workspace_id in workspace_ids:
-        segment_realtime_drain.apply_async(
-            (workspace_id,), queue=realtime.drain_queue(), retry=False, expires=realtime.KICK_EXPIRES_SECONDS
-        )
+        queueing.drain_enqueue(workspace_id=workspace_id, expires=realtime.KICK_EXPIRES_SECONDS)
     return len(workspace_ids)

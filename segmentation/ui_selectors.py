@@ -1,8 +1,9 @@
-"""Reads the segment pages need beyond the engine's selectors: trends for the list, per-day history,
-members with their entry time, overlap between segments, the webhooks listening to a segment.
+"""Reads the segment pages need beyond the engine's selectors (``segmentation.selectors``: members,
+history): trends for the list, overlap between segments, the webhooks listening to a segment,
+the segments referring to one.
 
-Every read takes the workspace and filters on it; the raw SQL of the overlap
-puts ``workspace_id = %s`` at the root of its WHERE and binds every value.
+Every read takes the workspace and filters on it; the raw SQL of the overlap goes through
+``accounts.sql.execute_scoped``, which binds the workspace and checks its guard.
 """
 
 from __future__ import annotations
@@ -12,20 +13,18 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from django.db import connection
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
-from django.db.models.functions import TruncDate
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import Workspace
+from accounts.sql import execute_scoped
+from segmentation.definition import referenced_segments
 from segmentation.models import (
-    Membership,
-    MembershipChange,
     Segment,
     SegmentSizeSnapshot,
     WebhookSegment,
     WebhookSubscription,
 )
-from tracking.models import Person
 
 TREND_DAYS = 30
 CHANGE_DAYS = 7
@@ -87,56 +86,6 @@ def segment_trends(workspace: Workspace, segments: list[Segment], *, now: dateti
     return trends
 
 
-@dataclass(frozen=True)
-class Day:
-    day: date
-    size: int | None
-    entered: int
-    exited: int
-
-
-def segment_days(
-    workspace: Workspace, segment: Segment, *, days: int = TREND_DAYS, now: datetime | None = None
-) -> list[Day]:
-    """Per day of the last ``days``: the size at the day's end and how many entered and left that day."""
-    now = now or timezone.now()
-    day_list = _day_list(now.date(), days)
-    start = datetime.combine(day_list[0], datetime.min.time(), tzinfo=now.tzinfo)
-    snapshots = list(
-        SegmentSizeSnapshot.objects.filter(workspace=workspace, segment=segment, at__gte=start - timedelta(days=7))
-        .order_by("at")
-        .values_list("at", "size")
-    )
-    sizes = _daily_sizes(snapshots, day_list)
-    changes: dict[tuple[date, str], int] = {}
-    for row in (
-        MembershipChange.objects.filter(workspace=workspace, segment=segment, at__gte=start)
-        .annotate(day=TruncDate("at"))
-        .values("day", "kind")
-        .annotate(n=Count("id"))
-    ):
-        changes[(row["day"], row["kind"])] = row["n"]
-    return [
-        Day(day=day, size=size, entered=changes.get((day, "entered"), 0), exited=changes.get((day, "exited"), 0))
-        for day, size in zip(day_list, sizes, strict=True)
-    ]
-
-
-def segment_members(workspace: Workspace, segment: Segment, *, search: str = "") -> QuerySet[Person]:
-    """Members, latest entries first, each annotated with ``entered_at``."""
-    entered = Membership.objects.filter(workspace=workspace, segment=segment, person=OuterRef("pk")).values(
-        "entered_at"
-    )[:1]
-    people = Person.objects.filter(
-        workspace=workspace, pk__in=Membership.objects.filter(workspace=workspace, segment=segment).values("person_id")
-    ).annotate(entered_at=Subquery(entered))
-    if search:
-        people = people.filter(
-            Q(user_id__icontains=search) | Q(traits__email__icontains=search) | Q(traits__name__icontains=search)
-        )
-    return people.order_by("-entered_at", "-pk")
-
-
 def segment_webhooks(workspace: Workspace, segment: Segment) -> list[WebhookSubscription]:
     """Subscriptions told about this segment's entries and exits: those for all segments and those naming it."""
     chosen = WebhookSegment.objects.filter(workspace=workspace, segment=segment).values("subscription_id")
@@ -149,28 +98,16 @@ def segment_webhooks(workspace: Workspace, segment: Segment) -> list[WebhookSubs
 
 def segment_referrers(workspace: Workspace, segment: Segment) -> list[Segment]:
     """Segments whose definition uses this one (which makes deleting it refused)."""
-    found = []
-    for other in Segment.objects.filter(workspace=workspace).exclude(pk=segment.pk).only("pk", "name", "definition"):
-        stack = [other.definition]
-        while stack:
-            node = stack.pop()
-            if not isinstance(node, dict):
-                continue
-            if node.get("type") == "segment" and node.get("segment") == segment.pk:
-                found.append(other)
-                break
-            stack.extend(node.get("conditions") or [])
-            if "condition" in node:
-                stack.append(node["condition"])
-    return found
+    others = Segment.objects.filter(workspace=workspace).exclude(pk=segment.pk).only("pk", "name", "definition")
+    return [other for other in others if segment.pk in referenced_segments(other.definition)]
 
 
 _OVERLAP = """
 SELECT a.segment_id, b.segment_id, count(*)
 FROM segmentation_membership a
-JOIN segmentation_membership b ON b.workspace_id = a.workspace_id AND b.person_id = a.person_id
+JOIN segmentation_membership b ON b.workspace_id = %(workspace_id)s AND b.person_id = a.person_id
     AND b.segment_id > a.segment_id
-WHERE a.workspace_id = %s AND a.segment_id = ANY(%s) AND b.segment_id = ANY(%s)
+WHERE a.workspace_id = %(workspace_id)s AND a.segment_id = ANY(%(ids)s) AND b.segment_id = ANY(%(ids)s)
 GROUP BY a.segment_id, b.segment_id
 """
 
@@ -186,7 +123,7 @@ def segment_overlap(workspace: Workspace, segments: list[Segment]) -> dict[tuple
     ids = [segment.pk for segment in segments]
     sizes = {segment.pk: segment.size for segment in segments}
     with connection.cursor() as cursor:
-        cursor.execute(_OVERLAP, [workspace.pk, ids, ids])
+        execute_scoped(cursor, _OVERLAP, {"ids": ids}, workspace_id=workspace.pk)
         both = {(a, b): int(n) for a, b, n in cursor.fetchall()}
     cells: dict[tuple[int, int], OverlapCell] = {}
     for a in ids:

@@ -363,7 +363,7 @@ def segment_catalogue(request: MemberRequest) -> JsonResponse:
 
 def _members_page(request: MemberRequest, segment: Segment) -> tuple[Any, str]:
     q = request.GET.get("q", "").strip()[:200]
-    members = ui_selectors.segment_members(request.workspace, segment, search=q)
+    members = selectors.segment_members(request.workspace, segment, search=q)
     page = Paginator(members, MEMBERS_PAGE_SIZE).get_page(request.GET.get("page"))
     return page, q
 
@@ -385,7 +385,7 @@ def segment_detail(request: MemberRequest, pk: int) -> HttpResponse:
     }
     if request.htmx and request.htmx.target == "members":  # type: ignore[attr-defined]
         return render(request, "segmentation/segment_detail.html#members", context)
-    days = ui_selectors.segment_days(workspace, segment)
+    days = selectors.segment_history(workspace, segment, days=ui_selectors.TREND_DAYS)
     context.update(
         {
             "sentence": _stored_sentence(workspace, segment),
@@ -411,7 +411,7 @@ def segment_members_csv(request: MemberRequest, pk: int) -> StreamingHttpRespons
     """Every member, streamed in chunks; ``X-Segment-Size`` lets the page show progress while it downloads."""
     workspace = request.workspace
     segment = _segment_or_404(workspace, pk)
-    members = ui_selectors.segment_members(workspace, segment)
+    members = selectors.segment_members(workspace, segment)
 
     def rows() -> Iterator[list[Any]]:
         for person in members.iterator(chunk_size=CSV_CHUNK):

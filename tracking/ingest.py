@@ -32,6 +32,8 @@ import psycopg
 import psycopg.errors
 from django.db import DatabaseError, connection, transaction
 
+from accounts.models import Workspace
+from accounts.sql import with_tables
 from accounts.tenancy import workspace_scope
 from segmentation import realtime
 from segmentation.dependencies import Change
@@ -97,8 +99,10 @@ class Submission:
 
 # Outcomes of one message, counted per request.
 STORED, DUPLICATE, SUPPRESSED = range(3)
-WORKSPACE_BY_WRITE_KEY = "SELECT id FROM accounts_workspace WHERE write_key = %s"
-WORKSPACES_BY_WRITE_KEYS = "SELECT write_key, id FROM accounts_workspace WHERE write_key = ANY(%s::text[])"
+WORKSPACE_BY_WRITE_KEY = with_tables("SELECT id FROM {workspace} WHERE write_key = %s", workspace=Workspace)
+WORKSPACES_BY_WRITE_KEYS = with_tables(
+    "SELECT write_key, id FROM {workspace} WHERE write_key = ANY(%s::text[])", workspace=Workspace
+)
 
 
 def submissions_ingest(submissions: Sequence[Submission], *, notify: bool = True) -> list[IngestResult | None]:

@@ -17,6 +17,7 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 
 from accounts.models import Workspace
+from accounts.sql import execute_scoped
 from tracking.models import Event, Group, Identity, IdentityKind, Person, QuarantinedMessage, QuarantineKind
 
 FIRST_TOUCH_PREFIX = "$initial_"
@@ -180,10 +181,12 @@ def workspace_has_events(workspace: Workspace) -> bool:
 def recent_event_names(workspace: Workspace, *, sample: int = 5000) -> list[str]:
     """Names among the workspace's latest events, for filter suggestions (no scan of its history)."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT DISTINCT name FROM (SELECT name FROM tracking_event WHERE workspace_id = %s "
-            'ORDER BY "timestamp" DESC LIMIT %s) AS latest ORDER BY name LIMIT 200',
-            [workspace.pk, sample],
+        execute_scoped(
+            cursor,
+            "SELECT DISTINCT name FROM (SELECT name FROM tracking_event WHERE workspace_id = %(workspace_id)s "
+            'ORDER BY "timestamp" DESC LIMIT %(sample)s) AS latest ORDER BY name LIMIT 200',
+            {"sample": sample},
+            workspace_id=workspace.pk,
         )
         return [row[0] for row in cursor.fetchall()]
 

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from accounts.models import User, Workspace
 from accounts.services import audit_record
+from accounts.sql import execute_scoped, execute_session
 from tracking import ingest, triggers
 from tracking.models import Person, ProcessedMessage, TrackingTrigger
 
@@ -35,7 +36,7 @@ def event_partitions_ensure(*, now: datetime | None = None, months: int = PARTIT
     with connection.cursor() as cursor:
         for offset in range(months):
             month = _add_months(today, offset)
-            cursor.execute("SELECT tracking_event_partition_ensure(%s)", [month])
+            execute_session(cursor, "SELECT tracking_event_partition_ensure(%s)", [month])
             if cursor.fetchone()[0]:
                 created.append(f"tracking_event_{month:%Y_%m}")
     return created
@@ -54,9 +55,12 @@ def person_merge(*, workspace: Workspace, loser: Person, survivor: Person) -> No
     if loser.workspace_id != workspace.pk or survivor.workspace_id != workspace.pk:
         raise ValueError("both people must belong to the workspace")
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT id FROM tracking_person WHERE workspace_id = %s AND id = ANY(%s) ORDER BY id FOR UPDATE",
-            [workspace.pk, [loser.pk, survivor.pk]],
+        execute_scoped(
+            cursor,
+            "SELECT id FROM tracking_person WHERE workspace_id = %(workspace_id)s AND id = ANY(%(ids)s) "
+            "ORDER BY id FOR UPDATE",
+            {"ids": [loser.pk, survivor.pk]},
+            workspace_id=workspace.pk,
         )
         ingest.people_merge(cursor, workspace_id=workspace.pk, loser_id=loser.pk, survivor_id=survivor.pk)
 

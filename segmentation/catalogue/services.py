@@ -24,6 +24,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import Workspace
+from accounts.sql import execute_scoped, with_tables
 from segmentation.catalogue.models import (
     TOP_VALUES_KEPT,
     CatalogueEvent,
@@ -31,6 +32,7 @@ from segmentation.catalogue.models import (
     CatalogueWatermark,
     PropertySource,
 )
+from tracking.models import Event, Person
 
 DEFAULT_SETTLE_SECONDS = 30
 # Trait values are recounted from the people table (its cost grows with the people, not with what
@@ -55,15 +57,21 @@ _PAIRS = """
 _VALUE = """CASE WHEN jsonb_typeof(p.value) IN ('string', 'number', 'boolean')
     AND length(p.value #>> '{}') <= 200 THEN p.value #>> '{}' END"""
 
-_EVENT_UPPER = """
-SELECT max(e.id) FROM tracking_event e
-WHERE e.workspace_id = %s AND e.id > %s AND e.received_at <= %s
-"""
-_EVENT_NAMES = """
-SELECT e.name, count(*), max(e."timestamp") FROM tracking_event e
-WHERE e.workspace_id = %s AND e.id > %s AND e.id <= %s
+_EVENT_UPPER = with_tables(
+    """
+SELECT max(e.id) FROM {event} e
+WHERE e.workspace_id = %(workspace_id)s AND e.id > %(low)s AND e.received_at <= %(settled)s
+""",
+    event=Event,
+)
+_EVENT_NAMES = with_tables(
+    """
+SELECT e.name, count(*), max(e."timestamp") FROM {event} e
+WHERE e.workspace_id = %(workspace_id)s AND e.id > %(low)s AND e.id <= %(upper)s
 GROUP BY e.name
-"""
+""",
+    event=Event,
+)
 # Both statements are built once, at import, from the fixed fragments above; every value is bound.
 _EVENT_PROPERTIES = (
     """
@@ -71,10 +79,10 @@ WITH pairs AS (
     SELECT e.name AS owner, p.key AS key, jsonb_typeof(p.value) AS type, """
     + _VALUE
     + """ AS value
-    FROM tracking_event e CROSS JOIN LATERAL ("""
+    FROM {event} e CROSS JOIN LATERAL ("""
     + _PAIRS.format(col="e.properties")
     + """) p
-    WHERE e.workspace_id = %s AND e.id > %s AND e.id <= %s
+    WHERE e.workspace_id = %(workspace_id)s AND e.id > %(low)s AND e.id <= %(upper)s
 )"""
 )
 _TRAIT_PROPERTIES = (
@@ -83,10 +91,10 @@ WITH pairs AS (
     SELECT '' AS owner, p.key AS key, jsonb_typeof(p.value) AS type, """
     + _VALUE
     + """ AS value
-    FROM tracking_person pe CROSS JOIN LATERAL ("""
+    FROM {person} pe CROSS JOIN LATERAL ("""
     + _PAIRS.format(col="pe.traits")
     + """) p
-    WHERE pe.workspace_id = %s
+    WHERE pe.workspace_id = %(workspace_id)s
 )"""
 )
 # Per (owner, key): counts per JSON type, and the most frequent values. The pairs are grouped
@@ -103,8 +111,11 @@ valued AS (
 )
 SELECT 't', owner, key, type, n FROM typed
 UNION ALL
-SELECT 'v', owner, key, value, n FROM valued WHERE rank <= %s
+SELECT 'v', owner, key, value, n FROM valued WHERE rank <= %(kept)s
 """
+
+_EVENT_PROPERTIES_SQL = with_tables(_EVENT_PROPERTIES + _SUMMARY, event=Event)
+_TRAITS_SQL = with_tables(_TRAIT_PROPERTIES + _SUMMARY, person=Person)
 
 
 @dataclass(frozen=True)
@@ -179,7 +190,7 @@ def _merge_event_properties(workspace: Workspace, summaries: dict[tuple[str, str
 
 def _recount_traits(workspace: Workspace) -> None:
     with connection.cursor() as cursor:
-        cursor.execute(_TRAIT_PROPERTIES + _SUMMARY, [workspace.pk, TOP_VALUES_KEPT])
+        execute_scoped(cursor, _TRAITS_SQL, {"kept": TOP_VALUES_KEPT}, workspace_id=workspace.pk)
         summaries = _summaries(cursor.fetchall())
     keys = [key[:300] for _, key in summaries]
     CatalogueProperty.objects.filter(workspace=workspace, source=PropertySource.TRAIT).exclude(key__in=keys).delete()
@@ -220,15 +231,19 @@ def catalogue_update(
         watermark = CatalogueWatermark.objects.select_for_update().get(workspace=workspace)
         low = watermark.last_event_id
         with connection.cursor() as cursor:
-            cursor.execute(_EVENT_UPPER, [workspace.pk, low, now - timedelta(seconds=settle_seconds)])
+            settled = now - timedelta(seconds=settle_seconds)
+            execute_scoped(cursor, _EVENT_UPPER, {"low": low, "settled": settled}, workspace_id=workspace.pk)
             upper = cursor.fetchone()[0]
             events_read = 0
             if upper is not None:
-                cursor.execute(_EVENT_NAMES, [workspace.pk, low, upper])
+                bounds = {"low": low, "upper": upper}
+                execute_scoped(cursor, _EVENT_NAMES, bounds, workspace_id=workspace.pk)
                 names = cursor.fetchall()
                 events_read = sum(int(n) for _, n, _ in names)
                 _merge_event_names(workspace, names)
-                cursor.execute(_EVENT_PROPERTIES + _SUMMARY, [workspace.pk, low, upper, TOP_VALUES_KEPT])
+                execute_scoped(
+                    cursor, _EVENT_PROPERTIES_SQL, {**bounds, "kept": TOP_VALUES_KEPT}, workspace_id=workspace.pk
+                )
                 _merge_event_properties(workspace, _summaries(cursor.fetchall()))
                 watermark.last_event_id = upper
         recount = recount_traits or watermark.traits_at is None or watermark.traits_at < now - TRAITS_MAX_AGE

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -20,6 +21,7 @@ from segmentation import realtime, services
 from segmentation.definition import MAX_COUNT, MAX_NUMBER, DefinitionInvalid, parse
 from segmentation.dependencies import Change
 from segmentation.models import Segment, SegmentStatus
+from segmentation.services import refresh
 from tests import factories
 from tests.accounts.support import api, logged_in_client, state
 from tests.segmentation.support import bought, crowd, members, reload, shopper
@@ -760,7 +762,7 @@ def test_the_schema_generates_without_warnings_and_describes_definitions(tmp_pat
 
 def test_a_failed_synchronous_refresh_answers_the_failed_segment(workspace, client, key, settings, monkeypatch):
     segment = _segment(workspace)
-    monkeypatch.setattr(services, "_apply", lambda *a: (_ for _ in ()).throw(RuntimeError("relation vanished")))
+    monkeypatch.setattr(refresh, "_apply", lambda *a: (_ for _ in ()).throw(RuntimeError("relation vanished")))
 
     response = _call(client, key, "POST", reverse("segment-refresh", kwargs={"pk": segment.pk}) + "?wait=true")
 
@@ -787,3 +789,79 @@ def test_a_preview_beyond_its_timeout_answers_503(workspace, client, key, settin
 
     assert response.status_code == 503
     assert response.json() == {"detail": "Counting this segment took longer than 0.001 s.", "code": "timeout"}
+
+
+# --- the definition's JSON Schema states the parser's limits ------------------------------------
+
+
+def _variant_schema(kind: str) -> dict:
+    from segmentation.api import DEFINITION_SCHEMA
+
+    [found] = [v for v in DEFINITION_SCHEMA["oneOf"] if v["properties"]["type"]["pattern"] == f"^({kind})$"]
+    return found["properties"]
+
+
+def _parses(document: dict) -> bool:
+    try:
+        parse(document)
+    except DefinitionInvalid:
+        return False
+    return True
+
+
+def _at_and_beyond(bound: int, build) -> tuple[bool, bool]:
+    return _parses(build(bound)), _parses(build(bound + 1))
+
+
+def test_the_definition_schema_states_the_limits_the_parser_enforces():
+    trait = {"type": "trait", "key": "plan", "operator": "is_set"}
+    event = _variant_schema("event")
+    regular = _variant_schema("regular")
+    steps = _variant_schema("sequence")["steps"]
+    conditions = _variant_schema("and")["conditions"]
+    key = event["filters"]["items"]["properties"]["key"]
+    values = event["filters"]["items"]["properties"]["value"]["anyOf"][-1]
+    string = event["filters"]["items"]["properties"]["value"]["anyOf"][0]
+
+    def weekly(periods: int, min_periods: int = 1) -> dict:
+        return {"type": "regular", "event": "Visit", "period": "1d", "periods": periods, "min_periods": min_periods}
+
+    def sequence(n: int) -> dict:
+        return {"type": "sequence", "steps": [{"event": f"S{i}"} for i in range(n)], "within": "1d"}
+
+    def filtered(**spec) -> dict:
+        return {"type": "event", "event": "Visit", "filters": [{"key": "k", "operator": "eq", "value": 1, **spec}]}
+
+    assert _at_and_beyond(conditions["maxItems"], lambda n: {"type": "and", "conditions": [trait] * n}) == (True, False)
+    assert _parses({"type": "and", "conditions": [trait] * conditions["minItems"]})
+    assert not _parses({"type": "and", "conditions": [trait] * (conditions["minItems"] - 1)})
+    assert _at_and_beyond(
+        event["filters"]["maxItems"], lambda n: {"type": "event", "event": "V", "filters": filtered()["filters"] * n}
+    ) == (True, False)
+    assert _at_and_beyond(regular["periods"]["maximum"], weekly) == (True, False)
+    assert _at_and_beyond(regular["min_periods"]["maximum"], lambda n: weekly(n, n)) == (True, False)
+    assert _at_and_beyond(steps["maxItems"], sequence) == (True, False)
+    assert (_parses(sequence(steps["minItems"])), _parses(sequence(steps["minItems"] - 1))) == (True, False)
+    assert _at_and_beyond(key["maxLength"], lambda n: filtered(key="k" * n)) == (True, False)
+    assert _at_and_beyond(event["event"]["maxLength"], lambda n: {"type": "event", "event": "e" * n}) == (True, False)
+    assert _at_and_beyond(string["maxLength"], lambda n: filtered(value="v" * n)) == (True, False)
+    assert _at_and_beyond(values["maxItems"], lambda n: filtered(operator="in", value=list(range(n)))) == (True, False)
+    assert _at_and_beyond(
+        event["count"]["properties"]["value"]["oneOf"][0]["maximum"],
+        lambda n: {"type": "event", "event": "V", "count": {"operator": "gte", "value": n}},
+    ) == (True, False)
+    assert _at_and_beyond(
+        _variant_schema("aggregate")["value"]["oneOf"][0]["maximum"],
+        lambda n: {"type": "aggregate", "event": "V", "key": "k", "function": "sum", "operator": "gt", "value": n},
+    ) == (True, False)
+    assert _variant_schema("segment")["segment"]["maximum"] == MAX_NUMBER
+    assert _at_and_beyond(MAX_NUMBER, lambda n: filtered(value=n)) == (True, False)
+
+
+@pytest.mark.parametrize("text", ["1m", "48h", "7d", "4w", "5218w", "0d", "01d", "1.5d", "7", "7x", "12345678901m"])
+def test_the_duration_pattern_of_the_schema_is_the_parsers(text):
+    """Within a century (the parser's further bound, stated in the description), the pattern is exact."""
+    from segmentation.api import _DURATION
+    from segmentation.definition import parse_duration
+
+    assert (re.fullmatch(_DURATION["pattern"], text) is not None) == (parse_duration(text) is not None)

@@ -18,6 +18,9 @@ from segmentation.definition import (
     Trait,
     Window,
     parse,
+    referenced_first,
+    referenced_segments,
+    segment_reference_paths,
 )
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -448,3 +451,28 @@ def test_numbers_past_what_storage_holds_are_refused_with_their_path(document, p
 @pytest.mark.parametrize("document", INSIDE)
 def test_numbers_just_inside_the_limits_are_accepted(document):
     parse(document, now=NOW)
+
+
+def test_references_are_read_alike_from_the_document_and_from_the_tree():
+    document = {
+        "type": "and",
+        "conditions": [
+            {"type": "segment", "segment": 3},
+            {"type": "not", "condition": {"type": "or", "conditions": [{"type": "segment", "segment": 4}]}},
+            {"type": "trait", "key": "segment", "operator": "eq", "value": 9},
+        ],
+    }
+
+    from_document = list(segment_reference_paths(document))
+
+    assert from_document == [("conditions[0].segment", 3), ("conditions[1].condition.conditions[0].segment", 4)]
+    assert list(segment_reference_paths(parse(document))) == from_document
+    assert referenced_segments(document) == referenced_segments(parse(document)) == {3, 4}
+    assert referenced_segments({"type": "segment", "segment": True}) == set()
+    assert referenced_segments(None) == set()
+
+
+def test_referenced_segments_come_first_otherwise_in_the_given_order():
+    assert referenced_first({5: {1}, 1: {2, 7}, 2: set(), 9: set()}) == [2, 1, 5, 9]
+    # A stored cycle (impossible to save) still places each segment once.
+    assert referenced_first({1: {2}, 2: {1}}) == [2, 1]

@@ -16,6 +16,7 @@ from accounts.tenancy import workspace_scope
 from segmentation import hooks, services
 from segmentation.definition import DefinitionInvalid
 from segmentation.models import Membership, Segment, SegmentStatus, WebhookSubscription
+from segmentation.services import refresh
 from tests import factories
 from tests.segmentation.support import bought, changes, crowd, members, reload, segment_rows, shopper, snapshots
 
@@ -331,8 +332,8 @@ def test_a_failed_refresh_keeps_the_membership_and_backs_off(scoped, monkeypatch
 
         return CompiledQuery(sql="SELECT person_id FROM (SELECT pg_sleep(1), 1::bigint AS person_id) s", params=[])
 
-    monkeypatch.setattr(services, "compile_members", timeout)
-    monkeypatch.setattr(services.settings, "SEGMENT_REFRESH_TIMEOUT_SECONDS", 0.05)
+    monkeypatch.setattr(refresh, "compile_members", timeout)
+    monkeypatch.setattr(refresh.settings, "SEGMENT_REFRESH_TIMEOUT_SECONDS", 0.05)
     results = [services.segment_refresh(segment=segment, now=now + timedelta(minutes=m)) for m in (1, 2)]
 
     stored = reload(segment)
@@ -357,7 +358,7 @@ def test_backoff_is_capped(scoped, settings, monkeypatch):
     settings.SEGMENT_REFRESH_MAX_BACKOFF_SECONDS = 3600
     segment = _create(scoped)
     Segment.objects.filter(pk=segment.pk).update(consecutive_failures=10)
-    monkeypatch.setattr(services, "_apply", lambda *a: (_ for _ in ()).throw(RuntimeError("disk full")))
+    monkeypatch.setattr(refresh, "_apply", lambda *a: (_ for _ in ()).throw(RuntimeError("disk full")))
     now = timezone.now()
 
     result = services.segment_refresh(segment=segment, now=now)

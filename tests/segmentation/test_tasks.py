@@ -26,6 +26,7 @@ from accounts.tenancy import workspace_scope
 from config.celery import app as celery_app
 from config.dburl import database_url
 from segmentation import services
+from segmentation.membership import MEMBERSHIP_LOCK_CLASS
 from segmentation.models import MembershipChange, Segment, SegmentStatus
 from segmentation.tasks import segment_refresh_task, segments_refresh_due
 from tests import factories
@@ -121,7 +122,7 @@ def _lock_holders(segment_id: int, *, using: str = "default") -> list[int]:
     with connections[using].cursor() as cursor:
         cursor.execute(
             "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = %s AND objid = %s AND granted",
-            [services.MEMBERSHIP_LOCK_CLASS, segment_id],
+            [MEMBERSHIP_LOCK_CLASS, segment_id],
         )
         return [row[0] for row in cursor.fetchall()]
 
@@ -141,7 +142,7 @@ def _holder_activity(segment_id: int) -> list[tuple[str, str, str]]:
             "SELECT a.state, coalesce(a.wait_event_type, ''), a.query "
             "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
             "WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objid = %s AND l.granted",
-            [services.MEMBERSHIP_LOCK_CLASS, segment_id],
+            [MEMBERSHIP_LOCK_CLASS, segment_id],
         )
         return [tuple(row) for row in cursor.fetchall()]
 

@@ -564,3 +564,34 @@ def test_anonymous_visitors_are_sent_to_sign_in():
 
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("login"))
+
+
+def test_the_segment_page_and_the_api_show_the_same_history(workspace, owner):
+    """One history selector: the page's table and charts and the API's ``history`` agree day by day,
+    including a size carried over from a refresh long before the window."""
+    now = timezone.now()
+    ann, bob = shopper(workspace, "ann"), shopper(workspace, "bob")
+    bought(workspace, ann, now - timedelta(days=2))
+    segment = _segment(workspace, refresh=False)
+    with workspace_scope(workspace):
+        Segment.objects.filter(pk=segment.pk).update(created_at=now - timedelta(days=60))
+        SegmentSizeSnapshot.objects.create(
+            workspace=workspace, segment=segment, at=now - timedelta(days=45), size=7, entered=7, exited=0
+        )
+        services.segment_refresh(segment=segment, now=now - timedelta(days=1))
+        bought(workspace, bob, now - timedelta(hours=1))
+        services.segment_refresh(segment=segment, now=now)
+    key = factories.api_key(workspace)[1]
+
+    page = logged_in_client(owner).get(reverse("segment_detail", args=[segment.pk]))
+    history = api(Client(), "GET", reverse("segment-history", kwargs={"pk": segment.pk}), key=key)
+
+    shown = [
+        {"date": day.date.isoformat(), "size": day.size, "entered": day.entered, "exited": day.exited}
+        for day in page.context["days"]
+    ]
+    assert history.status_code == 200
+    assert shown == history.json()
+    assert len(shown) == 30
+    assert [row["size"] for row in shown[-3:]] == [7, 1, 2]
+    assert [(row["entered"], row["exited"]) for row in shown[-2:]] == [(1, 0), (1, 0)]

@@ -1,0 +1,76 @@
+// The live preview: the definition posted to the server, its count, sample and sentence shown.
+
+import { h } from "./dom.js";
+import { placeErrors } from "./errors.js";
+import { isGroup } from "./groups.js";
+import { csrf, previewUrl, readonly, root, selfId, setStatus, state } from "./state.js";
+
+// --- Live preview ---------------------------------------------------------------------
+
+const countEl = document.getElementById("preview-count");
+const countLabel = document.getElementById("preview-label");
+const sampleEl = document.getElementById("preview-sample");
+const sentenceEl = document.getElementById("builder-sentence");
+let requestSeq = 0;
+
+export function preview() {
+  if (!previewUrl || readonly) return;
+  var mine = ++requestSeq;
+  root.classList.add("is-loading");
+  fetch(previewUrl, {
+    method: "POST", credentials: "same-origin",
+    headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrf },
+    body: JSON.stringify({ definition: state.doc, segment: selfId })
+  }).then(function (r) {
+    return r.json().then(function (data) { return { ok: r.ok, data: data }; });
+  }).then(function (res) {
+    if (mine !== requestSeq) return;
+    root.classList.remove("is-loading");
+    showPreview(res.data);
+  }).catch(function () {
+    if (mine !== requestSeq) return;
+    root.classList.remove("is-loading");
+    setStatus("Could not reach the server; the size will update when it answers again.");
+  });
+}
+
+export function showPreview(data) {
+  if (data.code === "timeout") {
+    root.setAttribute("data-state", "slow");
+    if (countEl) countEl.textContent = "—";
+    if (countLabel) countLabel.textContent = data.detail;
+    setStatus("Too large to count while editing; saving counts it in the background.");
+    return;
+  }
+  state.lastErrors = data.errors || [];
+  placeErrors(state.lastErrors);
+  if (data.sentence && sentenceEl) {
+    sentenceEl.replaceChildren();
+    data.sentence.forEach(function (part) {
+      sentenceEl.appendChild(part.kind ? h("span", { class: "s-" + part.kind, text: part.text }) : document.createTextNode(part.text));
+    });
+  }
+  if (state.lastErrors.length) {
+    root.setAttribute("data-state", "invalid");
+    var empty = isGroup(state.doc) && state.doc.type !== "not" && (!state.doc.conditions || !state.doc.conditions.length);
+    if (countEl) countEl.textContent = "—";
+    if (countLabel) countLabel.textContent = empty ? "Add a condition to see who matches" : "Fix the highlighted fields to see who matches";
+    if (sentenceEl && !data.sentence) sentenceEl.textContent = empty ? "People who … (add a condition)" : "The definition is not complete yet.";
+    if (sampleEl) sampleEl.replaceChildren();
+    setStatus(state.lastErrors.length + (state.lastErrors.length === 1 ? " field to fix" : " fields to fix"));
+    return;
+  }
+  root.setAttribute("data-state", "valid");
+  if (countEl) { countEl.textContent = Number(data.count).toLocaleString("en-US"); countEl.setAttribute("data-count", data.count); }
+  if (countLabel) countLabel.textContent = data.count === 1 ? "person matches now" : "people match now";
+  if (sampleEl) {
+    sampleEl.replaceChildren();
+    (data.sample || []).forEach(function (person) {
+      sampleEl.appendChild(h("li", null, [
+        h("a", { href: person.url, class: "person-link", text: person.label }),
+        person.detail ? h("span", { class: "cell-sub", text: person.detail }) : null
+      ]));
+    });
+  }
+  setStatus("Up to date");
+}
