@@ -8,7 +8,7 @@ import pytest
 import redis
 from django.conf import settings as django_settings
 
-from config import ratelimit
+from core import ratelimit
 from tests import factories
 from tests.tracking.conftest import NOTHING_STORED, stored_rows
 from tracking import ingest_rate
