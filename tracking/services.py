@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from accounts.models import User, Workspace
 from accounts.services import audit_record
-from tracking import ingest, triggers
+from tracking import events, ingest, triggers
 from tracking.models import Person, ProcessedMessage, TrackingTrigger
 
 # A retry with the same messageId within this long is stored once.
@@ -50,7 +50,11 @@ def processed_messages_purge(*, now: datetime | None = None) -> int:
 
 
 def person_merge(*, workspace: Workspace, loser: Person, survivor: Person) -> None:
-    """Fold ``loser`` into ``survivor`` (identities, events, groups, traits), as ``alias`` does."""
+    """Fold ``loser`` into ``survivor`` (identities, events, groups, traits), as ``alias`` does.
+
+    As for a merge in ingestion, subscribers move what they keep (``person_merged``) and hear
+    that everything changed for the survivor (``people_touched``).
+    """
     if loser.workspace_id != workspace.pk or survivor.workspace_id != workspace.pk:
         raise ValueError("both people must belong to the workspace")
     with transaction.atomic(), connection.cursor() as cursor:
@@ -59,6 +63,7 @@ def person_merge(*, workspace: Workspace, loser: Person, survivor: Person) -> No
             [workspace.pk, [loser.pk, survivor.pk]],
         )
         ingest.people_merge(cursor, workspace_id=workspace.pk, loser_id=loser.pk, survivor_id=survivor.pk)
+        events.people_touched(workspace.pk, {survivor.pk: events.Change(everything=True)})
 
 
 # --- Triggers of the JS snippet -------------------------------------------------

@@ -11,12 +11,14 @@ import uuid
 import orjson
 import pytest
 import redis
+from django.conf import settings
 
 from accounts.tenancy import workspace_scope
 from segmentation import realtime, services
 from segmentation.models import Membership, MembershipChange, MembershipChangeKind, Segment
 from tests.tracking.conftest import basic_auth
-from tracking.models import Identity, IdentityKind
+from tracking import services as tracking_services
+from tracking.models import Identity, IdentityKind, Person
 from tracking.people_services import person_erase
 
 DID_A = {"type": "event", "event": "A"}
@@ -27,13 +29,15 @@ A_TWICE = {"type": "event", "event": "A", "count": {"operator": "gte", "value": 
 
 
 @pytest.fixture(autouse=True)
-def _realtime(settings):
-    """A fresh notifier and a drain queue of the test's own, emptied after."""
+def _realtime(settings, workspace):
+    """A fresh notifier and a drain queue of the test's own; both, and the workspace's pending work, emptied after."""
     realtime.notifier.reset()
     name, url = f"test-person-data-{uuid.uuid4().hex}", settings.REDIS_URL
     settings.SEGMENTS_REALTIME_QUEUE = name
     yield
-    redis.Redis.from_url(url).delete(name, *realtime.keys(0))
+    keys = realtime.keys(workspace.pk)
+    redis.Redis.from_url(url).delete(name, keys.pending, keys.kick, keys.overflow)
+    redis.Redis.from_url(url).srem(keys.dirty, workspace.pk)
     realtime.notifier.reset()
 
 
@@ -198,4 +202,34 @@ def test_an_erasure_records_the_exits_without_the_person_and_keeps_sizes_exact(
         assert not MembershipChange.objects.filter(person_id=ada).exists()
         assert MembershipChange.objects.filter(person_id=None, pk__lte=before).count() == history
         assert set(Membership.objects.values_list("person_id", flat=True)) == {bob}
+    _assert_sizes_are_a_full_reevaluation(workspace)
+
+
+def test_a_merge_outside_ingestion_moves_memberships_and_queues_the_survivor(
+    client, workspace, django_capture_on_commit_callbacks
+):
+    # Given two identified people in a segment
+    _batch(
+        client,
+        workspace,
+        [{"type": "track", "userId": "old", "event": "A"}, {"type": "track", "userId": "new", "event": "B"}],
+        django_capture_on_commit_callbacks,
+    )
+    old = _person_id(workspace, IdentityKind.USER_ID, "old")
+    new = _person_id(workspace, IdentityKind.USER_ID, "new")
+    segments = _segments(workspace)
+    keys = realtime.keys(workspace.pk)
+    redis.Redis.from_url(settings.REDIS_URL).delete(keys.pending)
+
+    # When one is merged into the other by the service
+    with django_capture_on_commit_callbacks(execute=True), workspace_scope(workspace):
+        tracking_services.person_merge(
+            workspace=workspace, loser=Person.objects.get(pk=old), survivor=Person.objects.get(pk=new)
+        )
+
+    # Then the survivor holds the loser's membership, and real time re-evaluates them
+    assert set(_members(workspace, segments["did A"])) == {new}
+    assert realtime.facts_pending(workspace.pk) == {f"{new}|*"}
+    with workspace_scope(workspace):
+        realtime.workspace_drain(workspace=workspace)
     _assert_sizes_are_a_full_reevaluation(workspace)
