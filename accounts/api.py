@@ -11,23 +11,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import selectors, services
-from accounts.models import ApiKey, AuditLogEntry, Invitation, Membership, Role, User, Workspace
-from config.api import StrictSerializer
-
-
-def _actor(request: Request) -> User | None:
-    """The signed-in user, or None when a key acts (the audit log then names the key)."""
-    return request.user if isinstance(request.user, User) else None
+from accounts.models import ApiKey, AuditLogEntry, Invitation, Membership, Role, Workspace
+from accounts.requests import request_actor, request_workspace
+from core.api import StrictSerializer
 
 
 def _actor_role(request: Request) -> str:
     """The role the request acts with: the session's, or the key creator's as it is now."""
     membership: Membership = request._request.membership  # type: ignore[attr-defined]
     return membership.role
-
-
-def _workspace(request: Request) -> Workspace:
-    return request._request.workspace  # type: ignore[attr-defined]
 
 
 class WorkspaceSerializer(serializers.ModelSerializer[Workspace]):
@@ -48,14 +40,14 @@ class WorkspaceView(APIView):
 
     @extend_schema(responses=WorkspaceSerializer)
     def get(self, request: Request) -> Response:
-        return Response(WorkspaceSerializer(_workspace(request)).data)
+        return Response(WorkspaceSerializer(request_workspace(request)).data)
 
     @extend_schema(request=WorkspaceUpdateSerializer, responses=WorkspaceSerializer)
     def patch(self, request: Request) -> Response:
         data = WorkspaceUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         workspace = services.workspace_rename(
-            workspace=_workspace(request), name=data.validated_data["name"], actor=_actor(request)
+            workspace=request_workspace(request), name=data.validated_data["name"], actor=request_actor(request)
         )
         return Response(WorkspaceSerializer(workspace).data)
 
@@ -65,8 +57,8 @@ class WriteKeyRotateView(APIView):
 
     @extend_schema(request=None, responses=WorkspaceSerializer)
     def post(self, request: Request) -> Response:
-        workspace = _workspace(request)
-        services.write_key_rotate(workspace=workspace, actor=_actor(request))
+        workspace = request_workspace(request)
+        services.write_key_rotate(workspace=workspace, actor=request_actor(request))
         return Response(WorkspaceSerializer(workspace).data)
 
 
@@ -106,20 +98,22 @@ class ApiKeyViewSet(
     def get_queryset(self) -> Any:
         if getattr(self, "swagger_fake_view", False):  # schema generation: no request, no workspace
             return ApiKey.objects.unscoped().none()
-        return selectors.api_keys_list(_workspace(self.request))
+        return selectors.api_keys_list(request_workspace(self.request))
 
     @extend_schema(request=ApiKeyCreateSerializer, responses={201: ApiKeyCreatedSerializer})
     def create(self, request: Request) -> Response:
         data = ApiKeyCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         key, secret = services.api_key_create(
-            workspace=_workspace(request), name=data.validated_data["name"], actor=_actor(request)
+            workspace=request_workspace(request), name=data.validated_data["name"], actor=request_actor(request)
         )
         key.key = secret  # type: ignore[attr-defined]
         return Response(ApiKeyCreatedSerializer(key).data, status=status.HTTP_201_CREATED)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        services.api_key_revoke(workspace=_workspace(request), key=self.get_object(), actor=_actor(request))
+        services.api_key_revoke(
+            workspace=request_workspace(request), key=self.get_object(), actor=request_actor(request)
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -166,7 +160,7 @@ class MemberViewSet(
     def get_queryset(self) -> Any:
         if getattr(self, "swagger_fake_view", False):  # schema generation: no request, no workspace
             return Membership.objects.unscoped().none()
-        return selectors.members_list(_workspace(self.request))
+        return selectors.members_list(request_workspace(self.request))
 
     @extend_schema(request=MemberUpdateSerializer, responses=MemberSerializer)
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -174,10 +168,10 @@ class MemberViewSet(
         data = MemberUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         services.membership_change_role(
-            workspace=_workspace(request),
+            workspace=request_workspace(request),
             membership=membership,
             role=data.validated_data["role"],
-            actor=_actor(request),
+            actor=request_actor(request),
             actor_role=_actor_role(request),
             password=data.validated_data.get("password"),
         )
@@ -190,9 +184,9 @@ class MemberViewSet(
         data = MemberRemoveSerializer(data=request.data or {})
         data.is_valid(raise_exception=True)
         services.membership_remove(
-            workspace=_workspace(request),
+            workspace=request_workspace(request),
             membership=membership,
-            actor=_actor(request),
+            actor=request_actor(request),
             actor_role=_actor_role(request),
             password=data.validated_data.get("password"),
         )
@@ -244,17 +238,17 @@ class InvitationViewSet(
     def get_queryset(self) -> Any:
         if getattr(self, "swagger_fake_view", False):  # schema generation: no request, no workspace
             return Invitation.objects.unscoped().none()
-        return selectors.invitations_pending(_workspace(self.request))
+        return selectors.invitations_pending(request_workspace(self.request))
 
     @extend_schema(request=InvitationCreateSerializer, responses={201: InvitationCreatedSerializer})
     def create(self, request: Request) -> Response:
         data = InvitationCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         invitation, link = services.invitation_create(
-            workspace=_workspace(request),
+            workspace=request_workspace(request),
             email=data.validated_data["email"],
             role=data.validated_data["role"],
-            actor=_actor(request),
+            actor=request_actor(request),
             accept_url_base=request.build_absolute_uri("/"),
             actor_role=_actor_role(request),
             password=data.validated_data.get("password"),
@@ -263,7 +257,9 @@ class InvitationViewSet(
         return Response(InvitationCreatedSerializer(invitation).data, status=status.HTTP_201_CREATED)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        services.invitation_revoke(workspace=_workspace(request), invitation=self.get_object(), actor=_actor(request))
+        services.invitation_revoke(
+            workspace=request_workspace(request), invitation=self.get_object(), actor=request_actor(request)
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -282,4 +278,4 @@ class AuditLogViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[AuditLogEnt
     def get_queryset(self) -> Any:
         if getattr(self, "swagger_fake_view", False):  # schema generation: no request, no workspace
             return AuditLogEntry.objects.unscoped().none()
-        return selectors.audit_log(_workspace(self.request))
+        return selectors.audit_log(request_workspace(self.request))

@@ -21,8 +21,8 @@ from rest_framework.throttling import BaseThrottle
 from accounts import selectors
 from accounts.middleware import bearer_token
 from accounts.models import ApiKey
-from config import ratelimit
-from config.client_address import client_address, throttle_subject
+from core import ratelimit
+from core.client_address import client_address, throttle_subject
 
 ORPHAN_KEY_MESSAGE = (
     "This API key no longer works: the member who created it is no longer in this workspace. "

@@ -1,4 +1,4 @@
-"""Request types that say what the tenancy middleware attached."""
+"""Request types that say what the tenancy middleware attached, and the REST views' readers of it."""
 
 from __future__ import annotations
 
@@ -6,8 +6,12 @@ from typing import TYPE_CHECKING
 
 from django.http import HttpRequest
 
+from accounts.models import User
+
 if TYPE_CHECKING:
-    from accounts.models import ApiKey, Membership, User, Workspace
+    from rest_framework.request import Request
+
+    from accounts.models import ApiKey, Membership, Workspace
 
 
 class WorkspaceRequest(HttpRequest):
@@ -33,3 +37,13 @@ class MemberRequest(AuthenticatedRequest):
 
     workspace: Workspace
     membership: Membership
+
+
+def request_workspace(request: Request) -> Workspace:
+    """The workspace a REST request acts in (the authentication opened its scope)."""
+    return request._request.workspace  # type: ignore[attr-defined]
+
+
+def request_actor(request: Request) -> User | None:
+    """The signed-in user, or None when a key acts (the audit log then names the key)."""
+    return request.user if isinstance(request.user, User) else None

@@ -25,7 +25,7 @@ from accounts.keys import DISPLAY_LENGTH, hash_token, new_invitation_token, new_
 from accounts.models import ApiKey, AuditLogEntry, Invitation, Membership, Role, User, Workspace
 from accounts.principal import acting_api_key
 from accounts.tenancy import workspace_scope
-from config import ratelimit
+from core import ratelimit
 
 OWNER_PASSWORD_REQUIRED = "Type your current password to grant, remove or change the owner role."
 OWNER_PASSWORD_WRONG = "That is not your current password."

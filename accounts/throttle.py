@@ -9,7 +9,7 @@ failure, so the owner of an account under attack waits at most the cap, and a
 successful sign-in (or a password reset) clears the account's count.
 
 Password reset and sign-up send email, so they are limited per client address
-and per target email in fixed windows (``config.ratelimit``); the count does
+and per target email in fixed windows (``core.ratelimit``); the count does
 not depend on whether the email has an account, so a refusal tells nothing.
 """
 
@@ -18,8 +18,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.http import HttpRequest
 
-from config import ratelimit
-from config.client_address import client_address, throttle_subject
+from core import ratelimit
+from core.client_address import client_address, throttle_subject
 
 
 def _email(email: str) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 from django.conf import settings
@@ -11,15 +9,16 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
 
 from accounts import reveal, selectors, services, throttle
 from accounts import signup as signup_flow
+from accounts.decorators import workspace_required
 from accounts.forms import (
     ApiKeyForm,
     EmailAuthenticationForm,
@@ -31,35 +30,9 @@ from accounts.forms import (
     WorkspaceForm,
 )
 from accounts.middleware import SESSION_WORKSPACE_KEY
-from accounts.models import ApiKey, Invitation, Membership, Role, User
+from accounts.models import ApiKey, Invitation, Role, User
 from accounts.requests import AuthenticatedRequest, MemberRequest
-from config import ratelimit
-
-View = Callable[..., HttpResponseBase]
-
-
-def workspace_required(*, write: str | None = None) -> Callable[[View], View]:
-    """Signed in, in a workspace; ``write="member"|"admin"`` guards POSTs by role.
-
-    The guard is enforced here, not only by hiding buttons: a viewer's POST is a 403.
-    """
-
-    def decorator(view: View) -> View:
-        @login_required
-        @wraps(view)
-        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-            membership: Membership | None = request.membership  # type: ignore[attr-defined]
-            if membership is None:
-                return redirect("workspace_new")
-            if request.method == "POST" and write is not None:
-                allowed = membership.can_admin if write == "admin" else membership.can_write
-                if not allowed:
-                    raise PermissionDenied("Your role in this workspace does not allow this change.")
-            return view(request, *args, **kwargs)
-
-        return wrapped
-
-    return decorator
+from core import ratelimit
 
 
 def _throttled(response: HttpResponse, wait: int) -> HttpResponse:

@@ -42,7 +42,7 @@ def main() -> None:
     django.setup()
     from django.conf import settings
 
-    from config import ratelimit
+    from core import ratelimit
     from tracking import ingest_rate
 
     settings.INGEST_RATE_PER_WRITE_KEY = 10**12

@@ -1,7 +1,7 @@
 """The OpenAPI schema: every operation documents its error answers, once, here.
 
 drf-spectacular documents what a view returns when all goes well. The error
-answers come from the REST base (``config.api``) and are the same everywhere,
+answers come from the REST base (``core.api``) and are the same everywhere,
 so they are added to every operation by rule rather than by decorating views:
 
 - 400 when the operation reads a body or query parameters, 415 when it reads a body;
@@ -22,7 +22,7 @@ from drf_spectacular import openapi
 from drf_spectacular.plumbing import ComponentRegistry
 from rest_framework import serializers
 
-from config.api import ErrorSerializer, Pagination, StrictSerializer
+from core.api import ErrorSerializer, Pagination, StrictSerializer
 
 ERROR_DESCRIPTIONS = {
     "400": "Invalid input: a field of the body or a query parameter; errors names each one.",
@@ -35,7 +35,7 @@ ERROR_DESCRIPTIONS = {
 
 
 class AutoSchema(openapi.AutoSchema):
-    """drf-spectacular's schema with the error answers of ``config.api`` on every operation."""
+    """drf-spectacular's schema with the error answers of ``core.api`` on every operation."""
 
     def get_operation(
         self, path: str, path_regex: str, path_prefix: str, method: str, registry: ComponentRegistry

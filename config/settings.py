@@ -2,7 +2,7 @@
 
 Every integration switches on when its variable is set; nothing exists only in
 production. With ``DATABASE_URL`` / ``REDIS_URL`` unset the embedded services
-of ``config.embedded`` are started. See README.md for production settings.
+of ``core.embedded`` are started. See README.md for production settings.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import environ
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from config import client_address as _client_address
-from config import embedded
-from config import ratelimit as _ratelimit
+from core import client_address as _client_address
+from core import embedded
+from core import ratelimit as _ratelimit
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -57,7 +57,12 @@ INSTALLED_APPS = [
     "segmentation",
     "segmentation.catalogue",
     "campaigns",
+    "demo",
 ]
+
+# The modules that hear what happens to people in tracking (tracking/events.py: ingestion's
+# changes, imports, merges, erasures, exports), in the order they are told.
+TRACKING_SUBSCRIBERS = ["segmentation.people", "segmentation.catalogue.people"]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -72,7 +77,7 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "accounts.middleware.WorkspaceScopeMiddleware",
     # Last, so that its error page has the user and workspace every page's context reads.
-    "config.middleware.RefuseNulInQueryMiddleware",
+    "core.middleware.RefuseNulInQueryMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -160,7 +165,7 @@ INVITATION_TTL_DAYS = 7
 
 # --- Throttles: client addresses, sign-in, reset, sign-up, REST, ingestion -----
 # Reverse proxies (addresses or CIDRs) whose X-Forwarded-For is believed: the client is the
-# first address, read from the right, that is not one of them (config/client_address.py).
+# first address, read from the right, that is not one of them (core/client_address.py).
 # Empty: the client is the TCP peer (REMOTE_ADDR). Behind a proxy, set it, or every client
 # shares the proxy's address and its throttles.
 TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
@@ -273,12 +278,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.WorkspaceRole"],
-    "DEFAULT_PAGINATION_CLASS": "config.api.Pagination",
+    "DEFAULT_PAGINATION_CLASS": "core.api.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "config.schema.AutoSchema",
-    "EXCEPTION_HANDLER": "config.api.exception_handler",
+    "EXCEPTION_HANDLER": "core.api.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["config.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["core.parsers.JSONParser"],
     "UNAUTHENTICATED_USER": None,
 }
 # Requests per secret API key (API_KEY_RATE), in Redis through the default cache.
@@ -313,7 +318,7 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 
-CSRF_FAILURE_VIEW = "config.errors.csrf_failure"
+CSRF_FAILURE_VIEW = "core.errors.csrf_failure"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

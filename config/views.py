@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.http import HttpResponse
 from django.shortcuts import render
 
+from accounts.decorators import workspace_required
 from accounts.requests import MemberRequest
-from accounts.views import workspace_required
 
 # Sections of the navigation that later work fills in, with what they will hold.
 UPCOMING = {

@@ -22,8 +22,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.api import _actor, _workspace
-from config.api import Pagination, StrictSerializer
+from accounts.requests import request_actor, request_workspace
+from core.api import Pagination, StrictSerializer
 from segmentation import selectors, services
 from segmentation.definition import (
     AGGREGATE_FUNCTIONS,
@@ -46,7 +46,7 @@ from segmentation.definition import (
 )
 from segmentation.exports import csv_lines
 from segmentation.models import Segment
-from tracking.api import PersonSerializer
+from tracking.serializers import PersonSerializer
 
 
 def _choice(values: list[str]) -> dict[str, Any]:
@@ -386,7 +386,7 @@ class SegmentViewSet(
     def get_queryset(self) -> Any:
         if getattr(self, "swagger_fake_view", False):  # schema generation: no request, no workspace
             return Segment.objects.unscoped().none()
-        workspace = _workspace(self.request)
+        workspace = request_workspace(self.request)
         if self.action != "list":
             return selectors.segment_list(workspace)
         order = self.request.query_params.get("ordering", "name")
@@ -405,14 +405,14 @@ class SegmentViewSet(
         data = SegmentCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        workspace = _workspace(request)
+        workspace = request_workspace(request)
         if values.get("refresh_interval_seconds") is not None and values["static"]:
             raise serializers.ValidationError({"refresh_interval_seconds": ["A static segment is never refreshed."]})
         try:
             with transaction.atomic():  # a segment with its interval, or nothing
                 segment = services.segment_create(
                     workspace=workspace,
-                    actor=_actor(request),
+                    actor=request_actor(request),
                     name=values["name"],
                     definition=values["definition"],
                     static=values["static"],
@@ -421,7 +421,7 @@ class SegmentViewSet(
                 if values.get("refresh_interval_seconds") is not None:
                     segment = services.segment_update(
                         segment=segment,
-                        actor=_actor(request),
+                        actor=request_actor(request),
                         refresh_interval_seconds=values["refresh_interval_seconds"],
                     )
         except DefinitionInvalid as error:
@@ -437,7 +437,7 @@ class SegmentViewSet(
         try:
             segment = services.segment_update(
                 segment=segment,
-                actor=_actor(request),
+                actor=request_actor(request),
                 name=values.get("name"),
                 definition=values.get("definition"),
                 description=values.get("description"),
@@ -451,7 +451,7 @@ class SegmentViewSet(
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         segment = self.get_object()
         try:
-            services.segment_delete(segment=segment, actor=_actor(request))
+            services.segment_delete(segment=segment, actor=request_actor(request))
         except DjangoValidationError as error:
             raise Conflict(" ".join(error.messages)) from error
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -464,7 +464,7 @@ class SegmentViewSet(
         data.is_valid(raise_exception=True)
         try:
             result = services.segment_preview(
-                workspace=_workspace(request),
+                workspace=request_workspace(request),
                 definition=data.validated_data["definition"],
                 sample_size=data.validated_data["sample_size"],
             )
@@ -498,7 +498,7 @@ class SegmentViewSet(
     def members(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """GET: the current members, most recent entries first. POST: add or remove people of a static segment."""
         segment = self.get_object()
-        workspace = _workspace(request)
+        workspace = request_workspace(request)
         if request.method == "GET":
             paginator = Pagination()
             page = paginator.paginate_queryset(
@@ -508,7 +508,10 @@ class SegmentViewSet(
         data = MembersChangeSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         change = services.segment_static_change(
-            segment=segment, actor=_actor(request), add=data.validated_data["add"], remove=data.validated_data["remove"]
+            segment=segment,
+            actor=request_actor(request),
+            add=data.validated_data["add"],
+            remove=data.validated_data["remove"],
         )
         return Response(
             {"added": change.added, "removed": change.removed, "unknown": change.unknown, "size": segment.size}
@@ -531,7 +534,7 @@ class SegmentViewSet(
         raw = request.query_params.get("days", "30")
         if not raw.isdigit() or not 1 <= int(raw) <= 365:
             raise serializers.ValidationError({"days": [f"A whole number of days from 1 to 365, not {raw!r}."]})
-        rows = selectors.segment_history(_workspace(request), segment, days=int(raw))
+        rows = selectors.segment_history(request_workspace(request), segment, days=int(raw))
         return Response(HistoryDaySerializer(rows, many=True).data)
 
 
@@ -568,7 +571,7 @@ class SegmentMembersCsvView(APIView):
         }
     )
     def get(self, request: Request, pk: int) -> StreamingHttpResponse:
-        workspace = _workspace(request)
+        workspace = request_workspace(request)
         segment = selectors.segment_get(workspace, pk)
         if segment is None:
             raise exceptions.NotFound()

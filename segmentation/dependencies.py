@@ -15,17 +15,19 @@ Nothing here depends on time. A membership that flips only because time passed
 (an event leaving a 30-day window, a sequence's ``within`` running out) is left
 to the periodic full refresh: no event marks the moment.
 
-A ``Change`` is what happened to one person: the names of their new events, a
-trait write, or ``everything`` (a new person, who may now match any "has not
-done" segment, or a merge, which moved another person's whole history in).
+A ``Change`` is what tracking says happened to one person (``tracking.events``):
+the names of their new events, a trait write, or ``everything`` (a new person,
+who may now match any "has not done" segment, or a merge, which moved another
+person's whole history in).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from segmentation.definition import ANY_EVENT, Node, Trait, event_names, referenced_segments, walk
+from tracking.events import Change
 
 
 @dataclass(frozen=True)
@@ -54,20 +56,6 @@ def dependencies(tree: Node) -> Dependencies:
         traits=any(isinstance(node, Trait) for node in walk(tree)),
         segments=frozenset(referenced_segments(tree)),
     )
-
-
-@dataclass
-class Change:
-    """What happened to one person since they were last re-evaluated."""
-
-    events: set[str] = field(default_factory=set)
-    traits: bool = False
-    everything: bool = False
-
-    def merge(self, other: Change) -> None:
-        self.events |= other.events
-        self.traits = self.traits or other.traits
-        self.everything = self.everything or other.everything
 
 
 # How a person's change travels through Redis: one set member per fact, so that

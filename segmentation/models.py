@@ -66,15 +66,18 @@ class Membership(TenantModel):
     A refresh writes a row per person entering (hundreds of thousands for a big
     segment), so the keys carry no database constraint, each of which
     is a lookup and a row lock of the referenced person per inserted row at
-    commit: Django's cascade deletes the rows with their person, segment or
-    workspace, and a refresh racing the deletion of a person leaves at worst a
-    row the next refresh removes. The person and segment keys keep their indexes
-    (the cascades, a person's segments); the workspace's is the unique one.
+    commit: Django's cascade deletes the rows with their segment or workspace,
+    and a refresh racing the deletion of a person leaves at worst a row the
+    next refresh removes. Nothing cascades from the person (another app's
+    table): a merge or an erasure is handled by ``segmentation.person_data``,
+    which keeps sizes and history exact. The person and segment keys keep
+    their indexes (merges, erasures, a person's segments); the workspace's is
+    the unique one.
     """
 
     workspace = hot_workspace_key(db_constraint=False)
     segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="+", db_constraint=False)
-    person = models.ForeignKey("tracking.Person", on_delete=models.CASCADE, related_name="+", db_constraint=False)
+    person = models.ForeignKey("tracking.Person", on_delete=models.DO_NOTHING, related_name="+", db_constraint=False)
     entered_at = models.DateTimeField()
 
     class Meta:
@@ -92,11 +95,16 @@ class MembershipChange(TenantModel):
     """Append-only history: a person entered or left a segment at ``at``.
 
     Keys without database constraints, as ``Membership``'s (a row per entry).
+    ``person`` is empty on the trace of an id that no longer exists: the exit of
+    an erased person or of a merge's loser, and an erased person's history
+    (``segmentation.person_data``).
     """
 
     workspace = hot_workspace_key(db_constraint=False)
     segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="+", db_constraint=False)
-    person = models.ForeignKey("tracking.Person", on_delete=models.CASCADE, related_name="+", db_constraint=False)
+    person = models.ForeignKey(
+        "tracking.Person", on_delete=models.DO_NOTHING, null=True, related_name="+", db_constraint=False
+    )
     kind = models.CharField(max_length=8, choices=MembershipChangeKind.choices)
     at = models.DateTimeField()
 
@@ -123,7 +131,7 @@ class WebhookSubscription(TenantModel):
     """An endpoint told when people enter or leave segments (all, or the chosen ones).
 
     The signing secret is not stored: it is derived from ``secret_salt`` and the
-    site's ``SECRET_KEY`` (``segmentation.webhooks.signing.subscription_secret``),
+    site's ``SECRET_KEY`` (``core.signing.subscription_secret``),
     so a database dump alone cannot forge or verify signatures. Rotating the secret
     means a new salt.
     """

@@ -25,9 +25,9 @@ from django.urls import reverse
 from django.utils.text import slugify
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
+from accounts.decorators import workspace_required
 from accounts.models import Workspace
 from accounts.requests import MemberRequest
-from accounts.views import workspace_required
 from segmentation import charts, selectors, services, ui_selectors
 from segmentation.catalogue import selectors as catalogue
 from segmentation.catalogue.models import PropertySource

@@ -20,37 +20,21 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.api import _actor, _workspace
 from accounts.permissions import WorkspaceRole
+from accounts.requests import request_actor, request_workspace
 from accounts.services import audit_record
-from config.api import CursorPagination
+from core.api import CursorPagination
 from tracking import exports
 from tracking import people_selectors as selectors
 from tracking import people_services as services
 from tracking.models import Event, Person, QuarantinedMessage, QuarantineKind
+from tracking.serializers import PersonSerializer
 
 
 class EventCursorPagination(CursorPagination):
     """Newest first; the cursor holds a position, not an offset into the whole table."""
 
     ordering = ("-timestamp", "-id")
-
-
-class PersonSerializer(serializers.ModelSerializer[Person]):
-    user_id = serializers.CharField(read_only=True, allow_null=True, help_text="Null when the person is anonymous.")
-    anonymous_ids = serializers.SerializerMethodField()
-    user_ids = serializers.SerializerMethodField(help_text="Every user id the person is known by (aliases too).")
-
-    class Meta:
-        model = Person
-        fields = ["id", "user_id", "anonymous_ids", "user_ids", "traits", "first_seen", "last_seen"]
-        read_only_fields = fields
-
-    def get_anonymous_ids(self, person: Person) -> list[str]:
-        return selectors.anonymous_ids(person)
-
-    def get_user_ids(self, person: Person) -> list[str]:
-        return selectors.user_ids(person)
 
 
 class EventSerializer(serializers.ModelSerializer[Event]):
@@ -140,7 +124,7 @@ class PersonViewSet(
     def get_queryset(self) -> Any:
         if getattr(self, "swagger_fake_view", False):  # schema generation: no request, no workspace
             return Person.objects.unscoped().none()
-        workspace = _workspace(self.request)
+        workspace = request_workspace(self.request)
         if self.action != "list":
             return selectors.people_list(workspace)
         return selectors.people_list(
@@ -151,7 +135,9 @@ class PersonViewSet(
         )
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        erasure = services.person_erase(workspace=_workspace(request), person=self.get_object(), actor=_actor(request))
+        erasure = services.person_erase(
+            workspace=request_workspace(request), person=self.get_object(), actor=request_actor(request)
+        )
         if erasure is None:  # erased (or merged away) by a concurrent request since get_object
             raise NotFound()
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -162,7 +148,7 @@ class PersonViewSet(
         """The person's events, newest first."""
         person = self.get_object()
         events = selectors.events_list(
-            _workspace(request),
+            request_workspace(request),
             person_id=person.pk,
             name=_text_param(request, "event"),
             since=_time_param(request, "since"),
@@ -183,7 +169,7 @@ class EventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[Event]):
     def get_queryset(self) -> Any:
         if getattr(self, "swagger_fake_view", False):  # schema generation: no request, no workspace
             return Event.objects.unscoped().none()
-        workspace = _workspace(self.request)
+        workspace = request_workspace(self.request)
         since = _time_param(self.request, "since")
         until = _time_param(self.request, "until")
         if since is not None and until is not None and since >= until:
@@ -245,7 +231,7 @@ class QuarantineViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[Quarantin
         if kind not in QuarantineKind.values:
             raise ValidationError({"kind": [f"One of {', '.join(QuarantineKind.values)}, not {kind!r}."]})
         return selectors.quarantine_list(
-            _workspace(self.request), kind=kind, reason=_text_param(self.request, "reason")
+            request_workspace(self.request), kind=kind, reason=_text_param(self.request, "reason")
         )
 
 
@@ -372,14 +358,14 @@ class PersonExportView(viewsets.ViewSet):
         }
     )
     def retrieve(self, request: Request, pk: int, **kwargs: Any) -> StreamingHttpResponse:
-        workspace = _workspace(request)
+        workspace = request_workspace(request)
         person = selectors.person_get(workspace, int(pk))
         if person is None:
             raise NotFound()
         head = exports.person_export_head(workspace=workspace, person=person)
         audit_record(
             workspace=workspace,
-            actor=_actor(request),
+            actor=request_actor(request),
             action="person.exported",
             target=f"person {person.pk}",
             details={},

@@ -1,6 +1,13 @@
 from django.apps import AppConfig
+from django.conf import settings
+
+from tracking import events
 
 
 class TrackingConfig(AppConfig):
     name = "tracking"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # The apps above tracking hear about people through its port; the settings name them, tracking does not.
+        events.subscribers_load(settings.TRACKING_SUBSCRIBERS)

@@ -6,11 +6,11 @@ stored by ``tracking.ingest.submissions_ingest``, exactly as a request to
 suppressed ids, quarantine for invalid messages, and events written with COPY.
 One chunk is one transaction.
 
-Segments: an import does not notify real-time membership person by person
-(tens of thousands of people per chunk would flood the drain with work a full
-refresh does better). Once it ends, finished or not, the workspace's dynamic
-segments are marked due for their periodic full refresh
-(``segmentation.realtime.segments_mark_due``).
+Subscribers (``tracking.events``) are not told person by person (tens of
+thousands of people per chunk would flood real-time segments with work a full
+refresh does better). Once the import ends, finished or not, they are told
+once that many people changed (``people_imported``): segments are then due for
+their full refresh, and the builder's catalogue catches up.
 
 Time: an exported message keeps its own time. Clock-skew correction
 (``receivedAt - (sentAt - timestamp)``) uses the message's own ``receivedAt``
@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 from django.utils import timezone
 
 from accounts.models import Workspace
-from segmentation.realtime import segments_mark_due
+from tracking import events
 from tracking.import_files import Rejected
 from tracking.ingest import Submission, submissions_ingest
 from tracking.messages import EARLIEST, Message, Rejection, parse_message, parse_time
@@ -78,7 +78,7 @@ def events_import(
         _import(workspace, items, chunk_size, on_chunk, totals)
     finally:
         if totals.accepted:
-            segments_mark_due(workspace=workspace)
+            events.people_imported(workspace)
     return totals
 
 

@@ -2,9 +2,8 @@
 
 Tracking writes what it stores itself: the person, their traits, identities,
 groups and events. Apps above tracking (which tracking never imports) add what
-they store about people as named sections: each registers a provider
-``(workspace, person) -> JSON-able`` from its ``AppConfig.ready`` with
-``export_section_register``; the document carries one key per registered name.
+they store about people as named sections, through the ``person_export`` hook
+of tracking's port (``tracking.events``).
 
 Events are streamed, not capped: an export answers a person's request for all
 of their data, and a person may have millions of events. The other sections
@@ -15,7 +14,7 @@ the workspace's scope, so memory stays flat whatever the person's history.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -24,29 +23,12 @@ from django.utils import timezone
 
 from accounts.models import Workspace
 from accounts.tenancy import workspace_scope
+from tracking import events
 from tracking import people_selectors as selectors
 from tracking.models import Event, Identity, Person
 
-SectionProvider = Callable[[Workspace, Person], Any]
 OWN_SECTIONS = ("exported_at", "person", "traits", "identities", "groups", "events")
 EVENT_PAGE = 1000
-
-_sections: dict[str, SectionProvider] = {}
-
-
-def export_section_register(name: str, provider: SectionProvider) -> None:
-    """Add the section ``name`` to every person export, computed by ``provider``.
-
-    Called from an ``AppConfig.ready``; registering a name again replaces its provider
-    (``ready`` may run more than once in tests). Tracking's own section names are refused.
-    """
-    if name in OWN_SECTIONS:
-        raise ValueError(f"{name!r} is a section of tracking itself")
-    _sections[name] = provider
-
-
-def export_section_names() -> list[str]:
-    return sorted(_sections)
 
 
 def _person(person: Person) -> dict[str, Any]:
@@ -88,7 +70,7 @@ def event_document(event: Event) -> dict[str, Any]:
 
 
 def person_export_head(*, workspace: Workspace, person: Person) -> dict[str, Any]:
-    """Every section but ``events``: tracking's, then the registered ones by name."""
+    """Every section but ``events``: tracking's, then the subscribers'."""
     head: dict[str, Any] = {
         "exported_at": timezone.now(),
         "person": _person(person),
@@ -96,8 +78,7 @@ def person_export_head(*, workspace: Workspace, person: Person) -> dict[str, Any
         "identities": _identities(workspace, person),
         "groups": _groups(workspace, person),
     }
-    for name in export_section_names():
-        head[name] = _sections[name](workspace, person)
+    head.update(events.person_export(workspace, person, reserved=OWN_SECTIONS))
     return head
 
 

@@ -24,7 +24,6 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 import orjson
@@ -35,8 +34,8 @@ from django.db import DatabaseError, connection, transaction
 from accounts.models import Workspace
 from accounts.sql import with_tables
 from accounts.tenancy import workspace_scope
-from segmentation import realtime
-from segmentation.dependencies import Change
+from tracking import events
+from tracking.events import Change
 from tracking.messages import (
     ESCAPED_NUL,
     EVENT_TYPES,
@@ -46,7 +45,7 @@ from tracking.messages import (
     Rejection,
     first_touch,
 )
-from tracking.models import IdentityKind, Person, QuarantineKind
+from tracking.models import IdentityKind, QuarantineKind
 
 logger = logging.getLogger(__name__)
 
@@ -114,10 +113,9 @@ def submissions_ingest(submissions: Sequence[Submission], *, notify: bool = True
     workspace's scope. Several requests in one transaction share its statements
     and its commit (see ``tracking.group_commit``); a single request is a group of one.
 
-    After the commit, the people it touched are handed to the real-time segment
-    notifier (``segmentation.realtime.people_touched``: Redis only, never
-    raising, skipped while Redis is failing) unless ``notify`` is false (bulk
-    import marks segments due for a full refresh instead).
+    Inside the transaction, what changed for each person it touched is published
+    (``tracking.events.people_touched``; subscribers defer their work to the commit)
+    unless ``notify`` is false (a bulk import publishes ``people_imported`` once instead).
     """
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
@@ -152,12 +150,11 @@ def _ingest_group(submissions: Sequence[Submission], *, notify: bool) -> list[In
         for workspace_id in sorted(by_workspace):
             # Entry point of the workspace: the write key named it.
             indexes = by_workspace[workspace_id]
-            touched: dict[int, Change] | None = {} if notify else None
+            touched: dict[int, Change] | None = {} if notify and events.people_touched_wanted() else None
             with workspace_scope(workspace_id):
                 stored = _ingest(cursor, workspace_id, [submissions[index] for index in indexes], touched)
             if touched:
-                # Discarded with the transaction if it rolls back (and a retry registers its own).
-                transaction.on_commit(partial(realtime.people_touched, workspace_id, touched), robust=True)
+                events.people_touched(workspace_id, touched)
             for index, result in zip(indexes, stored, strict=True):
                 results[index] = result
     return results
@@ -481,7 +478,7 @@ class _Plan:
         New events by name; traits written by ``identify`` or first-touch traits
         set now; everything for a new person (a "has not done" segment holds for
         them at once) and for a merge's survivor (the loser's history moved in).
-        Merges' losers are gone: their memberships went with their rows.
+        Merges' losers are gone: ``person_merged`` told the subscribers.
         """
         changes: dict[int, Change] = {}
 
@@ -628,10 +625,10 @@ def people_merge(cursor: Any, *, workspace_id: int, loser_id: int, survivor_id: 
         "WHERE s.workspace_id = %s AND s.id = %s AND l.workspace_id = %s AND l.id = %s",
         [FIRST_TOUCH_MARKER, list(FIRST_TOUCH_KEYS), workspace_id, survivor_id, workspace_id, loser_id],
     )
-    # Through the ORM so that rows of other apps that point at the person follow it. Only the
-    # key is loaded: a person created by this very request still has the +/-infinity
-    # first_seen/last_seen of its insert, which no Python datetime can hold.
-    Person.objects.filter(workspace_id=workspace_id, pk=loser_id).only("pk").delete()
+    # The apps above move what they keep about the loser (nothing cascades to them), then its row goes;
+    # its identities and events moved above and its group links are gone.
+    events.person_merged(workspace_id, loser_id, survivor_id)
+    cursor.execute("DELETE FROM tracking_person WHERE workspace_id = %s AND id = %s", [workspace_id, loser_id])
 
 
 # Every event of the request in one JSON parameter: orjson encodes it in one C call

@@ -2,7 +2,7 @@
 
 Every message counts (a batch of 100 counts 100, rejected ones too: they are
 stored in the quarantine). One Redis round trip per request: a fixed one-second
-window per write key, counted and checked by one script (``config.ratelimit``).
+window per write key, counted and checked by one script (``core.ratelimit``).
 A request over the limit is refused whole with 429 and ``Retry-After``, which
 Segment's SDKs honour, and counts against nothing.
 
@@ -20,7 +20,7 @@ import time
 import redis
 from django.conf import settings
 
-from config import ratelimit
+from core import ratelimit
 
 logger = logging.getLogger(__name__)
 

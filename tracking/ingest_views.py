@@ -28,7 +28,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.keys import SECRET_KEY_PREFIX
-from config.api import error_body
+from core.api import error_body
 from tracking.group_commit import CommitUnavailable
 from tracking.ingest import IngestResult, Submission, submissions_ingest
 from tracking.ingest_rate import write_key_wait

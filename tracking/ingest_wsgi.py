@@ -21,7 +21,7 @@ from django.core.handlers.wsgi import WSGIRequest
 from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse
 
-from config.api import error_body
+from core.api import error_body
 from tracking.group_commit import GroupCommitter
 from tracking.ingest_views import Store, handle
 

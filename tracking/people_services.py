@@ -1,14 +1,13 @@
 """Writes on people outside ingestion: erasure (the right to be forgotten).
 
-Apps above tracking keep rows about people that do not cascade from ``Person``
-(a log that outlives people, say). Tracking never imports them: each registers
-an erasure handler from its ``AppConfig.ready`` with ``erasure_handler_register``,
-and ``person_erase`` calls every handler inside its transaction.
+Apps above tracking keep rows about people, and nothing of theirs cascades from
+``Person``. Tracking never imports them: ``person_erase`` publishes
+``person_erased`` through its port (``tracking.events``) inside its transaction,
+before deleting its own rows, and each subscriber erases what it keeps.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +16,8 @@ from django.db.models import Q
 
 from accounts.models import User, Workspace
 from accounts.services import audit_record
+from tracking import events
+from tracking.events import ErasedPerson
 from tracking.models import Event, Identity, IdentityKind, Person, QuarantinedMessage, SuppressedId
 
 
@@ -28,32 +29,6 @@ class Erasure:
     quarantined: int
 
 
-@dataclass(frozen=True)
-class ErasedPerson:
-    """What an erasure handler is told: the person's id and every id they were known by, as (kind, value)."""
-
-    workspace: Workspace
-    person_id: int
-    identities: list[tuple[str, str]]
-
-    def values(self, kind: str | None = None) -> list[str]:
-        return sorted({value for k, value in self.identities if kind is None or k == kind})
-
-
-# Returns how many rows it erased (for the audit log).
-ErasureHandler = Callable[[ErasedPerson], int]
-_erasure_handlers: dict[str, ErasureHandler] = {}
-
-
-def erasure_handler_register(name: str, handler: ErasureHandler) -> None:
-    """Register ``handler`` under ``name`` (its count goes to the audit log under that name).
-
-    Called from an ``AppConfig.ready``; registering the same name again replaces it
-    (``ready`` may run more than once in tests).
-    """
-    _erasure_handlers[name] = handler
-
-
 def _json_ids(values: list[str]) -> list[Any]:
     """The ids as a message may carry them in JSON: strings, or integers for ids SDKs send as numbers."""
     numbers = [int(value) for value in values if value.isascii() and value.isdigit()]
@@ -61,9 +36,8 @@ def _json_ids(values: list[str]) -> list[Any]:
 
 
 def person_erase(*, workspace: Workspace, person: Person, actor: User | None) -> Erasure | None:
-    """Erase ``person``: events, identities, traits, group links, and every row that points at
-    the person (segment memberships and message history cascade from ``Person``); quarantined
-    messages that carry their ids go too, and the rows the registered erasure handlers erase.
+    """Erase ``person``: events, identities, traits, group links, quarantined messages that
+    carry their ids, and, through ``person_erased``, what every app above keeps about them.
 
     Their ids are suppressed first, in the same transaction, so that ingestion drops and
     counts any later message that carries one of them instead of re-creating the person.
@@ -83,14 +57,15 @@ def person_erase(*, workspace: Workspace, person: Person, actor: User | None) ->
             [SuppressedId(workspace=workspace, kind=kind, value=value) for value in values for kind in IdentityKind],
             ignore_conflicts=True,
         )
-        events, _ = Event.objects.filter(workspace=workspace, person_id=locked.pk).delete()
+        # The subscribers first: they may read the person's traits and events before these go.
+        erased = ErasedPerson(workspace=workspace, person_id=locked.pk, identities=identities)
+        handled = events.person_erased(erased)
+        erased_events, _ = Event.objects.filter(workspace=workspace, person_id=locked.pk).delete()
         quarantined = 0
         if values:
             carried = _json_ids(values)
             carries_ids = Q(raw__userId__in=carried) | Q(raw__anonymousId__in=carried) | Q(raw__previousId__in=carried)
             quarantined, _ = QuarantinedMessage.objects.filter(carries_ids, workspace=workspace).delete()
-        erased = ErasedPerson(workspace=workspace, person_id=locked.pk, identities=identities)
-        handled = {name: handler(erased) for name, handler in sorted(_erasure_handlers.items())}
         person_id = locked.pk
         locked.delete()
         audit_record(
@@ -98,6 +73,6 @@ def person_erase(*, workspace: Workspace, person: Person, actor: User | None) ->
             actor=actor,
             action="person.erased",
             target=f"person {person_id}",
-            details={"events": events, "identities": len(identities), "quarantined": quarantined, **handled},
+            details={"events": erased_events, "identities": len(identities), "quarantined": quarantined, **handled},
         )
-    return Erasure(person_id=person_id, events=events, identities=len(identities), quarantined=quarantined)
+    return Erasure(person_id=person_id, events=erased_events, identities=len(identities), quarantined=quarantined)

@@ -11,7 +11,7 @@ from django.utils import timezone
 from accounts.models import User, Workspace
 from accounts.services import audit_record
 from accounts.sql import execute_scoped, execute_session
-from tracking import ingest, triggers
+from tracking import events, ingest, triggers
 from tracking.models import Person, ProcessedMessage, TrackingTrigger
 
 # A retry with the same messageId within this long is stored once.
@@ -51,7 +51,11 @@ def processed_messages_purge(*, now: datetime | None = None) -> int:
 
 
 def person_merge(*, workspace: Workspace, loser: Person, survivor: Person) -> None:
-    """Fold ``loser`` into ``survivor`` (identities, events, groups, traits), as ``alias`` does."""
+    """Fold ``loser`` into ``survivor`` (identities, events, groups, traits), as ``alias`` does.
+
+    As for a merge in ingestion, subscribers move what they keep (``person_merged``) and hear
+    that everything changed for the survivor (``people_touched``).
+    """
     if loser.workspace_id != workspace.pk or survivor.workspace_id != workspace.pk:
         raise ValueError("both people must belong to the workspace")
     with transaction.atomic(), connection.cursor() as cursor:
@@ -63,6 +67,7 @@ def person_merge(*, workspace: Workspace, loser: Person, survivor: Person) -> No
             workspace_id=workspace.pk,
         )
         ingest.people_merge(cursor, workspace_id=workspace.pk, loser_id=loser.pk, survivor_id=survivor.pk)
+        events.people_touched(workspace.pk, {survivor.pk: events.Change(everything=True)})
 
 
 # --- Triggers of the JS snippet -------------------------------------------------

@@ -21,7 +21,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from accounts import selectors as account_selectors
 from accounts.tenancy import workspace_scope
-from config.api import error_body
+from core.api import error_body
 from tracking import selectors
 
 SNIPPET_SOURCE = settings.BASE_DIR / "static" / "tracking" / "cohortly.js"

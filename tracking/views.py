@@ -17,8 +17,8 @@ from django.urls import reverse
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.decorators import workspace_required
 from accounts.requests import MemberRequest
-from accounts.views import workspace_required
 from tracking import people_selectors, people_services, selectors, services
 from tracking.embed import embed_code
 from tracking.forms import TriggerForm

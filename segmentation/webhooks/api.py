@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import User, Workspace
-from config.api import StrictSerializer
+from core.api import StrictSerializer
 from segmentation.models import Segment, WebhookEvent, WebhookSubscription
 from segmentation.webhooks import selectors, services
 

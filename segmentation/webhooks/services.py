@@ -23,6 +23,7 @@ from rfc3986_validator import validate_rfc3986
 
 from accounts.models import User, Workspace
 from accounts.services import audit_record
+from core import signing, transport
 from segmentation.models import (
     DeliveryStatus,
     Segment,
@@ -31,7 +32,7 @@ from segmentation.models import (
     WebhookSegment,
     WebhookSubscription,
 )
-from segmentation.webhooks import selectors, signing, transport
+from segmentation.webhooks import selectors
 from tracking.models import Identity, IdentityKind, Person
 
 logger = logging.getLogger(__name__)

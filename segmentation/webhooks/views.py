@@ -11,8 +11,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
 
 from accounts import reveal
+from accounts.decorators import workspace_required
 from accounts.requests import MemberRequest
-from accounts.views import workspace_required
 from segmentation.webhooks import selectors, services
 from segmentation.webhooks.forms import WebhookForm
 

@@ -20,9 +20,9 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from accounts import services
 from accounts.models import ApiKey, Invitation, Membership, Role, User, Workspace
 from accounts.tenancy import workspace_scope
+from core import signing
 from segmentation import services as segment_services
 from segmentation.models import Segment, WebhookSubscription
-from segmentation.webhooks import signing
 from tests import factories
 from tests.accounts.support import api, logged_in_client, state
 from tests.tracking import builders as tracking_builders

@@ -28,8 +28,8 @@ urlpatterns = [
     path("api/raise/", _raise_in_scope),
     path("", include("config.urls")),
 ]
-handler404 = "config.errors.page_not_found"
-handler500 = "config.errors.server_error"
+handler404 = "core.errors.page_not_found"
+handler500 = "core.errors.server_error"
 
 
 def test_key_request_is_scoped_to_the_keys_workspace_and_reset(settings, workspace):

@@ -19,7 +19,7 @@ from accounts.models import ApiKey, AuditLogEntry, Workspace
 from accounts.tasks import WorkspaceTask
 from accounts.tenancy import NoWorkspaceScope, current_workspace_id
 from config.celery import app
-from config.dburl import database_url
+from core.dburl import database_url
 from tests import factories
 
 seen: list[tuple[int | None, list[str]]] = []

@@ -14,9 +14,9 @@ from django.urls import reverse
 from playwright.sync_api import Page, expect
 
 from accounts import services as account_services
-from accounts.management.commands.seed_demo import DEMO_EMAIL
 from accounts.models import User, Workspace
 from accounts.tenancy import workspace_scope
+from demo.management.commands.seed_demo import DEMO_EMAIL
 from segmentation.models import Segment, WebhookSubscription
 from segmentation.webhooks import services as webhook_services
 from tests import factories

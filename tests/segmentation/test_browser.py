@@ -21,10 +21,10 @@ from django.db import connection
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from accounts.management.commands.seed_demo import DEMO_EMAIL, DEMO_PASSWORD
 from accounts.models import Workspace
 from accounts.tenancy import workspace_scope
 from config.celery import app as celery_app
+from demo.management.commands.seed_demo import DEMO_EMAIL, DEMO_PASSWORD
 from segmentation.catalogue.services import catalogue_update
 from segmentation.models import Segment, SegmentSizeSnapshot
 from tests.accounts.test_browser import CONTRAST_PROBLEMS_JS, LAPTOP, PHONE, _log_in, _look, _new_context

@@ -25,7 +25,8 @@ from django.utils import timezone
 from django.utils.html import escape
 
 from accounts.tenancy import workspace_scope
-from config.dburl import database_url
+from core import signing
+from core.dburl import database_url
 from segmentation import realtime, services
 from segmentation.definition import parse
 from segmentation.dependencies import Change, decode, dependencies, encode
@@ -37,7 +38,6 @@ from segmentation.models import (
     WebhookDelivery,
     WebhookSubscription,
 )
-from segmentation.webhooks import signing
 from tests import factories
 from tests.accounts.support import logged_in_client
 from tests.tracking import builders

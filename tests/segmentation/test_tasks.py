@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from accounts.tenancy import workspace_scope
 from config.celery import app as celery_app
-from config.dburl import database_url
+from core.dburl import database_url
 from segmentation import services
 from segmentation.membership import MEMBERSHIP_LOCK_CLASS
 from segmentation.models import MembershipChange, Segment, SegmentStatus

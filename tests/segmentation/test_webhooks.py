@@ -23,6 +23,7 @@ from django.utils import timezone
 from accounts.models import AuditLogEntry, Role
 from accounts.tenancy import workspace_scope
 from config.celery import app as celery_app
+from core import signing, transport
 from segmentation import hooks
 from segmentation.models import (
     DeliveryStatus,
@@ -32,7 +33,7 @@ from segmentation.models import (
     WebhookSegment,
     WebhookSubscription,
 )
-from segmentation.webhooks import services, signing, transport
+from segmentation.webhooks import services
 from segmentation.webhooks.tasks import webhook_deliver, webhooks_sweep
 from tests import factories
 from tests.accounts.support import api, logged_in_client, state

@@ -341,7 +341,15 @@ def test_erase_removes_everything_suppresses_ids_and_is_audited(api, workspace):
     assert entry.target == f"person {ada.pk}"
     acting_key = entry.details.pop("api_key")  # the entry names the key that acted
     assert acting_key["prefix"].startswith("cly_sk_")
-    assert entry.details == {"events": 3, "identities": 3, "quarantined": 3, "webhook_deliveries": 2}
+    assert entry.details == {
+        "events": 3,
+        "identities": 3,
+        "quarantined": 3,
+        "memberships": 0,
+        "membership_changes": 0,
+        "webhook_deliveries": 2,
+        "catalogue_values": 0,
+    }
     assert api.get(f"/api/v1/people/{ada.pk}/").status_code == 404
 
 

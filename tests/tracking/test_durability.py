@@ -22,7 +22,7 @@ import pytest
 from django.db import connection
 from segment.analytics import Client
 
-from config.dburl import database_url
+from core.dburl import database_url
 from tests import factories
 from tests.tracking.live_servers import REPO, SERVERS, Server
 

@@ -18,7 +18,7 @@ import requests
 from django.db import connection
 
 from accounts.tenancy import workspace_scope
-from config.dburl import database_url
+from core.dburl import database_url
 from tests import factories
 from tests.tracking.conftest import basic_auth, stored_rows
 from tests.tracking.live_servers import Server

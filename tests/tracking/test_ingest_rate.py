@@ -9,7 +9,7 @@ import redis
 from django.conf import settings as django_settings
 
 from accounts.tenancy import workspace_scope
-from config import ratelimit
+from core import ratelimit
 from tests import factories
 from tests.tracking.conftest import stored_rows
 from tracking import ingest_rate

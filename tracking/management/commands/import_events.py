@@ -18,7 +18,6 @@ from tqdm import tqdm
 
 from accounts.models import Workspace
 from accounts.tenancy import workspace_scope
-from segmentation.catalogue.services import catalogue_update
 from tracking.bulk_import import DEFAULT_CHUNK_SIZE, ImportTotals, events_import
 from tracking.import_files import ImportFile, ImportFileError
 
@@ -79,10 +78,6 @@ class Command(BaseCommand):
             finally:
                 bar.close()
         elapsed = time.perf_counter() - started
-        # Every batch is committed: bring the builder's catalogue up to date now.
-        with workspace_scope(workspace):
-            catalogue_update(recount_traits=True, workspace=workspace, settle_seconds=0)
-
         for sample in totals.samples:
             self.stderr.write(f"rejected {sample}")
         for sample in totals.warning_samples:

@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
 
-from config.api import error_body
+from core.api import error_body
 
 _MACHINE_PREFIXES = ("/api/", "/v1/")
 

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 import pytest
 from django.core.management import CommandError, call_command
 
-from accounts.management.commands.seed_demo import DEMO_EMAIL, DEMO_PASSWORD, DEMO_WORKSPACE
 from accounts.models import Membership, User, Workspace
 from accounts.tenancy import workspace_scope
-from tracking.demo_shop import DemoShop
+from demo.demo_shop import DemoShop
+from demo.management.commands.seed_demo import DEMO_EMAIL, DEMO_PASSWORD, DEMO_WORKSPACE
 from tracking.models import Event, Person
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)

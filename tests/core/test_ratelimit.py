@@ -1,10 +1,10 @@
-"""Rates as settings write them, and waits as the forms say them (config/ratelimit.py)."""
+"""Rates as settings write them, and waits as the forms say them (core/ratelimit.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from config.ratelimit import Rate, wait_text
+from core.ratelimit import Rate, wait_text
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,11 @@
-"""The client's address behind trusted proxies (config/client_address.py)."""
+"""The client's address behind trusted proxies (core/client_address.py)."""
 
 from __future__ import annotations
 
 import pytest
 from django.test import RequestFactory
 
-from config.client_address import client_address, parse_networks, throttle_subject
+from core.client_address import client_address, parse_networks, throttle_subject
 
 PROXIES = ["10.0.0.0/8", "2001:db8:ffff::1", "127.0.0.1"]
 

@@ -1,6 +1,6 @@
 """``seed_demo``: a demo workspace with its owner, filled with generated shop behaviour.
 
-The behaviour comes from ``tracking.demo_shop`` (loyal buyers, browsers, cart
+The behaviour comes from ``demo.demo_shop`` (loyal buyers, browsers, cart
 abandoners, lapsed customers, new sign-ups, email engagers) and is fed through
 the ingestion path real traffic uses (``tracking.bulk_import``: the message
 checks and ``submissions_ingest``, in batches of 2,500 as ``/v1/batch`` takes).
@@ -28,9 +28,8 @@ from tqdm import tqdm
 from accounts import services
 from accounts.models import User, Workspace
 from accounts.tenancy import workspace_scope
-from segmentation.catalogue.services import catalogue_update
+from demo.demo_shop import DemoShop
 from tracking.bulk_import import events_import
-from tracking.demo_shop import DemoShop
 
 DEMO_EMAIL = "demo@cohortly.localhost"
 DEMO_PASSWORD = "cohortly-demo"
@@ -97,9 +96,6 @@ class Command(BaseCommand):
                 totals = events_import(workspace=existing, items=messages(), chunk_size=BATCH_SIZE)
         finally:
             bar.close()
-        # Everything is committed: the builder's pickers can know the demo's events at once.
-        with workspace_scope(existing):
-            catalogue_update(recount_traits=True, workspace=existing, settle_seconds=0)
         self.stdout.write(
             f"Demo workspace {existing.pk}: sign in as {DEMO_EMAIL} / {DEMO_PASSWORD}\n"
             f"{options['people']} people generated, {totals.accepted} messages stored "

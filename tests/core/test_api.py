@@ -1,4 +1,4 @@
-"""config.api: the one error shape, strict serializers, pagination."""
+"""core.api: the one error shape, strict serializers, pagination."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions, serializers
 from rest_framework.test import APIRequestFactory
 
-from config.api import StrictSerializer, exception_handler
+from core.api import StrictSerializer, exception_handler
 
 
 class _Item(serializers.Serializer):

@@ -19,9 +19,9 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
-from accounts.management.commands.seed_demo import DEMO_EMAIL, DEMO_PASSWORD
-from config import embedded
-from config.dburl import database_url
+from core import embedded
+from core.dburl import database_url
+from demo.management.commands.seed_demo import DEMO_EMAIL, DEMO_PASSWORD
 
 
 class Command(BaseCommand):

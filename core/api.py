@@ -3,7 +3,7 @@
 Every error answer is ``{"detail": <human message>, "code": <machine code>}``,
 plus ``"errors": {<field or definition path>: [<message>, ...]}`` when input
 was invalid. 404, 405 and 500 from outside DRF use the same shape
-(``config.errors``).
+(``core.errors``).
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
     response = drf_exception_handler(exc, context)
     if response is None:
-        return None  # a real 500: config.errors.server_error answers it in JSON
+        return None  # a real 500: core.errors.server_error answers it in JSON
     if isinstance(exc, serializers.ValidationError):
         errors = _flatten(exc.detail)
         response.data = error_body(f"Invalid input. {_summary(errors)}", "invalid", errors)

