@@ -9,19 +9,19 @@ people it finds), new people, new identities, merges (rare, a few statements
 each), events, the people's update, groups. Sets of rows travel as one JSON
 parameter (orjson encodes it in C; psycopg would dump arrays in Python).
 
-Identity resolution is planned in memory in processing order (``_Plan``) over
-the people the lookup returned, then written. Concurrency: the lookup locks
-the people rows it returns (``FOR UPDATE``), so a concurrent merge cannot
-delete a person under us; ids seen for the first time are inserted with
-``ON CONFLICT DO NOTHING`` and, if another request created one of them first,
-the whole transaction is retried, as it is on a deadlock or a unique
-violation. Raw SQL here puts ``workspace_id = %s`` at the root of every WHERE.
+Identity resolution is planned in memory in processing order, with no
+database (``tracking.identity.Plan``), over the people the lookup returned,
+then written. Concurrency: the lookup locks the people rows it returns
+(``FOR UPDATE``), so a concurrent merge cannot delete a person under us; ids
+seen for the first time are inserted with ``ON CONFLICT DO NOTHING`` and, if
+another request created one of them first, the whole transaction is retried,
+as it is on a deadlock or a unique violation. Raw SQL here puts ``workspace_id = %s`` at the root of every WHERE.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -36,24 +36,20 @@ from accounts.sql import with_tables
 from accounts.tenancy import workspace_scope
 from tracking import events
 from tracking.events import Change
+from tracking.identity import Key, Plan, PlannedPerson, keys_of, message_keys
 from tracking.messages import (
     ESCAPED_NUL,
-    EVENT_TYPES,
     FIRST_TOUCH_KEYS,
     FIRST_TOUCH_MARKER,
     Message,
     Rejection,
     first_touch,
 )
-from tracking.models import IdentityKind, QuarantineKind
+from tracking.models import QuarantineKind
 
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
-USER = IdentityKind.USER_ID.value
-ANONYMOUS = IdentityKind.ANONYMOUS_ID.value
-
-Key = tuple[str, str]
 
 
 @dataclass
@@ -199,7 +195,7 @@ def _ingest(
 ) -> list[IngestResult]:
     """Store the submissions of one workspace, in order; one result per submission.
 
-    ``touched`` receives, per person id, what changed for segments (see ``_Plan.touched``);
+    ``touched`` receives, per person id, what changed for segments (see ``Plan.touched``);
     None when nobody will be notified (bulk import), which spares working it out.
     """
     results = [IngestResult(rejected=len(s.rejections)) for s in submissions]
@@ -221,7 +217,7 @@ def _ingest(
     if not unique:
         return results
     suppressed, new_ids, known = _read(cursor, workspace_id, unique, submissions[0].received_at)
-    plan = _Plan(known)
+    plan = Plan(known)
     drops: dict[Key, int] = {}
     warned: list[Rejection] = []
     for message, owner in zip(unique, owners, strict=True):
@@ -229,7 +225,7 @@ def _ingest(
         if message.message_id not in new_ids:
             result.duplicates += 1
             continue
-        hits = [key for key in _message_keys(message) if key in suppressed] if suppressed else []
+        hits = [key for key in message_keys(message) if key in suppressed] if suppressed else []
         if hits:
             result.suppressed += 1
             for key in hits:
@@ -265,21 +261,6 @@ def _quarantine(cursor: Any, workspace_id: int, kind: str, rejections: Sequence[
             [r.received_at for r in rejections],
         ],
     )
-
-
-def _message_keys(message: Message) -> list[Key]:
-    keys: list[Key] = []
-    if message.user_id is not None:
-        keys.append((USER, message.user_id))
-    if message.anonymous_id is not None:
-        keys.append((ANONYMOUS, message.anonymous_id))
-    if message.previous_id is not None:
-        keys.extend(((USER, message.previous_id), (ANONYMOUS, message.previous_id)))
-    return keys
-
-
-def _keys(messages: Iterable[Message]) -> list[Key]:
-    return sorted({key for message in messages for key in _message_keys(message)})
 
 
 # One round trip for everything ingestion must know before planning:
@@ -325,8 +306,8 @@ UNION ALL SELECT 'i', ids.kind, ids.value, f.id, f.user_id, f.has_first_touch
 
 def _read(
     cursor: Any, workspace_id: int, messages: list[Message], received_at: datetime
-) -> tuple[set[Key], set[str], dict[Key, _Person]]:
-    keys = _keys(messages)
+) -> tuple[set[Key], set[str], dict[Key, PlannedPerson]]:
+    keys = keys_of(messages)
     cursor.execute(
         READ,
         {
@@ -341,8 +322,8 @@ def _read(
     rows = cursor.fetchall()
     suppressed: set[Key] = set()
     new_ids: set[str] = set()
-    people: dict[int, _Person] = {}
-    known: dict[Key, _Person] = {}
+    people: dict[int, PlannedPerson] = {}
+    known: dict[Key, PlannedPerson] = {}
     for tag, first, second, person_id, user_id, has_first_touch in rows:
         if tag == "s":
             suppressed.add((first, second))
@@ -351,177 +332,13 @@ def _read(
         else:
             person = people.get(person_id)
             if person is None:
-                person = people[person_id] = _Person(person_id, user_id, bool(has_first_touch))
+                person = people[person_id] = PlannedPerson(person_id, user_id, bool(has_first_touch))
             known[(first, second)] = person
     return suppressed, new_ids, known
 
 
-@dataclass(slots=True)
-class _Person:
-    """A person as the plan sees it. ``ref`` is the row id, or negative until created."""
-
-    ref: int
-    user_id: str | None
-    has_first_touch: bool
-    user_id_set: bool = False
-
-
-@dataclass
-class _Plan:
-    """Identity resolution of one request, in processing order, before any write."""
-
-    known: dict[Key, _Person]
-    people: dict[int, _Person] = field(default_factory=dict)
-    by_key: dict[Key, int] = field(default_factory=dict)
-    merged_into: dict[int, int] = field(default_factory=dict)
-    new_people: list[int] = field(default_factory=list)
-    new_identities: list[tuple[str, str, int]] = field(default_factory=list)
-    merges: list[tuple[int, int]] = field(default_factory=list)
-    trait_writes: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
-    # Page calls as (ref, timestamp, properties); first-touch traits are worked out only for the
-    # earliest page of a person that has none yet (``_update_people``).
-    first_touches: list[tuple[int, datetime, dict[str, Any]]] = field(default_factory=list)
-    seen: list[tuple[int, datetime]] = field(default_factory=list)
-    events: list[tuple[int, Message]] = field(default_factory=list)
-    group_links: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        for key, person in self.known.items():
-            self.people[person.ref] = person
-            self.by_key[key] = person.ref
-
-    def final(self, ref: int) -> int:
-        while ref in self.merged_into:
-            ref = self.merged_into[ref]
-        return ref
-
-    def find(self, key: Key) -> _Person | None:
-        ref = self.by_key.get(key)
-        return None if ref is None else self.people[self.final(ref)]
-
-    def _new(self, user_id: str | None) -> _Person:
-        ref = -(len(self.new_people) + 1)
-        person = self.people[ref] = _Person(ref, None, has_first_touch=False)
-        self.new_people.append(ref)
-        if user_id is not None:
-            self._set_user_id(person, user_id)
-        return person
-
-    def _set_user_id(self, person: _Person, user_id: str) -> None:
-        person.user_id = user_id
-        person.user_id_set = True
-
-    def _link(self, key: Key, person: _Person) -> None:
-        self.by_key[key] = person.ref
-        self.new_identities.append((key[0], key[1], person.ref))
-
-    def _merge(self, loser: _Person, survivor: _Person) -> None:
-        self.merged_into[loser.ref] = survivor.ref
-        self.merges.append((loser.ref, survivor.ref))
-        survivor.has_first_touch = survivor.has_first_touch or loser.has_first_touch
-        if survivor.user_id is None and loser.user_id is not None:
-            self._set_user_id(survivor, loser.user_id)
-
-    def resolve(self, user_id: str | None, anonymous_id: str | None) -> _Person:
-        """The message's person; links its two ids, creating or merging as the contract says."""
-        by_user = self.find((USER, user_id)) if user_id is not None else None
-        by_anonymous = self.find((ANONYMOUS, anonymous_id)) if anonymous_id is not None else None
-        if user_id is None:
-            assert anonymous_id is not None
-            if by_anonymous is None:
-                by_anonymous = self._new(None)
-                self._link((ANONYMOUS, anonymous_id), by_anonymous)
-            return by_anonymous
-        if by_user is None:
-            if by_anonymous is not None and by_anonymous.user_id is None:
-                person = by_anonymous
-                self._set_user_id(person, user_id)
-            else:
-                # Unknown anonymous id, or one already tied to another identified person
-                # (a shared device): the user id gets its own person.
-                person = self._new(user_id)
-                if by_anonymous is None and anonymous_id is not None:
-                    self._link((ANONYMOUS, anonymous_id), person)
-            self._link((USER, user_id), person)
-            return person
-        if anonymous_id is not None:
-            if by_anonymous is None:
-                self._link((ANONYMOUS, anonymous_id), by_user)
-            elif by_anonymous.ref != by_user.ref and by_anonymous.user_id is None:
-                # The anonymous history now belongs to the identified person.
-                self._merge(by_anonymous, by_user)
-        return by_user
-
-    def alias(self, previous_id: str, user_id: str | None, anonymous_id: str | None) -> _Person:
-        """``alias``: the person of ``previous_id`` merges into the person of the new id."""
-        target_key: Key = (USER, user_id) if user_id is not None else (ANONYMOUS, anonymous_id or "")
-        survivor = self.find(target_key)
-        loser = self.find((USER, previous_id)) or self.find((ANONYMOUS, previous_id))
-        if survivor is None:
-            if loser is None:
-                survivor = self._new(user_id)
-                self._link((ANONYMOUS, previous_id), survivor)
-            else:
-                survivor = loser
-                if user_id is not None and survivor.user_id is None:
-                    self._set_user_id(survivor, user_id)
-            self._link(target_key, survivor)
-        elif loser is None:
-            self._link((ANONYMOUS, previous_id), survivor)
-        elif loser.ref != survivor.ref:
-            self._merge(loser, survivor)
-        return survivor
-
-    def touched(self, row_id: Callable[[int], int]) -> dict[int, Change]:
-        """Per final person id, what the request changed that a segment can read.
-
-        New events by name; traits written by ``identify`` or first-touch traits
-        set now; everything for a new person (a "has not done" segment holds for
-        them at once) and for a merge's survivor (the loser's history moved in).
-        Merges' losers are gone: ``person_merged`` told the subscribers.
-        """
-        changes: dict[int, Change] = {}
-
-        def change(ref: int) -> Change:
-            person_id = row_id(ref)
-            found = changes.get(person_id)
-            if found is None:
-                found = changes[person_id] = Change()
-            return found
-
-        for ref in self.new_people:
-            change(ref).everything = True
-        for _, survivor in self.merges:
-            change(survivor).everything = True
-        for ref, message in self.events:
-            change(ref).events.add(message.event or "")
-        for ref, _ in self.trait_writes:
-            change(ref).traits = True
-        for ref, _, _ in self.first_touches:
-            if not self.people[self.final(ref)].has_first_touch:
-                change(ref).traits = True
-        return changes
-
-    def add(self, message: Message) -> None:
-        if message.type == "alias":
-            assert message.previous_id is not None
-            person = self.alias(message.previous_id, message.user_id, message.anonymous_id)
-        else:
-            person = self.resolve(message.user_id, message.anonymous_id)
-        self.seen.append((person.ref, message.timestamp))
-        if message.type in EVENT_TYPES:
-            self.events.append((person.ref, message))
-            if message.type == "page":
-                self.first_touches.append((person.ref, message.timestamp, message.properties))
-        elif message.type == "identify" and message.traits:
-            self.trait_writes.append((person.ref, message.traits))
-        elif message.type == "group":
-            assert message.group_id is not None
-            self.group_links.append((person.ref, message.group_id, message.traits))
-
-
 def _write(
-    cursor: Any, workspace_id: int, plan: _Plan, drops: dict[Key, int], received_at: datetime
+    cursor: Any, workspace_id: int, plan: Plan, drops: dict[Key, int], received_at: datetime
 ) -> Callable[[int], int]:
     """Write the plan; answer the row id of each of its person refs (merged ones: their survivor's)."""
     # The people's first/last event times are kept below (``_update_people``, ``people_merge``),
@@ -716,7 +533,7 @@ class _PersonUpdate:
     first_page: tuple[datetime, dict[str, Any]] | None = None  # the earliest page's time and properties
 
 
-def _update_people(cursor: Any, workspace_id: int, plan: _Plan, row_id: Callable[[int], int]) -> None:
+def _update_people(cursor: Any, workspace_id: int, plan: Plan, row_id: Callable[[int], int]) -> None:
     updates: dict[int, _PersonUpdate] = {}
     for ref, timestamp in plan.seen:
         person_id = row_id(ref)
