@@ -45,7 +45,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from accounts.models import Workspace
-from segmentation import hooks
+from segmentation import feed
 from segmentation.compiler import compile_members
 from segmentation.definition import Node, parse
 from segmentation.dependencies import Change, Dependencies, decode, dependencies, encode
@@ -451,7 +451,7 @@ def segment_people_reevaluate(*, segment: Segment, person_ids: Collection[int]) 
         if not entered and not exited:
             return Reevaluation(at=now)
         _apply(workspace_id, segment.pk, entered, exited, now)
-        transaction.on_commit(partial(hooks.segment_changes_committed, workspace_id, segment.pk, entered, exited, now))
+        transaction.on_commit(partial(feed.feed_kick, workspace_id))
     return Reevaluation(entered=entered, exited=exited, at=now)
 
 

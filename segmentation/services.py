@@ -30,7 +30,7 @@ from django.utils import timezone
 from accounts.models import User, Workspace
 from accounts.services import audit_record
 from accounts.tenancy import workspace_scope
-from segmentation import hooks
+from segmentation import feed
 from segmentation.compiler import CompiledQuery, compile_members, compile_preview
 from segmentation.definition import Node, parse
 from segmentation.models import (
@@ -438,13 +438,10 @@ changes AS (
     SELECT %(workspace)s, %(segment)s, person_id, %(entered)s, %(now)s FROM came
 )
 SELECT (SELECT count(*) FROM came), (SELECT count(*) FROM gone),
-       (SELECT count(*) FROM diff WHERE came_id IS NOT NULL) - (SELECT count(*) FROM came){ids}
+       (SELECT count(*) FROM diff WHERE came_id IS NOT NULL) - (SELECT count(*) FROM came)
 """
 _CHECK_SQL = (
     "\n      AND EXISTS (SELECT 1 FROM tracking_person p WHERE p.workspace_id = %(workspace)s AND p.id = d.came_id)"
-)
-_IDS_SQL = (
-    ", (SELECT coalesce(array_agg(person_id), '{}') FROM came), (SELECT coalesce(array_agg(person_id), '{}') FROM gone)"
 )
 
 
@@ -481,8 +478,6 @@ def _apply(segment: Segment, now: datetime) -> RefreshResult | None:
         if row is None:  # deleted meanwhile
             return RefreshResult(size=0, entered=0, exited=0, skipped=True)
         definition, is_static, interval, edited_at, size = row
-        entered_ids: list[int] = []
-        exited_ids: list[int] = []
         if is_static:
             entered = exited = 0
         else:
@@ -490,7 +485,6 @@ def _apply(segment: Segment, now: datetime) -> RefreshResult | None:
             tree = parse(definition, now=edited_at)
             members = compile_members(tree, workspace_id=workspace_id, now=now, check_people=False)
             _plan_settings(members)
-            want_ids = _has_webhooks(workspace_id, segment.pk)
             params: dict[str, Any] = {
                 "workspace": workspace_id,
                 "segment": segment.pk,
@@ -503,13 +497,11 @@ def _apply(segment: Segment, now: datetime) -> RefreshResult | None:
                 size = cursor.rowcount
                 cursor.execute("ANALYZE segment_refresh_new")
                 check = "" if members.people_checked else _CHECK_SQL
-                cursor.execute(_APPLY_SQL.format(ids=_IDS_SQL if want_ids else "", check=check), params)
+                cursor.execute(_APPLY_SQL.format(check=check), params)
                 result = cursor.fetchone()
                 cursor.execute("DROP TABLE segment_refresh_new")
             entered, exited = int(result[0]), int(result[1])
             size -= int(result[2])  # ids of nobody in this workspace
-            if want_ids:
-                entered_ids, exited_ids = list(result[3]), list(result[4])
         SegmentSizeSnapshot.objects.create(
             workspace_id=workspace_id, segment_id=segment.pk, at=now, size=size, entered=entered, exited=exited
         )
@@ -522,10 +514,8 @@ def _apply(segment: Segment, now: datetime) -> RefreshResult | None:
             error="",
             refreshing_since=None,
         )
-        if entered_ids or exited_ids:
-            transaction.on_commit(
-                lambda: hooks.segment_changes_committed(workspace_id, segment.pk, entered_ids, exited_ids, now)
-            )
+        if entered or exited:
+            transaction.on_commit(lambda: feed.feed_kick(workspace_id))
     return RefreshResult(size=size, entered=entered, exited=exited)
 
 
@@ -821,9 +811,10 @@ def _static_finish(segment: Segment, added: int, removed: int, now: datetime) ->
 
 
 def _notify(segment: Segment, entered: list[int], exited: list[int], now: datetime) -> None:
-    if entered or exited:
-        workspace_id, segment_id = segment.workspace_id, segment.pk
-        transaction.on_commit(lambda: hooks.segment_changes_committed(workspace_id, segment_id, entered, exited, now))
+    """Kick the change feed's drain on commit: always (the ids are only gathered when a webhook
+    listens, and other consumers read the feed too); a kick is cheap and finds nothing when nothing changed."""
+    workspace_id = segment.workspace_id
+    transaction.on_commit(lambda: feed.feed_kick(workspace_id))
 
 
 def segment_static_change(*, segment: Segment, actor: User | None, add: list[str], remove: list[str]) -> StaticChange:
