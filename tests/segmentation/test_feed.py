@@ -104,10 +104,14 @@ def test_a_read_whose_transaction_fails_is_read_again(workspace, recorder):
     ids = _changes(workspace, segment, [1, 2, 3])
 
     # When a consumer reads them, advances, and its transaction then fails
-    with pytest.raises(RuntimeError), workspace_scope(workspace), transaction.atomic():
-        batch = feed.feed_read(workspace=workspace, consumer="recorder", limit=100)
-        feed.feed_advance(workspace=workspace, batch=batch)
-        raise RuntimeError("the consumer's effects could not be written")
+    def consume_then_fail() -> None:
+        with workspace_scope(workspace), transaction.atomic():
+            batch = feed.feed_read(workspace=workspace, consumer="recorder", limit=100)
+            feed.feed_advance(workspace=workspace, batch=batch)
+            raise RuntimeError("the consumer's effects could not be written")
+
+    with pytest.raises(RuntimeError):
+        consume_then_fail()
 
     # Then the cursor did not move: the next read returns the same changes
     assert _read(workspace) == ids
@@ -116,7 +120,7 @@ def test_a_read_whose_transaction_fails_is_read_again(workspace, recorder):
 @pytest.mark.django_db(transaction=True)
 def test_reading_outside_a_transaction_is_refused(recorder):
     workspace = factories.WorkspaceFactory()
-    with workspace_scope(workspace), pytest.raises(RuntimeError, match="inside transaction.atomic"):
+    with workspace_scope(workspace), pytest.raises(RuntimeError, match=r"inside transaction\.atomic"):
         feed.feed_read(workspace=workspace, consumer="recorder", limit=10)
     with workspace_scope(workspace):
         assert ChangeFeedCursor.objects.count() == 0
@@ -187,7 +191,8 @@ def test_the_drain_hands_changes_to_the_registered_consumers(workspace, recorder
     with workspace_scope(workspace):
         result = feed.feed_drain(workspace=workspace, batch_size=1, max_batches=5)
 
-    assert SEEN == [(ids[0], 7, "entered"), (ids[1], 8, "entered")]
+    seen = list(SEEN)
+    assert seen == [(ids[0], 7, "entered"), (ids[1], 8, "entered")]
     assert (result.read, result.failed, result.more) == ({"recorder": 2}, [], False)
 
 
