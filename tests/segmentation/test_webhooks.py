@@ -6,14 +6,22 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import psycopg
 import pytest
+import redis
 import yaml
 from django.core.management import call_command
 from django.db import connection, transaction
@@ -24,6 +32,7 @@ from django.utils import timezone
 from accounts.models import AuditLogEntry, Role
 from accounts.tenancy import workspace_scope
 from config.celery import app as celery_app
+from config.dburl import database_url
 from segmentation import feed
 from segmentation.models import (
     ChangeFeedCursor,
@@ -1172,3 +1181,205 @@ def test_with_redis_down_a_change_commits_and_the_beat_sweep_delivers_it_later(
         DeliveryStatus.DELIVERED,
         str(delivery.pk),
     )
+
+
+@dataclass
+class Ledger:
+    """What a receiving endpoint saw: every request's delivery id, and those it answered 200."""
+
+    server: ThreadingHTTPServer
+    hold_at: int = 0  # the n-th request (1-based) is held unanswered until ``release``; 0: none
+    arrived: list[int] = field(default_factory=list)
+    acknowledged: list[int] = field(default_factory=list)
+    held: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/in"
+
+
+@pytest.fixture
+def ledger() -> Iterator[Ledger]:
+    holder: dict[str, Ledger] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            me = holder["l"]
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            delivery_id = int(self.headers["Cohortly-Delivery"])
+            with me.lock:
+                me.arrived.append(delivery_id)
+                hold = len(me.arrived) == me.hold_at
+            if hold:
+                me.held.set()
+                me.release.wait(60)
+                self.close_connection = True
+                return  # never answered: the sender died waiting
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            with me.lock:
+                me.acknowledged.append(delivery_id)
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    holder["l"] = Ledger(server)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield holder["l"]
+    finally:
+        holder["l"].release.set()
+        server.shutdown()
+        server.server_close()
+
+
+def _until(check, what: str, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _deliveries(workspace) -> dict[str, int]:
+    # unscoped: the test reads what the workers wrote, from outside any request.
+    rows = WebhookDelivery.objects.unscoped().filter(workspace=workspace).values_list("status", flat=True)
+    counts: dict[str, int] = {}
+    for status in rows:
+        counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_webhook_consumer_killed_mid_delivery_resumes_from_its_cursor_and_delivers_every_change_once(
+    ledger, settings, tmp_path
+):
+    from segmentation import services as segment_services
+    from segmentation.tasks import segment_feed_sweep
+    from tests.segmentation.support import shopper
+
+    # Given 30 people entering a static segment in three commits, and a subscription
+    queue = f"test-feed-worker-{uuid.uuid4().hex}"
+    settings.SEGMENT_FEED_QUEUE = queue
+    settings.WEBHOOKS_ALLOW_PRIVATE_TARGETS = True
+    workspace = factories.WorkspaceFactory()
+    with workspace_scope(workspace):
+        segment = segment_services.segment_create(
+            workspace=workspace, actor=None, name="Beta", definition=None, static=True
+        )
+        for n in range(30):
+            shopper(workspace, f"u{n:02}")
+    _subscribe(workspace, ledger.url)
+    for start in (0, 10, 20):
+        with workspace_scope(workspace):
+            segment_services.segment_static_change(
+                segment=segment, actor=None, add=[f"u{n:02}" for n in range(start, start + 10)], remove=[]
+            )
+    changes = set(MembershipChange.objects.unscoped().filter(segment=segment).values_list("pk", flat=True))
+    assert len(changes) == 30
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(connection.settings_dict),
+        "REDIS_URL": settings.REDIS_URL,
+        "CACHE_KEY_PREFIX": settings.CACHES["default"]["KEY_PREFIX"],
+        "CELERY_TASK_ALWAYS_EAGER": "false",
+        "CELERY_TASK_DEFAULT_QUEUE": queue,
+        "SEGMENT_FEED_QUEUE": queue,
+        "SEGMENT_FEED_BATCH_SIZE": "10",
+        "WEBHOOKS_ALLOW_PRIVATE_TARGETS": "true",
+    }
+    workers: list[subprocess.Popen] = []
+
+    def start_worker() -> subprocess.Popen:
+        log = (tmp_path / f"worker-{len(workers)}.log").open("w")
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "-P", "solo", "-Q", queue,
+             "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"],
+            cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        workers.append(worker)
+        return worker
+
+    def kill(worker: subprocess.Popen) -> None:
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)
+
+    def cursor() -> tuple[int, int] | None:
+        row = ChangeFeedCursor.objects.unscoped().filter(workspace=workspace, consumer="webhooks").first()
+        return (row.last_txid, row.last_id) if row else None
+
+    blocker = psycopg.connect(database_url(connection.settings_dict))
+    try:
+        # When a worker dies inside the consumer's transaction (its deliveries written, uncommitted)
+        blocker.execute("LOCK TABLE segmentation_webhookdelivery IN EXCLUSIVE MODE")
+        first = start_worker()
+        waiting = (
+            "SELECT count(*) FROM pg_locks WHERE relation = 'segmentation_webhookdelivery'::regclass AND NOT granted"
+        )
+        _until(lambda: blocker.execute(waiting).fetchone()[0], "the consumer to wait for the table")
+        kill(first)
+        blocker.rollback()
+        _until(lambda: blocker.execute(waiting).fetchone()[0] == 0, "the dead worker's transaction to end")
+        # the server ends the dead worker's transaction once it notices the client gone
+        _until(
+            lambda: (
+                not blocker.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()"
+                ).fetchone()[0]
+            ),
+            "the dead worker's backend",
+        )
+        blocker.commit()
+
+        # Then nothing of it remains: no delivery, the cursor where it was, nothing sent
+        assert _deliveries(workspace) == {}
+        assert cursor() in (None, (0, 0))
+        assert ledger.arrived == []
+
+        # When a new worker drains (the beat's sweep kicks it) and dies while the 15th delivery is in flight
+        ledger.hold_at = 15
+        second = start_worker()
+        assert segment_feed_sweep.apply().get() == 1
+        assert _until(lambda: ledger.held.wait(0.1), "the 15th delivery")
+        kill(second)
+        ledger.release.set()
+
+        # Then every change was read once, 14 deliveries are done, one is claimed by the dead worker
+        in_order = MembershipChange.objects.unscoped().filter(segment=segment).order_by("txid", "id")
+        assert cursor() == in_order.values_list("txid", "pk").last()
+        assert _deliveries(workspace) == {"delivered": 14, "sending": 1, "pending": 15}
+
+        # When a third worker runs what the beat runs: the feed's sweep (nothing left to read) and the
+        # webhooks' sweep, ten minutes on, which takes back the interrupted send
+        start_worker()
+        assert segment_feed_sweep.apply().get() == 0
+        later = timezone.now() + services.STALE_AFTER + timedelta(seconds=1)
+        for workspace_id, ids in services.deliveries_sweep(now=later).items():
+            webhook_deliver.apply_async((workspace_id, ids), queue=queue)
+        _until(lambda: _deliveries(workspace) == {"delivered": 30}, "every delivery")
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.terminate()
+                worker.wait(timeout=30)
+        blocker.close()
+        redis.Redis.from_url(settings.REDIS_URL).delete(queue)
+
+    # Then the receiver acknowledged every change exactly once, by delivery id and by change id
+    delivered = dict(WebhookDelivery.objects.unscoped().filter(workspace=workspace).values_list("pk", "change_id"))
+    assert sorted(ledger.acknowledged) == sorted(delivered)
+    assert len(set(ledger.acknowledged)) == 30
+    assert set(delivered.values()) == changes
+    # the only delivery that arrived twice is the one in flight when its worker died, sent again with its id
+    interrupted = ledger.arrived[14]
+    assert sorted(ledger.arrived) == sorted([*delivered, interrupted])
+    assert WebhookDelivery.objects.unscoped().get(pk=interrupted).attempts == 2
