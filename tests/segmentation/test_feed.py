@@ -216,3 +216,10 @@ def test_the_sweep_kicks_a_drain_per_workspace_with_unread_changes(workspace, re
     # And a second sweep before that drain ran queues nothing more
     assert segment_feed_sweep.apply().get() == 1
     assert broker.llen(queue) == 1
+
+
+def test_the_beat_sweeps_the_feed_every_five_seconds_with_a_registered_task():
+    from config.celery import app
+
+    assert settings.CELERY_BEAT_SCHEDULE["segments-feed-sweep"] == {"task": "segmentation.feed_sweep", "schedule": 5.0}
+    assert {"segmentation.feed_sweep", feed.DRAIN_TASK} <= set(app.tasks)
