@@ -1238,7 +1238,7 @@ def ledger() -> Iterator[Ledger]:
         server.server_close()
 
 
-def _until(check, what: str, timeout: float = 60):
+def _until(check, what: str, timeout: float = 180):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()
