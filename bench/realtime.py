@@ -19,6 +19,11 @@ the beat's ``segment_realtime_sweep`` (every 2 s, as scheduled in production).
 Segments: "Did E0".."Did E3" (event count >= 1), "Pro and did E0" (segment reference + trait: the
 cascade), "Not E5" (exits), and two that the load cannot affect ("Did Never Sent", a trait on
 ``plan``), which must record nothing. Target: entry p95 <= 5 s at 1,000 events/s.
+
+The same worker runs the change feed's drains (kicked by every commit that records changes) and,
+with ``--webhook``, the webhook sends to a receiver started here, subscribed to the entries of "Did
+E0": then the latency from ``MembershipChange.at`` to the delivery's ``delivered_at`` is read
+too (the feed's lag plus one signed POST on loopback).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import argparse
 import base64
 import http.client
+import http.server
 import os
 import random
 import signal
@@ -232,6 +238,49 @@ def notifier_cost(redis_url: str, prefix: str, users: list[str]) -> None:
     )
 
 
+class Receiver(http.server.BaseHTTPRequestHandler):
+    """A webhook endpoint on loopback: reads the body, answers 204."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        return
+
+
+def subscribe(conn: psycopg.Connection, workspace_id: int, url: str, segment_id: int) -> None:
+    """A subscription to one segment's entries (one worker sends them all, one at a time)."""
+    subscription_id = conn.execute(
+        "INSERT INTO segmentation_webhooksubscription (workspace_id, url, description, all_segments, on_entered, "
+        "on_exited, secret_salt, secret_hint, created_at) VALUES (%s, %s, '', false, true, false, 'bench', "
+        "'whsec_bench', now()) RETURNING id",
+        [workspace_id, url],
+    ).fetchone()[0]
+    conn.execute(
+        "INSERT INTO segmentation_webhooksegment (workspace_id, subscription_id, segment_id) VALUES (%s, %s, %s)",
+        [workspace_id, subscription_id, segment_id],
+    )
+
+
+# Deliveries not sent yet, and changes the webhook consumer has not read yet.
+UNSENT = """
+SELECT (SELECT count(*) FROM segmentation_webhookdelivery d
+        WHERE d.workspace_id = %(w)s AND d.status IN ('pending', 'sending'))
+     + (SELECT count(*) FROM segmentation_membershipchange c
+        LEFT JOIN segmentation_changefeedcursor f ON f.workspace_id = c.workspace_id AND f.consumer = 'webhooks'
+        WHERE c.workspace_id = %(w)s AND c.txid IS NOT NULL
+          AND (c.txid, c.id) > (coalesce(f.last_txid, 0), coalesce(f.last_id, 0)))
+"""
+
+
+DELIVERY_LATENCY = """
+SELECT extract(epoch FROM d.delivered_at - d.at) FROM segmentation_webhookdelivery d
+WHERE d.workspace_id = %s AND d.at >= %s AND d.status = 'delivered'
+"""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
@@ -244,6 +293,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=25, help="seconds of load")
     parser.add_argument("--batch-size", type=int, default=50, help="events per /v1/batch request")
     parser.add_argument("--senders", type=int, default=4, help="concurrent keep-alive connections")
+    parser.add_argument("--webhook", action="store_true", help="subscribe a loopback receiver to every entry")
     options = parser.parse_args()
     if not options.database_url or not options.redis_url:
         parser.error("set DATABASE_URL and REDIS_URL (scratch ones)")
@@ -256,6 +306,10 @@ def main() -> None:
         "REDIS_URL": options.redis_url,
         "CACHE_KEY_PREFIX": prefix,
         "SEGMENTS_REALTIME_QUEUE": queue,
+        # The change feed's drains and the webhook sends run on the same worker.
+        "SEGMENT_FEED_QUEUE": queue,
+        "CELERY_TASK_DEFAULT_QUEUE": queue,
+        "WEBHOOKS_ALLOW_PRIVATE_TARGETS": "true",
         "SECRET_KEY": "bench",
         "CONN_MAX_AGE": "600",
         "LOG_LEVEL": "WARNING",
@@ -270,6 +324,8 @@ def main() -> None:
     ).fetchone()[0]
     ids = segments(conn, workspace_id)
     client = redis.Redis.from_url(options.redis_url)
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
 
     port = free_port()
     processes = []
@@ -319,6 +375,8 @@ def main() -> None:
         warm_wait = settle(conn, client, prefix, workspace_id)
         not_e5 = conn.execute("SELECT size FROM segmentation_segment WHERE id = %s", [ids["Not E5"]]).fetchone()[0]
         print(f"warm-up: {len(users)} people identified; drains settled after {warm_wait:.1f} s; Not E5 = {not_e5}")
+        if options.webhook:  # after the warm-up, whose entries are not the load's
+            subscribe(conn, workspace_id, f"http://127.0.0.1:{receiver.server_address[1]}/in", ids["Did E0"])
 
         # 2. Load: paced batches from several connections.
         since = datetime.now(UTC)
@@ -353,6 +411,11 @@ def main() -> None:
         requests = [latency for s in senders for latency in s.latencies]
         failures = sum(s.failures for s in senders)
         tail = settle(conn, client, prefix, workspace_id)
+        deadline = time.monotonic() + 600  # until the feed is read to its end and every delivery sent
+        while (
+            options.webhook and time.monotonic() < deadline and conn.execute(UNSENT, {"w": workspace_id}).fetchone()[0]
+        ):
+            time.sleep(0.2)
 
         # 3. Latencies.
         print(
@@ -389,10 +452,24 @@ def main() -> None:
             f"p95 {percentile(everything, 0.95):6.2f} s  max {max(everything):6.2f} s   (target: p95 <= 5 s)"
         )
         print(f"changes in segments the load cannot affect: {untouched} (expected 0)")
+        if options.webhook:
+            deliveries = [float(row[0]) for row in conn.execute(DELIVERY_LATENCY, [workspace_id, since]).fetchall()]
+            entries = conn.execute(
+                "SELECT count(*) FROM segmentation_membershipchange WHERE workspace_id = %s AND at >= %s "
+                "AND kind = 'entered' AND segment_id = %s",
+                [workspace_id, since, ids["Did E0"]],
+            ).fetchone()[0]
+            if deliveries:
+                print(
+                    f"webhooks        n={len(deliveries):6} of {entries} entries  p50 "
+                    f"{statistics.median(deliveries):6.2f} s  p95 {percentile(deliveries, 0.95):6.2f} s  "
+                    f"max {max(deliveries):6.2f} s   (change recorded -> delivered)"
+                )
         consistency(conn, workspace_id, ids)
         notifier_cost(options.redis_url, prefix, users)
     finally:
         stop.set()
+        receiver.shutdown()
         for process in processes:
             os.killpg(process.pid, signal.SIGTERM)
         for process in processes:

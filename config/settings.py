@@ -130,6 +130,8 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# Where tasks go unless a setting names their queue (a worker of its own: tests, benchmarks).
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
 # https://docs.celeryq.dev/en/stable/userguide/periodic-tasks.html
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # Event partitions months ahead; message ids past the 7-day dedupe window.
@@ -142,10 +144,14 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "segments-refresh-due": {"task": "segmentation.tasks.segments_refresh_due", "schedule": 30.0},
     # Real-time segment membership: workspaces whose drain kick was lost or debounced (docs/segments.md).
     "segments-realtime-sweep": {"task": "segmentation.tasks.segment_realtime_sweep", "schedule": 2.0},
+    # The change feed: workspaces with segment entries and exits a consumer has not read (lost kicks).
+    "segments-feed-sweep": {"task": "segmentation.feed_sweep", "schedule": 5.0},
 }
 # The queue of the real-time membership drains; a worker of its own (-Q) keeps them from waiting
 # behind long full refreshes. Default: Celery's default queue.
 SEGMENTS_REALTIME_QUEUE = env.str("SEGMENTS_REALTIME_QUEUE", default="celery")
+# The queue of the change feed's drains (docs/architecture.md, "Change feed"). Default: Celery's default queue.
+SEGMENT_FEED_QUEUE = env.str("SEGMENT_FEED_QUEUE", default="celery")
 
 # --- Accounts ---------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
@@ -270,6 +276,14 @@ SEGMENT_REFRESH_MAX_BACKOFF_SECONDS = env.int("SEGMENT_REFRESH_MAX_BACKOFF_SECON
 # Refreshes of one workspace claimed (queued or running) at once; the rest stay due, so that one
 # workspace's slow segments cannot hold every worker (docs/segments.md, "Fairness between workspaces").
 SEGMENT_REFRESH_CONCURRENCY_PER_WORKSPACE = env.int("SEGMENT_REFRESH_CONCURRENCY_PER_WORKSPACE", default=2)
+# Consumers of the change feed of segment entries and exits (segmentation/feed.py): name -> dotted path
+# of a function called with (workspace=, changes=) inside the transaction that moves its cursor.
+# The name keys the consumer's cursors. Higher apps add theirs here; segmentation never names them.
+SEGMENT_FEED_CONSUMERS: dict[str, str] = {
+    "webhooks": "segmentation.webhooks.services.deliveries_from_changes",
+}
+# Changes per consumer transaction.
+SEGMENT_FEED_BATCH_SIZE = env.int("SEGMENT_FEED_BATCH_SIZE", default=500)
 
 # --- REST API ---------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -91,13 +91,25 @@ class MembershipChangeKind(models.TextChoices):
     EXITED = "exited", "Exited"
 
 
+class CurrentTransactionId(models.Func):
+    """The id of the writing transaction, ``pg_current_xact_id()`` (64 bits, never wraps), as a bigint."""
+
+    template = "(pg_current_xact_id()::text::bigint)"
+    output_field = models.BigIntegerField()
+
+
 class MembershipChange(TenantModel):
-    """Append-only history: a person entered or left a segment at ``at``.
+    """Append-only history: a person entered or left a segment at ``at``; also the change feed.
 
     Keys without database constraints, as ``Membership``'s (a row per entry).
     ``person`` is empty on the trace of an id that no longer exists: the exit of
     an erased person or of a merge's loser, and an erased person's history
     (``segmentation.person_data``).
+
+    Written in the same transaction as the membership it records, so it is the
+    outbox that consumers read forward (``segmentation.feed``): ``txid``, set by
+    PostgreSQL, tells the feed when every row up to a point is committed. It is
+    null on rows written before the feed existed, which the feed never reads.
     """
 
     workspace = hot_workspace_key(db_constraint=False)
@@ -107,11 +119,38 @@ class MembershipChange(TenantModel):
     )
     kind = models.CharField(max_length=8, choices=MembershipChangeKind.choices)
     at = models.DateTimeField()
+    txid = models.BigIntegerField(null=True, editable=False, db_default=CurrentTransactionId())
 
     class Meta:
         indexes = [
             models.Index(fields=["workspace", "segment", "at"], name="membership_change_time_idx"),
+            # The feed's read order, by workspace.
+            models.Index(
+                fields=["workspace", "txid", "id"],
+                name="membership_change_feed_idx",
+                condition=models.Q(txid__isnull=False),
+            ),
         ]
+
+
+class ChangeFeedCursor(TenantModel):
+    """How far one consumer of the change feed has read a workspace's changes: up to (``last_txid``, ``last_id``).
+
+    Moved in the same transaction as the consumer's own effects (``segmentation.feed.feed_advance``).
+    """
+
+    consumer = models.CharField(max_length=100)
+    last_txid = models.BigIntegerField(default=0)
+    last_id = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "consumer"], name="change_feed_cursor_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.consumer} at {self.last_txid}/{self.last_id}"
 
 
 class SegmentSizeSnapshot(TenantModel):
@@ -195,6 +234,8 @@ class WebhookDelivery(TenantModel):
 
     subscription = models.ForeignKey(WebhookSubscription, on_delete=models.CASCADE, related_name="+")
     event = models.CharField(max_length=24, choices=WebhookEvent.choices)
+    # The MembershipChange it reports (null for a test delivery): one delivery per subscription and change.
+    change_id = models.BigIntegerField(null=True, blank=True)
     segment_id = models.BigIntegerField(null=True, blank=True)
     person_id = models.BigIntegerField(null=True, blank=True)
     at = models.DateTimeField(help_text="when the person entered or left")
@@ -211,6 +252,11 @@ class WebhookDelivery(TenantModel):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace", "change_id", "subscription"], name="webhook_delivery_change_unique"
+            ),
+        ]
         indexes = [
             models.Index(fields=["workspace", "subscription", "-created_at"], name="webhook_delivery_log_idx"),
             # The sweep's work list, across workspaces.

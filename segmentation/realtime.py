@@ -46,7 +46,7 @@ from redis.retry import Retry
 
 from accounts.models import Workspace
 from accounts.sql import execute_session
-from segmentation import hooks, queueing
+from segmentation import feed, queueing
 from segmentation.compiler import compile_members
 from segmentation.definition import Node, parse, referenced_first
 from segmentation.dependencies import Change, Dependencies, decode, dependencies, encode
@@ -419,7 +419,7 @@ def segment_people_reevaluate(*, segment: Segment, person_ids: Collection[int]) 
         Segment.objects.filter(workspace_id=workspace_id, pk=segment.pk).update(
             size=F("size") + len(entered) - len(exited)
         )
-        transaction.on_commit(partial(hooks.segment_changes_committed, workspace_id, segment.pk, entered, exited, now))
+        transaction.on_commit(partial(feed.feed_kick, workspace_id))
     return Reevaluation(entered=entered, exited=exited, at=now)
 
 

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from accounts.models import Workspace
 from accounts.tasks import WorkspaceTask
-from segmentation import queueing, realtime, services
+from segmentation import feed, queueing, realtime, services
 from segmentation.models import Segment
 
 logger = logging.getLogger(__name__)
@@ -79,4 +79,37 @@ def segment_realtime_sweep() -> int:
     workspace_ids = realtime.dirty_workspaces()
     for workspace_id in workspace_ids:
         queueing.drain_enqueue(workspace_id=workspace_id, expires=realtime.KICK_EXPIRES_SECONDS)
+    return len(workspace_ids)
+
+
+# --- The change feed ---------------------------------------------------------------------
+# segmentation/feed.py holds the logic; docs/architecture.md ("Change feed") the rules.
+
+
+@shared_task(base=WorkspaceTask, ignore_result=True, name=feed.DRAIN_TASK)
+def segment_feed_drain(workspace_id: int) -> int:
+    """Hand the workspace's unread segment entries and exits to every feed consumer; changes read.
+
+    Kicked on commit by the writers of changes and by the beat's sweep. Idempotent: the
+    cursors decide what was read. When work remains after its share, it hands over to a fresh task.
+    """
+    feed.kick_clear(workspace_id)
+    workspace = Workspace.objects.filter(pk=workspace_id).first()
+    if workspace is None:
+        return 0
+    result = feed.feed_drain(workspace=workspace)
+    if result.more:
+        feed.feed_kick(workspace_id)
+    return sum(result.read.values())
+
+
+@shared_task(ignore_result=True, name="segmentation.feed_sweep")
+def segment_feed_sweep() -> int:
+    """Kick a drain of every workspace with changes a consumer has not read (beat): lost kicks cost a delay only.
+
+    Not a WorkspaceTask: it looks across workspaces; each drain runs in its workspace's scope.
+    """
+    workspace_ids = feed.workspaces_unread()
+    for workspace_id in workspace_ids:
+        feed.feed_kick(workspace_id)
     return len(workspace_ids)

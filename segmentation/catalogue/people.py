@@ -25,33 +25,40 @@ from typing import Any
 from django.db import connection
 
 from accounts.models import Workspace
+from accounts.sql import execute_scoped, with_tables
 from segmentation.catalogue.models import CatalogueProperty, CatalogueWatermark, PropertySource
 from segmentation.catalogue.services import _PAIRS, _VALUE, _top, catalogue_update
 from tracking.events import ErasedPerson
+from tracking.models import Event, Person
 
 # (owner, key, type, value, n) of one person's events up to the watermark; owner is the event name.
-_PERSON_EVENT_PAIRS = (
+_PERSON_EVENT_PAIRS = with_tables(
     "SELECT e.name, p.key, jsonb_typeof(p.value), "
     + _VALUE
-    + ", count(*) FROM tracking_event e CROSS JOIN LATERAL ("
+    + ", count(*) FROM {event} e CROSS JOIN LATERAL ("
     + _PAIRS.format(col="e.properties")
-    + ") p WHERE e.workspace_id = %s AND e.person_id = %s AND e.id <= %s GROUP BY 1, 2, 3, 4"
+    + ") p WHERE e.workspace_id = %(workspace_id)s AND e.person_id = %(person)s AND e.id <= %(last)s"
+    " GROUP BY 1, 2, 3, 4",
+    event=Event,
 )
 # (key, type, value) of one person's traits.
-_PERSON_TRAIT_PAIRS = (
+_PERSON_TRAIT_PAIRS = with_tables(
     "SELECT p.key, jsonb_typeof(p.value), "
     + _VALUE
-    + " FROM tracking_person pe CROSS JOIN LATERAL ("
+    + " FROM {person} pe CROSS JOIN LATERAL ("
     + _PAIRS.format(col="pe.traits")
-    + ") p WHERE pe.workspace_id = %s AND pe.id = %s"
+    + ") p WHERE pe.workspace_id = %(workspace_id)s AND pe.id = %(person)s",
+    person=Person,
 )
 # (key, value, n): how many other people of the workspace have these trait values.
-_OTHERS_TRAIT_VALUES = (
+_OTHERS_TRAIT_VALUES = with_tables(
     "SELECT key, value, count(*) FROM (SELECT p.key AS key, "
     + _VALUE
-    + " AS value FROM tracking_person pe CROSS JOIN LATERAL ("
+    + " AS value FROM {person} pe CROSS JOIN LATERAL ("
     + _PAIRS.format(col="pe.traits")
-    + ") p WHERE pe.workspace_id = %s AND pe.id <> %s AND p.key = ANY(%s)) t WHERE value = ANY(%s) GROUP BY 1, 2"
+    + ") p WHERE pe.workspace_id = %(workspace_id)s AND pe.id <> %(person)s AND p.key = ANY(%(keys)s)) t"
+    " WHERE value = ANY(%(values)s) GROUP BY 1, 2",
+    person=Person,
 )
 
 
@@ -94,7 +101,9 @@ def _save(rows: list[CatalogueProperty]) -> None:
 
 def _forget_event_values(workspace: Workspace, person_id: int, last_event_id: int) -> int:
     with connection.cursor() as cursor:
-        cursor.execute(_PERSON_EVENT_PAIRS, [workspace.pk, person_id, last_event_id])
+        execute_scoped(
+            cursor, _PERSON_EVENT_PAIRS, {"person": person_id, "last": last_event_id}, workspace_id=workspace.pk
+        )
         pairs = cursor.fetchall()
     types: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     values: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -118,7 +127,7 @@ def _forget_event_values(workspace: Workspace, person_id: int, last_event_id: in
 
 def _forget_trait_values(workspace: Workspace, person_id: int) -> int:
     with connection.cursor() as cursor:
-        cursor.execute(_PERSON_TRAIT_PAIRS, [workspace.pk, person_id])
+        execute_scoped(cursor, _PERSON_TRAIT_PAIRS, {"person": person_id}, workspace_id=workspace.pk)
         pairs = cursor.fetchall()
         mine: dict[str, dict[str, Any]] = defaultdict(lambda: {"types": defaultdict(int), "values": set()})
         for key, type_name, value in pairs:
@@ -130,7 +139,12 @@ def _forget_trait_values(workspace: Workspace, person_id: int) -> int:
         wanted = sorted({value for entry in mine.values() for value in entry["values"]})
         others: dict[tuple[str, str], int] = {}
         if wanted:
-            cursor.execute(_OTHERS_TRAIT_VALUES, [workspace.pk, person_id, sorted(mine), wanted])
+            execute_scoped(
+                cursor,
+                _OTHERS_TRAIT_VALUES,
+                {"person": person_id, "keys": sorted(mine), "values": wanted},
+                workspace_id=workspace.pk,
+            )
             others = {(key[:300], value): int(n) for key, value, n in cursor.fetchall()}
     rows = list(CatalogueProperty.objects.filter(workspace=workspace, source=PropertySource.TRAIT, key__in=list(mine)))
     removed = 0

@@ -29,13 +29,12 @@ from django.utils import timezone
 
 from accounts.sql import dangerously_execute_across_workspaces, execute_scoped, execute_session
 from accounts.tenancy import workspace_scope
-from segmentation import hooks, queueing
+from segmentation import feed, queueing
 from segmentation.compiler import compile_members
 from segmentation.definition import parse, referenced_first, referenced_segments
 from segmentation.membership import (
     ERROR_MAX_LENGTH,
     evaluation_settings,
-    has_webhooks,
     is_timeout,
     membership_difference_apply,
     membership_try_lock,
@@ -100,8 +99,6 @@ def _apply(segment: Segment, now: datetime) -> RefreshResult | None:
         if row is None:  # deleted meanwhile
             return RefreshResult(size=0, entered=0, exited=0, skipped=True)
         definition, is_static, interval, edited_at, size = row
-        entered_ids: list[int] = []
-        exited_ids: list[int] = []
         if is_static:
             entered = exited = 0
         else:
@@ -109,12 +106,10 @@ def _apply(segment: Segment, now: datetime) -> RefreshResult | None:
             tree = parse(definition, now=edited_at)
             members = compile_members(tree, workspace_id=workspace_id, now=now, check_people=False)
             plan_settings(members)
-            want_ids = has_webhooks(workspace_id, segment.pk)
             difference = membership_difference_apply(
-                workspace_id=workspace_id, segment_id=segment.pk, members=members, now=now, want_ids=want_ids
+                workspace_id=workspace_id, segment_id=segment.pk, members=members, now=now, want_ids=False
             )
             size, entered, exited = difference.members, difference.entered, difference.exited
-            entered_ids, exited_ids = difference.entered_ids, difference.exited_ids
         SegmentSizeSnapshot.objects.create(
             workspace_id=workspace_id, segment_id=segment.pk, at=now, size=size, entered=entered, exited=exited
         )
@@ -127,10 +122,8 @@ def _apply(segment: Segment, now: datetime) -> RefreshResult | None:
             error="",
             refreshing_since=None,
         )
-        if entered_ids or exited_ids:
-            transaction.on_commit(
-                lambda: hooks.segment_changes_committed(workspace_id, segment.pk, entered_ids, exited_ids, now)
-            )
+        if entered or exited:
+            transaction.on_commit(lambda: feed.feed_kick(workspace_id))
     return RefreshResult(size=size, entered=entered, exited=exited)
 
 

@@ -21,7 +21,7 @@ from django.utils import timezone
 from accounts.models import User, Workspace
 from accounts.services import audit_record
 from accounts.sql import execute_scoped, execute_session, with_tables
-from segmentation import hooks
+from segmentation import feed
 from segmentation.membership import has_webhooks, membership_lock
 from segmentation.models import Membership, MembershipChangeKind, Segment, SegmentSizeSnapshot, SegmentStatus
 from tracking.models import Identity, IdentityKind
@@ -184,9 +184,10 @@ def _static_finish(segment: Segment, added: int, removed: int, now: datetime) ->
 
 
 def _notify(segment: Segment, entered: list[int], exited: list[int], now: datetime) -> None:
-    if entered or exited:
-        workspace_id, segment_id = segment.workspace_id, segment.pk
-        transaction.on_commit(lambda: hooks.segment_changes_committed(workspace_id, segment_id, entered, exited, now))
+    """Kick the change feed's drain on commit, always: ``entered``/``exited`` are gathered only when a
+    webhook listens, and other consumers read the feed too; a kick that finds nothing costs one Redis call."""
+    workspace_id = segment.workspace_id
+    transaction.on_commit(lambda: feed.feed_kick(workspace_id))
 
 
 def segment_static_change(*, segment: Segment, actor: User | None, add: list[str], remove: list[str]) -> StaticChange:

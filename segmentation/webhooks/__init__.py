@@ -1,7 +1,8 @@
 """Webhooks: segment entries and exits POSTed, signed, to the workspace's endpoints.
 
-- ``segmentation.hooks.segment_changes_committed`` records one delivery per
-  (subscription, person change) and enqueues the sends.
+- ``services.deliveries_from_changes``, a consumer of the change feed
+  (``segmentation.feed``), records one delivery per (subscription, membership
+  change), in the transaction that moves its cursor, and enqueues the sends.
 - ``tasks.webhook_deliver`` claims and sends deliveries; failures are retried on
   ``signing.RETRY_SCHEDULE`` by ``tasks.webhooks_sweep``, which also picks up
   deliveries whose enqueue failed (broker down) or whose worker died.

@@ -11,7 +11,7 @@ import http.client
 import json
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -24,8 +24,10 @@ from rfc3986_validator import validate_rfc3986
 from accounts.models import User, Workspace
 from accounts.services import audit_record
 from core import signing, transport
+from segmentation.feed import FeedChange
 from segmentation.models import (
     DeliveryStatus,
+    MembershipChangeKind,
     Segment,
     WebhookDelivery,
     WebhookEvent,
@@ -186,50 +188,60 @@ def webhook_send_test(*, workspace: Workspace, subscription: WebhookSubscription
     return delivery
 
 
-def deliveries_record(
-    *, workspace: Workspace, segment_id: int, entered: list[int], exited: list[int], at: datetime
-) -> list[int]:
-    """One pending delivery per matching subscription and person change; their ids.
+def deliveries_from_changes(*, workspace: Workspace, changes: Sequence[FeedChange]) -> None:
+    """The change feed's webhook consumer: one pending delivery per matching subscription and change.
 
-    A subscription matches when it listens to the event and to every segment or this one.
+    Runs inside the feed's transaction, which also moves its cursor; the deliveries are
+    enqueued once that commits (left to the sweep if the broker is down). A change read
+    again finds its deliveries by the unique (workspace, change, subscription) and adds
+    none. A subscription matches when it listens to the event and to every segment or
+    the change's one. One query when the workspace has no subscription. A change without
+    a person (an erased person's or a merge loser's exit) is announced to nobody: there is
+    nobody to name and nothing to send about them.
     """
-    events = [(WebhookEvent.ENTERED, "on_entered", entered), (WebhookEvent.EXITED, "on_exited", exited)]
-    wanted = [flag for _, flag, people in events if people]
-    if not wanted:
-        return []
-    listens = Q(all_segments=True) | Q(
-        pk__in=WebhookSegment.objects.filter(workspace=workspace, segment_id=segment_id).values("subscription_id")
-    )
-    event_filter = Q()
-    for flag in wanted:
-        event_filter |= Q(**{flag: True})
     subscriptions = list(
-        WebhookSubscription.objects.filter(listens, event_filter, workspace=workspace).values_list(
-            "pk", "on_entered", "on_exited"
+        WebhookSubscription.objects.filter(workspace=workspace).values_list(
+            "pk", "all_segments", "on_entered", "on_exited"
         )
     )
     if not subscriptions:
-        return []
+        return
+    chosen = set(
+        WebhookSegment.objects.filter(
+            workspace=workspace,
+            subscription_id__in=[pk for pk, every, *_ in subscriptions if not every],
+            segment_id__in={change.segment_id for change in changes},
+        ).values_list("subscription_id", "segment_id")
+    )
     now = timezone.now()
     rows = [
         WebhookDelivery(
             workspace=workspace,
             subscription_id=pk,
-            event=event,
-            segment_id=segment_id,
-            person_id=person_id,
-            at=at,
+            event=WebhookEvent.ENTERED if change.kind == MembershipChangeKind.ENTERED else WebhookEvent.EXITED,
+            change_id=change.id,
+            segment_id=change.segment_id,
+            person_id=change.person_id,
+            at=change.at,
             next_attempt_at=now,
             queued_at=now,
         )
-        for pk, on_entered, on_exited in subscriptions
-        for event, flag, people in events
-        if people and (on_entered if flag == "on_entered" else on_exited)
-        for person_id in people
+        for change in changes
+        if change.person_id is not None
+        for pk, every, on_entered, on_exited in subscriptions
+        if (on_entered if change.kind == MembershipChangeKind.ENTERED else on_exited)
+        and (every or (pk, change.segment_id) in chosen)
     ]
-    with transaction.atomic():
-        created = WebhookDelivery.objects.bulk_create(rows, batch_size=1000)
-    return [row.pk for row in created]
+    if not rows:
+        return
+    WebhookDelivery.objects.bulk_create(rows, batch_size=1000, ignore_conflicts=True)
+    delivery_ids = list(
+        WebhookDelivery.objects.filter(
+            workspace=workspace, change_id__in=[change.id for change in changes], status=DeliveryStatus.PENDING
+        ).values_list("pk", flat=True)
+    )
+    workspace_id = workspace.pk
+    transaction.on_commit(lambda: deliveries_enqueue(workspace_id=workspace_id, delivery_ids=delivery_ids))
 
 
 def deliveries_enqueue(*, workspace_id: int, delivery_ids: list[int]) -> bool:
@@ -375,13 +387,13 @@ def delivery_attempt(*, workspace: Workspace, delivery_id: int) -> WebhookDelive
     return delivery
 
 
-def deliveries_sweep(*, limit: int = 5000) -> dict[int, list[int]]:
+def deliveries_sweep(*, limit: int = 5000, now: datetime | None = None) -> dict[int, list[int]]:
     """Due deliveries of every workspace, marked as queued, by workspace.
 
     Also takes back deliveries whose worker stopped mid-send. Crosses workspaces:
-    the sweep is the safety net for every workspace's deliveries.
+    the sweep is the safety net for every workspace's deliveries. ``now``: tests move the clock.
     """
-    now = timezone.now()
+    now = now or timezone.now()
     stale = now - STALE_AFTER
     deliveries = WebhookDelivery.objects.unscoped()
     interrupted = deliveries.filter(status=DeliveryStatus.SENDING, claimed_at__lt=stale)

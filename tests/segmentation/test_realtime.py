@@ -27,7 +27,7 @@ from django.utils.html import escape
 from accounts.tenancy import workspace_scope
 from core import signing
 from core.dburl import database_url
-from segmentation import realtime, services
+from segmentation import feed, realtime, services
 from segmentation.definition import parse
 from segmentation.dependencies import Change, decode, dependencies, encode
 from segmentation.models import (
@@ -217,7 +217,9 @@ def test_a_person_who_now_matches_enters_with_history_size_and_webhook(workspace
         "changes": [(segment.pk, buyer.pk, "entered", outcome.at)],
         "sizes": {segment.pk: 1},
     }
+    # And the change feed turns it into the subscription's delivery
     with workspace_scope(workspace):
+        feed.feed_drain(workspace=workspace)
         deliveries = list(WebhookDelivery.objects.values_list("subscription_id", "event", "segment_id", "person_id"))
     assert deliveries == [(subscription.pk, "segment.entered", segment.pk, buyer.pk)]
 

@@ -4,18 +4,22 @@ failures and backoff, static segments and CSV lists. Real PostgreSQL throughout.
 from __future__ import annotations
 
 import io
+import uuid
 from datetime import timedelta
 
+import orjson
 import pytest
+import redis
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection
 from django.utils import timezone
 
 from accounts.models import AuditLogEntry
 from accounts.tenancy import workspace_scope
-from segmentation import hooks, services
+from segmentation import services
 from segmentation.definition import DefinitionInvalid
-from segmentation.models import Membership, Segment, SegmentStatus, WebhookSubscription
+from segmentation.models import Membership, MembershipChange, Segment, SegmentStatus
 from segmentation.services import refresh
 from tests import factories
 from tests.segmentation.support import bought, changes, crowd, members, reload, segment_rows, shopper, snapshots
@@ -292,30 +296,39 @@ def test_a_referencing_segment_reads_the_stored_membership(scoped):
     assert members(vip_buyers) == {"ann"}
 
 
-def test_webhook_ids_are_passed_only_when_someone_listens(scoped, django_capture_on_commit_callbacks, monkeypatch):
+@pytest.fixture
+def feed_queue(settings):
+    """The change feed's drains go to a queue of the test's own, emptied after."""
+    name = f"test-feed-{uuid.uuid4().hex}"
+    settings.SEGMENT_FEED_QUEUE = name
+    yield name
+    redis.Redis.from_url(settings.REDIS_URL).delete(name)
+
+
+def _drains_queued(queue: str) -> list[str]:
+    messages = redis.Redis.from_url(settings.REDIS_URL).lrange(queue, 0, -1)
+    return [orjson.loads(m)["headers"]["argsrepr"] for m in messages]
+
+
+def test_a_refresh_that_changes_members_kicks_the_feed_once_committed(
+    scoped, feed_queue, django_capture_on_commit_callbacks
+):
+    # Given a buyer
     now = timezone.now()
-    calls = []
-    monkeypatch.setattr(hooks, "segment_changes_committed", lambda *args: calls.append(args))
     ann = shopper(scoped, "ann")
     bought(scoped, ann, now - timedelta(days=1))
     segment = _create(scoped)
 
-    with django_capture_on_commit_callbacks(execute=True):
+    # When a refresh records her entry and commits: one drain of the workspace is queued
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
         services.segment_refresh(segment=segment, now=now)
-    assert calls == []
+    assert len(callbacks) == 1
+    assert _drains_queued(feed_queue) == [f"({scoped.pk},)"]
 
-    WebhookSubscription.objects.create(
-        workspace=scoped, url="https://hooks.example/x", secret_salt="s", secret_hint="h"
-    )
-    bob = shopper(scoped, "bob")
-    bought(scoped, bob, now)
-    ann_events = ann.pk
-    with connection.cursor() as cursor:
-        cursor.execute("DELETE FROM tracking_event WHERE workspace_id = %s AND person_id = %s", [scoped.pk, ann_events])
-    with django_capture_on_commit_callbacks(execute=True):
-        services.segment_refresh(segment=segment, now=now + timedelta(minutes=1))
-
-    assert calls == [(scoped.pk, segment.pk, [bob.pk], [ann.pk], now + timedelta(minutes=1))]
+    # And a refresh that changes nothing kicks nothing
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        services.segment_refresh(segment=segment, now=now)
+    assert callbacks == []
 
 
 def test_a_failed_refresh_keeps_the_membership_and_backs_off(scoped, monkeypatch):
@@ -484,21 +497,20 @@ def test_an_unreadable_csv_is_refused_and_nothing_is_written(scoped):
     assert segment_rows(scoped) == before
 
 
-def test_static_changes_reach_webhooks_with_the_person_ids(scoped, django_capture_on_commit_callbacks, monkeypatch):
-    calls = []
-    monkeypatch.setattr(hooks, "segment_changes_committed", lambda *args: calls.append(args[:4]))
+def test_static_changes_kick_the_feed_once_committed(scoped, feed_queue, django_capture_on_commit_callbacks):
+    # Given a static segment with a member, and another person
     ann, bob = shopper(scoped, "ann"), shopper(scoped, "bob")
     segment = services.segment_create(workspace=scoped, actor=None, name="Beta", definition=None, static=True)
-    with django_capture_on_commit_callbacks(execute=True):
-        services.segment_static_change(segment=segment, actor=None, add=["ann"], remove=[])
-    WebhookSubscription.objects.create(
-        workspace=scoped, url="https://hooks.example/x", secret_salt="s", secret_hint="h"
-    )
+    services.segment_static_change(segment=segment, actor=None, add=["ann"], remove=[])
 
+    # When one joins and the other leaves, and the change commits
     with django_capture_on_commit_callbacks(execute=True):
         services.segment_static_change(segment=segment, actor=None, add=["bob"], remove=["ann"])
 
-    assert calls == [(scoped.pk, segment.pk, [bob.pk], [ann.pk])]
+    # Then both are in the feed, and one drain of the workspace is queued
+    kinds = sorted(MembershipChange.objects.filter(segment=segment).order_by("id").values_list("person_id", "kind"))
+    assert kinds == sorted([(ann.pk, "entered"), (bob.pk, "entered"), (ann.pk, "exited")])
+    assert _drains_queued(feed_queue) == [f"({scoped.pk},)"]
 
 
 def test_a_window_that_empties_after_saving_matches_nobody_instead_of_failing(scoped):

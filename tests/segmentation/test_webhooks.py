@@ -6,16 +6,25 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import psycopg
 import pytest
+import redis
 import yaml
 from django.core.management import call_command
+from django.db import connection, transaction
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -24,9 +33,13 @@ from accounts.models import AuditLogEntry, Role
 from accounts.tenancy import workspace_scope
 from config.celery import app as celery_app
 from core import signing, transport
-from segmentation import hooks
+from core.dburl import database_url
+from segmentation import feed
 from segmentation.models import (
+    ChangeFeedCursor,
     DeliveryStatus,
+    MembershipChange,
+    MembershipChangeKind,
     Segment,
     WebhookDelivery,
     WebhookEvent,
@@ -176,6 +189,24 @@ def _deliver(workspace, delivery) -> WebhookDelivery:
         return WebhookDelivery.objects.get(pk=delivery.pk)
 
 
+def _changes(workspace, segment, *, entered=(), exited=(), at=AT) -> list[int]:
+    """Entries and exits recorded as the membership writers record them; their ids."""
+    kinds = [(MembershipChangeKind.ENTERED, entered), (MembershipChangeKind.EXITED, exited)]
+    with workspace_scope(workspace):
+        rows = MembershipChange.objects.bulk_create(
+            MembershipChange(workspace=workspace, segment_id=segment.pk, person_id=person_id, kind=kind, at=at)
+            for kind, people in kinds
+            for person_id in people
+        )
+    return [row.pk for row in rows]
+
+
+def _drain(workspace, capture) -> feed.DrainResult:
+    """The feed's drain, as its task runs it; what it leaves for after the commit runs too."""
+    with workspace_scope(workspace), capture(execute=True):
+        return feed.feed_drain(workspace=workspace)
+
+
 def _verify(secret: str, received: Received) -> bool:
     parts = dict(item.split("=", 1) for item in received.headers["Cohortly-Signature"].split(","))
     expected = hmac.new(secret.encode(), parts["t"].encode() + b"." + received.body, hashlib.sha256).hexdigest()
@@ -185,14 +216,17 @@ def _verify(secret: str, received: Received) -> bool:
 # --- Sending --------------------------------------------------------------------------
 
 
-def test_a_delivery_reaches_the_endpoint_signed_with_the_secret(workspace, receiver, allow_private, eager):
+def test_a_delivery_reaches_the_endpoint_signed_with_the_secret(
+    workspace, receiver, allow_private, eager, django_capture_on_commit_callbacks
+):
     # Given a subscription to a segment, and a person with ids and traits
     segment = _segment(workspace)
     person = _person(workspace, user_id="u-42", anonymous_ids=("anon-1", "anon-2"), traits={"plan": "pro"})
     subscription, secret = _subscribe(workspace, receiver.url, segments=[segment])
 
-    # When the person enters the segment
-    hooks.segment_changes_committed(workspace.pk, segment.pk, [person.pk], [], AT)
+    # When the person enters the segment and the feed is drained
+    [change_id] = _changes(workspace, segment, entered=[person.pk])
+    _drain(workspace, django_capture_on_commit_callbacks)
 
     # Then the endpoint got one POST whose signature verifies with the secret
     [received] = receiver.requests
@@ -227,6 +261,7 @@ def test_a_delivery_reaches_the_endpoint_signed_with_the_secret(workspace, recei
         "",
     )
     assert delivery.delivered_at is not None
+    assert delivery.change_id == change_id
     assert subscription.secret_hint == secret[:10]
 
 
@@ -424,10 +459,12 @@ def test_public_address_not_refused(address):
     assert not transport.address_refused(transport.ipaddress.ip_address(address))
 
 
-# --- segment_changes_committed --------------------------------------------------------
+# --- The change feed's consumer ------------------------------------------------------
 
 
-def test_changes_create_deliveries_only_for_matching_subscriptions(workspace, receiver, allow_private, eager):
+def test_changes_create_deliveries_only_for_matching_subscriptions(
+    workspace, receiver, allow_private, eager, django_capture_on_commit_callbacks
+):
     # Given subscriptions listening to different segments and events, and another workspace's
     churn, vip = _segment(workspace, "Churn risk"), _segment(workspace, "VIP")
     p1, p2, p3 = (_person(workspace, user_id=f"u{i}", anonymous_ids=()) for i in range(3))
@@ -439,7 +476,8 @@ def test_changes_create_deliveries_only_for_matching_subscriptions(workspace, re
     foreign, _ = _subscribe(elsewhere, receiver.url + "/foreign")
 
     # When p1 and p2 enter churn and p3 leaves it
-    hooks.segment_changes_committed(workspace.pk, churn.pk, [p1.pk, p2.pk], [p3.pk], AT)
+    _changes(workspace, churn, entered=[p1.pk, p2.pk], exited=[p3.pk])
+    _drain(workspace, django_capture_on_commit_callbacks)
 
     # Then exactly the matching deliveries exist, and were sent
     with workspace_scope(workspace):
@@ -472,9 +510,12 @@ def test_changes_create_deliveries_only_for_matching_subscriptions(workspace, re
 
 def test_changes_without_subscriptions_cost_one_query(workspace, django_assert_num_queries):
     segment = _segment(workspace)
+    _changes(workspace, segment, entered=[1, 2, 3], exited=[4])
+    with workspace_scope(workspace), transaction.atomic():
+        batch = feed.feed_read(workspace=workspace, consumer="webhooks", limit=10)
 
-    with django_assert_num_queries(1):
-        hooks.segment_changes_committed(workspace.pk, segment.pk, [1, 2, 3], [4], AT)
+        with django_assert_num_queries(1):
+            services.deliveries_from_changes(workspace=workspace, changes=batch.changes)
 
     with workspace_scope(workspace):
         assert WebhookDelivery.objects.count() == 0
@@ -500,14 +541,17 @@ def _reset_connections() -> None:
     celery_app.amqp._producer_pool = None
 
 
-def test_with_the_broker_down_deliveries_stay_pending_for_the_sweep(workspace, receiver, allow_private, broker_down):
+def test_with_the_broker_down_deliveries_stay_pending_for_the_sweep(
+    workspace, receiver, allow_private, broker_down, django_capture_on_commit_callbacks
+):
     # Given a subscription and an unreachable broker
     segment = _segment(workspace)
     person = _person(workspace)
     _subscribe(workspace, receiver.url)
 
-    # When a person enters: the hook does not raise
-    hooks.segment_changes_committed(workspace.pk, segment.pk, [person.pk], [], AT)
+    # When a person enters: the drain does not raise
+    _changes(workspace, segment, entered=[person.pk])
+    _drain(workspace, django_capture_on_commit_callbacks)
 
     # Then the delivery waits, not queued, for the sweep
     with workspace_scope(workspace):
@@ -1026,3 +1070,317 @@ def test_the_audit_log_records_only_the_host_of_a_webhook_url(workspace, owner):
         ("webhook.deleted", SLACK_HOST, {"webhook": subscription.pk}),
         ("webhook.secret_rotated", SLACK_HOST, {"webhook": subscription.pk}),
     ]
+
+
+# --- Through the change feed: failures, Redis down, dead workers ------------------------------
+
+
+def test_a_change_read_again_makes_no_second_delivery(workspace, receiver, allow_private):
+    # Given a subscription and a change already turned into its delivery
+    segment = _segment(workspace)
+    person = _person(workspace)
+    subscription, _ = _subscribe(workspace, receiver.url)
+    _changes(workspace, segment, entered=[person.pk])
+    with workspace_scope(workspace), transaction.atomic():
+        batch = feed.feed_read(workspace=workspace, consumer="webhooks", limit=10)
+        services.deliveries_from_changes(workspace=workspace, changes=batch.changes)
+
+        # When the consumer is handed the same change again (a read repeated after a failure)
+        services.deliveries_from_changes(workspace=workspace, changes=batch.changes)
+
+        # Then there is still one delivery for the subscription and the change
+        rows = list(WebhookDelivery.objects.values_list("subscription_id", "change_id"))
+    assert rows == [(subscription.pk, batch.changes[0].id)]
+
+
+def test_a_failed_consumer_transaction_retries_from_its_cursor_with_nothing_lost(
+    workspace, receiver, allow_private, eager, django_capture_on_commit_callbacks
+):
+    # Given two entries, a subscription, and a database that refuses to store deliveries
+    segment = _segment(workspace)
+    people = [_person(workspace, user_id=f"u{n}", anonymous_ids=()) for n in range(2)]
+    _subscribe(workspace, receiver.url)
+    ids = _changes(workspace, segment, entered=[p.pk for p in people])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION test_refuse_deliveries() RETURNS trigger LANGUAGE plpgsql "
+            "AS $$ BEGIN RAISE EXCEPTION 'could not extend file: No space left on device'; END $$"
+        )
+        cursor.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON segmentation_webhookdelivery "
+            "FOR EACH ROW EXECUTE FUNCTION test_refuse_deliveries()"
+        )
+
+    # When the feed is drained: the consumer's transaction fails inside PostgreSQL
+    failed = _drain(workspace, django_capture_on_commit_callbacks)
+
+    # Then nothing was kept, the cursor did not move, nothing was sent
+    assert (failed.failed, failed.read) == (["webhooks"], {"webhooks": 0})
+    with workspace_scope(workspace):
+        assert WebhookDelivery.objects.count() == 0
+        assert list(ChangeFeedCursor.objects.values_list("last_id", flat=True)) in ([], [0])
+    assert receiver.requests == []
+
+    # And once the database accepts them again, the next drain delivers each change once
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TRIGGER refuse ON segmentation_webhookdelivery")
+    again = _drain(workspace, django_capture_on_commit_callbacks)
+    assert (again.failed, again.read) == ([], {"webhooks": 2})
+    with workspace_scope(workspace):
+        rows = sorted(WebhookDelivery.objects.values_list("change_id", "status"))
+        assert ChangeFeedCursor.objects.get(consumer="webhooks").last_id == ids[-1]
+    assert rows == [(ids[0], DeliveryStatus.DELIVERED), (ids[1], DeliveryStatus.DELIVERED)]
+    assert sorted(json.loads(r.body)["person"]["id"] for r in receiver.requests) == sorted(p.pk for p in people)
+
+
+def test_with_redis_down_a_change_commits_and_the_beat_sweep_delivers_it_later(
+    workspace, receiver, allow_private, settings, django_capture_on_commit_callbacks
+):
+    # Given a static segment, a person and a subscription, and Redis (cache and broker) down
+    from segmentation import services as segment_services
+    from segmentation.tasks import segment_feed_sweep
+
+    with workspace_scope(workspace):
+        segment = segment_services.segment_create(
+            workspace=workspace, actor=None, name="Beta", definition=None, static=True
+        )
+    person = _person(workspace, user_id="u-42")
+    _subscribe(workspace, receiver.url)
+    redis_url, broker_url = settings.REDIS_URL, celery_app.conf.broker_url
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    _reset_connections()
+    celery_app.conf.broker_url = "redis://127.0.0.1:1/0"
+    try:
+        # When the person is added: the kick after the commit finds no Redis, and says nothing
+        with workspace_scope(workspace), django_capture_on_commit_callbacks(execute=True):
+            change = segment_services.segment_static_change(segment=segment, actor=None, add=["u-42"], remove=[])
+    finally:
+        settings.REDIS_URL = redis_url
+        _reset_connections()
+        celery_app.conf.broker_url = broker_url
+
+    # Then the entry is stored and nothing was sent
+    assert change.added == 1
+    assert receiver.requests == []
+    with workspace_scope(workspace):
+        assert WebhookDelivery.objects.count() == 0
+        [entry] = MembershipChange.objects.filter(segment=segment).values_list("pk", flat=True)
+
+    # And once Redis is back, the beat's sweep drains the workspace and the delivery goes out once
+    celery_app.conf.task_always_eager = True
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            assert segment_feed_sweep.apply().get() == 1
+    finally:
+        celery_app.conf.task_always_eager = False
+    [received] = receiver.requests
+    assert json.loads(received.body)["person"]["id"] == person.pk
+    with workspace_scope(workspace):
+        delivery = WebhookDelivery.objects.get()
+    assert (delivery.change_id, delivery.status, received.headers["Cohortly-Delivery"]) == (
+        entry,
+        DeliveryStatus.DELIVERED,
+        str(delivery.pk),
+    )
+
+
+@dataclass
+class Ledger:
+    """What a receiving endpoint saw: every request's delivery id, and those it answered 200."""
+
+    server: ThreadingHTTPServer
+    hold_at: int = 0  # the n-th request (1-based) is held unanswered until ``release``; 0: none
+    arrived: list[int] = field(default_factory=list)
+    acknowledged: list[int] = field(default_factory=list)
+    held: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/in"
+
+
+@pytest.fixture
+def ledger() -> Iterator[Ledger]:
+    holder: dict[str, Ledger] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            me = holder["l"]
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            delivery_id = int(self.headers["Cohortly-Delivery"])
+            with me.lock:
+                me.arrived.append(delivery_id)
+                hold = len(me.arrived) == me.hold_at
+            if hold:
+                me.held.set()
+                me.release.wait(60)
+                self.close_connection = True
+                return  # never answered: the sender died waiting
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            with me.lock:
+                me.acknowledged.append(delivery_id)
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    holder["l"] = Ledger(server)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield holder["l"]
+    finally:
+        holder["l"].release.set()
+        server.shutdown()
+        server.server_close()
+
+
+def _until(check, what: str, timeout: float = 180):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _deliveries(workspace) -> dict[str, int]:
+    # unscoped: the test reads what the workers wrote, from outside any request.
+    rows = WebhookDelivery.objects.unscoped().filter(workspace=workspace).values_list("status", flat=True)
+    counts: dict[str, int] = {}
+    for status in rows:
+        counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_webhook_consumer_killed_mid_delivery_resumes_from_its_cursor_and_delivers_every_change_once(
+    ledger, settings, tmp_path
+):
+    from segmentation import services as segment_services
+    from segmentation.tasks import segment_feed_sweep
+    from tests.segmentation.support import shopper
+
+    # Given 30 people entering a static segment in three commits, and a subscription
+    queue = f"test-feed-worker-{uuid.uuid4().hex}"
+    settings.SEGMENT_FEED_QUEUE = queue
+    settings.WEBHOOKS_ALLOW_PRIVATE_TARGETS = True
+    workspace = factories.WorkspaceFactory()
+    with workspace_scope(workspace):
+        segment = segment_services.segment_create(
+            workspace=workspace, actor=None, name="Beta", definition=None, static=True
+        )
+        for n in range(30):
+            shopper(workspace, f"u{n:02}")
+    _subscribe(workspace, ledger.url)
+    for start in (0, 10, 20):
+        with workspace_scope(workspace):
+            segment_services.segment_static_change(
+                segment=segment, actor=None, add=[f"u{n:02}" for n in range(start, start + 10)], remove=[]
+            )
+    changes = set(MembershipChange.objects.unscoped().filter(segment=segment).values_list("pk", flat=True))
+    assert len(changes) == 30
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(connection.settings_dict),
+        "REDIS_URL": settings.REDIS_URL,
+        "CACHE_KEY_PREFIX": settings.CACHES["default"]["KEY_PREFIX"],
+        "CELERY_TASK_ALWAYS_EAGER": "false",
+        "CELERY_TASK_DEFAULT_QUEUE": queue,
+        "SEGMENT_FEED_QUEUE": queue,
+        "SEGMENT_FEED_BATCH_SIZE": "10",
+        "WEBHOOKS_ALLOW_PRIVATE_TARGETS": "true",
+    }
+    workers: list[subprocess.Popen] = []
+
+    def start_worker() -> subprocess.Popen:
+        log = (tmp_path / f"worker-{len(workers)}.log").open("w")
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "-P", "solo", "-Q", queue,
+             "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"],
+            cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        workers.append(worker)
+        return worker
+
+    def kill(worker: subprocess.Popen) -> None:
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)
+
+    def cursor() -> tuple[int, int] | None:
+        row = ChangeFeedCursor.objects.unscoped().filter(workspace=workspace, consumer="webhooks").first()
+        return (row.last_txid, row.last_id) if row else None
+
+    blocker = psycopg.connect(database_url(connection.settings_dict))
+    try:
+        # When a worker dies inside the consumer's transaction (its deliveries written, uncommitted)
+        blocker.execute("LOCK TABLE segmentation_webhookdelivery IN EXCLUSIVE MODE")
+        first = start_worker()
+        waiting = (
+            "SELECT count(*) FROM pg_locks WHERE relation = 'segmentation_webhookdelivery'::regclass AND NOT granted"
+        )
+        _until(lambda: blocker.execute(waiting).fetchone()[0], "the consumer to wait for the table")
+        kill(first)
+        blocker.rollback()
+        _until(lambda: blocker.execute(waiting).fetchone()[0] == 0, "the dead worker's transaction to end")
+        # the server ends the dead worker's transaction once it notices the client gone
+        _until(
+            lambda: (
+                not blocker.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()"
+                ).fetchone()[0]
+            ),
+            "the dead worker's backend",
+        )
+        blocker.commit()
+
+        # Then nothing of it remains: no delivery, the cursor where it was, nothing sent
+        assert _deliveries(workspace) == {}
+        assert cursor() in (None, (0, 0))
+        assert ledger.arrived == []
+
+        # When a new worker drains (the beat's sweep kicks it) and dies while the 15th delivery is in flight
+        ledger.hold_at = 15
+        second = start_worker()
+        assert segment_feed_sweep.apply().get() == 1
+        assert _until(lambda: ledger.held.wait(0.1), "the 15th delivery")
+        kill(second)
+        ledger.release.set()
+
+        # Then every change was read once, 14 deliveries are done, one is claimed by the dead worker
+        in_order = MembershipChange.objects.unscoped().filter(segment=segment).order_by("txid", "id")
+        assert cursor() == in_order.values_list("txid", "pk").last()
+        assert _deliveries(workspace) == {"delivered": 14, "sending": 1, "pending": 15}
+
+        # When a third worker runs what the beat runs: the feed's sweep (nothing left to read) and the
+        # webhooks' sweep, ten minutes on, which takes back the interrupted send
+        start_worker()
+        assert segment_feed_sweep.apply().get() == 0
+        later = timezone.now() + services.STALE_AFTER + timedelta(seconds=1)
+        for workspace_id, ids in services.deliveries_sweep(now=later).items():
+            webhook_deliver.apply_async((workspace_id, ids), queue=queue)
+        _until(lambda: _deliveries(workspace) == {"delivered": 30}, "every delivery")
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.terminate()
+                worker.wait(timeout=30)
+        blocker.close()
+        redis.Redis.from_url(settings.REDIS_URL).delete(queue)
+
+    # Then the receiver acknowledged every change exactly once, by delivery id and by change id
+    delivered = dict(WebhookDelivery.objects.unscoped().filter(workspace=workspace).values_list("pk", "change_id"))
+    assert sorted(ledger.acknowledged) == sorted(delivered)
+    assert len(set(ledger.acknowledged)) == 30
+    assert set(delivered.values()) == changes
+    # the only delivery that arrived twice is the one in flight when its worker died, sent again with its id
+    interrupted = ledger.arrived[14]
+    assert sorted(ledger.arrived) == sorted([*delivered, interrupted])
+    assert WebhookDelivery.objects.unscoped().get(pk=interrupted).attempts == 2
