@@ -127,27 +127,25 @@ class MemberSerializer(serializers.ModelSerializer[Membership]):
         read_only_fields = ["id", "email", "name", "created_at"]
 
 
-class MemberUpdateSerializer(StrictSerializer):
-    role = serializers.ChoiceField(choices=Role.choices)
-    password = serializers.CharField(
+def _owner_password(needed_to: str) -> serializers.CharField:
+    """The owner's password typed again, for the calls that move ownership."""
+    return serializers.CharField(
         required=False,
         allow_blank=True,
         write_only=True,
         trim_whitespace=False,
         max_length=4096,
-        help_text="Your current password: needed to grant, remove or change the owner role (signed in only).",
+        help_text=f"Your current password: needed to {needed_to} (signed in only).",
     )
+
+
+class MemberUpdateSerializer(StrictSerializer):
+    role = serializers.ChoiceField(choices=Role.choices)
+    password = _owner_password("grant, remove or change the owner role")
 
 
 class MemberRemoveSerializer(StrictSerializer):
-    password = serializers.CharField(
-        required=False,
-        allow_blank=True,
-        write_only=True,
-        trim_whitespace=False,
-        max_length=4096,
-        help_text="Your current password: needed to remove an owner (signed in only).",
-    )
+    password = _owner_password("remove an owner")
 
 
 class MemberViewSet(
@@ -216,14 +214,7 @@ class InvitationCreatedSerializer(InvitationSerializer):
 class InvitationCreateSerializer(StrictSerializer):
     email = serializers.EmailField(max_length=254)
     role = serializers.ChoiceField(choices=Role.choices, default=Role.MEMBER)
-    password = serializers.CharField(
-        required=False,
-        allow_blank=True,
-        write_only=True,
-        trim_whitespace=False,
-        max_length=4096,
-        help_text="Your current password: needed to invite an owner (signed in only).",
-    )
+    password = _owner_password("invite an owner")
 
 
 class InvitationViewSet(
