@@ -167,9 +167,7 @@ def _prepare_when_asked(raw: psycopg.Connection[Any]) -> None:
     Django opens its psycopg connections with ``prepare_threshold=None`` (for
     transaction-pooling proxies), which makes psycopg ignore ``prepare=True``:
     every ingestion statement was parsed and planned again for each group
-    (measured in one process, serially, alternating: a lone track request's
-    transaction 2.65 ms -> 1.92 ms; transactions of 4 requests of 100 events,
-    PostgreSQL CPU per 1,000 events 0.062-0.068 s -> 0.058 s). The ORM's
+    (bench/README.md, "Figures behind the code", has what that cost). The ORM's
     statements on the connection stay unprepared.
     """
     if raw.prepare_threshold is None:

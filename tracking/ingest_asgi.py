@@ -3,8 +3,7 @@ through the same view logic as ``tracking.ingest_wsgi``, the rest to Django.
 
 Served by uvicorn (the httptools parser, uvloop), a tracking request costs about
 half the server CPU it costs under gunicorn's threads, whose HTTP parsing and
-answer writing are Python: on bench/ingest.py 0.53 ms against 0.98 ms per
-``/v1/track`` request at 32 connections (``bench/README.md``). The event loop
+answer writing are Python (``bench/README.md``, "Figures behind the code"). The event loop
 reads the body and writes the answer; a pool of threads runs the view
 (``tracking.ingest_views.handle``: limits, parsing, write key), which hands the
 messages to the process's group committer and waits for COMMIT, so a 2xx still
