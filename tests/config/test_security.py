@@ -7,6 +7,7 @@ import re
 import secrets
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,8 @@ def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
     """``manage.py`` in a process of its own, with the test's database and Redis and ``env`` on top."""
     environment = {key: value for key, value in os.environ.items() if not key.startswith(("SECURE_", "DJANGO_"))}
     environment.update(env)
+    # Without a private one the embedded services' platformdirs warns on stderr, which the checks below read.
+    environment.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="cohortly-runtime-"))
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60
     )

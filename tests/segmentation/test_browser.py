@@ -345,6 +345,8 @@ def test_hostile_event_and_trait_render_as_text_everywhere(browser, live_server,
     page.get_by_role("button", name="+ Condition").click()
     _pick(page, page.get_by_role("combobox", name="Event"), XSS_EVENT)
     page.get_by_role("button", name="+ Condition").last.click()
+    # The second condition is drawn before it is changed (else "last" is still the first one).
+    expect(page.get_by_label("Condition", exact=True)).to_have_count(2)
     page.get_by_label("Condition", exact=True).last.select_option("trait")
     _pick(page, page.get_by_role("combobox", name="Trait"), "plan")
     _pick(page, page.get_by_role("combobox", name="Value of plan"), XSS_TRAIT)
