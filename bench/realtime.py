@@ -310,6 +310,8 @@ def main() -> None:
         "SEGMENT_FEED_QUEUE": queue,
         "CELERY_TASK_DEFAULT_QUEUE": queue,
         "WEBHOOKS_ALLOW_PRIVATE_TARGETS": "true",
+        # The warm-up sends 20,000 identifies at once, past the default messages per second of a write key.
+        "INGEST_RATE_PER_WRITE_KEY": os.environ.get("INGEST_RATE_PER_WRITE_KEY", "0"),
         "SECRET_KEY": "bench",
         "CONN_MAX_AGE": "600",
         "LOG_LEVEL": "WARNING",
@@ -374,7 +376,10 @@ def main() -> None:
         conn.execute("ANALYZE tracking_person, tracking_identity, tracking_event, segmentation_membership")
         warm_wait = settle(conn, client, prefix, workspace_id)
         not_e5 = conn.execute("SELECT size FROM segmentation_segment WHERE id = %s", [ids["Not E5"]]).fetchone()[0]
-        print(f"warm-up: {len(users)} people identified; drains settled after {warm_wait:.1f} s; Not E5 = {not_e5}")
+        print(
+            f"warm-up: {len(users)} people identified ({warm.failures} requests failed); "
+            f"drains settled after {warm_wait:.1f} s; Not E5 = {not_e5}"
+        )
         if options.webhook:  # after the warm-up, whose entries are not the load's
             subscribe(conn, workspace_id, f"http://127.0.0.1:{receiver.server_address[1]}/in", ids["Did E0"])
 
