@@ -20,8 +20,10 @@ from tracking.models import Event
 def rate(settings):
     settings.INGEST_RATE_PER_WRITE_KEY = 5
     ingest_rate.breaker.failing_until = 0.0
+    ingest_rate.leases.left.clear()
     yield settings
     ingest_rate.breaker.failing_until = 0.0
+    ingest_rate.leases.left.clear()
 
 
 def open_window(write_key: str, *, used: int = 0, seconds: int = 30) -> None:
@@ -102,3 +104,39 @@ def test_an_unknown_write_key_over_the_rate_is_refused_before_the_database(rate,
 
     assert response.status_code == 429
     assert stored_rows() == before
+
+
+def _window_count(write_key: str) -> int:
+    client = redis.Redis.from_url(django_settings.REDIS_URL)
+    return int(client.get(ratelimit.key("ingest", write_key)) or 0)
+
+
+def test_a_process_counts_a_lease_of_the_rate_at_a_time_and_admits_from_it(rate, workspace, send):
+    # Given a rate of 250 messages a second: a lease is 2 % of it, 5 messages
+    rate.INGEST_RATE_PER_WRITE_KEY = 250
+    open_window(workspace.write_key)
+
+    # When five single messages arrive, then a sixth
+    first = [send("track", _batch(1, start=n)["batch"][0], write_key=workspace.write_key) for n in range(5)]
+    counted_after_five = _window_count(workspace.write_key)
+    sixth = send("track", _batch(1, start=10)["batch"][0], write_key=workspace.write_key)
+
+    # Then the window counted one lease for the five (one Redis round trip), a second for the sixth
+    assert [r.status_code for r in first] == [200] * 5
+    assert sixth.status_code == 200
+    assert (counted_after_five, _window_count(workspace.write_key)) == (5, 10)
+    assert _events(workspace) == 6
+
+
+def test_near_the_limit_a_request_takes_exactly_its_messages(rate, workspace, send):
+    # Given a rate of 250 with 248 already counted in this window: no lease of 5 fits
+    rate.INGEST_RATE_PER_WRITE_KEY = 250
+    open_window(workspace.write_key, used=248)
+
+    # When single messages arrive
+    answers = [send("track", _batch(1, start=n)["batch"][0], write_key=workspace.write_key) for n in range(3)]
+
+    # Then the two that fit are admitted one by one, and the third is refused
+    assert [r.status_code for r in answers] == [200, 200, 429]
+    assert _window_count(workspace.write_key) == 250
+    assert _events(workspace) == 2
