@@ -293,6 +293,7 @@ def segments_claim_due(
 
 def segments_claims_release(*, segment_ids: list[int]) -> None:
     """Give back claims whose refresh was never queued: the segments are due again at once."""
+    # Across workspaces: the fan-out claimed these for every workspace at once (segments_claim_due).
     Segment.objects.unscoped().filter(pk__in=segment_ids).update(refreshing_since=None)
 
 
