@@ -16,11 +16,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Q
 
 from accounts.sql import execute_scoped, execute_session, with_tables
 from segmentation.compiler import CompiledQuery
-from segmentation.models import MembershipChangeKind, WebhookSegment, WebhookSubscription
+from segmentation.models import MembershipChangeKind
 from tracking.models import Person
 
 # pg_advisory_xact_lock(MEMBERSHIP_LOCK_CLASS, segment id): held by every writer of a segment's membership.
@@ -84,14 +83,6 @@ def plan_settings(query: CompiledQuery) -> None:
         with connection.cursor() as cursor:
             execute_session(cursor, "SELECT set_config('max_parallel_workers_per_gather', '0', true)")
             execute_session(cursor, "SET LOCAL work_mem TO DEFAULT")
-
-
-def has_webhooks(workspace_id: int, segment_id: int) -> bool:
-    """Whether any subscription listens to this segment: only then do entry and exit ids leave PostgreSQL."""
-    listening = Q(all_segments=True) | Q(
-        pk__in=WebhookSegment.objects.filter(workspace_id=workspace_id, segment_id=segment_id).values("subscription_id")
-    )
-    return WebhookSubscription.objects.filter(listening, workspace_id=workspace_id).exists()
 
 
 # The new set goes into a temporary table, so that the planner knows its size (the full refresh

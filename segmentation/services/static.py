@@ -22,7 +22,7 @@ from accounts.models import User, Workspace
 from accounts.services import audit_record
 from accounts.sql import execute_scoped, execute_session, with_tables
 from segmentation import feed
-from segmentation.membership import has_webhooks, membership_lock
+from segmentation.membership import membership_lock
 from segmentation.models import Membership, MembershipChangeKind, Segment, SegmentSizeSnapshot, SegmentStatus
 from tracking.models import Identity, IdentityKind
 
@@ -66,7 +66,7 @@ changes AS (
     INSERT INTO segmentation_membershipchange (workspace_id, segment_id, person_id, kind, at)
     SELECT %(workspace_id)s, %(segment)s, person_id, %(change)s, %(now)s FROM came
 )
-SELECT count(*), {ids} FROM came
+SELECT count(*) FROM came
 """,
     identity=Identity,
 )
@@ -84,7 +84,7 @@ changes AS (
     INSERT INTO segmentation_membershipchange (workspace_id, segment_id, person_id, kind, at)
     SELECT %(workspace_id)s, %(segment)s, person_id, %(change)s, %(now)s FROM gone
 )
-SELECT count(*), {ids} FROM gone
+SELECT count(*) FROM gone
 """,
     identity=Identity,
 )
@@ -104,10 +104,8 @@ changes AS (
     INSERT INTO segmentation_membershipchange (workspace_id, segment_id, person_id, kind, at)
     SELECT %(workspace_id)s, %(segment)s, person_id, %(change)s, %(now)s FROM gone
 )
-SELECT count(*), {ids} FROM gone
+SELECT count(*) FROM gone
 """
-# Person ids leave PostgreSQL only when a webhook will need them; otherwise NULL.
-_IDS_OR_NULL = {True: "coalesce(array_agg(person_id), '{}')", False: "NULL::bigint[]"}
 
 
 def _known_user_ids(workspace_id: int, values: list[str]) -> set[str]:
@@ -133,43 +131,30 @@ def _require_static(segment: Segment) -> None:
 class _Applied:
     added: int = 0
     removed: int = 0
-    entered_ids: list[int] = field(default_factory=list)
-    exited_ids: list[int] = field(default_factory=list)
 
     def merge(self, other: _Applied) -> None:
         self.added += other.added
         self.removed += other.removed
-        self.entered_ids.extend(other.entered_ids)
-        self.exited_ids.extend(other.exited_ids)
 
 
-def _static_write(segment: Segment, *, add: list[str], remove: list[str], now: datetime, want_ids: bool) -> _Applied:
+def _static_write(segment: Segment, *, add: list[str], remove: list[str], now: datetime) -> _Applied:
     """Inside a transaction holding the membership lock: apply one batch of known user ids."""
-    applied = _Applied()
-    ids = _IDS_OR_NULL[want_ids]
-    params = {"segment": segment.pk, "kind": IdentityKind.USER_ID.value, "now": now}
+    counts = {}
     with connection.cursor() as cursor:
-        if remove:
-            change = MembershipChangeKind.EXITED.value
-            execute_scoped(
-                cursor,
-                _STATIC_REMOVE_SQL.format(ids=ids),
-                {**params, "values": remove, "change": change},
-                workspace_id=segment.workspace_id,
-            )
-            count, people = cursor.fetchone()
-            applied.removed, applied.exited_ids = int(count), list(people or [])
-        if add:
-            change = MembershipChangeKind.ENTERED.value
-            execute_scoped(
-                cursor,
-                _STATIC_APPLY_SQL.format(ids=ids),
-                {**params, "values": add, "change": change},
-                workspace_id=segment.workspace_id,
-            )
-            count, people = cursor.fetchone()
-            applied.added, applied.entered_ids = int(count), list(people or [])
-    return applied
+        for side, sql, values, change in (
+            ("removed", _STATIC_REMOVE_SQL, remove, MembershipChangeKind.EXITED),
+            ("added", _STATIC_APPLY_SQL, add, MembershipChangeKind.ENTERED),
+        ):
+            if values:
+                params = {"segment": segment.pk, "kind": IdentityKind.USER_ID.value, "now": now}
+                execute_scoped(
+                    cursor,
+                    sql,
+                    {**params, "values": values, "change": change.value},
+                    workspace_id=segment.workspace_id,
+                )
+                counts[side] = int(cursor.fetchone()[0])
+    return _Applied(**counts)
 
 
 def _static_finish(segment: Segment, added: int, removed: int, now: datetime) -> None:
@@ -183,9 +168,9 @@ def _static_finish(segment: Segment, added: int, removed: int, now: datetime) ->
     )
 
 
-def _notify(segment: Segment, entered: list[int], exited: list[int], now: datetime) -> None:
-    """Kick the change feed's drain on commit, always: ``entered``/``exited`` are gathered only when a
-    webhook listens, and other consumers read the feed too; a kick that finds nothing costs one Redis call."""
+def _notify(segment: Segment) -> None:
+    """Kick the change feed's drain on commit: its consumers read the changes written here (a kick
+    that finds nothing costs one Redis call)."""
     workspace_id = segment.workspace_id
     transaction.on_commit(lambda: feed.feed_kick(workspace_id))
 
@@ -218,7 +203,6 @@ def segment_static_change(*, segment: Segment, actor: User | None, add: list[str
             add=[v for v in add if v in known],
             remove=[v for v in remove if v in known],
             now=now,
-            want_ids=has_webhooks(segment.workspace_id, segment.pk),
         )
         _static_finish(segment, applied.added, applied.removed, now)
         if applied.added or applied.removed:
@@ -229,7 +213,7 @@ def segment_static_change(*, segment: Segment, actor: User | None, add: list[str
                 target=segment.name,
                 details={"added": applied.added, "removed": applied.removed},
             )
-        _notify(segment, applied.entered_ids, applied.exited_ids, now)
+        _notify(segment)
     segment.refresh_from_db()
     return StaticChange(added=applied.added, removed=applied.removed, unknown=unknown)
 
@@ -314,7 +298,6 @@ def segment_static_csv_apply(
     applied = _Applied()
     with transaction.atomic():
         membership_lock(segment.pk)
-        want_ids = has_webhooks(segment.workspace_id, segment.pk)
         if replace:
             with connection.cursor() as cursor:
                 execute_session(
@@ -326,7 +309,7 @@ def segment_static_csv_apply(
                 if value not in known and len(unknown) < UNMATCHED_REPORTED:
                     unknown.append(value)
             values = sorted(known)
-            applied.merge(_static_write(segment, add=values, remove=[], now=now, want_ids=want_ids))
+            applied.merge(_static_write(segment, add=values, remove=[], now=now))
             if replace and values:
                 with connection.cursor() as cursor:
                     execute_scoped(
@@ -339,12 +322,11 @@ def segment_static_csv_apply(
             with connection.cursor() as cursor:
                 execute_scoped(
                     cursor,
-                    _REPLACE_REMOVE_SQL.format(ids=_IDS_OR_NULL[want_ids]),
+                    _REPLACE_REMOVE_SQL,
                     {"segment": segment.pk, "change": MembershipChangeKind.EXITED.value, "now": now},
                     workspace_id=segment.workspace_id,
                 )
-                count, people = cursor.fetchone()
-                applied.merge(_Applied(removed=int(count), exited_ids=list(people or [])))
+                applied.merge(_Applied(removed=int(cursor.fetchone()[0])))
                 execute_session(cursor, "DROP TABLE segment_csv_keep")
         _static_finish(segment, applied.added, applied.removed, now)
         audit_record(
@@ -354,6 +336,6 @@ def segment_static_csv_apply(
             target=segment.name,
             details={"added": applied.added, "removed": applied.removed},
         )
-        _notify(segment, applied.entered_ids, applied.exited_ids, now)
+        _notify(segment)
     segment.refresh_from_db()
     return StaticChange(added=applied.added, removed=applied.removed, unknown=unknown)
