@@ -49,6 +49,15 @@ class Cursor(Protocol):
     def execute(self, sql: str, params: Any = ..., /) -> Any: ...
 
 
+def _run(cursor: Any, sql: str, params: Any, prepare: bool) -> None:
+    """Run a checked statement; ``prepare=True`` (psycopg's server-side prepared statement, for the
+    hot paths of ingestion, which hold a raw psycopg cursor) only where asked for."""
+    if prepare:
+        cursor.execute(sql, params, prepare=True)
+    else:
+        cursor.execute(sql, params)
+
+
 class UnguardedStatement(ValueError):
     """A statement names a tenant table without holding it to the bound workspace."""
 
@@ -215,25 +224,35 @@ def with_tables(sql: str, **models: type[Model]) -> str:
     return sql
 
 
-def execute_scoped(cursor: Cursor, sql: str, params: Mapping[str, Any] | None = None, *, workspace_id: int) -> None:
+def execute_scoped(
+    cursor: Cursor, sql: str, params: Mapping[str, Any] | None = None, *, workspace_id: int, prepare: bool = False
+) -> None:
     """Run ``sql`` with ``params`` and ``workspace_id`` bound as ``%(workspace_id)s``; raises
-    ``UnguardedStatement`` (nothing runs) when a tenant table is not held to it."""
+    ``UnguardedStatement`` (nothing runs) when a tenant table is not held to it. ``prepare``
+    asks psycopg for a prepared statement (a raw psycopg cursor only)."""
     if params is not None and "workspace_id" in params:
         raise UnguardedStatement("workspace_id is bound by execute_scoped, not passed in params")
     if (problem := guard_problem(sql)) is not None:
         raise UnguardedStatement(problem)
-    cursor.execute(sql, {**(params or {}), "workspace_id": int(workspace_id)})
+    _run(cursor, sql, {**(params or {}), "workspace_id": int(workspace_id)}, prepare)
 
 
-def execute_session(cursor: Cursor, sql: str, params: Any = None) -> None:
+def execute_session(cursor: Cursor, sql: str, params: Any = None, *, prepare: bool = False) -> None:
     """Run a statement that touches no tenant table: settings, advisory locks, temporary tables."""
-    if any(m.group(2).lower() in tenant_tables() for m in _TABLE_REF.finditer(sql)):
+    if _names_tenant_table(sql):
         raise UnguardedStatement("names a tenant table: use execute_scoped")
-    cursor.execute(sql, params)
+    _run(cursor, sql, params, prepare)
 
 
-def dangerously_execute_across_workspaces(cursor: Cursor, sql: str, params: Any = None, *, why: str) -> None:
+@lru_cache(maxsize=512)
+def _names_tenant_table(sql: str) -> bool:
+    return any(m.group(2).lower() in tenant_tables() for m in _TABLE_REF.finditer(sql))
+
+
+def dangerously_execute_across_workspaces(
+    cursor: Cursor, sql: str, params: Any = None, *, why: str, prepare: bool = False
+) -> None:
     """Run a statement that reads every workspace on purpose; ``why`` says why, for the reader."""
     if not why.strip():
         raise UnguardedStatement("a statement across workspaces must say why")
-    cursor.execute(sql, params)
+    _run(cursor, sql, params, prepare)

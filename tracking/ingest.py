@@ -15,7 +15,8 @@ then written. Concurrency: the lookup locks the people rows it returns
 (``FOR UPDATE``), so a concurrent merge cannot delete a person under us; ids
 seen for the first time are inserted with ``ON CONFLICT DO NOTHING`` and, if
 another request created one of them first, the whole transaction is retried,
-as it is on a deadlock or a unique violation. Raw SQL here puts ``workspace_id = %s`` at the root of every WHERE.
+as it is on a deadlock or a unique violation. Every statement goes through ``accounts.sql``,
+which binds ``%(workspace_id)s`` and refuses one that names a tenant table without it.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import psycopg.errors
 from django.db import DatabaseError, connection, transaction
 
 from accounts.models import Workspace
-from accounts.sql import with_tables
+from accounts.sql import dangerously_execute_across_workspaces, execute_scoped, execute_session, with_tables
 from accounts.tenancy import workspace_scope
 from tracking import events
 from tracking.events import Change
@@ -174,14 +175,19 @@ def _prepare_when_asked(raw: psycopg.Connection[Any]) -> None:
         raw.prepare_threshold = _ONLY_WHEN_ASKED
 
 
+_WHY = "a write key is how a message names its workspace"
+
+
 def _workspaces(cursor: Any, write_keys: set[str]) -> dict[str, int]:
     """The workspace of each known write key; pipelined with the transaction's BEGIN."""
     with cursor.connection.pipeline():
         if len(write_keys) == 1:
             [key] = write_keys
-            cursor.execute(WORKSPACE_BY_WRITE_KEY, [key], prepare=True)
+            dangerously_execute_across_workspaces(cursor, WORKSPACE_BY_WRITE_KEY, [key], why=_WHY, prepare=True)
         else:
-            cursor.execute(WORKSPACES_BY_WRITE_KEYS, [sorted(write_keys)], prepare=True)
+            dangerously_execute_across_workspaces(
+                cursor, WORKSPACES_BY_WRITE_KEYS, [sorted(write_keys)], why=_WHY, prepare=True
+            )
     rows = cursor.fetchall()
     if len(write_keys) == 1:
         return {key: rows[0][0]} if rows else {}
@@ -246,18 +252,20 @@ def _ingest(
 
 
 def _quarantine(cursor: Any, workspace_id: int, kind: str, rejections: Sequence[Rejection]) -> None:
-    cursor.execute(
+    execute_scoped(
+        cursor,
         "INSERT INTO tracking_quarantinedmessage (workspace_id, kind, raw, reason, message_id, received_at) "
-        "SELECT %s, %s, raw::jsonb, reason, message_id, received_at "
-        "FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[]) AS t(raw, reason, message_id, received_at)",
-        [
-            workspace_id,
-            kind,
-            [json_text(r.raw) for r in rejections],
-            [r.reason for r in rejections],
-            [r.message_id.replace("\x00", "") if r.message_id else None for r in rejections],
-            [r.received_at for r in rejections],
-        ],
+        "SELECT %(workspace_id)s, %(kind)s, raw::jsonb, reason, message_id, received_at "
+        "FROM unnest(%(raw)s::text[], %(reasons)s::text[], %(message_ids)s::text[], %(received)s::timestamptz[]) "
+        "AS t(raw, reason, message_id, received_at)",
+        {
+            "kind": kind,
+            "raw": [json_text(r.raw) for r in rejections],
+            "reasons": [r.reason for r in rejections],
+            "message_ids": [r.message_id.replace("\x00", "") if r.message_id else None for r in rejections],
+            "received": [r.received_at for r in rejections],
+        },
+        workspace_id=workspace_id,
     )
 
 
@@ -306,15 +314,16 @@ def _read(
     cursor: Any, workspace_id: int, messages: list[Message], received_at: datetime
 ) -> tuple[set[Key], set[str], dict[Key, PlannedPerson]]:
     keys = keys_of(messages)
-    cursor.execute(
+    execute_scoped(
+        cursor,
         READ,
         {
-            "workspace_id": workspace_id,
             "keys": json_text(keys),
             "received_at": received_at,
             "message_ids": json_text(sorted(m.message_id for m in messages)),
             "marker": FIRST_TOUCH_MARKER,
         },
+        workspace_id=workspace_id,
         prepare=True,
     )
     rows = cursor.fetchall()
@@ -343,19 +352,23 @@ def _write(
     # not by the events' triggers (tracking migration 0008), until the end of this function: the
     # pipeline's last statement hands them back to the triggers for whatever else the
     # transaction writes (an error rolls the setting back with the rest).
-    cursor.execute("SELECT set_config('cohortly.event_times_kept', 'on', true)", prepare=True)
+    execute_session(cursor, "SELECT set_config('cohortly.event_times_kept', 'on', true)", prepare=True)
     ids: dict[int, int] = {}
     if plan.new_people:
-        cursor.execute(
+        execute_session(
+            cursor,
             "SELECT nextval(pg_get_serial_sequence('tracking_person', 'id')) FROM generate_series(1, %s)",
             [len(plan.new_people)],
         )
         ids = {ref: row[0] for ref, row in zip(plan.new_people, cursor.fetchall(), strict=True)}
         # first_seen/last_seen start at +/-infinity so that LEAST/GREATEST below set them.
-        cursor.execute(
+        execute_scoped(
+            cursor,
             "INSERT INTO tracking_person (id, workspace_id, user_id, traits, first_seen, last_seen) "
-            "SELECT id, %s, NULL, '{}'::jsonb, 'infinity', '-infinity' FROM unnest(%s::bigint[]) AS id",
-            [workspace_id, list(ids.values())],
+            "SELECT id, %(workspace_id)s, NULL, '{}'::jsonb, 'infinity', '-infinity' "
+            "FROM unnest(%(ids)s::bigint[]) AS id",
+            {"ids": list(ids.values())},
+            workspace_id=workspace_id,
         )
 
     def resolve(ref: int) -> int:
@@ -367,16 +380,17 @@ def _write(
 
     if plan.new_identities:
         identities = sorted({(kind, value): row_id(ref) for kind, value, ref in plan.new_identities}.items())
-        cursor.execute(
+        execute_scoped(
+            cursor,
             "INSERT INTO tracking_identity (workspace_id, person_id, kind, value, created_at) "
-            "SELECT %s, t.person_id, t.kind, t.value, %s FROM json_to_recordset(%s::json) "
+            "SELECT %(workspace_id)s, t.person_id, t.kind, t.value, %(now)s FROM json_to_recordset(%(rows)s::json) "
             "AS t(person_id bigint, kind text, value text) "
             "ON CONFLICT (workspace_id, kind, value) DO NOTHING RETURNING 1",
-            [
-                workspace_id,
-                received_at,
-                json_text([{"person_id": p, "kind": k, "value": v} for (k, v), p in identities]),
-            ],
+            {
+                "now": received_at,
+                "rows": json_text([{"person_id": p, "kind": k, "value": v} for (k, v), p in identities]),
+            },
+            workspace_id=workspace_id,
             prepare=True,
         )
         if len(cursor.fetchall()) != len(identities):
@@ -401,13 +415,20 @@ def _write(
         if plan.group_links:
             _write_groups(cursor, workspace_id, [(row_id(ref), g, t) for ref, g, t in plan.group_links], received_at)
         if drops:
-            cursor.execute(
-                "UPDATE tracking_suppressedid s SET dropped_count = s.dropped_count + d.n, last_dropped_at = %s "
-                "FROM unnest(%s::text[], %s::text[], %s::bigint[]) AS d(kind, value, n) "
-                "WHERE s.workspace_id = %s AND s.kind = d.kind AND s.value = d.value",
-                [received_at, [k for k, _ in drops], [v for _, v in drops], list(drops.values()), workspace_id],
+            execute_scoped(
+                cursor,
+                "UPDATE tracking_suppressedid s SET dropped_count = s.dropped_count + d.n, last_dropped_at = %(now)s "
+                "FROM unnest(%(kinds)s::text[], %(values)s::text[], %(counts)s::bigint[]) AS d(kind, value, n) "
+                "WHERE s.workspace_id = %(workspace_id)s AND s.kind = d.kind AND s.value = d.value",
+                {
+                    "now": received_at,
+                    "kinds": [k for k, _ in drops],
+                    "values": [v for _, v in drops],
+                    "counts": list(drops.values()),
+                },
+                workspace_id=workspace_id,
             )
-        cursor.execute("SELECT set_config('cohortly.event_times_kept', 'off', true)", prepare=True)
+        execute_session(cursor, "SELECT set_config('cohortly.event_times_kept', 'off', true)", prepare=True)
     return row_id
 
 
@@ -418,32 +439,42 @@ def people_merge(cursor: Any, *, workspace_id: int, loser_id: int, survivor_id: 
     over the survivor's history sees all of it at once. The survivor's traits
     win over the loser's; its first-touch traits, if set, are kept whole.
     """
-    params = [survivor_id, workspace_id, loser_id]
-    cursor.execute("UPDATE tracking_identity SET person_id = %s WHERE workspace_id = %s AND person_id = %s", params)
-    cursor.execute("UPDATE tracking_event SET person_id = %s WHERE workspace_id = %s AND person_id = %s", params)
-    cursor.execute(
+
+    def run(sql: str, **params: Any) -> None:
+        execute_scoped(cursor, sql, {"survivor": survivor_id, "loser": loser_id, **params}, workspace_id=workspace_id)
+
+    run(
+        "UPDATE tracking_identity SET person_id = %(survivor)s "
+        "WHERE workspace_id = %(workspace_id)s AND person_id = %(loser)s"
+    )
+    run(
+        "UPDATE tracking_event SET person_id = %(survivor)s "
+        "WHERE workspace_id = %(workspace_id)s AND person_id = %(loser)s"
+    )
+    run(
         "INSERT INTO tracking_persongroup (workspace_id, person_id, group_id, created_at) "
-        "SELECT workspace_id, %s, group_id, created_at FROM tracking_persongroup "
-        "WHERE workspace_id = %s AND person_id = %s ON CONFLICT (workspace_id, person_id, group_id) DO NOTHING",
-        params,
+        "SELECT %(workspace_id)s, %(survivor)s, group_id, created_at FROM tracking_persongroup "
+        "WHERE workspace_id = %(workspace_id)s AND person_id = %(loser)s "
+        "ON CONFLICT (workspace_id, person_id, group_id) DO NOTHING"
     )
-    cursor.execute(
-        "DELETE FROM tracking_persongroup WHERE workspace_id = %s AND person_id = %s", [workspace_id, loser_id]
-    )
-    cursor.execute(
+    run("DELETE FROM tracking_persongroup WHERE workspace_id = %(workspace_id)s AND person_id = %(loser)s")
+    run(
         "UPDATE tracking_person s SET "
-        "traits = (CASE WHEN s.traits ? %s THEN l.traits - %s::text[] ELSE l.traits END) || s.traits, "
+        "traits = (CASE WHEN s.traits ? %(marker)s THEN l.traits - %(first_touch_keys)s::text[] ELSE l.traits END) "
+        "|| s.traits, "
         "first_seen = LEAST(s.first_seen, l.first_seen), last_seen = GREATEST(s.last_seen, l.last_seen), "
         "first_event_at = LEAST(s.first_event_at, l.first_event_at), "
         "last_event_at = GREATEST(s.last_event_at, l.last_event_at) "
         "FROM tracking_person l "
-        "WHERE s.workspace_id = %s AND s.id = %s AND l.workspace_id = %s AND l.id = %s",
-        [FIRST_TOUCH_MARKER, list(FIRST_TOUCH_KEYS), workspace_id, survivor_id, workspace_id, loser_id],
+        "WHERE s.workspace_id = %(workspace_id)s AND s.id = %(survivor)s "
+        "AND l.workspace_id = %(workspace_id)s AND l.id = %(loser)s",
+        marker=FIRST_TOUCH_MARKER,
+        first_touch_keys=list(FIRST_TOUCH_KEYS),
     )
     # The apps above move what they keep about the loser (nothing cascades to them), then its row goes;
     # its identities and events moved above and its group links are gone.
     events.person_merged(workspace_id, loser_id, survivor_id)
-    cursor.execute("DELETE FROM tracking_person WHERE workspace_id = %s AND id = %s", [workspace_id, loser_id])
+    run("DELETE FROM tracking_person WHERE workspace_id = %(workspace_id)s AND id = %(loser)s")
 
 
 # Every event of the request in one JSON parameter: orjson encodes it in one C call
@@ -452,7 +483,8 @@ def people_merge(cursor: Any, *, workspace_id: int, loser_id: int, survivor_id: 
 INSERT_EVENTS = (
     "INSERT INTO tracking_event (workspace_id, person_id, name, properties, context, timestamp, received_at, "
     "message_id, anonymous_id, user_id, session_id, warnings) "
-    "SELECT %s, e.p, e.n, e.pr, e.c, e.t, e.r, e.m, e.a, e.u, e.s, e.w FROM json_to_recordset(%s::json) "
+    "SELECT %(workspace_id)s, e.p, e.n, e.pr, e.c, e.t, e.r, e.m, e.a, e.u, e.s, e.w "
+    "FROM json_to_recordset(%(rows)s::json) "
     "AS e(p bigint, n text, pr jsonb, c jsonb, t timestamptz, r timestamptz, m text, a text, u text, s text, w jsonb)"
 )
 
@@ -504,7 +536,7 @@ def _insert_events(cursor: Any, workspace_id: int, events: list[tuple[int, Messa
         }
         for person_id, m in events
     ]
-    cursor.execute(INSERT_EVENTS, [workspace_id, json_text(rows)], prepare=True)
+    execute_scoped(cursor, INSERT_EVENTS, {"rows": json_text(rows)}, workspace_id=workspace_id, prepare=True)
 
 
 UPDATE_PERSON = (
@@ -562,7 +594,8 @@ def _update_people(cursor: Any, workspace_id: int, plan: Plan, row_id: Callable[
     rows = list(updates.items())
     if len(rows) == 1:
         [(person_id, update)] = rows
-        cursor.execute(
+        execute_scoped(
+            cursor,
             UPDATE_PERSON,
             {
                 "marker": FIRST_TOUCH_MARKER,
@@ -574,14 +607,16 @@ def _update_people(cursor: Any, workspace_id: int, plan: Plan, row_id: Callable[
                 "last_seen": update.last_seen,
                 "first_event": update.first_event,
                 "last_event": update.last_event,
-                "workspace_id": workspace_id,
             },
+            workspace_id=workspace_id,
             prepare=True,
         )
         return
-    cursor.execute(
+    execute_scoped(
+        cursor,
         UPDATE_PEOPLE,
-        [FIRST_TOUCH_MARKER, json_text([_person_row(*row) for row in rows]), workspace_id],
+        {"marker": FIRST_TOUCH_MARKER, "rows": json_text([_person_row(*row) for row in rows])},
+        workspace_id=workspace_id,
         prepare=True,
     )
 
@@ -592,13 +627,13 @@ def _update_people(cursor: Any, workspace_id: int, plan: Plan, row_id: Callable[
 UPDATE_PEOPLE = (
     "UPDATE tracking_person p SET "
     "user_id = COALESCE(p.user_id, v.u), "
-    "traits = (CASE WHEN v.ft IS NULL OR p.traits ? %s THEN p.traits ELSE p.traits || v.ft END) || v.pa, "
+    "traits = (CASE WHEN v.ft IS NULL OR p.traits ? %(marker)s THEN p.traits ELSE p.traits || v.ft END) || v.pa, "
     "first_seen = LEAST(p.first_seen, v.fs), last_seen = GREATEST(p.last_seen, v.ls), "
     "first_event_at = LEAST(p.first_event_at, v.fe), last_event_at = GREATEST(p.last_event_at, v.le) "
-    "FROM (SELECT * FROM json_to_recordset(%s::json) "
+    "FROM (SELECT * FROM json_to_recordset(%(rows)s::json) "
     "AS v(id bigint, u text, ft jsonb, pa jsonb, fs timestamptz, ls timestamptz, fe timestamptz, le timestamptz) "
     "ORDER BY id OFFSET 0) v "
-    "WHERE p.workspace_id = %s AND p.id = v.id"
+    "WHERE p.workspace_id = %(workspace_id)s AND p.id = v.id"
 )
 
 
@@ -622,7 +657,8 @@ def _write_groups(
     for _, group_id, traits in links:
         traits_by_group.setdefault(group_id, {}).update(traits)
     pairs = sorted({(person_id, group_id) for person_id, group_id, _ in links})
-    cursor.execute(
+    execute_scoped(
+        cursor,
         "WITH upserted AS ("
         " INSERT INTO tracking_group (workspace_id, group_id, traits, created_at, updated_at)"
         " SELECT %(workspace_id)s, group_id, traits::jsonb, %(now)s, %(now)s"
@@ -637,11 +673,11 @@ def _write_groups(
         "JOIN upserted u ON u.group_id = l.group_id "
         "ON CONFLICT (workspace_id, person_id, group_id) DO NOTHING",
         {
-            "workspace_id": workspace_id,
             "now": received_at,
             "group_ids": list(traits_by_group),
             "traits": [json_text(t) for t in traits_by_group.values()],
             "people": [p for p, _ in pairs],
             "link_groups": [g for _, g in pairs],
         },
+        workspace_id=workspace_id,
     )

@@ -25,9 +25,6 @@ ROOT = Path(__file__).resolve().parents[2]
 # The segment compiler writes its own guarded statements (tests/segmentation/test_compiler.py);
 # accounts/sql.py is the door itself.
 EXEMPT = {"accounts/sql.py", "segmentation/compiler.py"}
-# Hot paths of ingestion not yet through the door: prepared, pipelined, positional statements.
-# The count is exact, so that a new statement there fails this test too.
-NOT_YET = {"tracking/ingest.py": 20}
 
 
 def _people(workspace) -> list[tuple[int, str]]:
@@ -196,7 +193,7 @@ def test_raw_sql_goes_through_accounts_sql():
     found = {str(path.relative_to(ROOT)): _raw_calls(path) for path in _app_files()}
     direct = {name: n for name, n in found.items() if n and name not in EXEMPT}
 
-    assert direct == NOT_YET
+    assert direct == {}
 
 
 def test_other_apps_tables_are_named_through_their_models():
@@ -213,3 +210,23 @@ def test_other_apps_tables_are_named_through_their_models():
                     if not str(path).startswith(owner[table] + "/"):
                         strays.append((str(path.relative_to(ROOT)), table))
     assert strays == []
+
+
+def test_a_prepared_statement_is_checked_and_bound_like_any_other(two):
+    """Ingestion's hot paths ask psycopg for prepared statements through the same door."""
+    mine, theirs = two
+    with connection.cursor() as wrapper:
+        raw = wrapper.cursor  # psycopg's own cursor: the one that takes prepare=True
+        with pytest.raises(UnguardedStatement):
+            execute_scoped(raw, "SELECT user_id FROM tracking_person", {}, workspace_id=mine.pk, prepare=True)
+        for _ in range(2):
+            execute_scoped(
+                raw,
+                "SELECT user_id FROM tracking_person WHERE workspace_id = %(workspace_id)s",
+                {},
+                workspace_id=mine.pk,
+                prepare=True,
+            )
+            assert raw.fetchall() == [("ann",)]
+        with pytest.raises(UnguardedStatement):
+            execute_session(raw, "SELECT count(*) FROM tracking_person", prepare=True)
