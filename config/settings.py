@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "segmentation",
     "segmentation.catalogue",
     "campaigns",
+    "insights",
     "demo",
 ]
 

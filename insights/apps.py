@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class InsightsConfig(AppConfig):
+    """Funnels, retention, computed traits and suggested segments: reads segmentation and tracking."""
+
+    name = "insights"
+    default_auto_field = "django.db.models.BigAutoField"
