@@ -403,9 +403,7 @@ class _Builder:
         cutoff = self.bind(self.now - node.within.as_timedelta())
         # Dropped off after step k: step k got an instant (so the run reached it), step k+1 none.
         reached = f" AND {times[-2]} IS NOT NULL" if node.dropped_after is not None and len(times) > 2 else ""
-        return (
-            f'SELECT DISTINCT s0.person_id {runs} AND {times[-1]} IS NULL{reached} AND s0."timestamp" <= {cutoff}'
-        )
+        return f'SELECT DISTINCT s0.person_id {runs} AND {times[-1]} IS NULL{reached} AND s0."timestamp" <= {cutoff}'
 
     def same_instant(self, node: Sequence, k: int, times: list[str]) -> str:
         """Step *k* can join the steps matched at step *k-1*'s instant: distinct events there for all of them.

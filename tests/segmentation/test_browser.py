@@ -169,7 +169,7 @@ def test_build_by_mouse_and_keyboard_preview_equals_the_api_then_save(browser, l
     assert count == _api_preview(page, SHOE_FANS)
     assert count > 0
     expect(page.locator("#builder-sentence")).to_have_text(
-        "People who did Product Viewed where category is shoes at least 3 times in the last 30 days"
+        "People who performed Product Viewed where category is shoes at least 3 times in the last 30 days"
         " and whose plan is Enterprise or Strategic"
     )
     assert page.locator("#preview-sample a").count() == min(count, 6)
@@ -261,8 +261,8 @@ def test_json_view_round_trips_with_the_visual_editor(browser, live_server, watc
     expect(page.get_by_label("Condition", exact=True).first).to_have_value("last")
     expect(page.get_by_label("This group matches")).to_have_value("none")
     expect(page.locator("#builder-sentence")).to_have_text(
-        "People who last did Order Completed more than 90 days ago or whose plan is not Free"
-        " or who did Login in at least 3 of the last 4 weeks"
+        "People who last performed Order Completed more than 90 days ago or whose plan is not Free"
+        " or who performed Login in at least 3 of the last 4 weeks"
     )
     page.get_by_role("tab", name="JSON").click()
     assert json.loads(page.get_by_label("Definition as JSON").input_value()) == document
@@ -303,7 +303,7 @@ def test_conditions_move_between_groups_by_buttons(browser, live_server, watch, 
     page.get_by_role("button", name="Move down").first.click()
     assert _definition(page) == {"type": "and", "conditions": [b, {"type": "or", "conditions": [a]}, c]}
     expect(page.locator("#builder-sentence")).to_have_text(
-        "People whose plan is Pro and who did Login and who did Order Completed"
+        "People whose plan is Pro and who performed Login and who performed Order Completed"
     )
 
 

@@ -785,7 +785,14 @@ def test_windows_include_since_exclude_until_and_end_at_now(world):
 
 
 def agg(function, operator, value, key="revenue"):
-    return {"type": "aggregate", "event": "Order", "key": key, "function": function, "operator": operator, "value": value}
+    return {
+        "type": "aggregate",
+        "event": "Order",
+        "key": key,
+        "function": function,
+        "operator": operator,
+        "value": value,
+    }
 
 
 def test_aggregates_count_numeric_strings_as_their_numbers_and_skip_everything_else(world):

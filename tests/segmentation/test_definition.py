@@ -84,7 +84,8 @@ def test_dropped_after_a_step_before_the_last_of_a_run_that_dropped_off(k):
     steps = [{"event": "Product Viewed"}, {"event": "Product Added"}, {"event": "Order Completed"}]
     document = {"type": "sequence", "within": "3d", "steps": steps, "completed": False, "dropped_after": k}
     tree = parse({"type": "not", "condition": document}, now=NOW)
-    assert isinstance(tree, Not) and isinstance(tree.condition, Sequence)
+    assert isinstance(tree, Not)
+    assert isinstance(tree.condition, Sequence)
     assert (tree.condition.completed, tree.condition.dropped_after) == (False, k)
     # null is the same as leaving it out: a run that stopped at any step
     assert parse({**document, "dropped_after": None}, now=NOW) == parse(
