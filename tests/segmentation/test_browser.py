@@ -354,7 +354,9 @@ def test_hostile_event_and_trait_render_as_text_everywhere(browser, live_server,
     page.get_by_label("Condition", exact=True).last.select_option("trait")
     _pick(page, page.get_by_role("combobox", name="Trait"), "plan")
     _pick(page, page.get_by_role("combobox", name="Value of plan"), XSS_TRAIT)
-    expect(page.locator("#builder-sentence")).to_have_text(f"People who did {XSS_EVENT} and whose plan is {XSS_TRAIT}")
+    expect(page.locator("#builder-sentence")).to_have_text(
+        f"People who performed {XSS_EVENT} and whose plan is {XSS_TRAIT}"
+    )
     assert _live_count(page) == 1
     expect(page.locator("#preview-sample a")).to_have_text([XSS_TRAIT])
     page.get_by_label("Name").fill(XSS_TRAIT)
@@ -502,6 +504,7 @@ def test_dropped_off_after_step_2_built_by_keyboard_counts_viewed_added_not_orde
     assert viewed_only == _api_preview(page, {**ADDED_NOT_ORDERED["conditions"][0], "dropped_after": 1})
     _arrow_to(page, where, "2")
     assert _live_count(page) == count
+    _shot(page, "segment-builder-dropped-after-2", LAPTOP)
 
     # When saved, the segment's size is that count
     page.get_by_label("Name").click()
