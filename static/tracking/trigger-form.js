@@ -19,7 +19,9 @@
     var selector = form.querySelector("input[name=selector]");
     if (!selector) return;
     var field = selector.closest(".field");
-    var serverError = !!field.querySelector(".field-error");
+    // The server's own message is about the value it was sent: it stands until that value changes.
+    var serverErrors = Array.prototype.slice.call(field.querySelectorAll(".field-error"));
+    var sentValue = selector.value;
     var note = document.createElement("p");
     note.className = "field-error";
     note.id = selector.id + "-syntax";
@@ -28,8 +30,10 @@
     field.appendChild(note);
     function check() {
       var value = selector.value.trim();
+      var serverError = serverErrors.length > 0 && selector.value === sentValue;
+      serverErrors.forEach(function (el) { el.hidden = !serverError; });
       var valid = true;
-      if (value) {
+      if (value && !serverError) {
         try { document.createDocumentFragment().querySelector(value); } catch (error) { valid = false; }
       }
       note.hidden = valid;
@@ -41,6 +45,13 @@
       if (invalid) selector.setAttribute("aria-invalid", "true"); else selector.removeAttribute("aria-invalid");
     }
     selector.addEventListener("blur", check);
-    selector.addEventListener("input", function () { if (!note.hidden) check(); });
+    selector.addEventListener("input", function () {
+      if (!note.hidden) { check(); return; }
+      if (serverErrors.length && selector.value !== sentValue) {
+        serverErrors.forEach(function (el) { el.hidden = true; });
+        field.classList.remove("has-error");
+        selector.removeAttribute("aria-invalid");
+      }
+    });
   });
 })();
