@@ -40,7 +40,6 @@ from segmentation.sentence import Part, sentence
 from tracking import people_selectors
 from tracking.labels import person_label
 from tracking.models import Person
-from tracking.people_selectors import with_first_anonymous_id
 
 MEMBERS_PAGE_SIZE = 25
 PREVIEW_SAMPLE = 6
@@ -383,7 +382,7 @@ def segment_catalogue(request: MemberRequest) -> JsonResponse:
 
 def _members_page(request: MemberRequest, segment: Segment) -> tuple[Any, str]:
     q = request.GET.get("q", "").strip()[:200]
-    members = with_first_anonymous_id(selectors.segment_members(request.workspace, segment, search=q))
+    members = people_selectors.with_first_anonymous_id(selectors.segment_members(request.workspace, segment, search=q))
     page = Paginator(members, MEMBERS_PAGE_SIZE).get_page(request.GET.get("page"))
     return page, q
 
