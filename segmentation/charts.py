@@ -8,7 +8,7 @@ Numbers only ever reach the SVG as coordinates.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 from segmentation.selectors import HistoryDay as Day
 
@@ -92,6 +92,16 @@ def _x_labels(days: list[Day], left: int, step: float) -> list[XLabel]:
     ][:7]
 
 
+def padded(days: list[Day], span: int) -> list[Day]:
+    """``days`` preceded by empty days up to ``span``: a young segment's few days sit at the right
+    end of the same 30-day axis as an old one's, instead of stretching across the whole chart."""
+    if not days or len(days) >= span:
+        return days
+    first = days[0].date
+    before = [Day(first - timedelta(days=n), None, 0, 0) for n in range(span - len(days), 0, -1)]
+    return before + days
+
+
 def size_chart(days: list[Day], *, width: int = 440, height: int = 200) -> SizeChart | None:
     known = [(i, d.size) for i, d in enumerate(days) if d.size is not None]
     if not known:
@@ -126,11 +136,14 @@ class FlowChart:
     labels: list[XLabel]
 
 
-def flow_chart(days: list[Day], *, width: int = 440, height: int = 200) -> FlowChart:
-    """Entries above the axis, exits below, one pair of bars per day."""
+def flow_chart(days: list[Day], *, width: int = 440, height: int = 200) -> FlowChart | None:
+    """Entries above the axis, exits below, one pair of bars per day; None when nobody entered or
+    left on any of the days (an axis from -1 to +1 around a flat line says nothing)."""
+    if not any(d.entered or d.exited for d in days):
+        return None
     left, top, bottom = 40, 10, height - 26
     middle = (top + bottom) / 2
-    peak = _nice_max(max([d.entered for d in days] + [d.exited for d in days] + [1]))
+    peak = _nice_max(max([d.entered for d in days] + [d.exited for d in days]))
     step = (width - left - 8) / len(days)
     bar = max(2.0, step * 0.62)
     half = middle - top

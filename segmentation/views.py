@@ -24,6 +24,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.text import slugify
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
+from django_htmx.http import reswap, retarget
 
 from accounts.decorators import workspace_required
 from accounts.models import Workspace
@@ -36,6 +37,8 @@ from segmentation.exports import csv_lines
 from segmentation.models import Segment, SegmentStatus
 from segmentation.playbooks import BY_SLUG, PLAYBOOKS
 from segmentation.sentence import Part, sentence
+from tracking import people_selectors
+from tracking.labels import person_label
 from tracking.models import Person
 
 MEMBERS_PAGE_SIZE = 25
@@ -72,14 +75,6 @@ class SegmentForm(forms.Form):
 
 def _segment_or_404(workspace: Workspace, pk: int) -> Segment:
     return get_object_or_404(Segment.objects.filter(workspace=workspace), pk=pk)
-
-
-def person_label(person: Person) -> str:
-    traits = person.traits if isinstance(person.traits, dict) else {}
-    name = traits.get("name")
-    if isinstance(name, str) and name.strip():
-        return name
-    return person.user_id or f"Anonymous #{person.pk}"
 
 
 def _person_detail(person: Person) -> str:
@@ -217,7 +212,7 @@ def _save(request: MemberRequest, form: SegmentForm, segment: Segment | None) ->
                 definition=data["definition"],
                 description=data["description"],
             )
-            messages.success(request, f"Segment “{saved.name}” saved. Its members are being counted.")
+            messages.success(request, f"Segment “{saved.name}” saved.")
         else:
             saved = services.segment_update(
                 segment=segment,
@@ -276,7 +271,9 @@ def _json_error(detail: str, code: str, status: int, errors: list[dict[str, str]
 @workspace_required(write="member")
 @require_POST
 def segment_builder_preview(request: MemberRequest) -> JsonResponse:
-    """The builder's live answer: the sentence, the count and a few people, or every error with its path."""
+    """The builder's live answer: the sentence, the count and a few people, or every error with its path;
+    and, either way, ``warnings``: names and keys the workspace never sent (likely typos), which
+    never block a save."""
     workspace = request.workspace
     if len(request.body) > MAX_PREVIEW_BYTES:
         return _json_error("The definition is too large to preview.", "too_large", 400)
@@ -294,16 +291,28 @@ def segment_builder_preview(request: MemberRequest) -> JsonResponse:
     ):
         return _json_error("segment: no such segment in this workspace.", "not_found", 404)
     document = body["definition"]
+    warnings = [
+        {"path": w.path, "message": w.message, "suggestion": w.suggestion}
+        for w in catalogue.definition_warnings(workspace, document)
+    ]
     try:
         tree = services.definition_validate(workspace=workspace, definition=document, self_id=segment_id)
         result = services.segment_preview(workspace=workspace, definition=document, sample_size=PREVIEW_SAMPLE)
     except DefinitionInvalid as error:
         errors = _definition_errors(error)
         return JsonResponse(
-            {"detail": "The definition is invalid.", "code": "invalid", "errors": errors, "sentence": None}, status=400
+            {
+                "detail": "The definition is invalid.",
+                "code": "invalid",
+                "errors": errors,
+                "warnings": warnings,
+                "sentence": None,
+            },
+            status=400,
         )
     except services.SegmentQueryTimeout as error:
-        return _json_error(str(error), "timeout", 503, [{"path": "", "message": str(error)}])
+        body = {"detail": str(error), "code": "timeout", "errors": [{"path": "", "message": str(error)}]}
+        return JsonResponse({**body, "warnings": warnings}, status=503)
     parts = sentence(tree, _segment_names(workspace, tree))
     return JsonResponse(
         {
@@ -319,6 +328,7 @@ def segment_builder_preview(request: MemberRequest) -> JsonResponse:
             ],
             "sentence": [{"text": part.text, "kind": part.kind} for part in parts],
             "errors": [],
+            "warnings": warnings,
         }
     )
 
@@ -329,7 +339,9 @@ CATALOGUE_KINDS = ("events", "keys", "values")
 @workspace_required()
 @require_safe
 def segment_catalogue(request: MemberRequest) -> JsonResponse:
-    """Autocomplete for the builder's pickers, from the maintained catalogue (never the events table)."""
+    """Autocomplete for the builder's pickers, from the maintained catalogue (never the events table).
+
+    ``kind=keys&numeric=1``: keys seen with numeric values first, each result with ``numeric``."""
     workspace = request.workspace
     kind = request.GET.get("kind", "events")
     source = request.GET.get("source", PropertySource.EVENT)
@@ -349,13 +361,20 @@ def segment_catalogue(request: MemberRequest) -> JsonResponse:
     if kind == "events":
         found = catalogue.event_names(workspace, q=q)
     elif kind == "keys":
-        found = catalogue.property_keys(workspace, source=source, event=event, q=q)
+        numeric_first = request.GET.get("numeric") == "1"
+        found = catalogue.property_keys(workspace, source=source, event=event, q=q, numeric_first=numeric_first)
     else:
         key = request.GET.get("key", "")[:300]
         if not key:
             return JsonResponse({"results": []})
         found = catalogue.property_values(workspace, source=source, event=event, key=key, q=q)
-    return JsonResponse({"results": [{"value": s.value, "count": s.count, "type": s.type} for s in found]})
+    results = []
+    for suggestion in found:
+        result: dict[str, Any] = {"value": suggestion.value, "count": suggestion.count, "type": suggestion.type}
+        if suggestion.numeric is not None:
+            result["numeric"] = suggestion.numeric
+        results.append(result)
+    return JsonResponse({"results": results})
 
 
 # --- A segment's page ----------------------------------------------------------------------
@@ -363,16 +382,39 @@ def segment_catalogue(request: MemberRequest) -> JsonResponse:
 
 def _members_page(request: MemberRequest, segment: Segment) -> tuple[Any, str]:
     q = request.GET.get("q", "").strip()[:200]
-    members = selectors.segment_members(request.workspace, segment, search=q)
+    members = people_selectors.with_first_anonymous_id(selectors.segment_members(request.workspace, segment, search=q))
     page = Paginator(members, MEMBERS_PAGE_SIZE).get_page(request.GET.get("page"))
     return page, q
+
+
+def _live_state(segment: Segment) -> str:
+    """What the page was drawn from: while it is the same, a poll has nothing new to show."""
+    refreshed = segment.refreshed_at.timestamp() if segment.refreshed_at else ""
+    return f"{segment.status}-{refreshed}-{segment.size}"
+
+
+def _share(size: int, total: int) -> str:
+    """``size`` as a percentage of ``total``, to one decimal; "<0.1" rather than a misleading 0.0."""
+    if total <= 0:
+        return ""
+    share = size * 100 / total
+    if 0 < share < 0.1:
+        return "<0.1"
+    return f"{share:.1f}"
 
 
 @workspace_required()
 @require_safe
 def segment_detail(request: MemberRequest, pk: int) -> HttpResponse:
+    """A segment's page. While its count is under way (pending or refreshing), a banner polls the
+    page (``?seen=<state>``, htmx target ``segment-poll``): the same state answers 204 and the poll
+    goes on; a new one answers the whole live part of the page (numbers, charts, members), swapped in
+    place of the old, so that every part shows the same refresh. Polling stops with the count."""
     workspace = request.workspace
     segment = _segment_or_404(workspace, pk)
+    target = request.htmx.target if request.htmx else None  # type: ignore[attr-defined]
+    if target == "segment-poll" and request.GET.get("seen") == _live_state(segment):
+        return HttpResponse(status=204)
     page, q = _members_page(request, segment)
     people = [(person, person_label(person), _person_detail(person)) for person in page.object_list]
     context: dict[str, Any] = {
@@ -383,25 +425,37 @@ def segment_detail(request: MemberRequest, pk: int) -> HttpResponse:
         "q": q,
         "can_write": request.membership.can_write,
     }
-    if request.htmx and request.htmx.target == "members":  # type: ignore[attr-defined]
+    if target == "members":
         return render(request, "segmentation/segment_detail.html#members", context)
     days = selectors.segment_history(workspace, segment, days=ui_selectors.TREND_DAYS)
+    chart_days = charts.padded(days, ui_selectors.TREND_DAYS)
+    total = people_selectors.people_count(workspace)
+    context.update(
+        {
+            "days": days,
+            "size_chart": charts.size_chart(chart_days),
+            "flow_chart": charts.flow_chart(chart_days),
+            "entered_30": sum(d.entered for d in days),
+            "exited_30": sum(d.exited for d in days),
+            "busy": segment.status in (SegmentStatus.PENDING, SegmentStatus.REFRESHING),
+            "counted": segment.refreshed_at is not None or segment.is_static,
+            "live_state": _live_state(segment),
+            "people_total": total,
+            "share": _share(segment.size, total),
+        }
+    )
+    if target == "segment-poll":
+        response = render(request, "segmentation/segment_detail.html#live", context)
+        return reswap(retarget(response, "#segment-live"), "outerHTML")
     context.update(
         {
             "sentence": _stored_sentence(workspace, segment),
-            "days": days,
-            "size_chart": charts.size_chart(days),
-            "flow_chart": charts.flow_chart(days),
-            "entered_30": sum(d.entered for d in days),
-            "exited_30": sum(d.exited for d in days),
+            "data_starts": people_selectors.first_event_at(workspace),
             "webhooks": ui_selectors.segment_webhooks(workspace, segment),
             "referrers": ui_selectors.segment_referrers(workspace, segment),
-            "busy": segment.status in (SegmentStatus.PENDING, SegmentStatus.REFRESHING),
             "definition_json": json.dumps(segment.definition, indent=2, ensure_ascii=False),
         }
     )
-    if request.htmx and request.htmx.target == "segment-status":  # type: ignore[attr-defined]
-        return render(request, "segmentation/segment_detail.html#status", context)
     return render(request, "segmentation/segment_detail.html", context)
 
 

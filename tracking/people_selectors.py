@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, Exists, Max, OuterRef, Prefetch, Q, QuerySet, TextField
+from django.db.models import Count, Exists, Max, Min, OuterRef, Prefetch, Q, QuerySet, Subquery, TextField
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 
@@ -28,6 +28,19 @@ def _with_identities(people: QuerySet[Person]) -> QuerySet[Person]:
     return people.prefetch_related(
         Prefetch("identities", queryset=Identity.objects.order_by("kind", "created_at", "id"), to_attr="identity_list")
     )
+
+
+def with_first_anonymous_id(people: QuerySet[Person]) -> QuerySet[Person]:
+    """Each person with ``first_anonymous_id``, their earliest anonymous id (``tracking.labels``
+    names anonymous people by it): one subquery per row through the identities' person index."""
+    first = (
+        Identity.objects.filter(
+            workspace_id=OuterRef("workspace_id"), person=OuterRef("pk"), kind=IdentityKind.ANONYMOUS_ID
+        )
+        .order_by("created_at", "id")
+        .values("value")[:1]
+    )
+    return people.annotate(first_anonymous_id=Subquery(first))
 
 
 def people_list(
@@ -172,6 +185,17 @@ def live_events(
     if after_id is None:
         return list(events.order_by("-timestamp", "-id")[:limit])
     return list(events.filter(id__gt=after_id).order_by("-id")[:limit])
+
+
+def people_count(workspace: Workspace) -> int:
+    """Every person of the workspace, anonymous ones included (what a segment is evaluated over)."""
+    return Person.objects.filter(workspace=workspace).count()
+
+
+def first_event_at(workspace: Workspace) -> datetime | None:
+    """When the workspace's earliest event happened: where its data starts. One probe of the
+    ``(workspace_id, timestamp)`` index per monthly partition."""
+    return Event.objects.filter(workspace=workspace).aggregate(first=Min("timestamp"))["first"]
 
 
 def workspace_has_events(workspace: Workspace) -> bool:

@@ -77,7 +77,155 @@ def check_selector(selector: str) -> str:
         raise TriggerInvalid("selector", "This selector has an unclosed quote or bracket.")
     if selector[-1] in ",>+~":
         raise TriggerInvalid("selector", "This selector ends in the middle: complete it after the last combinator.")
+    problem = _SelectorReader(selector).problem()
+    if problem:
+        raise TriggerInvalid("selector", f"This is not a valid CSS selector: {problem}")
     return selector
+
+
+# --- The grammar of selectors (Selectors Level 4, without namespaces), as browsers parse them ------
+
+_IDENT_START = re.compile(r"-?(?:[A-Za-z_]|[^\x00-\x7f]|\\.)|--")
+_IDENT_CHAR = re.compile(r"[A-Za-z0-9_-]|[^\x00-\x7f]|\\.")
+_ATTRIBUTE_MATCHERS = ("~=", "|=", "^=", "$=", "*=", "=")
+
+
+class _SelectorReader:
+    """Reads a selector list and says what first stops it being one, or "" when it is one.
+
+    Quotes and brackets are already known to be balanced; arguments of functional pseudo-classes
+    (``:not(...)``, ``:nth-child(2n+1)``) are not read further than their parentheses.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.at = 0
+
+    def problem(self) -> str:
+        try:
+            self._list()
+        except ValueError as error:
+            return str(error)
+        return ""
+
+    def _peek(self) -> str:
+        return self.text[self.at] if self.at < len(self.text) else ""
+
+    def _spaces(self) -> bool:
+        start = self.at
+        while self._peek() in (" ", "\f"):
+            self.at += 1
+        return self.at > start
+
+    def _stop(self, expected: str) -> ValueError:
+        char = self._peek()
+        found = f"“{char}” at character {self.at + 1}" if char else "the end"
+        return ValueError(f"{expected}, not {found}.")
+
+    def _ident(self) -> str:
+        start = self.at
+        match = _IDENT_START.match(self.text, self.at)
+        if match is None:
+            return ""
+        self.at = match.end()
+        while (match := _IDENT_CHAR.match(self.text, self.at)) is not None:
+            self.at = match.end()
+        return self.text[start : self.at]
+
+    def _list(self) -> None:
+        while True:
+            self._spaces()
+            self._complex()
+            self._spaces()
+            if self._peek() != ",":
+                break
+            self.at += 1
+        if self.at < len(self.text):
+            raise self._stop("expected a comma or the end of the selector")
+
+    def _complex(self) -> None:
+        self._compound()
+        while True:
+            spaced = self._spaces()
+            if self._peek() in (">", "+", "~"):
+                self.at += 1
+                self._spaces()
+            elif not spaced or self._peek() in (",", ""):
+                return
+            self._compound()
+
+    def _compound(self) -> None:
+        parts = 0
+        if self._peek() == "*":
+            self.at += 1
+            parts += 1
+        elif self._ident():
+            parts += 1
+        while True:
+            char = self._peek()
+            if char == "#":
+                self.at += 1
+                if not self._ident():
+                    raise ValueError(f"“#” at character {self.at} must be followed by a name, as in #product-image.")
+            elif char == ".":
+                self.at += 1
+                if not self._ident():
+                    raise ValueError(f"“.” at character {self.at} must be followed by a class name, as in .buy-now.")
+            elif char == "[":
+                self._attribute()
+            elif char == ":":
+                self._pseudo()
+            else:
+                break
+            parts += 1
+        if not parts:
+            raise self._stop("expected an element, #id, .class, [attribute] or :pseudo-class")
+
+    def _attribute(self) -> None:
+        self.at += 1
+        self._spaces()
+        if not self._ident():
+            raise self._stop("expected an attribute name after “[”")
+        self._spaces()
+        matcher = next((m for m in _ATTRIBUTE_MATCHERS if self.text.startswith(m, self.at)), "")
+        if matcher:
+            self.at += len(matcher)
+            self._spaces()
+            if self._peek() in ("'", '"'):
+                self.at = self.text.index(self._peek(), self.at + 1) + 1
+            elif not self._ident():
+                raise self._stop("expected a value, quoted or a plain word, after “" + matcher + "”")
+            self._spaces()
+            if self._peek() in ("i", "I", "s", "S"):
+                self.at += 1
+                self._spaces()
+        if self._peek() != "]":
+            raise self._stop("expected “]” to close the attribute")
+        self.at += 1
+
+    def _pseudo(self) -> None:
+        self.at += 1
+        if self._peek() == ":":
+            self.at += 1
+        if not self._ident():
+            raise self._stop("expected a name after “:”, as in :hover")
+        if self._peek() != "(":
+            return
+        depth, start = 0, self.at
+        while self.at < len(self.text):
+            char = self.text[self.at]
+            if char in ("'", '"'):
+                self.at = self.text.index(char, self.at + 1)
+            elif char == "(":
+                depth += 1
+            elif char == ")":
+                depth -= 1
+                if depth == 0:
+                    break
+            self.at += 1
+        if not self.text[start + 1 : self.at].strip():
+            raise ValueError(f"the parentheses at character {start + 1} are empty.")
+        self.at += 1
 
 
 def check_event_name(name: str) -> str:
@@ -123,6 +271,10 @@ def check(kind: str, selector: str, event_name: str, thresholds: list[int]) -> T
         raise TriggerInvalid("kind", "Choose click, scroll depth or engaged time.")
     if kind == CLICK:
         selector = check_selector(selector)
+        if not event_name.strip() and not default_event_name(selector):
+            raise TriggerInvalid(
+                "event_name", "Enter the name of the event to send: the selector has no words to name it after."
+            )
         event_name = event_name.strip() or default_event_name(selector)
     else:
         selector = ""

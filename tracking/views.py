@@ -22,6 +22,7 @@ from accounts.requests import MemberRequest
 from tracking import people_selectors, people_services, selectors, services
 from tracking.embed import embed_code
 from tracking.forms import TriggerForm
+from tracking.labels import anonymous_label, first_anonymous_id
 from tracking.models import Event, Person, QuarantineKind, TrackingTrigger
 from tracking.snippet import current_snippet
 
@@ -169,7 +170,9 @@ def person_detail(request: MemberRequest, pk: int) -> HttpResponse:
         older_url = "?" + urlencode({"before": f"{last.timestamp.isoformat()}_{last.pk}"})
     identities = people_selectors.user_ids(person), people_selectors.anonymous_ids(person)
     traits = person.traits
-    display_name = traits.get("name") or traits.get("email") or person.user_id or f"Anonymous #{person.pk}"
+    display_name = (
+        traits.get("name") or traits.get("email") or person.user_id or anonymous_label(first_anonymous_id(person))
+    )
     return render(
         request,
         "tracking/person_detail.html",

@@ -11,6 +11,12 @@ register = template.Library()
 
 
 @register.filter
+def grouped(value: int) -> str:
+    """``2630`` -> ``"2,630"``: thousands grouped, as the builder's live count shows them."""
+    return f"{value:,}"
+
+
+@register.filter
 def magnitude(value: int) -> int:
     return abs(value)
 

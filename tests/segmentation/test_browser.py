@@ -12,10 +12,17 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
+import subprocess
+import sys
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+import redis
+from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
@@ -24,7 +31,9 @@ from playwright.sync_api import Page, expect
 from accounts.models import Workspace
 from accounts.tenancy import workspace_scope
 from config.celery import app as celery_app
+from core.dburl import database_url
 from demo.management.commands.seed_demo import DEMO_EMAIL, DEMO_PASSWORD
+from segmentation import services
 from segmentation.catalogue.services import catalogue_update
 from segmentation.compiler import compile_count
 from segmentation.definition import parse
@@ -39,6 +48,15 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 XSS_EVENT = "<img src=x onerror=alert(1)>"
 XSS_TRAIT = "<script>alert(1)</script>"
+# A misspelt event (whose keys are then not judged) and a total of a text property: two hints.
+HINTED = {
+    "type": "and",
+    "conditions": [
+        {"type": "event", "event": "Prodcut Viewed", "filters": [{"key": "categroy", "operator": "is_set"}]},
+        {"type": "aggregate", "event": "Order Completed", "key": "currency", "function": "sum", "operator": "gte",
+         "value": 100},
+    ],
+}  # fmt: skip
 SHOE_FANS = {
     "type": "and",
     "conditions": [
@@ -80,6 +98,12 @@ def _signed_in(browser, watch, live_server, viewport=LAPTOP) -> Page:
 def _shot(page: Page, name: str, viewport: dict[str, int]) -> None:
     """Popups closed, focus off the controls and the page at its top, then screenshot and checks."""
     page.evaluate("document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0)")
+    _look(page, name, viewport)
+
+
+def _shot_open(page: Page, name: str, viewport: dict[str, int]) -> None:
+    """Screenshot and checks with whatever is open (a suggestion list) left open."""
+    page.evaluate("window.scrollTo(0, 0)")
     _look(page, name, viewport)
 
 
@@ -604,3 +628,275 @@ def test_screens_of_the_builder_with_drop_off_and_not_in_segment(browser, live_s
     _live_count(page)
     assert _definition(page) == document
     _shot(page, "segment-builder-drop-off", viewport)
+
+
+# --- The segment page while its first count runs, and when it lands ------------------------------
+
+
+@pytest.fixture
+def refresh_worker(tmp_path) -> Iterator:
+    """Refreshes go to a queue of the test's own; ``start()`` runs a real Celery worker on it (a
+    separate process, on the test database). Until then saved segments stay "being counted"."""
+    queue = f"test-segpage-{uuid.uuid4().hex}"
+    default_queue = celery_app.conf.task_default_queue
+    celery_app.conf.task_default_queue = queue
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(connection.settings_dict),
+        "REDIS_URL": settings.REDIS_URL,
+        "CACHE_KEY_PREFIX": settings.CACHES["default"]["KEY_PREFIX"],
+        "CELERY_TASK_ALWAYS_EAGER": "false",
+        "CELERY_TASK_DEFAULT_QUEUE": queue,
+        "SEGMENTS_REALTIME_QUEUE": queue,
+        "SEGMENT_FEED_QUEUE": queue,
+    }
+    workers: list[subprocess.Popen] = []
+    log = (tmp_path / "worker.log").open("w")
+
+    def start() -> None:
+        workers.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "config",
+                    "worker",
+                    "-P",
+                    "solo",
+                    "-Q",
+                    queue,
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--without-heartbeat",
+                    "-l",
+                    "WARNING",
+                ],
+                cwd=settings.BASE_DIR,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+
+    try:
+        yield start
+        for worker in workers:
+            assert worker.poll() is None, (tmp_path / "worker.log").read_text()
+    finally:
+        for worker in workers:
+            worker.terminate()
+            worker.wait(timeout=30)
+        log.close()
+        celery_app.conf.task_default_queue = default_queue
+        redis.Redis.from_url(settings.REDIS_URL).delete(queue)
+
+
+def test_the_segment_page_updates_every_part_itself_when_the_first_count_lands(
+    browser, live_server, watch, demo, refresh_worker
+):
+    # Given a window-shoppers segment saved from its template while no worker runs yet
+    page = _signed_in(browser, watch, live_server)
+    page.goto(f"{live_server.url}/segments/new/?template=window-shoppers")
+    count = _live_count(page)
+    assert count > 0
+    page.get_by_role("button", name="Save segment").click()
+    expect(page.locator("h1")).to_have_text("Window shoppers")
+
+    # Then while it is counted, every part of the page says so; nothing claims 0 people
+    live = page.locator("#segment-live")
+    expect(page.locator("[data-size]")).to_have_text("Counting…")
+    expect(page.locator("#segment-poll")).to_contain_text("This page updates itself when the count is in.")
+    expect(page.locator("#members")).to_contain_text("Counting the members…")
+    expect(live.locator("svg.chart")).to_have_count(0)
+    expect(live.locator("[data-chart-empty]")).to_have_text(
+        ["The chart fills in after the first refresh.", "Entries and exits appear after the first refresh."]
+    )
+    expect(page.locator(".messages")).to_have_text("Segment “Window shoppers” saved.")
+    _shot(page, "segment-page-counting", LAPTOP)
+    page.evaluate("window.stillTheSamePage = true")
+
+    # When a worker picks the refresh up
+    refresh_worker()
+
+    # Then, without a reload, the cards, the members, both charts and the banner agree
+    expect(page.locator("[data-size]")).to_have_text(str(count), timeout=60_000)
+    with workspace_scope(demo):
+        total = Person.objects.count()
+    expect(page.locator("[data-share]")).to_have_text(f"people · {count * 100 / total:.1f}\u00a0% of all {total:,}")
+    expect(page.locator(".stat-line")).to_contain_text(f"+{count} entered")
+    expect(page.locator(".badge.ok")).to_have_text("Fresh")
+    expect(page.locator("#segment-poll")).to_have_count(0)
+    expect(page.locator("#members .person-link")).to_have_count(min(count, 25))
+    expect(live.locator("svg.chart")).to_have_count(2)
+    expect(live.locator("svg.chart .chart-dot")).to_have_count(1)
+    expect(live.locator("rect.bar-in")).to_have_count(1)
+    expect(live.locator("rect.bar-in title")).to_have_text(re.compile(f": {count} entered$"))
+    expect(live.locator("[data-chart-empty]")).to_have_count(0)
+    expect(page.get_by_text("Counting")).to_have_count(0)
+    assert page.evaluate("window.stillTheSamePage") is True
+    with workspace_scope(demo):
+        assert Segment.objects.get(name="Window shoppers").size == count
+    _shot(page, "segment-page-counted", LAPTOP)
+
+    # And the member search still answers in place after the swap
+    page.get_by_label("Search members").fill("zzz-nobody")
+    expect(page.locator("#members")).to_contain_text("No member matches “zzz-nobody”")
+
+
+def test_opening_the_builder_previews_nothing_and_shows_no_error_until_save(browser, live_server, watch, demo):
+    # Given a page that records failed requests and console errors
+    page = _signed_in(browser, watch, live_server)
+    failed: list[str] = []
+    errors: list[str] = []
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    previews: list[str] = []
+    page.on("request", lambda r: previews.append(r.url) if r.method == "POST" else None)
+
+    # When a new segment is opened
+    page.goto(f"{live_server.url}/segments/new/")
+    page.wait_for_load_state("networkidle")
+
+    # Then nothing was asked of the server, nothing failed, and nothing is "to fix"
+    expect(page.get_by_text("No conditions yet.")).to_be_visible()
+    expect(page.locator("#preview-label")).to_have_text("Add a condition to see who matches")
+    expect(page.locator("#preview-status")).to_have_text("")
+    expect(page.locator(".builder-error")).to_have_count(0)
+    expect(page.locator("#builder-error-summary")).to_be_empty()
+    assert (previews, failed, errors) == ([], [], [])
+    _shot(page, "segment-builder-new", LAPTOP)
+
+    # A condition added but not yet filled in is not an error either
+    page.get_by_role("button", name="+ Condition").click()
+    expect(page.locator(".builder")).to_have_attribute("data-state", "invalid")
+    expect(page.locator("#preview-label")).to_have_text("Complete the conditions to see who matches")
+    expect(page.locator("#preview-status")).to_have_text("")
+    expect(page.locator(".builder-error")).to_have_count(0)
+
+    # When saved, the errors show, next to their fields
+    page.get_by_label("Name").fill("Not yet")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Save segment").click()
+    expect(page.locator("#preview-status")).to_have_text("1 field to fix")
+    expect(page.locator('.bf[data-path="conditions[0].event"] + .builder-error')).to_have_text("must not be empty")
+    with workspace_scope(demo):
+        assert not Segment.objects.exists()
+
+
+def test_a_misspelt_event_is_hinted_in_place_saved_anyway_and_fixed_in_one_click(browser, live_server, watch, demo):
+    # Given the builder with a condition on a misspelt event
+    page = _signed_in(browser, watch, live_server)
+    page.goto(f"{live_server.url}/segments/new/")
+    page.get_by_role("button", name="+ Condition").click()
+    event = page.get_by_role("combobox", name="Event")
+    event.click()
+    page.keyboard.type("Prodcut Viewed")
+    hint = page.locator('.builder-warning[data-warning-path="conditions[0].event"]')
+    expect(hint).to_have_count(0)  # not while typing
+
+    # When the field is left
+    page.keyboard.press("Escape")
+    page.get_by_label("Name").click()
+
+    # Then the hint names the closest event seen, and the count is what it is
+    expect(hint).to_contain_text("never seen in this workspace; did you mean Product Viewed?")
+    expect(page.locator("#preview-count")).to_have_attribute("data-count", "0")
+    _shot(page, "segment-builder-typo", LAPTOP)
+
+    # And saving is not blocked
+    page.get_by_label("Name").fill("Typo kept")
+    page.get_by_role("button", name="Save segment").click()
+    expect(page.locator("h1")).to_have_text("Typo kept")
+
+    # When edited, the hint is there from the start, and its button takes the suggestion
+    page.get_by_role("link", name="Edit").click()
+    expect(hint).to_contain_text("did you mean Product Viewed?")
+    hint.get_by_role("button", name="Use Product Viewed").click()
+    expect(page.get_by_role("combobox", name="Event")).to_have_value("Product Viewed")
+    expect(page.get_by_role("combobox", name="Event")).to_be_focused()
+    expect(hint).to_have_count(0)
+    assert _live_count(page) > 0
+    page.get_by_role("button", name="Save segment").click()
+    expect(page.locator("h1")).to_have_text("Typo kept")
+    with workspace_scope(demo):
+        assert Segment.objects.get(name="Typo kept").definition == {
+            "type": "and",
+            "conditions": [{"type": "event", "event": "Product Viewed"}],
+        }
+
+
+def test_total_of_a_property_offers_numeric_keys_first_and_marks_the_others(browser, live_server, watch, demo):
+    page = _signed_in(browser, watch, live_server)
+    page.goto(f"{live_server.url}/segments/new/")
+    page.get_by_role("button", name="+ Condition").click()
+    _choose(page, page.get_by_label("Condition", exact=True), "total of a property")
+    _pick(page, page.get_by_role("combobox", name="Event"), "Order Completed")
+
+    page.get_by_role("combobox", name="Numeric property").click()
+
+    options = page.locator(".combo-list:visible .combo-option")
+    # revenue and items are on every order (a tie, by name), then the others, marked
+    expect(options.locator(".combo-value")).to_have_text(["items", "revenue", "categories", "currency", "order_id"])
+    expect(options.filter(has=page.locator(".combo-note"))).to_have_count(3)
+    expect(options.nth(2).locator(".combo-note")).to_have_text("not numeric in the data")
+    _shot_open(page, "segment-builder-numeric-keys", LAPTOP)
+
+    # Choosing a marked key anyway says what the total will do
+    page.keyboard.type("currency")
+    page.keyboard.press("Escape")
+    page.get_by_label("Name").click()
+    expect(page.locator('.builder-warning[data-warning-path="conditions[0].key"]')).to_have_text(
+        "not numeric in the data: the total skips every value it has seen"
+    )
+
+
+@pytest.mark.parametrize("viewport", [LAPTOP, PHONE], ids=["laptop", "phone"])
+def test_screens_of_counting_hints_selectors_and_anonymous_people(browser, live_server, watch, demo, viewport):
+    page = _signed_in(browser, watch, live_server, viewport)
+
+    # The builder with a hint
+    page.goto(f"{live_server.url}/segments/new/")
+    _shot(page, "segment-builder-new", viewport)
+    page.get_by_role("tab", name="JSON").click()
+    page.get_by_label("Definition as JSON").fill(json.dumps(HINTED))
+    page.get_by_role("tab", name="Visual").click()
+    expect(page.locator(".builder-warning")).to_have_count(2)  # the typo's keys are not judged
+    _shot(page, "segment-builder-hints", viewport)
+
+    # A segment page while counted (no worker), then as the count lands (the refresh run here)
+    page.goto(f"{live_server.url}/segments/new/?template=window-shoppers")
+    count = _live_count(page)
+    page.get_by_role("button", name="Save segment").click()
+    expect(page.locator("[data-size]")).to_have_text("Counting…")
+    _shot(page, "segment-page-counting", viewport)
+    with workspace_scope(demo):
+        services.segment_refresh(segment=Segment.objects.get(name="Window shoppers"))
+    expect(page.locator("[data-size]")).to_have_text(str(count), timeout=15_000)
+    expect(page.locator("#members .person-link").first).to_have_text(re.compile(r"^(Anonymous [0-9a-f]{6}…|\S.*)$"))
+    _shot(page, "segment-page-counted", viewport)
+
+    # A trigger with an invalid selector
+    page.goto(f"{live_server.url}/settings/triggers/")
+    page.get_by_label("CSS selector").fill("###")
+    page.get_by_label("Event name").click()
+    expect(page.locator("#id_selector-syntax")).to_have_text(
+        "This is not a valid CSS selector: the browser cannot read it."
+    )
+    expect(page.get_by_label("CSS selector")).to_have_attribute("aria-invalid", "true")
+    page.get_by_role("button", name="Add trigger").click()
+    expect(page.get_by_text("This is not a valid CSS selector: “#” at character 1")).to_be_visible()
+    expect(page.get_by_text("Enter the name of the event to send")).to_have_count(0)
+    _shot(page, "settings-triggers-selector", viewport)
+
+    # People, named without row ids
+    page.goto(f"{live_server.url}/people/")
+    expect(page.locator(".anon").first).to_have_text(re.compile(r"^Anonymous [0-9a-f]{6}…$"))
+    _shot(page, "people-list", viewport)
+    page.locator(".anon").first.click()
+    expect(page.locator("h1")).to_have_text(re.compile(r"^Anonymous [0-9a-f]{6}…$"))
+    _shot(page, "person-anonymous", viewport)
+    page.goto(f"{live_server.url}/events/")
+    expect(page.locator("#main")).not_to_contain_text("Anonymous #")
+    _shot(page, "live-events", viewport)

@@ -261,3 +261,190 @@ def test_the_sweep_enqueues_every_workspace(workspace, settings):
     assert sorted(json.loads(raw)["headers"]["argsrepr"] for raw in messages) == sorted(
         [f"({workspace.pk},)", f"({other.pk},)"]
     )
+
+
+# --- Numeric keys for "total of a property" ---------------------------------------------------------
+
+
+@pytest.fixture
+def orders(workspace):
+    """Order events whose keys are numbers (revenue), numeric strings (tax), text (currency, order_id),
+    lists (items), and one key numeric on a single event among text (mixed)."""
+    shopper = builders.person(workspace, user_id="u1")
+    for index in range(3):
+        builders.event(
+            workspace,
+            shopper,
+            "Order Completed",
+            properties={
+                "revenue": 10 + index,
+                "tax": f"{index}.50",
+                "currency": "EUR",
+                "order_id": f"o-{index}",
+                "items": ["a"],
+                "mixed": "n/a" if index else 4,
+            },
+        )
+    _update(workspace)
+    return shopper
+
+
+def test_numeric_keys_come_first_and_say_so(workspace, orders):
+    with workspace_scope(workspace):
+        keys = selectors.property_keys(workspace, source="event", event="Order Completed", numeric_first=True)
+        plain = selectors.property_keys(workspace, source="event", event="Order Completed")
+
+    # each key counted 3 times: numeric ones first, then by name
+    assert [(s.value, s.numeric) for s in keys] == [
+        ("mixed", True),
+        ("revenue", True),
+        ("tax", True),
+        ("currency", False),
+        ("items", False),
+        ("order_id", False),
+    ]
+    assert {s.numeric for s in plain} == {None}
+
+
+def test_numeric_keys_across_every_event(workspace, orders):
+    builders.event(workspace, orders, "Refund Issued", properties={"currency": "7"})
+    _update(workspace)
+
+    with workspace_scope(workspace):
+        keys = selectors.property_keys(workspace, source="event", event="$any", numeric_first=True, q="c")
+
+    # "currency" was a numeric string on one event: seen with numeric values, over all events
+    assert [(s.value, s.count, s.numeric) for s in keys] == [("currency", 4, True)]
+
+
+def test_the_autocomplete_endpoint_marks_numeric_keys_when_asked(workspace, owner, orders):
+    client = logged_in_client(owner)
+
+    asked = client.get(reverse("segment_catalogue"), {"kind": "keys", "event": "Order Completed", "numeric": "1"})
+    plain = client.get(reverse("segment_catalogue"), {"kind": "keys", "event": "Order Completed", "q": "rev"})
+
+    assert [(r["value"], r["numeric"]) for r in asked.json()["results"]][:3] == [
+        ("mixed", True),
+        ("revenue", True),
+        ("tax", True),
+    ]
+    assert asked.json()["results"][-1] == {"value": "order_id", "count": 3, "type": "string", "numeric": False}
+    assert plain.json() == {"results": [{"value": "revenue", "count": 3, "type": "number"}]}
+
+
+# --- Hints: names never seen ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def shop(workspace):
+    shopper = builders.person(workspace, user_id="u1", traits={"plan": "Pro"})
+    for _ in range(3):
+        builders.event(workspace, shopper, "Product Viewed", properties={"category": "shoes", "price": 40})
+    builders.event(workspace, shopper, "Product Added", properties={"category": "shoes"})
+    builders.event(workspace, shopper, "Order Completed", properties={"revenue": 10, "currency": "EUR"})
+    _update(workspace)
+    return shopper
+
+
+def _warnings(workspace, document):
+    with workspace_scope(workspace):
+        return [(w.path, w.message, w.suggestion) for w in selectors.definition_warnings(workspace, document)]
+
+
+def test_a_misspelt_event_is_never_seen_with_the_closest_name_suggested(workspace, shop):
+    document = {"type": "event", "event": "Prodcut Viewed"}
+
+    assert _warnings(workspace, document) == [
+        ("event", "never seen in this workspace; did you mean Product Viewed?", "Product Viewed")
+    ]
+
+
+def test_every_kind_of_name_is_checked_at_its_path(workspace, shop):
+    document = {
+        "type": "and",
+        "conditions": [
+            {"type": "event", "event": "Product Viewed", "filters": [{"key": "categroy", "operator": "is_set"}]},
+            {"type": "trait", "key": "plna", "operator": "eq", "value": "Pro"},
+            {
+                "type": "not",
+                "condition": {
+                    "type": "sequence",
+                    "within": "1d",
+                    "steps": [{"event": "product added"}, {"event": "Order Completed"}],
+                },
+            },
+            {"type": "aggregate", "event": "Order Completed", "key": "revnue", "function": "sum", "operator": "gt"},
+            {"type": "event", "event": "$any", "filters": [{"key": "pricee", "operator": "is_set"}]},
+            {"type": "event", "event": "Signed Up", "filters": [{"key": "anything", "operator": "is_set"}]},
+            {"type": "last_performed", "event": "Zzzz"},
+        ],
+    }
+
+    assert _warnings(workspace, document) == [
+        (
+            "conditions[0].filters[0].key",
+            "no Product Viewed event in this workspace has this property; did you mean category?",
+            "category",
+        ),
+        ("conditions[1].key", "no one in this workspace has this trait; did you mean plan?", "plan"),
+        (
+            "conditions[2].condition.steps[0].event",
+            "never seen in this workspace; did you mean Product Added?",
+            "Product Added",
+        ),
+        (
+            "conditions[3].key",
+            "no Order Completed event in this workspace has this property; did you mean revenue?",
+            "revenue",
+        ),
+        ("conditions[4].filters[0].key", "no event in this workspace has this property; did you mean price?", "price"),
+        ("conditions[5].event", "never seen in this workspace.", ""),  # its keys are not judged
+        ("conditions[6].event", "never seen in this workspace.", ""),
+    ]
+
+
+def test_known_names_give_no_hint_and_cost_two_queries(workspace, shop, django_assert_num_queries):
+    document = {
+        "type": "and",
+        "conditions": [
+            {"type": "event", "event": "Product Viewed", "filters": [{"key": "category", "operator": "is_set"}]},
+            {"type": "trait", "key": "plan", "operator": "is_set"},
+            {"type": "event", "event": "$any", "filters": [{"key": "a.b.c", "operator": "is_set"}]},
+            {"type": "event", "event": ""},
+        ],
+    }
+
+    with django_assert_num_queries(2):
+        assert _warnings(workspace, document) == []
+
+
+def test_a_total_of_a_key_never_numeric_is_hinted(workspace, shop):
+    document = {"type": "aggregate", "event": "Order Completed", "key": "currency", "function": "sum"}
+
+    assert _warnings(workspace, document) == [
+        ("key", "not numeric in the data: the total skips every value it has seen", "")
+    ]
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        None,
+        [],
+        {"type": "and", "conditions": "x"},
+        {"type": "event", "event": 3, "filters": [1, {"key": None}]},
+        {"type": "sequence", "steps": [None, {"event": ["x"]}]},
+        # nested beyond any valid depth: read no further than validation allows
+        json.loads('{"type": "not", "condition": ' * 900 + '{"type": "event", "event": "Nope"}' + "}" * 900),
+    ],
+)
+def test_hints_read_broken_documents_without_failing(workspace, shop, document):
+    assert _warnings(workspace, document) == []
+
+
+def test_hints_are_per_workspace(workspace, shop):
+    other = factories.WorkspaceFactory()
+
+    assert _warnings(other, {"type": "event", "event": "Product Viewed"}) == [
+        ("event", "never seen in this workspace.", "")
+    ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -16,11 +17,14 @@ from django.utils import timezone
 from accounts.models import Role
 from accounts.tenancy import workspace_scope
 from segmentation import services
+from segmentation.catalogue.services import catalogue_update
 from segmentation.models import Segment, SegmentSizeSnapshot
 from segmentation.playbooks import BY_SLUG
 from tests import factories
 from tests.accounts.support import api, logged_in_client, state
 from tests.segmentation.support import bought, members, reload, segment_rows, shopper
+from tests.segmentation.support import crowd as support_crowd
+from tests.tracking import builders
 
 pytestmark = pytest.mark.django_db
 
@@ -331,6 +335,59 @@ def test_the_live_preview_refuses_bad_bodies_and_other_workspaces_segments(works
     ]
 
 
+def test_the_live_preview_warns_of_names_never_seen_and_the_save_still_goes_through(workspace, owner, shoppers):
+    # Given a catalogue that has seen "Order Completed" and the trait "plan"
+    with workspace_scope(workspace):
+        catalogue_update(workspace=workspace, settle_seconds=0, recount_traits=True)
+    client = logged_in_client(owner)
+    typo = {
+        "type": "and",
+        "conditions": [
+            {"type": "event", "event": "Order Complted"},
+            {"type": "trait", "key": "plna", "operator": "eq", "value": "Free"},
+        ],
+    }
+
+    # When the builder previews a definition with a misspelt event and trait, valid or not
+    valid = _preview(client, typo)
+    invalid = _preview(client, {"type": "and", "conditions": [*typo["conditions"], {"type": "or", "conditions": []}]})
+    saved = client.post(reverse("segment_new"), {"name": "Typo", "definition": json.dumps(typo)})
+
+    # Then each answer names them, with the closest names seen, and the save is not blocked
+    warnings = [
+        {
+            "path": "conditions[0].event",
+            "message": "never seen in this workspace; did you mean Order Completed?",
+            "suggestion": "Order Completed",
+        },
+        {
+            "path": "conditions[1].key",
+            "message": "no one in this workspace has this trait; did you mean plan?",
+            "suggestion": "plan",
+        },
+    ]
+    assert (valid.status_code, valid.json()["count"], valid.json()["warnings"]) == (200, 0, warnings)
+    assert (invalid.status_code, invalid.json()["warnings"]) == (400, warnings)
+    assert saved.status_code == 302
+    with workspace_scope(workspace):
+        assert Segment.objects.get(name="Typo").definition == typo
+
+
+def test_the_live_preview_names_anonymous_people_by_their_anonymous_id(workspace, owner):
+    visitor = builders.person(workspace, anonymous_ids=("3f2a9c1e-77aa-4c1b-9d0e-5b1f1c2a7e10",), traits={"x": 1})
+
+    body = _preview(logged_in_client(owner), {"type": "trait", "key": "x", "operator": "eq", "value": 1}).json()
+
+    assert body["sample"] == [
+        {
+            "id": visitor.pk,
+            "label": "Anonymous 3f2a9c\u2026",
+            "detail": "",
+            "url": reverse("person_detail", args=[visitor.pk]),
+        }
+    ]
+
+
 # --- Viewers -------------------------------------------------------------------------------
 
 
@@ -412,6 +469,120 @@ def test_the_members_table_pins_its_queries(workspace, owner, django_assert_num_
 
     assert few.content.decode().count('class="person-link"') == 3
     assert more.content.decode().count('class="person-link"') == 9
+
+
+def _poll(client, segment, seen, **params):
+    return client.get(
+        reverse("segment_detail", args=[segment.pk]),
+        {"seen": seen, **params},
+        headers={"HX-Request": "true", "HX-Target": "segment-poll"},
+    )
+
+
+def _seen(html: str) -> str:
+    return re.search(r'data-live-state="([^"]+)"', html).group(1)
+
+
+def test_while_counting_the_page_says_so_everywhere_and_polls(workspace, owner, shoppers):
+    segment = _segment(workspace, "Buyers", refresh=False)
+
+    html = logged_in_client(owner).get(reverse("segment_detail", args=[segment.pk])).content.decode()
+
+    assert '<span class="big-number placeholder" data-size>Counting…</span>' in html
+    assert "data-size>0<" not in html
+    assert "out of 3 people in this workspace" in html
+    assert 'id="segment-poll"' in html
+    assert 'hx-trigger="every 2s"' in html
+    assert "Counting the members of this segment. This page updates itself" in html
+    assert "Counting the members…" in html  # the members list
+    assert "Nobody in this segment yet" not in html
+    assert "The chart fills in after the first refresh." in html
+    assert "Entries and exits appear after the first refresh." in html
+    assert 'class="chart"' not in html
+
+
+def test_a_poll_answers_nothing_until_the_count_lands_then_every_part_at_once(workspace, owner, shoppers):
+    # Given the page of a segment being counted, and its state as the page was drawn
+    segment = _segment(workspace, "Buyers", refresh=False)
+    client = logged_in_client(owner)
+    seen = _seen(client.get(reverse("segment_detail", args=[segment.pk])).content.decode())
+
+    # While nothing changed, a poll answers 204 (htmx swaps nothing and polls on)
+    waiting = _poll(client, segment, seen)
+    assert (waiting.status_code, waiting.content) == (204, b"")
+
+    # When the refresh lands, the next poll answers the whole live part, retargeted onto it
+    with workspace_scope(workspace):
+        services.segment_refresh(segment=segment)
+    landed = _poll(client, segment, seen)
+    searched = _poll(client, segment, seen, q="ann@")
+
+    html = landed.content.decode()
+    assert landed.status_code == 200
+    assert (landed["HX-Retarget"], landed["HX-Reswap"]) == ("#segment-live", "outerHTML")
+    assert html.startswith('\n<div id="segment-live"')
+    assert "<html" not in html
+    assert '<span class="big-number" data-size>2</span>' in html
+    assert "people · 66.7&nbsp;% of all 3" in html
+    assert '<span class="delta up">+2</span> entered' in html
+    assert html.count('class="chart"') == 2
+    assert "Ann Lee" in html
+    assert ">cy<" in html
+    assert "Fresh" in html
+    assert 'id="segment-poll"' not in html  # done: polling stops with the swap
+    assert _seen(html) != seen
+    assert "Ann Lee" in searched.content.decode()
+    assert ">cy<" not in searched.content.decode()
+
+
+def test_a_counted_segment_with_no_entries_shows_no_flat_chart(workspace, owner):
+    segment = _segment(workspace, "Nobody", {"type": "trait", "key": "plan", "operator": "eq", "value": "none"})
+
+    html = logged_in_client(owner).get(reverse("segment_detail", args=[segment.pk])).content.decode()
+
+    assert "Nobody entered or left in the last 30 days." in html
+    assert "+1" not in html
+    assert "\u22121" not in html
+    assert "Nobody matched at the last refresh." in html
+    assert '<span class="big-number" data-size>0</span>' in html
+
+
+def test_the_page_says_where_the_data_starts_and_the_share_of_everyone(workspace, owner, shoppers):
+    first = timezone.now() - timedelta(days=3)
+    bought(workspace, shoppers["bob"], first.replace(hour=12), revenue=1)
+    builders.person(workspace, anonymous_ids=("a-1",))
+    segment = _segment(workspace, "Buyers")
+
+    html = logged_in_client(owner).get(reverse("segment_detail", args=[segment.pk])).content.decode()
+
+    assert f'Your data starts on <time datetime="{first.replace(hour=12):%Y-%m-%d}' in html
+    assert f"{first:%-d %B %Y}</time>" in html
+    assert "people · 75.0&nbsp;% of all 4" in html  # ann, bob, cy of ann, bob, cy and a visitor
+
+
+def test_a_workspace_without_events_says_so_and_a_tiny_share_is_not_zero(workspace, owner):
+    shopper(workspace, "p0", traits={"plan": "x"})
+    support_crowd(workspace, 1999)
+    segment = _segment(workspace, "Planned", {"type": "trait", "key": "plan", "operator": "eq", "value": "x"})
+
+    html = logged_in_client(owner).get(reverse("segment_detail", args=[segment.pk])).content.decode()
+
+    assert "No events yet: conditions on events match nobody until some arrive." in html
+    assert "person · &lt;0.1&nbsp;% of all 2,000" in html  # 0.05 %, never shown as 0.0 %
+
+
+def test_members_are_labelled_by_name_user_id_or_short_anonymous_id_never_the_row_id(workspace, owner):
+    builders.person(workspace, anonymous_ids=("3f2a9c1e-77aa-4c1b-9d0e-5b1f1c2a7e10", "later-id"), traits={"plan": "x"})
+    builders.person(workspace, anonymous_ids=("a-972",), traits={"plan": "x"})
+    shopper(workspace, "user-1-000972", traits={"plan": "x"})
+    segment = _segment(workspace, "Planned", {"type": "trait", "key": "plan", "operator": "eq", "value": "x"})
+
+    html = logged_in_client(owner).get(reverse("segment_detail", args=[segment.pk])).content.decode()
+
+    assert 'title="3f2a9c1e-77aa-4c1b-9d0e-5b1f1c2a7e10">Anonymous 3f2a9c…</a>' in html
+    assert 'title="a-972">Anonymous a-972</a>' in html
+    assert ">user-1-000972</a>" in html
+    assert "Anonymous #" not in html
 
 
 def test_members_csv_streams_everyone_with_formulas_defused(workspace, owner):

@@ -49,6 +49,7 @@ def event(
     *,
     at: datetime | None = None,
     properties: dict[str, Any] | None = None,
+    anonymous_id: str | None = None,
 ) -> Event:
     moment = at or NOW - timedelta(hours=2)
     with workspace_scope(workspace):
@@ -62,6 +63,6 @@ def event(
             received_at=moment,
             message_id=f"test-{name}-{moment.timestamp()}-{who.pk}",
             user_id=who.user_id,
-            anonymous_id=None,
+            anonymous_id=anonymous_id,
             warnings=[],
         )

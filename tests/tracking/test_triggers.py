@@ -25,7 +25,22 @@ def test_default_event_name_is_the_words_of_the_last_selector_part(selector, nam
 
 @pytest.mark.parametrize(
     "selector",
-    ["#a", "a[href='/pricing']", "ul > li:nth-child(2n+1)", ".a, .b", 'input[name="q"]', "x" * 300],
+    [
+        "#a",
+        "a[href='/pricing']",
+        "ul > li:nth-child(2n+1)",
+        ".a, .b",
+        'input[name="q"]',
+        "x" * 300,
+        "*",
+        "a:hover::before",
+        '[data-x="a b" i]',
+        "a:is(.x, .y) > b ~ c + d",
+        "#\u00e9t\u00e9",
+        "a\\:b",
+        "[href^=http]",
+        "main>#hero  .cta",
+    ],
 )
 def test_check_selector_accepts_plausible_selectors(selector):
     assert triggers.check_selector(f"  {selector} ") == selector
@@ -44,6 +59,42 @@ def test_check_selector_accepts_plausible_selectors(selector):
         ("a)", "This selector has an unmatched bracket."),
         (":not(a]", "This selector has an unmatched bracket."),
         ("nav >", "This selector ends in the middle: complete it after the last combinator."),
+        (
+            "###",
+            "This is not a valid CSS selector: “#” at character 1 must be followed by a name, as in #product-image.",
+        ),
+        (
+            "#1a",
+            "This is not a valid CSS selector: “#” at character 1 must be followed by a name, as in #product-image.",
+        ),
+        (
+            "a..b",
+            "This is not a valid CSS selector: “.” at character 2 must be followed by a class name, as in .buy-now.",
+        ),
+        (
+            "div >> p",
+            "This is not a valid CSS selector: expected an element, #id, .class, [attribute] or :pseudo-class,"
+            " not “>” at character 6.",
+        ),
+        (
+            ".a,,.b",
+            "This is not a valid CSS selector: expected an element, #id, .class, [attribute] or :pseudo-class,"
+            " not “,” at character 4.",
+        ),
+        ("a:not()", "This is not a valid CSS selector: the parentheses at character 6 are empty."),
+        ("a:", "This is not a valid CSS selector: expected a name after “:”, as in :hover, not the end."),
+        ("[=x]", "This is not a valid CSS selector: expected an attribute name after “[”, not “=” at character 2."),
+        (
+            "[a=]",
+            "This is not a valid CSS selector: expected a value, quoted or a plain word, after “=”,"
+            " not “]” at character 4.",
+        ),
+        ("[a b]", "This is not a valid CSS selector: expected “]” to close the attribute, not “b” at character 4."),
+        (
+            "a !b",
+            "This is not a valid CSS selector: expected an element, #id, .class, [attribute] or :pseudo-class,"
+            " not “!” at character 3.",
+        ),
     ],
 )
 def test_check_selector_refuses_with_a_message(selector, message):
@@ -100,3 +151,20 @@ def test_check_fills_defaults_and_drops_what_the_kind_does_not_use():
     )
     with pytest.raises(TriggerInvalid, match=re.escape("Choose click, scroll depth or engaged time.")):
         triggers.check("hover", "#a", "", [])
+
+
+def test_an_invalid_selector_is_named_before_the_event_name_it_could_not_give():
+    # "###" used to pass the checks and leave no words for a name: the message spoke of the event name
+    with pytest.raises(TriggerInvalid) as caught:
+        triggers.check("click", "###", "", [])
+    assert caught.value.field == "selector"
+    assert caught.value.message.startswith("This is not a valid CSS selector: “#” at character 1")
+
+    # A valid selector without words still needs a name, and says why
+    with pytest.raises(TriggerInvalid) as caught:
+        triggers.check("click", "*", "", [])
+    assert (caught.value.field, caught.value.message) == (
+        "event_name",
+        "Enter the name of the event to send: the selector has no words to name it after.",
+    )
+    assert triggers.check("click", "*", "Anything Clicked", []).event_name == "Anything Clicked"

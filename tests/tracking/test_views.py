@@ -144,6 +144,21 @@ def test_people_list_and_search(signed_in, workspace):
     assert "Nobody matches" in nobody
 
 
+def test_anonymous_people_are_named_by_a_short_anonymous_id_never_their_row_id(signed_in, workspace):
+    visitor = builders.person(workspace, anonymous_ids=("3f2a9c1e-77aa-4c1b-9d0e-5b1f1c2a7e10", "z-later"))
+    builders.event(workspace, visitor, "Page Viewed", anonymous_id="3f2a9c1e-77aa-4c1b-9d0e-5b1f1c2a7e10")
+
+    listed = signed_in.get("/people/").content.decode()
+    page = signed_in.get(f"/people/{visitor.pk}/").content.decode()
+    live = signed_in.get(reverse("live_events")).content.decode()
+
+    for html in (listed, page, live):
+        assert "Anonymous 3f2a9c…" in html
+        assert "Anonymous #" not in html
+    assert 'title="3f2a9c1e-77aa-4c1b-9d0e-5b1f1c2a7e10">Anonymous 3f2a9c…</span>' in listed
+    assert "<title>Anonymous 3f2a9c…" in page
+
+
 def test_people_list_paginates(signed_in, workspace):
     for n in range(51):
         builders.person(workspace, user_id=f"u-{n:02d}", last_seen=NOW - timedelta(minutes=n))
@@ -444,6 +459,17 @@ def test_invalid_trigger_is_refused_with_the_fields_message_and_nothing_stored(s
 
     assert response.status_code == 200
     assert message in response.content.decode()
+    assert _triggers(workspace) == []
+
+
+def test_an_invalid_selector_is_refused_on_the_selector_field(signed_in, workspace):
+    response = signed_in.post(reverse("settings_triggers"), {"kind": "click", "selector": "###", "event_name": ""})
+
+    html = response.content.decode()
+    selector_field = html[html.index('<label for="id_selector"') : html.index('<label for="id_thresholds"')]
+    assert response.status_code == 200
+    assert "This is not a valid CSS selector: “#” at character 1 must be followed by a name" in selector_field
+    assert "Enter the name of the event to send" not in html
     assert _triggers(workspace) == []
 
 

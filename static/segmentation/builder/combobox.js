@@ -65,10 +65,13 @@ export function combobox(opts) {
         pair[0].toLowerCase().indexOf(input.value.toLowerCase()) >= 0;
     });
     var all = fixed.map(function (pair) { return { value: pair[0], label: pair[1] }; })
-      .concat(results.map(function (r) { return { value: r.value, count: r.count, type: r.type }; }));
+      .concat(results.map(function (r) { return { value: r.value, count: r.count, type: r.type, numeric: r.numeric }; }));
     all.forEach(function (entry) {
-      var li = h("li", { role: "option", id: nextId("opt"), "aria-selected": "false", class: "combo-option" }, [
+      // The "total of a property" picker lists numeric keys first and says which others are not.
+      var dim = opts.markNonNumeric && entry.numeric === false;
+      var li = h("li", { role: "option", id: nextId("opt"), "aria-selected": "false", class: "combo-option" + (dim ? " is-dim" : "") }, [
         h("span", { class: "combo-value", text: entry.label || entry.value }),
+        dim ? h("span", { class: "combo-note", text: "not numeric in the data" }) : null,
         entry.count !== undefined ? h("span", { class: "combo-count", text: entry.count.toLocaleString() }) : null
       ]);
       li.addEventListener("mousedown", function (event) { event.preventDefault(); choose(entry.value); });

@@ -189,7 +189,8 @@ export function conditionFields(node, path) {
     parts.push(words("of"));
     parts.push(field(join(path, "key"), [combobox({
       label: "Numeric property", value: node.key, path: join(path, "key"), placeholder: "property, e.g. revenue",
-      params: function () { return { kind: "keys", source: "event", event: node.event || "" }; },
+      focusKey: path + ":key", markNonNumeric: true,
+      params: function () { return { kind: "keys", source: "event", event: node.event || "", numeric: "1" }; },
       onInput: function (t) { node.key = t; changed(); }, onPick: function (t) { node.key = t; changed(); }
     })]));
     parts.push(words("on"));

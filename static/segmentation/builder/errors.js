@@ -1,7 +1,8 @@
-// The server's validation errors, placed next to the fields they name once the field was visited.
+// The server's validation errors, placed next to the fields they name once the field was visited;
+// and its hints (names never seen in the workspace), next to their fields while not being typed in.
 
 import { cssEscape, h, nextId } from "./dom.js";
-import { editor, root, state } from "./state.js";
+import { editor, root, state, structural } from "./state.js";
 
 // --- Errors ---------------------------------------------------------------------------
 
@@ -18,9 +19,10 @@ export function visible(path) {
 }
 
 export function placeErrors(errors) {
-  Array.prototype.forEach.call(root.querySelectorAll(".builder-error"), function (el) { el.remove(); });
-  Array.prototype.forEach.call(root.querySelectorAll("[aria-invalid]"), function (el) {
+  Array.prototype.forEach.call(root.querySelectorAll(".builder-error, .builder-warning"), function (el) { el.remove(); });
+  Array.prototype.forEach.call(root.querySelectorAll("[aria-invalid], [data-warned]"), function (el) {
     el.removeAttribute("aria-invalid");
+    el.removeAttribute("data-warned");
     el.removeAttribute("aria-describedby");
   });
   Array.prototype.forEach.call(root.querySelectorAll(".bf.has-error, .bcond.has-error"), function (el) { el.classList.remove("has-error"); });
@@ -39,7 +41,45 @@ export function placeErrors(errors) {
     var control = target.querySelector("input, select, textarea");
     if (control) { control.setAttribute("aria-invalid", "true"); control.setAttribute("aria-describedby", id); }
   });
+  placeWarnings(state.lastWarnings || []);
   return shown;
+}
+
+// A hint sits after its field, with a button taking the suggestion; never while the user is typing
+// in that field (a half-typed name is not a typo yet), never where an error already is.
+function placeWarnings(warnings) {
+  warnings.forEach(function (warning) {
+    var target = editor.querySelector('[data-path="' + cssEscape(warning.path) + '"]');
+    if (!target || target.classList.contains("has-error") || target.contains(document.activeElement)) return;
+    var id = nextId("warn");
+    var take = warning.suggestion ? h("button", {
+      type: "button", class: "btn btn-ghost btn-small",
+      onclick: function () {
+        if (setAt(state.doc, warning.path, warning.suggestion)) structural(warning.path.replace(/\.(\w+)$/, ":$1"));
+      }
+    }, ["Use " + warning.suggestion]) : null;
+    var note = h("p", { class: "builder-warning", id: id, "data-warning-path": warning.path }, [
+      h("span", { text: warning.message }), take
+    ]);
+    target.insertAdjacentElement("afterend", note);
+    var control = target.querySelector("input");
+    if (control && !control.hasAttribute("aria-describedby")) { control.setAttribute("aria-describedby", id); control.setAttribute("data-warned", ""); }
+  });
+}
+
+// Set the value at a path of the document ("conditions[0].filters[1].key"); false when the path no
+// longer leads anywhere (the document changed since the hint came).
+export function setAt(doc, path, value) {
+  var parts = [];
+  path.replace(/([^.[\]]+)|\[(\d+)\]/g, function (_, name, index) { parts.push(index !== undefined ? Number(index) : name); return ""; });
+  var node = doc;
+  for (var i = 0; i < parts.length - 1; i++) {
+    if (node === null || typeof node !== "object") return false;
+    node = node[parts[i]];
+  }
+  if (node === null || typeof node !== "object" || !parts.length) return false;
+  node[parts[parts.length - 1]] = value;
+  return true;
 }
 
 export function findTarget(path) {

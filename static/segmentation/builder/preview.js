@@ -13,8 +13,30 @@ const sampleEl = document.getElementById("preview-sample");
 const sentenceEl = document.getElementById("builder-sentence");
 let requestSeq = 0;
 
+// An empty top group: nothing to count yet. Until Save was pressed, the builder says so itself
+// rather than asking the server to refuse the document (a 400 the user caused by opening the page).
+export function isEmpty(doc) {
+  if (!isGroup(doc)) return false;
+  return doc.type === "not" ? !doc.condition : !doc.conditions || !doc.conditions.length;
+}
+
+function showEmpty() {
+  requestSeq += 1;  // an answer still on its way is about a document that is gone
+  root.classList.remove("is-loading");
+  root.setAttribute("data-state", "empty");
+  state.lastErrors = [];
+  state.lastWarnings = [];
+  placeErrors(state.lastErrors);
+  if (countEl) { countEl.textContent = "—"; countEl.removeAttribute("data-count"); }
+  if (countLabel) countLabel.textContent = "Add a condition to see who matches";
+  if (sentenceEl) sentenceEl.textContent = "People who … (add a condition)";
+  if (sampleEl) sampleEl.replaceChildren();
+  setStatus("");
+}
+
 export function preview() {
   if (!previewUrl || readonly) return;
+  if (isEmpty(state.doc) && !state.showAllErrors) { showEmpty(); return; }
   var mine = ++requestSeq;
   root.classList.add("is-loading");
   fetch(previewUrl, {
@@ -40,10 +62,13 @@ export function showPreview(data) {
     if (countEl) countEl.textContent = "—";
     if (countLabel) countLabel.textContent = data.detail;
     setStatus("Too large to count while editing; saving counts it in the background.");
+    state.lastWarnings = data.warnings || [];
+    placeErrors(state.lastErrors);
     return;
   }
   state.lastErrors = data.errors || [];
-  placeErrors(state.lastErrors);
+  state.lastWarnings = data.warnings || [];
+  var shown = placeErrors(state.lastErrors);
   if (data.sentence && sentenceEl) {
     sentenceEl.replaceChildren();
     data.sentence.forEach(function (part) {
@@ -54,10 +79,14 @@ export function showPreview(data) {
     root.setAttribute("data-state", "invalid");
     var empty = isGroup(state.doc) && state.doc.type !== "not" && (!state.doc.conditions || !state.doc.conditions.length);
     if (countEl) countEl.textContent = "—";
-    if (countLabel) countLabel.textContent = empty ? "Add a condition to see who matches" : "Fix the highlighted fields to see who matches";
+    if (countLabel) {
+      countLabel.textContent = empty ? "Add a condition to see who matches"
+        : shown ? "Fix the highlighted fields to see who matches" : "Complete the conditions to see who matches";
+    }
     if (sentenceEl && !data.sentence) sentenceEl.textContent = empty ? "People who … (add a condition)" : "The definition is not complete yet.";
     if (sampleEl) sampleEl.replaceChildren();
-    setStatus(state.lastErrors.length + (state.lastErrors.length === 1 ? " field to fix" : " fields to fix"));
+    // Only what the user can see counts: fields not visited yet (and Save not pressed) are not "to fix".
+    setStatus(shown ? shown + (shown === 1 ? " field to fix" : " fields to fix") : "");
     return;
   }
   root.setAttribute("data-state", "valid");

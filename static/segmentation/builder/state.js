@@ -34,6 +34,7 @@ export const state = {
   showAllErrors: serverErrors.length > 0,
   touched: {},
   lastErrors: serverErrors,
+  lastWarnings: [],
   uid: 0,
   pendingFocus: null,
   mode: "visual"
