@@ -11,6 +11,7 @@ urlpatterns = [
     path("segments/overlap/", views.segment_overlap, name="segment_overlap"),
     path("segments/preview/", views.segment_builder_preview, name="segment_builder_preview"),
     path("segments/catalogue/", views.segment_catalogue, name="segment_catalogue"),
+    path("segments/why/", views.segment_why, name="segment_why"),
     path("segments/<int:pk>/", views.segment_detail, name="segment_detail"),
     path("segments/<int:pk>/edit/", views.segment_edit, name="segment_edit"),
     path("segments/<int:pk>/members.csv", views.segment_members_csv, name="segment_members_csv"),

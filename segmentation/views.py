@@ -28,7 +28,8 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from accounts.decorators import workspace_required
 from accounts.models import Workspace
 from accounts.requests import MemberRequest
-from segmentation import charts, selectors, services, ui_selectors
+from core.names import InvalidName
+from segmentation import charts, person_views, selectors, services, ui_selectors
 from segmentation.catalogue import selectors as catalogue
 from segmentation.catalogue.models import PropertySource
 from segmentation.definition import DefinitionInvalid, Node, parse, referenced_segments
@@ -36,6 +37,8 @@ from segmentation.exports import csv_lines
 from segmentation.models import Segment, SegmentStatus
 from segmentation.playbooks import BY_SLUG, PLAYBOOKS
 from segmentation.sentence import Part, sentence
+from segmentation.tags import tag_key
+from tracking import people_selectors
 from tracking.models import Person
 
 MEMBERS_PAGE_SIZE = 25
@@ -57,7 +60,18 @@ class SegmentForm(forms.Form):
     description = forms.CharField(
         max_length=2000, required=False, label="Description", widget=forms.TextInput(attrs={"placeholder": "Optional"})
     )
+    tags = forms.CharField(
+        max_length=2000,
+        required=False,
+        label="Tags",
+        help_text="Separated by commas, e.g. vip, email",
+        widget=forms.TextInput(attrs={"placeholder": "Optional", "autocomplete": "off"}),
+    )
     definition = forms.CharField(widget=forms.Textarea(attrs={"hidden": True}), label="Definition (JSON)")
+
+    def clean_tags(self) -> list[str]:
+        """The line as a list; the service normalises and checks each tag."""
+        return [tag for tag in (part.strip() for part in self.cleaned_data["tags"].split(",")) if tag]
 
     def clean_definition(self) -> Any:
         text = self.cleaned_data["definition"]
@@ -120,7 +134,14 @@ def segment_list(request: MemberRequest) -> HttpResponse:
     sort = request.GET.get("sort", "name")
     if sort not in dict(SORT_LABELS):
         sort = "name"
-    segments = list(selectors.segment_list(workspace, search=q, order=sort))
+    tags = selectors.segment_tags(workspace)
+    try:
+        tag = tag_key(request.GET.get("tag", "")[:200])
+    except InvalidName:
+        tag = ""
+    if tag and tag not in dict(tags):
+        tags.append((tag, 0))  # a link to a tag no segment carries any more: kept, and shown with 0
+    segments = list(selectors.segment_list(workspace, search=q, order=sort, tag=tag or None))
     trends = ui_selectors.segment_trends(workspace, segments)
     rows = [(segment, trends[segment.pk], charts.sparkline(trends[segment.pk].points)) for segment in segments]
     context = {
@@ -129,8 +150,10 @@ def segment_list(request: MemberRequest) -> HttpResponse:
         "q": q,
         "sort": sort,
         "sorts": SORT_LABELS,
+        "tags": tags,
+        "tag": tag,
         "playbooks": PLAYBOOKS,
-        "has_any": bool(rows) or (bool(q) and Segment.objects.filter(workspace=workspace).exists()),
+        "has_any": bool(rows) or (bool(q or tag) and Segment.objects.filter(workspace=workspace).exists()),
         "busy": any(s.status in (SegmentStatus.PENDING, SegmentStatus.REFRESHING) for s in segments),
         "can_write": request.membership.can_write,
     }
@@ -216,6 +239,7 @@ def _save(request: MemberRequest, form: SegmentForm, segment: Segment | None) ->
                 name=data["name"],
                 definition=data["definition"],
                 description=data["description"],
+                tags=data["tags"],
             )
             messages.success(request, f"Segment “{saved.name}” saved. Its members are being counted.")
         else:
@@ -225,6 +249,7 @@ def _save(request: MemberRequest, form: SegmentForm, segment: Segment | None) ->
                 name=data["name"],
                 definition=data["definition"],
                 description=data["description"],
+                tags=data["tags"],
             )
             messages.success(request, f"Segment “{saved.name}” saved.")
     except DefinitionInvalid as error:
@@ -264,7 +289,12 @@ def segment_edit(request: MemberRequest, pk: int) -> HttpResponse:
     if request.method == "POST":
         return _save(request, SegmentForm(request.POST), segment)
     form = SegmentForm(
-        initial={"name": segment.name, "description": segment.description, "definition": json.dumps(segment.definition)}
+        initial={
+            "name": segment.name,
+            "description": segment.description,
+            "tags": ", ".join(segment.tags),
+            "definition": json.dumps(segment.definition),
+        }
     )
     return _builder_page(request, form=form, document=segment.definition, segment=segment, errors=[])
 
@@ -468,6 +498,7 @@ def segment_duplicate(request: MemberRequest, pk: int) -> HttpResponse:
             definition=segment.definition,
             static=segment.is_static,
             description=segment.description,
+            tags=segment.tags,
         )
     except (ValidationError, DefinitionInvalid) as error:
         messages.error(request, f"Could not duplicate “{segment.name}”: {'; '.join(_messages(error))}")
@@ -534,3 +565,32 @@ def segment_overlap(request: MemberRequest) -> HttpResponse:
             "max_overlap": ui_selectors.MAX_OVERLAP,
         },
     )
+
+
+# --- Why a person is in a segment (the person page's "Segments" section) ---------------------
+
+
+@workspace_required()
+@require_safe
+def segment_why(request: MemberRequest) -> HttpResponse:
+    """The explanation for ``?person=<id>&why=<segment id>``, as the person page's section shows it.
+
+    htmx swaps it into that section; any other request goes to the person page, which renders the
+    same explanation inline (``segmentation.person_views``). Another workspace's person or segment
+    answers 404, as a missing one.
+    """
+    workspace = request.workspace
+    person_id = person_views.segment_id_or_none(request.GET.get("person"))
+    person = people_selectors.person_get(workspace, person_id) if person_id is not None else None
+    if person is None:
+        raise Http404("No such person in this workspace.")
+    segment_id = person_views.segment_id_or_none(request.GET.get("why"))
+    if not request.htmx:  # type: ignore[attr-defined]
+        query = f"?why={segment_id}" if segment_id is not None else ""
+        return redirect(reverse("person_detail", args=[person.pk]) + query + "#why")
+    explanation = person_views.explanation_for(request, person, request.GET.get("why"))
+    if explanation is None:
+        if not request.GET.get("why"):
+            return HttpResponse("")  # "Choose a segment": nothing to explain
+        raise Http404("No such segment in this workspace.")
+    return render(request, "segmentation/_why.html", {"explanation": explanation})

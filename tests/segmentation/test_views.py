@@ -85,11 +85,11 @@ def test_the_list_shows_size_change_status_and_pins_its_queries(workspace, owner
     client = logged_in_client(owner)
     client.get(reverse("segments"))
 
-    # session, user, membership+workspace, workspaces of the switcher, segments, snapshots
-    with django_assert_num_queries(6):
+    # session, user, membership+workspace, workspaces of the switcher, tags, segments, snapshots
+    with django_assert_num_queries(7):
         response = client.get(reverse("segments"))
     _segment(workspace, "Third", {"type": "trait", "key": "plan", "operator": "is_set"})
-    with django_assert_num_queries(6):
+    with django_assert_num_queries(7):
         client.get(reverse("segments"))
 
     html = response.content.decode()
