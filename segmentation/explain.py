@@ -65,6 +65,7 @@ class Explained:
     """One condition for one person: whether it holds now, what it says, and the values that decided.
 
     ``group`` is "" for a condition, else how its ``children`` combine ("and", "or", "none", "not all").
+    ``measure``: the rows of ``compile_measure`` behind ``detail`` (for a negation, its condition's).
     """
 
     path: str
@@ -73,6 +74,7 @@ class Explained:
     detail: str = ""
     group: str = ""
     children: tuple[Explained, ...] = ()
+    measure: tuple[tuple[Any, ...], ...] = ()
 
     @property
     def group_words(self) -> str:
@@ -159,8 +161,10 @@ class _Evaluation:
             return Explained(path, holds, _clause(node, self.names), children=(child,))
         if isinstance(node, Not):
             # "did not perform Login": the negation reads as one condition, decided by its condition's numbers.
-            return Explained(path, holds, _clause(node, self.names), self.detail(node.condition))
-        return Explained(path, holds, _clause(node, self.names), self.detail(node))
+            measure = tuple(self.measures.get(id(node.condition), []))
+            return Explained(path, holds, _clause(node, self.names), self.detail(node.condition), measure=measure)
+        measure = tuple(self.measures.get(id(node), []))
+        return Explained(path, holds, _clause(node, self.names), self.detail(node), measure=measure)
 
     def detail(self, node: Node) -> str:
         rows = self.measures.get(id(node), [])
@@ -177,16 +181,14 @@ class _Evaluation:
             return f"{_times(count, _what(node.event))}{_window(node)}; needs {_needed(node.count, 'time')}."
         if isinstance(node, Aggregate):
             value, numbers = rows[0]
-            function = {"sum": "total", "avg": "average", "min": "lowest", "max": "highest"}[node.function]
+            function = {"sum": "Total", "avg": "Average", "min": "Lowest", "max": "Highest"}[node.function]
+            what = f"{function} of {node.key} on {_what(node.event)}{_window(node)}"
             needs = _needed(node.comparison, "")
             if not numbers:
-                empty = "0, from no event with a number" if node.function == "sum" else "none: no event has a number"
-                return f"The {function} of {node.key}{_window(node)} is {empty} there; needs {needs}."
+                empty = "0" if node.function == "sum" else "none"
+                return f"{what}: {empty}, no event with a number; needs {needs}."
             events = "event" if numbers == 1 else "events"
-            return (
-                f"The {function} of {node.key}{_window(node)} is {_number(value)}, "
-                f"from {numbers} {events} with a number there; needs {needs}."
-            )
+            return f"{what}: {_number(value)}, from {numbers} {events} with a number; needs {needs}."
         if isinstance(node, Performed):
             moment = rows[0][0] if rows else None
             verb = f"{node.which.capitalize()} performed"

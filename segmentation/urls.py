@@ -9,6 +9,7 @@ urlpatterns = [
     path("segments/", views.segment_list, name="segments"),
     path("segments/new/", views.segment_new, name="segment_new"),
     path("segments/overlap/", views.segment_overlap, name="segment_overlap"),
+    path("segments/overlap/segment/", views.segment_overlap_create, name="segment_overlap_create"),
     path("segments/preview/", views.segment_builder_preview, name="segment_builder_preview"),
     path("segments/catalogue/", views.segment_catalogue, name="segment_catalogue"),
     path("segments/why/", views.segment_why, name="segment_why"),

@@ -563,8 +563,76 @@ def segment_overlap(request: MemberRequest) -> HttpResponse:
             "matrix": matrix,
             "too_many": too_many,
             "max_overlap": ui_selectors.MAX_OVERLAP,
+            "can_write": request.membership.can_write,
         },
     )
+
+
+OVERLAP_KINDS = ("both", "only")
+OVERLAP_NAME_TRIES = 20
+
+
+def overlap_definition(kind: str, row: int, column: int) -> dict[str, Any]:
+    """In both segments ("both"), or in the row's and not the column's ("only"), by ``segment`` conditions."""
+    other: dict[str, Any] = {"type": "segment", "segment": column}
+    if kind == "only":
+        other = {"type": "not", "condition": other}
+    return {"type": "and", "conditions": [{"type": "segment", "segment": row}, other]}
+
+
+@workspace_required(write="member")
+@require_POST
+def segment_overlap_create(request: MemberRequest) -> HttpResponse:
+    """One click on an overlap cell: a dynamic segment of the intersection or the difference, then its page.
+
+    ``row`` and ``column`` name segments of this workspace (else 404), ``kind`` is both or only. The
+    name says what it holds ("A and B", "A but not B"), numbered when taken; the first refresh
+    is queued as for any new segment.
+    """
+    workspace = request.workspace
+    row_id = person_views.segment_id_or_none(request.POST.get("row"))
+    column_id = person_views.segment_id_or_none(request.POST.get("column"))
+    row = selectors.segment_get(workspace, row_id) if row_id is not None else None
+    column = selectors.segment_get(workspace, column_id) if column_id is not None else None
+    if row is None or column is None:
+        raise Http404("No such segment")
+    kind = request.POST.get("kind", "")
+    back = reverse("segment_overlap") + "?" + "&".join(f"s={pk}" for pk in _ints(request.POST.getlist("s")))
+    if kind not in OVERLAP_KINDS or row.pk == column.pk:
+        messages.error(request, "Choose two different segments, and whether people must be in both or only the first.")
+        return redirect(back)
+    base = f"{row.name} and {column.name}" if kind == "both" else f"{row.name} but not {column.name}"
+    description = (
+        f"People in “{row.name}” and in “{column.name}”, made from their overlap."
+        if kind == "both"
+        else f"People in “{row.name}” who are not in “{column.name}”, made from their overlap."
+    )
+    for attempt in range(1, OVERLAP_NAME_TRIES + 1):
+        suffix = "" if attempt == 1 else f" ({attempt})"
+        name = base[: 200 - len(suffix)].rstrip() + suffix
+        try:
+            created = services.segment_create(
+                workspace=workspace,
+                actor=request.user,
+                name=name,
+                definition=overlap_definition(kind, row.pk, column.pk),
+                description=description[:2000],
+            )
+        except ValidationError as error:
+            if "name" in getattr(error, "message_dict", {}) and attempt < OVERLAP_NAME_TRIES:
+                continue  # taken: try the next number
+            messages.error(request, f"Not created: {'; '.join(_messages(error))}")
+            return redirect(back)
+        except DefinitionInvalid as error:
+            messages.error(request, f"Not created: {'; '.join(_messages(error))}")
+            return redirect(back)
+        messages.success(request, f"Segment “{created.name}” created from the overlap. Its members are being counted.")
+        return redirect("segment_detail", pk=created.pk)
+    return redirect(back)
+
+
+def _ints(values: list[str]) -> list[int]:
+    return [int(value) for value in values if value.isdigit() and len(value) <= 18]
 
 
 # --- Why a person is in a segment (the person page's "Segments" section) ---------------------
