@@ -49,7 +49,7 @@ from segmentation.definition import (
 )
 from segmentation.membership import evaluation_settings, is_timeout
 from segmentation.models import Membership, Segment
-from segmentation.sentence import Part, sentence, window_words
+from segmentation.sentence import Part, duration_words, sentence, window_words
 from tracking.models import Person
 
 GROUP_WORDS = {
@@ -198,9 +198,8 @@ class _Evaluation:
             return f"{verb} {_moment(moment)}" + (f"; needs it {words}." if words else ".")
         if isinstance(node, Regular):
             hit = int(rows[0][0])
-            return (
-                f"In {hit} of the last {node.periods} periods of {node.period.text}; needs at least {node.min_periods}."
-            )
+            period = duration_words(node.period)
+            return f"In {hit} of the last {node.periods} periods of {period}; needs at least {node.min_periods}."
         if isinstance(node, Sequence):
             return _sequence_detail(node, rows)
         return ""
@@ -299,12 +298,14 @@ def _sequence_detail(node: Sequence, rows: list[tuple[Any, ...]]) -> str:
             stopped[reached] = stopped.get(reached, 0) + int(count)
     too_recent = sum(int(count) for reached, old_enough, count in rows if reached < steps and not old_enough)
     parts = [f"{runs} run{'' if runs == 1 else 's'} started{f' {window}' if window else ''}"]
-    parts.append(f"{completed} completed all {steps} steps within {node.within.text}")
+    within = duration_words(node.within)
+    every = "both steps" if steps == 2 else f"all {steps} steps"
+    parts.append(f"{completed} completed {every} within {within}")
     for reached in sorted(stopped):
         step = node.steps[reached - 1]
         parts.append(f"{stopped[reached]} stopped after step {reached} ({_what(step.event)})")
     if too_recent:
-        parts.append(f"{too_recent} still within {node.within.text} of their start")
+        parts.append(f"{too_recent} still within {within} of their start")
     return "; ".join(parts) + "."
 
 

@@ -125,6 +125,19 @@ class OverlapCell:
         return self.both / self.row_size if self.row_size else None
 
     @property
+    def percent(self) -> str:
+        """The share as a whole percent; never 0 for some people nor 100 for not all of them."""
+        share = self.share
+        if share is None:
+            return "—"
+        rounded = round(share * 100)
+        if rounded == 0 and self.both:
+            return "<1%"
+        if rounded == 100 and self.both < self.row_size:
+            return ">99%"
+        return f"{rounded}%"
+
+    @property
     def row_only(self) -> int:
         """The row's people not in the column's segment."""
         return self.row_size - self.both

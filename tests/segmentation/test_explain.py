@@ -8,6 +8,7 @@ plain-Python oracle, and each condition's numbers against its verdict: the page 
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -185,7 +186,7 @@ def test_regular_counts_the_periods_hit(world):
     explanation = _explain(world, node, ids["ann"])
 
     assert (explanation.holds, explanation.tree.measure) == (False, ((2,),))
-    assert explanation.tree.detail == "In 2 of the last 4 periods of 1w; needs at least 3."
+    assert explanation.tree.detail == "In 2 of the last 4 periods of 1 week; needs at least 3."
 
 
 def test_a_sequence_tells_its_runs_and_where_each_stopped(world):
@@ -214,8 +215,8 @@ def test_a_sequence_tells_its_runs_and_where_each_stopped(world):
     assert off.holds is True
     assert sorted(done.tree.measure) == [(1, False, 1), (2, True, 1), (3, True, 1)]
     assert done.tree.detail == (
-        "3 runs started in the last 7 days; 1 completed all 3 steps within 2d; "
-        "1 stopped after step 2 (Added); 1 still within 2d of their start."
+        "3 runs started in the last 7 days; 1 completed all 3 steps within 2 days; "
+        "1 stopped after step 2 (Added); 1 still within 2 days of their start."
     )
     assert off.tree.measure == done.tree.measure
 
@@ -414,3 +415,33 @@ def test_the_check_itself_fails_on_a_wrong_verdict(world):
     assert _check(world, explanation.tree, node, judge, ids["ann"]) == 1
     with pytest.raises(AssertionError):
         _check(world, flipped, node, judge, ids["ann"])
+
+
+def test_the_measures_bind_every_value_and_filter_every_where_on_the_workspace_and_person():
+    from segmentation.compiler import compile_measure
+    from tests.segmentation.test_compiler import HOSTILE
+
+    text = HOSTILE[0]
+    filters = [{"key": text, "operator": "contains", "value": text}]
+    nodes = [
+        {"type": "event", "event": text, "filters": filters, "window": {"since": "7d"}},
+        {"type": "aggregate", "event": text, "key": text, "function": "avg", "operator": "gt", "value": 1},
+        {"type": "last_performed", "event": text, "filters": filters},
+        {"type": "first_performed", "event": "$any", "window": {"since": "7d"}},
+        {"type": "regular", "event": text, "period": "1d", "periods": 3, "min_periods": 2},
+        {"type": "sequence", "within": "1h", "steps": [{"event": text, "filters": filters}, {"event": "$any"}]},
+    ]
+    for node in nodes:
+        query = compile_measure(parse(node, now=NOW), workspace_id=123, now=NOW, person_id=77)
+        assert query is not None, node
+        assert text not in query.sql.replace("%s", ""), node
+        assert query.sql.count("%s") == len(query.params)
+        wheres = re.findall(r"WHERE (\S+ = %s)", query.sql)
+        assert len(wheres) == query.sql.count("WHERE "), node
+        assert {where.rpartition(".")[2] for where in wheres} == {"workspace_id = %s"}, node
+        restrictions = re.findall(r"WHERE \S+ = %s AND (\S+) = ANY\(%s::bigint\[\]\)", query.sql)
+        assert len(restrictions) == len(wheres), "every read is of the one person"
+        assert 123 in query.params
+        assert [77] in query.params
+    for node in ({"type": "trait", "key": "plan", "operator": "is_set"}, {"type": "segment", "segment": 3}):
+        assert compile_measure(parse(node, now=NOW), workspace_id=123, now=NOW, person_id=77) is None

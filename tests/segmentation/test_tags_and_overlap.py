@@ -300,3 +300,13 @@ def test_the_overlap_page_offers_the_actions_to_writers_only(workspace, owner, s
     assert writer_html.count('name="kind" value="both"') == 2
     assert writer_html.count('name="kind" value="only"') == 2
     assert 'name="kind"' not in viewer_html
+
+
+@pytest.mark.parametrize(
+    ("both", "row", "text"),
+    [(0, 0, "—"), (0, 5, "0%"), (1, 326, "<1%"), (325, 326, ">99%"), (326, 326, "100%"), (1, 3, "33%")],
+)
+def test_the_share_of_the_row_never_reads_as_none_or_all_when_it_is_not(both, row, text):
+    from segmentation.ui_selectors import OverlapCell
+
+    assert OverlapCell(both, row).percent == text
