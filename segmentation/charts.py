@@ -160,7 +160,7 @@ class DailyBars:
     peak: int
 
 
-def daily_bars(points: list[tuple[date, int]], *, width: int = 640, height: int = 180) -> DailyBars:
+def daily_bars(points: list[tuple[date, int]], *, width: int = 440, height: int = 170) -> DailyBars:
     """One bar per day (oldest first), on an axis from 0 to a round top."""
     left, top, bottom = 48, 10, height - 26
     peak = max([value for _, value in points] + [0])
