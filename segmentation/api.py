@@ -45,7 +45,7 @@ from segmentation.definition import (
     DefinitionInvalid,
 )
 from segmentation.exports import csv_lines
-from segmentation.models import Segment
+from segmentation.models import MAX_TAG_LENGTH, MAX_TAGS, Segment
 from tracking.serializers import PersonSerializer
 
 
@@ -235,6 +235,7 @@ class SegmentSerializer(serializers.ModelSerializer[Segment]):
             "id",
             "name",
             "description",
+            "tags",
             "definition",
             "static",
             "size",
@@ -249,9 +250,19 @@ class SegmentSerializer(serializers.ModelSerializer[Segment]):
         read_only_fields = fields
 
 
+def _tags_field(**kwargs: Any) -> serializers.ListField:
+    return serializers.ListField(
+        child=serializers.CharField(max_length=MAX_TAG_LENGTH),
+        max_length=MAX_TAGS,
+        help_text="Labels for finding the segment; stored case folded, each once; no commas.",
+        **kwargs,
+    )
+
+
 class SegmentCreateSerializer(StrictSerializer):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+    tags = _tags_field(required=False, default=list)
     definition = DefinitionField(required=False, allow_null=True, default=None)
     static = serializers.BooleanField(required=False, default=False, help_text="A list of people, no definition.")
     refresh_interval_seconds = serializers.IntegerField(
@@ -264,6 +275,7 @@ class SegmentCreateSerializer(StrictSerializer):
 class SegmentUpdateSerializer(StrictSerializer):
     name = serializers.CharField(max_length=200, required=False)
     description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
+    tags = _tags_field(required=False)
     definition = DefinitionField(required=False)
     refresh_interval_seconds = serializers.IntegerField(
         required=False,
@@ -380,7 +392,8 @@ def _flag(request: Request, name: str) -> bool:
 ORDERING = OpenApiParameter(
     "ordering", OpenApiTypes.STR, enum=sorted(selectors.SEGMENT_ORDERS), description="sort order (default name)"
 )
-SEARCH = OpenApiParameter("search", OpenApiTypes.STR, description="part of the name or description")
+SEARCH = OpenApiParameter("search", OpenApiTypes.STR, description="part of the name or description, or a tag")
+TAG = OpenApiParameter("tag", OpenApiTypes.STR, description="only the segments with this tag (case-insensitive)")
 
 
 class SegmentViewSet(
@@ -402,9 +415,14 @@ class SegmentViewSet(
             raise serializers.ValidationError(
                 {"ordering": [f"One of {', '.join(sorted(selectors.SEGMENT_ORDERS))}, not {order!r}."]}
             )
-        return selectors.segment_list(workspace, search=self.request.query_params.get("search", ""), order=order)
+        return selectors.segment_list(
+            workspace,
+            search=self.request.query_params.get("search", ""),
+            order=order,
+            tag=self.request.query_params.get("tag"),
+        )
 
-    @extend_schema(parameters=[SEARCH, ORDERING])
+    @extend_schema(parameters=[SEARCH, TAG, ORDERING])
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().list(request, *args, **kwargs)
 
@@ -425,6 +443,7 @@ class SegmentViewSet(
                     definition=values["definition"],
                     static=values["static"],
                     description=values["description"],
+                    tags=values["tags"],
                 )
                 if values.get("refresh_interval_seconds") is not None:
                     segment = services.segment_update(
@@ -449,6 +468,7 @@ class SegmentViewSet(
                 name=values.get("name"),
                 definition=values.get("definition"),
                 description=values.get("description"),
+                tags=values.get("tags"),
                 refresh_interval_seconds=values.get("refresh_interval_seconds"),
             )
         except DefinitionInvalid as error:

@@ -1,4 +1,5 @@
-"""Server-rendered SVG charts of segment sizes: a sparkline, a size-over-time line, entries and exits bars.
+"""Server-rendered SVG charts: a sparkline, a size-over-time line, entries and exits bars, and a bar per
+day of any daily count (the dashboard's events per day).
 
 Plain geometry, no library and no script: the templates draw the shapes these
 functions compute, so charts render with JavaScript off and print crisply.
@@ -156,3 +157,46 @@ def flow_chart(days: list[Day], *, width: int = 440, height: int = 200) -> FlowC
         exited.append(Bar(x, middle, down, d.date, d.exited))
     ticks = [Tick(top, f"+{peak:,}"), Tick(middle, "0"), Tick(bottom, f"\u2212{peak:,}")]
     return FlowChart(width, height, left, middle, bar, entered, exited, ticks, _x_labels(days, left, step))
+
+
+@dataclass(frozen=True)
+class DailyBars:
+    width: int
+    height: int
+    left: int
+    bottom: float
+    bar_width: float
+    bars: list[Bar]
+    ticks: list[Tick]
+    labels: list[XLabel]
+    total: int
+    peak: int
+
+
+def daily_bars(points: list[tuple[date, int]], *, width: int = 440, height: int = 170) -> DailyBars:
+    """One bar per day (oldest first), on an axis from 0 to a round top."""
+    left, top, bottom = 48, 10, height - 26
+    peak = max([value for _, value in points] + [0])
+    axis_top = _nice_max(peak)
+    step = (width - left - 8) / max(len(points), 1)
+    bar = max(2.0, step * 0.7)
+    bars = []
+    for i, (day, value) in enumerate(points):
+        tall = value / axis_top * (bottom - top)
+        bars.append(Bar(left + i * step + (step - bar) / 2, bottom - tall, tall, day, value))
+    ticks = [Tick(bottom, "0"), Tick((top + bottom) / 2, f"{axis_top / 2:,.0f}"), Tick(top, f"{axis_top:,}")]
+    if axis_top % 2:
+        ticks = [ticks[0], ticks[2]]
+    days = [Day(date=day, size=None, entered=0, exited=0) for day, _ in points]
+    return DailyBars(
+        width,
+        height,
+        left,
+        bottom,
+        bar,
+        bars,
+        ticks,
+        _x_labels(days, left, step),
+        sum(value for _, value in points),
+        peak,
+    )

@@ -219,7 +219,7 @@ class _Builder:
                 return f"SELECT e.person_id FROM {EVENTS_TABLE} e WHERE {where}"
             return self.grouped(where, f"NOT ({self.comparison('count(*)', node.count)})")
         if isinstance(node, Aggregate):  # a sum holding at zero
-            number = self.json_number(self.extract("e.properties", node.key))
+            number = self.aggregated(node)
             where = self.events_where("e", node.event, node.filters, node.window)
             return self.grouped(where, f"NOT ({self.comparison(_SUM, node.comparison)})", number)
         raise TypeError(f"not a complement {node!r}")
@@ -321,13 +321,17 @@ class _Builder:
         where = self.events_where("e", node.event, node.filters, node.window)
         return self.grouped(where, self.comparison("count(*)", node.count))
 
+    def aggregated(self, node: Aggregate) -> str:
+        """The value an aggregate takes from one event ``e``: its property as a number, else NULL (skipped)."""
+        return self.json_number(self.extract("e.properties", node.key))
+
     def aggregate(self, node: Aggregate) -> str:
         """An aggregate that fails with no events (a sum holding at zero is a complement: ``excluded``).
 
         Its values are the numbers of ``json_number``, numeric strings included, as for the
         numeric operators; anything else is NULL, which the aggregate functions skip.
         """
-        number = self.json_number(self.extract("e.properties", node.key))
+        number = self.aggregated(node)
         where = self.events_where("e", node.event, node.filters, node.window)
         function = _SUM if node.function == "sum" else f"{node.function}(g.value)"
         return self.grouped(where, self.comparison(function, node.comparison), number)
@@ -355,6 +359,11 @@ class _Builder:
         return self.grouped(where, " AND ".join(conditions), 'e."timestamp"')
 
     def regular(self, node: Regular) -> str:
+        where, bucket = self.periods(node)
+        return self.grouped(where, f"count(DISTINCT g.value) >= {self.bind(node.min_periods)}", bucket)
+
+    def periods(self, node: Regular) -> tuple[str, str]:
+        """The WHERE of the events inside the node's periods, and the period *k* each falls in."""
         period_seconds = node.period.seconds
         earliest = self.now - node.period.as_timedelta() * node.periods
         where = self.events_where("e", node.event, node.filters, None)
@@ -362,7 +371,7 @@ class _Builder:
         # Period k covers [now - (k+1)P, now - kP): k = ceil((now - t) / P) - 1.
         bucket = f'ceil(extract(epoch FROM ({now}::timestamptz - e."timestamp")) / {self.bind(period_seconds)}) - 1'
         where += f' AND e."timestamp" >= {self.bind(earliest)} AND e."timestamp" < {self.bind(self.now)}'
-        return self.grouped(where, f"count(DISTINCT g.value) >= {self.bind(node.min_periods)}", bucket)
+        return where, bucket
 
     def sequence(self, node: Sequence) -> str:
         """Runs from each step-1 occurrence ``s0``, each step taken at the earliest instant it can be.
@@ -380,6 +389,18 @@ class _Builder:
         feasible), so a run from ``s0`` exists exactly when the last step gets
         an instant.
         """
+        runs, times = self.runs(node)
+        if node.completed:
+            return f"SELECT DISTINCT s0.person_id {runs} AND {times[-1]} IS NOT NULL"
+        cutoff = self.bind(self.now - node.within.as_timedelta())
+        # Dropped off after step k: step k got an instant (so the run reached it), step k+1 none.
+        reached = f" AND {times[-2]} IS NOT NULL" if node.dropped_after is not None and len(times) > 2 else ""
+        return f'SELECT DISTINCT s0.person_id {runs} AND {times[-1]} IS NULL{reached} AND s0."timestamp" <= {cutoff}'
+
+    def runs(self, node: Sequence) -> tuple[str, list[str]]:
+        """``FROM ... WHERE ...`` of the runs (a row per step-1 occurrence ``s0`` in the window), and the
+        instant each step is matched at, as SQL: ``s0."timestamp"`` for step 1, then each lateral
+        join's; NULL from the first step the run does not reach (see ``sequence``)."""
         within = self.bind(node.within.as_timedelta())
         times = ['s0."timestamp"']
         joins = []
@@ -397,13 +418,7 @@ class _Builder:
             )
             times.append(f's{k}."timestamp"')
         start_where = self.events_where("s0", node.steps[0].event, node.steps[0].filters, node.window)
-        runs = f"FROM {EVENTS_TABLE} s0 {' '.join(joins)} WHERE {start_where}"
-        if node.completed:
-            return f"SELECT DISTINCT s0.person_id {runs} AND {times[-1]} IS NOT NULL"
-        cutoff = self.bind(self.now - node.within.as_timedelta())
-        # Dropped off after step k: step k got an instant (so the run reached it), step k+1 none.
-        reached = f" AND {times[-2]} IS NOT NULL" if node.dropped_after is not None and len(times) > 2 else ""
-        return f'SELECT DISTINCT s0.person_id {runs} AND {times[-1]} IS NULL{reached} AND s0."timestamp" <= {cutoff}'
+        return f"FROM {EVENTS_TABLE} s0 {' '.join(joins)} WHERE {start_where}", times
 
     def same_instant(self, node: Sequence, k: int, times: list[str]) -> str:
         """Step *k* can join the steps matched at step *k-1*'s instant: distinct events there for all of them.
@@ -715,3 +730,56 @@ def compile_preview(
         f"ARRAY(SELECT person_id FROM members ORDER BY last_seen DESC, person_id DESC "
         f"LIMIT {builder.bind(sample_size)})"
     )
+
+
+def compile_measure(node: Node, *, workspace_id: int, now: datetime, person_id: int) -> CompiledQuery | None:
+    """What decides a condition of events for one person, read as its compiled set reads it: the
+    numbers the page saying why a person is (not) in a segment shows. ``None`` for a node that
+    reads no events (a trait, a segment reference, a group: their values are at hand elsewhere).
+
+    - ``event``: one row, the number of matching events in the window;
+    - ``aggregate``: one row, the function's value (a sum of nothing is 0, any other function of
+      nothing NULL) and how many values it took;
+    - ``first_performed`` / ``last_performed``: one row, the first (last) matching instant of all
+      time, NULL when never;
+    - ``regular``: one row, in how many of the periods a matching event falls;
+    - ``sequence``: a row per number of steps reached and whether the run started at least
+      ``within`` before ``now``, with the number of such runs.
+    """
+    builder = _Builder(workspace_id, now, [person_id])
+    if isinstance(node, EventCount):
+        where = builder.events_where("e", node.event, node.filters, node.window)
+        sql = f"SELECT count(*) FROM {EVENTS_TABLE} e WHERE {where}"
+    elif isinstance(node, Aggregate):
+        where = builder.events_where("e", node.event, node.filters, node.window)
+        function = _SUM if node.function == "sum" else f"{node.function}(g.value)"
+        sql = (
+            f"SELECT {function}, count(g.value) FROM "
+            f"(SELECT {builder.aggregated(node)} AS value FROM {EVENTS_TABLE} e WHERE {where}) g"
+        )
+    elif isinstance(node, Performed):
+        if _times_of_people(node):
+            column = "first_event_at" if node.which == "first" else "last_event_at"
+            sql = (
+                f"SELECT {column} FROM {PEOPLE_TABLE} "
+                f"WHERE workspace_id = {builder.bind(workspace_id)}{builder.only('id')}"
+            )
+        else:
+            where = builder.events_where("e", node.event, node.filters, None)
+            moment = "min" if node.which == "first" else "max"
+            sql = f'SELECT {moment}(e."timestamp") FROM {EVENTS_TABLE} e WHERE {where}'
+    elif isinstance(node, Regular):
+        where, bucket = builder.periods(node)
+        sql = f"SELECT count(DISTINCT {bucket}) FROM {EVENTS_TABLE} e WHERE {where}"
+    elif isinstance(node, Sequence):
+        runs, times = builder.runs(node)
+        steps = len(times)  # with dropped_after k, the runs look at steps 1..k+1 only
+        reached = " ".join(f"WHEN {times[k]} IS NULL THEN {k}" for k in range(1, steps))
+        cutoff = builder.bind(now - node.within.as_timedelta())
+        sql = (
+            f'SELECT CASE {reached} ELSE {steps} END, s0."timestamp" <= {cutoff}, count(*) {runs} '
+            "GROUP BY 1, 2 ORDER BY 1, 2"
+        )
+    else:
+        return None
+    return builder.finish(sql)

@@ -7,11 +7,14 @@ truncate-and-refill, so readers never see half a refresh.
 
 from __future__ import annotations
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
 from accounts.tenancy import TenantModel, hot_workspace_key
 
 DEFAULT_REFRESH_SECONDS = 300
+MAX_TAGS = 20
+MAX_TAG_LENGTH = 50
 
 
 class SegmentStatus(models.TextChoices):
@@ -24,6 +27,9 @@ class SegmentStatus(models.TextChoices):
 class Segment(TenantModel):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True, max_length=2000)
+    # Labels for finding segments in the list ("vip", "q3 launch"): each in the normal form of
+    # ``core.names``, case folded, at most once (``segmentation.services.segments``).
+    tags = ArrayField(models.CharField(max_length=MAX_TAG_LENGTH), default=list, blank=True, size=MAX_TAGS)
     # The definition document (segment-definition.md); null for a static segment.
     definition = models.JSONField(null=True, blank=True)
     is_static = models.BooleanField(default=False)

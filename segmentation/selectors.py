@@ -14,7 +14,9 @@ from django.utils import timezone
 
 from accounts.models import Workspace
 from accounts.sql import execute_scoped, with_tables
+from core.names import InvalidName
 from segmentation.models import Membership, MembershipChange, MembershipChangeKind, Segment, SegmentSizeSnapshot
+from segmentation.tags import tag_key
 from tracking.models import Identity, IdentityKind, Person
 
 SEGMENT_ORDERS = {
@@ -30,16 +32,41 @@ SEGMENT_ORDERS = {
 CSV_CHUNK = 2000
 
 
-def segment_list(workspace: Workspace, *, search: str = "", order: str = "name") -> QuerySet[Segment]:
-    """The workspace's segments; ``search`` matches the name or description (case-insensitive).
+def segment_list(
+    workspace: Workspace, *, search: str = "", order: str = "name", tag: str | None = None
+) -> QuerySet[Segment]:
+    """The workspace's segments; ``search`` matches the name or description (case-insensitive) or is
+    one of the tags; ``tag``: only the segments carrying it (compared in its stored form).
 
     ``order`` is one of ``SEGMENT_ORDERS`` (callers check it; unknown values fall back to name).
     """
     segments = Segment.objects.filter(workspace=workspace)
     if search.strip():
         term = search.strip()
-        segments = segments.filter(Q(name__icontains=term) | Q(description__icontains=term))
+        by_tag = _tag_or_none(term)
+        matches = Q(name__icontains=term) | Q(description__icontains=term)
+        if by_tag:
+            matches |= Q(tags__contains=[by_tag])
+        segments = segments.filter(matches)
+    if tag is not None:
+        segments = segments.filter(tags__contains=[_tag_or_none(tag) or ""])
     return segments.order_by(*SEGMENT_ORDERS.get(order, SEGMENT_ORDERS["name"]))
+
+
+def _tag_or_none(text: str) -> str | None:
+    try:
+        return tag_key(text)
+    except InvalidName:
+        return None
+
+
+def segment_tags(workspace: Workspace) -> list[tuple[str, int]]:
+    """Every tag in use with the number of segments carrying it, by name."""
+    counts: dict[str, int] = {}
+    for tags in Segment.objects.filter(workspace=workspace).exclude(tags=[]).values_list("tags", flat=True):
+        for tag in tags:
+            counts[tag] = counts.get(tag, 0) + 1
+    return sorted(counts.items())
 
 
 def segment_get(workspace: Workspace, segment_id: int) -> Segment | None:
@@ -158,3 +185,54 @@ def segment_history(
         )
         day += timedelta(days=1)
     return rows
+
+
+@dataclass(frozen=True)
+class PersonSegment:
+    """A segment the person is in now, since ``entered_at``."""
+
+    id: int
+    name: str
+    entered_at: datetime
+    is_static: bool
+
+
+def person_segments(workspace: Workspace, person_id: int) -> list[PersonSegment]:
+    """The segments the person is in now (stored membership), earliest entry first."""
+    rows = (
+        Membership.objects.filter(workspace=workspace, person_id=person_id, segment__workspace=workspace)
+        .order_by("entered_at", "segment_id")
+        .values_list("segment_id", "segment__name", "entered_at", "segment__is_static")
+    )
+    return [PersonSegment(*row) for row in rows]
+
+
+@dataclass(frozen=True)
+class PersonChange:
+    """The person entered or left a segment at ``at`` (``name`` None: the segment was deleted since)."""
+
+    segment_id: int
+    name: str | None
+    kind: str
+    at: datetime
+
+    @property
+    def entered(self) -> bool:
+        return self.kind == MembershipChangeKind.ENTERED
+
+
+def person_changes(workspace: Workspace, person_id: int, *, limit: int = 10) -> list[PersonChange]:
+    """The person's latest entries and exits, newest first."""
+    name = Segment.objects.filter(workspace=workspace, pk=OuterRef("segment_id")).values("name")[:1]
+    rows = (
+        MembershipChange.objects.filter(workspace=workspace, person_id=person_id)
+        .annotate(name=Subquery(name))
+        .order_by("-at", "-id")
+        .values_list("segment_id", "name", "kind", "at")[:limit]
+    )
+    return [PersonChange(*row) for row in rows]
+
+
+def people_in_segment(workspace: Workspace, people: QuerySet[Person], segment: Segment) -> QuerySet[Person]:
+    """``people`` narrowed to the segment's current members (stored membership)."""
+    return people.filter(Exists(Membership.objects.filter(workspace=workspace, segment=segment, person=OuterRef("pk"))))

@@ -114,12 +114,37 @@ GROUP BY a.segment_id, b.segment_id
 
 @dataclass(frozen=True)
 class OverlapCell:
+    """Row segment A, column segment B: the people in both, out of A's (the row's) people."""
+
     both: int
-    jaccard: float | None  # shared / in either (A and B over A or B); None when both are empty
+    row_size: int
+
+    @property
+    def share(self) -> float | None:
+        """The share of the row's people also in the column's segment; None when the row is empty."""
+        return self.both / self.row_size if self.row_size else None
+
+    @property
+    def percent(self) -> str:
+        """The share as a whole percent; never 0 for some people nor 100 for not all of them."""
+        share = self.share
+        if share is None:
+            return "—"
+        rounded = round(share * 100)
+        if rounded == 0 and self.both:
+            return "<1%"
+        if rounded == 100 and self.both < self.row_size:
+            return ">99%"
+        return f"{rounded}%"
+
+    @property
+    def row_only(self) -> int:
+        """The row's people not in the column's segment."""
+        return self.row_size - self.both
 
 
 def segment_overlap(workspace: Workspace, segments: list[Segment]) -> dict[tuple[int, int], OverlapCell]:
-    """Pairwise overlap of stored memberships (each segment's last refresh), keyed both ways."""
+    """Pairwise overlap of stored memberships (each segment's last refresh), keyed (row, column)."""
     ids = [segment.pk for segment in segments]
     sizes = {segment.pk: segment.size for segment in segments}
     with connection.cursor() as cursor:
@@ -128,10 +153,47 @@ def segment_overlap(workspace: Workspace, segments: list[Segment]) -> dict[tuple
     cells: dict[tuple[int, int], OverlapCell] = {}
     for a in ids:
         for b in ids:
-            if a == b:
-                cells[(a, b)] = OverlapCell(sizes[a], 1.0 if sizes[a] else None)
-                continue
-            n = both.get((min(a, b), max(a, b)), 0)
-            union = sizes[a] + sizes[b] - n
-            cells[(a, b)] = OverlapCell(n, n / union if union else None)
+            n = sizes[a] if a == b else both.get((min(a, b), max(a, b)), 0)
+            cells[(a, b)] = OverlapCell(n, sizes[a])
     return cells
+
+
+DASHBOARD_SEGMENTS = 5
+
+
+@dataclass(frozen=True)
+class SegmentHighlight:
+    segment: Segment
+    trend: Trend
+
+    @property
+    def growth_percent(self) -> int | None:
+        """The 7-day gain against the size then, rounded; None when it was empty then (or is unknown)."""
+        change = self.trend.change
+        before = self.segment.size - change if change is not None else 0
+        return round(change / before * 100) if change is not None and before > 0 else None
+
+
+@dataclass(frozen=True)
+class SegmentHighlights:
+    """The dashboard's view of segments: how many, the largest, and those that grew most in 7 days."""
+
+    count: int
+    largest: list[SegmentHighlight]
+    growing: list[SegmentHighlight]
+
+
+def segment_highlights(workspace: Workspace, *, now: datetime | None = None) -> SegmentHighlights:
+    """Largest by size; fastest-growing by people gained against the size known 7 days ago (only gains)."""
+    segments = list(Segment.objects.filter(workspace=workspace).order_by("-size", "name", "id"))
+    trends = segment_trends(workspace, segments, now=now)
+    highlights = [SegmentHighlight(segment, trends[segment.pk]) for segment in segments]
+    growing = sorted(
+        (h for h in highlights if h.trend.change is not None and h.trend.change > 0),
+        key=lambda h: (-(h.trend.change or 0), h.segment.name, h.segment.pk),
+    )
+    return SegmentHighlights(
+        count=len(segments),
+        largest=[h for h in highlights if h.segment.size > 0][:DASHBOARD_SEGMENTS],
+        growing=growing[:DASHBOARD_SEGMENTS],
+    )

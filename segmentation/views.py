@@ -29,7 +29,8 @@ from django_htmx.http import reswap, retarget
 from accounts.decorators import workspace_required
 from accounts.models import Workspace
 from accounts.requests import MemberRequest
-from segmentation import charts, selectors, services, ui_selectors
+from core.names import InvalidName
+from segmentation import charts, person_views, selectors, services, ui_selectors
 from segmentation.catalogue import selectors as catalogue
 from segmentation.catalogue.models import PropertySource
 from segmentation.definition import DefinitionInvalid, Node, parse, referenced_segments
@@ -37,6 +38,7 @@ from segmentation.exports import csv_lines
 from segmentation.models import Segment, SegmentStatus
 from segmentation.playbooks import BY_SLUG, PLAYBOOKS
 from segmentation.sentence import Part, sentence
+from segmentation.tags import tag_key
 from tracking import people_selectors
 from tracking.labels import person_label
 from tracking.models import Person
@@ -60,7 +62,18 @@ class SegmentForm(forms.Form):
     description = forms.CharField(
         max_length=2000, required=False, label="Description", widget=forms.TextInput(attrs={"placeholder": "Optional"})
     )
+    tags = forms.CharField(
+        max_length=2000,
+        required=False,
+        label="Tags",
+        help_text="Separated by commas, e.g. vip, email",
+        widget=forms.TextInput(attrs={"placeholder": "Optional", "autocomplete": "off"}),
+    )
     definition = forms.CharField(widget=forms.Textarea(attrs={"hidden": True}), label="Definition (JSON)")
+
+    def clean_tags(self) -> list[str]:
+        """The line as a list; the service normalises and checks each tag."""
+        return [tag for tag in (part.strip() for part in self.cleaned_data["tags"].split(",")) if tag]
 
     def clean_definition(self) -> Any:
         text = self.cleaned_data["definition"]
@@ -115,7 +128,14 @@ def segment_list(request: MemberRequest) -> HttpResponse:
     sort = request.GET.get("sort", "name")
     if sort not in dict(SORT_LABELS):
         sort = "name"
-    segments = list(selectors.segment_list(workspace, search=q, order=sort))
+    tags = selectors.segment_tags(workspace)
+    try:
+        tag = tag_key(request.GET.get("tag", "")[:200])
+    except InvalidName:
+        tag = ""
+    if tag and tag not in dict(tags):
+        tags.append((tag, 0))  # a link to a tag no segment carries any more: kept, and shown with 0
+    segments = list(selectors.segment_list(workspace, search=q, order=sort, tag=tag or None))
     trends = ui_selectors.segment_trends(workspace, segments)
     rows = [(segment, trends[segment.pk], charts.sparkline(trends[segment.pk].points)) for segment in segments]
     context = {
@@ -124,8 +144,10 @@ def segment_list(request: MemberRequest) -> HttpResponse:
         "q": q,
         "sort": sort,
         "sorts": SORT_LABELS,
+        "tags": tags,
+        "tag": tag,
         "playbooks": PLAYBOOKS,
-        "has_any": bool(rows) or (bool(q) and Segment.objects.filter(workspace=workspace).exists()),
+        "has_any": bool(rows) or (bool(q or tag) and Segment.objects.filter(workspace=workspace).exists()),
         "busy": any(s.status in (SegmentStatus.PENDING, SegmentStatus.REFRESHING) for s in segments),
         "can_write": request.membership.can_write,
     }
@@ -211,6 +233,7 @@ def _save(request: MemberRequest, form: SegmentForm, segment: Segment | None) ->
                 name=data["name"],
                 definition=data["definition"],
                 description=data["description"],
+                tags=data["tags"],
             )
             messages.success(request, f"Segment “{saved.name}” saved.")
         else:
@@ -220,6 +243,7 @@ def _save(request: MemberRequest, form: SegmentForm, segment: Segment | None) ->
                 name=data["name"],
                 definition=data["definition"],
                 description=data["description"],
+                tags=data["tags"],
             )
             messages.success(request, f"Segment “{saved.name}” saved.")
     except DefinitionInvalid as error:
@@ -259,7 +283,12 @@ def segment_edit(request: MemberRequest, pk: int) -> HttpResponse:
     if request.method == "POST":
         return _save(request, SegmentForm(request.POST), segment)
     form = SegmentForm(
-        initial={"name": segment.name, "description": segment.description, "definition": json.dumps(segment.definition)}
+        initial={
+            "name": segment.name,
+            "description": segment.description,
+            "tags": ", ".join(segment.tags),
+            "definition": json.dumps(segment.definition),
+        }
     )
     return _builder_page(request, form=form, document=segment.definition, segment=segment, errors=[])
 
@@ -522,6 +551,7 @@ def segment_duplicate(request: MemberRequest, pk: int) -> HttpResponse:
             definition=segment.definition,
             static=segment.is_static,
             description=segment.description,
+            tags=segment.tags,
         )
     except (ValidationError, DefinitionInvalid) as error:
         messages.error(request, f"Could not duplicate “{segment.name}”: {'; '.join(_messages(error))}")
@@ -586,5 +616,102 @@ def segment_overlap(request: MemberRequest) -> HttpResponse:
             "matrix": matrix,
             "too_many": too_many,
             "max_overlap": ui_selectors.MAX_OVERLAP,
+            "can_write": request.membership.can_write,
         },
     )
+
+
+OVERLAP_KINDS = ("both", "only")
+OVERLAP_NAME_TRIES = 20
+
+
+def overlap_definition(kind: str, row: int, column: int) -> dict[str, Any]:
+    """In both segments ("both"), or in the row's and not the column's ("only"), by ``segment`` conditions."""
+    other: dict[str, Any] = {"type": "segment", "segment": column}
+    if kind == "only":
+        other = {"type": "not", "condition": other}
+    return {"type": "and", "conditions": [{"type": "segment", "segment": row}, other]}
+
+
+@workspace_required(write="member")
+@require_POST
+def segment_overlap_create(request: MemberRequest) -> HttpResponse:
+    """One click on an overlap cell: a dynamic segment of the intersection or the difference, then its page.
+
+    ``row`` and ``column`` name segments of this workspace (else 404), ``kind`` is both or only. The
+    name says what it holds ("A and B", "A but not B"), numbered when taken; the first refresh
+    is queued as for any new segment.
+    """
+    workspace = request.workspace
+    row_id = person_views.segment_id_or_none(request.POST.get("row"))
+    column_id = person_views.segment_id_or_none(request.POST.get("column"))
+    row = selectors.segment_get(workspace, row_id) if row_id is not None else None
+    column = selectors.segment_get(workspace, column_id) if column_id is not None else None
+    if row is None or column is None:
+        raise Http404("No such segment")
+    kind = request.POST.get("kind", "")
+    back = reverse("segment_overlap") + "?" + "&".join(f"s={pk}" for pk in _ints(request.POST.getlist("s")))
+    if kind not in OVERLAP_KINDS or row.pk == column.pk:
+        messages.error(request, "Choose two different segments, and whether people must be in both or only the first.")
+        return redirect(back)
+    base = f"{row.name} and {column.name}" if kind == "both" else f"{row.name} but not {column.name}"
+    description = (
+        f"People in “{row.name}” and in “{column.name}”, made from their overlap."
+        if kind == "both"
+        else f"People in “{row.name}” who are not in “{column.name}”, made from their overlap."
+    )
+    for attempt in range(1, OVERLAP_NAME_TRIES + 1):
+        suffix = "" if attempt == 1 else f" ({attempt})"
+        name = base[: 200 - len(suffix)].rstrip() + suffix
+        try:
+            created = services.segment_create(
+                workspace=workspace,
+                actor=request.user,
+                name=name,
+                definition=overlap_definition(kind, row.pk, column.pk),
+                description=description[:2000],
+            )
+        except ValidationError as error:
+            if "name" in getattr(error, "message_dict", {}) and attempt < OVERLAP_NAME_TRIES:
+                continue  # taken: try the next number
+            messages.error(request, f"Not created: {'; '.join(_messages(error))}")
+            return redirect(back)
+        except DefinitionInvalid as error:
+            messages.error(request, f"Not created: {'; '.join(_messages(error))}")
+            return redirect(back)
+        messages.success(request, f"Segment “{created.name}” created from the overlap. Its members are being counted.")
+        return redirect("segment_detail", pk=created.pk)
+    return redirect(back)
+
+
+def _ints(values: list[str]) -> list[int]:
+    return [int(value) for value in values if value.isdigit() and len(value) <= 18]
+
+
+# --- Why a person is in a segment (the person page's "Segments" section) ---------------------
+
+
+@workspace_required()
+@require_safe
+def segment_why(request: MemberRequest) -> HttpResponse:
+    """The explanation for ``?person=<id>&why=<segment id>``, as the person page's section shows it.
+
+    htmx swaps it into that section; any other request goes to the person page, which renders the
+    same explanation inline (``segmentation.person_views``). Another workspace's person or segment
+    answers 404, as a missing one.
+    """
+    workspace = request.workspace
+    person_id = person_views.segment_id_or_none(request.GET.get("person"))
+    person = people_selectors.person_get(workspace, person_id) if person_id is not None else None
+    if person is None:
+        raise Http404("No such person in this workspace.")
+    segment_id = person_views.segment_id_or_none(request.GET.get("why"))
+    if not request.htmx:  # type: ignore[attr-defined]
+        query = f"?why={segment_id}" if segment_id is not None else ""
+        return redirect(reverse("person_detail", args=[person.pk]) + query + "#why")
+    explanation = person_views.explanation_for(request, person, request.GET.get("why"))
+    if explanation is None:
+        if not request.GET.get("why"):
+            return HttpResponse("")  # "Choose a segment": nothing to explain
+        raise Http404("No such segment in this workspace.")
+    return render(request, "segmentation/_why.html", {"explanation": explanation})

@@ -7,6 +7,7 @@ are big, and a page never counts them.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,7 +25,7 @@ from accounts.permissions import WorkspaceRole
 from accounts.requests import request_actor, request_workspace
 from accounts.services import audit_record
 from core.api import CursorPagination
-from tracking import exports
+from tracking import exports, people_extensions
 from tracking import people_selectors as selectors
 from tracking import people_services as services
 from tracking.models import Event, Person, QuarantinedMessage, QuarantineKind
@@ -111,7 +112,39 @@ EVENT_PARAMETERS = [
 ]
 
 
-@extend_schema_view(list=extend_schema(parameters=PEOPLE_PARAMETERS))
+def _extension_parameters() -> list[OpenApiParameter]:
+    """The filters apps above contribute (``tracking.people_extensions``), registered before this module loads."""
+    return [
+        OpenApiParameter(extension.name, extension.schema, description=extension.description)
+        for extension in people_extensions.people_filters()
+    ]
+
+
+@functools.cache
+def person_detail_serializer() -> type[PersonSerializer]:
+    """One person's answer: the person with the fields apps above contribute (``segments``)."""
+    extra = people_extensions.person_fields()
+    names = [field.name for field in extra]
+    meta = type("Meta", (PersonSerializer.Meta,), {"fields": [*PersonSerializer.Meta.fields, *names]})
+    attrs: dict[str, Any] = {field.name: field.field() for field in extra}
+    return type("PersonDetailSerializer", (PersonSerializer,), {**attrs, "Meta": meta, "__module__": __name__})
+
+
+def _filtered(request: Request, people: Any) -> Any:
+    """The people narrowed by each contributed filter given; a value naming nothing here is a 400 naming it."""
+    workspace = request_workspace(request)
+    for extension in people_extensions.people_filters():
+        value = _text_param(request, extension.name)
+        if value is None:
+            continue
+        try:
+            people = extension.apply(workspace, people, value)
+        except people_extensions.FilterValueInvalid as error:
+            raise ValidationError({extension.name: [str(error)]}) from error
+    return people
+
+
+@extend_schema_view(list=extend_schema(parameters=[*PEOPLE_PARAMETERS, *_extension_parameters()]))
 class PersonViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet[Person]
 ):
@@ -127,12 +160,26 @@ class PersonViewSet(
         workspace = request_workspace(self.request)
         if self.action != "list":
             return selectors.people_list(workspace)
-        return selectors.people_list(
+        people = selectors.people_list(
             workspace,
             user_id=_text_param(self.request, "user_id"),
             anonymous_id=_text_param(self.request, "anonymous_id"),
             search=self.request.query_params.get("search"),
         )
+        return _filtered(self.request, people)
+
+    def get_serializer_class(self) -> Any:
+        if self.action == "retrieve":
+            return person_detail_serializer()
+        return super().get_serializer_class()
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """The person, with what apps above know of them (``segments``: the segments they are in now)."""
+        person = self.get_object()
+        workspace = request_workspace(request)
+        for field in people_extensions.person_fields():
+            setattr(person, field.name, field.value(workspace, person))
+        return Response(self.get_serializer(person).data)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         erasure = services.person_erase(

@@ -1,7 +1,7 @@
 from django.apps import AppConfig
 from django.conf import settings
 
-from tracking import events
+from tracking import events, people_extensions
 
 
 class TrackingConfig(AppConfig):
@@ -11,3 +11,5 @@ class TrackingConfig(AppConfig):
     def ready(self) -> None:
         # The apps above tracking hear about people through its port; the settings name them, tracking does not.
         events.subscribers_load(settings.TRACKING_SUBSCRIBERS)
+        # What they add to the people list, a person's REST answer and page; named the same way.
+        people_extensions.extensions_load(settings.TRACKING_PEOPLE_EXTENSIONS)

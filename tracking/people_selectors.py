@@ -8,13 +8,15 @@ workspace's events.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from django.core.cache import cache
 from django.db import connection
 from django.db.models import Count, Exists, Max, Min, OuterRef, Prefetch, Q, QuerySet, Subquery, TextField
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast
+from django.db.models.functions import Cast, TruncDate
+from django.utils import timezone
 
 from accounts.models import Workspace
 from accounts.sql import execute_scoped
@@ -233,3 +235,66 @@ def quarantine_list(
     if reason is not None:
         messages = messages.filter(reason=reason)
     return messages.order_by("-received_at", "-id")
+
+
+# --- The dashboard's numbers -------------------------------------------------------------
+
+# Days before today change only when late events arrive with old timestamps: their counts are
+# kept this long per workspace, and today's are counted on every read.
+EVENTS_PER_DAY_CACHE_SECONDS = 3600
+
+
+def _events_by_day(workspace: Workspace, start: datetime, end: datetime) -> dict[date, int]:
+    rows = (
+        Event.objects.filter(workspace=workspace, timestamp__gte=start, timestamp__lt=end)
+        .annotate(day=TruncDate("timestamp", tzinfo=UTC))
+        .values("day")
+        .annotate(n=Count("id"))
+        .values_list("day", "n")
+    )
+    return dict(rows)
+
+
+def events_per_day(workspace: Workspace, *, days: int = 30, now: datetime | None = None) -> list[tuple[date, int]]:
+    """Events by UTC day of their timestamp, the last ``days`` days up to today, oldest first, zeros included.
+
+    Reads the ``(workspace_id, timestamp)`` index over the window: the earlier days are cached
+    (``EVENTS_PER_DAY_CACHE_SECONDS``), today is counted on each read.
+    """
+    now = now or timezone.now()
+    today = now.astimezone(UTC).date()
+    first = today - timedelta(days=days - 1)
+    midnight = datetime(today.year, today.month, today.day, tzinfo=UTC)
+    key = f"tracking:events-per-day:{workspace.pk}:{first.isoformat()}:{days}"
+    earlier: dict[date, int] | None = cache.get(key)
+    if earlier is None:
+        start = datetime(first.year, first.month, first.day, tzinfo=UTC)
+        earlier = _events_by_day(workspace, start, midnight)
+        cache.set(key, earlier, EVENTS_PER_DAY_CACHE_SECONDS)
+    counts = {**earlier, **_events_by_day(workspace, midnight, midnight + timedelta(days=1))}
+    return [(first + timedelta(days=offset), counts.get(first + timedelta(days=offset), 0)) for offset in range(days)]
+
+
+@dataclass(frozen=True)
+class IngestionHealth:
+    """Is data arriving, and is some of it refused?"""
+
+    events_last_hour: int  # events whose time is within the last hour
+    last_event_at: datetime | None  # the newest event's time
+    rejected_last_day: int  # messages refused on their own in the last 24 hours (the quarantine)
+    rejected_total: int
+    warned_last_day: int  # messages stored with warnings in the last 24 hours
+
+
+def ingestion_health(workspace: Workspace, *, now: datetime | None = None) -> IngestionHealth:
+    now = now or timezone.now()
+    events = Event.objects.filter(workspace=workspace)
+    quarantine = QuarantinedMessage.objects.filter(workspace=workspace)
+    day_ago = now - timedelta(days=1)
+    return IngestionHealth(
+        events_last_hour=events.filter(timestamp__gte=now - timedelta(hours=1), timestamp__lte=now).count(),
+        last_event_at=events.order_by("-timestamp").values_list("timestamp", flat=True).first(),
+        rejected_last_day=quarantine.filter(kind=QuarantineKind.REJECTED, received_at__gte=day_ago).count(),
+        rejected_total=quarantine.filter(kind=QuarantineKind.REJECTED).count(),
+        warned_last_day=quarantine.filter(kind=QuarantineKind.WARNED, received_at__gte=day_ago).count(),
+    )

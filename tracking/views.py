@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -19,7 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.decorators import workspace_required
 from accounts.requests import MemberRequest
-from tracking import people_selectors, people_services, selectors, services
+from tracking import people_extensions, people_selectors, people_services, selectors, services
 from tracking.embed import embed_code
 from tracking.forms import TriggerForm
 from tracking.labels import anonymous_label, first_anonymous_id
@@ -118,14 +119,56 @@ def live_events(request: MemberRequest) -> HttpResponse:
     )
 
 
+@dataclass(frozen=True)
+class FilterShown:
+    """A filter of the People page contributed by an app above (``tracking.people_extensions``)."""
+
+    name: str
+    label: str
+    value: str
+    choices: list[tuple[str, str]]
+    error: str
+
+
 @require_GET
 @workspace_required()
 def people(request: MemberRequest) -> HttpResponse:
+    """People, searched and narrowed by the filters apps above contribute (``?segment=``), 50 a page.
+
+    A filter value that names nothing here says so next to its control and lists nobody, rather than
+    everyone: a stale link must not read as "these are the members".
+    """
+    workspace = request.workspace
     q = request.GET.get("q", "").strip()
-    page = Paginator(people_selectors.people_list(request.workspace, search=q or None), PEOPLE_PAGE_SIZE).get_page(
-        request.GET.get("page")
+    people = people_selectors.people_list(workspace, search=q or None)
+    shown: list[FilterShown] = []
+    refused = False
+    for extension in people_extensions.people_filters():
+        value = request.GET.get(extension.name, "").strip()
+        error = ""
+        if value:
+            try:
+                people = extension.apply(workspace, people, value)
+            except people_extensions.FilterValueInvalid as problem:
+                error, refused = str(problem), True
+        shown.append(FilterShown(extension.name, extension.label, value, extension.choices(workspace), error))
+    if refused:
+        people = people.none()
+    page = Paginator(people, PEOPLE_PAGE_SIZE).get_page(request.GET.get("page"))
+    kept = {"q": q, **{f.name: f.value for f in shown}}
+    query = urlencode({key: value for key, value in kept.items() if value})
+    return render(
+        request,
+        "tracking/people.html",
+        {
+            "section": "people",
+            "page": page,
+            "q": q,
+            "filters": shown,
+            "filtered": bool(query),
+            "query": f"{query}&" if query else "",
+        },
     )
-    return render(request, "tracking/people.html", {"section": "people", "page": page, "q": q})
 
 
 def _person_or_404(request: MemberRequest, pk: int) -> Person:
@@ -188,6 +231,7 @@ def person_detail(request: MemberRequest, pk: int) -> HttpResponse:
             "events": _with_json(events),
             "older_url": older_url,
             "newer_url": "?" if cursor is not None else None,
+            "panels": [panel.render(request, person) for panel in people_extensions.person_panels()],
         },
     )
 

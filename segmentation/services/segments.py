@@ -14,11 +14,13 @@ from django.utils import timezone
 
 from accounts.models import User, Workspace
 from accounts.services import audit_record
+from core.names import InvalidName
 from segmentation.compiler import compile_preview
 from segmentation.definition import Node, parse, referenced_segments
 from segmentation.membership import evaluation_settings, is_timeout, plan_settings
-from segmentation.models import Segment, SegmentStatus
+from segmentation.models import MAX_TAG_LENGTH, MAX_TAGS, Segment, SegmentStatus
 from segmentation.services.refresh import segment_refresh_enqueue
+from segmentation.tags import tag_key
 from tracking.models import Person
 from tracking.people_selectors import people_list
 
@@ -77,6 +79,28 @@ def _clean_description(description: str) -> str:
     return description
 
 
+def _clean_tags(tags: list[str]) -> list[str]:
+    """Tags in their stored form, each once, in the order given; ``ValidationError`` naming the first bad one."""
+    cleaned: list[str] = []
+    for index, raw in enumerate(tags):
+        try:
+            tag = tag_key(raw)
+        except InvalidName as error:
+            raise ValidationError({"tags": [f"Tag {index + 1}: {error}"]}) from error
+        if not tag:
+            raise ValidationError({"tags": [f"Tag {index + 1} is empty."]})
+        if "," in tag:
+            # The page edits tags as one comma-separated line: a comma inside one could not come back.
+            raise ValidationError({"tags": [f"Tag {index + 1} contains a comma; give each tag on its own."]})
+        if len(tag) > MAX_TAG_LENGTH:
+            raise ValidationError({"tags": [f"Tag {index + 1} is longer than {MAX_TAG_LENGTH} characters."]})
+        if tag not in cleaned:
+            cleaned.append(tag)
+    if len(cleaned) > MAX_TAGS:
+        raise ValidationError({"tags": [f"At most {MAX_TAGS} tags, not {len(cleaned)}."]})
+    return cleaned
+
+
 def _clean_interval(seconds: int) -> int:
     if not MIN_REFRESH_INTERVAL_SECONDS <= seconds <= MAX_REFRESH_INTERVAL_SECONDS:
         raise ValidationError(
@@ -104,6 +128,7 @@ def segment_create(
     definition: dict[str, Any] | None,
     static: bool = False,
     description: str = "",
+    tags: list[str] | None = None,
 ) -> Segment:
     """A new segment. A dynamic one is refreshed once the transaction commits; a static one starts empty.
 
@@ -112,6 +137,7 @@ def segment_create(
     """
     name = _clean_name(workspace, name)
     description = _clean_description(description)
+    tags = _clean_tags(tags or [])
     if static and definition is not None:
         raise ValidationError({"definition": ["A static segment has no definition: its members are uploaded."]})
     if not static:
@@ -125,6 +151,7 @@ def segment_create(
                 workspace=workspace,
                 name=name,
                 description=description,
+                tags=tags,
                 definition=None if static else definition,
                 is_static=static,
                 created_by=actor,
@@ -147,6 +174,7 @@ def segment_update(
     name: str | None = None,
     definition: dict[str, Any] | None = None,
     description: str | None = None,
+    tags: list[str] | None = None,
     refresh_interval_seconds: int | None = None,
 ) -> Segment:
     """Change what is given. A new definition is validated (cycles included) and refreshed on commit."""
@@ -158,6 +186,9 @@ def segment_update(
     if description is not None:
         segment.description = _clean_description(description)
         fields.append("description")
+    if tags is not None:
+        segment.tags = _clean_tags(tags)
+        fields.append("tags")
     if refresh_interval_seconds is not None:
         segment.refresh_interval_seconds = _clean_interval(refresh_interval_seconds)
         fields.append("refresh_interval_seconds")

@@ -65,6 +65,12 @@
       var done = function () { copy.textContent = "Copied"; setTimeout(function () { copy.textContent = "Copy"; }, 1500); };
       if (navigator.clipboard) navigator.clipboard.writeText(input.value).then(done, function () {}); else { document.execCommand("copy"); done(); }
     }
+    // A link to a folded section (segments' templates) unfolds it; the link's anchor scrolls there.
+    var unfold = event.target.closest("[data-open-details]");
+    if (unfold) {
+      var details = document.getElementById(unfold.getAttribute("data-open-details"));
+      if (details) details.open = true;
+    }
     var toggle = event.target.closest("[data-nav-toggle]");
     if (toggle) {
       setNav(!document.body.classList.contains("nav-open"));

@@ -248,6 +248,12 @@ REGISTRY: dict[str, Route] = {
         reason="creates a segment in the caller's own workspace; references to others' segments: tests/segmentation",
     ),
     "segment_overlap": Route(data=lambda s: {"s": [s.segment.pk, s.static_segment.pk]}, names_object=True),
+    "segment_overlap_create": Route(
+        methods=("POST",),
+        data=lambda s: {"row": s.segment.pk, "column": s.static_segment.pk, "kind": "both"},
+        names_object=True,
+    ),
+    "segment_why": Route(data=lambda s: {"person": s.person.pk, "why": s.segment.pk}, names_object=True),
     "segment_builder_preview": Route(
         methods=(),
         reason="a JSON POST evaluated in the caller's workspace; others' ids: tests/segmentation/test_views",

@@ -119,7 +119,7 @@ def test_every_page_runs_under_the_policy(browser, live_server, watch, demo: Wor
     _visit(page, f"{base}/segments/overlap/?" + "&".join(f"s={segment.pk}" for segment in segments))
     # The overlap matrix shades its cells from the stylesheet's fixed scale, not style attributes.
     expect(page.locator(".overlap-matrix td.diagonal")).to_have_count(2)
-    expect(page.locator(".overlap-matrix td[class*='j-']")).to_have_count(2)
+    expect(page.locator(".overlap-matrix td[class*='sh-']")).to_have_count(2)
     assert page.locator("[style]").count() == 0
 
     # The Swagger UI page renders the API's operations.

@@ -136,9 +136,11 @@ def flatmap_path_parameters(context: schemathesis.HookContext, path_parameters: 
 RULES_IN_WORDS: dict[str, set[str]] = {
     "*": {"cursor"},  # a position handed out in a next or previous link, opaque
     "GET /api/v1/events/": {"person", "until"},  # an existing person; until after since
-    # The definition's own rules; no interval for a static segment; names unique in the workspace.
-    "POST /api/v1/segments/": {"definition", "refresh_interval_seconds", "name"},
-    "PATCH /api/v1/segments/{id}/": {"definition", "name"},
+    "GET /api/v1/people/": {"segment"},  # an existing segment
+    # The definition's own rules; no interval for a static segment; names unique in the workspace;
+    # tags that stay within their length once normalised, without commas.
+    "POST /api/v1/segments/": {"definition", "refresh_interval_seconds", "name", "tags"},
+    "PATCH /api/v1/segments/{id}/": {"definition", "name", "tags"},
     "POST /api/v1/segments/preview/": {"definition"},
     "POST /api/v1/segments/{id}/members/": {"segment"},  # static segments only
     "POST /api/v1/webhooks/": {"url", "segments"},  # a public http(s) host; existing segments

@@ -32,6 +32,7 @@ FIELDS = {
     "id",
     "name",
     "description",
+    "tags",
     "definition",
     "static",
     "size",

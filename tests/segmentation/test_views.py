@@ -89,11 +89,11 @@ def test_the_list_shows_size_change_status_and_pins_its_queries(workspace, owner
     client = logged_in_client(owner)
     client.get(reverse("segments"))
 
-    # session, user, membership+workspace, workspaces of the switcher, segments, snapshots
-    with django_assert_num_queries(6):
+    # session, user, membership+workspace, workspaces of the switcher, tags, segments, snapshots
+    with django_assert_num_queries(7):
         response = client.get(reverse("segments"))
     _segment(workspace, "Third", {"type": "trait", "key": "plan", "operator": "is_set"})
-    with django_assert_num_queries(6):
+    with django_assert_num_queries(7):
         client.get(reverse("segments"))
 
     html = response.content.decode()
@@ -670,7 +670,7 @@ def test_deleting_an_unused_segment(workspace, owner):
 # --- Overlap -------------------------------------------------------------------------------
 
 
-def test_overlap_counts_shared_members_and_jaccard(workspace, owner, shoppers):
+def test_overlap_counts_shared_members_and_the_share_of_the_row(workspace, owner, shoppers):
     buyers = _segment(workspace, "Buyers")  # ann, cy
     rich = _segment(
         workspace,
@@ -683,14 +683,14 @@ def test_overlap_counts_shared_members_and_jaccard(workspace, owner, shoppers):
     response = logged_in_client(owner).get(reverse("segment_overlap"), {"s": [buyers.pk, rich.pk, free.pk]})
 
     matrix = {
-        (row.name, column.name): (cell.both, cell.jaccard)
+        (row.name, column.name): (cell.both, cell.share)
         for row, cells in response.context["matrix"]
         for column, cell in cells
     }
     assert matrix[("Buyers", "Enterprise or Strategic")] == (2, 1.0)
     assert matrix[("Buyers", "Free")] == (0, 0.0)
     assert matrix[("Free", "Free")] == (1, 1.0)
-    assert "J 1.00" in response.content.decode()
+    assert "100% of row" in response.content.decode()
 
 
 def test_overlap_of_an_unknown_or_foreign_segment_is_a_404(workspace, owner):

@@ -62,6 +62,7 @@ def test_person_shape(api, workspace):
         "traits": {"email": "ada@example.com"},
         "first_seen": body["first_seen"],
         "last_seen": body["last_seen"],
+        "segments": [],
     }
     assert body["first_seen"].startswith((NOW - timedelta(days=3)).date().isoformat())
 
