@@ -331,7 +331,9 @@ def settings_write_key(request: MemberRequest) -> HttpResponse:
         services.write_key_rotate(workspace=workspace, actor=request.user)
         messages.success(request, "Write key rotated. Update your snippet and SDKs: the old key no longer works.")
         return redirect("settings_write_key")
-    return render(request, "accounts/settings_write_key.html", {"tab": "write_key"})
+    # The origin events are sent to: the one this page was reached at.
+    host = request.build_absolute_uri("/").rstrip("/")
+    return render(request, "accounts/settings_write_key.html", {"tab": "write_key", "host": host})
 
 
 @workspace_required()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -474,6 +476,36 @@ def test_write_key_rotation_from_settings(workspace, owner):
     assert response.status_code == 302
     workspace.refresh_from_db()
     assert workspace.write_key != old
+
+
+def test_write_key_and_install_pages_send_the_same_example_event(workspace, owner):
+    client = logged_in_client(owner)
+
+    pages = [
+        html.unescape(client.get(reverse(name)).content.decode()) for name in ("settings_write_key", "settings_install")
+    ]
+
+    example = (
+        f'curl http://testserver/v1/track -u "{workspace.write_key}:" \\\n'
+        '  -H "Content-Type: application/json" \\\n'
+        """  -d '{"userId": "user_42", "event": "Order Completed", "properties": {"revenue": 49.9}}'"""
+    )
+    assert [page.count(example) for page in pages] == [1, 1]
+    assert ['"total"' in page for page in pages] == [False, False]
+
+
+def test_every_order_completed_example_carries_revenue_never_total():
+    """The docs, templates and scripts show one example event: the demo's and the templates' ``revenue``."""
+    root = Path(__file__).resolve().parents[2]
+    files = [root / "README.md", *root.glob("docs/**/*.md"), *root.glob("templates/**/*.html")]
+    files += [path for path in root.glob("static/**/*.js") if "vendor" not in path.parts]
+    examples = [
+        (path.relative_to(root), line.strip())
+        for path in files
+        for line in path.read_text().splitlines()
+        if "Order Completed" in line and re.search(r"""["']?\btotal\b["']?\s*:""", line)
+    ]
+    assert examples == []
 
 
 def test_member_role_form_with_an_invalid_role_changes_nothing(workspace, owner):
