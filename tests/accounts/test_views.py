@@ -468,6 +468,32 @@ def test_workspace_new_bad_input_writes_nothing(workspace, owner):
     assert state() == before
 
 
+def test_the_key_form_refuses_an_active_keys_name_in_another_case_inline(workspace, owner):
+    factories.api_key(workspace, name="CRM sync")
+    before = state()
+
+    response = logged_in_client(owner).post(reverse("settings_api_keys"), {"name": "crm  SYNC"})
+
+    assert response.status_code == 200
+    assert response.context["form"].errors["name"] == [
+        "An API key named 'CRM sync' already exists in this workspace."
+        " Names that differ only in case, spacing or invisible characters count as the same."
+    ]
+    assert "already exists in this workspace" in response.content.decode()
+    assert state() == before
+
+
+def test_workspace_names_from_the_settings_form_are_stored_normalised(workspace, owner):
+    client = logged_in_client(owner)
+
+    client.post(reverse("settings_workspace"), {"name": "\u202eNorthwind\u00a0 Outfitters "})
+    refused = client.post(reverse("settings_workspace"), {"name": "\u200b"})
+
+    workspace.refresh_from_db()
+    assert workspace.name == "Northwind Outfitters"
+    assert refused.context["form"].errors["name"] == ["A workspace needs a name."]
+
+
 def test_write_key_rotation_from_settings(workspace, owner):
     old = workspace.write_key
 
@@ -701,7 +727,7 @@ def _fill(workspace, rows: int) -> None:
     for index in range(rows):
         user = factories.member(workspace, role=Role.MEMBER)
         with workspace_scope(workspace):
-            services.api_key_create(workspace=workspace, name=f"k{index}", actor=user)
+            services.api_key_create(workspace=workspace, name=f"key of {user.email}", actor=user)
             services.invitation_create(
                 workspace=workspace, email=f"i{index}@example.com", role="member", actor=user, accept_url_base="/"
             )
