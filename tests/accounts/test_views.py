@@ -504,6 +504,14 @@ def test_write_key_rotation_from_settings(workspace, owner):
     assert workspace.write_key != old
 
 
+def test_the_dashboard_promises_nothing_that_is_not_built(workspace, owner):
+    html = logged_in_client(owner).get(reverse("dashboard")).content.decode()
+
+    main = html[html.index('<main id="main"') : html.index("</main>")]
+    assert "campaign" not in main.lower()
+    assert reverse("settings_webhooks") in main
+
+
 def test_write_key_and_install_pages_send_the_same_example_event(workspace, owner):
     client = logged_in_client(owner)
 
