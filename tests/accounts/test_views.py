@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts import services
+from accounts.forms import SignupForm
 from accounts.models import ApiKey, AuditLogEntry, Invitation, Membership, Role, User, Workspace
 from accounts.tenancy import workspace_scope
 from tests import factories
@@ -502,6 +503,23 @@ def test_write_key_rotation_from_settings(workspace, owner):
     assert response.status_code == 302
     workspace.refresh_from_db()
     assert workspace.write_key != old
+
+
+def test_sign_up_stores_the_names_in_their_normal_form():
+    form = SignupForm(
+        {
+            "name": "\u202eAda\u00a0 Lovelace\u200b",
+            "email": "ada@example.com",
+            "password": "a-long-test-password-42",
+            "workspace_name": " Analytical\tEngines ",
+        }
+    )
+
+    assert form.is_valid(), form.errors
+    assert (form.cleaned_data["name"], form.cleaned_data["workspace_name"]) == ("Ada Lovelace", "Analytical Engines")
+    assert SignupForm({**form.data, "workspace_name": "\u200b\u2066"}).errors["workspace_name"] == [
+        "A workspace needs a name."
+    ]
 
 
 def test_the_dashboard_promises_nothing_that_is_not_built(workspace, owner):
