@@ -25,6 +25,7 @@ from django.db.models import Q
 from accounts.tenancy import workspace_scope
 from config.celery import app as celery_app
 from core.dburl import database_url
+from core.logs import RoutineTasks
 from segmentation import services
 from segmentation.models import Segment
 from segmentation.tasks import segment_realtime_sweep, segment_refresh_task, segments_refresh_due
@@ -46,7 +47,8 @@ def _lines(caplog, text: str) -> list[tuple[str, str]]:
 
 def test_the_project_logging_puts_the_filter_on_celerys_loggers():
     for name in ("celery.beat", "celery.worker.strategy", "celery.app.trace"):
-        assert [type(f).__name__ for f in logging.getLogger(name).filters] == ["RoutineTasks"], name
+        # Present (logging configured again in the process adds it again: a second one is a no-op).
+        assert "RoutineTasks" in {type(f).__name__ for f in logging.getLogger(name).filters}, name
 
 
 def test_every_routine_task_is_a_task_and_every_frequent_beat_entry_is_routine():
@@ -165,3 +167,19 @@ def test_a_real_worker_and_beat_log_their_sweeps_at_debug_only(transactional_db,
     assert sent
     assert len(handled) >= 4  # received and succeeded, twice
     assert [line for line in sent + handled if ": DEBUG/" not in line] == []
+
+
+def test_the_filter_twice_on_a_logger_moves_a_line_once_and_passes_the_rest(caplog):
+    logger = logging.getLogger("celery.app.trace")
+    extra = RoutineTasks(settings.ROUTINE_TASKS)
+    logger.addFilter(extra)
+    try:
+        caplog.set_level(logging.DEBUG)
+        context = {"id": "x", "name": "segmentation.feed_sweep", "return_value": "0", "runtime": 0.01}
+        succeeded = "Task %(name)s[%(id)s] succeeded in %(runtime)ss: %(return_value)s"
+        logger.info(succeeded, context)
+        logger.info(succeeded, {**context, "return_value": "2"})
+    finally:
+        logger.removeFilter(extra)
+
+    assert [(r.levelname, r.getMessage()[-1]) for r in caplog.records] == [("DEBUG", "0"), ("INFO", "2")]
