@@ -5,8 +5,31 @@ from typing import Any
 from django import forms
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
+from django.core.exceptions import ValidationError
 
-from accounts.models import Role, User
+from accounts.models import API_KEY_NAME_MAX_LENGTH, Role, User
+from accounts.services import workspace_name_clean
+from core.names import name_clean
+
+
+def _field_errors(error: ValidationError, field: str = "name") -> forms.ValidationError:
+    """A service's ``{field: [messages]}`` refusal as the errors of one form field."""
+    return forms.ValidationError(error.message_dict[field])
+
+
+def _person_name(value: str) -> str:
+    """A person's display name in its normal form (``core.names``); it may be empty."""
+    try:
+        return name_clean(value, noun="A person", max_length=100, required=False)
+    except ValidationError as error:
+        raise _field_errors(error) from error
+
+
+def _workspace_name(value: str) -> str:
+    try:
+        return workspace_name_clean(value)
+    except ValidationError as error:
+        raise _field_errors(error) from error
 
 
 class SignupForm(forms.Form):
@@ -14,6 +37,12 @@ class SignupForm(forms.Form):
     email = forms.EmailField(max_length=254, label="Work email")
     password = forms.CharField(widget=forms.PasswordInput, label="Password", strip=False)
     workspace_name = forms.CharField(max_length=100, label="Workspace name")
+
+    def clean_name(self) -> str:
+        return _person_name(self.cleaned_data["name"])
+
+    def clean_workspace_name(self) -> str:
+        return _workspace_name(self.cleaned_data["workspace_name"])
 
     def clean_email(self) -> str:
         # Whether the email has an account is not the form's to tell (accounts.signup).
@@ -41,6 +70,9 @@ class JoinForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.email = email
 
+    def clean_name(self) -> str:
+        return _person_name(self.cleaned_data["name"])
+
     def clean_password(self) -> str:
         password: str = self.cleaned_data["password"]
         password_validation.validate_password(password, User(email=self.email))
@@ -59,9 +91,16 @@ class EmailAuthenticationForm(AuthenticationForm):
 class WorkspaceForm(forms.Form):
     name = forms.CharField(max_length=100, label="Workspace name")
 
+    def clean_name(self) -> str:
+        return _workspace_name(self.cleaned_data["name"])
+
 
 class ApiKeyForm(forms.Form):
-    name = forms.CharField(max_length=100, label="Key name", help_text="What uses this key, e.g. “CRM sync”.")
+    """The name as typed: its normal form, and whether an active key has it already, are the service's."""
+
+    name = forms.CharField(
+        max_length=API_KEY_NAME_MAX_LENGTH, label="Key name", help_text="What uses this key, e.g. “CRM sync”."
+    )
 
 
 def _owner_password(help_text: str) -> forms.CharField:

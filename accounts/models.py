@@ -4,16 +4,21 @@ from typing import Any, ClassVar
 
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.db import models
+from django.db.models import F, Q
 from django.db.models.functions import Lower
 
 from accounts.keys import new_write_key
 from accounts.tenancy import TenantModel
 
+WORKSPACE_NAME_MAX_LENGTH = 100
+API_KEY_NAME_MAX_LENGTH = 100
+API_KEY_NAME_CONSTRAINT = "api_key_active_name_ci_unique"
+
 
 class Workspace(models.Model):
     """The tenant. Global by nature: every tenant-owned row points here."""
 
-    name = models.CharField(max_length=100)
+    name = models.CharField(max_length=WORKSPACE_NAME_MAX_LENGTH)
     write_key = models.CharField(max_length=64, unique=True, default=new_write_key)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -100,7 +105,7 @@ class Invitation(TenantModel):
 class ApiKey(TenantModel):
     """A secret REST API key. Only its SHA-256 and a short display prefix are kept."""
 
-    name = models.CharField(max_length=100)
+    name = models.CharField(max_length=API_KEY_NAME_MAX_LENGTH)
     display_prefix = models.CharField(max_length=20)
     key_hash = models.CharField(max_length=64, unique=True)
     created_by = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
@@ -110,6 +115,13 @@ class ApiKey(TenantModel):
 
     class Meta:
         indexes = [models.Index(fields=["workspace", "created_at"])]
+        constraints = [
+            # Names are stored in their normal form (core.names); among active keys, the same name in
+            # another case is taken. A revoked key keeps its name and frees it.
+            models.UniqueConstraint(
+                F("workspace"), Lower("name"), condition=Q(revoked_at__isnull=True), name=API_KEY_NAME_CONSTRAINT
+            ),
+        ]
 
     @property
     def is_active(self) -> bool:

@@ -4,6 +4,7 @@ workspace, so they run before any scope exists and say so."""
 from __future__ import annotations
 
 from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from accounts.keys import SECRET_KEY_PREFIX, WRITE_KEY_PREFIX, hash_token
@@ -66,7 +67,8 @@ def is_write_key(value: str) -> bool:
 def memberships_for_user(user: User) -> QuerySet[Membership]:
     """Every workspace the user belongs to, for the switcher."""
     # Crosses workspaces on purpose: a user's own memberships, nothing else.
-    return Membership.objects.unscoped().filter(user=user).select_related("workspace").order_by("workspace__name")
+    memberships = Membership.objects.unscoped().filter(user=user).select_related("workspace")
+    return memberships.order_by(Lower("workspace__name"), "workspace_id")
 
 
 def membership_for(user: User, workspace_id: int | None) -> Membership | None:

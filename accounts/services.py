@@ -16,16 +16,28 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts import throttle
 from accounts.keys import DISPLAY_LENGTH, hash_token, new_invitation_token, new_secret_key, new_write_key
-from accounts.models import ApiKey, AuditLogEntry, Invitation, Membership, Role, User, Workspace
+from accounts.models import (
+    API_KEY_NAME_CONSTRAINT,
+    API_KEY_NAME_MAX_LENGTH,
+    WORKSPACE_NAME_MAX_LENGTH,
+    ApiKey,
+    AuditLogEntry,
+    Invitation,
+    Membership,
+    Role,
+    User,
+    Workspace,
+)
 from accounts.principal import acting_api_key
 from accounts.tenancy import workspace_scope
 from core import ratelimit
+from core.names import name_clean, name_constraint_violated, name_taken_message
 
 OWNER_PASSWORD_REQUIRED = "Type your current password to grant, remove or change the owner role."
 OWNER_PASSWORD_WRONG = "That is not your current password."
@@ -83,9 +95,25 @@ def _password_confirmed(*, actor: User | None, password: str | None) -> None:
         raise ValidationError({"password": OWNER_PASSWORD_WRONG})
 
 
+def workspace_name_clean(name: str) -> str:
+    """The stored form of a workspace name (``core.names``). Workspace names need not be unique:
+    two companies may both be "Acme"."""
+    return name_clean(name, noun="A workspace", max_length=WORKSPACE_NAME_MAX_LENGTH)
+
+
+def api_key_name_clean(*, workspace: Workspace, name: str) -> str:
+    """The stored form of a key name, refused when an active key of the workspace has the same
+    name (a revoked key's name may be given again)."""
+    active = ApiKey.objects.filter(workspace=workspace, revoked_at__isnull=True)
+    return name_clean(
+        name, noun="An API key", max_length=API_KEY_NAME_MAX_LENGTH, existing=active.values_list("name", flat=True)
+    )
+
+
 @transaction.atomic
 def workspace_create(*, name: str, owner: User) -> Workspace:
     """A new workspace with ``owner`` as its owner."""
+    name = workspace_name_clean(name)
     workspace = Workspace.objects.create(name=name)
     with workspace_scope(workspace):
         Membership.objects.create(workspace=workspace, user=owner, role=Role.OWNER)
@@ -101,6 +129,7 @@ def user_signup(*, email: str, password: str, name: str = "", workspace_name: st
 
 
 def workspace_rename(*, workspace: Workspace, name: str, actor: User | None) -> Workspace:
+    name = workspace_name_clean(name)
     with transaction.atomic():
         old = workspace.name
         workspace.name = name
@@ -124,18 +153,24 @@ def api_key_create(*, workspace: Workspace, name: str, actor: User | None) -> tu
     The key acts with its creator's role, read at each request. A key made by a
     key belongs to the same creator, so it never outlives their membership.
     """
+    name = api_key_name_clean(workspace=workspace, name=name)
     secret = new_secret_key()
     acting = acting_api_key()
     creator = actor if actor is not None or acting is None else acting.created_by
-    with transaction.atomic():
-        key = ApiKey.objects.create(
-            workspace=workspace,
-            name=name,
-            display_prefix=secret[:DISPLAY_LENGTH],
-            key_hash=hash_token(secret),
-            created_by=creator,
-        )
-        audit_record(workspace=workspace, actor=actor, action="api_key.created", target=name)
+    try:
+        with transaction.atomic():
+            key = ApiKey.objects.create(
+                workspace=workspace,
+                name=name,
+                display_prefix=secret[:DISPLAY_LENGTH],
+                key_hash=hash_token(secret),
+                created_by=creator,
+            )
+            audit_record(workspace=workspace, actor=actor, action="api_key.created", target=name)
+    except IntegrityError as error:
+        if not name_constraint_violated(error, API_KEY_NAME_CONSTRAINT):
+            raise
+        raise ValidationError({"name": [name_taken_message("An API key", name)]}) from error
     return key, secret
 
 

@@ -303,8 +303,12 @@ def settings_api_keys(request: MemberRequest) -> HttpResponse:
     path = reverse("settings_api_keys")
     form = ApiKeyForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        _, secret = services.api_key_create(workspace=workspace, name=form.cleaned_data["name"], actor=request.user)
-        return reveal.reveal_on_next_page(redirect(path), path=path, secret=secret)
+        try:
+            _, secret = services.api_key_create(workspace=workspace, name=form.cleaned_data["name"], actor=request.user)
+        except ValidationError as error:
+            form.add_error("name", error.message_dict["name"])
+        else:
+            return reveal.reveal_on_next_page(redirect(path), path=path, secret=secret)
     created_secret = reveal.take_revealed(request, path=path) if request.method == "GET" else None
     response = render(
         request,
@@ -331,7 +335,9 @@ def settings_write_key(request: MemberRequest) -> HttpResponse:
         services.write_key_rotate(workspace=workspace, actor=request.user)
         messages.success(request, "Write key rotated. Update your snippet and SDKs: the old key no longer works.")
         return redirect("settings_write_key")
-    return render(request, "accounts/settings_write_key.html", {"tab": "write_key"})
+    # The origin events are sent to: the one this page was reached at.
+    host = request.build_absolute_uri("/").rstrip("/")
+    return render(request, "accounts/settings_write_key.html", {"tab": "write_key", "host": host})
 
 
 @workspace_required()

@@ -16,6 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from core import client_address as _client_address
 from core import embedded
+from core import logs as _logs
 from core import ratelimit as _ratelimit
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -342,9 +343,22 @@ TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
 
+# Tasks run every few seconds or minutes (by beat, or kicked by those runs): their routine log lines
+# (sent, received, succeeded doing nothing) are DEBUG, so that the worker's and beat's INFO logs show
+# work done and failures (core/logs.py). Hourly upkeep stays at INFO.
+ROUTINE_TASKS = sorted(
+    {str(entry["task"]) for entry in CELERY_BEAT_SCHEDULE.values() if float(str(entry["schedule"])) < 3600}
+    | {
+        "segmentation.tasks.segment_realtime_drain",
+        "segmentation.feed_drain",
+        "segmentation.catalogue.tasks.catalogue_update_task",
+    }
+)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"routine_tasks": {"()": "core.logs.RoutineTasks", "tasks": ROUTINE_TASKS}},
     "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {name: {"filters": ["routine_tasks"]} for name in _logs.CELERY_LOGGERS},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="WARNING")},
 }

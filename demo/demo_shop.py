@@ -270,8 +270,10 @@ class DemoShop:
         if archetype == "new_signup":
             return min(days, 14) * self.rng.uniform(0.1, 1.0), 0.0
         if archetype == "lapsed_customer":
+            # Silent for at least a month where the history allows: some stopped 30-60 days ago
+            # ("Stopped using"), others before the last 90 days ("Lapsed customers").
             start = days * self.rng.uniform(0.75, 1.0)
-            return start, max(days * 0.45, start * self.rng.uniform(0.4, 0.7))
+            return start, max(min(31.0, start / 2), start * self.rng.uniform(0.2, 0.7))
         return days * self.rng.uniform(0.5, 1.0), 0.0
 
     def _sessions(self, archetype: str) -> int:
@@ -364,7 +366,9 @@ class DemoShop:
         if stream.person.user_id is None or not stream.identified:
             return
         opens = {"email_engager": (4, 10), "loyal_buyer": (1, 4), "lapsed_customer": (0, 2)}.get(archetype, (0, 1))
-        for _ in range(rng.randint(*opens)):
+        # Opens per 45 days of the person's activity: a longer history does not thin out the readers.
+        per_span = max(1.0, (first_day - last_day) / 45)
+        for _ in range(round(rng.randint(*opens) * per_span)):
             at = self.now - timedelta(days=rng.uniform(last_day, first_day))
             campaign = rng.choice(EMAIL_CAMPAIGNS)
             stream.track(at, "Email Opened", {"campaign": campaign, "subject": campaign.replace("_", " ").title()})
@@ -380,6 +384,8 @@ class DemoShop:
         first_day, last_day = self._window(person.archetype)
         count = self._sessions(person.archetype)
         offsets = sorted((self.rng.uniform(last_day, first_day) for _ in range(count)), reverse=True)
+        if last_day and offsets:
+            offsets[-1] = last_day  # a lapsed customer's last visit is when they lapsed
         for number, days_ago in enumerate(offsets):
             at = self.now - timedelta(days=days_ago)
             # Sessions near "now" must still end in the past.

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
+from django.db.models import F
+from django.db.models.functions import Lower
 
 from accounts.tenancy import TenantModel, hot_workspace_key
 
@@ -50,7 +52,8 @@ class Segment(TenantModel):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["workspace", "name"], name="segment_name_unique"),
+            # Names are stored in their normal form (core.names); the same name in another case is taken.
+            models.UniqueConstraint(F("workspace"), Lower("name"), name="segment_name_ci_unique"),
             models.CheckConstraint(
                 condition=models.Q(is_static=True, definition__isnull=True) | models.Q(is_static=False),
                 name="segment_static_has_no_definition",
@@ -196,6 +199,13 @@ class WebhookSubscription(TenantModel):
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(on_entered=True) | models.Q(on_exited=True), name="webhook_has_an_event"
+            ),
+            # The description names the webhook: stored in its normal form (core.names), unique when given.
+            models.UniqueConstraint(
+                F("workspace"),
+                Lower("description"),
+                condition=~models.Q(description=""),
+                name="webhook_description_ci_unique",
             ),
         ]
 

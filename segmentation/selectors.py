@@ -9,7 +9,7 @@ from typing import Any
 
 from django.db import connection
 from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
-from django.db.models.functions import TruncDate
+from django.db.models.functions import Lower, TruncDate
 from django.utils import timezone
 
 from accounts.models import Workspace
@@ -19,9 +19,10 @@ from segmentation.models import Membership, MembershipChange, MembershipChangeKi
 from segmentation.tags import tag_key
 from tracking.models import Identity, IdentityKind, Person
 
-SEGMENT_ORDERS = {
-    "name": ("name", "id"),
-    "-name": ("-name", "-id"),
+# "Name (A-Z)" ignores case, as people read a list; the exact name then breaks ties.
+SEGMENT_ORDERS: dict[str, tuple[Any, ...]] = {
+    "name": (Lower("name"), "name", "id"),
+    "-name": (Lower("name").desc(), "-name", "-id"),
     "size": ("size", "id"),
     "-size": ("-size", "-id"),
     "created_at": ("created_at", "id"),

@@ -10,8 +10,6 @@ The tasks import the services and real time; those queue tasks by name through
 
 from __future__ import annotations
 
-import logging
-
 from celery import shared_task
 from django.utils import timezone
 
@@ -20,8 +18,6 @@ from accounts.tasks import WorkspaceTask
 from segmentation import feed, queueing, realtime, services
 from segmentation.models import Segment
 
-logger = logging.getLogger(__name__)
-
 
 @shared_task(base=WorkspaceTask, ignore_result=True)
 def segment_refresh_task(workspace_id: int, segment_id: int) -> None:
@@ -29,9 +25,8 @@ def segment_refresh_task(workspace_id: int, segment_id: int) -> None:
     to the workspace's next due segment, queued behind whatever other workspaces have queued."""
     segment = Segment.objects.filter(workspace_id=workspace_id, pk=segment_id).first()
     if segment is not None:
-        result = services.segment_refresh(segment=segment)
-        if result.error:
-            logger.warning("Segment %s of workspace %s: %s", segment_id, workspace_id, result.error)
+        # A failure is logged once, by the service, with the segment and the workspace.
+        services.segment_refresh(segment=segment)
     services.segment_refreshes_enqueue(services.segments_claim_due(now=timezone.now(), workspace_id=workspace_id))
 
 

@@ -19,6 +19,7 @@ from django import forms
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
+from django.db.models.functions import Lower
 from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -29,7 +30,7 @@ from django_htmx.http import reswap, retarget
 from accounts.decorators import workspace_required
 from accounts.models import Workspace
 from accounts.requests import MemberRequest
-from core.names import InvalidName
+from core.names import InvalidName, name_key
 from segmentation import charts, person_views, selectors, services, ui_selectors
 from segmentation.catalogue import selectors as catalogue
 from segmentation.catalogue.models import PropertySource
@@ -160,10 +161,8 @@ def segment_list(request: MemberRequest) -> HttpResponse:
 
 
 def _segments_for_picker(workspace: Workspace) -> list[dict[str, Any]]:
-    return [
-        {"id": pk, "name": name}
-        for pk, name in Segment.objects.filter(workspace=workspace).order_by("name").values_list("pk", "name")
-    ]
+    segments = Segment.objects.filter(workspace=workspace).order_by(Lower("name"), "id")
+    return [{"id": pk, "name": name} for pk, name in segments.values_list("pk", "name")]
 
 
 def _builder_page(
@@ -529,10 +528,12 @@ def segment_refresh(request: MemberRequest, pk: int) -> HttpResponse:
 
 
 def _copy_name(workspace: Workspace, name: str) -> str:
-    taken = set(Segment.objects.filter(workspace=workspace, name__startswith=name[:150]).values_list("name", flat=True))
+    """The first free "<name> (copy)", "<name> (copy 2)"...: free as ``core.names`` compares names."""
+    similar = Segment.objects.filter(workspace=workspace, name__istartswith=name[:150]).values_list("name", flat=True)
+    taken = {name_key(other) for other in similar}
     base = f"{name[:180]} (copy)"
     candidate, number = base, 2
-    while candidate in taken:
+    while name_key(candidate) in taken:
         candidate = f"{name[:180]} (copy {number})"
         number += 1
     return candidate
@@ -597,7 +598,7 @@ def segment_overlap(request: MemberRequest) -> HttpResponse:
         chosen_ids = list(dict.fromkeys(int(value) for value in raw))
     except ValueError as error:
         raise Http404("No such segment") from error
-    chosen = list(Segment.objects.filter(workspace=workspace, pk__in=chosen_ids).order_by("name"))
+    chosen = list(Segment.objects.filter(workspace=workspace, pk__in=chosen_ids).order_by(Lower("name"), "id"))
     if len(chosen) != len(chosen_ids):
         raise Http404("No such segment")
     too_many = len(chosen) > ui_selectors.MAX_OVERLAP
@@ -610,7 +611,7 @@ def segment_overlap(request: MemberRequest) -> HttpResponse:
         "segmentation/segment_overlap.html",
         {
             "section": "segments",
-            "segments": list(Segment.objects.filter(workspace=workspace).order_by("name")),
+            "segments": list(Segment.objects.filter(workspace=workspace).order_by(Lower("name"), "id")),
             "chosen_ids": {segment.pk for segment in chosen},
             "chosen": chosen,
             "matrix": matrix,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import factory
 
 from accounts import services
@@ -41,9 +43,14 @@ def member(workspace: Workspace, *, role: str = "member", user: User | None = No
     return user
 
 
-def api_key(workspace: Workspace, *, name: str = "test key", creator: User | None = None) -> tuple[ApiKey, str]:
+_key_numbers = itertools.count(1)
+
+
+def api_key(workspace: Workspace, *, name: str | None = None, creator: User | None = None) -> tuple[ApiKey, str]:
     """A key of ``workspace`` and its secret, made by ``creator`` (default: the workspace's first owner,
-    made for the occasion if it has none). A key acts with its creator's role."""
+    made for the occasion if it has none). A key acts with its creator's role. The default name is
+    a new one each time: active keys of a workspace have different names."""
+    name = name if name is not None else f"test key {next(_key_numbers)}"
     with workspace_scope(workspace):
         if creator is None:
             first_owner = Membership.objects.filter(role="owner").order_by("pk").select_related("user").first()

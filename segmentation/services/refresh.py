@@ -142,8 +142,16 @@ def segment_refresh(*, segment: Segment, now: datetime | None = None) -> Refresh
         result = _apply(segment, now)
     except Exception as error:
         reason = _readable(error)
-        logger.warning("Refresh of segment %s failed: %s", segment.pk, reason, exc_info=True)
-        _record_failure(segment, reason, now)
+        new = _record_failure(segment, reason, now)
+        # Once per failure, not per retry: the same reason again (every backed-off retry of a
+        # broken definition) is a DEBUG line; the page and the list show the status meanwhile.
+        (logger.warning if new else logger.debug)(
+            "Refresh of segment %s of workspace %s failed: %s",
+            segment.pk,
+            segment.workspace_id,
+            reason,
+            exc_info=error if new else None,
+        )
         _reload(segment)
         return RefreshResult(size=segment.size, entered=0, exited=0, error=reason)
     _reload(segment)
@@ -178,17 +186,19 @@ def _mark_refreshing(segment: Segment, now: datetime) -> None:
         )
 
 
-def _record_failure(segment: Segment, reason: str, now: datetime) -> None:
+def _record_failure(segment: Segment, reason: str, now: datetime) -> bool:
+    """Mark the segment failed and back its next attempt off; whether this is news: it was not
+    already failed for the same reason (a deleted segment is no news)."""
     with transaction.atomic():
         row = (
             Segment.objects.select_for_update()
             .filter(workspace_id=segment.workspace_id, pk=segment.pk)
-            .values_list("refresh_interval_seconds", "consecutive_failures")
+            .values_list("refresh_interval_seconds", "consecutive_failures", "error")
             .first()
         )
         if row is None:
-            return
-        interval, failures = row
+            return False
+        interval, failures, error = row
         backoff = min(interval * 2 ** (failures + 1), settings.SEGMENT_REFRESH_MAX_BACKOFF_SECONDS)
         Segment.objects.filter(workspace_id=segment.workspace_id, pk=segment.pk).update(
             status=SegmentStatus.FAILED,
@@ -197,6 +207,8 @@ def _record_failure(segment: Segment, reason: str, now: datetime) -> None:
             next_refresh_at=now + timedelta(seconds=backoff),
             refreshing_since=None,
         )
+    # The status reads "refreshing" by now; a failure before this one left its count and reason.
+    return not (failures and error == reason)
 
 
 def refresh_lease_seconds() -> float:

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from accounts.models import User, Workspace
 from accounts.services import audit_record
-from core.names import InvalidName
+from core.names import InvalidName, name_clean, name_constraint_violated, name_taken_message
 from segmentation.compiler import compile_preview
 from segmentation.definition import Node, parse, referenced_segments
 from segmentation.membership import evaluation_settings, is_timeout, plan_settings
@@ -27,6 +27,7 @@ from tracking.people_selectors import people_list
 MIN_REFRESH_INTERVAL_SECONDS = 60
 MAX_REFRESH_INTERVAL_SECONDS = 7 * 86400
 MAX_SAMPLE_SIZE = 100
+NAME_CONSTRAINT = "segment_name_ci_unique"
 
 
 @dataclass(frozen=True)
@@ -60,17 +61,12 @@ def definition_validate(*, workspace: Workspace, definition: Any, self_id: int |
 
 
 def _clean_name(workspace: Workspace, name: str, *, exclude: int | None = None) -> str:
-    name = name.strip()
-    if not name:
-        raise ValidationError({"name": ["A segment needs a name."]})
-    if len(name) > 200:
-        raise ValidationError({"name": ["At most 200 characters."]})
-    taken = Segment.objects.filter(workspace=workspace, name=name)
+    """The stored form of the name (``core.names``), refused when another segment of the workspace
+    has the same name, by its case-folded normal form."""
+    others = Segment.objects.filter(workspace=workspace)
     if exclude is not None:
-        taken = taken.exclude(pk=exclude)
-    if taken.exists():
-        raise ValidationError({"name": [f"A segment named {name!r} already exists in this workspace."]})
-    return name
+        others = others.exclude(pk=exclude)
+    return name_clean(name, noun="A segment", max_length=200, existing=others.values_list("name", flat=True))
 
 
 def _clean_description(description: str) -> str:
@@ -114,7 +110,7 @@ def _clean_interval(seconds: int) -> int:
 
 
 def _name_taken(name: str) -> ValidationError:
-    return ValidationError({"name": [f"A segment named {name!r} already exists in this workspace."]})
+    return ValidationError({"name": [name_taken_message("A segment", name)]})
 
 
 # --- create, update, delete --------------------------------------------------------------
@@ -162,7 +158,9 @@ def segment_create(
             audit_record(workspace=workspace, actor=actor, action="segment.created", target=name)
             if not static:
                 segment_refresh_enqueue(segment=segment)
-    except IntegrityError as error:  # a concurrent create took the name between the check and the insert
+    except IntegrityError as error:
+        if not name_constraint_violated(error, NAME_CONSTRAINT):
+            raise
         raise _name_taken(name) from error
     return segment
 
@@ -215,6 +213,8 @@ def segment_update(
             if definition_changed:
                 segment_refresh_enqueue(segment=segment)
     except IntegrityError as error:
+        if not name_constraint_violated(error, NAME_CONSTRAINT):
+            raise
         raise _name_taken(segment.name) from error
     return segment
 

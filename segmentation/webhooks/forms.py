@@ -24,7 +24,12 @@ class WebhookForm(forms.Form):
         help_text="Receives a signed POST for each person who enters or leaves. Public http(s) addresses only.",
         widget=forms.URLInput(attrs={"placeholder": "https://example.com/hooks/cohortly", "autocomplete": "off"}),
     )
-    description = forms.CharField(max_length=200, required=False, label="Description")
+    description = forms.CharField(
+        max_length=200,
+        required=False,
+        label="Name",
+        help_text="Optional: tells your webhooks apart, e.g. “CRM sync”. Unique in this workspace.",
+    )
     events = forms.ChoiceField(choices=EVENT_CHOICES, initial="both", label="Events")
     scope = forms.ChoiceField(choices=SCOPE_CHOICES, initial="all", label="Segments", widget=forms.RadioSelect)
     segments = forms.ModelMultipleChoiceField(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from django.db.models import QuerySet
+from django.db.models.functions import Lower
 
 from accounts.models import WRITER_ROLES, Membership, Workspace
 from segmentation.models import Segment, WebhookDelivery, WebhookSegment, WebhookSubscription
@@ -20,7 +21,7 @@ def subscription_segments(workspace: Workspace, subscription_ids: list[int]) -> 
     rows = (
         WebhookSegment.objects.filter(workspace=workspace, subscription_id__in=subscription_ids)
         .select_related("segment")
-        .order_by("segment__name")
+        .order_by(Lower("segment__name"), "segment__name", "segment_id")
     )
     for row in rows:
         chosen[row.subscription_id].append(row.segment)
@@ -28,7 +29,7 @@ def subscription_segments(workspace: Workspace, subscription_ids: list[int]) -> 
 
 
 def segments_for_choice(workspace: Workspace) -> QuerySet[Segment]:
-    return Segment.objects.filter(workspace=workspace).order_by("name")
+    return Segment.objects.filter(workspace=workspace).order_by(Lower("name"), "name", "id")
 
 
 def deliveries_log(workspace: Workspace, subscription: WebhookSubscription) -> QuerySet[WebhookDelivery]:

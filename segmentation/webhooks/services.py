@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from rfc3986_validator import validate_rfc3986
@@ -24,6 +24,7 @@ from rfc3986_validator import validate_rfc3986
 from accounts.models import User, Workspace
 from accounts.services import audit_record
 from core import signing, transport
+from core.names import name_clean, name_constraint_violated, name_taken_message
 from segmentation.feed import FeedChange
 from segmentation.models import (
     DeliveryStatus,
@@ -114,30 +115,45 @@ def webhook_create(
             raise ValidationError({"segments": ["Choose at least one segment, or all segments."]})
         if any(segment.workspace_id != workspace.pk for segment in chosen):
             raise ValidationError({"segments": ["Choose segments of this workspace."]})
+    others = WebhookSubscription.objects.filter(workspace=workspace).exclude(description="")
+    description = name_clean(
+        description,
+        noun="A webhook",
+        max_length=200,
+        existing=others.values_list("description", flat=True),
+        field="description",
+        required=False,
+    )
     salt = signing.new_secret_salt()
     secret = signing.subscription_secret(salt)
-    with transaction.atomic():
-        subscription = WebhookSubscription.objects.create(
-            workspace=workspace,
-            url=url,
-            description=description,
-            all_segments=chosen is None,
-            on_entered=on_entered,
-            on_exited=on_exited,
-            secret_salt=salt,
-            secret_hint=secret[: signing.HINT_LENGTH],
-            created_by=actor,
-        )
-        WebhookSegment.objects.bulk_create(
-            WebhookSegment(workspace=workspace, subscription=subscription, segment=segment) for segment in chosen or []
-        )
-        audit_record(
-            workspace=workspace,
-            actor=actor,
-            action="webhook.created",
-            target=_audit_target(url),
-            details={"webhook": subscription.pk},
-        )
+    try:
+        with transaction.atomic():
+            subscription = WebhookSubscription.objects.create(
+                workspace=workspace,
+                url=url,
+                description=description,
+                all_segments=chosen is None,
+                on_entered=on_entered,
+                on_exited=on_exited,
+                secret_salt=salt,
+                secret_hint=secret[: signing.HINT_LENGTH],
+                created_by=actor,
+            )
+            WebhookSegment.objects.bulk_create(
+                WebhookSegment(workspace=workspace, subscription=subscription, segment=segment)
+                for segment in chosen or []
+            )
+            audit_record(
+                workspace=workspace,
+                actor=actor,
+                action="webhook.created",
+                target=_audit_target(url),
+                details={"webhook": subscription.pk},
+            )
+    except IntegrityError as error:
+        if not name_constraint_violated(error, "webhook_description_ci_unique"):
+            raise
+        raise ValidationError({"description": [name_taken_message("A webhook", description)]}) from error
     return subscription, secret
 
 

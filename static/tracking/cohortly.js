@@ -18,6 +18,9 @@
   var MSG_MAX = 32768; // the server refuses messages over 32 KiB
   var FLUSH_AT = opt.flushAt || 20;
   var FLUSH_MS = opt.flushInterval || 1000;
+  // After a route change, how long the page view waits for the new page's title, and how long a
+  // title that keeps changing may delay it.
+  var TITLE_MS = 300, TITLE_MAX_MS = 1000;
   var QK = "cly_q:" + key, CK = "cly_cfg:" + key;
   var store = null;
   try { store = w.localStorage; } catch (e) { /* storage disabled: the page keeps state in memory */ }
@@ -26,6 +29,7 @@
   var timer = 0, busy = 0, fails = 0;
   var triggers = [], fired = {}, engaged = 0, engageTimer = 0;
   var lastUrl = w.location.href, referrer = d.referrer;
+  var view = null; // the page view of a route change, waiting for its title
   var readyFns = [], isReady = 0;
 
   // localStorage, or memory where it is refused or full (what is in memory wins).
@@ -173,12 +177,13 @@
     var l = w.location;
     return { url: l.href, path: l.pathname, referrer: referrer, title: d.title, search: l.search };
   }
-  function send(type, fields, props) {
+  // ``pg`` and ``at``: the page and the time of a page view sent after its route change settled.
+  function send(type, fields, props, pg, at) {
     if (blocked()) return api;
-    var now = Date.now(), sid = sessionId(now), m = {
+    var now = at || Date.now(), sid = sessionId(now), m = {
       type: type, messageId: uuid(), anonymousId: anonymousId(), timestamp: new Date(now).toISOString(),
       context: {
-        page: page(), library: { name: "cohortly.js", version: VERSION }, userAgent: nav.userAgent,
+        page: pg || page(), library: { name: "cohortly.js", version: VERSION }, userAgent: nav.userAgent,
         locale: nav.language, screen: { width: w.screen.width, height: w.screen.height }, sessionId: sid,
       },
     };
@@ -301,15 +306,40 @@
       });
   }
 
-  // Single-page apps: a new URL (not just a new #hash) is a new page view.
+  // Single-page apps: a new URL (not just a new #hash) is a new page view. Routers set the new
+  // page's title after changing the URL (at once, a frame or a fetch later; on Back too), so the
+  // view keeps the URL and time of the change and takes the title once it has changed and held
+  // still for a moment, or after TITLE_MS if it does not change.
   function navigated() {
     var now = w.location.href;
     if (now.split("#")[0] == lastUrl.split("#")[0]) return;
+    settle();
     referrer = lastUrl;
     lastUrl = now;
     fired = {};
     engaged = 0;
-    if (opt.autoPage !== false) api.page();
+    if (opt.autoPage === false) return;
+    var v = view = { pg: page(), at: Date.now(), title: d.title };
+    v.timer = setTimeout(settle, TITLE_MS);
+    if (w.MutationObserver) {
+      v.watch = new MutationObserver(function () {
+        if (d.title == v.title) return;
+        v.title = d.title;
+        clearTimeout(v.timer);
+        v.timer = setTimeout(settle, Date.now() - v.at > TITLE_MAX_MS ? 0 : 50);
+      });
+      v.watch.observe(d.head || d.documentElement, { subtree: true, childList: true, characterData: true });
+    }
+  }
+  // Send the waiting page view, with the title as it is now.
+  function settle() {
+    var v = view;
+    if (!v) return;
+    view = null;
+    clearTimeout(v.timer);
+    if (v.watch) v.watch.disconnect();
+    v.pg.title = d.title;
+    send("page", {}, v.pg, v.pg, v.at);
   }
   ["pushState", "replaceState"].forEach(function (name) {
     var orig = w.history[name];
@@ -320,9 +350,15 @@
     };
   });
   w.addEventListener("popstate", navigated);
-  w.addEventListener("pagehide", beacon);
+  w.addEventListener("pagehide", function () {
+    settle();
+    beacon();
+  });
   d.addEventListener("visibilitychange", function () {
-    if (d.visibilityState == "hidden") beacon();
+    if (d.visibilityState == "hidden") {
+      settle();
+      beacon();
+    }
   });
   w.addEventListener("online", function () {
     fails = 0;

@@ -68,6 +68,18 @@ def test_workspace_patch_renames_and_is_audited(caller, workspace):
     assert _audit(workspace)[-1] == (caller.label, "workspace.renamed", "Acme Retail")
 
 
+def test_workspace_names_are_stored_normalised_and_never_empty(caller, workspace):
+    renamed = caller("PATCH", reverse("api-workspace"), {"name": " Acme\u202e  Retail\u200b"})
+    assert renamed.status_code == 200
+    assert renamed.json()["name"] == "Acme Retail"
+
+    before = state()
+    refused = caller("PATCH", reverse("api-workspace"), {"name": "\u200b\u202e"})
+    assert refused.status_code == 400
+    assert refused.json()["errors"] == {"name": ["A workspace needs a name."]}
+    assert state() == before
+
+
 def test_rotate_write_key_retires_the_old_key(caller, workspace):
     old = workspace.write_key
     assert selectors.workspace_by_write_key(old) == workspace
@@ -153,6 +165,47 @@ def test_api_key_revoke(caller, workspace):
     # Revoking twice is harmless and writes nothing more.
     before = state()
     assert caller("DELETE", reverse("api-key-detail", kwargs={"pk": key.pk})).status_code == 204
+    assert state() == before
+
+
+@pytest.mark.parametrize("look_alike", ["crm sync", "CRM  sync", "CRM sync\u200b", "\u202eCRM SYNC"])
+def test_an_active_keys_name_in_another_form_is_refused_and_nothing_written(caller, workspace, look_alike):
+    factories.api_key(workspace, name="CRM sync")
+    before = state()
+
+    response = caller("POST", reverse("api-key-list"), {"name": look_alike})
+
+    assert response.status_code == 400
+    assert response.json()["errors"] == {
+        "name": [
+            "An API key named 'CRM sync' already exists in this workspace."
+            " Names that differ only in case, spacing or invisible characters count as the same."
+        ]
+    }
+    assert state() == before
+
+
+def test_a_revoked_keys_name_may_be_given_again_and_names_are_stored_normalised(caller, workspace):
+    old, _ = factories.api_key(workspace, name="CRM sync")
+    with workspace_scope(workspace):
+        services.api_key_revoke(workspace=workspace, key=old, actor=None)
+
+    response = caller("POST", reverse("api-key-list"), {"name": " crm\u00a0 SYNC\u200b"})
+
+    assert response.status_code == 201
+    assert response.json()["name"] == "crm SYNC"
+
+
+@pytest.mark.parametrize(
+    ("name", "message"), [("\u200b\u2066", "An API key needs a name."), ("  ", "This field may not be blank.")]
+)
+def test_a_key_name_that_is_nothing_once_normalised_is_refused(caller, workspace, name, message):
+    before = state()
+
+    response = caller("POST", reverse("api-key-list"), {"name": name})
+
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"name": [message]}
     assert state() == before
 
 
@@ -322,7 +375,7 @@ def _fill(workspace, rows: int) -> None:
     for index in range(rows):
         user = factories.member(workspace, role=Role.MEMBER)
         with workspace_scope(workspace):
-            services.api_key_create(workspace=workspace, name=f"k{index}", actor=user)
+            services.api_key_create(workspace=workspace, name=f"key of {user.email}", actor=user)
             services.invitation_create(
                 workspace=workspace, email=f"i{index}@example.com", role="member", actor=user, accept_url_base="/"
             )

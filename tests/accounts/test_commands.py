@@ -88,8 +88,8 @@ def test_human_output_shows_the_keys_once(db):
     [
         (["--name", "Acme", "--owner-email", "not-an-email"], "--owner-email: Enter a valid email address."),
         (["--name", "Acme", "--owner-email", "a" * 300 + "@example.com"], "--owner-email: at most 254 characters"),
-        (["--name", "   ", "--owner-email", "boss@example.com"], "--name must be 1 to 100 characters"),
-        (["--name", "x" * 101, "--owner-email", "boss@example.com"], "--name must be 1 to 100 characters"),
+        (["--name", "   ", "--owner-email", "boss@example.com"], "--name: A workspace needs a name."),
+        (["--name", "x" * 101, "--owner-email", "boss@example.com"], "--name: At most 100 characters (this has 101)."),
     ],
 )
 def test_bad_arguments_raise_command_error_and_create_nothing(db, args, message):

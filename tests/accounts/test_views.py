@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -11,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts import services
+from accounts.forms import SignupForm
 from accounts.models import ApiKey, AuditLogEntry, Invitation, Membership, Role, User, Workspace
 from accounts.tenancy import workspace_scope
 from tests import factories
@@ -466,6 +469,32 @@ def test_workspace_new_bad_input_writes_nothing(workspace, owner):
     assert state() == before
 
 
+def test_the_key_form_refuses_an_active_keys_name_in_another_case_inline(workspace, owner):
+    factories.api_key(workspace, name="CRM sync")
+    before = state()
+
+    response = logged_in_client(owner).post(reverse("settings_api_keys"), {"name": "crm  SYNC"})
+
+    assert response.status_code == 200
+    assert response.context["form"].errors["name"] == [
+        "An API key named 'CRM sync' already exists in this workspace."
+        " Names that differ only in case, spacing or invisible characters count as the same."
+    ]
+    assert "already exists in this workspace" in response.content.decode()
+    assert state() == before
+
+
+def test_workspace_names_from_the_settings_form_are_stored_normalised(workspace, owner):
+    client = logged_in_client(owner)
+
+    client.post(reverse("settings_workspace"), {"name": "\u202eNorthwind\u00a0 Outfitters "})
+    refused = client.post(reverse("settings_workspace"), {"name": "\u200b"})
+
+    workspace.refresh_from_db()
+    assert workspace.name == "Northwind Outfitters"
+    assert refused.context["form"].errors["name"] == ["A workspace needs a name."]
+
+
 def test_write_key_rotation_from_settings(workspace, owner):
     old = workspace.write_key
 
@@ -474,6 +503,61 @@ def test_write_key_rotation_from_settings(workspace, owner):
     assert response.status_code == 302
     workspace.refresh_from_db()
     assert workspace.write_key != old
+
+
+def test_sign_up_stores_the_names_in_their_normal_form():
+    form = SignupForm(
+        {
+            "name": "\u202eAda\u00a0 Lovelace\u200b",
+            "email": "ada@example.com",
+            "password": "a-long-test-password-42",
+            "workspace_name": " Analytical\tEngines ",
+        }
+    )
+
+    assert form.is_valid(), form.errors
+    assert (form.cleaned_data["name"], form.cleaned_data["workspace_name"]) == ("Ada Lovelace", "Analytical Engines")
+    assert SignupForm({**form.data, "workspace_name": "\u200b\u2066"}).errors["workspace_name"] == [
+        "A workspace needs a name."
+    ]
+
+
+def test_the_dashboard_promises_nothing_that_is_not_built(workspace, owner):
+    html = logged_in_client(owner).get(reverse("dashboard")).content.decode()
+
+    main = html[html.index('<main id="main"') : html.index("</main>")]
+    assert "campaign" not in main.lower()
+    assert reverse("settings_webhooks") in main
+
+
+def test_write_key_and_install_pages_send_the_same_example_event(workspace, owner):
+    client = logged_in_client(owner)
+
+    pages = [
+        html.unescape(client.get(reverse(name)).content.decode()) for name in ("settings_write_key", "settings_install")
+    ]
+
+    example = (
+        f'curl http://testserver/v1/track -u "{workspace.write_key}:" \\\n'
+        '  -H "Content-Type: application/json" \\\n'
+        """  -d '{"userId": "user_42", "event": "Order Completed", "properties": {"revenue": 49.9}}'"""
+    )
+    assert [page.count(example) for page in pages] == [1, 1]
+    assert ['"total"' in page for page in pages] == [False, False]
+
+
+def test_every_order_completed_example_carries_revenue_never_total():
+    """The docs, templates and scripts show one example event: the demo's and the templates' ``revenue``."""
+    root = Path(__file__).resolve().parents[2]
+    files = [root / "README.md", *root.glob("docs/**/*.md"), *root.glob("templates/**/*.html")]
+    files += [path for path in root.glob("static/**/*.js") if "vendor" not in path.parts]
+    examples = [
+        (path.relative_to(root), line.strip())
+        for path in files
+        for line in path.read_text().splitlines()
+        if "Order Completed" in line and re.search(r"""["']?\btotal\b["']?\s*:""", line)
+    ]
+    assert examples == []
 
 
 def test_member_role_form_with_an_invalid_role_changes_nothing(workspace, owner):
@@ -669,7 +753,7 @@ def _fill(workspace, rows: int) -> None:
     for index in range(rows):
         user = factories.member(workspace, role=Role.MEMBER)
         with workspace_scope(workspace):
-            services.api_key_create(workspace=workspace, name=f"k{index}", actor=user)
+            services.api_key_create(workspace=workspace, name=f"key of {user.email}", actor=user)
             services.invitation_create(
                 workspace=workspace, email=f"i{index}@example.com", role="member", actor=user, accept_url_base="/"
             )

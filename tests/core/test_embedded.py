@@ -100,9 +100,9 @@ def test_quickstart_starts_embedded_services_and_the_demo_login_signs_in():
         assert f"sign in as {DEMO_EMAIL} / {DEMO_PASSWORD}" in seeded.stdout
         with log.open("wb") as out:
             stack = subprocess.Popen(
-                [*MANAGE, "run_stack", "--port", str(port)],
+                [*MANAGE, "run_stack"],
                 cwd=ROOT,
-                env=env,
+                env={**env, "PORT": str(port)},  # as `PORT=... make run` passes it
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

@@ -2,15 +2,19 @@ from __future__ import annotations
 
 import io
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from accounts.models import Membership, User, Workspace
 from accounts.tenancy import workspace_scope
 from demo.demo_shop import DemoShop
 from demo.management.commands.seed_demo import DEMO_EMAIL, DEMO_PASSWORD, DEMO_WORKSPACE
+from segmentation.compiler import compile_count
+from segmentation.definition import parse
+from segmentation.playbooks import PLAYBOOKS
 from tracking.models import Event, Person
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -131,3 +135,24 @@ def test_seed_demo_bad_arguments(db, options, message):
     with pytest.raises(CommandError, match=message):
         _seed(**options)
     assert not Workspace.objects.filter(name=DEMO_WORKSPACE).exists()
+
+
+def test_every_template_finds_people_in_the_default_demo(db):
+    # Given the demo seeded with its default history (a small crowd, to stay quick)
+    _seed(people=120, now=NOW.isoformat())
+    workspace = Workspace.objects.get(name=DEMO_WORKSPACE)
+
+    # When each builder template is counted by the segment engine at the end of that history
+    counts = {}
+    with workspace_scope(workspace), connection.cursor() as cursor:
+        for playbook in PLAYBOOKS:
+            query = compile_count(parse(playbook.definition), workspace_id=workspace.pk, now=NOW)
+            query.execute(cursor)
+            counts[playbook.name] = cursor.fetchone()[0]
+
+    # Then none is empty: "Lapsed customers" (no order in 90 days) needs history older than 90 days
+    with workspace_scope(workspace):
+        oldest = Event.objects.filter(workspace=workspace).order_by("timestamp").values_list("timestamp", flat=True)[0]
+    assert timedelta(days=150) < NOW - oldest <= timedelta(days=180)
+    assert {name: count for name, count in counts.items() if count == 0} == {}
+    assert all(0 < count < 120 for count in counts.values()), counts

@@ -11,20 +11,23 @@ from datetime import timedelta
 
 import pytest
 import yaml
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from accounts.tenancy import workspace_scope
+from core.names import normalise_name
 from segmentation import realtime, services
 from segmentation.definition import MAX_COUNT, MAX_NUMBER, DefinitionInvalid, parse
 from segmentation.dependencies import Change
 from segmentation.models import Segment, SegmentStatus
 from segmentation.services import refresh
+from segmentation.services import segments as segments_service
 from tests import factories
 from tests.accounts.support import api, logged_in_client, state
-from tests.segmentation.support import bought, crowd, members, reload, shopper
+from tests.segmentation.support import bought, crowd, members, reload, segment_rows, shopper
 from tests.tracking import builders
 
 BUYERS = {"type": "event", "event": "Order Completed", "window": {"since": "30d"}}
@@ -890,3 +893,110 @@ def test_the_duration_pattern_of_the_schema_is_the_parsers(text):
     from segmentation.definition import parse_duration
 
     assert (re.fullmatch(_DURATION["pattern"], text) is not None) == (parse_duration(text) is not None)
+
+
+# --- Names: one normal form, unique by case -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "look_alike",
+    [
+        "big spenders",
+        "Big  spenders",
+        "Big spenders\u200b",
+        " BIG SPENDERS ",
+        "Big\u00a0spenders",
+        "\u202eBig spenders",
+    ],
+)
+def test_a_name_that_looks_the_same_as_another_is_refused_and_nothing_written(workspace, client, key, look_alike):
+    _segment(workspace, "Big spenders")
+    before = segment_rows(workspace), state(workspace)
+
+    response = _call(client, key, "POST", reverse("segment-list"), {"name": look_alike, "definition": BUYERS})
+
+    assert response.status_code == 400
+    assert response.json()["errors"] == {
+        "name": [
+            "A segment named 'Big spenders' already exists in this workspace."
+            " Names that differ only in case, spacing or invisible characters count as the same."
+        ]
+    }
+    assert (segment_rows(workspace), state(workspace)) == before
+
+
+def test_names_are_stored_in_their_normal_form(workspace, client, key):
+    response = _call(
+        client, key, "POST", reverse("segment-list"), {"name": "\u202e Big\t spenders\u200b ", "definition": BUYERS}
+    )
+
+    assert response.status_code == 201
+    assert response.json()["name"] == "Big spenders"
+    with workspace_scope(workspace):
+        assert Segment.objects.get(pk=response.json()["id"]).name == "Big spenders"
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("a\ud800b", "Surrogate characters are not allowed: U+D800."),
+        ("\u200b\u202e", "A segment needs a name."),
+        ("x" * 201, "Ensure this field has no more than 200 characters."),
+    ],
+)
+def test_a_name_that_cannot_be_stored_is_refused_by_field(workspace, client, key, name, message):
+    before = segment_rows(workspace)
+
+    response = _call(client, key, "POST", reverse("segment-list"), {"name": name, "definition": BUYERS})
+
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"name": [message]}
+    assert segment_rows(workspace) == before
+
+
+def test_renaming_to_another_segments_look_alike_is_refused_and_to_its_own_case_allowed(workspace, client, key):
+    _segment(workspace, "Big spenders")
+    mine = _segment(workspace, "vip")
+    before = segment_rows(workspace)
+
+    taken = _call(client, key, "PATCH", _detail(mine), {"name": "BIG spenders"})
+    assert taken.status_code == 400
+    assert list(taken.json()["errors"]) == ["name"]
+    assert segment_rows(workspace) == before
+
+    recased = _call(client, key, "PATCH", _detail(mine), {"name": "VIP"})
+    assert recased.status_code == 200
+    assert reload(mine).name == "VIP"
+
+
+def test_the_same_name_in_another_workspace_is_fine(workspace, client, key):
+    other = factories.WorkspaceFactory()
+    _segment(other, "Big spenders")
+
+    response = _call(client, key, "POST", reverse("segment-list"), {"name": "BIG SPENDERS", "definition": BUYERS})
+
+    assert response.status_code == 201
+
+
+def test_a_race_for_a_name_ends_in_the_constraint_and_a_400(workspace, monkeypatch):
+    _segment(workspace, "Big spenders")
+    # As when two saves check the name at once: this one's check saw no other segment.
+    monkeypatch.setattr(segments_service, "_clean_name", lambda workspace, name, exclude=None: normalise_name(name))
+    before = segment_rows(workspace)
+
+    with workspace_scope(workspace), pytest.raises(DjangoValidationError) as caught:
+        services.segment_create(workspace=workspace, actor=None, name="big spenders", definition=BUYERS)
+
+    assert caught.value.message_dict == {"name": ["A segment named 'big spenders' already exists in this workspace."]}
+    assert segment_rows(workspace) == before
+
+
+def test_name_order_ignores_case(workspace, client, key):
+    for name in ("banana", "Cherry", "apple", "Apple pie"):
+        _segment(workspace, name)
+
+    ascending = _call(client, key, "GET", reverse("segment-list") + "?ordering=name").json()["results"]
+    descending = _call(client, key, "GET", reverse("segment-list") + "?ordering=-name").json()["results"]
+
+    assert [s["name"] for s in ascending] == ["apple", "Apple pie", "banana", "Cherry"]
+    assert [s["name"] for s in descending] == ["Cherry", "banana", "Apple pie", "apple"]

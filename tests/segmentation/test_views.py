@@ -120,6 +120,18 @@ def test_the_list_searches_and_sorts_and_answers_htmx_with_the_table_only(worksp
     assert "No segment matches “zebra”" in nothing
 
 
+def test_name_order_ignores_case_on_the_list(workspace, owner):
+    for name in ("banana", "Cherry", "apple"):
+        _segment(workspace, name, refresh=False)
+    client = logged_in_client(owner)
+
+    ascending = client.get(reverse("segments"), {"sort": "name"}).content.decode()
+    descending = client.get(reverse("segments"), {"sort": "-name"}).content.decode()
+
+    assert ascending.index(">apple<") < ascending.index(">banana<") < ascending.index(">Cherry<")
+    assert descending.index(">Cherry<") < descending.index(">banana<") < descending.index(">apple<")
+
+
 # --- The builder ---------------------------------------------------------------------------
 
 
@@ -217,6 +229,34 @@ def test_bad_form_input_is_refused_inline_and_nothing_saved(workspace, owner, bo
     assert response.status_code == 400
     assert message in response.content.decode()
     assert segment_rows(workspace) == before
+
+
+@pytest.mark.parametrize("look_alike", ["big  SPENDERS", "Big spenders\u200b", "\u202eBig spenders"])
+def test_the_builder_refuses_a_name_that_looks_like_another_inline(workspace, owner, look_alike):
+    _segment(workspace, "Big spenders", refresh=False)
+    before = segment_rows(workspace)
+
+    response = logged_in_client(owner).post(
+        reverse("segment_new"), {"name": look_alike, "definition": json.dumps(BUYERS)}
+    )
+
+    assert response.status_code == 400
+    assert response.context["form"].errors["name"] == [
+        "A segment named 'Big spenders' already exists in this workspace."
+        " Names that differ only in case, spacing or invisible characters count as the same."
+    ]
+    assert 'aria-invalid="true"' in response.content.decode()
+    assert segment_rows(workspace) == before
+
+
+def test_duplicating_skips_copy_names_taken_in_another_case(workspace, owner):
+    segment = _segment(workspace, "Buyers", refresh=False)
+    _segment(workspace, "BUYERS (COPY)", refresh=False)
+
+    logged_in_client(owner).post(reverse("segment_duplicate", args=[segment.pk]))
+
+    with workspace_scope(workspace):
+        assert Segment.objects.order_by("-pk").values_list("name", flat=True)[0] == "Buyers (copy 2)"
 
 
 def test_editing_saves_the_new_definition_and_name(workspace, owner, shoppers):

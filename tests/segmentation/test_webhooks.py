@@ -855,6 +855,52 @@ def test_api_refuses_bad_input_naming_the_field(workspace, body, field, message)
         assert WebhookSubscription.objects.count() == 0
 
 
+def _named(workspace, description):
+    with workspace_scope(workspace):
+        return services.webhook_create(
+            workspace=workspace,
+            actor=None,
+            url="https://93.184.215.14/",
+            segments=None,
+            on_entered=True,
+            on_exited=True,
+            description=description,
+        )[0]
+
+
+@pytest.mark.parametrize("look_alike", ["crm sync", "CRM  sync", "CRM sync\u200b", "\u202eCRM SYNC"])
+def test_a_webhook_name_in_another_form_is_refused_by_api_and_form_and_nothing_written(workspace, owner, look_alike):
+    _named(workspace, "CRM sync")
+    _, key = factories.api_key(workspace)
+    before = state(workspace)
+    message = (
+        "A webhook named 'CRM sync' already exists in this workspace."
+        " Names that differ only in case, spacing or invisible characters count as the same."
+    )
+
+    by_api = api(
+        Client(), "POST", reverse("webhook-list"), {"url": "https://93.184.215.15/", "description": look_alike}, key=key
+    )
+    by_form = logged_in_client(owner).post(
+        reverse("settings_webhooks"),
+        {"url": "https://93.184.215.15/", "description": look_alike, "events": "both", "scope": "all"},
+    )
+
+    assert by_api.status_code == 400
+    assert by_api.json()["errors"] == {"description": [message]}
+    assert by_form.status_code == 400
+    assert by_form.context["form"].errors["description"] == [message]
+    assert state(workspace) == before
+
+
+def test_webhook_names_are_stored_normalised_and_may_be_left_empty_by_many(workspace):
+    named = _named(workspace, "\u202e Zapier\u00a0 hook\u200b")
+    unnamed = [_named(workspace, ""), _named(workspace, " \u200b ")]
+
+    assert named.description == "Zapier hook"
+    assert [subscription.description for subscription in unnamed] == ["", ""]
+
+
 def test_api_refuses_another_workspaces_segment(workspace):
     foreign = _segment(factories.WorkspaceFactory(), "Theirs")
     _, key = factories.api_key(workspace)

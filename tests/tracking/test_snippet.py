@@ -270,6 +270,34 @@ def assert_each_once(events: list[dict]) -> None:
 
 
 @pytest.mark.browser
+def test_spa_page_views_carry_the_new_pages_title_forward_and_back(site):
+    # Given a single-page app whose router sets the title a moment after changing the URL
+    site.open("spa/product")
+
+    # When the visitor goes to checkout (which tracks on mount), back, then to the cart
+    site.page.click("#to-checkout")
+    site.wait_for_events(3)
+    site.page.go_back()
+    site.wait_for_events(4)
+    site.page.click("#to-cart")  # this router sets the title before the URL
+
+    # Then each page view has its own page's title, the URL and time of its route change
+    events = site.wait_for_events(5)
+    views = [e for e in events if e["name"] == "$pageview"]
+    assert [(e["properties"]["path"], e["properties"]["title"]) for e in views] == [
+        ("/_site/spa/product", "Test shop · product"),
+        ("/_site/spa/checkout", "Test shop · checkout"),
+        ("/_site/spa/product", "Test shop · product"),
+        ("/_site/spa/cart", "Test shop · cart"),
+    ]
+    assert [e["context"]["page"]["title"] for e in views] == [e["properties"]["title"] for e in views]
+    assert [e["properties"]["referrer"] for e in views[1:]] == [e["properties"]["url"] for e in views[:-1]]
+    # The checkout's own event comes after its page view, as it happened
+    assert [e["name"] for e in events] == ["$pageview", "$pageview", "Checkout Started", "$pageview", "$pageview"]
+    assert_each_once(events)
+
+
+@pytest.mark.browser
 def test_snippet_sends_page_views_calls_triggers_offline_and_on_pagehide_each_once(site):
     workspace = site.workspace
     with workspace_scope(workspace):

@@ -25,10 +25,11 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print one JSON object")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        name = options["name"].strip()
         email = options["owner_email"].strip().lower()
-        if not name or len(name) > 100:
-            raise CommandError("--name must be 1 to 100 characters")
+        try:
+            name = services.workspace_name_clean(options["name"])
+        except ValidationError as error:
+            raise CommandError(f"--name: {error.message_dict['name'][0]}") from error
         if len(email) > 254:  # User.email's max_length; validate_email does not check it
             raise CommandError("--owner-email: at most 254 characters")
         try:

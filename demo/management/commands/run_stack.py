@@ -17,22 +17,31 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from core import embedded
 from core.dburl import database_url
 from demo.management.commands.seed_demo import DEMO_EMAIL, DEMO_PASSWORD
 
 
+def _port(value: Any) -> int:
+    """The web server's port (``--port`` or ``PORT``), refused before anything starts when it is not one."""
+    text = str(value).strip()
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 65535:
+        raise CommandError(f"PORT (or --port) must be a whole number from 1 to 65535, not {value!r}.")
+    return int(text)
+
+
 class Command(BaseCommand):
     help = "Run web server, Celery worker and beat together (development and demos)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"), help="default: $HOST or 127.0.0.1")
+        parser.add_argument("--port", default=os.environ.get("PORT", "8000"), help="default: $PORT or 8000")
         parser.add_argument("--no-demo", action="store_true", help="do not create the demo workspace")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        options["port"] = _port(options["port"])
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         if not options["no_demo"]:

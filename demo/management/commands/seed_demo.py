@@ -36,6 +36,9 @@ DEMO_PASSWORD = "cohortly-demo"
 DEMO_WORKSPACE = "Demo Shop"
 # The largest batch /v1/batch accepts: the demo arrives as an SDK would send it.
 BATCH_SIZE = 2500
+# Twice the longest window of the builder's templates (90 days): "Lapsed customers", who ordered
+# before the last 90 days and not since, exist only in a longer history.
+DEFAULT_DAYS = 180
 
 
 def _now(value: str | None) -> datetime:
@@ -56,7 +59,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--people", type=int, default=1000, help="people to generate (default 1000)")
-        parser.add_argument("--days", type=int, default=90, help="days of history before --now (default 90)")
+        parser.add_argument(
+            "--days",
+            type=int,
+            default=DEFAULT_DAYS,
+            help=f"days of history before --now (default {DEFAULT_DAYS}: every builder template finds people)",
+        )
         parser.add_argument("--seed", type=int, default=1)
         parser.add_argument("--now", help="ISO 8601 end of the history (default: start of the current UTC hour)")
         parser.add_argument("--if-missing", action="store_true", help="do nothing when the demo workspace exists")
