@@ -7,9 +7,10 @@ docs/insights.md ("Suggested segments") explains the choices to users.
 
 - **Features** per person (``PeopleFeatures``): days since the last event, events, orders
   (the purchase event), revenue (its sum), sessions (distinct session ids) and the event
-  mix (each of the workspace's top event names as a share of the person's events). Counts
-  and money are heavy-tailed, so they are taken as ``log1p`` before standardising; every
-  column is then standardised (``StandardScaler``), so that no unit outweighs another.
+  mix (each of the workspace's top event names as a share of the person's events, pulled
+  toward the workspace's mix by ``MIX_PRIOR_EVENTS``). Counts and money are heavy-tailed,
+  so they are taken as ``log1p`` before standardising; every column is then standardised
+  (``StandardScaler``), so that no unit outweighs another.
 - **K** is chosen by the mean silhouette over ``K_RANGE`` (on a fixed subsample of at most
   ``SILHOUETTE_SAMPLE`` people, the same for every k; the exact silhouette is quadratic).
 - **Stability** is the Adjusted Rand Index between the chosen clustering and a second one
@@ -43,6 +44,9 @@ REVENUE_KEY = "revenue"
 ANY_EVENT = "$any"
 K_RANGE = range(2, 9)
 MIX_NAMES = 5
+# The event mix of a person with few events is mostly chance (1 page view of 2 events is "50%"):
+# each person's shares count this many more events, in the workspace's own mix.
+MIX_PRIOR_EVENTS = 5.0
 SILHOUETTE_SAMPLE = 5000
 # K-means restarts per k: the best of them is kept (scikit-learn's n_init).
 N_INIT = 2
@@ -120,8 +124,8 @@ def clustering_columns(people: PeopleFeatures) -> tuple[list[Feature], np.ndarra
     features = [
         Feature("recency_days", "Days since last event", "days", True),
         Feature("events", "Events", "count", True),
-        Feature("orders", f"Orders ({people.purchase_event})", "count", True, people.purchase_event),
-        Feature("revenue", f"Revenue (sum of {people.revenue_key})", "money", True, people.purchase_event),
+        Feature("orders", "Orders", "count", True, people.purchase_event),
+        Feature("revenue", "Revenue", "money", True, people.purchase_event),
         Feature("sessions", "Sessions", "count", True),
     ]
     columns = [
@@ -131,10 +135,12 @@ def clustering_columns(people: PeopleFeatures) -> tuple[list[Feature], np.ndarra
         people.revenue.astype(float),
         people.sessions.astype(float),
     ]
-    totals = np.maximum(people.events.astype(float), 1.0)
+    totals = people.events.astype(float)
     for index, name in enumerate(people.mix_names):
+        counts = people.mix_counts[:, index].astype(float)
+        overall = counts.sum() / max(totals.sum(), 1.0)
         features.append(Feature(f"mix:{name}", f"Share of {name}", "share", False, name))
-        columns.append(people.mix_counts[:, index].astype(float) / totals)
+        columns.append((counts + MIX_PRIOR_EVENTS * overall) / (totals + MIX_PRIOR_EVENTS))
     return features, np.column_stack(columns)
 
 
@@ -146,6 +152,7 @@ class Scaled:
     features: list[Feature]
     mean: np.ndarray
     scale: np.ndarray
+    raw: np.ndarray
 
     def values(self, z: np.ndarray) -> np.ndarray:
         """Points of the standardised space in the features' own units."""
@@ -159,7 +166,7 @@ def standardise(people: PeopleFeatures) -> Scaled:
     logged = np.array([feature.log for feature in features])
     transformed = np.where(logged, np.log1p(np.clip(raw, 0.0, None)), raw)
     scaler = StandardScaler().fit(transformed)
-    return Scaled(scaler.transform(transformed), features, scaler.mean_, scaler.scale_)
+    return Scaled(scaler.transform(transformed), features, scaler.mean_, scaler.scale_, raw)
 
 
 # --- K-means, k by silhouette, stability ---------------------------------------------------------
@@ -172,6 +179,7 @@ class ClusterSummary:
     share: float
     centroid: dict[str, float]  # in the features' units
     z: dict[str, float]  # standard deviations from the population's mean
+    mean: dict[str, float]  # the plain average of each feature over the cluster
     description: str
 
 
@@ -183,6 +191,8 @@ class Clustering:
     stability_ari: float
     features: list[Feature]
     typical: dict[str, float]  # the population's centre, in the features' units
+    mean: dict[str, float]  # the population's plain averages
+    constant: set[str]  # features with one value for everyone (no session ids sent, say)
     clusters: list[ClusterSummary] = field(default_factory=list)
 
 
@@ -248,6 +258,7 @@ def cluster(people: PeopleFeatures, *, seed: int, progress: Progress | None = No
         values = scaled.values(centre)
         z = {f.key: _rounded(v) for f, v in zip(scaled.features, centre, strict=True)}
         centroid = {f.key: _rounded(v) for f, v in zip(scaled.features, values, strict=True)}
+        mean = {f.key: _rounded(v) for f, v in zip(scaled.features, scaled.raw[rows].mean(axis=0), strict=True)}
         summaries.append(
             ClusterSummary(
                 index=index,
@@ -255,6 +266,7 @@ def cluster(people: PeopleFeatures, *, seed: int, progress: Progress | None = No
                 share=round(float(rows.mean()), 4),
                 centroid=centroid,
                 z=z,
+                mean=mean,
                 description=describe(scaled.features, centroid, z),
             )
         )
@@ -265,6 +277,8 @@ def cluster(people: PeopleFeatures, *, seed: int, progress: Progress | None = No
         stability_ari=round(stability, 4),
         features=scaled.features,
         typical={key: _rounded(value) for key, value in typical.items()},
+        mean={f.key: _rounded(v) for f, v in zip(scaled.features, scaled.raw.mean(axis=0), strict=True)},
+        constant={f.key for f, spread in zip(scaled.features, scaled.raw.std(axis=0), strict=True) if spread == 0},
         clusters=summaries,
     )
 

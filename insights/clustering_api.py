@@ -40,7 +40,11 @@ class FeatureSerializer(serializers.Serializer[Any]):
     unit = serializers.CharField(help_text="days, count, money or share")
     log = serializers.BooleanField(help_text="taken as log1p before standardising")
     event = serializers.CharField(allow_null=True, help_text="the event it counts, if any")
-    typical = serializers.FloatField(required=False, help_text="the population's centre, in the feature's unit")
+    typical = serializers.FloatField(
+        required=False, help_text="the population's centre (where its centroid would be), in the feature's unit"
+    )
+    mean = serializers.FloatField(required=False, help_text="the population's plain average")
+    constant = serializers.BooleanField(required=False, help_text="one value for everyone: it separates nobody")
 
 
 class RuleSerializer(serializers.Serializer[Any]):
@@ -57,8 +61,14 @@ class ClusterSerializer(serializers.Serializer[Any]):
     size = serializers.IntegerField(help_text="people of the sample in it")
     share = serializers.FloatField(help_text="of the sample")
     identified = serializers.IntegerField(help_text="people in it with a user id (what a static segment can list)")
-    centroid = serializers.DictField(child=serializers.FloatField(), help_text="by feature key, in its unit")
-    z = serializers.DictField(child=serializers.FloatField(), help_text="by feature key, in standard deviations")
+    centroid = serializers.DictField(
+        child=serializers.FloatField(),
+        help_text="the K-means centre by feature key, read back in the feature's unit (counts and money through log1p)",
+    )
+    z = serializers.DictField(
+        child=serializers.FloatField(), help_text="the centroid by feature key, in standard deviations from everyone's"
+    )
+    mean = serializers.DictField(child=serializers.FloatField(), help_text="plain averages over the cluster")
     description = serializers.CharField()
     rule = RuleSerializer(allow_null=True, help_text="null when no shallow rule separates the cluster")
 

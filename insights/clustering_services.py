@@ -191,6 +191,7 @@ def _compute(workspace: Workspace, run: ClusteringRun, report: _Reporter, max_sa
                 "identified": int(identified[members].sum()),
                 "centroid": summary.centroid,
                 "z": summary.z,
+                "mean": summary.mean,
                 "description": summary.description,
                 "rule": _rule(workspace, people, members, now=now, seed=run.seed),
             }
@@ -204,6 +205,8 @@ def _compute(workspace: Workspace, run: ClusteringRun, report: _Reporter, max_sa
         "stability_ari": found.stability_ari,
         "features": [feature.as_json() for feature in found.features],
         "typical": found.typical,
+        "mean": found.mean,
+        "constant": found.constant,
         "clusters": clusters,
         "people": ids,
         "labels": found.labels,
@@ -244,6 +247,8 @@ def _store(workspace: Workspace, run: ClusteringRun, results: dict[str, Any], *,
         features = results["features"]
         for feature in features:
             feature["typical"] = results["typical"][feature["key"]]
+            feature["mean"] = results["mean"][feature["key"]]
+            feature["constant"] = feature["key"] in results["constant"]
         stored = ClusteringRun.objects.filter(workspace=workspace, pk=run.pk, status=ClusteringStatus.RUNNING).update(
             status=ClusteringStatus.DONE,
             progress=100,

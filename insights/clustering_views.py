@@ -23,6 +23,7 @@ from accounts.decorators import workspace_required
 from accounts.requests import MemberRequest
 from insights import clustering_selectors as selectors
 from insights import clustering_services as services
+from insights.clustering import NOTABLE_Z
 from insights.clustering_charts import silhouette_chart
 from insights.clustering_tasks import clustering_run_enqueue
 from insights.models import ClusteringRun, ClusteringStatus
@@ -51,9 +52,10 @@ def _percent(value: float | None) -> str:
 @dataclass(frozen=True)
 class Measure:
     label: str
-    value: str
-    typical: str
-    direction: str  # "up", "down" or ""
+    centroid: str
+    mean: str
+    everyone: str
+    direction: str  # "up", "down" or "": the centroid against everyone's, in standard deviations
 
 
 @dataclass(frozen=True)
@@ -85,15 +87,17 @@ def _cards(run: ClusteringRun) -> list[Card]:
     for item in run.clusters:
         measures = []
         for feature in run.features:
+            if feature.get("constant"):
+                continue  # the same for everyone: it says nothing of any cluster
             key, unit = feature["key"], feature["unit"]
             z = float(item["z"].get(key, 0.0))
-            direction = "up" if z >= 0.5 else "down" if z <= -0.5 else ""
             measures.append(
                 Measure(
                     label=feature["label"],
-                    value=_number(float(item["centroid"].get(key, 0.0)), unit),
-                    typical=_number(float(feature.get("typical", 0.0)), unit),
-                    direction=direction,
+                    centroid=_number(float(item["centroid"].get(key, 0.0)), unit),
+                    mean=_number(float(item.get("mean", {}).get(key, 0.0)), unit),
+                    everyone=_number(float(feature.get("mean", 0.0)), unit),
+                    direction="up" if z >= NOTABLE_Z else "down" if z <= -NOTABLE_Z else "",
                 )
             )
         rule = item.get("rule") or {}
