@@ -420,6 +420,8 @@ def _gap(values: np.ndarray, threshold: float) -> tuple[float, float]:
 
 def round_number(low: float, high: float) -> float | int:
     """The roundest number ``v`` with ``low <= v < high`` (to the cent), else ``low`` itself."""
+    if math.isinf(high):
+        return low
     for exponent in range(15, -3, -1):
         step = 10.0**exponent
         value = round(math.ceil(low / step - 1e-9) * step, 2)

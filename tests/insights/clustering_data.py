@@ -38,7 +38,12 @@ def _event(workspace: Workspace, person: Person, name: str, at: datetime, sessio
 
 
 def planted_people(
-    workspace: Workspace, *, per_group: int = 40, seed: int = 7, anonymous_share: float = 0.25, now: datetime | None = None
+    workspace: Workspace,
+    *,
+    per_group: int = 40,
+    seed: int = 7,
+    anonymous_share: float = 0.25,
+    now: datetime | None = None,
 ) -> dict[int, str]:
     """Write the three groups; answers each person's id -> group. A quarter of the people are
     anonymous (no user id), as visitors are."""
@@ -54,7 +59,9 @@ def planted_people(
                     workspace=workspace, user_id=user_id, traits={}, first_seen=now - timedelta(days=120), last_seen=now
                 )
                 if user_id is not None:
-                    Identity.objects.create(workspace=workspace, person=person, kind=IdentityKind.USER_ID, value=user_id)
+                    Identity.objects.create(
+                        workspace=workspace, person=person, kind=IdentityKind.USER_ID, value=user_id
+                    )
                 planted[person.pk] = group
                 events.extend(_behaviour(workspace, person, group, rng, now))
         Event.objects.bulk_create(events, batch_size=2000)
@@ -72,7 +79,9 @@ def _behaviour(workspace: Workspace, person: Person, group: str, rng: random.Ran
             out += [_event(workspace, person, "$pageview", at + timedelta(minutes=m), f"s{s}") for m in range(views)]
         for o in range(rng.randint(3, 6)):
             at = now - timedelta(days=last + o * rng.uniform(3, 6), minutes=-5)
-            out.append(_event(workspace, person, "Order Completed", at, f"s{o}", revenue=round(rng.uniform(40, 160), 2)))
+            out.append(
+                _event(workspace, person, "Order Completed", at, f"s{o}", revenue=round(rng.uniform(40, 160), 2))
+            )
     elif group == "browsers":
         last = rng.uniform(0.1, 5)
         sessions = rng.randint(3, 6)

@@ -276,9 +276,7 @@ def test_features_read_revenue_numbers_and_numeric_strings_sessions_and_events_u
     now = timezone.now()
     ada = builders.person(workspace, user_id="ada")
     for revenue, session in ((10, "a"), ("12.50", "a"), (" 2e1 ", "b"), ("ten", "b"), (True, "c"), (None, "c")):
-        builders.event(
-            workspace, ada, "Order Completed", at=now - timedelta(days=3), properties={"revenue": revenue}
-        )
+        builders.event(workspace, ada, "Order Completed", at=now - timedelta(days=3), properties={"revenue": revenue})
     with workspace_scope(workspace):
         from tracking.models import Event
 
@@ -315,9 +313,7 @@ def test_erasure_and_merge_take_people_out_of_the_runs(workspace, planted):
     with workspace_scope(workspace):
         person = Person.objects.get(pk=erased)
         erasure = person_erase(workspace=workspace, person=person, actor=None)
-        person_merge(
-            workspace=workspace, loser=Person.objects.get(pk=loser), survivor=Person.objects.get(pk=survivor)
-        )
+        person_merge(workspace=workspace, loser=Person.objects.get(pk=loser), survivor=Person.objects.get(pk=survivor))
         left = set(ClusterMember.objects.filter(run=run).values_list("person_id", flat=True))
     assert erased not in left and loser not in left and survivor in left
     assert len(left) == 118
