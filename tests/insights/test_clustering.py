@@ -206,7 +206,8 @@ def test_a_deeper_tree_becomes_an_or_of_and_paths_with_round_thresholds():
 
     definition = rule_definition(people, members, seed=0)
 
-    assert definition is not None and definition["type"] == "or"
+    assert definition is not None
+    assert definition["type"] == "or"
     held = np.array([_holds(definition, people, i) for i in range(n)])
     assert (held == members).mean() >= 0.97
     for path in definition["conditions"]:
