@@ -21,8 +21,10 @@ docs/insights.md ("Suggested segments") explains the choices to users.
   rest over the features the segment language can express (``RULE_COLUMNS``), and each
   path to a leaf that predicts the cluster becomes an ``and`` of conditions (``or`` over
   paths). Sessions and shares have no condition in the language: the tree reads counts of
-  the same events instead of shares. Thresholds are moved to a round value that splits
-  the people exactly as the tree's did.
+  the same events instead of shares. Thresholds move to round values: exactly the tree's
+  split where a round value lies between the people either side of it (``round_number``,
+  ``round_duration``), else recency rounds to the day or hour; precision and recall are
+  measured on the rule as written (docs/insights.md, "Rules").
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ MIX_NAMES = 5
 # The event mix of a person with few events is mostly chance (1 page view of 2 events is "50%"):
 # each person's shares count this many more events, in the workspace's own mix.
 MIX_PRIOR_EVENTS = 5.0
-SILHOUETTE_SAMPLE = 5000
+SILHOUETTE_SAMPLE = 3000
 # K-means restarts per k: the best of them is kept (scikit-learn's n_init).
 N_INIT = 2
 TREE_DEPTH = 3
