@@ -73,7 +73,8 @@ def main() -> int:
         )
         print(f"features of {len(people):,} people in {featured - sampled:.2f} s", flush=True)
         print(
-            f"clustering (k = 2..8, silhouette on {min(len(people), SILHOUETTE_SAMPLE):,}, stability) in {clustered - featured:.2f} s:"
+            f"clustering (k = 2..8, silhouette on {min(len(people), SILHOUETTE_SAMPLE):,}, stability) "
+            f"in {clustered - featured:.2f} s:"
             f" k = {found.k}, stability ARI {found.stability_ari:.3f}",
             flush=True,
         )
