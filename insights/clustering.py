@@ -500,7 +500,9 @@ def _aggregate(event: str, key: str, operator: str, value: float | int) -> dict[
     return {"type": "aggregate", "event": event, "key": key, "function": "sum", "operator": operator, "value": value}
 
 
-HAS_ANY_EVENT: dict[str, Any] = {"type": "event", "event": ANY_EVENT}
+# "Has an event at or before now", the clustered population: the person's first event time, one
+# scan of the people (where counting ``$any`` events groups every event of the workspace).
+HAS_ANY_EVENT: dict[str, Any] = {"type": "first_performed", "event": ANY_EVENT}
 
 
 def rule_definition(people: PeopleFeatures, members: np.ndarray, *, seed: int) -> dict[str, Any] | None:

@@ -162,6 +162,8 @@ def _holds(node: dict, people: PeopleFeatures, i: int) -> bool:
         return _compare(count, node.get("count", {"operator": "gte", "value": 1}))
     if kind == "aggregate":
         return _compare(people.revenue[i], node)
+    if kind == "first_performed":
+        return node == HAS_ANY_EVENT  # everyone here has an event
     if kind == "last_performed":
         window = node["window"]
         since = "since" not in window or people.recency_days[i] <= _days(window["since"])
