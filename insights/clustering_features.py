@@ -40,13 +40,13 @@ _PEOPLE = (
     "FROM {person} p WHERE p.workspace_id = %(workspace_id)s "
     "AND p.first_event_at IS NOT NULL AND p.first_event_at <= %(now)s"
 )
-_POPULATION_SQL = with_tables("SELECT count(*) " + _PEOPLE, person=Person)
+_POPULATION_SQL = with_tables("SELECT count(*) {people}".replace("{people}", _PEOPLE), person=Person)
 _CUTOFF_SQL = with_tables(
-    "SELECT x.h FROM (SELECT hashint8extended(p.id, %(seed)s) AS h " + _PEOPLE + ") x "
-    "ORDER BY x.h OFFSET %(offset)s LIMIT 1",
+    "SELECT x.h FROM (SELECT hashint8extended(p.id, %(seed)s) AS h {people}) x "
+    "ORDER BY x.h OFFSET %(offset)s LIMIT 1".replace("{people}", _PEOPLE),
     person=Person,
 )
-_SAMPLE_SQL = with_tables("SELECT p.id " + _PEOPLE + "{cutoff} ORDER BY p.id", person=Person)
+_SAMPLE_SQL = with_tables("SELECT p.id {people}{cutoff} ORDER BY p.id".replace("{people}", _PEOPLE), person=Person)
 _CUTOFF = " AND hashint8extended(p.id, %(seed)s) <= %(cutoff)s"
 _REVENUE = (
     "CASE WHEN jsonb_typeof(e.properties -> %(revenue_key)s) = 'number' "
