@@ -11,8 +11,9 @@ docs/insights.md ("Suggested segments") explains the choices to users.
   toward the workspace's mix by ``MIX_PRIOR_EVENTS``). Counts and money are heavy-tailed,
   so they are taken as ``log1p`` before standardising; every column is then standardised
   (``StandardScaler``), so that no unit outweighs another.
-- **K** is chosen by the mean silhouette over ``K_RANGE`` (on a fixed subsample of at most
-  ``SILHOUETTE_SAMPLE`` people, the same for every k; the exact silhouette is quadratic).
+- **K** is chosen by the mean silhouette over ``K_RANGE``: K-means for each k on at most
+  ``SCAN_SAMPLE`` people, its silhouette on a fixed ``SILHOUETTE_SAMPLE`` of them (the same for
+  every k; the exact silhouette is quadratic); the chosen k is then fitted on everyone.
 - **Stability** is the Adjusted Rand Index between the chosen clustering and a second one
   with the same k and another seed: 1 is the same partition, about 0 is chance.
 - **Words** come from the centroid against the population: a column whose centroid is at
@@ -50,6 +51,9 @@ MIX_NAMES = 5
 # each person's shares count this many more events, in the workspace's own mix.
 MIX_PRIOR_EVENTS = 5.0
 SILHOUETTE_SAMPLE = 3000
+# K is chosen on at most this many people (K-means costs the people times k); the chosen k is
+# then fitted on everyone clustered.
+SCAN_SAMPLE = 20_000
 # K-means restarts per k: the best of them is kept (scikit-learn's n_init).
 N_INIT = 2
 TREE_DEPTH = 3
@@ -234,23 +238,30 @@ def cluster(people: PeopleFeatures, *, seed: int, progress: Progress | None = No
     if not ks:
         raise NotClusterable("Everyone behaves the same way here: there is nothing to split into clusters.")
     rng = np.random.default_rng(seed)
-    subsample = np.sort(rng.choice(len(people), size=min(len(people), SILHOUETTE_SAMPLE), replace=False))
+    scan = np.sort(rng.choice(len(people), size=min(len(people), SCAN_SAMPLE), replace=False))
+    subsample = np.sort(rng.choice(len(scan), size=min(len(scan), SILHOUETTE_SAMPLE), replace=False))
+    scanned = matrix[scan]
     scores: list[tuple[int, float]] = []
     labelled: dict[int, np.ndarray] = {}
     with threadpool_limits(limits=THREADS):
         for step, k in enumerate(ks):
-            report(step / (len(ks) + 1), f"Trying {k} clusters")
-            labels = _kmeans(matrix, k, seed)
+            report(step / (len(ks) + 2), f"Trying {k} clusters")
+            labels = _kmeans(scanned, k, seed)
             found = len(np.unique(labels[subsample]))
             if found < 2 or found >= len(subsample):
                 continue
-            scores.append((k, float(silhouette_score(matrix[subsample], labels[subsample], random_state=seed))))
+            scores.append((k, float(silhouette_score(scanned[subsample], labels[subsample], random_state=seed))))
             labelled[k] = labels
         if not scores:
             raise NotClusterable("Everyone behaves nearly the same way here: no split gives two clusters.")
         best = max(scores, key=lambda pair: (pair[1], -pair[0]))[0]
-        report(len(ks) / (len(ks) + 1), "Checking stability with another seed")
-        labels = _by_size(labelled[best], best)
+        if len(scan) < len(people):
+            report(len(ks) / (len(ks) + 2), f"Clustering everyone into {best} clusters")
+            chosen = _kmeans(matrix, best, seed)
+        else:
+            chosen = labelled[best]
+        report((len(ks) + 1) / (len(ks) + 2), "Checking stability with another seed")
+        labels = _by_size(chosen, best)
         stability = float(adjusted_rand_score(labels, _kmeans(matrix, best, seed + 1)))
     typical = dict(zip((f.key for f in scaled.features), scaled.values(np.zeros(len(scaled.features))), strict=True))
     summaries = []

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from insights import clustering
 from insights.clustering import (
     HAS_ANY_EVENT,
     NotClusterable,
@@ -80,6 +81,18 @@ def test_two_planted_groups_give_two_clusters_with_a_stable_split():
     words = {summary.description for summary in found.clusters}
     assert any("buy often" in w and "spend a lot" in w and "active" in w for w in words)
     assert any("never buy" in w for w in words)
+
+
+def test_k_is_chosen_on_a_scan_sample_and_fitted_on_everyone(monkeypatch):
+    monkeypatch.setattr(clustering, "SCAN_SAMPLE", 24)
+    people, buyers = _two_groups()
+
+    found = cluster(people, seed=0)
+
+    assert found.k == 2
+    assert len(found.labels) == 60
+    assert abs(np.corrcoef(found.labels, buyers)[0, 1]) == pytest.approx(1.0)
+    assert sum(summary.size for summary in found.clusters) == 60
 
 
 def test_too_few_people_or_all_alike_cannot_be_clustered():
