@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,7 @@ from django.utils import timezone
 from accounts.models import User, Workspace
 from accounts.sql import execute_scoped, with_tables
 from insights import clustering_selectors as selectors
-from insights.clustering import NotClusterable, cluster, precision_recall, rule_definition
+from insights.clustering import NotClusterable, PeopleFeatures, cluster, precision_recall, rule_definition
 from insights.clustering_features import MAX_SAMPLE, people_features, people_sample
 from insights.models import ACTIVE_STATUSES, ClusteringRun, ClusteringStatus
 from segmentation import services as segment_services
@@ -193,7 +193,7 @@ def _compute(workspace: Workspace, run: ClusteringRun, report: _Reporter, max_sa
                 "z": summary.z,
                 "mean": summary.mean,
                 "description": summary.description,
-                "rule": _rule(workspace, people, members, now=now, seed=run.seed),
+                "rule": _rule(workspace, people, members, now=now, seed=run.seed, sampled=sample.sampled),
             }
         )
     return {
@@ -213,17 +213,26 @@ def _compute(workspace: Workspace, run: ClusteringRun, report: _Reporter, max_sa
     }
 
 
-def _rule(workspace: Workspace, people: Any, members: np.ndarray, *, now: Any, seed: int) -> dict[str, Any] | None:
+def _rule(
+    workspace: Workspace, people: PeopleFeatures, members: np.ndarray, *, now: datetime, seed: int, sampled: bool
+) -> dict[str, Any] | None:
     """The cluster's rule with its precision and recall, measured by evaluating it with the segment
-    engine over the same people at the same instant; None when no rule separates the cluster."""
+    engine over the same people at the same instant; None when no rule separates the cluster.
+
+    A sampled run asks the engine for the members among the sample; otherwise for all of them (the
+    plain evaluation, which plans best), and only those clustered count.
+    """
     definition = rule_definition(people, members, seed=seed)
     if definition is None:
         return None
-    sample = people.person_ids.tolist()
+    clustered = set(people.person_ids.tolist())
     try:
-        held = segment_services.definition_members(workspace=workspace, definition=definition, now=now, people=sample)
+        held = segment_services.definition_members(
+            workspace=workspace, definition=definition, now=now, people=sorted(clustered) if sampled else None
+        )
     except segment_services.SegmentQueryTimeout as error:
         return {"definition": definition, "precision": None, "recall": None, "matched": None, "error": str(error)}
+    held &= clustered
     precision, recall = precision_recall(held, set(people.person_ids[members].tolist()))
     return {"definition": definition, "precision": precision, "recall": recall, "matched": len(held)}
 
