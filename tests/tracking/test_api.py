@@ -653,6 +653,7 @@ def test_export_holds_everything_stored_about_the_person(api, workspace):
                 "payload": {"person": {"id": ada.pk, "user_id": "u-ada"}},
             }
         ],
+        "suggested_segment_clusters": [],
         "events": [
             {
                 "id": page.pk,
@@ -755,6 +756,7 @@ def test_the_schema_describes_the_quarantine_and_the_export(api):
         "memberships",
         "messages",
         "person",
+        "suggested_segment_clusters",
         "traits",
     ]
     assert set(export["responses"]) == {"200", "401", "403", "404", "429"}
