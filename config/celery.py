@@ -11,3 +11,5 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 # Task modules inside app subpackages.
 app.autodiscover_tasks(["segmentation.webhooks"])
+# Suggested segments' task module (insights.clustering_tasks).
+app.autodiscover_tasks(["insights"], related_name="clustering_tasks")

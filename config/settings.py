@@ -64,7 +64,7 @@ INSTALLED_APPS = [
 
 # The modules that hear what happens to people in tracking (tracking/events.py: ingestion's
 # changes, imports, merges, erasures, exports), in the order they are told.
-TRACKING_SUBSCRIBERS = ["segmentation.people", "segmentation.catalogue.people"]
+TRACKING_SUBSCRIBERS = ["segmentation.people", "segmentation.catalogue.people", "insights.clustering_people"]
 # What apps above tracking add to its views of people: filters, fields, page sections (tracking/people_extensions.py).
 TRACKING_PEOPLE_EXTENSIONS = ["segmentation.person_views"]
 

@@ -2,18 +2,21 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from config import views
+from insights import clustering_urls
 
 api_v1 = [
     path("", include("accounts.api_urls")),
     path("", include("tracking.api_urls")),
     path("", include("segmentation.webhooks.api_urls")),
     path("", include("segmentation.api_urls")),
+    path("insights/clusters/", include(clustering_urls.api_urlpatterns)),
 ]
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("campaigns/", views.upcoming("campaigns"), name="campaigns"),
     path("insights/", views.upcoming("insights"), name="insights"),
+    path("insights/clusters/", include(clustering_urls.urlpatterns)),
     path("", include("accounts.urls")),
     path("", include("tracking.urls")),
     path("", include("segmentation.webhooks.urls")),

@@ -370,8 +370,15 @@ class ExportMessageSerializer(serializers.Serializer[Any]):
     payload = serializers.JSONField(allow_null=True, help_text="The body as sent; null before the first attempt.")
 
 
+class ExportClusterSerializer(serializers.Serializer[Any]):
+    run = serializers.IntegerField(help_text="The clustering run (suggested segments).")
+    cluster = serializers.IntegerField(help_text="The person's cluster in it, numbered from 1 as the page shows it.")
+    run_finished_at = serializers.DateTimeField(allow_null=True)
+
+
 class PersonExportSerializer(serializers.Serializer[Any]):
-    """The document. Apps may add sections; ``memberships`` and ``messages`` are segmentation's."""
+    """The document. Apps may add sections; ``memberships`` and ``messages`` are segmentation's,
+    ``suggested_segment_clusters`` insights'."""
 
     exported_at = serializers.DateTimeField()
     person = ExportPersonSerializer()
@@ -380,6 +387,9 @@ class PersonExportSerializer(serializers.Serializer[Any]):
     groups = ExportGroupSerializer(many=True)
     memberships = ExportMembershipsSerializer()
     messages = ExportMessageSerializer(many=True, help_text="Messages sent about the person, oldest first.")
+    suggested_segment_clusters = ExportClusterSerializer(
+        many=True, help_text="The clusters of suggested segments the person was placed in (kept runs only)."
+    )
     events = ExportEventSerializer(many=True, help_text="Every event, newest first (the answer is streamed).")
 
 

@@ -2,13 +2,15 @@
 
 - ``segments``: validating a definition, creating, changing and deleting a segment, previews;
 - ``refresh``: the full refresh of a segment, claiming due refreshes fairly, queueing them;
-- ``static``: static segments' members by user id and by CSV.
+- ``static``: static segments' members by user id and by CSV;
+- ``evaluation``: the members of a definition, for apps above that compare it with their own sets.
 
 ``segmentation.membership`` holds what they share with real time (the membership lock, the
 evaluation settings, applying a difference). The public names are re-exported here, where the
 views, the API and the tasks call them.
 """
 
+from segmentation.services.evaluation import definition_members
 from segmentation.services.refresh import (
     CLAIM_LOCK_CLASS,
     RefreshResult,
@@ -53,6 +55,7 @@ __all__ = [
     "SegmentPreview",
     "SegmentQueryTimeout",
     "StaticChange",
+    "definition_members",
     "definition_validate",
     "refresh_lease_seconds",
     "segment_create",

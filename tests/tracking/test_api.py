@@ -350,6 +350,7 @@ def test_erase_removes_everything_suppresses_ids_and_is_audited(api, workspace):
         "membership_changes": 0,
         "webhook_deliveries": 2,
         "catalogue_values": 0,
+        "cluster_assignments": 0,
     }
     assert api.get(f"/api/v1/people/{ada.pk}/").status_code == 404
 
@@ -654,6 +655,7 @@ def test_export_holds_everything_stored_about_the_person(api, workspace):
                 "payload": {"person": {"id": ada.pk, "user_id": "u-ada"}},
             }
         ],
+        "suggested_segment_clusters": [],
         "events": [
             {
                 "id": page.pk,
@@ -756,6 +758,7 @@ def test_the_schema_describes_the_quarantine_and_the_export(api):
         "memberships",
         "messages",
         "person",
+        "suggested_segment_clusters",
         "traits",
     ]
     assert set(export["responses"]) == {"200", "401", "403", "404", "429"}

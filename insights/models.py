@@ -1,0 +1,99 @@
+"""Tables of insights.
+
+Suggested segments (``insights.clustering*``): a ``ClusteringRun`` holds one
+clustering of the workspace's people (what was tried, what was chosen, each
+cluster's description and rule), and ``ClusterMember`` the cluster of each
+person of its sample, from which a static segment is made. Person ids carry no
+foreign key (no ORM cascade across apps): merges and erasures are handled by
+``insights.clustering_people``.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+from accounts.tenancy import TenantModel, hot_workspace_key
+
+
+class ClusteringStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+ACTIVE_STATUSES = (ClusteringStatus.QUEUED, ClusteringStatus.RUNNING)
+
+
+class ClusteringRun(TenantModel):
+    """One clustering of the workspace's people; its results are written once, when it is done.
+
+    ``silhouette`` is ``[{"k", "score"}]`` for every k tried; ``features`` describes the
+    columns (``[{"key", "label", ...}]``); ``clusters`` is ``[{"index", "size", "share",
+    "identified", "centroid", "z", "description", "rule"}]``, ``rule`` being
+    ``{"definition", "precision", "recall", "matched"}`` or null (docs/insights.md).
+    """
+
+    status = models.CharField(max_length=8, choices=ClusteringStatus.choices, default=ClusteringStatus.QUEUED)
+    requested_by = models.ForeignKey(
+        "accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Moved by the task as it goes: the page's progress bar and its line of text.
+    progress = models.PositiveSmallIntegerField(default=0)
+    stage = models.CharField(max_length=200, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    seed = models.PositiveIntegerField(default=0)
+    # The instant the features were computed at (recency is measured from it).
+    computed_at = models.DateTimeField(null=True, blank=True)
+    population = models.PositiveIntegerField(null=True, blank=True, help_text="people with at least one event")
+    sample_size = models.PositiveIntegerField(null=True, blank=True)
+    k = models.PositiveSmallIntegerField(null=True, blank=True)
+    silhouette = models.JSONField(default=list, blank=True)
+    stability_ari = models.FloatField(null=True, blank=True)
+    features = models.JSONField(default=list, blank=True)
+    clusters = models.JSONField(default=list, blank=True)
+    seconds = models.FloatField(null=True, blank=True, help_text="how long the run took")
+
+    class Meta:
+        constraints = [
+            # One run at a time per workspace: a second request joins the one under way.
+            models.UniqueConstraint(
+                fields=["workspace"],
+                condition=models.Q(status__in=["queued", "running"]),
+                name="clustering_one_active_run",
+            ),
+            models.CheckConstraint(condition=models.Q(progress__lte=100), name="clustering_progress_percent"),
+        ]
+        indexes = [models.Index(fields=["workspace", "-created_at"], name="clustering_run_recent_idx")]
+
+    def __str__(self) -> str:
+        return f"clustering #{self.pk} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+
+class ClusterMember(TenantModel):
+    """The cluster of one person of a run's sample (written once, with the run's results)."""
+
+    workspace = hot_workspace_key(db_constraint=False)
+    # Indexed by (run, cluster) below.
+    run = models.ForeignKey(
+        ClusteringRun, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
+    )
+    person_id = models.BigIntegerField()
+    cluster = models.PositiveSmallIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "run", "person_id"], name="cluster_member_unique"),
+        ]
+        indexes = [
+            models.Index(fields=["run", "cluster"], name="cluster_member_cluster_idx"),
+            models.Index(fields=["workspace", "person_id"], name="cluster_member_person_idx"),
+        ]
