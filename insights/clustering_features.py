@@ -24,14 +24,11 @@ from django.db import connection, transaction
 from accounts.models import Workspace
 from accounts.sql import execute_scoped, execute_session, with_tables
 from insights.clustering import ANY_EVENT, MIX_NAMES, PURCHASE_EVENT, REVENUE_KEY, PeopleFeatures
+from segmentation.definition import NUMERIC_MAX_LENGTH, NUMERIC_RE
 from tracking.models import Event, Person
 
 MAX_SAMPLE = 100_000
 STATEMENT_TIMEOUT_SECONDS = 600
-# docs/segments.md, "Numeric strings": the same pattern and length bound as the segment compiler's
-# (segmentation.compiler, which other apps may not import; tests/insights pins the two equal).
-NUMERIC_RE = r"^[ \t\n\r\f\v]*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,3})?[ \t\n\r\f\v]*$"
-NUMERIC_MAX_LENGTH = 1000
 
 # The people with an event at or before now; a sample is those whose id hashes lowest with the
 # run's seed (``hashint8extended``): uniform, reproducible, and one cheap test per event row, where

@@ -31,6 +31,8 @@ from typing import Any
 from segmentation.definition import (
     ANY_EVENT,
     NEGATIVE_OPERATORS,
+    NUMERIC_MAX_LENGTH,
+    NUMERIC_RE,
     Aggregate,
     And,
     Comparison,
@@ -53,13 +55,6 @@ PEOPLE_TABLE = "tracking_person"
 EVENTS_TABLE = "tracking_event"
 MEMBERSHIP_TABLE = "segmentation_membership"
 
-# A numeric string as docs/segments.md means it: an optional sign, digits with
-# an optional fraction, an optional exponent of at most three digits; ASCII
-# whitespace around (what PostgreSQL's numeric input skips), at most
-# NUMERIC_MAX_LENGTH characters. The bounds keep every match castable to
-# numeric: a longer string or a larger exponent would overflow it.
-NUMERIC_RE = r"^[ \t\n\r\f\v]*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,3})?[ \t\n\r\f\v]*$"
-NUMERIC_MAX_LENGTH = 1000
 # The shape of a timestamp in a property (docs/segments.md), checked before the
 # string is cast (the cast itself is guarded by segmentation_try_timestamptz,
 # which answers NULL for what the shape lets through, such as February 30th).

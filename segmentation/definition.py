@@ -65,6 +65,14 @@ ANY_EVENT = "$any"
 
 Scalar = str | int | float | bool
 
+# A numeric string as docs/segments.md means it: an optional sign, digits with
+# an optional fraction, an optional exponent of at most three digits; ASCII
+# whitespace around (what PostgreSQL's numeric input skips), at most
+# NUMERIC_MAX_LENGTH characters. The bounds keep every match castable to
+# numeric: a longer string or a larger exponent would overflow it.
+NUMERIC_RE = r"^[ \t\n\r\f\v]*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,3})?[ \t\n\r\f\v]*$"
+NUMERIC_MAX_LENGTH = 1000
+
 
 @dataclass(frozen=True)
 class Duration:

@@ -13,7 +13,7 @@ from django.db.models import Sum
 
 from accounts.models import Workspace
 from segmentation.catalogue.models import CatalogueEvent, CatalogueProperty, PropertySource
-from segmentation.compiler import NUMERIC_MAX_LENGTH, NUMERIC_RE
+from segmentation.definition import NUMERIC_MAX_LENGTH, NUMERIC_RE
 from segmentation.definition import ANY_EVENT, MAX_GROUP_CONDITIONS, MAX_GROUP_DEPTH, MAX_NODES
 
 SUGGESTIONS = 12

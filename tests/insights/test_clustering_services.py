@@ -19,7 +19,6 @@ from insights.clustering_features import Sample, people_features
 from insights.clustering_people import person_export
 from insights.models import ClusteringRun, ClusteringStatus, ClusterMember
 from segmentation import services as segment_services
-from segmentation.compiler import NUMERIC_MAX_LENGTH, NUMERIC_RE
 from segmentation.models import Membership, Segment
 from tests import factories
 from tests.insights.clustering_data import GROUPS, planted_people
@@ -302,10 +301,6 @@ def test_features_read_revenue_numbers_and_numeric_strings_sessions_and_events_u
     assert people.recency_days[0] == pytest.approx(1.0, abs=1e-4)
     assert people.mix_names == ("Product Viewed",)  # the purchase event has its own columns
     assert people.mix_counts.tolist() == [[1]]
-
-
-def test_the_numeric_string_pattern_is_the_segment_compilers():
-    assert (clustering_features.NUMERIC_RE, clustering_features.NUMERIC_MAX_LENGTH) == (NUMERIC_RE, NUMERIC_MAX_LENGTH)
 
 
 # --- merges, erasures, exports --------------------------------------------------------------
