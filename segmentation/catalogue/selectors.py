@@ -13,8 +13,14 @@ from django.db.models import Sum
 
 from accounts.models import Workspace
 from segmentation.catalogue.models import CatalogueEvent, CatalogueProperty, PropertySource
-from segmentation.definition import NUMERIC_MAX_LENGTH, NUMERIC_RE
-from segmentation.definition import ANY_EVENT, MAX_GROUP_CONDITIONS, MAX_GROUP_DEPTH, MAX_NODES
+from segmentation.definition import (
+    ANY_EVENT,
+    MAX_GROUP_CONDITIONS,
+    MAX_GROUP_DEPTH,
+    MAX_NODES,
+    NUMERIC_MAX_LENGTH,
+    NUMERIC_RE,
+)
 
 SUGGESTIONS = 12
 _NUMERIC = re.compile(NUMERIC_RE)
