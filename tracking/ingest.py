@@ -34,7 +34,7 @@ from django.db import DatabaseError, connection, transaction
 from accounts.models import Workspace
 from accounts.sql import with_tables
 from accounts.tenancy import workspace_scope
-from tracking import events
+from tracking import events, plan_services
 from tracking.events import Change
 from tracking.identity import Key, Plan, PlannedPerson, keys_of, message_keys
 from tracking.messages import (
@@ -45,7 +45,8 @@ from tracking.messages import (
     Rejection,
     first_touch,
 )
-from tracking.models import QuarantineKind
+from tracking.models import QuarantineKind, TrackingPlan
+from tracking.plan import Checker, Tally, violations_reason
 
 logger = logging.getLogger(__name__)
 
@@ -58,11 +59,14 @@ class IngestResult:
     duplicates: int = 0
     suppressed: int = 0
     rejected: int = 0
+    # Valid messages the tracking plan kept out (quarantined): counted as rejected, not accepted.
+    blocked: int = 0
 
     def as_dict(self, *, accepted: int) -> dict[str, Any]:
+        """``accepted``: the valid messages of the request (those the plan blocked are rejected)."""
         return {
             "success": True,
-            "accepted": accepted,
+            "accepted": accepted - self.blocked,
             "rejected": self.rejected,
             "stored": self.stored,
             "duplicates": self.duplicates,
@@ -94,9 +98,17 @@ class Submission:
 
 # Outcomes of one message, counted per request.
 STORED, DUPLICATE, SUPPRESSED = range(3)
-WORKSPACE_BY_WRITE_KEY = with_tables("SELECT id FROM {workspace} WHERE write_key = %s", workspace=Workspace)
+# With the version of the workspace's tracking plan (NULL: none), for ``plan_services.checker_for``.
+WORKSPACE_BY_WRITE_KEY = with_tables(
+    "SELECT w.id, p.version FROM {workspace} w LEFT JOIN {plan} p ON p.workspace_id = w.id WHERE w.write_key = %s",
+    workspace=Workspace,
+    plan=TrackingPlan,
+)
 WORKSPACES_BY_WRITE_KEYS = with_tables(
-    "SELECT write_key, id FROM {workspace} WHERE write_key = ANY(%s::text[])", workspace=Workspace
+    "SELECT w.write_key, w.id, p.version FROM {workspace} w LEFT JOIN {plan} p ON p.workspace_id = w.id "
+    "WHERE w.write_key = ANY(%s::text[])",
+    workspace=Workspace,
+    plan=TrackingPlan,
 )
 
 
@@ -138,9 +150,11 @@ def _ingest_group(submissions: Sequence[Submission], *, notify: bool) -> list[In
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         workspaces = _workspaces(cursor, {s.write_key for s in submissions})
         by_workspace: dict[int, list[int]] = {}
+        plan_versions: dict[int, int | None] = {}
         for index, submission in enumerate(submissions):
-            workspace_id = workspaces.get(submission.write_key)
-            if workspace_id is not None:
+            found = workspaces.get(submission.write_key)
+            if found is not None:
+                workspace_id, plan_versions[workspace_id] = found
                 by_workspace.setdefault(workspace_id, []).append(index)
         # Workspaces in id order: concurrent groups lock their people in the same order.
         for workspace_id in sorted(by_workspace):
@@ -148,7 +162,8 @@ def _ingest_group(submissions: Sequence[Submission], *, notify: bool) -> list[In
             indexes = by_workspace[workspace_id]
             touched: dict[int, Change] | None = {} if notify and events.people_touched_wanted() else None
             with workspace_scope(workspace_id):
-                stored = _ingest(cursor, workspace_id, [submissions[index] for index in indexes], touched)
+                checker = plan_services.checker_for(workspace_id, plan_versions[workspace_id])
+                stored = _ingest(cursor, workspace_id, [submissions[index] for index in indexes], touched, checker)
             if touched:
                 events.people_touched(workspace_id, touched)
             for index, result in zip(indexes, stored, strict=True):
@@ -174,8 +189,8 @@ def _prepare_when_asked(raw: psycopg.Connection[Any]) -> None:
         raw.prepare_threshold = _ONLY_WHEN_ASKED
 
 
-def _workspaces(cursor: Any, write_keys: set[str]) -> dict[str, int]:
-    """The workspace of each known write key; pipelined with the transaction's BEGIN."""
+def _workspaces(cursor: Any, write_keys: set[str]) -> dict[str, tuple[int, int | None]]:
+    """The workspace of each known write key and its plan's version; pipelined with the transaction's BEGIN."""
     with cursor.connection.pipeline():
         if len(write_keys) == 1:
             [key] = write_keys
@@ -184,17 +199,23 @@ def _workspaces(cursor: Any, write_keys: set[str]) -> dict[str, int]:
             cursor.execute(WORKSPACES_BY_WRITE_KEYS, [sorted(write_keys)], prepare=True)
     rows = cursor.fetchall()
     if len(write_keys) == 1:
-        return {key: rows[0][0]} if rows else {}
-    return dict(rows)
+        return {key: (rows[0][0], rows[0][1])} if rows else {}
+    return {write_key: (workspace_id, version) for write_key, workspace_id, version in rows}
 
 
 def _ingest(
-    cursor: Any, workspace_id: int, submissions: list[Submission], touched: dict[int, Change] | None
+    cursor: Any,
+    workspace_id: int,
+    submissions: list[Submission],
+    touched: dict[int, Change] | None,
+    checker: Checker | None = None,
 ) -> list[IngestResult]:
     """Store the submissions of one workspace, in order; one result per submission.
 
     ``touched`` receives, per person id, what changed for segments (see ``Plan.touched``);
     None when nobody will be notified (bulk import), which spares working it out.
+    ``checker``: the workspace's tracking plan, which each new track call is checked against
+    (its violations counted; quarantined instead of stored where the plan says so).
     """
     results = [IngestResult(rejected=len(s.rejections)) for s in submissions]
     rejections = [r for s in submissions for r in s.rejections]
@@ -218,6 +239,8 @@ def _ingest(
     plan = Plan(known)
     drops: dict[Key, int] = {}
     warned: list[Rejection] = []
+    blocked: list[Rejection] = []
+    tally = Tally()
     for message, owner in zip(unique, owners, strict=True):
         result = results[owner]
         if message.message_id not in new_ids:
@@ -229,20 +252,50 @@ def _ingest(
             for key in hits:
                 drops[key] = drops.get(key, 0) + 1
         else:
+            if checker is not None and message.type == "track" and _off_plan(checker, message, tally, blocked):
+                result.rejected += 1
+                result.blocked += 1
+                continue
             result.stored += 1
             plan.add(message)
             if message.warnings:
                 warned.append(
                     Rejection(message.raw, "; ".join(message.warnings), message.received_at, message.message_id)
                 )
-    if warned:
-        # Listed as "accepted with warnings"; only stored messages (a suppressed one is not kept anywhere).
-        _quarantine(cursor, workspace_id, QuarantineKind.WARNED, warned)
+    if warned or blocked or tally:
+        with cursor.connection.pipeline():
+            if warned:
+                # Listed as "accepted with warnings"; only stored messages (a suppressed one is not kept anywhere).
+                _quarantine(cursor, workspace_id, QuarantineKind.WARNED, warned)
+            if blocked:
+                _quarantine(cursor, workspace_id, QuarantineKind.PLAN, blocked)
+            if tally:
+                plan_services.violations_record(cursor, workspace_id, tally)
     if plan.seen or drops:
         row_id = _write(cursor, workspace_id, plan, drops, submissions[-1].received_at)
         if touched is not None:
             touched.update(plan.touched(row_id))
     return results
+
+
+def _off_plan(checker: Checker, message: Message, tally: Tally, blocked: list[Rejection]) -> bool:
+    """Count the track call's violations of the plan; True when it goes to the quarantine instead."""
+    event = message.event or ""
+    violations, quarantined = checker.check(event, message.properties)
+    if not violations:
+        return False
+    shown = {
+        "at": message.timestamp,
+        "message_id": message.message_id,
+        "user_id": message.user_id,
+        "anonymous_id": message.anonymous_id,
+        "properties": message.properties,
+    }
+    tally.add(event, violations, quarantined=quarantined, received_at=message.received_at, message=shown)
+    if quarantined:
+        reason = violations_reason(event, violations)
+        blocked.append(Rejection(message.raw, reason, message.received_at, message.message_id))
+    return quarantined
 
 
 def _quarantine(cursor: Any, workspace_id: int, kind: str, rejections: Sequence[Rejection]) -> None:
