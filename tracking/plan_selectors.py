@@ -10,7 +10,7 @@ from django.db.models import Max, Sum
 
 from accounts.models import User, Workspace
 from tracking import plan
-from tracking.models import PlanViolation, TrackingPlan
+from tracking.models import Event, PlanViolation, TrackingPlan
 
 # Examples shown per event (each violation row keeps ``plan.EXAMPLES_KEPT``).
 EXAMPLES_SHOWN = 5
@@ -22,6 +22,17 @@ class PlanState:
     version: int
     updated_at: datetime | None = None
     updated_by: User | None = None
+
+
+EVENT_ANCHOR = "event-{}"
+
+
+def event_anchor(document: plan.PlanDocument, name: str) -> str:
+    """The id of the event's card on the settings page (Settings -> Data), "" when it is not planned."""
+    for index, event in enumerate(document.events, start=1):
+        if event.name == name:
+            return EVENT_ANCHOR.format(index)
+    return ""
 
 
 def tracking_plan(workspace: Workspace) -> PlanState:
@@ -106,3 +117,29 @@ def violation_totals(workspace: Workspace, *, events: list[str] | None = None) -
         rows = rows.filter(event__in=events)
     totals = rows.values("event").annotate(total=Sum("count"), held=Sum("quarantined"), last=Max("last_seen_at"))
     return {row["event"]: ViolationTotal(int(row["total"]), int(row["held"]), row["last"]) for row in totals}
+
+
+# Recent events read to propose an event's properties.
+OBSERVED_SAMPLE = 200
+_JSON_TYPES = {str: "string", bool: "boolean", int: "number", float: "number", dict: "object", list: "list"}
+
+
+def observed_property_types(workspace: Workspace, event: str, *, sample: int = OBSERVED_SAMPLE) -> dict[str, str]:
+    """The properties the latest ``sample`` events named ``event`` carried, most frequent first, each with
+    the plan type most of its values had (nulls aside). Reads the (workspace, name, timestamp) index."""
+    rows = (
+        Event.objects.filter(workspace=workspace, name=event)
+        .order_by("-timestamp")
+        .values_list("properties", flat=True)[:sample]
+    )
+    seen: dict[str, dict[str, int]] = {}
+    for properties in rows:
+        if not isinstance(properties, dict):
+            continue
+        for key, value in properties.items():
+            kind = _JSON_TYPES.get(type(value))
+            if kind is not None and not plan.name_problem(key, what="property") and len(key) <= plan.MAX_NAME_LENGTH:
+                counts = seen.setdefault(key, {})
+                counts[kind] = counts.get(kind, 0) + 1
+    ranked = sorted(seen.items(), key=lambda item: (-sum(item[1].values()), item[0]))
+    return {key: max(kinds.items(), key=lambda pair: (pair[1], pair[0]))[0] for key, kinds in ranked}

@@ -1,14 +1,18 @@
-"""Reads of the catalogue for the builder's pickers: small indexed tables, never the events."""
+"""Reads of the catalogue: the builder's pickers, and the events catalogue page (with each event's
+tracking-plan status). Small indexed tables, never the events."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.db.models import Sum
 
 from accounts.models import Workspace
-from segmentation.catalogue.models import CatalogueEvent, CatalogueProperty, PropertySource
+from segmentation.catalogue.models import CatalogueEvent, CatalogueProperty, CatalogueWatermark, PropertySource
 from segmentation.definition import ANY_EVENT
+from tracking import plan_selectors
+from tracking.plan import UNCHECKED_EVENTS
 
 SUGGESTIONS = 12
 
@@ -65,3 +69,87 @@ def property_values(
     needle = q.casefold()
     ranked = sorted(merged.items(), key=lambda pair: (-pair[1], pair[0]))
     return [Suggestion(value, count) for value, count in ranked if needle in value.casefold()][:limit]
+
+
+# --- The events catalogue page: every event with its volume and its tracking-plan status ---------
+
+PLANNED = "planned"
+UNPLANNED = "unplanned"
+NOT_CHECKED = "not_checked"  # page and screen calls; or every event while the plan is empty
+STATUS_FILTERS = ("planned", "unplanned", "violations", "not_seen")
+
+
+@dataclass(frozen=True)
+class CatalogueRow:
+    name: str
+    count: int
+    last_seen: datetime | None
+    status: str
+    violations: int = 0
+    quarantined: int = 0
+    # The event's card on Settings -> Data ("" when it is not planned).
+    plan_anchor: str = ""
+
+
+@dataclass(frozen=True)
+class EventCatalogue:
+    rows: list[CatalogueRow]
+    has_plan: bool
+    block_unplanned: bool
+    # When the catalogue last read new events (its counts are as of then).
+    updated_at: datetime | None
+
+
+def event_catalogue(workspace: Workspace, *, q: str = "", status: str = "", sort: str = "volume") -> EventCatalogue:
+    """Every event name the workspace received (the catalogue's counts) and every planned one (never
+    received: volume 0), with its plan status and its violations since its plan last changed."""
+    state = plan_selectors.tracking_plan(workspace)
+    document = state.document
+    totals = plan_selectors.violation_totals(workspace)
+    seen = {
+        name: (count, last)
+        for name, count, last in CatalogueEvent.objects.filter(workspace=workspace).values_list(
+            "name", "count", "last_seen"
+        )
+    }
+    anchors = {event.name: plan_selectors.EVENT_ANCHOR.format(i) for i, event in enumerate(document.events, start=1)}
+    names = set(seen) | set(anchors)
+    rows = []
+    for name in names:
+        count, last = seen.get(name, (0, None))
+        planned = name in anchors
+        if not document.events or name in UNCHECKED_EVENTS:
+            plan_status = NOT_CHECKED
+        else:
+            plan_status = PLANNED if planned else UNPLANNED
+        total = totals.get(name)
+        rows.append(
+            CatalogueRow(
+                name=name,
+                count=count,
+                last_seen=last,
+                status=plan_status,
+                violations=total.total if total else 0,
+                quarantined=total.quarantined if total else 0,
+                plan_anchor=anchors.get(name, ""),
+            )
+        )
+    needle = q.casefold()
+    if needle:
+        rows = [row for row in rows if needle in row.name.casefold()]
+    if status == "planned":
+        rows = [row for row in rows if row.status == PLANNED]
+    elif status == "unplanned":
+        rows = [row for row in rows if row.status == UNPLANNED]
+    elif status == "violations":
+        rows = [row for row in rows if row.violations]
+    elif status == "not_seen":
+        rows = [row for row in rows if row.last_seen is None]
+    if sort == "name":
+        rows.sort(key=lambda row: (row.name.casefold(), row.name))
+    elif sort == "violations":
+        rows.sort(key=lambda row: (-row.violations, -row.count, row.name.casefold()))
+    else:
+        rows.sort(key=lambda row: (-row.count, row.name.casefold()))
+    watermark = CatalogueWatermark.objects.filter(workspace=workspace).values_list("updated_at", flat=True).first()
+    return EventCatalogue(rows, bool(document.events), document.block_unplanned_events, watermark)
