@@ -261,7 +261,8 @@ def settings_data_event_add(request: MemberRequest) -> HttpResponse:
 
 
 def _event_form(request: MemberRequest, form_class: type[forms.Form]) -> tuple[forms.Form, str | None]:
-    form = form_class(request.POST)
+    # Its own ids: the page holds the other events' forms of the same fields.
+    form = form_class(request.POST, auto_id="id_refused_%s")
     return form, (form.data.get("event") or None)
 
 

@@ -101,8 +101,9 @@ class EventCatalogue:
 
 
 def event_catalogue(workspace: Workspace, *, q: str = "", status: str = "", sort: str = "volume") -> EventCatalogue:
-    """Every event name the workspace received (the catalogue's counts) and every planned one (never
-    received: volume 0), with its plan status and its violations since its plan last changed."""
+    """Every event name the workspace received (the catalogue's counts), every planned one and every
+    one the plan kept out (volume 0: never stored), with its plan status and its violations since its
+    plan last changed."""
     state = plan_selectors.tracking_plan(workspace)
     document = state.document
     totals = plan_selectors.violation_totals(workspace)
@@ -113,7 +114,8 @@ def event_catalogue(workspace: Workspace, *, q: str = "", status: str = "", sort
         )
     }
     anchors = {event.name: plan_selectors.EVENT_ANCHOR.format(i) for i, event in enumerate(document.events, start=1)}
-    names = set(seen) | set(anchors)
+    # Blocked calls are never stored, so the catalogue never counts them: their violations name them.
+    names = set(seen) | set(anchors) | set(totals)
     rows = []
     for name in names:
         count, last = seen.get(name, (0, None))
