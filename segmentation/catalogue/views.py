@@ -15,7 +15,7 @@ from accounts.requests import MemberRequest
 from segmentation.catalogue import selectors
 
 PAGE_SIZE = 100
-SORTS = [("volume", "Most events"), ("violations", "Most violations"), ("name", "Name (A–Z)")]
+SORTS = [("volume", "Most events"), ("violations", "Most violations"), ("name", "Name (A\u2013Z)")]
 STATUSES = [
     ("", "Any status"),
     ("planned", "Planned"),

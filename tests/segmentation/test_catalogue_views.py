@@ -78,7 +78,8 @@ def test_every_event_is_listed_with_volume_last_seen_and_plan_status(signed_in, 
         ("Signed Up", 0, "planned", 0),
     ]
     assert catalogue.rows[3].last_seen is None
-    assert catalogue.rows[0].plan_anchor == "event-1" and catalogue.rows[1].plan_anchor == ""
+    assert catalogue.rows[0].plan_anchor == "event-1"
+    assert catalogue.rows[1].plan_anchor == ""
     html = signed_in.get("/events/catalogue/").content.decode()
     assert _rows(html) == ["Order Completed", "Cart Viewed", "$pageview", "Signed Up"]
     assert '<a href="/events/catalogue/" aria-current="page">Catalogue</a>' in html

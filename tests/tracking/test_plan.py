@@ -51,7 +51,8 @@ def test_a_document_parses_with_defaults_and_writes_back_in_one_form():
     assert [event.name for event in document.events] == ["Order Completed", "Signed Up"]
     assert document.block_unplanned_events is True
     order = document.event("Order Completed")
-    assert order is not None and order.quarantine_violations is True
+    assert order is not None
+    assert order.quarantine_violations is True
     assert [(p.name, p.type, p.required) for p in order.properties] == [
         ("address", "object", False),
         ("coupon", "string", False),

@@ -77,14 +77,16 @@ def test_put_replaces_the_plan_and_get_answers_it(api, workspace):
 
     assert response.status_code == 200
     body = response.json()
-    assert body["version"] == 1 and body["updated_at"] is not None
+    assert body["version"] == 1
+    assert body["updated_at"] is not None
     assert {key: body[key] for key in ("block_unplanned_events", "events")} == WRITTEN
     assert api.get(URL).json() == body
     assert _stored(workspace) == (1, WRITTEN)
     with workspace_scope(workspace):
         entry = AuditLogEntry.objects.get(action="tracking_plan.changed")
     assert entry.target == "replaced through the API"
-    assert entry.details["version"] == 1 and entry.details["changed_events"] == ["Order Completed", "Signed Up"]
+    assert entry.details["version"] == 1
+    assert entry.details["changed_events"] == ["Order Completed", "Signed Up"]
 
 
 def test_what_get_answers_can_be_put_back_with_its_version(api, workspace):

@@ -156,7 +156,9 @@ def test_examples_keep_the_latest_calls_with_their_problems(workspace, send):
     assert row.count == 5
     assert [example["message_id"] for example in row.examples] == ["m4", "m3", "m2"]
     latest = row.examples[0]
-    assert latest["user_id"] == "u4" and latest["anonymous_id"] is None and latest["quarantined"] is False
+    assert latest["user_id"] == "u4"
+    assert latest["anonymous_id"] is None
+    assert latest["quarantined"] is False
     assert latest["problems"] == ["property “revenue” should be a number, not a string"]
     assert latest["properties"] == {"revenue": "x" * 199 + "…", "currency": "EUR"}
 
@@ -338,7 +340,8 @@ def test_a_plan_applies_to_its_own_workspace_only(workspace, send):
     response = send("track", {"userId": "u", "event": "Cart Viewed"}, write_key=other.write_key)
 
     assert response.json()["stored"] == 1
-    assert _counts(other) == {} and _counts(workspace) == {}
+    assert _counts(other) == {}
+    assert _counts(workspace) == {}
 
 
 def test_property_names_and_values_from_the_wild_are_stored_safely(workspace, send):
@@ -351,7 +354,8 @@ def test_property_names_and_values_from_the_wild_are_stored_safely(workspace, se
         write_key=workspace.write_key,
     )
 
-    assert response.status_code == 200 and response.json()["stored"] == 1
+    assert response.status_code == 200
+    assert response.json()["stored"] == 1
     [(event, kind, prop)] = _counts(workspace)
     assert (event, kind, prop) == ("Order Completed", "unknown_property", "k\ufffd" + "y" * 198)
 
@@ -388,7 +392,8 @@ def test_a_request_with_violations_still_answers_with_the_contracts_counts(works
     answer = send(endpoint, body, write_key=workspace.write_key).json()
 
     assert answer["accepted"] + answer["rejected"] == (1 if endpoint == "track" else 2)
-    assert answer["accepted"] == 0 and answer["stored"] == 0
+    assert answer["accepted"] == 0
+    assert answer["stored"] == 0
     assert answer["warnings"][0]["warnings"] == ["timestamp could not be parsed; the received time was used"]
 
 
