@@ -209,6 +209,9 @@ def settings_data_import(request: MemberRequest) -> HttpResponse:
         for path, problems in error.errors.items():
             for problem in problems:
                 form.add_error(None, f"{path}: {problem}" if path else problem)
+        # On the field it came from too: the page puts the cursor there, next to the list.
+        source = "file" if form.cleaned_data.get("file") is not None else "text"
+        form.add_error(source, "Fix the problems listed above; nothing was imported.")
         return _page(request, failed={"import": form})
     return _done(request, f"Plan imported: {len(document.events)} events.")
 
