@@ -46,7 +46,6 @@ from tracking.messages import (
     first_touch,
 )
 from tracking.models import QuarantineKind, TrackingPlan
-from tracking.plan import Checker, Tally, violations_reason
 
 logger = logging.getLogger(__name__)
 
@@ -162,8 +161,8 @@ def _ingest_group(submissions: Sequence[Submission], *, notify: bool) -> list[In
             indexes = by_workspace[workspace_id]
             touched: dict[int, Change] | None = {} if notify and events.people_touched_wanted() else None
             with workspace_scope(workspace_id):
-                checker = plan_services.checker_for(workspace_id, plan_versions[workspace_id])
-                stored = _ingest(cursor, workspace_id, [submissions[index] for index in indexes], touched, checker)
+                check = plan_services.plan_check(workspace_id, plan_versions[workspace_id])
+                stored = _ingest(cursor, workspace_id, [submissions[index] for index in indexes], touched, check)
             if touched:
                 events.people_touched(workspace_id, touched)
             for index, result in zip(indexes, stored, strict=True):
@@ -208,14 +207,14 @@ def _ingest(
     workspace_id: int,
     submissions: list[Submission],
     touched: dict[int, Change] | None,
-    checker: Checker | None = None,
+    check: plan_services.PlanCheck | None = None,
 ) -> list[IngestResult]:
     """Store the submissions of one workspace, in order; one result per submission.
 
     ``touched`` receives, per person id, what changed for segments (see ``Plan.touched``);
     None when nobody will be notified (bulk import), which spares working it out.
-    ``checker``: the workspace's tracking plan, which each new track call is checked against
-    (its violations counted; quarantined instead of stored where the plan says so).
+    ``check``: the check against the workspace's tracking plan, None without one: each new track
+    call's violations are counted, and a call the plan keeps out is quarantined instead of stored.
     """
     results = [IngestResult(rejected=len(s.rejections)) for s in submissions]
     rejections = [r for s in submissions for r in s.rejections]
@@ -239,8 +238,6 @@ def _ingest(
     plan = Plan(known)
     drops: dict[Key, int] = {}
     warned: list[Rejection] = []
-    blocked: list[Rejection] = []
-    tally = Tally()
     for message, owner in zip(unique, owners, strict=True):
         result = results[owner]
         if message.message_id not in new_ids:
@@ -252,7 +249,7 @@ def _ingest(
             for key in hits:
                 drops[key] = drops.get(key, 0) + 1
         else:
-            if checker is not None and message.type == "track" and _off_plan(checker, message, tally, blocked):
+            if check is not None and check.keeps_out(message):
                 result.rejected += 1
                 result.blocked += 1
                 continue
@@ -262,40 +259,22 @@ def _ingest(
                 warned.append(
                     Rejection(message.raw, "; ".join(message.warnings), message.received_at, message.message_id)
                 )
-    if warned or blocked or tally:
+    blocked = check.blocked if check is not None else []
+    counted = check is not None and check.counted()
+    if warned or blocked or counted:
         with cursor.connection.pipeline():
             if warned:
                 # Listed as "accepted with warnings"; only stored messages (a suppressed one is not kept anywhere).
                 _quarantine(cursor, workspace_id, QuarantineKind.WARNED, warned)
             if blocked:
                 _quarantine(cursor, workspace_id, QuarantineKind.PLAN, blocked)
-            if tally:
-                plan_services.violations_record(cursor, workspace_id, tally)
+            if check is not None and counted:
+                check.record(cursor, workspace_id)
     if plan.seen or drops:
         row_id = _write(cursor, workspace_id, plan, drops, submissions[-1].received_at)
         if touched is not None:
             touched.update(plan.touched(row_id))
     return results
-
-
-def _off_plan(checker: Checker, message: Message, tally: Tally, blocked: list[Rejection]) -> bool:
-    """Count the track call's violations of the plan; True when it goes to the quarantine instead."""
-    event = message.event or ""
-    violations, quarantined = checker.check(event, message.properties)
-    if not violations:
-        return False
-    shown = {
-        "at": message.timestamp,
-        "message_id": message.message_id,
-        "user_id": message.user_id,
-        "anonymous_id": message.anonymous_id,
-        "properties": message.properties,
-    }
-    tally.add(event, violations, quarantined=quarantined, received_at=message.received_at, message=shown)
-    if quarantined:
-        reason = violations_reason(event, violations)
-        blocked.append(Rejection(message.raw, reason, message.received_at, message.message_id))
-    return quarantined
 
 
 def _quarantine(cursor: Any, workspace_id: int, kind: str, rejections: Sequence[Rejection]) -> None:

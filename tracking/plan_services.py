@@ -23,6 +23,7 @@ from accounts.models import User, Workspace
 from accounts.services import audit_record
 from accounts.sql import Cursor, execute_scoped, with_tables
 from tracking import plan
+from tracking.messages import Message, Rejection
 from tracking.models import PlanViolation, TrackingPlan
 
 logger = logging.getLogger(__name__)
@@ -120,6 +121,53 @@ def tracking_plan_edit(
 
 
 # --- Ingestion ----------------------------------------------------------------------------
+
+
+class PlanCheck:
+    """The tracking plan's check of one transaction's messages of one workspace (``tracking.ingest``):
+    the violations summed for one statement, the calls to quarantine instead of storing."""
+
+    __slots__ = ("blocked", "checker", "tally")
+
+    def __init__(self, checker: plan.Checker) -> None:
+        self.checker = checker
+        self.tally = plan.Tally()
+        self.blocked: list[Rejection] = []
+
+    def keeps_out(self, message: Message) -> bool:
+        """Check a new track call (other calls pass) and count its violations; True when it goes
+        to the quarantine (``blocked``) instead of being stored."""
+        if message.type != "track":
+            return False
+        event = message.event or ""
+        violations, quarantined = self.checker.check(event, message.properties)
+        if not violations:
+            return False
+        shown = {
+            "at": message.timestamp,
+            "message_id": message.message_id,
+            "user_id": message.user_id,
+            "anonymous_id": message.anonymous_id,
+            "properties": message.properties,
+        }
+        self.tally.add(event, violations, quarantined=quarantined, received_at=message.received_at, message=shown)
+        if quarantined:
+            reason = plan.violations_reason(event, violations)
+            self.blocked.append(Rejection(message.raw, reason, message.received_at, message.message_id))
+        return quarantined
+
+    def counted(self) -> bool:
+        return bool(self.tally)
+
+    def record(self, cursor: Cursor, workspace_id: int) -> None:
+        violations_record(cursor, workspace_id, self.tally)
+
+
+def plan_check(workspace_id: int, version: int | None) -> PlanCheck | None:
+    """A check against the workspace's plan at ``version`` (see ``checker_for``); None: nothing to check."""
+    checker = checker_for(workspace_id, version)
+    return PlanCheck(checker) if checker is not None else None
+
 
 # Workspace id -> (version, compiled plan or None). Read and written by ingestion's threads; a
 # dictionary's get and set are atomic, and a lost race only reads a plan once more.

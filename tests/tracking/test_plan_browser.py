@@ -181,4 +181,3 @@ def test_the_plan_is_edited_in_place_and_its_pages_fit(live_server, browser, wat
     expect(pasted).to_be_focused()
     expect(pasted).to_have_attribute("aria-invalid", "true")
     _screenshot(page, "settings-data-import-refused", viewport, full_page=False)
-
