@@ -259,9 +259,15 @@ def _ingest(
                 warned.append(
                     Rejection(message.raw, "; ".join(message.warnings), message.received_at, message.message_id)
                 )
+    if plan.seen or drops:
+        row_id = _write(cursor, workspace_id, plan, drops, submissions[-1].received_at)
+        if touched is not None:
+            touched.update(plan.touched(row_id))
     blocked = check.blocked if check is not None else []
     counted = check is not None and check.counted()
     if warned or blocked or counted:
+        # After the writes: the plan's counts are rows every transaction of the workspace updates,
+        # so their locks are taken as late, and held as briefly, as possible.
         with cursor.connection.pipeline():
             if warned:
                 # Listed as "accepted with warnings"; only stored messages (a suppressed one is not kept anywhere).
@@ -270,10 +276,6 @@ def _ingest(
                 _quarantine(cursor, workspace_id, QuarantineKind.PLAN, blocked)
             if check is not None and counted:
                 check.record(cursor, workspace_id)
-    if plan.seen or drops:
-        row_id = _write(cursor, workspace_id, plan, drops, submissions[-1].received_at)
-        if touched is not None:
-            touched.update(plan.touched(row_id))
     return results
 
 
