@@ -23,9 +23,9 @@ from segmentation.models import DeliveryStatus, Segment, WebhookDelivery, Webhoo
 from segmentation.webhooks.services import delivery_payload
 from tests.tracking.conftest import basic_auth
 from tracking import plan_services
-from tracking.plan import parse as plan_parse
 from tracking.models import Identity, Person, SuppressedId
 from tracking.people_services import person_erase
+from tracking.plan import parse as plan_parse
 
 # In every id and value of hers, and in nobody else's.
 MARK = "q7ada"
