@@ -20,6 +20,10 @@ Phases (each ``--duration`` seconds):
    as the command reports them, the command's wall time, CPU of the command and of
    PostgreSQL per 1,000 events, and the command's peak RSS.
 
+``--plan matching`` or ``--plan violating`` gives the bench workspace a tracking plan
+(docs/tracking-plan.md) that every track call is checked against: none of them violates it,
+or each has one property of the wrong type (stored, and counted).
+
 Also printed: CPU-seconds per 1,000 events (server processes, and the PostgreSQL
 backends serving them) and the server's peak RSS. Targets: >= 20,000 events/s,
 >= 1,500 req/s with p99 <= 50 ms, ratio >= 0.3.
@@ -81,6 +85,26 @@ function setup(thread)
   thread:set("id", threads)
 end
 """
+
+
+def _bench_plan(price_type: str) -> dict:
+    properties = {"price": price_type, "sku": "string", "category": "string"}
+    return {
+        "block_unplanned_events": True,
+        "events": {
+            "Bench Event": {
+                "description": "",
+                "quarantine_violations": False,
+                "properties": {
+                    name: {"type": kind, "required": True, "description": ""} for name, kind in properties.items()
+                },
+            }
+        },
+    }
+
+
+# The tracking plans of --plan (the document as tracking.plan writes it).
+PLANS = {"none": None, "matching": _bench_plan("number"), "violating": _bench_plan("string")}
 
 
 def free_port() -> int:
@@ -392,6 +416,13 @@ def main() -> None:
     )
     parser.add_argument("--copy-rows", type=int, default=100_000)
     parser.add_argument("--import-messages", type=int, default=500_000, help="0: skip the import phase")
+    parser.add_argument(
+        "--plan",
+        choices=tuple(PLANS),
+        default="none",
+        help="the bench workspace's tracking plan: none; matching (every call checked, none violates); "
+        "violating (every call has a property of the wrong type: stored, and counted)",
+    )
     options = parser.parse_args()
     if not options.database_url:
         parser.error("set DATABASE_URL or --database-url (a scratch database)")
@@ -414,6 +445,11 @@ def main() -> None:
         "INSERT INTO accounts_workspace (name, write_key, created_at) VALUES ('Bench', %s, now()) RETURNING id",
         [write_key],
     ).fetchone()[0]
+    if PLANS[options.plan] is not None:
+        pg_conn.execute(
+            "INSERT INTO tracking_trackingplan (workspace_id, document, version, updated_at) VALUES (%s, %s, 1, now())",
+            [workspace_id, orjson.dumps(PLANS[options.plan]).decode()],
+        )
 
     port = free_port()
     server = subprocess.Popen(
@@ -493,7 +529,7 @@ def main() -> None:
     )
     print(
         f"cpus={psutil.cpu_count()} load_avg={os.getloadavg()} "
-        f"server={options.server} workers={options.workers} threads={options.threads}"
+        f"server={options.server} workers={options.workers} threads={options.threads} plan={options.plan}"
     )
     for result in (*batches_by_connections, *tracks_by_connections):
         print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())

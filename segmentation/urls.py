@@ -1,11 +1,13 @@
 """Web routes of segments: the list, the builder, a segment's page and its actions, overlap; the
-builder's JSON helpers (live preview, catalogue autocomplete)."""
+builder's JSON helpers (live preview, catalogue autocomplete); the events catalogue page."""
 
 from django.urls import path
 
 from segmentation import views
+from segmentation.catalogue import views as catalogue_views
 
 urlpatterns = [
+    path("events/catalogue/", catalogue_views.event_catalogue, name="event_catalogue"),
     path("segments/", views.segment_list, name="segments"),
     path("segments/new/", views.segment_new, name="segment_new"),
     path("segments/overlap/", views.segment_overlap, name="segment_overlap"),

@@ -253,8 +253,9 @@ QUARANTINE_PARAMETERS = [
     OpenApiParameter(
         "kind",
         OpenApiTypes.STR,
-        enum=[QuarantineKind.REJECTED.value, QuarantineKind.WARNED.value],
-        description="rejected (the default): messages refused on their own; warned: messages stored with warnings",
+        enum=list(QuarantineKind.values),
+        description="rejected (the default): messages refused on their own; warned: messages stored with warnings; "
+        "plan: track calls the tracking plan kept out (see /api/v1/tracking-plan/)",
     ),
     OpenApiParameter("reason", _TEXT, description="only messages with exactly this reason"),
 ]
@@ -265,7 +266,9 @@ class QuarantineViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[Quarantin
     """Messages refused on their own while the rest of their batch was stored, newest first.
 
     With ``kind=warned``: messages stored after a change (a time replaced, NUL characters
-    replaced), with their warnings as ``reason``. Every member of the workspace may read it.
+    replaced), with their warnings as ``reason``. With ``kind=plan``: track calls that violated the
+    tracking plan where it quarantines them, with the violations as ``reason``. Every member of the
+    workspace may read it.
     """
 
     serializer_class = QuarantinedMessageSerializer

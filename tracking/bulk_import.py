@@ -187,6 +187,5 @@ def _parse(raw: dict[str, Any], now: Any) -> Message | Rejection:
     if isinstance(parsed, Message):
         if too_early:
             parsed.warnings.insert(0, "receivedAt was before 2000-01-01; the time of the import was used")
-        if parsed.warnings:
-            parsed.raw = raw  # as exported, sentAt included
+        parsed.raw = raw  # as exported, sentAt included
     return parsed

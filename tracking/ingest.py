@@ -35,7 +35,7 @@ from django.db import DatabaseError, connection, transaction
 from accounts.models import Workspace
 from accounts.sql import dangerously_execute_across_workspaces, execute_scoped, execute_session, with_tables
 from accounts.tenancy import workspace_scope
-from tracking import events
+from tracking import events, plan_services
 from tracking.events import Change
 from tracking.identity import Key, Plan, PlannedPerson, keys_of, message_keys
 from tracking.messages import (
@@ -46,7 +46,7 @@ from tracking.messages import (
     Rejection,
     first_touch,
 )
-from tracking.models import QuarantineKind
+from tracking.models import QuarantineKind, TrackingPlan
 
 logger = logging.getLogger(__name__)
 
@@ -59,11 +59,14 @@ class IngestResult:
     duplicates: int = 0
     suppressed: int = 0
     rejected: int = 0
+    # Valid messages the tracking plan kept out (quarantined): counted as rejected, not accepted.
+    blocked: int = 0
 
     def as_dict(self, *, accepted: int) -> dict[str, Any]:
+        """``accepted``: the valid messages of the request (those the plan blocked are rejected)."""
         return {
             "success": True,
-            "accepted": accepted,
+            "accepted": accepted - self.blocked,
             "rejected": self.rejected,
             "stored": self.stored,
             "duplicates": self.duplicates,
@@ -95,9 +98,17 @@ class Submission:
 
 # Outcomes of one message, counted per request.
 STORED, DUPLICATE, SUPPRESSED = range(3)
-WORKSPACE_BY_WRITE_KEY = with_tables("SELECT id FROM {workspace} WHERE write_key = %s", workspace=Workspace)
+# With the version of the workspace's tracking plan (NULL: none), for ``plan_services.checker_for``.
+WORKSPACE_BY_WRITE_KEY = with_tables(
+    "SELECT w.id, p.version FROM {workspace} w LEFT JOIN {plan} p ON p.workspace_id = w.id WHERE w.write_key = %s",
+    workspace=Workspace,
+    plan=TrackingPlan,
+)
 WORKSPACES_BY_WRITE_KEYS = with_tables(
-    "SELECT write_key, id FROM {workspace} WHERE write_key = ANY(%s::text[])", workspace=Workspace
+    "SELECT w.write_key, w.id, p.version FROM {workspace} w LEFT JOIN {plan} p ON p.workspace_id = w.id "
+    "WHERE w.write_key = ANY(%s::text[])",
+    workspace=Workspace,
+    plan=TrackingPlan,
 )
 
 
@@ -139,9 +150,11 @@ def _ingest_group(submissions: Sequence[Submission], *, notify: bool) -> list[In
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         workspaces = _workspaces(cursor, {s.write_key for s in submissions})
         by_workspace: dict[int, list[int]] = {}
+        plan_versions: dict[int, int | None] = {}
         for index, submission in enumerate(submissions):
-            workspace_id = workspaces.get(submission.write_key)
-            if workspace_id is not None:
+            found = workspaces.get(submission.write_key)
+            if found is not None:
+                workspace_id, plan_versions[workspace_id] = found
                 by_workspace.setdefault(workspace_id, []).append(index)
         # Workspaces in id order: concurrent groups lock their people in the same order.
         for workspace_id in sorted(by_workspace):
@@ -149,7 +162,8 @@ def _ingest_group(submissions: Sequence[Submission], *, notify: bool) -> list[In
             indexes = by_workspace[workspace_id]
             touched: dict[int, Change] | None = {} if notify and events.people_touched_wanted() else None
             with workspace_scope(workspace_id):
-                stored = _ingest(cursor, workspace_id, [submissions[index] for index in indexes], touched)
+                check = plan_services.plan_check(workspace_id, plan_versions[workspace_id])
+                stored = _ingest(cursor, workspace_id, [submissions[index] for index in indexes], touched, check)
             if touched:
                 events.people_touched(workspace_id, touched)
             for index, result in zip(indexes, stored, strict=True):
@@ -178,8 +192,8 @@ def _prepare_when_asked(raw: psycopg.Connection[Any]) -> None:
 _WHY = "a write key is how a message names its workspace"
 
 
-def _workspaces(cursor: Any, write_keys: set[str]) -> dict[str, int]:
-    """The workspace of each known write key; pipelined with the transaction's BEGIN."""
+def _workspaces(cursor: Any, write_keys: set[str]) -> dict[str, tuple[int, int | None]]:
+    """The workspace of each known write key and its plan's version; pipelined with the transaction's BEGIN."""
     with cursor.connection.pipeline():
         if len(write_keys) == 1:
             [key] = write_keys
@@ -190,17 +204,23 @@ def _workspaces(cursor: Any, write_keys: set[str]) -> dict[str, int]:
             )
     rows = cursor.fetchall()
     if len(write_keys) == 1:
-        return {key: rows[0][0]} if rows else {}
-    return dict(rows)
+        return {key: (rows[0][0], rows[0][1])} if rows else {}
+    return {write_key: (workspace_id, version) for write_key, workspace_id, version in rows}
 
 
 def _ingest(
-    cursor: Any, workspace_id: int, submissions: list[Submission], touched: dict[int, Change] | None
+    cursor: Any,
+    workspace_id: int,
+    submissions: list[Submission],
+    touched: dict[int, Change] | None,
+    check: plan_services.PlanCheck | None = None,
 ) -> list[IngestResult]:
     """Store the submissions of one workspace, in order; one result per submission.
 
     ``touched`` receives, per person id, what changed for segments (see ``Plan.touched``);
     None when nobody will be notified (bulk import), which spares working it out.
+    ``check``: the check against the workspace's tracking plan, None without one: each new track
+    call's violations are counted, and a call the plan keeps out is quarantined instead of stored.
     """
     results = [IngestResult(rejected=len(s.rejections)) for s in submissions]
     rejections = [r for s in submissions for r in s.rejections]
@@ -235,19 +255,33 @@ def _ingest(
             for key in hits:
                 drops[key] = drops.get(key, 0) + 1
         else:
+            if check is not None and check.keeps_out(message):
+                result.rejected += 1
+                result.blocked += 1
+                continue
             result.stored += 1
             plan.add(message)
             if message.warnings:
                 warned.append(
                     Rejection(message.raw, "; ".join(message.warnings), message.received_at, message.message_id)
                 )
-    if warned:
-        # Listed as "accepted with warnings"; only stored messages (a suppressed one is not kept anywhere).
-        _quarantine(cursor, workspace_id, QuarantineKind.WARNED, warned)
     if plan.seen or drops:
         row_id = _write(cursor, workspace_id, plan, drops, submissions[-1].received_at)
         if touched is not None:
             touched.update(plan.touched(row_id))
+    blocked = check.blocked if check is not None else []
+    counted = check is not None and check.counted()
+    if warned or blocked or counted:
+        # After the writes: the plan's counts are rows every transaction of the workspace updates,
+        # so their locks are taken as late, and held as briefly, as possible.
+        with cursor.connection.pipeline():
+            if warned:
+                # Listed as "accepted with warnings"; only stored messages (a suppressed one is not kept anywhere).
+                _quarantine(cursor, workspace_id, QuarantineKind.WARNED, warned)
+            if blocked:
+                _quarantine(cursor, workspace_id, QuarantineKind.PLAN, blocked)
+            if check is not None and counted:
+                check.record(cursor, workspace_id)
     return results
 
 

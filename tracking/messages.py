@@ -66,8 +66,8 @@ class Message:
     previous_id: str | None = None
     group_id: str | None = None
     session_id: str | None = None
-    # The message as received, kept only when it has warnings (for the quarantine's
-    # "accepted with warnings" list).
+    # The message as received (a reference, not a copy), for the quarantine: its "accepted with
+    # warnings" list, and track calls the tracking plan keeps out.
     raw: Any = None
 
 
@@ -265,8 +265,7 @@ def parse_message(raw: Any, *, kind: str | None, batch_sent_at: Any, received_at
         )
     if b"u0000" in encoded:
         _warn_about_nul(message)
-    if message.warnings:
-        message.raw = raw
+    message.raw = raw
     return message
 
 

@@ -155,11 +155,14 @@ class ProcessedMessage(TenantModel):
 class QuarantineKind(models.TextChoices):
     REJECTED = "rejected", "Rejected"
     WARNED = "warned", "Accepted with warnings"
+    # Kept out by the tracking plan (an event with "quarantine violations", or unplanned events blocked).
+    PLAN = "plan", "Blocked by the tracking plan"
 
 
 class QuarantinedMessage(TenantModel):
-    """A message refused on its own (no id, wrong types) while its batch was stored, or
-    (``kind`` "warned") one stored with warnings: a time replaced, NUL characters replaced.
+    """A message refused on its own (no id, wrong types) while its batch was stored,
+    (``kind`` "warned") one stored with warnings: a time replaced, NUL characters replaced, or
+    (``kind`` "plan") a track call the tracking plan kept out instead of storing it.
 
     ``raw`` is the message as received; ``reason`` the refusal, or the warnings joined by "; ".
     """
@@ -224,3 +227,59 @@ class TrackingTrigger(TenantModel):
 
     def __str__(self) -> str:
         return self.event_name
+
+
+# --- The tracking plan (Settings -> Data) ----------------------------------------------
+# The document's rules and the check live in tracking/plan.py; docs/tracking-plan.md.
+
+
+class TrackingPlan(TenantModel):
+    """A workspace's tracking plan: the JSON document of ``tracking.plan`` in its written form.
+
+    ``version`` goes up by one with every save, in the saving transaction: ingestion reads it
+    with the write key (one probe of this table's unique index) and keeps each workspace's
+    compiled plan in memory until it changes.
+    """
+
+    # The unique constraint leads with the workspace: no index of its own.
+    workspace = hot_workspace_key()
+    document = models.JSONField(default=dict, blank=True)
+    version = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(null=True, blank=True)
+    updated_by = models.ForeignKey("accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["workspace"], name="tracking_plan_workspace_unique")]
+
+
+class PlanViolationKind(models.TextChoices):
+    UNKNOWN_EVENT = "unknown_event", "Unknown event"
+    UNKNOWN_PROPERTY = "unknown_property", "Unknown property"
+    WRONG_TYPE = "wrong_type", "Wrong type"
+    MISSING_PROPERTY = "missing_property", "Missing required property"
+
+
+class PlanViolation(TenantModel):
+    """How many track calls of ``event`` broke the plan in one way (``kind``, about ``property``;
+    empty for an unknown event), since the event's plan last changed.
+
+    Written by ingestion, one statement per transaction for all its violations; ``examples``
+    holds the latest few messages (ids, time, properties cut to size, every problem they had),
+    newest first. Rows of an event go when the event's plan changes: the counts start again.
+    """
+
+    # Written by ingestion; the unique constraint leads with the workspace: no index of its own.
+    workspace = hot_workspace_key()
+    event = models.CharField(max_length=200)
+    kind = models.CharField(max_length=20, choices=PlanViolationKind.choices)
+    property = models.CharField(max_length=200, blank=True)
+    count = models.BigIntegerField(default=0)
+    quarantined = models.BigIntegerField(default=0)
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    examples = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "event", "kind", "property"], name="plan_violation_unique"),
+        ]

@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 
 from accounts.models import User, Workspace
 from accounts.services import audit_record
-from tracking import events
+from tracking import events, plan_services
 from tracking.events import ErasedPerson
 from tracking.models import Event, Identity, IdentityKind, Person, QuarantinedMessage, SuppressedId
 
@@ -36,8 +36,9 @@ def _json_ids(values: list[str]) -> list[Any]:
 
 
 def person_erase(*, workspace: Workspace, person: Person, actor: User | None) -> Erasure | None:
-    """Erase ``person``: events, identities, traits, group links, quarantined messages that
-    carry their ids, and, through ``person_erased``, what every app above keeps about them.
+    """Erase ``person``: events, identities, traits, group links, quarantined messages and
+    tracking-plan violation examples that carry their ids, and, through ``person_erased``,
+    what every app above keeps about them.
 
     Their ids are suppressed first, in the same transaction, so that ingestion drops and
     counts any later message that carries one of them instead of re-creating the person.
@@ -66,6 +67,8 @@ def person_erase(*, workspace: Workspace, person: Person, actor: User | None) ->
             carried = _json_ids(values)
             carries_ids = Q(raw__userId__in=carried) | Q(raw__anonymousId__in=carried) | Q(raw__previousId__in=carried)
             quarantined, _ = QuarantinedMessage.objects.filter(carries_ids, workspace=workspace).delete()
+            with connection.cursor() as cursor:
+                plan_services.violation_examples_erase(workspace=workspace, ids=values, cursor=cursor)
         person_id = locked.pk
         locked.delete()
         audit_record(

@@ -254,9 +254,11 @@ def person_erase(request: MemberRequest, pk: int) -> HttpResponse:
 @require_GET
 @workspace_required()
 def quarantine(request: MemberRequest) -> HttpResponse:
-    """Rejected messages by reason; with ``?kind=warned``, the messages accepted with warnings."""
+    """Rejected messages by reason; with ``?kind=warned``, the messages accepted with warnings; with
+    ``?kind=plan``, the track calls the tracking plan kept out."""
     workspace = request.workspace
-    kind = QuarantineKind.WARNED if request.GET.get("kind") == QuarantineKind.WARNED else QuarantineKind.REJECTED
+    requested = request.GET.get("kind")
+    kind = requested if requested in (QuarantineKind.WARNED, QuarantineKind.PLAN) else QuarantineKind.REJECTED
     reason = request.GET.get("reason") or None
     reasons = people_selectors.quarantine_by_reason(workspace, kind=kind)
     page = Paginator(
@@ -277,6 +279,7 @@ def quarantine(request: MemberRequest) -> HttpResponse:
             "events_tab": "quarantine",
             "kind": kind,
             "warned": kind == QuarantineKind.WARNED,
+            "blocked": kind == QuarantineKind.PLAN,
             "reasons": reasons,
             "quarantine_total": rejected_total,
             "reason": reason,

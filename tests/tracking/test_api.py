@@ -555,7 +555,7 @@ def test_quarantine_refuses_an_unknown_kind_naming_the_parameter(api, workspace)
     response = api.get("/api/v1/quarantine/", {"kind": "everything"})
 
     assert response.status_code == 400
-    assert response.json()["errors"] == {"kind": ["One of rejected, warned, not 'everything'."]}
+    assert response.json()["errors"] == {"kind": ["One of rejected, warned, plan, not 'everything'."]}
 
 
 def test_a_viewer_may_read_the_quarantine(client, workspace):

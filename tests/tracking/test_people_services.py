@@ -22,8 +22,10 @@ from segmentation.catalogue.services import catalogue_update
 from segmentation.models import DeliveryStatus, Segment, WebhookDelivery, WebhookEvent, WebhookSubscription
 from segmentation.webhooks.services import delivery_payload
 from tests.tracking.conftest import basic_auth
+from tracking import plan_services
 from tracking.models import Identity, Person, SuppressedId
 from tracking.people_services import person_erase
+from tracking.plan import parse as plan_parse
 
 # In every id and value of hers, and in nobody else's.
 MARK = "q7ada"
@@ -97,6 +99,13 @@ def test_erasure_leaves_no_row_with_the_persons_id_or_values_in_any_table(client
         for segment in segments:
             segment_services.segment_refresh(segment=segment)
     merged = Identity.objects.unscoped().get(value=f"anon2-{MARK}").person_id
+    # (a tracking plan her track call breaks: an example of it is kept with its properties)
+    with workspace_scope(workspace):
+        plan_services.tracking_plan_replace(
+            workspace=workspace,
+            actor=owner,
+            document=plan_parse({"events": {"Order Completed": {"properties": {"coupon": {"type": "string"}}}}}),
+        )
     _batch(
         client,
         workspace,
@@ -153,6 +162,7 @@ def test_erasure_leaves_no_row_with_the_persons_id_or_values_in_any_table(client
         "tracking_event.properties: her values",
         "tracking_persongroup.person_id: a person id",
         "tracking_quarantinedmessage.raw: her values",
+        "tracking_planviolation.examples: her values",
         "segmentation_membership.person_id: a person id",
         "segmentation_membershipchange.person_id: a person id",
         "segmentation_webhookdelivery.person_id: a person id",
