@@ -376,6 +376,19 @@ class _Builder:
         feasible), so a run from ``s0`` exists exactly when the last step gets
         an instant.
         """
+        runs, times = self.runs(node)
+        if node.completed:
+            return f"SELECT DISTINCT s0.person_id {runs} AND {times[-1]} IS NOT NULL"
+        cutoff = self.bind(self.now - node.within.as_timedelta())
+        return f'SELECT DISTINCT s0.person_id {runs} AND {times[-1]} IS NULL AND s0."timestamp" <= {cutoff}'
+
+    def runs(self, node: Sequence) -> tuple[str, list[str]]:
+        """``FROM ... WHERE ...`` of the node's runs, one row per step-1 occurrence ``s0`` in the window,
+        and the expression of each step's instant (NULL from the first step the run does not reach).
+
+        The one construction of runs: ``sequence`` filters them, ``compile_sequence_runs`` hands them
+        to readers that count how far each run got (insights' funnels).
+        """
         within = self.bind(node.within.as_timedelta())
         times = ['s0."timestamp"']
         joins = []
@@ -391,11 +404,7 @@ class _Builder:
             )
             times.append(f's{k}."timestamp"')
         start_where = self.events_where("s0", node.steps[0].event, node.steps[0].filters, node.window)
-        runs = f"FROM {EVENTS_TABLE} s0 {' '.join(joins)} WHERE {start_where}"
-        if node.completed:
-            return f"SELECT DISTINCT s0.person_id {runs} AND {times[-1]} IS NOT NULL"
-        cutoff = self.bind(self.now - node.within.as_timedelta())
-        return f'SELECT DISTINCT s0.person_id {runs} AND {times[-1]} IS NULL AND s0."timestamp" <= {cutoff}'
+        return f"FROM {EVENTS_TABLE} s0 {' '.join(joins)} WHERE {start_where}", times
 
     def same_instant(self, node: Sequence, k: int, times: list[str]) -> str:
         """Step *k* can join the steps matched at step *k-1*'s instant: distinct events there for all of them.
@@ -705,3 +714,17 @@ def compile_preview(
         f"ARRAY(SELECT person_id FROM members ORDER BY last_seen DESC, person_id DESC "
         f"LIMIT {builder.bind(sample_size)})"
     )
+
+
+def compile_sequence_runs(node: Sequence, *, workspace_id: int, now: datetime) -> CompiledQuery:
+    """Every run of a sequence as the ``sequence`` condition finds them: ``person_id``, then ``t0`` ..
+    ``t{n-1}``, the instant each step was matched (NULL from the first step the run did not reach).
+
+    A run starts at each occurrence of step 1 inside the window; the node's ``completed`` plays no
+    part. Its ``person_id`` may name no person of the workspace (events carry no foreign key): the
+    reader keeps the workspace's people only, as ``compile_members`` does.
+    """
+    builder = _Builder(workspace_id, now)
+    runs, times = builder.runs(node)
+    columns = ", ".join(f"{time} AS t{k}" for k, time in enumerate(times))
+    return builder.finish(f"SELECT s0.person_id, {columns} {runs}")
