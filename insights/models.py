@@ -38,7 +38,8 @@ class ComputedTraitSettings(TenantModel):
     engagement_weights = models.JSONField(default=dict, blank=True)
     engagement_default_weight = models.FloatField(default=DEFAULT_EVENT_WEIGHT)
     engagement_half_life_days = models.FloatField(default=DEFAULT_HALF_LIFE_DAYS)
-    updated_at = models.DateTimeField(auto_now=True)
+    # When someone last changed the settings above: a run started before is out of date.
+    settings_changed_at = models.DateTimeField(null=True, blank=True)
 
     status = models.CharField(max_length=8, choices=RunStatus.choices, default=RunStatus.IDLE)
     stage = models.CharField(max_length=200, blank=True)

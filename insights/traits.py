@@ -22,6 +22,7 @@ workspace within minutes of new events and at least daily (``workspaces_due``).
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,10 +30,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 
-from accounts.models import Workspace
+from accounts.models import User, Workspace
+from accounts.services import audit_record
 from accounts.sql import dangerously_execute_across_workspaces, execute_scoped, execute_session, with_tables
 from insights.models import ComputedTraitSettings, RunStatus
 from segmentation.catalogue.models import CatalogueProperty, PropertySource
@@ -79,9 +82,83 @@ def settings_for(workspace: Workspace) -> ComputedTraitSettings:
     return row
 
 
+def settings_update(
+    *,
+    workspace: Workspace,
+    actor: User | None,
+    rfm_event: str | None = None,
+    rfm_revenue_property: str | None = None,
+    engagement_weights: dict[str, Any] | None = None,
+    engagement_default_weight: float | None = None,
+    engagement_half_life_days: float | None = None,
+) -> ComputedTraitSettings:
+    """Change the settings given (``None`` keeps one); the workspace is then due for a recompute.
+
+    Raises ``ValidationError`` ({field: [message]}) and writes nothing when a value is out of bounds.
+    """
+    errors: dict[str, list[str]] = {}
+    for name, value in (("rfm_event", rfm_event), ("rfm_revenue_property", rfm_revenue_property)):
+        if value is not None and (not value.strip() or len(value) > 200 or "\x00" in value):
+            errors[name] = ["Must be a name of 1 to 200 characters."]
+    if engagement_weights is not None:
+        if len(engagement_weights) > MAX_WEIGHTED_EVENTS:
+            errors["engagement_weights"] = [f"At most {MAX_WEIGHTED_EVENTS} events."]
+        for name, weight in engagement_weights.items():
+            if not isinstance(name, str) or not name.strip() or len(name) > 200 or "\x00" in name:
+                errors.setdefault("engagement_weights", []).append("Each event name must have 1 to 200 characters.")
+            elif not _weight_ok(weight):
+                errors.setdefault("engagement_weights", []).append(
+                    f"The weight of {name!r} must be a number from 0 to {MAX_WEIGHT:g}."
+                )
+    if engagement_default_weight is not None and not _weight_ok(engagement_default_weight):
+        errors["engagement_default_weight"] = [f"Must be a number from 0 to {MAX_WEIGHT:g}."]
+    if engagement_half_life_days is not None and not (
+        _number(engagement_half_life_days) and 0.01 <= engagement_half_life_days <= MAX_HALF_LIFE_DAYS
+    ):
+        errors["engagement_half_life_days"] = [f"Must be a number of days from 0.01 to {MAX_HALF_LIFE_DAYS:g}."]
+    if errors:
+        raise ValidationError(errors)
+    with transaction.atomic():
+        row = settings_for(workspace)
+        row = ComputedTraitSettings.objects.select_for_update().get(pk=row.pk)
+        changes = {
+            name: value
+            for name, value in (
+                ("rfm_event", rfm_event),
+                ("rfm_revenue_property", rfm_revenue_property),
+                ("engagement_weights", engagement_weights),
+                ("engagement_default_weight", engagement_default_weight),
+                ("engagement_half_life_days", engagement_half_life_days),
+            )
+            if value is not None and getattr(row, name) != value
+        }
+        if changes:
+            for name, value in changes.items():
+                setattr(row, name, value)
+            row.settings_changed_at = timezone.now()
+            row.save(update_fields=[*changes, "settings_changed_at"])
+            audit_record(
+                workspace=workspace,
+                actor=actor,
+                action="computed_traits.settings_changed",
+                target="computed traits",
+                details={name: changes[name] for name in sorted(changes)},
+            )
+    return row
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _weight_ok(value: Any) -> bool:
+    return _number(value) and 0 <= value <= MAX_WEIGHT
+
+
 # The RFM scores of every purchaser and the engagement score of everyone, as one patch of traits per person.
-# Scores are 1 + floor(5 p), at most 5, where p is the person's percent_rank among the purchasers
-# (the share of the others with a strictly smaller value): equal values always score the same.
+# A score is 1 + floor(5 (rank - 1) / (N - 1)), at most 5, where rank is 1 + the number of the N
+# purchasers with a strictly smaller value (SQL's rank()): equal values always score the same. In
+# integers, so that no rounding moves anyone across a boundary.
 _COMPUTE = with_tables(
     f"""
 CREATE TEMP TABLE {_COMPUTED} AS
@@ -98,9 +175,9 @@ WITH purchases AS (
     GROUP BY e.person_id
 ), scored AS (
     SELECT u.person_id, u.n,
-        least(5, 1 + floor(5 * percent_rank() OVER (ORDER BY u.last_at)))::int AS r,
-        least(5, 1 + floor(5 * percent_rank() OVER (ORDER BY u.n)))::int AS f,
-        least(5, 1 + floor(5 * percent_rank() OVER (ORDER BY u.revenue)))::int AS m
+        least(5, 1 + 5 * (rank() OVER (ORDER BY u.last_at) - 1) / greatest(count(*) OVER () - 1, 1))::int AS r,
+        least(5, 1 + 5 * (rank() OVER (ORDER BY u.n) - 1) / greatest(count(*) OVER () - 1, 1))::int AS f,
+        least(5, 1 + 5 * (rank() OVER (ORDER BY u.revenue) - 1) / greatest(count(*) OVER () - 1, 1))::int AS m
     FROM purchases u JOIN {{person}} q ON q.id = u.person_id AND q.workspace_id = %(workspace_id)s
 ), weighted AS (
     SELECT e.person_id, sum(coalesce((%(weights)s::jsonb ->> e.name)::float8, %(default_weight)s)
@@ -293,9 +370,9 @@ _DUE = with_tables(
 SELECT w.id FROM {workspace} w LEFT JOIN {settings} s ON s.workspace_id = w.id
 WHERE EXISTS (SELECT 1 FROM {person} p WHERE p.workspace_id = w.id)
   AND (s.id IS NULL
-    OR (s.status IN ('queued', 'running') AND coalesce(s.started_at, s.updated_at) < %(stale)s)
+    OR (s.status IN ('queued', 'running') AND s.started_at < %(stale)s)
     OR (s.status NOT IN ('queued', 'running') AND (
-        s.computed_at IS NULL OR s.computed_at < %(oldest)s OR s.updated_at > s.computed_at
+        s.computed_at IS NULL OR s.computed_at < %(oldest)s OR s.settings_changed_at > s.computed_at
         OR (s.computed_at < %(newest)s AND EXISTS (
             SELECT 1 FROM {event} e WHERE e.workspace_id = w.id AND e."timestamp" >= s.computed_at - %(recent)s
             AND e.id > s.last_event_id)))))
