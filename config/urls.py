@@ -8,16 +8,17 @@ api_v1 = [
     path("", include("tracking.api_urls")),
     path("", include("segmentation.webhooks.api_urls")),
     path("", include("segmentation.api_urls")),
+    path("", include("insights.api_urls")),
 ]
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("campaigns/", views.upcoming("campaigns"), name="campaigns"),
-    path("insights/", views.upcoming("insights"), name="insights"),
     path("", include("accounts.urls")),
     path("", include("tracking.urls")),
     path("", include("segmentation.webhooks.urls")),
     path("", include("segmentation.urls")),
+    path("", include("insights.urls")),
     path("api/v1/", include(api_v1)),
     path("v1/", include("tracking.ingest_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

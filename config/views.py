@@ -12,7 +12,6 @@ from accounts.requests import MemberRequest
 UPCOMING = {
     "segments": ("Segments", "Behavioural segments with live counts, built from conditions or templates."),
     "campaigns": ("Campaigns", "Email, webhook and on-site messages to segments, with caps and A/B splits."),
-    "insights": ("Insights", "Trends, funnels and segment overlap over your events."),
 }
 
 

@@ -95,7 +95,8 @@ def funnel_parse(document: Any, *, now: datetime, extra: frozenset[str] = frozen
     window = inputs.window(errors, since, until, now=now)
     breakdown = inputs.breakdown(errors, document.get("breakdown"))
     errors.raise_any()
-    assert within is not None and window is not None
+    assert within is not None
+    assert window is not None
     normalized = {
         "steps": [
             {"event": raw["event"], **({"filters": raw["filters"]} if raw.get("filters") else {})}
@@ -173,13 +174,14 @@ def _ratio(part: int, whole: int) -> float | None:
 def _steps(spec: FunnelSpec, counts: list[int], medians: list[float | None]) -> list[StepResult]:
     results = []
     for k, step in enumerate(spec.steps):
+        median = medians[k]
         results.append(
             StepResult(
                 event=step.event,
                 count=counts[k],
                 conversion=_ratio(counts[k], counts[0]),
                 conversion_from_previous=_ratio(counts[k], counts[k - 1]) if k else _ratio(counts[0], counts[0]),
-                median_seconds_from_previous=None if k == 0 or medians[k] is None else round(float(medians[k]), 3),
+                median_seconds_from_previous=None if k == 0 or median is None else round(float(median), 3),
             )
         )
     return results
@@ -225,9 +227,7 @@ def funnel_compute(
         )
         missing = [pk for pk in spec.breakdown.segments if pk not in segment_names]
         if missing:
-            raise InputInvalid(
-                {"breakdown.segments": [f"segment {missing[0]} does not exist in this workspace"]}
-            )
+            raise InputInvalid({"breakdown.segments": [f"segment {missing[0]} does not exist in this workspace"]})
     timeout = timeout_seconds if timeout_seconds is not None else settings.INSIGHTS_TIMEOUT_SECONDS
     with transaction.atomic(), connection.cursor() as cursor:
         evaluation_settings(timeout)
@@ -348,7 +348,9 @@ def dropoff_definition(spec: FunnelSpec, dropped_after: int) -> dict[str, Any]:
     """
     n = len(spec.steps)
     if not 1 <= dropped_after < n:
-        raise InputInvalid({"dropped_after": [f"must be a step from 1 to {n - 1} (people who reached it, not the next)"]})
+        raise InputInvalid(
+            {"dropped_after": [f"must be a step from 1 to {n - 1} (people who reached it, not the next)"]}
+        )
     if dropped_after >= SEGMENT_MAX_STEPS:
         raise InputInvalid(
             {

@@ -99,4 +99,3 @@ def _finish(job: InsightJob, *, status: str, result: Any = None, error: str = ""
     )
     cache.delete(_progress_key(job))
     job.refresh_from_db()
-

@@ -77,7 +77,9 @@ def retention_parse(document: Any, *, extra: frozenset[str] = frozenset()) -> Re
     if segment is not None and (isinstance(segment, bool) or not isinstance(segment, int) or segment <= 0):
         errors.add("segment", "must be a segment id, or null")
     errors.raise_any()
-    assert start is not None and back is not None and period is not None
+    assert start is not None
+    assert back is not None
+    assert period is not None
     normalized = {
         "start_event": start,
         "return_event": back,
@@ -171,7 +173,8 @@ def retention_compute(
         "segment": spec.segment,
     }
     member = (
-        " JOIN {membership} m ON m.person_id = p.id AND m.workspace_id = %(workspace_id)s AND m.segment_id = %(segment)s"
+        " JOIN {membership} m ON m.person_id = p.id AND m.workspace_id = %(workspace_id)s"
+        " AND m.segment_id = %(segment)s"
         if spec.segment is not None
         else ""
     )
@@ -181,7 +184,7 @@ def retention_compute(
             "SELECT e.person_id, date_trunc(%(unit)s, min(e.\"timestamp\") AT TIME ZONE 'UTC') AS cohort "
             "FROM {event} e WHERE e.workspace_id = %(workspace_id)s"
             + _named("e", spec.start_event, "start_event")
-            + " GROUP BY e.person_id HAVING min(e.\"timestamp\") >= %(first)s AND min(e.\"timestamp\") < %(end)s"
+            + ' GROUP BY e.person_id HAVING min(e."timestamp") >= %(first)s AND min(e."timestamp") < %(end)s'
         )
     else:
         cohort_rows = (
@@ -255,7 +258,9 @@ def cell_definition(spec: RetentionSpec, cohort_start: date, offset: int | None,
         {"type": "first_performed" if spec.first_time else "event", "event": spec.start_event, "window": window(start)}
     ]
     if offset is not None:
-        conditions.append({"type": "event", "event": spec.return_event, "window": window(shift(start, spec.period, offset))})
+        conditions.append(
+            {"type": "event", "event": spec.return_event, "window": window(shift(start, spec.period, offset))}
+        )
     if spec.segment is not None:
         conditions.append({"type": "segment", "segment": spec.segment})
     return conditions[0] if len(conditions) == 1 else {"type": "and", "conditions": conditions}

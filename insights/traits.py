@@ -54,6 +54,16 @@ RECENCY, FREQUENCY, MONETARY, GROUP, ENGAGEMENT = (
 )
 COMPUTED_KEYS = (RECENCY, FREQUENCY, MONETARY, GROUP, ENGAGEMENT)
 RFM_GROUPS = ("Champions", "Loyal", "Potential", "New", "At risk", "Hibernating", "Lost")
+# The rules of the groups, as the SQL below applies them: tried in this order, the first that holds wins.
+RFM_RULES = (
+    ("New", "recency 4 or 5, exactly one purchase"),
+    ("Champions", "recency 4 or 5, frequency + monetary 8 or more"),
+    ("Loyal", "recency 3 or more, frequency + monetary 6 or more"),
+    ("Potential", "recency 3 or more, the rest"),
+    ("At risk", "recency 1 or 2, frequency + monetary 6 or more"),
+    ("Hibernating", "recency 2, the rest"),
+    ("Lost", "recency 1, the rest"),
+)
 
 # pg_try_advisory_lock(LOCK_CLASS, workspace id): one recompute of a workspace at a time.
 LOCK_CLASS = 1811
@@ -121,17 +131,14 @@ def settings_update(
     with transaction.atomic():
         row = settings_for(workspace)
         row = ComputedTraitSettings.objects.select_for_update().get(pk=row.pk)
-        changes = {
-            name: value
-            for name, value in (
-                ("rfm_event", rfm_event),
-                ("rfm_revenue_property", rfm_revenue_property),
-                ("engagement_weights", engagement_weights),
-                ("engagement_default_weight", engagement_default_weight),
-                ("engagement_half_life_days", engagement_half_life_days),
-            )
-            if value is not None and getattr(row, name) != value
-        }
+        given: tuple[tuple[str, Any], ...] = (
+            ("rfm_event", rfm_event),
+            ("rfm_revenue_property", rfm_revenue_property),
+            ("engagement_weights", engagement_weights),
+            ("engagement_default_weight", engagement_default_weight),
+            ("engagement_half_life_days", engagement_half_life_days),
+        )
+        changes = {name: value for name, value in given if value is not None and getattr(row, name) != value}
         if changes:
             for name, value in changes.items():
                 setattr(row, name, value)
@@ -224,7 +231,8 @@ _WRITE = with_tables(
     person=Person,
 )
 _HIGH_WATER = with_tables(
-    "SELECT coalesce(max(e.id), 0) FROM {event} e WHERE e.workspace_id = %(workspace_id)s AND e.\"timestamp\" >= %(recent)s",
+    "SELECT coalesce(max(e.id), 0) FROM {event} e "
+    'WHERE e.workspace_id = %(workspace_id)s AND e."timestamp" >= %(recent)s',
     event=Event,
 )
 
@@ -315,9 +323,7 @@ def _params(config: ComputedTraitSettings, now: datetime) -> dict[str, Any]:
     }
 
 
-def _compute_and_write(
-    workspace: Workspace, config: ComputedTraitSettings, now: datetime, report: Progress
-) -> int:
+def _compute_and_write(workspace: Workspace, config: ComputedTraitSettings, now: datetime, report: Progress) -> int:
     with connection.cursor() as cursor:
         execute_session(cursor, f"DROP TABLE IF EXISTS {_COMPUTED}")
         with transaction.atomic():

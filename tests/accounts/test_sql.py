@@ -214,7 +214,7 @@ def test_other_apps_tables_are_named_through_their_models():
 
 def test_a_prepared_statement_is_checked_and_bound_like_any_other(two):
     """Ingestion's hot paths ask psycopg for prepared statements through the same door."""
-    mine, theirs = two
+    mine, _theirs = two
     with connection.cursor() as wrapper:
         raw = wrapper.cursor  # psycopg's own cursor: the one that takes prepare=True
         with pytest.raises(UnguardedStatement):

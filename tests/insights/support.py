@@ -15,7 +15,9 @@ NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 DAY, HOUR = timedelta(days=1), timedelta(hours=1)
 
 
-def load(workspace: Workspace, people: dict[str, dict[str, Any]], events: list[tuple[str, str, datetime, dict]]) -> dict[str, Person]:
+def load(
+    workspace: Workspace, people: dict[str, dict[str, Any]], events: list[tuple[str, str, datetime, dict]]
+) -> dict[str, Person]:
     """People by name (``traits``), then their events ``(person, event, at, properties)``."""
     made = {name: builders.person(workspace, user_id=name, traits=traits) for name, traits in people.items()}
     for who, name, at, properties in events:

@@ -27,9 +27,15 @@ from tests.insights.support import NOW, load
 PEOPLE = ["a", "b", "c", "d"]
 INSTANTS = [NOW - timedelta(minutes=m) for m in (600, 300, 240, 240, 180, 120, 60, 30, 0)]
 
-filters = st.sampled_from([[], [], [{"key": "x", "operator": "eq", "value": True}], [{"key": "y", "operator": "gte", "value": 1}]])
+filters = st.sampled_from(
+    [[], [], [{"key": "x", "operator": "eq", "value": True}], [{"key": "y", "operator": "gte", "value": 1}]]
+)
 steps = st.lists(
-    st.builds(lambda name, f: {"event": name, **({"filters": f} if f else {})}, st.sampled_from(["A", "B", "C", "$any"]), filters),
+    st.builds(
+        lambda name, f: {"event": name, **({"filters": f} if f else {})},
+        st.sampled_from(["A", "B", "C", "$any"]),
+        filters,
+    ),
     min_size=2,
     max_size=7,
 )
@@ -78,9 +84,7 @@ def test_funnel_steps_count_the_members_of_each_completed_prefix_sequence(worksp
         spec = funnels.funnel_parse({**document, "breakdown": {"type": "trait", "key": "who"}}, now=NOW)
         with workspace_scope(workspace):
             result = funnels.funnel_compute(workspace=workspace, spec=spec, now=NOW)
-        furthest = {
-            people[group.value].pk: sum(1 for step in group.steps if step.count) for group in result.breakdown
-        }
+        furthest = {people[group.value].pk: sum(1 for step in group.steps if step.count) for group in result.breakdown}
         for k in range(1, len(spec.steps) + 1):
             if k == 1:
                 first = spec.steps[0]

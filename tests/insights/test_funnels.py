@@ -60,7 +60,7 @@ def shop(db):
     workspace, other = factories.WorkspaceFactory(), factories.WorkspaceFactory()
     people = load(workspace, PEOPLE, EVENTS)
     # The same people and events elsewhere, and more of them: never counted here.
-    load(other, PEOPLE, EVENTS + [("p5", VIEW, NOW - 4 * DAY - HOUR, {})])
+    load(other, PEOPLE, [*EVENTS, ("p5", VIEW, NOW - 4 * DAY - HOUR, {})])
     return workspace, people, other
 
 
@@ -83,7 +83,8 @@ def test_counts_conversions_and_median_times_by_hand(shop):
     ]
     assert result.conversion == 0.3333
     assert result.breakdown is None
-    assert result.since == NOW - 30 * DAY and result.until == NOW
+    assert result.since == NOW - 30 * DAY
+    assert result.until == NOW
 
 
 def test_last_step_counts_the_members_of_the_completed_sequence(shop):
@@ -101,7 +102,13 @@ def test_last_step_counts_the_members_of_the_completed_sequence(shop):
 
 def test_step_filters_and_a_shorter_window(shop):
     workspace, _, _ = shop
-    shoes = {**FUNNEL, "steps": [{"event": VIEW}, {"event": ADD, "filters": [{"key": "category", "operator": "eq", "value": "shoes"}]}]}
+    shoes = {
+        **FUNNEL,
+        "steps": [
+            {"event": VIEW},
+            {"event": ADD, "filters": [{"key": "category", "operator": "eq", "value": "shoes"}]},
+        ],
+    }
     assert [s.count for s in compute(workspace, shoes).steps] == [6, 3]  # p2 added hats
     recent = {**FUNNEL, "since": "7d"}
     assert [s.count for s in compute(workspace, recent).steps] == [4, 2, 0]  # p2 p3 p4 p7; p2 p7
@@ -165,14 +172,34 @@ def test_eight_steps_and_the_same_event_twice(shop):
         ({"steps": [{"event": VIEW}] * 9}, {"steps": ["must be a list of 2 to 8 steps"]}),
         (
             {"steps": [{"event": VIEW}, {"event": ADD, "filters": [{"key": "x", "operator": "nope", "value": 1}]}]},
-            {"steps[1].filters[0].operator": ["unknown operator 'nope'; one of " + ", ".join(sorted(__import__("segmentation.definition", fromlist=["x"]).FILTER_OPERATORS))]},
+            {
+                "steps[1].filters[0].operator": [
+                    "unknown operator 'nope'; one of "
+                    + ", ".join(sorted(__import__("segmentation.definition", fromlist=["x"]).FILTER_OPERATORS))
+                ]
+            },
         ),
         ({"steps": [{"event": VIEW}, {"event": ""}]}, {"steps[1].event": ["must not be empty"]}),
-        ({"steps": [{"event": VIEW}, {"name": ADD}]}, {"steps[1].name": ["unknown field 'name'"], "steps[1].event": ["is required"]}),
-        ({**FUNNEL, "within": "2 days"}, {"within": ['must be a duration such as "30m", "48h", "7d" or "4w", not \'2 days\'']}),
-        ({**FUNNEL, "since": "7d", "until": "30d"}, {"since": ['starts at or after its end: "since" must lie before "until"']}),
-        ({**FUNNEL, "since": "yesterday"}, {"since": ["must be a duration (\"7d\") or an ISO-8601 timestamp, not 'yesterday'"]}),
-        ({**FUNNEL, "breakdown": {"type": "cohort"}}, {"breakdown.type": ["must be \"trait\" or \"segment\", not 'cohort'"]}),
+        (
+            {"steps": [{"event": VIEW}, {"name": ADD}]},
+            {"steps[1].name": ["unknown field 'name'"], "steps[1].event": ["is required"]},
+        ),
+        (
+            {**FUNNEL, "within": "2 days"},
+            {"within": ['must be a duration such as "30m", "48h", "7d" or "4w", not \'2 days\'']},
+        ),
+        (
+            {**FUNNEL, "since": "7d", "until": "30d"},
+            {"since": ['starts at or after its end: "since" must lie before "until"']},
+        ),
+        (
+            {**FUNNEL, "since": "yesterday"},
+            {"since": ["must be a duration (\"7d\") or an ISO-8601 timestamp, not 'yesterday'"]},
+        ),
+        (
+            {**FUNNEL, "breakdown": {"type": "cohort"}},
+            {"breakdown.type": ['must be "trait" or "segment", not \'cohort\'']},
+        ),
         ({**FUNNEL, "colour": "red"}, {"colour": ["unknown field 'colour'"]}),
     ],
 )
@@ -183,7 +210,9 @@ def test_invalid_funnels_name_the_faulty_path(document, errors):
 
 
 def test_dropoff_definition_is_the_sequence_with_dropped_after():
-    spec = funnels.funnel_parse({**FUNNEL, "steps": [{"event": VIEW, "filters": []}, {"event": ADD}, {"event": ORDER}]}, now=NOW)
+    spec = funnels.funnel_parse(
+        {**FUNNEL, "steps": [{"event": VIEW, "filters": []}, {"event": ADD}, {"event": ORDER}]}, now=NOW
+    )
     assert funnels.dropoff_definition(spec, 2) == {
         "type": "sequence",
         "steps": [{"event": VIEW}, {"event": ADD}, {"event": ORDER}],

@@ -45,7 +45,7 @@ WEEKLY = {"start_event": SIGN, "return_event": LOGIN, "period": "week", "periods
 def app(db):
     workspace, other = factories.WorkspaceFactory(), factories.WorkspaceFactory()
     people = load(workspace, PEOPLE, EVENTS)
-    load(other, PEOPLE, EVENTS + [("u6", SIGN, at(5, 19), {}), ("u5", LOGIN, at(6, 1, 9), {})])
+    load(other, PEOPLE, [*EVENTS, ("u6", SIGN, at(5, 19), {}), ("u5", LOGIN, at(6, 1, 9), {})])
     return workspace, people, other
 
 
@@ -98,7 +98,11 @@ def test_monthly_and_daily_periods(app):
     assert rows(result) == [(date(2026, 5, 1), 4, [2, 3]), (date(2026, 6, 1), 1, [0])]
     cells_match_segments(workspace, spec, result)
     spec, result = compute(workspace, {**WEEKLY, "period": "day", "periods": 3})
-    assert rows(result) == [(date(2026, 5, 30), 0, [0, 0, 0]), (date(2026, 5, 31), 1, [0, 1]), (date(2026, 6, 1), 1, [0])]
+    assert rows(result) == [
+        (date(2026, 5, 30), 0, [0, 0, 0]),
+        (date(2026, 5, 31), 1, [0, 1]),
+        (date(2026, 6, 1), 1, [0]),
+    ]
     cells_match_segments(workspace, spec, result)
 
 
@@ -107,7 +111,11 @@ def test_the_same_event_returns_its_whole_cohort_at_offset_zero_and_any_event(ap
     _, result = compute(workspace, {**WEEKLY, "return_event": SIGN})
     assert [c.returned[0] for c in result.cohorts] == [c.size for c in result.cohorts] == [2, 1, 1]
     spec, result = compute(workspace, {**WEEKLY, "return_event": "$any"})
-    assert rows(result) == [(date(2026, 5, 18), 2, [2, 1, 2]), (date(2026, 5, 25), 1, [1, 1]), (date(2026, 6, 1), 1, [1])]
+    assert rows(result) == [
+        (date(2026, 5, 18), 2, [2, 1, 2]),
+        (date(2026, 5, 25), 1, [1, 1]),
+        (date(2026, 6, 1), 1, [1]),
+    ]
     cells_match_segments(workspace, spec, result)
 
 
@@ -115,7 +123,11 @@ def test_filtered_by_a_segment(app):
     workspace, people, other = app
     segment = static_segment(workspace, "Chosen", [people["u1"], people["u4"]])
     spec, result = compute(workspace, {**WEEKLY, "segment": segment.pk})
-    assert rows(result) == [(date(2026, 5, 18), 1, [1, 1, 1]), (date(2026, 5, 25), 1, [0, 1]), (date(2026, 6, 1), 0, [0])]
+    assert rows(result) == [
+        (date(2026, 5, 18), 1, [1, 1, 1]),
+        (date(2026, 5, 25), 1, [0, 1]),
+        (date(2026, 6, 1), 0, [0]),
+    ]
     cells_match_segments(workspace, spec, result)
     theirs = static_segment(other, "Theirs", [])
     with pytest.raises(InputInvalid) as refused:
@@ -155,7 +167,10 @@ def test_cell_definition_names_fixed_windows():
         ({**WEEKLY, "periods": 53}, {"periods": ["must be a whole number from 1 to 52 for weeks"]}),
         ({**WEEKLY, "periods": True}, {"periods": ["must be a whole number from 1 to 52 for weeks"]}),
         ({**WEEKLY, "start_event": None}, {"start_event": ["is required: an event name"]}),
-        ({**WEEKLY, "cohort": "last"}, {"cohort": ['must be "first" (first start event) or "any" (every start event), not \'last\'']}),
+        (
+            {**WEEKLY, "cohort": "last"},
+            {"cohort": ['must be "first" (first start event) or "any" (every start event), not \'last\'']},
+        ),
         ({**WEEKLY, "segment": "12"}, {"segment": ["must be a segment id, or null"]}),
         ({**WEEKLY, "extra": 1}, {"extra": ["unknown field 'extra'"]}),
     ],

@@ -84,14 +84,15 @@ def rfm(values: dict) -> tuple | None:
 def test_rfm_scores_and_groups_by_hand(db):
     workspace, other = factories.WorkspaceFactory(), factories.WorkspaceFactory()
     load(workspace, RFM_PEOPLE, RFM_EVENTS)
-    load(other, RFM_PEOPLE, RFM_EVENTS + [("g", ORDER, NOW, {"revenue": 10**6})])
+    load(other, RFM_PEOPLE, [*RFM_EVENTS, ("g", ORDER, NOW, {"revenue": 10**6})])
 
     outcome = refresh(workspace)
 
     found = traits_of(workspace)
     assert {name: rfm(values) for name, values in found.items()} == {**RFM_EXPECTED, "f": None, "g": None}
     assert found["a"]["name"] == "A"  # other traits stay
-    assert outcome.ran and outcome.people_changed == 9  # everyone gets an engagement score
+    assert outcome.ran
+    assert outcome.people_changed == 9
     assert {name: values[traits.ENGAGEMENT] for name, values in found.items()}["g"] == 0
     assert all(rfm(values) is None for values in traits_of(other).values())  # the other workspace untouched
     with workspace_scope(workspace):
@@ -107,12 +108,19 @@ def test_the_purchase_event_and_revenue_property_are_the_workspace_s(db):
     load(
         workspace,
         {"x": {}, "y": {}},
-        [("x", "Checkout", NOW - DAY, {"amount": 5}), ("y", "Checkout", NOW - 2 * DAY, {"amount": "7"}), ("x", ORDER, NOW, {})],
+        [
+            ("x", "Checkout", NOW - DAY, {"amount": 5}),
+            ("y", "Checkout", NOW - 2 * DAY, {"amount": "7"}),
+            ("x", ORDER, NOW, {}),
+        ],
     )
     refresh(workspace)
-    assert rfm(traits_of(workspace)["y"]) is None and rfm(traits_of(workspace)["x"]) == (1, 1, 1, "Lost")
+    assert rfm(traits_of(workspace)["y"]) is None
+    assert rfm(traits_of(workspace)["x"]) == (1, 1, 1, "Lost")
     with workspace_scope(workspace):
-        ComputedTraitSettings.objects.filter(workspace=workspace).update(rfm_event="Checkout", rfm_revenue_property="amount")
+        ComputedTraitSettings.objects.filter(workspace=workspace).update(
+            rfm_event="Checkout", rfm_revenue_property="amount"
+        )
     refresh(workspace)
     found = traits_of(workspace)
     # x: more recent (R 5), cheaper (M 1), one purchase: New; y: R 1, M 5: spent more, long ago: At risk.
@@ -180,12 +188,18 @@ def test_a_run_is_skipped_while_another_holds_the_workspace(db):
 
 def test_segments_over_computed_traits_record_entries_and_exits(db, django_capture_on_commit_callbacks):
     workspace = factories.WorkspaceFactory()
-    people = load(workspace, {"a": {}, "b": {}}, [("a", ORDER, NOW - 10 * DAY, {"revenue": 10}), ("b", ORDER, NOW - 20 * DAY, {"revenue": 5})])
+    people = load(
+        workspace,
+        {"a": {}, "b": {}},
+        [("a", ORDER, NOW - 10 * DAY, {"revenue": 10}), ("b", ORDER, NOW - 20 * DAY, {"revenue": 5})],
+    )
     with django_capture_on_commit_callbacks(execute=True):
         refresh(workspace)
     with workspace_scope(workspace):
         champions = Segment.objects.create(
-            workspace=workspace, name="Champions", definition={"type": "trait", "key": "$rfm_group", "operator": "eq", "value": "Champions"}
+            workspace=workspace,
+            name="Champions",
+            definition={"type": "trait", "key": "$rfm_group", "operator": "eq", "value": "Champions"},
         )
         services.segment_refresh(segment=champions)
         assert champions.size == 0  # a: R 5 F 1 M 5, one purchase: New; b: Lost
@@ -228,7 +242,7 @@ def test_computed_traits_reach_the_builders_pickers_and_the_person_page(db):
     page = client.get(reverse("person_detail", args=[people["a"].pk]))
     assert page.status_code == 200
     html = page.content.decode()
-    assert "$rfm_group" in html, html[html.find("Traits"):][:600]
+    assert "$rfm_group" in html, html[html.find("Traits") :][:600]
     assert "Lost" in html
 
 
@@ -237,7 +251,8 @@ def test_workspaces_due(db):
     empty = factories.WorkspaceFactory()
     person = builders.person(workspace, user_id="a")
     now = timezone.now()
-    assert workspace.pk in traits.workspaces_due(now=now) and empty.pk not in traits.workspaces_due(now=now)
+    assert workspace.pk in traits.workspaces_due(now=now)
+    assert empty.pk not in traits.workspaces_due(now=now)
     builders.event(workspace, person, ORDER, at=now - timedelta(minutes=1))
     refresh(workspace, now=now)
     assert workspace.pk not in traits.workspaces_due(now=now)
@@ -258,4 +273,3 @@ def test_workspaces_due(db):
     traits.mark_queued(workspace_ids=[workspace.pk])
     assert workspace.pk not in traits.workspaces_due(now=timezone.now())
     assert workspace.pk in traits.workspaces_due(now=timezone.now() + timedelta(hours=2))
-
