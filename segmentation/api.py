@@ -199,8 +199,16 @@ DEFINITION_SCHEMA: dict[str, Any] = {
                 "within": _DURATION,
                 "window": _WINDOW,
                 "completed": {"type": "boolean", "default": True},
+                "dropped_after": {
+                    "type": "integer",
+                    "nullable": True,
+                    "minimum": 1,
+                    "maximum": MAX_SEQUENCE_STEPS - 1,
+                    "description": "Only with completed: false. The run reached exactly this step (1-based) and "
+                    "not the next one within `within`; less than the number of steps. Absent: any step.",
+                },
             },
-            "Did the steps in order within a time (completed: false: dropped off).",
+            "Did the steps in order within a time (completed: false: dropped off, after step dropped_after).",
         ),
         _variant(
             "segment",

@@ -219,7 +219,7 @@ class _Builder:
                 return f"SELECT e.person_id FROM {EVENTS_TABLE} e WHERE {where}"
             return self.grouped(where, f"NOT ({self.comparison('count(*)', node.count)})")
         if isinstance(node, Aggregate):  # a sum holding at zero
-            number = self.json_number(self.extract("e.properties", node.key), strings=False)
+            number = self.json_number(self.extract("e.properties", node.key))
             where = self.events_where("e", node.event, node.filters, node.window)
             return self.grouped(where, f"NOT ({self.comparison(_SUM, node.comparison)})", number)
         raise TypeError(f"not a complement {node!r}")
@@ -322,8 +322,12 @@ class _Builder:
         return self.grouped(where, self.comparison("count(*)", node.count))
 
     def aggregate(self, node: Aggregate) -> str:
-        """An aggregate that fails with no events (a sum holding at zero is a complement: ``excluded``)."""
-        number = self.json_number(self.extract("e.properties", node.key), strings=False)
+        """An aggregate that fails with no events (a sum holding at zero is a complement: ``excluded``).
+
+        Its values are the numbers of ``json_number``, numeric strings included, as for the
+        numeric operators; anything else is NULL, which the aggregate functions skip.
+        """
+        number = self.json_number(self.extract("e.properties", node.key))
         where = self.events_where("e", node.event, node.filters, node.window)
         function = _SUM if node.function == "sum" else f"{node.function}(g.value)"
         return self.grouped(where, self.comparison(function, node.comparison), number)
@@ -380,19 +384,24 @@ class _Builder:
         if node.completed:
             return f"SELECT DISTINCT s0.person_id {runs} AND {times[-1]} IS NOT NULL"
         cutoff = self.bind(self.now - node.within.as_timedelta())
-        return f'SELECT DISTINCT s0.person_id {runs} AND {times[-1]} IS NULL AND s0."timestamp" <= {cutoff}'
+        # Dropped off after step k: step k got an instant (so the run reached it), step k+1 none.
+        reached = f" AND {times[-2]} IS NOT NULL" if node.dropped_after is not None and len(times) > 2 else ""
+        return f'SELECT DISTINCT s0.person_id {runs} AND {times[-1]} IS NULL{reached} AND s0."timestamp" <= {cutoff}'
 
     def runs(self, node: Sequence) -> tuple[str, list[str]]:
         """``FROM ... WHERE ...`` of the node's runs, one row per step-1 occurrence ``s0`` in the window,
         and the expression of each step's instant (NULL from the first step the run does not reach).
 
         The one construction of runs: ``sequence`` filters them, ``compile_sequence_runs`` hands them
-        to readers that count how far each run got (insights' funnels).
+        to readers that count how far each run got (insights' funnels). With ``dropped_after: k`` only
+        steps 1 to k+1 are matched: the later ones play no part.
         """
         within = self.bind(node.within.as_timedelta())
         times = ['s0."timestamp"']
         joins = []
-        for k, step in enumerate(node.steps[1:], start=1):
+        # Dropped off after step k: steps past k+1 play no part.
+        steps = node.steps if node.dropped_after is None else node.steps[: node.dropped_after + 1]
+        for k, step in enumerate(steps[1:], start=1):
             previous = times[-1]
             inner = self.events_where("x", step.event, step.filters, None)
             same_instant = self.same_instant(node, k, times)
@@ -463,7 +472,7 @@ class _Builder:
             return f"starts_with(lower({text}), lower({self.bind(operand)}))"
         if operator == "ends_with":
             return f"right(lower({text}), char_length({self.bind(operand)})) = lower({self.bind(operand)})"
-        number = self.json_number(value, strings=True)
+        number = self.json_number(value)
         if operator in _SQL_COMPARISON:
             return f"{number} {_SQL_COMPARISON[operator]} {self.number(operand)}"
         if operator == "between":
@@ -479,7 +488,7 @@ class _Builder:
         if isinstance(operand, bool):
             return f"({value}) = {self.bind('true' if operand else 'false')}::jsonb"
         if isinstance(operand, int | float):
-            return f"{self.json_number(value, strings=True)} = {self.number(operand)}"
+            return f"{self.json_number(value)} = {self.number(operand)}"
         return f"{self.json_text(value)} = {self.bind(operand)}"
 
     def extract(self, column: str, key: str) -> str:
@@ -527,11 +536,13 @@ class _Builder:
         """
         return self.text_forms.get(value, f"(({value}) #>> '{{}}')")
 
-    def json_number(self, value: str, *, strings: bool) -> str:
-        """A JSON number (and, with ``strings``, a numeric string) as numeric; else NULL."""
+    def json_number(self, value: str) -> str:
+        """A JSON number or a numeric string (``NUMERIC_RE``) as numeric; else NULL.
+
+        The one reading of a property as a number: numeric operators, ``eq`` with a
+        number and aggregates all go through it.
+        """
         number = f"WHEN jsonb_typeof({value}) = 'number' THEN ({value})::numeric"
-        if not strings:
-            return f"(CASE {number} END)"
         text = self.json_text(value)
         string = (
             f"WHEN jsonb_typeof({value}) = 'string' AND char_length({text}) <= {self.bind(NUMERIC_MAX_LENGTH)} "

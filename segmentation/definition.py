@@ -172,6 +172,9 @@ class Sequence:
     within: Duration
     window: Window = field(default_factory=Window)
     completed: bool = True
+    # With ``completed=False``: the run reached exactly this step (1-based) and not the next one.
+    # ``None``: a run that stopped at any step counts.
+    dropped_after: int | None = None
     type: Literal["sequence"] = "sequence"
 
 
@@ -744,7 +747,7 @@ class _Parser:
         return Regular(event=name, period=period, periods=periods, min_periods=min_periods, filters=filters)
 
     def sequence(self, value: Mapping[str, Any], path: str, depth: int, now: datetime) -> Node | None:
-        allowed = {"type", "steps", "within", "window", "completed"}
+        allowed = {"type", "steps", "within", "window", "completed", "dropped_after"}
         if self.object(value, path, allowed, "a sequence condition") is None:
             return None
         where = _join(path, "steps")
@@ -768,14 +771,43 @@ class _Parser:
         if not isinstance(completed, bool):
             self.error(_join(path, "completed"), f"must be true or false, not {_describe(completed)}")
             return None
+        dropped_after = self.dropped_after(value, path, completed, raw_steps)
         if (
             within is None
+            or dropped_after is _INVALID
             or not isinstance(raw_steps, list)
             or len(steps) != len(raw_steps)
             or len(steps) < MIN_SEQUENCE_STEPS
         ):
             return None
-        return Sequence(steps=tuple(steps), within=within, window=window, completed=completed)
+        assert dropped_after is None or isinstance(dropped_after, int)
+        return Sequence(
+            steps=tuple(steps), within=within, window=window, completed=completed, dropped_after=dropped_after
+        )
+
+    def dropped_after(self, value: Mapping[str, Any], path: str, completed: bool, raw_steps: Any) -> Any:
+        """``dropped_after``: absent (or null) is ``None``; else a step before the last of a dropped-off run."""
+        raw = value.get("dropped_after")
+        if raw is None:
+            return None
+        where = _join(path, "dropped_after")
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            self.error(where, f"must be a step number (a whole number), not {_describe(raw)}")
+            return _INVALID
+        if completed:
+            self.error(where, 'applies only to a run that dropped off: set "completed" to false')
+            return _INVALID
+        if isinstance(raw_steps, list) and MIN_SEQUENCE_STEPS <= len(raw_steps) <= MAX_SEQUENCE_STEPS:
+            last = len(raw_steps) - 1
+            if not 1 <= raw <= last:
+                self.error(
+                    where,
+                    f"must be a step before the last: 1 to {last} for {len(raw_steps)} steps, not {raw}"
+                    if last > 1
+                    else f"must be 1 (the step before the last) for 2 steps, not {raw}",
+                )
+                return _INVALID
+        return raw
 
     def segment(self, value: Mapping[str, Any], path: str, depth: int, now: datetime) -> Node | None:
         if self.object(value, path, {"type", "segment"}, "a segment condition") is None:

@@ -3,9 +3,10 @@
 ``sentence(tree, segment_names)`` returns parts (text and what the text is:
 an event name, a key, a value) so that templates can emphasise the data while
 escaping it like any other text; ``sentence_text`` joins them. The wording
-follows the builder's own labels, so the sentence reads what the user picked:
-"People who did Order Completed at least 3 times in the last 30 days and
-whose plan is Enterprise or Strategic".
+follows the builder's own labels, so the sentence reads what the user picked,
+in plain English: "People who performed Order Completed at least 3 times in
+the last 30 days and whose plan is Enterprise or Strategic", "who did not
+perform Login", "who are not in Big spenders".
 """
 
 from __future__ import annotations
@@ -210,62 +211,176 @@ def _period_words(period: Duration, periods: int) -> str:
     return f"of the last {periods} periods of {duration_words(period)}"
 
 
+def _group(clauses: list[Parts], joiner: str, nested: bool) -> Parts:
+    """Clauses joined by ``and`` / ``or``, in parentheses when nested in another group."""
+    parts: Parts = []
+    after_whose = False
+    for index, clause in enumerate(clauses):
+        if index:
+            parts.append(Part(joiner))
+            # "whose plan is Pro and who performed Login": a verb after a "whose" clause needs its "who".
+            if after_whose and not _is_whose(clause):
+                parts.append(Part("who "))
+        after_whose = after_whose or _is_whose(clause)
+        parts.extend(clause)
+    if nested and len(clauses) > 1:
+        return [Part("("), *parts, Part(")")]
+    return parts
+
+
+# Counts that say no more than "none" or "at least one", whatever operator they use.
+_NEVER = (Comparison("eq", 0), Comparison("lt", 1), Comparison("lte", 0), Comparison("between", (0, 0)))
+_EVER = (Comparison("gte", 1), Comparison("gt", 0), Comparison("neq", 0))
+
+
+def _performed(event: Parts, count: Comparison, window: Window) -> Parts:
+    """``performed Login``, ``did not perform Login``, ``performed Login at least 3 times``, and the window."""
+    if count in _NEVER:
+        return [Part("did not perform "), *event, *_window(window)]
+    if count in _EVER:
+        return [Part("performed "), *event, *_window(window)]
+    return [Part("performed "), *event, Part(" " + _count(count)), *_window(window)]
+
+
+def _sequence(node: Sequence) -> Parts:
+    """``performed A, then B within 2 days``; dropped off: ``performed A, then B but did not perform C …``."""
+    steps: list[Parts] = [[*_event(step.event), *_filters(step.filters)] for step in node.steps]
+    within = [Part(f" within {duration_words(node.within)}"), *_window(node.window)]
+    done = node.steps if node.completed else node.steps[: node.dropped_after or 1]
+    parts: Parts = [Part("performed "), *steps[0]]
+    for step in steps[1 : len(done)]:
+        parts.extend([Part(", then "), *step])
+    if node.completed:
+        return [*parts, *within]
+    rest = steps[len(done) :]
+    if node.dropped_after is None and len(rest) > 1:
+        # Stopped at any step: did not complete the rest, whichever step it stopped at.
+        parts.extend([Part(" but did not complete "), *rest[0]])
+        for step in rest[1:]:
+            parts.extend([Part(", then "), *step])
+        return [*parts, *within]
+    parts.extend([Part(", but did not perform " if len(done) > 1 else " but did not perform "), *rest[0], *within])
+    if node.dropped_after is not None:
+        k = node.dropped_after
+        parts.extend([Part(f" (dropped off after step {k}: "), *_event(node.steps[k - 1].event), Part(")")])
+    return parts
+
+
+_NEGATED_FILTER_WORDS = {
+    "starts_with": "does not start with",
+    "ends_with": "does not end with",
+    "gt": "is not greater than",
+    "gte": "is not at least",
+    "lt": "is not less than",
+    "lte": "is not at most",
+    "before": "is not before",
+    "after": "is not after",
+}
+_NEGATED_COUNTS = {"eq": "neq", "neq": "eq", "gt": "lte", "gte": "lt", "lt": "gte", "lte": "gt"}
+
+
+def _negation(node: Node, names: Mapping[int, str], nested: bool) -> Parts:
+    """The clause of ``not node``, in words that say the opposite rather than "not (…)".
+
+    Traits and counts take their opposite operator (a count is defined for
+    everyone, 0 without events, so "fewer than 3 times" is the exact opposite of
+    "at least 3 times"); a segment reads "are not in"; ``not`` of a group is the
+    group of the opposites (De Morgan). What has no opposite of its own reads
+    "are not among those who …".
+    """
+    if isinstance(node, Not):
+        return _clause(node.condition, names, nested)
+    if isinstance(node, Or | And):
+        joiner = " and " if isinstance(node, Or) else " or "
+        return _group(_negations(node, names), joiner, nested)
+    if isinstance(node, SegmentRef):
+        return _segment(node, names, "are not in ")
+    if isinstance(node, Trait):
+        filter_ = node.filter
+        if filter_.operator in _COMPLEMENTS:
+            return _clause(Trait(Filter(filter_.key, _COMPLEMENTS[filter_.operator], filter_.value)), names, nested)
+        if filter_.operator == "between":
+            low, high = filter_.value
+            words = [
+                Part("is not between "),
+                Part(_value_text(low), "value"),
+                Part(" and "),
+                Part(_value_text(high), "value"),
+            ]
+        else:
+            words = [Part(_NEGATED_FILTER_WORDS[filter_.operator] + " "), Part(_value_text(filter_.value), "value")]
+        return [Part("whose "), Part(filter_.key, "key"), Part(" "), *words]
+    if isinstance(node, EventCount):
+        count = node.count
+        if count.operator != "between":
+            opposite = Comparison(_NEGATED_COUNTS[count.operator], count.value)
+            return _clause(EventCount(node.event, node.filters, node.window, opposite), names, nested)
+        low, high = count.value
+        above = _clause(EventCount(node.event, node.filters, node.window, Comparison("gt", high)), names, True)
+        if low == 0:
+            return above
+        if low == 1:  # "(did not perform Login or performed Login more than 5 times)"
+            below = _clause(EventCount(node.event, node.filters, node.window, Comparison("eq", 0)), names, True)
+            return _group([below, above], " or ", nested)
+        return [
+            Part("performed "),
+            *_event(node.event),
+            *_filters(node.filters),
+            Part(f" fewer than {low} or more than {_plural(high, 'time')}"),
+            *_window(node.window),
+        ]
+    if isinstance(node, Regular):
+        return _regular(node, "did not perform ")
+    if isinstance(node, Sequence) and node.completed:
+        return [Part("did not perform "), *_sequence(node)[1:]]
+    clause = _clause(node, names, nested=True)
+    return [Part("are not among those " if _is_whose(clause) else "are not among those who "), *clause]
+
+
+def _regular(node: Regular, verb: str) -> Parts:
+    return [
+        Part(verb),
+        *_event(node.event),
+        *_filters(node.filters),
+        Part(f" in at least {node.min_periods} {_period_words(node.period, node.periods)}"),
+    ]
+
+
+def _segment(node: SegmentRef, names: Mapping[int, str], verb: str) -> Parts:
+    name = names.get(node.segment)
+    if name is None:
+        return [Part(verb + "segment "), Part(f"#{node.segment}", "segment")]
+    return [Part(verb), Part(name, "segment")]
+
+
+def _negations(node: And | Or, names: Mapping[int, str]) -> list[Parts]:
+    """The opposites of a group's conditions, for ``not`` of the group."""
+    return [_negation(child, names, nested=True) for child in node.conditions]
+
+
+def _clauses(node: And | Or, names: Mapping[int, str]) -> list[Parts]:
+    """A group's clauses; "none of" inside "all of" (and "not all of" inside "any of") is spliced in:
+    "performed A and did not perform B and are not in C", without parentheses."""
+    clauses: list[Parts] = []
+    for child in node.conditions:
+        inner = child.condition if isinstance(child, Not) else None
+        # Same joiner as this group's: the negated group's clauses join this one.
+        if isinstance(inner, And | Or) and isinstance(inner, Or) == isinstance(node, And):
+            clauses.extend(_negations(inner, names))
+        else:
+            clauses.append(_clause(child, names, nested=True))
+    return clauses
+
+
 def _clause(node: Node, names: Mapping[int, str], nested: bool) -> Parts:
     if isinstance(node, And | Or):
-        joiner = " and " if isinstance(node, And) else " or "
-        parts: Parts = []
-        after_whose = False
-        for index, child in enumerate(node.conditions):
-            clause = _clause(child, names, nested=True)
-            if index:
-                parts.append(Part(joiner))
-                # "whose plan is Pro and who did Login": a verb after a "whose" clause needs its "who".
-                if after_whose and not _is_whose(clause):
-                    parts.append(Part("who "))
-            after_whose = after_whose or _is_whose(clause)
-            parts.extend(clause)
-        if nested and len(node.conditions) > 1:
-            return [Part("("), *parts, Part(")")]
-        return parts
+        return _group(_clauses(node, names), " and " if isinstance(node, And) else " or ", nested)
     if isinstance(node, Not):
-        child = node.condition
-        if isinstance(child, Or) and len(child.conditions) == 1:
-            child = child.conditions[0]  # "none of" one condition is that condition's opposite
-        if isinstance(child, Or) and len(child.conditions) > 1:
-            inner: Parts = []
-            for index, grandchild in enumerate(child.conditions):
-                if index:
-                    inner.append(Part(", nor " if index > 1 else " nor "))
-                inner.extend(_clause(grandchild, names, nested=True))
-            return [Part("neither "), *inner] if len(child.conditions) == 2 else [Part("none of: "), *inner]
-        if isinstance(child, Trait) and child.filter.operator in _COMPLEMENTS:
-            twin = Filter(child.filter.key, _COMPLEMENTS[child.filter.operator], child.filter.value)
-            return _clause(Trait(twin), names, nested=True)
-        if isinstance(child, EventCount) and child.count == Comparison("gte", 1):
-            return _clause(
-                EventCount(child.event, child.filters, child.window, Comparison("eq", 0)), names, nested=True
-            )
-        inner = _clause(child, names, nested=True)
-        return [
-            Part("do not match "),
-            *([] if inner[0].text == "(" else [Part("(")]),
-            *inner,
-            *([] if inner[0].text == "(" else [Part(")")]),
-        ]
+        return _negation(node.condition, names, nested)
     if isinstance(node, Trait):
         return [Part("whose "), Part(node.filter.key, "key"), Part(" "), *_predicate(node.filter)]
     if isinstance(node, EventCount):
-        if node.count == Comparison("gte", 1):
-            return [Part("did "), *_event(node.event), *_filters(node.filters), *_window(node.window)]
-        if node.count == Comparison("eq", 0):
-            return [Part("did not do "), *_event(node.event), *_filters(node.filters), *_window(node.window)]
-        return [
-            Part("did "),
-            *_event(node.event),
-            *_filters(node.filters),
-            Part(" " + _count(node.count)),
-            *_window(node.window),
-        ]
+        return _performed([*_event(node.event), *_filters(node.filters)], node.count, node.window)
     if isinstance(node, Aggregate):
         return [
             Part("whose "),
@@ -279,38 +394,17 @@ def _clause(node: Node, names: Mapping[int, str], nested: bool) -> Parts:
             *_comparison_words(node.comparison),
         ]
     if isinstance(node, Performed):
-        return [Part(f"{node.which} did "), *_event(node.event), *_filters(node.filters), *_window(node.window)]
+        return [Part(f"{node.which} performed "), *_event(node.event), *_filters(node.filters), *_window(node.window)]
     if isinstance(node, Regular):
-        return [
-            Part("did "),
-            *_event(node.event),
-            *_filters(node.filters),
-            Part(f" in at least {node.min_periods} {_period_words(node.period, node.periods)}"),
-        ]
+        return _regular(node, "performed ")
     if isinstance(node, Sequence):
-        steps: list[Parts] = [[*_event(step.event), *_filters(step.filters)] for step in node.steps]
-        parts = [Part("did "), *steps[0]]
-        if node.completed:
-            for step in steps[1:]:
-                parts.extend([Part(", then "), *step])
-        else:
-            parts.append(Part(" but not then "))
-            for index, step in enumerate(steps[1:]):
-                if index:
-                    parts.append(Part(", then "))
-                parts.extend(step)
-        parts.append(Part(f" within {duration_words(node.within)}"))
-        parts.extend(_window(node.window))
-        return parts
+        return _sequence(node)
     assert isinstance(node, SegmentRef)
-    name = names.get(node.segment)
-    if name is None:
-        return [Part("are in segment "), Part(f"#{node.segment}", "segment")]
-    return [Part("are in "), Part(name, "segment")]
+    return _segment(node, names, "are in ")
 
 
 def sentence(tree: Node, segment_names: Mapping[int, str] | None = None) -> Parts:
-    """The whole definition as parts of one sentence: "People who did…" or "People whose plan is…"."""
+    """The whole definition as parts of one sentence: "People who performed…" or "People whose plan is…"."""
     clause = _clause(tree, segment_names or {}, nested=False)
     return [Part("People " if _is_whose(clause) else "People who "), *clause]
 

@@ -300,9 +300,10 @@ class Oracle:
                 if matches(e, node["event"], node.get("filters"), now) and in_window(
                     e.timestamp, node.get("window"), now
                 ):
-                    value = lookup(e.properties, node["key"])
-                    if is_number(value):
-                        values.append(to_decimal(value))
+                    # A number, or a numeric string as the number it spells; anything else is skipped.
+                    value = number(lookup(e.properties, node["key"]))
+                    if value is not None:
+                        values.append(value)
             function = node["function"]
             if function == "sum":
                 result = sum(values, Decimal(0))
@@ -340,30 +341,39 @@ class Oracle:
         within = duration(node["within"])
         now = self.now
 
-        def completes(step: int, used: list[OEvent], previous: datetime, deadline: datetime) -> bool:
-            """Some choice of distinct events matches steps[step:] in time order."""
-            if step == len(steps):
+        def completes(step: int, used: list[OEvent], previous: datetime, deadline: datetime, last: int) -> bool:
+            """Some choice of distinct events matches steps[step:last] in time order."""
+            if step == last:
                 return True
             for e in mine:
                 if any(e is u for u in used) or not previous <= e.timestamp <= deadline:
                     continue
                 if matches(e, steps[step]["event"], steps[step].get("filters"), now) and completes(
-                    step + 1, [*used, e], e.timestamp, deadline
+                    step + 1, [*used, e], e.timestamp, deadline, last
                 ):
                     return True
             return False
 
+        def reaches(first: OEvent, count: int) -> bool:
+            """A run from ``first`` matches the first ``count`` steps within ``within`` of it."""
+            return completes(1, [first], first.timestamp, first.timestamp + within, count)
+
+        dropped_after = node.get("dropped_after")
         for first in mine:
             if not matches(first, steps[0]["event"], steps[0].get("filters"), now):
                 continue
             if not in_window(first.timestamp, node.get("window"), now):
                 continue
-            done = completes(1, [first], first.timestamp, first.timestamp + within)
             if node.get("completed", True):
-                if done:
+                if reaches(first, len(steps)):
                     return True
-            elif not done and first.timestamp <= now - within:
-                return True
+            elif first.timestamp <= now - within:
+                if dropped_after is None:
+                    if not reaches(first, len(steps)):
+                        return True
+                # Reached step k exactly: steps 1..k matched, step k+1 not.
+                elif reaches(first, dropped_after) and not reaches(first, dropped_after + 1):
+                    return True
         return False
 
 

@@ -344,6 +344,23 @@ INVALID = [
     ),
     pytest.param(_deep(9), "definition" + ".conditions[0]" * 8, id="too-deep"),
     pytest.param({"type": "segment", "segment": 999999}, "definition.segment", id="missing-segment"),
+    pytest.param(
+        {
+            "type": "and",
+            "conditions": [
+                BUYERS,
+                {
+                    "type": "sequence",
+                    "steps": [{"event": "Product Viewed"}, {"event": "Product Added"}, {"event": "Order Completed"}],
+                    "within": "3d",
+                    "completed": False,
+                    "dropped_after": 3,
+                },
+            ],
+        },
+        "definition.conditions[1].dropped_after",
+        id="dropped-after-the-last-step",
+    ),
     pytest.param(["not", "an", "object"], "definition", id="not-an-object"),
 ]
 
@@ -841,6 +858,13 @@ def test_the_definition_schema_states_the_limits_the_parser_enforces():
     assert _at_and_beyond(regular["periods"]["maximum"], weekly) == (True, False)
     assert _at_and_beyond(regular["min_periods"]["maximum"], lambda n: weekly(n, n)) == (True, False)
     assert _at_and_beyond(steps["maxItems"], sequence) == (True, False)
+    dropped_after = _variant_schema("sequence")["dropped_after"]
+    last = steps["maxItems"]
+    assert _at_and_beyond(
+        dropped_after["maximum"], lambda k: {**sequence(last), "completed": False, "dropped_after": k}
+    ) == (True, False)
+    assert _parses({**sequence(2), "completed": False, "dropped_after": dropped_after["minimum"]})
+    assert not _parses({**sequence(2), "completed": False, "dropped_after": dropped_after["minimum"] - 1})
     assert (_parses(sequence(steps["minItems"])), _parses(sequence(steps["minItems"] - 1))) == (True, False)
     assert _at_and_beyond(key["maxLength"], lambda n: filtered(key="k" * n)) == (True, False)
     assert _at_and_beyond(event["event"]["maxLength"], lambda n: {"type": "event", "event": "e" * n}) == (True, False)

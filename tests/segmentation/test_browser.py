@@ -26,10 +26,14 @@ from accounts.tenancy import workspace_scope
 from config.celery import app as celery_app
 from demo.management.commands.seed_demo import DEMO_EMAIL, DEMO_PASSWORD
 from segmentation.catalogue.services import catalogue_update
+from segmentation.compiler import compile_count
+from segmentation.definition import parse
 from segmentation.models import Segment, SegmentSizeSnapshot
 from tests.accounts.test_browser import CONTRAST_PROBLEMS_JS, LAPTOP, PHONE, _log_in, _look, _new_context
 from tests.accounts.test_browser import watch as watch
+from tests.segmentation import oracle
 from tests.tracking import builders
+from tracking.models import Event, Person
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -169,7 +173,7 @@ def test_build_by_mouse_and_keyboard_preview_equals_the_api_then_save(browser, l
     assert count == _api_preview(page, SHOE_FANS)
     assert count > 0
     expect(page.locator("#builder-sentence")).to_have_text(
-        "People who did Product Viewed where category is shoes at least 3 times in the last 30 days"
+        "People who performed Product Viewed where category is shoes at least 3 times in the last 30 days"
         " and whose plan is Enterprise or Strategic"
     )
     assert page.locator("#preview-sample a").count() == min(count, 6)
@@ -261,8 +265,8 @@ def test_json_view_round_trips_with_the_visual_editor(browser, live_server, watc
     expect(page.get_by_label("Condition", exact=True).first).to_have_value("last")
     expect(page.get_by_label("This group matches")).to_have_value("none")
     expect(page.locator("#builder-sentence")).to_have_text(
-        "People who last did Order Completed more than 90 days ago or whose plan is not Free"
-        " or who did Login in at least 3 of the last 4 weeks"
+        "People who last performed Order Completed more than 90 days ago or whose plan is not Free"
+        " or who performed Login in at least 3 of the last 4 weeks"
     )
     page.get_by_role("tab", name="JSON").click()
     assert json.loads(page.get_by_label("Definition as JSON").input_value()) == document
@@ -303,7 +307,7 @@ def test_conditions_move_between_groups_by_buttons(browser, live_server, watch, 
     page.get_by_role("button", name="Move down").first.click()
     assert _definition(page) == {"type": "and", "conditions": [b, {"type": "or", "conditions": [a]}, c]}
     expect(page.locator("#builder-sentence")).to_have_text(
-        "People whose plan is Pro and who did Login and who did Order Completed"
+        "People whose plan is Pro and who performed Login and who performed Order Completed"
     )
 
 
@@ -350,7 +354,9 @@ def test_hostile_event_and_trait_render_as_text_everywhere(browser, live_server,
     page.get_by_label("Condition", exact=True).last.select_option("trait")
     _pick(page, page.get_by_role("combobox", name="Trait"), "plan")
     _pick(page, page.get_by_role("combobox", name="Value of plan"), XSS_TRAIT)
-    expect(page.locator("#builder-sentence")).to_have_text(f"People who did {XSS_EVENT} and whose plan is {XSS_TRAIT}")
+    expect(page.locator("#builder-sentence")).to_have_text(
+        f"People who performed {XSS_EVENT} and whose plan is {XSS_TRAIT}"
+    )
     assert _live_count(page) == 1
     expect(page.locator("#preview-sample a")).to_have_text([XSS_TRAIT])
     page.get_by_label("Name").fill(XSS_TRAIT)
@@ -408,3 +414,193 @@ def test_screens_of_the_list_the_builder_and_a_segment(browser, live_server, wat
     )
     _shot(page, "segment-overlap", viewport)
     assert page.evaluate(CONTRAST_PROBLEMS_JS) == []
+
+
+# --- drop-off after a step, and "is not in segment" (issue 15) ---------------------------------------
+
+FUNNEL_STEPS = [{"event": "Product Viewed"}, {"event": "Product Added"}, {"event": "Order Completed"}]
+ADDED_NOT_ORDERED = {
+    "type": "and",
+    "conditions": [
+        {"type": "sequence", "steps": FUNNEL_STEPS, "within": "3d", "completed": False, "dropped_after": 2},
+    ],
+}
+
+
+def _arrow_to(page: Page, select, value: str) -> None:
+    """Move a select to the option of ``value`` with the arrow keys (each change may redraw the
+    condition; the builder puts the focus back on the redrawn select)."""
+    select.focus()
+    for _ in range(20):
+        focused = page.locator(":focus")
+        position = focused.evaluate(
+            "(el, value) => [...el.options].findIndex((o) => o.value === value) - el.selectedIndex", value
+        )
+        if position == 0:
+            return
+        page.keyboard.press("ArrowDown" if position > 0 else "ArrowUp")
+    pytest.fail(f"no option {value!r}")
+
+
+def _oracle_count(workspace: Workspace, document: dict) -> tuple[int, int]:
+    """At one instant: the compiled SQL's count and the plain-Python oracle's, over the demo's data."""
+    now = timezone.now()
+    with workspace_scope(workspace):
+        people = dict(Person.objects.filter(workspace=workspace).values_list("pk", "traits"))
+        rows = Event.objects.filter(workspace=workspace).values_list(
+            "pk", "person_id", "name", "timestamp", "properties"
+        )
+        events = [oracle.OEvent(person, name, at, properties, pk) for pk, person, name, at, properties in rows]
+        query = compile_count(parse(document, now=now), workspace_id=workspace.pk, now=now)
+        with connection.cursor() as cursor:
+            query.execute(cursor)
+            compiled = cursor.fetchone()[0]
+    return compiled, len(oracle.members(document, people=people, events=events, memberships={}, now=now))
+
+
+def test_dropped_off_after_step_2_built_by_keyboard_counts_viewed_added_not_ordered(
+    browser, live_server, watch, demo, eager_tasks
+):
+    page = _signed_in(browser, watch, live_server)
+    page.goto(f"{live_server.url}/segments/new/")
+
+    # Viewed -> Added -> Ordered, dropped off after step 2, within 3 days
+    page.get_by_role("button", name="+ Condition").click()
+    _arrow_to(page, page.get_by_label("Condition", exact=True), "dropped")
+    _pick(page, page.get_by_role("combobox", name="Step 1 event"), "Product Viewed")
+    _pick(page, page.get_by_role("combobox", name="Step 2 event"), "Product Added")
+    page.get_by_role("button", name="+ step").click()
+    step3 = page.get_by_role("combobox", name="Step 3 event")
+    expect(step3).to_be_focused()
+    _pick(page, step3, "Order Completed")
+    page.get_by_label("Within (number)").click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type("3")
+    where = page.get_by_label("Dropped off where")
+    expect(where.locator("option")).to_have_text(
+        ["at any step", "after step 1: Product Viewed", "after step 2: Product Added"]
+    )
+    _arrow_to(page, where, "2")
+    expect(where.locator("option:checked")).to_have_text("after step 2: Product Added")
+
+    # Then the steps read as the sentence does, and the document says exactly that
+    expect(page.locator(".step-word")).to_have_text(["performed", "then", "but did not perform"])
+    assert _definition(page) == ADDED_NOT_ORDERED
+    expect(page.locator("#builder-sentence")).to_have_text(
+        "People who performed Product Viewed, then Product Added, but did not perform Order Completed"
+        " within 3 days (dropped off after step 2: Product Added)"
+    )
+    count = _live_count(page)
+    assert count == _api_preview(page, ADDED_NOT_ORDERED)
+    # the compiler's count is the oracle's over the same data, and fewer than every drop-off
+    compiled, expected = _oracle_count(demo, ADDED_NOT_ORDERED)
+    assert compiled == expected
+    assert 0 < count < _api_preview(page, {**ADDED_NOT_ORDERED["conditions"][0], "dropped_after": None})
+
+    # dropped off after step 1 reads "viewed, never added", the step after it "nor then"
+    _arrow_to(page, where, "1")
+    expect(page.locator(".step-word")).to_have_text(["performed", "but did not perform", "nor then"])
+    viewed_only = _live_count(page)
+    assert viewed_only == _api_preview(page, {**ADDED_NOT_ORDERED["conditions"][0], "dropped_after": 1})
+    _arrow_to(page, where, "2")
+    assert _live_count(page) == count
+    _shot(page, "segment-builder-dropped-after-2", LAPTOP)
+
+    # When saved, the segment's size is that count
+    page.get_by_label("Name").click()
+    page.keyboard.type("Added, not ordered")
+    page.get_by_role("button", name="Save segment").click()
+    expect(page.locator("h1")).to_have_text("Added, not ordered")
+    expect(page.locator("[data-size]")).to_have_text(str(count))
+    with workspace_scope(demo):
+        saved = Segment.objects.get(name="Added, not ordered")
+    assert (saved.definition, saved.size) == (ADDED_NOT_ORDERED, count)
+
+    # And reopened, the builder shows the same choice
+    page.goto(f"{live_server.url}/segments/{saved.pk}/edit/")
+    expect(page.get_by_label("Dropped off where")).to_have_value("2")
+    expect(page.locator(".step-word")).to_have_text(["performed", "then", "but did not perform"])
+
+
+def test_is_not_in_segment_round_trips(browser, live_server, watch, demo, eager_tasks):
+    page = _signed_in(browser, watch, live_server)
+    page.goto(f"{live_server.url}/segments/new/?template=big-spenders")
+    big_spenders = _live_count(page)
+    page.get_by_role("button", name="Save segment").click()
+    expect(page.locator("[data-size]")).to_have_text(str(big_spenders))
+    with workspace_scope(demo):
+        spenders = Segment.objects.get(name="Big spenders")
+        everyone = Person.objects.filter(workspace=demo).count()
+
+    # A condition "is not in segment" Big spenders, chosen from the keyboard
+    page.goto(f"{live_server.url}/segments/new/")
+    page.get_by_role("button", name="+ Condition").click()
+    _arrow_to(page, page.get_by_label("Condition", exact=True), "not_segment")
+    expect(page.get_by_label("Segment", exact=True)).to_have_value(str(spenders.pk))
+    expected = {
+        "type": "and",
+        "conditions": [{"type": "not", "condition": {"type": "segment", "segment": spenders.pk}}],
+    }
+    assert _definition(page) == expected
+    expect(page.locator("#builder-sentence")).to_have_text("People who are not in Big spenders")
+    assert _live_count(page) == everyone - big_spenders
+    page.get_by_label("Name").fill("Not big spenders")
+    page.get_by_role("button", name="Save segment").click()
+    expect(page.locator("[data-size]")).to_have_text(str(everyone - big_spenders))
+    with workspace_scope(demo):
+        saved = Segment.objects.get(name="Not big spenders")
+    assert saved.definition == expected
+
+    # Reopened, it is the same kind of condition (not a "none of" group), and saving keeps it
+    page.goto(f"{live_server.url}/segments/{saved.pk}/edit/")
+    expect(page.get_by_label("Condition", exact=True)).to_have_value("not_segment")
+    expect(page.get_by_label("Segment", exact=True)).to_have_value(str(spenders.pk))
+    expect(page.get_by_label("This group matches")).to_have_count(0)
+    assert _definition(page) == expected
+    # switching between "is in" and "is not in" keeps the segment
+    _arrow_to(page, page.get_by_label("Condition", exact=True), "not_segment")
+    page.keyboard.press("ArrowUp")
+    assert _definition(page) == {"type": "and", "conditions": [{"type": "segment", "segment": spenders.pk}]}
+    page.keyboard.press("ArrowDown")
+    assert _definition(page) == expected
+    page.get_by_role("button", name="Save segment").click()
+    expect(page.locator("h1")).to_have_text("Not big spenders")
+    with workspace_scope(demo):
+        assert Segment.objects.get(pk=saved.pk).definition == expected
+
+
+@pytest.mark.parametrize("viewport", [LAPTOP, PHONE], ids=["laptop", "phone"])
+def test_screens_of_the_builder_with_drop_off_and_not_in_segment(browser, live_server, watch, demo, viewport):
+    with workspace_scope(demo):
+        spenders = Segment.objects.create(workspace=demo, name="Big spenders", is_static=True)
+    document = {
+        "type": "and",
+        "conditions": [
+            {
+                "type": "sequence",
+                "steps": [
+                    {"event": "Product Viewed", "filters": [{"key": "category", "operator": "eq", "value": "shoes"}]},
+                    *FUNNEL_STEPS[1:],
+                ],
+                "within": "3d",
+                "window": {"since": "30d"},
+                "completed": False,
+                "dropped_after": 1,
+            },
+            {"type": "not", "condition": {"type": "segment", "segment": spenders.pk}},
+        ],
+    }
+    page = _signed_in(browser, watch, live_server, viewport)
+    page.goto(f"{live_server.url}/segments/new/")
+    page.get_by_role("tab", name="JSON").click()
+    page.get_by_label("Definition as JSON").fill(json.dumps(document))
+    page.get_by_role("tab", name="Visual").click()
+    expect(page.locator(".step-word")).to_have_text(["performed", "but did not perform", "nor then"])
+    expect(page.get_by_label("Condition", exact=True).last).to_have_value("not_segment")
+    expect(page.locator("#builder-sentence")).to_have_text(
+        "People who performed Product Viewed where category is shoes but did not perform Product Added"
+        " within 3 days in the last 30 days (dropped off after step 1: Product Viewed) and are not in Big spenders"
+    )
+    _live_count(page)
+    assert _definition(page) == document
+    _shot(page, "segment-builder-drop-off", viewport)

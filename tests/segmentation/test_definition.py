@@ -75,7 +75,22 @@ def test_sequence_defaults_to_completed():
     )
     assert isinstance(tree, Sequence)
     assert tree.completed is True
+    assert tree.dropped_after is None
     assert tree.within.seconds == 48 * 3600
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_dropped_after_a_step_before_the_last_of_a_run_that_dropped_off(k):
+    steps = [{"event": "Product Viewed"}, {"event": "Product Added"}, {"event": "Order Completed"}]
+    document = {"type": "sequence", "within": "3d", "steps": steps, "completed": False, "dropped_after": k}
+    tree = parse({"type": "not", "condition": document}, now=NOW)
+    assert isinstance(tree, Not)
+    assert isinstance(tree.condition, Sequence)
+    assert (tree.condition.completed, tree.condition.dropped_after) == (False, k)
+    # null is the same as leaving it out: a run that stopped at any step
+    assert parse({**document, "dropped_after": None}, now=NOW) == parse(
+        {k: v for k, v in document.items() if k != "dropped_after"}, now=NOW
+    )
 
 
 @pytest.mark.parametrize(
@@ -280,6 +295,38 @@ DURATION_MESSAGE = 'must be a duration such as "30m", "48h", "7d" or "4w", not '
         (sequence(steps=[{"event": s} for s in "ABCDEF"]), {"steps": "must be a list of 2 to 5 steps"}),
         (sequence(steps=[{"event": "A"}, {"filters": []}]), {"steps[1].event": "is required"}),
         (sequence(steps=[{"event": "A"}, "B"]), {"steps[1]": "a step must be an object, not a string"}),
+        (
+            sequence(dropped_after=1),
+            {"dropped_after": 'applies only to a run that dropped off: set "completed" to false'},
+        ),
+        (
+            sequence(completed=True, dropped_after=1),
+            {"dropped_after": 'applies only to a run that dropped off: set "completed" to false'},
+        ),
+        (
+            sequence(completed=False, dropped_after=2),
+            {"dropped_after": "must be 1 (the step before the last) for 2 steps, not 2"},
+        ),
+        (
+            sequence(steps=[{"event": s} for s in "ABC"], completed=False, dropped_after=3),
+            {"dropped_after": "must be a step before the last: 1 to 2 for 3 steps, not 3"},
+        ),
+        (
+            sequence(steps=[{"event": s} for s in "ABC"], completed=False, dropped_after=0),
+            {"dropped_after": "must be a step before the last: 1 to 2 for 3 steps, not 0"},
+        ),
+        (
+            sequence(completed=False, dropped_after="1"),
+            {"dropped_after": "must be a step number (a whole number), not a string"},
+        ),
+        (
+            sequence(completed=False, dropped_after=True),
+            {"dropped_after": "must be a step number (a whole number), not a boolean"},
+        ),
+        (
+            sequence(completed=False, dropped_after=1.0),
+            {"dropped_after": "must be a step number (a whole number), not a number"},
+        ),
         ({"type": "segment", "segment": 0}, {"segment": "must be a segment id (a positive whole number), not 0"}),
         ({"type": "segment", "segment": True}, {"segment": "must be a segment id (a positive whole number), not True"}),
         ({"type": "segment"}, {"segment": "is required: a segment id"}),

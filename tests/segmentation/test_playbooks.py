@@ -10,19 +10,21 @@ from segmentation.sentence import sentence_text
 
 EXPECTED = {
     "Big spenders": "People whose total revenue on Order Completed in the last 90 days is at least 500",
-    "Active in the last 7 days": "People who did any event in the last 7 days",
+    "Active in the last 7 days": "People who performed any event in the last 7 days",
     "Cart abandoners (48 h)": (
-        "People who did Product Added but not then Order Completed within 48 hours in the last 7 days"
+        "People who performed Product Added but did not perform Order Completed within 48 hours in the last 7 days"
     ),
-    "Lapsed customers": "People who last did Order Completed more than 90 days ago",
-    "New this week": "People who first did any event in the last 7 days",
-    "Frequent buyers": "People who did Order Completed at least 3 times in the last 90 days",
+    "Lapsed customers": "People who last performed Order Completed more than 90 days ago",
+    "New this week": "People who first performed any event in the last 7 days",
+    "Frequent buyers": "People who performed Order Completed at least 3 times in the last 90 days",
     "Window shoppers": (
-        "People who did Product Viewed at least 5 times in the last 30 days"
-        " and did not do Order Completed in the last 30 days"
+        "People who performed Product Viewed at least 5 times in the last 30 days"
+        " and did not perform Order Completed in the last 30 days"
     ),
-    "Engaged email readers": "People who did Email Opened at least 3 times in the last 30 days",
-    "Stopped using": "People who did any event between 60 and 30 days ago and did not do any event in the last 30 days",
+    "Engaged email readers": "People who performed Email Opened at least 3 times in the last 30 days",
+    "Stopped using": (
+        "People who performed any event between 60 and 30 days ago and did not perform any event in the last 30 days"
+    ),
 }
 
 

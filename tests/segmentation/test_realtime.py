@@ -40,6 +40,7 @@ from segmentation.models import (
 )
 from tests import factories
 from tests.accounts.support import logged_in_client
+from tests.segmentation.support import members
 from tests.tracking import builders
 from tests.tracking.conftest import basic_auth
 from tracking.bulk_import import events_import
@@ -768,6 +769,45 @@ def test_a_full_refresh_after_real_time_updates_finds_nothing_left_to_change(wor
     # Then the full refresh agrees with what real time stored
     assert [(r.size, r.entered, r.exited, r.skipped) for r in results] == [(1, 0, 0, False), (3, 0, 0, False)]
     assert _state(buyers, reachable) == before
+
+
+def test_dropped_off_after_a_step_in_real_time_agrees_with_the_full_refresh(workspace):
+    # Given "viewed, added, did not order within 3 days" and "viewed, never added", refreshed in full
+    steps = [{"event": "Product Viewed"}, {"event": "Product Added"}, {"event": "Order Completed"}]
+    funnel = {"type": "sequence", "steps": steps, "within": "3d", "window": {"since": "30d"}, "completed": False}
+    added = _segment(workspace, "Added, no order", {**funnel, "dropped_after": 2})
+    viewed = _segment(workspace, "Viewed, never added", {**funnel, "dropped_after": 1})
+    start = timezone.now() - timedelta(days=5)
+    viewer, adder, buyer = (builders.person(workspace, user_id=name) for name in ("viewer", "adder", "buyer"))
+    for person in (viewer, adder, buyer):
+        builders.event(workspace, person, "Product Viewed", at=start)
+    for person in (adder, buyer):
+        builders.event(workspace, person, "Product Added", at=start + timedelta(hours=1))
+    builders.event(workspace, buyer, "Order Completed", at=start + timedelta(hours=2))
+    with workspace_scope(workspace):
+        for segment in (added, viewed):
+            services.segment_refresh(segment=segment)
+    assert (members(added), members(viewed)) == ({"adder"}, {"viewer"})
+
+    # When the viewer's add and the adder's order arrive late, stamped inside the 3 days
+    builders.event(workspace, viewer, "Product Added", at=start + timedelta(hours=1))
+    builders.event(workspace, adder, "Order Completed", at=start + timedelta(hours=3))
+    with workspace_scope(workspace):
+        changed = realtime.people_changes_apply(
+            workspace=workspace,
+            changes={viewer.pk: Change(events={"Product Added"}), adder.pk: Change(events={"Order Completed"})},
+        )
+
+    # Then real time moves them at once: the viewer now dropped off after step 2, the adder completed
+    assert (changed[added.pk].entered, changed[added.pk].exited) == ([viewer.pk], [adder.pk])
+    assert (changed[viewed.pk].entered, changed[viewed.pk].exited) == ([], [viewer.pk])
+    assert (members(added), members(viewed)) == ({"viewer"}, set())
+    # And the full refresh finds nothing left to change
+    before = _state(added, viewed)
+    with workspace_scope(workspace):
+        results = [services.segment_refresh(segment=segment) for segment in (added, viewed)]
+    assert [(r.size, r.entered, r.exited, r.skipped) for r in results] == [(1, 0, 0, False), (0, 0, 0, False)]
+    assert _state(added, viewed) == before
 
 
 def test_a_real_time_update_waits_for_the_lock_another_writer_holds(workspace):

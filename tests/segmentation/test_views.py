@@ -282,7 +282,7 @@ def test_the_live_preview_equals_the_api_preview_and_links_people(workspace, own
         "url": reverse("person_detail", args=[shoppers["ann"].pk]),
     }
     assert "".join(part["text"] for part in body["sentence"]) == (
-        "People who did Order Completed in the last 30 days and whose plan is Enterprise or Strategic"
+        "People who performed Order Completed in the last 30 days and whose plan is Enterprise or Strategic"
     )
     assert state(workspace) == before
 
@@ -379,7 +379,7 @@ def test_the_segment_page_shows_sentence_members_history_and_webhooks(workspace,
         headers={"HX-Request": "true", "HX-Target": "members"},
     ).content.decode()
 
-    assert 'People who did <span class="s-event">Order Completed</span> in the last 30 days' in html
+    assert 'People who performed <span class="s-event">Order Completed</span> in the last 30 days' in html
     assert "Ann Lee" in html
     assert ">cy<" in html
     assert "bob" not in html

@@ -1,7 +1,7 @@
 // Groups of conditions (all of / any of / none of), moving conditions between them, and the render
 // of the whole document.
 
-import { conditionFields, kindOf, newCondition } from "./conditions.js";
+import { conditionFields, isNegatedSegment, kindOf, newCondition } from "./conditions.js";
 import { cssEscape, field, h, iconButton, join, nextId, select } from "./dom.js";
 import { placeErrors } from "./errors.js";
 import { editor, readonly, rootSlot, state, structural } from "./state.js";
@@ -9,7 +9,7 @@ import { KINDS } from "./vocabulary.js";
 
 // --- Groups ---------------------------------------------------------------------------
 
-export function isGroup(n) { return n && (n.type === "and" || n.type === "or" || n.type === "not"); }
+export function isGroup(n) { return n && (n.type === "and" || n.type === "or" || (n.type === "not" && !isNegatedSegment(n))); }
 
 // The conditions a group shows, where they live in the document, and how to edit them.
 export function groupView(node, path, isVirtual) {

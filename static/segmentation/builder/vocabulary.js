@@ -2,17 +2,19 @@
 
 // --- Vocabulary -----------------------------------------------------------------------
 
+// Labels read as the sentence does (segmentation/sentence.py): "performed", "did not perform".
 export const KINDS = [
-  ["did", "did an event"],
-  ["did_not", "did not do"],
+  ["did", "performed an event"],
+  ["did_not", "did not perform"],
   ["aggregate", "total of a property"],
-  ["first", "first did"],
-  ["last", "last did"],
-  ["regular", "did regularly"],
-  ["then", "did A then B"],
-  ["dropped", "dropped off between A and B"],
+  ["first", "first performed"],
+  ["last", "last performed"],
+  ["regular", "performed regularly"],
+  ["then", "performed steps in order"],
+  ["dropped", "dropped off"],
   ["trait", "has a trait"],
-  ["segment", "is in segment"]
+  ["segment", "is in segment"],
+  ["not_segment", "is not in segment"]
 ];
 export const FILTER_OPS = [
   ["eq", "is"], ["neq", "is not"], ["in", "is one of"], ["not_in", "is none of"],
