@@ -40,6 +40,13 @@ def computed_traits_refresh_task(workspace_id: int) -> None:
         )
 
 
+@shared_task(base=WorkspaceTask, ignore_result=True)
+def catalogue_recount_task(workspace_id: int) -> None:
+    workspace = Workspace.objects.filter(pk=workspace_id).first()
+    if workspace is not None:
+        traits.catalogue_recount(workspace=workspace)
+
+
 @shared_task(ignore_result=True)
 def computed_traits_sweep() -> int:
     """Beat: queue the recompute of every workspace that is due (``traits.workspaces_due``).

@@ -24,11 +24,13 @@ from __future__ import annotations
 import json
 import math
 import time
+from functools import partial
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
@@ -84,6 +86,7 @@ MAX_HALF_LIFE_DAYS = 3650.0
 Progress = Callable[[str, int], None]
 
 _COMPUTED = "insights_computed_traits"
+RECOUNT_TASK = "insights.tasks.catalogue_recount_task"
 
 
 def settings_for(workspace: Workspace) -> ComputedTraitSettings:
@@ -222,11 +225,12 @@ _CHANGED = with_tables(
     person=Person,
 )
 # Rows locked in id order first (as ingestion locks people), then written from their latest version.
+# The ids are repeated on the UPDATE's own scan so that it probes the primary key, never scans the people.
 _WRITE = with_tables(
     f"WITH locked AS (SELECT l.id FROM {{person}} l WHERE l.workspace_id = %(workspace_id)s "
     "AND l.id = ANY(%(ids)s) ORDER BY l.id FOR UPDATE) "
     f"UPDATE {{person}} p SET traits = (p.traits - %(keys)s::text[]) || c.patch FROM {_COMPUTED} c, locked "
-    "WHERE p.workspace_id = %(workspace_id)s AND p.id = locked.id AND c.person_id = p.id "
+    "WHERE p.workspace_id = %(workspace_id)s AND p.id = ANY(%(ids)s) AND p.id = locked.id AND c.person_id = p.id "
     "AND (p.traits - %(keys)s::text[]) || c.patch <> p.traits RETURNING p.id",
     person=Person,
 )
@@ -283,7 +287,6 @@ def computed_traits_refresh(
         _state(workspace, status=RunStatus.RUNNING, started_at=timezone.now(), error="", progress=0)
         report("Scoring purchases and engagement", 5)
         changed = _compute_and_write(workspace, config, now, report)
-        report("Updating the builder's pickers", 97)
         _catalogue_catch_up(workspace)
         seconds = time.monotonic() - started
         _state(
@@ -352,14 +355,18 @@ def _compute_and_write(workspace: Workspace, config: ComputedTraitSettings, now:
 
 def _catalogue_catch_up(workspace: Workspace) -> None:
     """The builder's pickers list trait keys from the catalogue, recounted every few minutes; the first
-    time computed traits exist, recount now so that they are offered at once."""
-    known = set(
-        CatalogueProperty.objects.filter(
-            workspace=workspace, source=PropertySource.TRAIT, key__in=COMPUTED_KEYS
-        ).values_list("key", flat=True)
-    )
-    if known >= {ENGAGEMENT}:
-        return
+    time computed traits exist, a task recounts them at once (``catalogue_recount``)."""
+    known = CatalogueProperty.objects.filter(workspace=workspace, source=PropertySource.TRAIT, key=ENGAGEMENT)
+    if not known.exists():
+        transaction.on_commit(partial(_enqueue_recount, workspace.pk), robust=True)
+
+
+def _enqueue_recount(workspace_id: int) -> None:
+    current_app.tasks[RECOUNT_TASK].apply_async((workspace_id,))
+
+
+def catalogue_recount(*, workspace: Workspace) -> None:
+    """Recount the catalogue's trait keys now, so that new computed traits are in the builder's pickers."""
     catalogue_update(workspace=workspace, recount_traits=True)
 
 

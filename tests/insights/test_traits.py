@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.tenancy import workspace_scope
-from insights import traits
+from insights import tasks, traits
 from insights.models import ComputedTraitSettings, RunStatus
 from segmentation import realtime, services
 from segmentation.catalogue.models import CatalogueProperty, PropertySource
@@ -225,11 +225,18 @@ def test_segments_over_computed_traits_record_entries_and_exits(db, django_captu
     assert kinds == [(people["b"].pk, "entered"), (people["b"].pk, "exited")]
 
 
-def test_computed_traits_reach_the_builders_pickers_and_the_person_page(db):
+def test_computed_traits_reach_the_builders_pickers_and_the_person_page(db, django_capture_on_commit_callbacks):
     workspace = factories.WorkspaceFactory()
     owner = factories.member(workspace, role="owner")
     people = load(workspace, {"a": {}}, [("a", ORDER, NOW - DAY, {"revenue": 3})])
-    refresh(workspace)
+    # The first run queues a recount of the catalogue's traits (the task, run here); later runs do not.
+    with django_capture_on_commit_callbacks() as queued:
+        refresh(workspace)
+    assert [getattr(callback, "func", None) for callback in queued][-1] is traits._enqueue_recount
+    tasks.catalogue_recount_task(workspace.pk)
+    with django_capture_on_commit_callbacks() as queued:
+        refresh(workspace, now=NOW + DAY)
+    assert traits._enqueue_recount not in [getattr(callback, "func", None) for callback in queued]
     with workspace_scope(workspace):
         keys = set(CatalogueProperty.objects.filter(source=PropertySource.TRAIT).values_list("key", flat=True))
     assert set(traits.COMPUTED_KEYS) <= keys
