@@ -24,10 +24,10 @@ from __future__ import annotations
 import json
 import math
 import time
-from functools import partial
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from celery import current_app
