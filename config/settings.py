@@ -63,7 +63,7 @@ INSTALLED_APPS = [
 
 # The modules that hear what happens to people in tracking (tracking/events.py: ingestion's
 # changes, imports, merges, erasures, exports), in the order they are told.
-TRACKING_SUBSCRIBERS = ["segmentation.people", "segmentation.catalogue.people"]
+TRACKING_SUBSCRIBERS = ["segmentation.people", "segmentation.catalogue.people", "insights.people"]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

@@ -9,6 +9,7 @@ before it ends. The job row holds the outcome.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
@@ -26,6 +27,7 @@ from segmentation.membership import is_timeout
 
 RUN_TASK = "insights.tasks.insight_job_run"
 PROGRESS_SECONDS = 3600
+KEEP_JOBS = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,14 @@ def job_create(*, workspace: Workspace, actor: User | None, kind: str, params: d
     job = InsightJob.objects.create(workspace=workspace, kind=kind, params=params, created_by=actor)
     transaction.on_commit(partial(_enqueue, workspace.pk, job.pk))
     return job
+
+
+def jobs_purge(*, now: Any = None) -> int:
+    """Forget the pages' results older than ``KEEP_JOBS`` (recomputing one takes a click)."""
+    cutoff = (now or timezone.now()) - KEEP_JOBS
+    # Every workspace's: the same age limit holds for all (the beat's sweep calls it).
+    deleted, _ = InsightJob.objects.unscoped().filter(created_at__lt=cutoff).delete()
+    return deleted
 
 
 def _enqueue(workspace_id: int, job_id: int) -> None:

@@ -57,4 +57,5 @@ def computed_traits_sweep() -> int:
     traits.mark_queued(workspace_ids=due)
     for workspace_id in due:
         computed_traits_refresh_task.delay(workspace_id)
+    jobs.jobs_purge()
     return len(due)

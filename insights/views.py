@@ -318,7 +318,8 @@ def _settings_from_post(request: MemberRequest) -> tuple[dict[str, Any], dict[st
         except ValueError:
             errors[name] = ["Give a number."]
     weights: dict[str, float] = {}
-    for i in range(int(data.get("weights", "0")) if data.get("weights", "0").isdigit() else 0):
+    rows = data.get("weights", "0")
+    for i in range(min(int(rows), traits.MAX_WEIGHTED_EVENTS + 50) if rows.isdigit() and len(rows) < 6 else 0):
         event, weight = data.get(f"weight-event-{i}", "").strip(), data.get(f"weight-value-{i}", "").strip()
         if not event or not weight:
             continue

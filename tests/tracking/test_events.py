@@ -18,7 +18,7 @@ def _subscribers(settings):
 
 
 def test_the_settings_subscribers_are_registered_by_hook_name(settings):
-    assert settings.TRACKING_SUBSCRIBERS == ["segmentation.people", "segmentation.catalogue.people"]
+    assert settings.TRACKING_SUBSCRIBERS == ["segmentation.people", "segmentation.catalogue.people", "insights.people"]
     registered = {
         name: [f"{hook.__module__}.{hook.__name__}" for hook in hooks] for name, hooks in events._hooks.items()
     }
@@ -26,7 +26,11 @@ def test_the_settings_subscribers_are_registered_by_hook_name(settings):
         "people_touched": ["segmentation.people.people_touched"],
         "people_imported": ["segmentation.people.people_imported", "segmentation.catalogue.people.people_imported"],
         "person_merged": ["segmentation.people.person_merged"],
-        "person_erased": ["segmentation.people.person_erased", "segmentation.catalogue.people.person_erased"],
+        "person_erased": [
+            "segmentation.people.person_erased",
+            "segmentation.catalogue.people.person_erased",
+            "insights.people.person_erased",
+        ],
         "person_export": ["segmentation.people.person_export"],
     }
 
