@@ -263,6 +263,8 @@ class CreatedSegmentSerializer(serializers.ModelSerializer[Segment]):
 
 class ComputedTraitSettingsSerializer(serializers.ModelSerializer[ComputedTraitSettings]):
     engagement_weights = serializers.DictField(child=serializers.FloatField(), read_only=True)
+    # Text, not a choice: a segment's status is another set of choices under the same field name.
+    status = serializers.CharField(read_only=True, help_text="idle, queued, running, done or failed")
 
     class Meta:
         model = ComputedTraitSettings
@@ -299,8 +301,8 @@ class ComputedTraitSettingsUpdateSerializer(StrictSerializer):
     )
 
 
-class QueuedSerializer(serializers.Serializer[Any]):
-    status = serializers.CharField()
+class RecomputeQueuedSerializer(serializers.Serializer[Any]):
+    status = serializers.CharField(help_text="queued")
 
 
 # --- the views -----------------------------------------------------------------------------------
@@ -459,7 +461,7 @@ class ComputedTraitsRefreshView(APIView):
 
     permission_classes = [ComputeOrWrite]
 
-    @extend_schema(request=None, responses={202: QueuedSerializer})
+    @extend_schema(request=None, responses={202: RecomputeQueuedSerializer})
     def post(self, request: Request) -> Response:
         workspace = request_workspace(request)
         traits.settings_for(workspace)
