@@ -22,6 +22,7 @@ workspace within minutes of new events and at least daily (``workspaces_due``).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -46,6 +47,8 @@ from segmentation.evaluation import NUMERIC_MAX_LENGTH, NUMERIC_RE
 from segmentation.membership import evaluation_settings
 from tracking.models import Event, Person
 from tracking.services import people_traits_computed
+
+logger = logging.getLogger(__name__)
 
 RECENCY, FREQUENCY, MONETARY, GROUP, ENGAGEMENT = (
     "$rfm_recency",
@@ -358,11 +361,15 @@ def _catalogue_catch_up(workspace: Workspace) -> None:
     time computed traits exist, a task recounts them at once (``catalogue_recount``)."""
     known = CatalogueProperty.objects.filter(workspace=workspace, source=PropertySource.TRAIT, key=ENGAGEMENT)
     if not known.exists():
-        transaction.on_commit(partial(_enqueue_recount, workspace.pk), robust=True)
+        transaction.on_commit(partial(_enqueue_recount, workspace.pk))
 
 
 def _enqueue_recount(workspace_id: int) -> None:
-    current_app.tasks[RECOUNT_TASK].apply_async((workspace_id,))
+    """Queue the recount; a broker that is down costs only the wait for the catalogue's own recount."""
+    try:
+        current_app.tasks[RECOUNT_TASK].apply_async((workspace_id,), retry=False)
+    except Exception:
+        logger.warning("Could not queue the catalogue recount of workspace %s", workspace_id, exc_info=True)
 
 
 def catalogue_recount(*, workspace: Workspace) -> None:
