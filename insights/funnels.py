@@ -10,8 +10,8 @@ instant it can be, no later than ``within`` after step 1. So:
 - per person, the run that got furthest (the earliest of those, on a tie) gives the times between
   steps, whose median is shown (``docs/insights.md``).
 
-Computed in PostgreSQL: the runs into a temporary table, then one pass that keeps each person's
-best run, then one aggregate (grouped by a trait's value or by segment membership for a
+Computed in PostgreSQL: each person's furthest run into a temporary table, straight from the runs,
+then one aggregate (grouped by a trait's value or by segment membership for a
 breakdown). Every statement is held to the workspace (the compiler's own guards, ``accounts.sql``).
 """
 
@@ -48,7 +48,6 @@ BREAKDOWN_TOP_VALUES = 10
 
 Progress = Callable[[str, int], None]
 
-_RUNS = "insights_funnel_runs"
 _BEST = "insights_funnel_best"
 
 
@@ -231,24 +230,18 @@ def funnel_compute(
     timeout = timeout_seconds if timeout_seconds is not None else settings.INSIGHTS_TIMEOUT_SECONDS
     with transaction.atomic(), connection.cursor() as cursor:
         evaluation_settings(timeout)
-        # ON COMMIT DROP ends them with the transaction; inside a caller's transaction, the drop does.
-        execute_session(cursor, f"DROP TABLE IF EXISTS {_RUNS}, {_BEST}")
-        report("Finding the runs of step 1", 10)
-        runs = sequence_runs(spec.sequence, workspace_id=workspace.pk, now=now)
-        runs.execute(cursor, wrap=f"CREATE TEMP TABLE {_RUNS} ON COMMIT DROP AS {{members}}")
-        report("Keeping each person's furthest run", 60)
+        # ON COMMIT DROP ends it with the transaction; inside a caller's transaction, the drop does.
+        execute_session(cursor, f"DROP TABLE IF EXISTS {_BEST}")
+        report("Following every run of step 1", 10)
+        # Each person's furthest run (the earliest of those), straight from the runs: fixed text around
+        # the compiled statement, which holds the workspace's guards and its people only.
         reached = " + ".join(["1"] + [f"(r.t{k} IS NOT NULL)::int" for k in range(1, n)])
         times = ", ".join(f"r.t{k}" for k in range(n))
-        execute_scoped(
+        sequence_runs(spec.sequence, workspace_id=workspace.pk, now=now).execute(
             cursor,
-            with_tables(
-                f"CREATE TEMP TABLE {_BEST} ON COMMIT DROP AS "
-                f"SELECT DISTINCT ON (r.person_id) r.person_id, {reached} AS reached, {times} "
-                f"FROM {_RUNS} r JOIN {{person}} p ON p.id = r.person_id AND p.workspace_id = %(workspace_id)s "
-                f"ORDER BY r.person_id, {reached} DESC, r.t0",
-                person=Person,
-            ),
-            workspace_id=workspace.pk,
+            wrap=f"CREATE TEMP TABLE {_BEST} ON COMMIT DROP AS "
+            f"SELECT DISTINCT ON (r.person_id) r.person_id, {reached} AS reached, {times} "
+            f"FROM ({{members}}) r ORDER BY r.person_id, {reached} DESC, r.t0",
         )
         report("Counting each step", 85)
         execute_session(cursor, f"SELECT {_aggregates(n)} FROM {_BEST} b")
@@ -259,7 +252,7 @@ def funnel_compute(
             groups = _trait_groups(cursor, workspace, spec, spec.breakdown.key)
         elif isinstance(spec.breakdown, SegmentBreakdown):
             groups = _segment_groups(cursor, workspace, spec, spec.breakdown.segments, segment_names)
-        execute_session(cursor, f"DROP TABLE {_RUNS}, {_BEST}")
+        execute_session(cursor, f"DROP TABLE {_BEST}")
     start, end = spec.window.bounds(now)
     report("Done", 100)
     return FunnelResult(steps=total, breakdown=groups, since=start, until=end or now, computed_at=now)

@@ -23,8 +23,7 @@ def sequence_runs(node: Sequence, *, workspace_id: int, now: datetime) -> Compil
 
     ``t<k>`` is the instant step *k+1* was matched, NULL from the first step the run did not
     reach. The node may hold more steps than a stored definition allows (funnels go to 8).
-    Run it with ``CompiledQuery.execute`` (it carries its own workspace guards); its
-    ``person_id`` may name someone who is no longer a person of the workspace, so keep the
-    workspace's people only.
+    Run it with ``CompiledQuery.execute`` (it carries its own workspace guards), placed in fixed
+    text (``wrap``); only people of the workspace are in it.
     """
     return compile_sequence_runs(node, workspace_id=workspace_id, now=now)
