@@ -198,14 +198,14 @@ def retention_compute(
         + cohort_rows
         + ") c JOIN {person} p ON p.id = c.person_id AND p.workspace_id = %(workspace_id)s"
         + member
-        + "), returns AS MATERIALIZED (SELECT DISTINCT r.person_id, "
-        "date_trunc(%(unit)s, r.\"timestamp\" AT TIME ZONE 'UTC') AS period FROM {event} r "
-        "WHERE r.workspace_id = %(workspace_id)s"
+        # The return events of the cohorts' people only, each (cohort, person, period) once: the join
+        # keeps a fraction of the return events before anything is hashed for distinctness.
+        + ") SELECT c.cohort, NULL::timestamp, count(*) FROM cohorts c GROUP BY 1 "
+        "UNION ALL SELECT t.cohort, t.period, count(*) FROM (SELECT DISTINCT c.cohort, c.person_id, "
+        "date_trunc(%(unit)s, r.\"timestamp\" AT TIME ZONE 'UTC') AS period FROM cohorts c JOIN {event} r "
+        "ON r.person_id = c.person_id AND r.workspace_id = %(workspace_id)s"
         + _named("r", spec.return_event, "return_event")
-        + ' AND r."timestamp" >= %(first)s AND r."timestamp" < %(end)s) '
-        "SELECT c.cohort, NULL::timestamp, count(*) FROM cohorts c GROUP BY 1 "
-        "UNION ALL SELECT c.cohort, t.period, count(*) FROM cohorts c "
-        "JOIN returns t ON t.person_id = c.person_id AND t.period >= c.cohort GROUP BY 1, 2",
+        + ' AND r."timestamp" >= %(first)s AND r."timestamp" < %(end)s) t WHERE t.period >= t.cohort GROUP BY 1, 2',
         event=Event,
         person=Person,
         membership=Membership,
