@@ -64,7 +64,12 @@ INSTALLED_APPS = [
 
 # The modules that hear what happens to people in tracking (tracking/events.py: ingestion's
 # changes, imports, merges, erasures, exports), in the order they are told.
-TRACKING_SUBSCRIBERS = ["segmentation.people", "segmentation.catalogue.people", "insights.clustering_people"]
+TRACKING_SUBSCRIBERS = [
+    "segmentation.people",
+    "segmentation.catalogue.people",
+    "insights.clustering_people",
+    "insights.people",
+]
 # What apps above tracking add to its views of people: filters, fields, page sections (tracking/people_extensions.py).
 TRACKING_PEOPLE_EXTENSIONS = ["segmentation.person_views"]
 
@@ -150,6 +155,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "segments-realtime-sweep": {"task": "segmentation.tasks.segment_realtime_sweep", "schedule": 2.0},
     # The change feed: workspaces with segment entries and exits a consumer has not read (lost kicks).
     "segments-feed-sweep": {"task": "segmentation.feed_sweep", "schedule": 5.0},
+    # Computed traits (RFM, engagement) of workspaces with new events, or not computed for a day (docs/insights.md).
+    "insights-computed-traits-sweep": {"task": "insights.tasks.computed_traits_sweep", "schedule": 60.0},
 }
 # The queue of the real-time membership drains; a worker of its own (-Q) keeps them from waiting
 # behind long full refreshes. Default: Celery's default queue.
@@ -280,6 +287,11 @@ SEGMENT_REFRESH_MAX_BACKOFF_SECONDS = env.int("SEGMENT_REFRESH_MAX_BACKOFF_SECON
 # Refreshes of one workspace claimed (queued or running) at once; the rest stay due, so that one
 # workspace's slow segments cannot hold every worker (docs/segments.md, "Fairness between workspaces").
 SEGMENT_REFRESH_CONCURRENCY_PER_WORKSPACE = env.int("SEGMENT_REFRESH_CONCURRENCY_PER_WORKSPACE", default=2)
+# Statement timeouts of insights (docs/insights.md): a funnel or retention table asked through the REST
+# API (answered in the request), the same computed by a task for the pages, and a computed traits run.
+INSIGHTS_TIMEOUT_SECONDS = env.float("INSIGHTS_TIMEOUT_SECONDS", default=60.0)
+INSIGHTS_JOB_TIMEOUT_SECONDS = env.float("INSIGHTS_JOB_TIMEOUT_SECONDS", default=600.0)
+INSIGHTS_TRAITS_TIMEOUT_SECONDS = env.float("INSIGHTS_TRAITS_TIMEOUT_SECONDS", default=900.0)
 # Consumers of the change feed of segment entries and exits (segmentation/feed.py): name -> dotted path
 # of a function called with (workspace=, changes=) inside the transaction that moves its cursor.
 # The name keys the consumer's cursors. Higher apps add theirs here; segmentation never names them.

@@ -2,25 +2,23 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from config import views
-from insights import clustering_urls
 
 api_v1 = [
     path("", include("accounts.api_urls")),
     path("", include("tracking.api_urls")),
     path("", include("segmentation.webhooks.api_urls")),
     path("", include("segmentation.api_urls")),
-    path("insights/clusters/", include(clustering_urls.api_urlpatterns)),
+    path("", include("insights.api_urls")),
 ]
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("campaigns/", views.upcoming("campaigns"), name="campaigns"),
-    path("insights/", views.upcoming("insights"), name="insights"),
-    path("insights/clusters/", include(clustering_urls.urlpatterns)),
     path("", include("accounts.urls")),
     path("", include("tracking.urls")),
     path("", include("segmentation.webhooks.urls")),
     path("", include("segmentation.urls")),
+    path("", include("insights.urls")),
     path("api/v1/", include(api_v1)),
     path("v1/", include("tracking.ingest_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -17,7 +17,6 @@ DASHBOARD_DAYS = 30
 UPCOMING = {
     "segments": ("Segments", "Behavioural segments with live counts, built from conditions or templates."),
     "campaigns": ("Campaigns", "Email, webhook and on-site messages to segments, with caps and A/B splits."),
-    "insights": ("Insights", "Trends, funnels and segment overlap over your events."),
 }
 
 

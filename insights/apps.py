@@ -6,3 +6,7 @@ class InsightsConfig(AppConfig):
 
     name = "insights"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Registers the tasks that insights queues by name (jobs, catalogue recounts), in every process.
+        from insights import tasks  # noqa: F401

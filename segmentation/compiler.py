@@ -393,9 +393,13 @@ class _Builder:
         return f'SELECT DISTINCT s0.person_id {runs} AND {times[-1]} IS NULL{reached} AND s0."timestamp" <= {cutoff}'
 
     def runs(self, node: Sequence) -> tuple[str, list[str]]:
-        """``FROM ... WHERE ...`` of the runs (a row per step-1 occurrence ``s0`` in the window), and the
-        instant each step is matched at, as SQL: ``s0."timestamp"`` for step 1, then each lateral
-        join's; NULL from the first step the run does not reach (see ``sequence``)."""
+        """``FROM ... WHERE ...`` of the node's runs, one row per step-1 occurrence ``s0`` in the window,
+        and the expression of each step's instant (NULL from the first step the run does not reach).
+
+        The one construction of runs: ``sequence`` filters them, ``compile_sequence_runs`` hands them
+        to readers that count how far each run got (insights' funnels). With ``dropped_after: k`` only
+        steps 1 to k+1 are matched: the later ones play no part.
+        """
         within = self.bind(node.within.as_timedelta())
         times = ['s0."timestamp"']
         joins = []
@@ -405,11 +409,15 @@ class _Builder:
             previous = times[-1]
             inner = self.events_where("x", step.event, step.filters, None)
             same_instant = self.same_instant(node, k, times)
+            # A run that missed the step before cannot take this one: PostgreSQL skips the lookup
+            # altogether on this condition of the outer row alone (a one-time filter), where the
+            # index scan would still be started for every run (bench/README.md, "Insights").
+            reached = f" AND {previous} IS NOT NULL" if k > 1 else ""
             joins.append(
                 f'LEFT JOIN LATERAL (SELECT min(x."timestamp") AS "timestamp" FROM {EVENTS_TABLE} x '
                 f'WHERE {inner} AND x.person_id = s0.person_id AND x."timestamp" >= {previous} '
                 f'AND x."timestamp" <= s0."timestamp" + {within}::interval '
-                f'AND (x."timestamp" > {previous} OR {same_instant})) s{k} ON true'
+                f'AND (x."timestamp" > {previous} OR {same_instant}){reached}) s{k} ON true'
             )
             times.append(f's{k}."timestamp"')
         start_where = self.events_where("s0", node.steps[0].event, node.steps[0].filters, node.window)
@@ -778,3 +786,20 @@ def compile_measure(node: Node, *, workspace_id: int, now: datetime, person_id: 
     else:
         return None
     return builder.finish(sql)
+
+
+def compile_sequence_runs(node: Sequence, *, workspace_id: int, now: datetime) -> CompiledQuery:
+    """Every run of a sequence as the ``sequence`` condition finds them: ``person_id``, then ``t0`` ..
+    ``t{n-1}``, the instant each step was matched (NULL from the first step the run did not reach).
+
+    A run starts at each occurrence of step 1 inside the window; the node's ``completed`` plays no
+    part. Only the runs of people of the workspace are kept (events carry no foreign key), as
+    ``compile_members`` keeps only them.
+    """
+    builder = _Builder(workspace_id, now)
+    runs, times = builder.runs(node)
+    columns = ", ".join(f"{time} AS t{k}" for k, time in enumerate(times))
+    people = (
+        f"SELECT p.id FROM {PEOPLE_TABLE} p WHERE p.workspace_id = {builder.bind(workspace_id)} AND p.id = s0.person_id"
+    )
+    return builder.finish(f"SELECT s0.person_id, {columns} {runs} AND EXISTS ({people})")

@@ -43,6 +43,8 @@ FIRST_TOUCH_KEYS = (
     "$initial_path",
 )
 DIRECT = "$direct"
+# Trait keys starting so are set by Cohortly only (first-touch traits, computed traits): identify cannot.
+RESERVED_TRAIT_PREFIX = "$"
 MAX_FUTURE = timedelta(hours=23)
 # Earlier event times are device clocks reset to an epoch or typos, not history.
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
@@ -330,9 +332,22 @@ def _parse(raw: dict[str, Any], *, kind: str | None, batch_sent_at: Any, receive
         message.previous_id = _id(raw, "previousId", required=True)
     elif message_type == "group":
         message.group_id = _id(raw, "groupId", required=True)
+    elif message_type == "identify":
+        _drop_reserved_traits(message)
     if message.type in EVENT_TYPES:
         message.session_id = _session_id(message.properties, context)
     return message
+
+
+def _drop_reserved_traits(message: Message) -> None:
+    """Traits whose key starts with ``$`` are the product's own (first-touch, computed traits): an
+    identify call cannot set them. They are left out of the write, with a warning naming them."""
+    reserved = sorted(key for key in message.traits if key.startswith(RESERVED_TRAIT_PREFIX))
+    if not reserved:
+        return
+    message.traits = {key: value for key, value in message.traits.items() if key not in reserved}
+    shown = ", ".join(reserved[:5]) + (f" and {len(reserved) - 5} more" if len(reserved) > 5 else "")
+    message.warnings.append(f"traits starting with $ are reserved for Cohortly and were not set: {shown}")
 
 
 def _page_properties(name: str | None, properties: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import date, datetime, timedelta
 
 from django.core.exceptions import ValidationError
@@ -68,6 +69,15 @@ def person_merge(*, workspace: Workspace, loser: Person, survivor: Person) -> No
         )
         ingest.people_merge(cursor, workspace_id=workspace.pk, loser_id=loser.pk, survivor_id=survivor.pk)
         events.people_touched(workspace.pk, {survivor.pk: events.Change(everything=True)})
+
+
+def people_traits_computed(*, workspace: Workspace, person_ids: Collection[int]) -> None:
+    """These people's traits were just written, in the caller's open transaction, by a computation
+    above tracking (the reserved ``$`` traits, such as insights' computed traits): tell the
+    subscribers as ingestion tells them of an identify call, so that segments over those traits
+    record their entries and exits."""
+    if person_ids:
+        events.people_touched(workspace.pk, {pk: events.Change(traits=True) for pk in person_ids})
 
 
 # --- Triggers of the JS snippet -------------------------------------------------

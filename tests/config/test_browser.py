@@ -101,6 +101,8 @@ def test_every_page_runs_under_the_policy(browser, live_server, watch, demo: Wor
         f"/segments/{segments[0].pk}/edit/",
         "/campaigns/",
         "/insights/",
+        "/insights/retention/",
+        "/insights/computed-traits/",
         "/settings/",
         "/settings/members/",
         "/settings/invitations/",

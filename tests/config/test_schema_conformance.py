@@ -146,6 +146,21 @@ RULES_IN_WORDS: dict[str, set[str]] = {
     "POST /api/v1/webhooks/": {"url", "segments"},  # a public http(s) host; existing segments
     "POST /api/v1/invitations/": {"email", "role"},  # not yet a member; only an owner invites an owner
     "PATCH /api/v1/members/{id}/": {"role"},  # the last owner stays
+    # A step's filters follow the definition's rules; windows start before they end; existing segments;
+    # dropped_after before the funnel's last step; as many periods as the period allows (52 weeks...).
+    "POST /api/v1/insights/funnel/": {"steps", "since", "until", "breakdown", "within"},
+    "POST /api/v1/insights/funnel/segment/": {
+        "steps",
+        "since",
+        "until",
+        "breakdown",
+        "within",
+        "dropped_after",
+        "name",
+    },
+    "POST /api/v1/insights/retention/": {"segment", "periods", "start_event", "return_event"},
+    "POST /api/v1/insights/retention/segment/": {"segment", "periods", "cohort_start", "offset", "name"},
+    "PATCH /api/v1/insights/computed-traits/": {"engagement_weights"},  # at most 200 named events
 }
 
 

@@ -351,6 +351,7 @@ def test_erase_removes_everything_suppresses_ids_and_is_audited(api, workspace):
         "webhook_deliveries": 2,
         "catalogue_values": 0,
         "cluster_assignments": 0,
+        "insight_results": 0,
     }
     assert api.get(f"/api/v1/people/{ada.pk}/").status_code == 404
 

@@ -22,6 +22,7 @@ def test_the_settings_subscribers_are_registered_by_hook_name(settings):
         "segmentation.people",
         "segmentation.catalogue.people",
         "insights.clustering_people",
+        "insights.people",
     ]
     registered = {
         name: [f"{hook.__module__}.{hook.__name__}" for hook in hooks] for name, hooks in events._hooks.items()
@@ -34,6 +35,7 @@ def test_the_settings_subscribers_are_registered_by_hook_name(settings):
             "segmentation.people.person_erased",
             "segmentation.catalogue.people.person_erased",
             "insights.clustering_people.person_erased",
+            "insights.people.person_erased",
         ],
         "person_export": ["segmentation.people.person_export", "insights.clustering_people.person_export"],
     }

@@ -862,3 +862,40 @@ def test_warnings_of_a_suppressed_message_are_answered_but_nothing_is_kept(works
     assert len(response.json()["warnings"]) == 1
     assert _warned(workspace) == []
     assert _events(workspace) == []
+
+
+def test_identify_cannot_set_reserved_dollar_traits(workspace, send):
+    # Given a person whose first page set first-touch traits, and computed traits written by the product
+    send("page", {"userId": "u", "properties": {"referrer": "https://a.test/"}}, write_key=workspace.write_key)
+    with workspace_scope(workspace):
+        Person.objects.filter(user_id="u").update(traits={"$initial_referrer": "https://a.test/", "$rfm_group": "Lost"})
+
+    # When identify tries to set $ traits beside an ordinary one
+    response = send(
+        "identify",
+        {
+            "userId": "u",
+            "messageId": "m-1",
+            "traits": {
+                "plan": "Pro",
+                "$rfm_group": "Champions",
+                "$initial_referrer": "forged",
+                "$engagement_score": 100,
+            },
+        },
+        write_key=workspace.write_key,
+    )
+
+    # Then only the ordinary trait is written, and the answer and the quarantine name the ignored keys
+    warning = (
+        "traits starting with $ are reserved for Cohortly and were not set: "
+        "$engagement_score, $initial_referrer, $rfm_group"
+    )
+    assert response.json()["warnings"] == [{"index": 0, "messageId": "m-1", "warnings": [warning]}]
+    with workspace_scope(workspace):
+        assert Person.objects.get(user_id="u").traits == {
+            "$initial_referrer": "https://a.test/",
+            "$rfm_group": "Lost",
+            "plan": "Pro",
+        }
+    assert [(m, r) for m, r, _ in _warned(workspace)] == [("m-1", warning)]

@@ -1,0 +1,434 @@
+"""Computed traits: RFM scores and groups, and an engagement score, written on each person.
+
+``$rfm_recency``, ``$rfm_frequency``, ``$rfm_monetary`` (1 to 5), ``$rfm_group`` and
+``$engagement_score`` (0 to 100) are traits like any other: segments compare them with ``trait``
+conditions, the builder's pickers list them once the catalogue has seen them, the person page shows
+them. The ``$`` prefix is the product's: identify calls cannot set them (``tracking.messages``).
+
+One run recomputes a workspace (``computed_traits_refresh``):
+
+1. in one transaction, each person's new values into a temporary table, in SQL: RFM from the
+   workspace's purchase event and revenue property (``ComputedTraitSettings``), the engagement
+   score from the weighted, time-decayed events; the rules are in docs/insights.md;
+2. the people whose traits differ, written in chunks of ``WRITE_CHUNK`` people, each chunk its own
+   short transaction locking its rows in id order (as ingestion does, so neither deadlocks the
+   other for long), and told to tracking's subscribers (``tracking.services.people_traits_computed``)
+   so that real-time membership re-evaluates them and records entries and exits.
+
+Runs of one workspace never overlap (a session advisory lock); the Celery beat recomputes a
+workspace within minutes of new events and at least daily (``workspaces_due``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+
+from celery import current_app
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.utils import timezone
+
+from accounts.models import User, Workspace
+from accounts.services import audit_record
+from accounts.sql import dangerously_execute_across_workspaces, execute_scoped, execute_session, with_tables
+from insights.models import ComputedTraitSettings, RunStatus
+from segmentation.catalogue.models import CatalogueProperty, PropertySource
+from segmentation.catalogue.services import catalogue_update
+from segmentation.evaluation import NUMERIC_MAX_LENGTH, NUMERIC_RE
+from segmentation.membership import evaluation_settings
+from tracking.models import Event, Person
+from tracking.services import people_traits_computed
+
+logger = logging.getLogger(__name__)
+
+RECENCY, FREQUENCY, MONETARY, GROUP, ENGAGEMENT = (
+    "$rfm_recency",
+    "$rfm_frequency",
+    "$rfm_monetary",
+    "$rfm_group",
+    "$engagement_score",
+)
+COMPUTED_KEYS = (RECENCY, FREQUENCY, MONETARY, GROUP, ENGAGEMENT)
+RFM_GROUPS = ("Champions", "Loyal", "Potential", "New", "At risk", "Hibernating", "Lost")
+# The rules of the groups, as the SQL below applies them: tried in this order, the first that holds wins.
+RFM_RULES = (
+    ("New", "recency 4 or 5, exactly one purchase"),
+    ("Champions", "recency 4 or 5, frequency + monetary 8 or more"),
+    ("Loyal", "recency 3 or more, frequency + monetary 6 or more"),
+    ("Potential", "recency 3 or more, the rest"),
+    ("At risk", "recency 1 or 2, frequency + monetary 6 or more"),
+    ("Hibernating", "recency 2, the rest"),
+    ("Lost", "recency 1, the rest"),
+)
+
+# pg_try_advisory_lock(LOCK_CLASS, workspace id): one recompute of a workspace at a time.
+LOCK_CLASS = 1811
+WRITE_CHUNK = 5000
+# The engagement score reads events this many half-lives back; older ones would weigh under 0.4 %.
+LOOKBACK_HALF_LIVES = 8
+# New events newer than this before the last run make a workspace due; older late arrivals wait for
+# the daily run (the check reads the events' (workspace, timestamp) index over this span only).
+RECENT_EVENTS = timedelta(days=1)
+MIN_INTERVAL = timedelta(minutes=4)
+MAX_AGE = timedelta(days=1)
+# A run (or a queued one) that has not finished after this long is taken as lost (a killed worker).
+STALE_AFTER = timedelta(hours=1)
+MAX_WEIGHT = 1000.0
+MAX_WEIGHTED_EVENTS = 200
+MAX_HALF_LIFE_DAYS = 3650.0
+
+Progress = Callable[[str, int], None]
+
+_COMPUTED = "insights_computed_traits"
+RECOUNT_TASK = "insights.tasks.catalogue_recount_task"
+
+
+def settings_for(workspace: Workspace) -> ComputedTraitSettings:
+    """The workspace's settings, made with the defaults the first time."""
+    row, _ = ComputedTraitSettings.objects.get_or_create(workspace=workspace)
+    return row
+
+
+def settings_update(
+    *,
+    workspace: Workspace,
+    actor: User | None,
+    rfm_event: str | None = None,
+    rfm_revenue_property: str | None = None,
+    engagement_weights: dict[str, Any] | None = None,
+    engagement_default_weight: float | None = None,
+    engagement_half_life_days: float | None = None,
+) -> ComputedTraitSettings:
+    """Change the settings given (``None`` keeps one); the workspace is then due for a recompute.
+
+    Raises ``ValidationError`` ({field: [message]}) and writes nothing when a value is out of bounds.
+    """
+    errors: dict[str, list[str]] = {}
+    for name, value in (("rfm_event", rfm_event), ("rfm_revenue_property", rfm_revenue_property)):
+        if value is not None and (not value.strip() or len(value) > 200 or "\x00" in value):
+            errors[name] = ["Must be a name of 1 to 200 characters."]
+    if engagement_weights is not None:
+        if len(engagement_weights) > MAX_WEIGHTED_EVENTS:
+            errors["engagement_weights"] = [f"At most {MAX_WEIGHTED_EVENTS} events."]
+        for name, weight in engagement_weights.items():
+            if not isinstance(name, str) or not name.strip() or len(name) > 200 or "\x00" in name:
+                errors.setdefault("engagement_weights", []).append("Each event name must have 1 to 200 characters.")
+            elif not _weight_ok(weight):
+                errors.setdefault("engagement_weights", []).append(
+                    f"The weight of {name!r} must be a number from 0 to {MAX_WEIGHT:g}."
+                )
+    if engagement_default_weight is not None and not _weight_ok(engagement_default_weight):
+        errors["engagement_default_weight"] = [f"Must be a number from 0 to {MAX_WEIGHT:g}."]
+    if engagement_half_life_days is not None and not (
+        _number(engagement_half_life_days) and 0.01 <= engagement_half_life_days <= MAX_HALF_LIFE_DAYS
+    ):
+        errors["engagement_half_life_days"] = [f"Must be a number of days from 0.01 to {MAX_HALF_LIFE_DAYS:g}."]
+    if errors:
+        raise ValidationError(errors)
+    with transaction.atomic():
+        row = settings_for(workspace)
+        row = ComputedTraitSettings.objects.select_for_update().get(pk=row.pk)
+        given: tuple[tuple[str, Any], ...] = (
+            ("rfm_event", rfm_event),
+            ("rfm_revenue_property", rfm_revenue_property),
+            ("engagement_weights", engagement_weights),
+            ("engagement_default_weight", engagement_default_weight),
+            ("engagement_half_life_days", engagement_half_life_days),
+        )
+        changes = {name: value for name, value in given if value is not None and getattr(row, name) != value}
+        if changes:
+            for name, value in changes.items():
+                setattr(row, name, value)
+            row.settings_changed_at = timezone.now()
+            row.save(update_fields=[*changes, "settings_changed_at"])
+            audit_record(
+                workspace=workspace,
+                actor=actor,
+                action="computed_traits.settings_changed",
+                target="computed traits",
+                details={name: changes[name] for name in sorted(changes)},
+            )
+    return row
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _weight_ok(value: Any) -> bool:
+    return _number(value) and 0 <= value <= MAX_WEIGHT
+
+
+# The RFM scores of every purchaser and the engagement score of everyone, as one patch of traits per person.
+# A score is 1 + floor(5 (rank - 1) / (N - 1)), at most 5, where rank is 1 + the number of the N
+# purchasers with a strictly smaller value (SQL's rank()): equal values always score the same. In
+# integers, so that no rounding moves anyone across a boundary.
+_COMPUTE = with_tables(
+    f"""
+CREATE TEMP TABLE {_COMPUTED} AS
+WITH purchases AS (
+    SELECT e.person_id, max(e."timestamp") AS last_at, count(*) AS n, coalesce(sum(
+        CASE WHEN jsonb_typeof(e.properties -> %(revenue)s::text) = 'number'
+                THEN (e.properties -> %(revenue)s::text)::numeric
+             WHEN jsonb_typeof(e.properties -> %(revenue)s::text) = 'string'
+                AND char_length(e.properties ->> %(revenue)s::text) <= %(numeric_max)s
+                AND (e.properties ->> %(revenue)s::text) ~ %(numeric_re)s
+                THEN (e.properties ->> %(revenue)s::text)::numeric END), 0) AS revenue
+    FROM {{event}} e
+    WHERE e.workspace_id = %(workspace_id)s AND e.name = %(rfm_event)s AND e."timestamp" <= %(now)s
+    GROUP BY e.person_id
+), scored AS (
+    SELECT u.person_id, u.n,
+        least(5, 1 + 5 * (rank() OVER (ORDER BY u.last_at) - 1) / greatest(count(*) OVER () - 1, 1))::int AS r,
+        least(5, 1 + 5 * (rank() OVER (ORDER BY u.n) - 1) / greatest(count(*) OVER () - 1, 1))::int AS f,
+        least(5, 1 + 5 * (rank() OVER (ORDER BY u.revenue) - 1) / greatest(count(*) OVER () - 1, 1))::int AS m
+    FROM purchases u JOIN {{person}} q ON q.id = u.person_id AND q.workspace_id = %(workspace_id)s
+), weighted AS (
+    SELECT e.person_id, sum(coalesce((%(weights)s::jsonb ->> e.name)::float8, %(default_weight)s)
+        * power(0.5, extract(epoch FROM %(now)s - e."timestamp")::float8 / %(half_life)s)) AS raw
+    FROM {{event}} e
+    WHERE e.workspace_id = %(workspace_id)s AND e."timestamp" >= %(lookback)s AND e."timestamp" <= %(now)s
+        AND (%(default_weight)s > 0 OR e.name = ANY(%(weighted_names)s))
+    GROUP BY e.person_id
+), engaged AS (
+    SELECT w.person_id, ceil(100 * cume_dist() OVER (ORDER BY w.raw))::int AS score
+    FROM weighted w JOIN {{person}} g ON g.id = w.person_id AND g.workspace_id = %(workspace_id)s
+    WHERE w.raw > 0
+)
+SELECT p.id AS person_id, jsonb_strip_nulls(jsonb_build_object(
+    '$rfm_recency', s.r, '$rfm_frequency', s.f, '$rfm_monetary', s.m,
+    '$rfm_group', CASE
+        WHEN s.r IS NULL THEN NULL
+        WHEN s.r >= 4 AND s.n = 1 THEN 'New'
+        WHEN s.r >= 4 AND s.f + s.m >= 8 THEN 'Champions'
+        WHEN s.r >= 3 AND s.f + s.m >= 6 THEN 'Loyal'
+        WHEN s.r >= 3 THEN 'Potential'
+        WHEN s.f + s.m >= 6 THEN 'At risk'
+        WHEN s.r = 2 THEN 'Hibernating'
+        ELSE 'Lost' END,
+    '$engagement_score', coalesce(a.score, 0))) AS patch
+FROM {{person}} p LEFT JOIN scored s ON s.person_id = p.id LEFT JOIN engaged a ON a.person_id = p.id
+WHERE p.workspace_id = %(workspace_id)s
+""",
+    event=Event,
+    person=Person,
+)
+_CHANGED = with_tables(
+    f"SELECT p.id FROM {{person}} p JOIN {_COMPUTED} c ON c.person_id = p.id "
+    "WHERE p.workspace_id = %(workspace_id)s AND (p.traits - %(keys)s::text[]) || c.patch <> p.traits ORDER BY p.id",
+    person=Person,
+)
+# Rows locked in id order first (as ingestion locks people), then written from their latest version.
+# The ids are repeated on the UPDATE's own scan so that it probes the primary key, never scans the people.
+_WRITE = with_tables(
+    f"WITH locked AS (SELECT l.id FROM {{person}} l WHERE l.workspace_id = %(workspace_id)s "
+    "AND l.id = ANY(%(ids)s) ORDER BY l.id FOR UPDATE) "
+    f"UPDATE {{person}} p SET traits = (p.traits - %(keys)s::text[]) || c.patch FROM {_COMPUTED} c, locked "
+    "WHERE p.workspace_id = %(workspace_id)s AND p.id = ANY(%(ids)s) AND p.id = locked.id AND c.person_id = p.id "
+    "AND (p.traits - %(keys)s::text[]) || c.patch <> p.traits RETURNING p.id",
+    person=Person,
+)
+_HIGH_WATER = with_tables(
+    "SELECT coalesce(max(e.id), 0) FROM {event} e "
+    'WHERE e.workspace_id = %(workspace_id)s AND e."timestamp" >= %(recent)s',
+    event=Event,
+)
+
+
+@dataclass(frozen=True)
+class RefreshOutcome:
+    ran: bool  # False when another run of the workspace held the lock
+    people_changed: int = 0
+    seconds: float = 0.0
+
+
+def _try_lock(workspace: Workspace) -> bool:
+    with connection.cursor() as cursor:
+        execute_session(cursor, "SELECT pg_try_advisory_lock(%s, %s)", [LOCK_CLASS, workspace.pk])
+        return bool(cursor.fetchone()[0])
+
+
+def _unlock(workspace: Workspace) -> None:
+    with connection.cursor() as cursor:
+        execute_session(cursor, "SELECT pg_advisory_unlock(%s, %s)", [LOCK_CLASS, workspace.pk])
+
+
+def _state(workspace: Workspace, **values: Any) -> None:
+    ComputedTraitSettings.objects.filter(workspace=workspace).update(**values)
+
+
+def computed_traits_refresh(
+    *, workspace: Workspace, now: datetime | None = None, progress: Progress | None = None
+) -> RefreshOutcome:
+    """Recompute the workspace's computed traits at ``now`` and write the ones that changed.
+
+    Skipped (``ran=False``) while another run of the workspace holds the lock. The state columns of
+    ``ComputedTraitSettings`` show the stage while it runs and the outcome after; a failure is
+    recorded there and raised.
+    """
+    if not _try_lock(workspace):
+        return RefreshOutcome(ran=False)
+    started = time.monotonic()
+    now = now or timezone.now()
+    config = settings_for(workspace)
+
+    def report(stage: str, percent: int) -> None:
+        _state(workspace, stage=stage[:200], progress=percent)
+        if progress is not None:
+            progress(stage, percent)
+
+    try:
+        _state(workspace, status=RunStatus.RUNNING, started_at=timezone.now(), error="", progress=0)
+        report("Scoring purchases and engagement", 5)
+        changed = _compute_and_write(workspace, config, now, report)
+        _catalogue_catch_up(workspace)
+        seconds = time.monotonic() - started
+        _state(
+            workspace,
+            status=RunStatus.DONE,
+            stage="",
+            progress=100,
+            computed_at=now,
+            last_event_id=_high_water(workspace, now),
+            seconds=seconds,
+            people_changed=changed,
+        )
+        return RefreshOutcome(ran=True, people_changed=changed, seconds=seconds)
+    except Exception as error:
+        _state(workspace, status=RunStatus.FAILED, stage="", error=str(error)[:2000])
+        raise
+    finally:
+        with connection.cursor() as cursor:
+            execute_session(cursor, f"DROP TABLE IF EXISTS {_COMPUTED}")
+        _unlock(workspace)
+
+
+def _params(config: ComputedTraitSettings, now: datetime) -> dict[str, Any]:
+    half_life = timedelta(days=config.engagement_half_life_days)
+    weights = {str(name): float(weight) for name, weight in (config.engagement_weights or {}).items()}
+    return {
+        "now": now,
+        "rfm_event": config.rfm_event,
+        "revenue": config.rfm_revenue_property,
+        "numeric_max": NUMERIC_MAX_LENGTH,
+        "numeric_re": NUMERIC_RE,
+        "weights": json.dumps(weights),
+        "default_weight": float(config.engagement_default_weight),
+        "weighted_names": [name for name, weight in weights.items() if weight > 0],
+        "half_life": half_life.total_seconds(),
+        "lookback": now - half_life * LOOKBACK_HALF_LIVES,
+    }
+
+
+def _compute_and_write(workspace: Workspace, config: ComputedTraitSettings, now: datetime, report: Progress) -> int:
+    with connection.cursor() as cursor:
+        execute_session(cursor, f"DROP TABLE IF EXISTS {_COMPUTED}")
+        with transaction.atomic():
+            evaluation_settings(settings.INSIGHTS_TRAITS_TIMEOUT_SECONDS)
+            execute_scoped(cursor, _COMPUTE, _params(config, now), workspace_id=workspace.pk)
+            execute_session(cursor, f"CREATE UNIQUE INDEX ON {_COMPUTED} (person_id)")
+            execute_session(cursor, f"ANALYZE {_COMPUTED}")
+            report("Finding the people whose traits changed", 60)
+            execute_scoped(cursor, _CHANGED, {"keys": list(COMPUTED_KEYS)}, workspace_id=workspace.pk)
+            ids = [pk for (pk,) in cursor.fetchall()]
+        written = 0
+        for offset in range(0, len(ids), WRITE_CHUNK):
+            report(f"Writing traits: {offset:,} of {len(ids):,} people", 65 + 30 * offset // max(len(ids), 1))
+            with transaction.atomic():
+                execute_scoped(
+                    cursor,
+                    _WRITE,
+                    {"ids": ids[offset : offset + WRITE_CHUNK], "keys": list(COMPUTED_KEYS)},
+                    workspace_id=workspace.pk,
+                )
+                changed = [pk for (pk,) in cursor.fetchall()]
+                people_traits_computed(workspace=workspace, person_ids=changed)
+                written += len(changed)
+    return written
+
+
+def _catalogue_catch_up(workspace: Workspace) -> None:
+    """The builder's pickers list trait keys from the catalogue, recounted every few minutes; the first
+    time computed traits exist, a task recounts them at once (``catalogue_recount``)."""
+    known = CatalogueProperty.objects.filter(workspace=workspace, source=PropertySource.TRAIT, key=ENGAGEMENT)
+    if not known.exists():
+        transaction.on_commit(partial(_enqueue_recount, workspace.pk))
+
+
+def _enqueue_recount(workspace_id: int) -> None:
+    """Queue the recount; a broker that is down costs only the wait for the catalogue's own recount."""
+    try:
+        current_app.tasks[RECOUNT_TASK].apply_async((workspace_id,), retry=False)
+    except Exception:
+        logger.warning("Could not queue the catalogue recount of workspace %s", workspace_id, exc_info=True)
+
+
+def catalogue_recount(*, workspace: Workspace) -> None:
+    """Recount the catalogue's trait keys now, so that new computed traits are in the builder's pickers."""
+    catalogue_update(workspace=workspace, recount_traits=True)
+
+
+def _high_water(workspace: Workspace, now: datetime) -> int:
+    with connection.cursor() as cursor:
+        execute_scoped(cursor, _HIGH_WATER, {"recent": now - RECENT_EVENTS}, workspace_id=workspace.pk)
+        return int(cursor.fetchone()[0])
+
+
+# --- Which workspaces are due -----------------------------------------------------------------
+
+_DUE = with_tables(
+    """
+SELECT w.id FROM {workspace} w LEFT JOIN {settings} s ON s.workspace_id = w.id
+WHERE EXISTS (SELECT 1 FROM {person} p WHERE p.workspace_id = w.id)
+  AND (s.id IS NULL
+    OR (s.status IN ('queued', 'running') AND s.started_at < %(stale)s)
+    OR (s.status NOT IN ('queued', 'running') AND (
+        s.computed_at IS NULL OR s.computed_at < %(oldest)s OR s.settings_changed_at > s.computed_at
+        OR (s.computed_at < %(newest)s AND EXISTS (
+            SELECT 1 FROM {event} e WHERE e.workspace_id = w.id AND e."timestamp" >= s.computed_at - %(recent)s
+            AND e.id > s.last_event_id)))))
+ORDER BY s.computed_at NULLS FIRST, w.id
+""",
+    workspace=Workspace,
+    settings=ComputedTraitSettings,
+    person=Person,
+    event=Event,
+)
+
+
+def workspaces_due(*, now: datetime | None = None) -> list[int]:
+    """Workspaces (with people) whose computed traits are due: never computed, computed over a day ago,
+    settings changed since, or events arrived since the last run at least ``MIN_INTERVAL`` ago. A run
+    queued or running for over ``STALE_AFTER`` is taken as lost and due again."""
+    now = now or timezone.now()
+    params = {
+        "stale": now - STALE_AFTER,
+        "oldest": now - MAX_AGE,
+        "newest": now - MIN_INTERVAL,
+        "recent": RECENT_EVENTS,
+    }
+    with connection.cursor() as cursor:
+        dangerously_execute_across_workspaces(
+            cursor, _DUE, params, why="the beat finds every workspace whose computed traits are due"
+        )
+        return [pk for (pk,) in cursor.fetchall()]
+
+
+def mark_queued(*, workspace_ids: list[int]) -> None:
+    """Mark these workspaces' runs queued, so that the next sweeps do not queue them again."""
+    now = timezone.now()
+    for workspace_id in workspace_ids:
+        # Each row in its own workspace: the sweep looks across them, each write stays in one.
+        ComputedTraitSettings.objects.unscoped().get_or_create(workspace_id=workspace_id)
+        ComputedTraitSettings.objects.unscoped().filter(workspace_id=workspace_id).update(
+            status=RunStatus.QUEUED, started_at=now
+        )
