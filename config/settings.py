@@ -334,6 +334,12 @@ SPECTACULAR_SETTINGS = {
     # PATCH views validate their own serializers as they are (no partial=True): document them so.
     "COMPONENT_SPLIT_PATCH": False,
     "PREPROCESSING_HOOKS": ["config.schema.exclude_format_suffixes"],
+    # Several models have a choice set on a field named "status": each its own component.
+    "ENUM_NAME_OVERRIDES": {
+        "SegmentStatusEnum": "segmentation.models.SegmentStatus",
+        "ClusteringStatusEnum": "insights.models.ClusteringStatus",
+        "InsightJobStatusEnum": "insights.models.RunStatus",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "tracking.ingest_schema.add_ingest_paths",

@@ -247,6 +247,7 @@ class CreatedSegmentSerializer(serializers.ModelSerializer[Segment]):
             "id",
             "name",
             "description",
+            "tags",
             "definition",
             "static",
             "size",
