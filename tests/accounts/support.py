@@ -28,7 +28,7 @@ from segmentation.models import (
     WebhookSegment,
     WebhookSubscription,
 )
-from tracking.models import Event, Identity, Person, SuppressedId, TrackingTrigger
+from tracking.models import Event, Identity, Person, SuppressedId, TrackingPlan, TrackingTrigger
 
 JSON = "application/json"
 
@@ -81,6 +81,7 @@ def state(workspace: Workspace | None = None) -> dict[str, Any]:
     snapshot["events"] = rows(Event, "workspace_id", "person_id", "name")
     snapshot["suppressed_ids"] = rows(SuppressedId, "workspace_id", "kind", "value")
     snapshot["triggers"] = rows(TrackingTrigger, "workspace_id", "kind", "selector", "event_name", "enabled")
+    snapshot["tracking_plans"] = rows(TrackingPlan, "workspace_id", "version", "document")
     if workspace is None:
         snapshot["users"] = sorted(User.objects.values_list("id", "email", "password", "name", "is_active"))
     return snapshot

@@ -26,6 +26,7 @@ from segmentation.models import Segment, WebhookSubscription
 from tests import factories
 from tests.accounts.support import api, logged_in_client, state
 from tests.tracking import builders as tracking_builders
+from tracking import plan, plan_services
 from tracking import services as tracking_services
 from tracking.models import Person, TrackingTrigger
 
@@ -46,6 +47,8 @@ class Side:
     webhook: WebhookSubscription
     segment: Segment
     static_segment: Segment
+    # An event of its tracking plan (Settings -> Data).
+    plan_event: str
 
     def markers(self) -> list[str]:
         """Strings that only this workspace's data contains."""
@@ -64,6 +67,7 @@ class Side:
             self.webhook.secret_hint,
             self.segment.name,
             self.static_segment.name,
+            self.plan_event,
         ]
 
 
@@ -112,8 +116,26 @@ def build_side(label: str) -> Side:
         )
         segment_services.segment_static_change(segment=static_segment, actor=owner, add=[f"shopper-{label}"], remove=[])
         segment_services.segment_refresh(segment=segment)
+        plan_event = f"{label} Checkout Viewed"
+        plan_services.tracking_plan_replace(
+            workspace=workspace,
+            actor=owner,
+            document=plan.parse({"events": {plan_event: {"properties": {"total": {"type": "number"}}}}}),
+        )
     return Side(
-        workspace, owner, other, membership, key, secret, invitation, person, trigger, webhook, segment, static_segment
+        workspace,
+        owner,
+        other,
+        membership,
+        key,
+        secret,
+        invitation,
+        person,
+        trigger,
+        webhook,
+        segment,
+        static_segment,
+        plan_event,
     )
 
 
@@ -135,6 +157,11 @@ class Route:
 
 
 NONE = "no object in the URL: answers about the caller's own workspace or none"
+OWN_PLAN = "changes the caller's own tracking plan"
+PLAN_NAMES = (
+    "names an event of the caller's own tracking plan; another workspace's names are only names not in it "
+    "(tests/tracking/test_plan_views.py)"
+)
 
 REGISTRY: dict[str, Route] = {
     # Web pages.
@@ -214,6 +241,29 @@ REGISTRY: dict[str, Route] = {
         data=lambda s: {"kind": "click", "selector": "#taken", "event_name": "Taken", "enabled": "on"},
     ),
     "settings_trigger_delete": Route(methods=("POST",), kwargs=lambda s: {"pk": s.trigger.pk}),
+    # The tracking plan (Settings -> Data), and the events catalogue with its plan status.
+    "settings_data": Route(reason=NONE),
+    "settings_data_export": Route(reason=NONE),
+    "settings_data_import": Route(methods=("POST",), data=lambda s: {"text": '{"events": {}}'}, reason=OWN_PLAN),
+    "settings_data_settings": Route(
+        methods=("POST",), data=lambda s: {"block_unplanned_events": "on"}, reason=OWN_PLAN
+    ),
+    "settings_data_event_add": Route(methods=("POST",), data=lambda s: {"name": "Added by B"}, reason=OWN_PLAN),
+    "settings_data_event_update": Route(
+        methods=("POST",), data=lambda s: {"event": s.plan_event, "description": "by B"}, reason=PLAN_NAMES
+    ),
+    "settings_data_event_remove": Route(methods=("POST",), data=lambda s: {"event": s.plan_event}, reason=PLAN_NAMES),
+    "settings_data_property_set": Route(
+        methods=("POST",), data=lambda s: {"event": s.plan_event, "name": "added", "type": "list"}, reason=PLAN_NAMES
+    ),
+    "settings_data_property_change": Route(
+        methods=("POST",), data=lambda s: {"event": s.plan_event, "name": "total", "type": "list"}, reason=PLAN_NAMES
+    ),
+    "settings_data_property_remove": Route(
+        methods=("POST",), data=lambda s: {"event": s.plan_event, "name": "total"}, reason=PLAN_NAMES
+    ),
+    "api-tracking-plan": Route(methods=("GET", "PUT"), data=lambda s: {"events": {}}, reason=OWN_PLAN),
+    "event_catalogue": Route(reason=NONE),
     # The tracking API: the public write key names the workspace (tests/tracking/test_ingest.py).
     **{
         f"ingest-{kind}": Route(methods=(), reason="ingestion by write key, never by session or secret key")

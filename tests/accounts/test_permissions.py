@@ -37,6 +37,7 @@ API_WRITES: dict[tuple[str, str], Body] = {
     ("segment-preview", "POST"): lambda s: {"definition": {"type": "trait", "key": "plan", "operator": "is_set"}},
     ("segment-refresh", "POST"): lambda s: None,
     ("segment-members", "POST"): lambda s: {"add": [], "remove": [s.person.user_id]},
+    ("api-tracking-plan", "PUT"): lambda s: {"events": {}},
 }
 # REST writes members may make too (segments are everyday work); viewers may not.
 MEMBER_API_WRITES = {name for name, _ in API_WRITES if name.startswith("segment-")}
@@ -55,9 +56,25 @@ WEB_WRITES: dict[str, Body] = {
     "settings_webhook_test": lambda s: {},
     "settings_webhook_rotate": lambda s: {},
     "settings_webhook_delete": lambda s: {},
+    # The tracking plan can keep data out: owners and admins only.
+    "settings_data_import": lambda s: {"text": '{"events": {}}'},
+    "settings_data_settings": lambda s: {"block_unplanned_events": "on"},
+    "settings_data_event_add": lambda s: {"name": "Mine now"},
+    "settings_data_event_update": lambda s: {"event": s.plan_event, "description": "Taken over"},
+    "settings_data_event_remove": lambda s: {"event": s.plan_event},
+    "settings_data_property_set": lambda s: {"event": s.plan_event, "name": "added", "type": "list"},
+    "settings_data_property_change": lambda s: {"event": s.plan_event, "name": "total", "type": "list"},
+    "settings_data_property_remove": lambda s: {"event": s.plan_event, "name": "total"},
 }
 # Settings pages that only show things (a POST is a 405; see test_views).
-READ_ONLY_SETTINGS = {"settings_members", "settings_audit_log", "settings_install", "settings_webhook_detail"}
+READ_ONLY_SETTINGS = {
+    "settings_members",
+    "settings_audit_log",
+    "settings_install",
+    "settings_webhook_detail",
+    "settings_data",
+    "settings_data_export",
+}
 # Settings pages members may change too (viewers may not: tests/tracking/test_views.py).
 MEMBER_SETTINGS = {"settings_triggers", "settings_trigger_edit", "settings_trigger_delete"}
 

@@ -280,6 +280,14 @@ CSRF_BODIES: dict[str, CsrfCase] = {
     "settings_api_keys": (True, lambda s: {"name": "Sneaky"}),
     "settings_write_key": (True, lambda s: {}),
     "settings_webhooks": (True, lambda s: {"url": "https://93.184.215.14/hooks", "events": "both", "scope": "all"}),
+    "settings_data_import": (True, lambda s: {"text": '{"events": {}}'}),
+    "settings_data_settings": (True, lambda s: {"block_unplanned_events": "on"}),
+    "settings_data_event_add": (True, lambda s: {"name": "Sneaky"}),
+    "settings_data_event_update": (True, lambda s: {"event": s.plan_event, "description": "Sneaky"}),
+    "settings_data_event_remove": (True, lambda s: {"event": s.plan_event}),
+    "settings_data_property_set": (True, lambda s: {"event": s.plan_event, "name": "sneaky", "type": "list"}),
+    "settings_data_property_change": (True, lambda s: {"event": s.plan_event, "name": "total", "type": "list"}),
+    "settings_data_property_remove": (True, lambda s: {"event": s.plan_event, "name": "total"}),
 }
 
 
