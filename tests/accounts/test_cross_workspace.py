@@ -319,24 +319,6 @@ REGISTRY: dict[str, Route] = {
     "segment_refresh": Route(methods=("POST",), kwargs=lambda s: {"pk": s.segment.pk}),
     "segment_duplicate": Route(methods=("POST",), kwargs=lambda s: {"pk": s.segment.pk}),
     "segment_delete": Route(methods=("POST",), kwargs=lambda s: {"pk": s.segment.pk}),
-    # The tracking plan (Settings -> Data) and the events catalogue: the caller's own workspace's.
-    "api-tracking-plan": Route(methods=("GET", "PUT"), data=lambda s: {"events": {}}, reason=NONE),
-    "event_catalogue": Route(reason=NONE),
-    "settings_data": Route(reason=NONE),
-    "settings_data_export": Route(reason=NONE),
-    **{
-        name: Route(methods=("POST",), data=lambda s: {"name": "Order Completed"}, reason=NONE)
-        for name in (
-            "settings_data_event_add",
-            "settings_data_event_remove",
-            "settings_data_event_update",
-            "settings_data_import",
-            "settings_data_property_set",
-            "settings_data_property_change",
-            "settings_data_property_remove",
-            "settings_data_settings",
-        )
-    },
     # Insights: computed over the caller's own workspace; runs and jobs by id are covered where they live.
     "insights-funnel": Route(
         methods=("POST",),
@@ -372,13 +354,19 @@ REGISTRY: dict[str, Route] = {
     "insights_retention_segment": Route(
         methods=(), reason="another workspace's job answers 404: tests/insights/test_views.py"
     ),
-    "insights_job": Route(methods=(), reason="another workspace's job answers 404: tests/insights/test_views.py"),
+    "insights_job": Route(
+        methods=(),
+        kwargs=lambda s: {"pk": 0},
+        reason="another workspace's job answers 404: tests/insights/test_views.py",
+    ),
     "insights_computed_traits": Route(reason=NONE),
     "insights_computed_traits_refresh": Route(methods=("POST",), reason=NONE),
     "insights_clusters": Route(reason=NONE),
     "insights_clusters_run": Route(methods=("POST",), reason=NONE),
     "insights_cluster_segment": Route(
-        methods=(), reason="another workspace's run answers 404: tests/insights/test_clustering_views.py"
+        methods=(),
+        kwargs=lambda s: {"pk": 0},
+        reason="another workspace's run answers 404: tests/insights/test_clustering_views.py",
     ),
     "api-schema": Route(reason="the OpenAPI document; no workspace data"),
     "api-docs": Route(reason="the API docs page; no workspace data"),
