@@ -1364,28 +1364,27 @@ def test_a_webhook_consumer_killed_mid_delivery_resumes_from_its_cursor_and_deli
         return (row.last_txid, row.last_id) if row else None
 
     blocker = psycopg.connect(database_url(connection.settings_dict))
+    # Watches in autocommit: pg_stat_activity is read once per transaction and kept until its end,
+    # so a watcher inside one transaction would never see the dead worker's backend go.
+    watcher = psycopg.connect(database_url(connection.settings_dict), autocommit=True)
     try:
         # When a worker dies inside the consumer's transaction (its deliveries written, uncommitted)
         blocker.execute("LOCK TABLE segmentation_webhookdelivery IN EXCLUSIVE MODE")
         first = start_worker()
         waiting = (
-            "SELECT count(*) FROM pg_locks WHERE relation = 'segmentation_webhookdelivery'::regclass AND NOT granted"
+            "SELECT array_agg(pid) FROM pg_locks "
+            "WHERE relation = 'segmentation_webhookdelivery'::regclass AND NOT granted"
         )
-        _until(lambda: blocker.execute(waiting).fetchone()[0], "the consumer to wait for the table")
+        consumer_pids = _until(lambda: watcher.execute(waiting).fetchone()[0], "the consumer to wait for the table")
         kill(first)
         blocker.rollback()
-        _until(lambda: blocker.execute(waiting).fetchone()[0] == 0, "the dead worker's transaction to end")
         # the server ends the dead worker's transaction once it notices the client gone
         _until(
-            lambda: (
-                not blocker.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()"
-                ).fetchone()[0]
-            ),
+            lambda: not watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", [consumer_pids]
+            ).fetchone()[0],
             "the dead worker's backend",
         )
-        blocker.commit()
 
         # Then nothing of it remains: no delivery, the cursor where it was, nothing sent
         assert _deliveries(workspace) == {}
@@ -1419,6 +1418,7 @@ def test_a_webhook_consumer_killed_mid_delivery_resumes_from_its_cursor_and_deli
                 worker.terminate()
                 worker.wait(timeout=30)
         blocker.close()
+        watcher.close()
         redis.Redis.from_url(settings.REDIS_URL).delete(queue)
 
     # Then the receiver acknowledged every change exactly once, by delivery id and by change id
