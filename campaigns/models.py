@@ -6,7 +6,7 @@ The tables, top down:
   per-channel rate limits; one row per workspace, created on first use.
 - ``FrequencyCap``: a workspace-wide rule, at most ``max`` messages of a channel per person
   in any rolling ``per_seconds``.
-- ``Campaign`` with its ``Variant`` rows (2–5 for an A/B split, or one) and ``CampaignAudience``
+- ``Campaign`` with its ``Variant`` rows (2 to 5 for an A/B split, or one) and ``CampaignAudience``
   rows (segments included and excluded).
 - ``Send``: one per (campaign, person, occurrence), written before anything leaves. The
   occurrence is the broadcast run (``run:<id>``), the membership change that triggered it
@@ -143,7 +143,8 @@ class Campaign(TenantModel):
             models.UniqueConstraint(F("workspace"), Lower("name"), name="campaign_name_ci_unique"),
             models.CheckConstraint(condition=models.Q(holdout_percent__lte=90), name="campaign_holdout_at_most_90"),
             models.CheckConstraint(
-                condition=models.Q(kind="broadcast", trigger_on="") | models.Q(kind="triggered") & ~models.Q(trigger_on=""),
+                condition=models.Q(kind="broadcast", trigger_on="")
+                | (models.Q(kind="triggered") & ~models.Q(trigger_on="")),
                 name="campaign_trigger_matches_kind",
             ),
         ]
@@ -262,9 +263,7 @@ class Send(TenantModel):
         indexes = [
             models.Index(fields=["workspace", "campaign", "state"], name="send_campaign_state_idx"),
             # The dispatcher's work list, across workspaces: due sends, and claims that expired.
-            models.Index(
-                fields=["due_at"], name="send_due_idx", condition=models.Q(state__in=["pending", "claimed"])
-            ),
+            models.Index(fields=["due_at"], name="send_due_idx", condition=models.Q(state__in=["pending", "claimed"])),
             # The cap check: a person's sends of a channel in a window.
             models.Index(
                 fields=["workspace", "person", "channel", "sent_at"],
