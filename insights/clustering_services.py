@@ -30,6 +30,7 @@ from insights import clustering_selectors as selectors
 from insights.clustering import NotClusterable, PeopleFeatures, cluster, precision_recall, rule_definition
 from insights.clustering_features import MAX_SAMPLE, people_features, people_sample
 from insights.models import ACTIVE_STATUSES, ClusteringRun, ClusteringStatus
+from insights.traits import settings_for
 from segmentation import services as segment_services
 from segmentation.models import Segment
 from tracking.models import Person
@@ -172,7 +173,15 @@ def _compute(workspace: Workspace, run: ClusteringRun, report: _Reporter, max_sa
     report(1, "Finding the people with events")
     sample = people_sample(workspace=workspace, now=now, seed=run.seed, max_sample=max_sample)
     report(5, f"Reading the behaviour of {len(sample.people):,} people")
-    people = people_features(workspace=workspace, sample=sample, now=now)
+    # Orders and revenue are read as the workspace's computed traits read them (Settings of insights).
+    config = settings_for(workspace)
+    people = people_features(
+        workspace=workspace,
+        sample=sample,
+        now=now,
+        purchase_event=config.rfm_event,
+        revenue_key=config.rfm_revenue_property,
+    )
     report(30, "Clustering")
     found = cluster(people, seed=run.seed, progress=report.span(30, 70))
     ids = people.person_ids

@@ -352,3 +352,32 @@ def test_member_rows_are_held_to_the_workspace(workspace, planted):
         assert cursor.fetchone()[0] == before == 30
         cursor.execute("SELECT count(*) FROM insights_clustermember WHERE run_id = %s", [run.pk])
         assert cursor.fetchone()[0] == 0
+
+
+def test_orders_and_revenue_come_from_the_workspace_purchase_settings(workspace, planted):
+    # Given a shop whose purchases are "Purchase" events with an "amount", set as its computed traits' settings
+    from insights.traits import settings_update
+
+    with workspace_scope(workspace):
+        orders = Event.objects.filter(workspace=workspace, name="Order Completed")
+        renamed = [(event.pk, event.properties["revenue"]) for event in orders]
+        for pk, revenue in renamed:
+            Event.objects.filter(pk=pk).update(name="Purchase", properties={"amount": revenue})
+        settings_update(workspace=workspace, actor=None, rfm_event="Purchase", rfm_revenue_property="amount")
+
+    # When the people are clustered
+    run = _run(workspace)
+
+    # Then the purchases count as orders and revenue, and the planted groups are still told apart
+    assert renamed
+    assert run.status == ClusteringStatus.DONE, run.error
+    labels = _labels(workspace, run)
+    ids = sorted(planted)
+    assert adjusted_rand_score([planted[pk] for pk in ids], [labels[pk] for pk in ids]) >= 0.8
+    buyers = {pk for pk, group in planted.items() if group == "buyers"}
+    [buyers_cluster] = {labels[pk] for pk in buyers}
+    [cluster] = [c for c in run.clusters if c["index"] == buyers_cluster]
+    assert cluster["mean"]["orders"] >= 3  # 3 to 6 orders each
+    assert cluster["mean"]["revenue"] >= 3 * 40
+    features = {feature["key"]: feature["event"] for feature in run.features}
+    assert (features["orders"], features["revenue"], "mix:Purchase" in features) == ("Purchase", "Purchase", False)
