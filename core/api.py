@@ -166,8 +166,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
 
 class StrictSerializer(serializers.Serializer[Any]):
-    """Input that means what it says: unknown fields and numbers-for-strings are refused,
-    not silently dropped or coerced."""
+    """Input that means what it says: unknown fields, numbers-for-strings and booleans-for-numbers
+    are refused, not silently dropped or coerced (DRF reads ``false`` as 0)."""
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
@@ -177,6 +177,9 @@ class StrictSerializer(serializers.Serializer[Any]):
                     value = data[name]
                     if value is not None and not isinstance(value, str):
                         errors[name] = [f"Expected a string, got {type(value).__name__}."]
+                numeric = serializers.IntegerField | serializers.FloatField | serializers.DecimalField
+                if isinstance(field, numeric) and isinstance(data.get(name), bool):
+                    errors[name] = ["Expected a number, got a boolean."]
             if errors:
                 raise serializers.ValidationError(errors)
         return super().to_internal_value(data)

@@ -36,7 +36,7 @@ from insights.tasks import computed_traits_refresh_task
 from segmentation import services as segment_services
 from segmentation.definition import DURATION_PATTERN, FILTER_OPERATORS, MAX_KEY_LENGTH, DefinitionInvalid
 from segmentation.membership import is_timeout
-from segmentation.models import Segment
+from segmentation.serializers import SegmentSerializer
 
 
 class ComputeOrWrite(WorkspaceRole):
@@ -230,38 +230,6 @@ class RetentionResultSerializer(serializers.Serializer[Any]):
     computed_at = serializers.DateTimeField()
 
 
-@extend_schema_field({"type": "object", "nullable": True, "description": "The segment definition."})
-class StoredDefinitionField(serializers.JSONField):
-    pass
-
-
-class CreatedSegmentSerializer(serializers.ModelSerializer[Segment]):
-    """A segment as /api/v1/segments/ answers it (tests/insights/test_api.py compares them)."""
-
-    static = serializers.BooleanField(source="is_static", read_only=True)
-    definition = StoredDefinitionField(read_only=True)
-
-    class Meta:
-        model = Segment
-        fields = [
-            "id",
-            "name",
-            "description",
-            "tags",
-            "definition",
-            "static",
-            "size",
-            "status",
-            "error",
-            "refreshed_at",
-            "next_refresh_at",
-            "refresh_interval_seconds",
-            "created_at",
-            "updated_at",
-        ]
-        read_only_fields = fields
-
-
 class ComputedTraitSettingsSerializer(serializers.ModelSerializer[ComputedTraitSettings]):
     engagement_weights = serializers.DictField(child=serializers.FloatField(), read_only=True)
     # Text, not a choice: a segment's status is another set of choices under the same field name.
@@ -352,7 +320,7 @@ class FunnelSegmentView(APIView):
 
     permission_classes = [ComputeOrWrite]
 
-    @extend_schema(request=FunnelSegmentRequestSerializer, responses={201: CreatedSegmentSerializer})
+    @extend_schema(request=FunnelSegmentRequestSerializer, responses={201: SegmentSerializer})
     def post(self, request: Request) -> Response:
         body = _body(request)
         try:
@@ -379,7 +347,7 @@ def _segment_created(request: Request, body: dict[str, Any], definition: dict[st
         raise _definition_invalid(error) from error
     except DjangoValidationError as error:
         raise serializers.ValidationError(error.message_dict) from error
-    return Response(CreatedSegmentSerializer(segment).data, status=status.HTTP_201_CREATED)
+    return Response(SegmentSerializer(segment).data, status=status.HTTP_201_CREATED)
 
 
 class RetentionView(APIView):
@@ -407,7 +375,7 @@ class RetentionSegmentView(APIView):
 
     permission_classes = [ComputeOrWrite]
 
-    @extend_schema(request=RetentionSegmentRequestSerializer, responses={201: CreatedSegmentSerializer})
+    @extend_schema(request=RetentionSegmentRequestSerializer, responses={201: SegmentSerializer})
     def post(self, request: Request) -> Response:
         body = _body(request)
         try:

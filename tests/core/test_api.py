@@ -52,6 +52,21 @@ def test_strict_serializer_refuses_unknown_fields_and_non_strings():
     }
 
 
+def test_strict_serializer_refuses_booleans_for_numbers():
+    class _Weight(StrictSerializer):
+        weight = serializers.FloatField(required=False)
+        count = serializers.IntegerField(required=False)
+
+    weight = _Weight(data={"weight": False, "count": True})
+
+    assert not weight.is_valid()
+    assert weight.errors == {
+        "weight": ["Expected a number, got a boolean."],
+        "count": ["Expected a number, got a boolean."],
+    }
+    assert _Weight(data={"weight": 0, "count": 1}).is_valid()
+
+
 def test_strict_serializer_accepts_good_input():
     order = _Order(data={"reference": "R1", "channel": "webhook", "items": [{"name": "a", "quantity": 2}]})
 
