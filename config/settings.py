@@ -339,6 +339,10 @@ SPECTACULAR_SETTINGS = {
         "SegmentStatusEnum": "segmentation.models.SegmentStatus",
         "ClusteringStatusEnum": "insights.models.ClusteringStatus",
         "InsightJobStatusEnum": "insights.models.RunStatus",
+        "CampaignStatusEnum": "campaigns.models.CampaignStatus",
+        "CampaignChannelEnum": "campaigns.models.Channel",
+        "CampaignKindEnum": "campaigns.models.CampaignKind",
+        "CampaignTriggerOnEnum": "campaigns.models.TriggerOn",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

@@ -9,6 +9,7 @@ api_v1 = [
     path("", include("segmentation.webhooks.api_urls")),
     path("", include("segmentation.api_urls")),
     path("", include("insights.api_urls")),
+    path("", include("campaigns.api_urls")),
 ]
 
 urlpatterns = [
