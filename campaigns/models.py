@@ -173,6 +173,9 @@ class CampaignAudience(TenantModel):
             models.UniqueConstraint(fields=["workspace", "campaign", "segment"], name="campaign_audience_unique"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.campaign.name} ({'excluded' if self.exclude else 'included'})"
+
 
 class Variant(TenantModel):
     """One version of the content, sent to a ``weight`` share of the non-holdout audience.

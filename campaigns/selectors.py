@@ -27,7 +27,7 @@ from campaigns.models import (
     SendState,
     Variant,
 )
-from campaigns.validation import VARIANT_FIELDS
+from campaigns.validation import REQUIRED_CONTENT, VARIANT_FIELDS
 from core.names import name_key
 from tracking.models import Event, Person
 
@@ -52,7 +52,6 @@ def campaign_body(campaign: Campaign) -> dict[str, Any]:
     """The campaign in the shape of the body that creates it (rest-api.md, "Campaigns")."""
     audience = list(campaign.audience.all())
     variants = list(campaign.variants.all())
-    contents = VARIANT_FIELDS[campaign.channel]
     goal = {"event": campaign.goal_event, "within": campaign.goal_within} if campaign.goal_event else None
     return {
         "name": campaign.name,
@@ -64,9 +63,7 @@ def campaign_body(campaign: Campaign) -> dict[str, Any]:
             "segments": [row.segment_id for row in audience if not row.exclude],
             "exclude": [row.segment_id for row in audience if row.exclude],
         },
-        "variants": [
-            {"name": v.name, "weight": v.weight, **{key: getattr(v, key) for key in contents}} for v in variants
-        ],
+        "variants": [_variant_body(v, campaign.channel) for v in variants],
         "holdout_percent": campaign.holdout_percent,
         "goal": goal,
         "once_per_person": campaign.once_per_person,
@@ -74,6 +71,16 @@ def campaign_body(campaign: Campaign) -> dict[str, Any]:
         "send_at": campaign.send_at.isoformat().replace("+00:00", "Z") if campaign.send_at else None,
         "local_time": campaign.local_time,
     }
+
+
+def _variant_body(variant: Variant, channel: str) -> dict[str, Any]:
+    """A variant as given: optional content left empty (an email's text, a webhook's body) is left out."""
+    document: dict[str, Any] = {"name": variant.name, "weight": variant.weight}
+    for key in VARIANT_FIELDS[channel]:
+        value = getattr(variant, key)
+        if value or key in REQUIRED_CONTENT[channel]:
+            document[key] = value
+    return document
 
 
 @dataclass(frozen=True)

@@ -428,7 +428,7 @@ def _variants(
             if key == "body" and channel == Channel.WEBHOOK and isinstance(value, dict | list):
                 value = _json_text(value)
             limit = {"subject": MAX_SUBJECT, "url": MAX_URL}.get(key, MAX_BODY)
-            required = key in _REQUIRED.get(channel or "", ())
+            required = key in REQUIRED_CONTENT.get(channel or "", ())
             text = r.string(value, f"{path}.{key}", max_length=limit, required=required)
             if text is None:
                 continue
@@ -446,7 +446,7 @@ def _variants(
 
 
 # The content a variant of each channel cannot do without.
-_REQUIRED: dict[str, tuple[str, ...]] = {
+REQUIRED_CONTENT: dict[str, tuple[str, ...]] = {
     Channel.EMAIL: ("subject", "body"),
     Channel.WEBHOOK: ("url",),
     Channel.ONSITE: ("body",),
