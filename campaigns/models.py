@@ -112,8 +112,10 @@ class Campaign(TenantModel):
     # the columns below are its parts, for the feed consumer's and ingestion's lookups.
     trigger = models.JSONField(null=True, blank=True)
     trigger_on = models.CharField(max_length=16, choices=TriggerOn.choices, blank=True)
+    # RESTRICT, not PROTECT: a segment a campaign uses is not deleted on its own, but a workspace's
+    # deletion, which takes both, goes through (PROTECT would refuse that too).
     trigger_segment = models.ForeignKey(
-        "segmentation.Segment", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "segmentation.Segment", null=True, blank=True, on_delete=models.RESTRICT, related_name="+"
     )
     trigger_event = models.CharField(max_length=200, blank=True)
     delay_seconds = models.PositiveIntegerField(default=0)
@@ -165,7 +167,9 @@ class CampaignAudience(TenantModel):
     """A segment a campaign targets (``exclude=False``) or leaves out (``exclude=True``)."""
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="audience")
-    segment = models.ForeignKey("segmentation.Segment", on_delete=models.PROTECT, related_name="+")
+    segment = models.ForeignKey(
+        "segmentation.Segment", on_delete=models.RESTRICT, related_name="+"
+    )  # see trigger_segment
     exclude = models.BooleanField(default=False)
 
     class Meta:

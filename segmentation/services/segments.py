@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import ProtectedError
+from django.db.models import ProtectedError, RestrictedError
 from django.utils import timezone
 
 from accounts.models import User, Workspace
@@ -236,16 +236,17 @@ def segment_delete(*, segment: Segment, actor: User | None) -> None:
         audit_record(workspace=workspace, actor=actor, action="segment.deleted", target=segment.name)
         try:
             segment.delete()
-        except ProtectedError as error:
+        except (ProtectedError, RestrictedError) as error:
             # Apps above keep references to segments (a campaign's audience, its trigger) that this
-            # app does not name: the database's refusal says who uses it.
+            # app does not name: the ORM's refusal says who uses it.
             raise ValidationError({"segment": [f"Segment {segment.name!r} is used by {_users(error)}."]}) from error
 
 
-def _users(error: ProtectedError) -> str:
-    """The objects a protected delete names, as "campaign audience 'Win back' (id 3)", in id order."""
+def _users(error: ProtectedError | RestrictedError) -> str:
+    """The objects a refused delete names, as "campaign audience 'Win back' (id 3)", in id order."""
+    objects = error.protected_objects if isinstance(error, ProtectedError) else error.restricted_objects
     described = sorted(
-        {(str(obj._meta.verbose_name), str(obj), obj.pk) for obj in error.protected_objects},
+        {(str(obj._meta.verbose_name), str(obj), obj.pk) for obj in objects},
         key=lambda item: (item[0], item[2]),
     )
     return ", ".join(f"{noun} {text!r} (id {pk})" for noun, text, pk in described)

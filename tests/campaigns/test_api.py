@@ -746,3 +746,17 @@ def test_the_schema_documents_campaigns(db):
     schema = yaml.safe_load(response.content)
     assert "/api/v1/campaigns/{id}/launch/" in schema["paths"]
     assert set(schema["components"]["schemas"]["CampaignStatusEnum"]["enum"]) == set(CampaignStatus.values)
+
+
+def test_a_workspace_with_campaigns_on_its_segments_can_be_deleted(workspace, client, key, lapsed):
+    from accounts.models import Workspace
+
+    _made(client, key, body([lapsed.pk]))
+    _made(
+        client, key, body([], name="On entry", kind="triggered", trigger={"on": "segment_entry", "segment": lapsed.pk})
+    )
+
+    Workspace.objects.filter(pk=workspace.pk).delete()
+
+    assert not Campaign.objects.unscoped().filter(workspace_id=workspace.pk).exists()
+    assert not Segment.objects.unscoped().filter(workspace_id=workspace.pk).exists()
