@@ -157,12 +157,22 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "segments-feed-sweep": {"task": "segmentation.feed_sweep", "schedule": 5.0},
     # Computed traits (RFM, engagement) of workspaces with new events, or not computed for a day (docs/insights.md).
     "insights-computed-traits-sweep": {"task": "insights.tasks.computed_traits_sweep", "schedule": 60.0},
+    # Campaigns: fan out due broadcast runs, close finished ones, keep the dispatch of due sends going
+    # (docs/campaigns.md, "Sending engine").
+    "campaigns-tick": {"task": "campaigns.tasks.campaigns_tick", "schedule": 5.0},
 }
 # The queue of the real-time membership drains; a worker of its own (-Q) keeps them from waiting
 # behind long full refreshes. Default: Celery's default queue.
 SEGMENTS_REALTIME_QUEUE = env.str("SEGMENTS_REALTIME_QUEUE", default="celery")
 # The queue of the change feed's drains (docs/architecture.md, "Change feed"). Default: Celery's default queue.
 SEGMENT_FEED_QUEUE = env.str("SEGMENT_FEED_QUEUE", default="celery")
+# The queue of the campaigns engine's fan-outs and dispatch chains. Default: Celery's default queue.
+CAMPAIGNS_QUEUE = env.str("CAMPAIGNS_QUEUE", default="celery")
+# How long a worker's claim on a chunk of sends holds: a worker lost mid-chunk leaves its sends
+# to be claimed again after this (docs/campaigns.md, "Sending engine").
+CAMPAIGN_CLAIM_SECONDS = env.int("CAMPAIGN_CLAIM_SECONDS", default=120)
+# Dispatch chains the tick keeps running while sends are due (each one worker at a time).
+CAMPAIGN_DISPATCH_CHAINS = env.int("CAMPAIGN_DISPATCH_CHAINS", default=2)
 
 # --- Accounts ---------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
@@ -370,6 +380,7 @@ ROUTINE_TASKS = sorted(
         "segmentation.tasks.segment_realtime_drain",
         "segmentation.feed_drain",
         "segmentation.catalogue.tasks.catalogue_update_task",
+        "campaigns.dispatch_kick",
     }
 )
 LOGGING = {
