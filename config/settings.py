@@ -7,6 +7,7 @@ of ``core.embedded`` are started. See README.md for production settings.
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -53,6 +54,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "anymail",
     "accounts",
     "tracking",
     "segmentation",
@@ -69,6 +71,7 @@ TRACKING_SUBSCRIBERS = [
     "segmentation.catalogue.people",
     "insights.clustering_people",
     "insights.people",
+    "campaigns.people",
 ]
 # What apps above tracking add to its views of people: filters, fields, page sections (tracking/people_extensions.py).
 TRACKING_PEOPLE_EXTENSIONS = ["segmentation.person_views"]
@@ -231,8 +234,17 @@ _ratelimit.Rate.parse(API_AUTH_FAILURE_RATE)
 # https://django-environ.readthedocs.io/en/latest/types.html#environ-env-email-url
 EMAIL_URL = env.str("EMAIL_URL", default="")
 vars().update(env.email_url_config(EMAIL_URL or "consolemail://"))
-EMAIL_CONFIGURED = bool(EMAIL_URL)
+# An ESP through django-anymail instead (docs/campaigns.md, "Content, channels and engagement"):
+# EMAIL_BACKEND=anymail.backends.mailgun.EmailBackend, and its settings as ANYMAIL_<NAME> variables
+# (ANYMAIL_MAILGUN_API_KEY, ANYMAIL_WEBHOOK_SECRET, ...). https://anymail.dev/en/stable/esps/
+if env.str("EMAIL_BACKEND", default=""):
+    vars()["EMAIL_BACKEND"] = env.str("EMAIL_BACKEND")
+ANYMAIL = {name.removeprefix("ANYMAIL_"): value for name, value in os.environ.items() if name.startswith("ANYMAIL_")}
+EMAIL_CONFIGURED = bool(EMAIL_URL or env.str("EMAIL_BACKEND", default=""))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Cohortly <no-reply@cohortly.localhost>")
+# Where people reach this server from outside: the links in campaign emails (opens, clicks,
+# unsubscribes) are made from it, and Message-IDs name its host.
+PUBLIC_URL = env.str("PUBLIC_URL", default="http://localhost:8000").rstrip("/")
 
 # --- HTTPS and browser security headers ---------------------------------------
 # All off by default, for plain http on a laptop; README.md "Production" lists the values
