@@ -111,12 +111,12 @@ def caps_reserve(
         passed: list[int] = []
         for candidate in checked:
             times = recent.setdefault((candidate.person_id, candidate.channel), [])
-            rule = cap_decide(by_channel[candidate.channel], times, now)
-            if rule is None:
+            broken = cap_decide(by_channel[candidate.channel], times, now)
+            if broken is None:
                 times.append(now)
                 passed.append(candidate.send_id)
             else:
-                capped[candidate.send_id] = rule
+                capped[candidate.send_id] = broken
         for rule in {rule.pk: rule for rule in capped.values()}.values():
             Send.objects.filter(
                 workspace_id=workspace_id, pk__in=[s for s, r in capped.items() if r.pk == rule.pk]

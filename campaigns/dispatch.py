@@ -36,13 +36,13 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import Workspace
 from accounts.tenancy import workspace_scope
 from campaigns import capping, throttle
-from campaigns.channels import SendFailed, channel_sender, message_build, recipient_for
+from campaigns.channels import ChannelSender, SendFailed, channel_sender, message_build, recipient_for
 from campaigns.fanout import settings_for
 from campaigns.localtime import person_zone, quiet_until
 from campaigns.models import (
@@ -235,13 +235,13 @@ class _Chunk:
                     "address", "reason"
                 )
             )
-            kept = []
-            for send, recipient in candidates:
-                reason = suppressed.get(recipient.lower())
-                if reason is None:
-                    kept.append((send, recipient))
+            kept: list[tuple[Send, str]] = []
+            for send, address in candidates:
+                why = suppressed.get(address.lower())
+                if why is None:
+                    kept.append((send, address))
                 else:
-                    outcomes.setdefault((SendState.SUPPRESSED, str(reason)), []).append(send.pk)
+                    outcomes.setdefault((SendState.SUPPRESSED, str(why)), []).append(send.pk)
             candidates = kept
         for (state, reason), ids in outcomes.items():
             self._settle(ids, state=state, reason=reason)
@@ -298,7 +298,7 @@ class _Chunk:
             for send, _ in left:
                 self._failed(send, error.reason, permanent=error.permanent)
 
-    def _deliver_one(self, sender: object, send: Send, recipient: str) -> None:
+    def _deliver_one(self, sender: ChannelSender, send: Send, recipient: str) -> None:
         campaign = self.campaigns[send.campaign_id]
         variant = self.variants[send.variant_id] if send.variant_id is not None else None
         assert variant is not None
@@ -310,8 +310,11 @@ class _Chunk:
         except RenderFailed as error:
             self._settle([send.pk], state=SendState.FAILED, reason=error.reason)
             return
+        except SendFailed as error:
+            self._failed(send, error.reason, permanent=error.permanent)
+            return
         try:
-            sender.send(outgoing)  # type: ignore[attr-defined]
+            sender.send(outgoing)
         except SendFailed as error:
             self._failed(send, error.reason, permanent=error.permanent)
             return
@@ -325,7 +328,7 @@ class _Chunk:
 
     # --- outcomes --------------------------------------------------------------------------------
 
-    def _mine(self, pk: int | Iterable[int]):  # type: ignore[no-untyped-def]
+    def _mine(self, pk: int | Iterable[int]) -> QuerySet[Send]:
         """The send(s), still claimed by this chunk (a reclaimed send is another worker's now)."""
         ids = [pk] if isinstance(pk, int) else list(pk)
         return Send.objects.filter(
