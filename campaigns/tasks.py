@@ -6,7 +6,7 @@ in each free slot (``CAMPAIGN_DISPATCH_CHAINS``) when sends are due. A chain
 (``campaigns.dispatch_kick`` with a slot) handles a share of due sends in chunks and, when
 it handled a full share, queues its successor; a slot is taken while its Redis key lives,
 and the key is refreshed at each link, so a chain lost with its worker frees its slot
-within ``CHAIN_TTL`` and the next tick starts another. Others (launch, triggers) may send
+when its claims expire and the next tick starts another. Others (launch, triggers) may send
 ``campaigns.dispatch_kick`` by name, without a slot, on commit: it handles one share.
 
 Tasks are acknowledged late and rejected when their worker is lost (the settings' default,
@@ -34,7 +34,11 @@ DISPATCH_TASK = "campaigns.dispatch_kick"
 FAN_OUT_TASK = "campaigns.run_fan_out"
 # Sends one link of a dispatch chain handles before handing over to its successor.
 SHARE = 5 * dispatch.CHUNK
-CHAIN_TTL = 30
+
+
+def chain_ttl() -> int:
+    """How long a dispatch chain's slot holds without news of it: as long as its claims do."""
+    return dispatch.claim_seconds()
 
 
 def campaigns_queue() -> str:
@@ -74,11 +78,11 @@ def run_fan_out_task(workspace_id: int, run_id: int) -> int | None:
 def dispatch_kick(slot: int | None = None) -> int:
     """Handle a share of due sends; a chain's link (``slot``) queues its successor after a full share."""
     if slot is not None:
-        _redis().set(_slot_key(slot), "1", ex=CHAIN_TTL)
+        _redis().set(_slot_key(slot), "1", ex=chain_ttl())
     handled = dispatch.dispatch_due(limit=SHARE)
     if slot is not None:
         if handled >= SHARE:
-            _redis().set(_slot_key(slot), "1", ex=CHAIN_TTL)
+            _redis().set(_slot_key(slot), "1", ex=chain_ttl())
             _enqueue(DISPATCH_TASK, (slot,))
         else:
             _redis().delete(_slot_key(slot))
@@ -96,7 +100,7 @@ def campaigns_tick() -> int:
     fanout.runs_finish(now=now)
     if dispatch.sends_due_exist(now=now):
         for slot in range(int(getattr(settings, "CAMPAIGN_DISPATCH_CHAINS", 2))):
-            if _redis().set(_slot_key(slot), "1", nx=True, ex=CHAIN_TTL):
+            if _redis().set(_slot_key(slot), "1", nx=True, ex=chain_ttl()):
                 _enqueue(DISPATCH_TASK, (slot,))
                 started += 1
     return started
