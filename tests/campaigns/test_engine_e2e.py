@@ -141,13 +141,14 @@ def test_a_broadcast_to_a_thousand_people_reaches_each_eligible_person_once(work
             for p in unsubscribed
         )
     # and a campaign A/B 50/50 with a 10 % holdout, launched now
+    name = "{{ person.traits.first_name }}"
     campaign, run = broadcast(
         workspace,
         segments=[segment],
         holdout=10,
         variants=(
-            {"name": "A", "weight": 50, "subject": "A for {{ person.traits.first_name }}", "body": "<p>Hi {{ person.traits.first_name }}</p>"},
-            {"name": "B", "weight": 50, "subject": "B for {{ person.traits.first_name }}", "body": "<p>Hey {{ person.traits.first_name }}</p>"},
+            {"name": "A", "weight": 50, "subject": f"A for {name}", "body": f"<p>Hi {name}</p>"},
+            {"name": "B", "weight": 50, "subject": f"B for {name}", "body": f"<p>Hey {name}</p>"},
         ),
     )  # fmt: skip
 
