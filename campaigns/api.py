@@ -23,6 +23,7 @@ from rest_framework.views import APIView
 from accounts.requests import request_actor, request_workspace
 from campaigns import rendering, selectors, services
 from campaigns.models import Campaign, CampaignKind, CampaignSettings, CampaignStatus, Channel, FrequencyCap, TriggerOn
+from campaigns.progress import campaign_progress
 from campaigns.validation import MAX_HOLDOUT_PERCENT, MAX_VARIANTS
 from core.api import Pagination, StrictSerializer
 from segmentation.definition import DURATION_PATTERN
@@ -86,9 +87,14 @@ class CampaignBodySerializer(serializers.Serializer[Any]):
 
 
 class CampaignProgressSerializer(serializers.Serializer[Any]):
+    total = serializers.IntegerField(help_text="Sends written (the holdout's included).")
     sent = serializers.IntegerField()
-    total = serializers.IntegerField(help_text="Messages to send: every send but the holdout's.")
-    pending = serializers.IntegerField()
+    capped = serializers.IntegerField()
+    suppressed = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    cancelled = serializers.IntegerField()
+    pending = serializers.IntegerField(help_text="Waiting or being sent.")
+    holdout = serializers.IntegerField()
 
 
 class CampaignSerializer(CampaignBodySerializer):
@@ -214,7 +220,7 @@ class CampaignViewSet(
         return selectors.campaign_list(request_workspace(self.request))
 
     def _documents(self, campaigns: list[Campaign]) -> list[dict[str, Any]]:
-        progress = selectors.campaign_progress(request_workspace(self.request), [c.pk for c in campaigns])
+        progress = selectors.campaigns_progress(request_workspace(self.request), [c.pk for c in campaigns])
         full = _urls_in_full(self.request)
         return [_shown(selectors.campaign_document(c, progress[c.pk]), full=full) for c in campaigns]
 
@@ -295,9 +301,7 @@ class CampaignViewSet(
     @action(detail=True, methods=["get"], pagination_class=None)
     def progress(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Messages sent of those to send."""
-        campaign = self.get_object()
-        progress = selectors.campaign_progress(request_workspace(request), [campaign.pk])[campaign.pk]
-        return Response(progress.as_dict())
+        return Response(campaign_progress(request_workspace(request), self.get_object()))
 
     @extend_schema(request=CampaignPreviewRequestSerializer, responses=CampaignPreviewSerializer)
     @action(detail=True, methods=["post"])

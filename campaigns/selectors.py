@@ -27,6 +27,7 @@ from campaigns.models import (
     SendState,
     Variant,
 )
+from campaigns.progress import PROGRESS_KEYS
 from campaigns.validation import REQUIRED_CONTENT, VARIANT_FIELDS
 from core.names import name_key
 from tracking.models import Event, Person
@@ -83,22 +84,11 @@ def _variant_body(variant: Variant, channel: str) -> dict[str, Any]:
     return document
 
 
-@dataclass(frozen=True)
-class Progress:
-    """Of the messages to send (every send but the holdout's): how many went, how many wait."""
-
-    total: int = 0
-    sent: int = 0
-    pending: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return {"sent": self.sent, "total": self.total, "pending": self.pending}
-
-
-def campaign_progress(workspace: Workspace, campaign_ids: Iterable[int]) -> dict[int, Progress]:
-    """Progress of each campaign, in one grouped query on the sends' (campaign, state) index."""
+def campaigns_progress(workspace: Workspace, campaign_ids: Iterable[int]) -> dict[int, dict[str, int]]:
+    """``campaigns.progress.campaign_progress`` of many campaigns in one grouped query (a list page):
+    the same keys, counted the same way."""
     ids = list(campaign_ids)
-    counts: dict[int, dict[str, int]] = {pk: {} for pk in ids}
+    progress = {pk: dict.fromkeys(PROGRESS_KEYS, 0) for pk in ids}
     if ids:
         rows = (
             Send.objects.filter(workspace=workspace, campaign_id__in=ids)
@@ -107,18 +97,14 @@ def campaign_progress(workspace: Workspace, campaign_ids: Iterable[int]) -> dict
             .annotate(n=Count("*"))
         )
         for campaign_id, state, n in rows:
-            counts[campaign_id][state] = n
-    return {
-        pk: Progress(
-            total=sum(n for state, n in by_state.items() if state != SendState.HOLDOUT),
-            sent=by_state.get(SendState.SENT, 0),
-            pending=by_state.get(SendState.PENDING, 0) + by_state.get(SendState.CLAIMED, 0),
-        )
-        for pk, by_state in counts.items()
-    }
+            counts = progress[campaign_id]
+            counts["total"] += n
+            key = "pending" if state in (SendState.PENDING, SendState.CLAIMED) else state
+            counts[key] = counts.get(key, 0) + n
+    return progress
 
 
-def campaign_document(campaign: Campaign, progress: Progress) -> dict[str, Any]:
+def campaign_document(campaign: Campaign, progress: dict[str, int]) -> dict[str, Any]:
     """The API's answer for a campaign: its body plus what the server keeps."""
     return {
         "id": campaign.pk,
@@ -126,7 +112,7 @@ def campaign_document(campaign: Campaign, progress: Progress) -> dict[str, Any]:
         "status": campaign.status,
         "created_at": campaign.created_at,
         "launched_at": campaign.launched_at,
-        "progress": progress.as_dict(),
+        "progress": progress,
     }
 
 

@@ -14,6 +14,7 @@ from django.utils import timezone
 from accounts.models import AuditLogEntry, Role
 from accounts.tenancy import workspace_scope
 from campaigns.models import Campaign, CampaignStatus, Run, Send, SendState
+from campaigns.progress import PROGRESS_KEYS
 from segmentation.models import Segment
 from tests import factories
 from tests.accounts.support import api, body_text, logged_in_client
@@ -94,7 +95,7 @@ def test_create_answers_the_body_with_what_the_server_keeps(workspace, client, k
         None,
         None,
     )
-    assert answer["progress"] == {"sent": 0, "total": 0, "pending": 0}
+    assert answer["progress"] == dict.fromkeys(PROGRESS_KEYS, 0)
     assert api(client, "GET", _url("campaign-detail", answer["id"]), key=key).json() == answer
     listed = api(client, "GET", reverse("campaign-list"), key=key).json()
     assert (listed["count"], listed["results"]) == (1, [answer])
@@ -433,8 +434,19 @@ def test_progress_counts_sent_of_those_to_send(workspace, client, key, lapsed):
     detail = api(client, "GET", _url("campaign-detail", made["id"]), key=key)
 
     assert progress.status_code == 200
-    assert progress.json() == {"sent": 2, "total": 5, "pending": 2}
+    assert progress.json() == {
+        "total": 6,
+        "sent": 2,
+        "capped": 1,
+        "suppressed": 0,
+        "failed": 0,
+        "cancelled": 0,
+        "pending": 2,
+        "holdout": 1,
+    }
     assert detail.json()["progress"] == progress.json()
+    listed = api(client, "GET", reverse("campaign-list"), key=key).json()["results"]
+    assert listed[0]["progress"] == progress.json()
 
 
 def test_results_answer_every_group(workspace, client, key, lapsed):

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0001_initial'),
+        ('campaigns', '0002_channels_webhook_secret'),
         ('segmentation', '0009_normal_names_unique_by_case'),
     ]
 
