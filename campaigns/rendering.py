@@ -242,7 +242,7 @@ def template_problem(source: str, *, kind: Kind) -> str | None:
         except json.JSONDecodeError as error:
             return (
                 f"not valid JSON once rendered ({error.msg} at line {error.lineno}, "
-                f"column {error.colno}); write values outside quotes with | tojson."
+                f"column {error.colno})."
             )
     return None
 
