@@ -58,7 +58,8 @@ def test_a_missing_trait_renders_empty_and_default_applies():
 def test_dangerous_or_broken_templates_are_refused_at_save_with_their_line(source, problem):
     for kind in ("text", "html"):
         found = template_problem(source, kind=kind)
-        assert found is not None and found.startswith(problem), found
+        assert found is not None
+        assert found.startswith(problem), found
         # and, should one reach the renderer, it fails the send with the same reason
         with pytest.raises(RenderFailed) as failed:
             _render(source, kind)
@@ -150,7 +151,8 @@ def test_an_email_variant_renders_subject_html_and_text_derived_from_the_html():
         subject="Hi {{ person.traits.first_name }},\n welcome",
         body=(
             "<html><head><style>p{}</style></head><body><h1>Welcome, {{ person.traits.first_name }}</h1>"
-            '<p>Your plan: <a href="https://shop.example/plans?p={{ person.traits.plan }}&amp;x=1">{{ person.traits.plan }}</a></p>'
+            '<p>Your plan: <a href="https://shop.example/plans?p={{ person.traits.plan }}&amp;x=1">'
+            "{{ person.traits.plan }}</a></p>"
             "<ul><li>one</li><li>two</li></ul></body></html>"
         ),
     )
