@@ -90,17 +90,17 @@ def _absolute(path: str) -> str:
 
 def open_url(send: Send) -> str:
     token = token_make(purpose=OPEN, workspace_id=send.workspace_id, send_id=send.pk)
-    return _absolute(reverse("campaigns:open", args=[token]))
+    return _absolute(reverse("campaign_open", args=[token]))
 
 
 def click_url(send: Send, target: str) -> str:
     token = token_make(purpose=CLICK, workspace_id=send.workspace_id, send_id=send.pk, target=target)
-    return _absolute(reverse("campaigns:click", args=[token]) + "?" + urlencode({"u": target}))
+    return _absolute(reverse("campaign_click", args=[token]) + "?" + urlencode({"u": target}))
 
 
 def unsubscribe_url(send: Send) -> str:
     token = token_make(purpose=UNSUBSCRIBE, workspace_id=send.workspace_id, send_id=send.pk)
-    return _absolute(reverse("campaigns:unsubscribe", args=[token]))
+    return _absolute(reverse("campaign_unsubscribe", args=[token]))
 
 
 # -- recording --------------------------------------------------------------------------
@@ -224,8 +224,13 @@ def esp_tracking_received(sender: Any, event: Any, esp_name: str, **kwargs: Any)
     """django-anymail's ``tracking`` signal: bounces, complaints and the ESP's own unsubscribes.
 
     Receiving a library's signal is how anymail hands over its webhooks (this codebase sends
-    no signals of its own); connected in ``CampaignsConfig.ready``.
+    no signals of its own); connected in ``CampaignsConfig.ready``. Events are acted on only
+    when anymail checks its callers (``ANYMAIL_WEBHOOK_SECRET``, HTTP basic auth).
     """
+    if not (getattr(settings, "ANYMAIL", None) or {}).get("WEBHOOK_SECRET"):
+        # Without the secret anymail accepts any caller: anyone could suppress any address.
+        logger.warning("%s tracking webhook ignored: set ANYMAIL_WEBHOOK_SECRET to receive bounces", esp_name)
+        return
     kind = event.event_type
     rejected_as_bounce = kind == "rejected" and getattr(event, "reject_reason", None) in ("bounced", "invalid")
     if kind not in ("bounced", "complained", "unsubscribed") and not rejected_as_bounce:

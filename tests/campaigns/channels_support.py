@@ -77,7 +77,8 @@ def send_for(
 
 def settings_row(workspace: Workspace, **values: Any) -> CampaignSettings:
     with workspace_scope(workspace):
-        return CampaignSettings.objects.create(workspace=workspace, **values)
+        row, _ = CampaignSettings.objects.update_or_create(workspace=workspace, defaults=values)
+        return row
 
 
 # -- an SMTP sink --------------------------------------------------------------------------
