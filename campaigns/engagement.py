@@ -122,7 +122,9 @@ def _properties(send: Send, **more: Any) -> dict[str, Any]:
 
 
 def _event(send: Send, name: str, key: str, at: datetime, **properties: Any) -> None:
-    workspace = Workspace.objects.get(pk=send.workspace_id)
+    workspace = Workspace.objects.filter(pk=send.workspace_id).first()
+    if workspace is None:
+        return
     person_event_record(
         workspace=workspace,
         person_id=send.person_id,

@@ -87,7 +87,9 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
         send = engagement.send_found(key)
         if send is None or not send.recipient:
             return answer(request, 404, "This unsubscribe link is not valid any more.", "not_found")
-        workspace = Workspace.objects.get(pk=key.workspace_id)
+        workspace = Workspace.objects.filter(pk=key.workspace_id).first()
+        if workspace is None:
+            return answer(request, 404, "This unsubscribe link is not valid any more.", "not_found")
         context = {"address": send.recipient, "sender": workspace.name, "token": token}
         if request.method == "POST":
             if request.POST.get(ONE_CLICK_FIELD) != ONE_CLICK_VALUE:
