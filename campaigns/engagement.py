@@ -20,6 +20,7 @@ bounces and complaints also suppress the address for every later send of the wor
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -49,7 +50,15 @@ EMAIL_COMPLAINED = "Email Complained"
 
 
 def _signer(purpose: str) -> signing.Signer:
-    return signing.Signer(salt=f"cohortly.campaigns.{purpose}", sep=".", algorithm="sha256")
+    return _signer_for(purpose, settings.SECRET_KEY, tuple(settings.SECRET_KEY_FALLBACKS))
+
+
+@functools.lru_cache(maxsize=16)
+def _signer_for(purpose: str, key: str, fallback_keys: tuple[str, ...]) -> signing.Signer:
+    # One per purpose and keys: a message carries several links, a chunk thousands.
+    return signing.Signer(
+        key=key, fallback_keys=list(fallback_keys), salt=f"cohortly.campaigns.{purpose}", sep=".", algorithm="sha256"
+    )
 
 
 def _digest(url: str) -> str:
@@ -84,23 +93,33 @@ def token_read(*, purpose: str, token: str, target: str | None = None) -> SendKe
     return SendKey(int(parts[0]), int(parts[1]))
 
 
-def _absolute(path: str) -> str:
-    return f"{settings.PUBLIC_URL}{path}"
+_TOKEN_SLOT = "TOKEN-SLOT"
+
+
+@functools.lru_cache(maxsize=8)
+def _route(name: str) -> tuple[str, str]:
+    """The path of route ``name`` around its token, reversed once (reversing costs more than signing)."""
+    before, after = reverse(name, args=[_TOKEN_SLOT]).split(_TOKEN_SLOT)
+    return before, after
+
+
+def _absolute(name: str, token: str) -> str:
+    before, after = _route(name)
+    return f"{settings.PUBLIC_URL}{before}{token}{after}"
 
 
 def open_url(send: Send) -> str:
-    token = token_make(purpose=OPEN, workspace_id=send.workspace_id, send_id=send.pk)
-    return _absolute(reverse("campaign_open", args=[token]))
+    return _absolute("campaign_open", token_make(purpose=OPEN, workspace_id=send.workspace_id, send_id=send.pk))
 
 
 def click_url(send: Send, target: str) -> str:
     token = token_make(purpose=CLICK, workspace_id=send.workspace_id, send_id=send.pk, target=target)
-    return _absolute(reverse("campaign_click", args=[token]) + "?" + urlencode({"u": target}))
+    return _absolute("campaign_click", token) + "?" + urlencode({"u": target})
 
 
 def unsubscribe_url(send: Send) -> str:
     token = token_make(purpose=UNSUBSCRIBE, workspace_id=send.workspace_id, send_id=send.pk)
-    return _absolute(reverse("campaign_unsubscribe", args=[token]))
+    return _absolute("campaign_unsubscribe", token)
 
 
 # -- recording --------------------------------------------------------------------------
