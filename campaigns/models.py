@@ -30,6 +30,7 @@ from django.db.models import F
 from django.db.models.functions import Lower
 
 from accounts.tenancy import TenantModel, hot_workspace_key
+from core.signing import new_secret_salt
 
 
 class Channel(models.TextChoices):
@@ -69,6 +70,9 @@ class CampaignSettings(TenantModel):
     quiet_end = models.TimeField(null=True, blank=True)
     emails_per_second = models.PositiveIntegerField(default=2000)
     webhooks_per_second = models.PositiveIntegerField(default=5000)
+    # The signing secret of the workspace's campaign webhooks, derived like a segment webhook
+    # subscription's (``core.signing.subscription_secret``): not stored, so a database dump cannot sign.
+    webhook_secret_salt = models.CharField(max_length=64, default=new_secret_salt)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -112,8 +116,10 @@ class Campaign(TenantModel):
     # the columns below are its parts, for the feed consumer's and ingestion's lookups.
     trigger = models.JSONField(null=True, blank=True)
     trigger_on = models.CharField(max_length=16, choices=TriggerOn.choices, blank=True)
+    # RESTRICT, not PROTECT: a segment a campaign uses is not deleted on its own, but a workspace's
+    # deletion, which takes both, goes through (PROTECT would refuse that too).
     trigger_segment = models.ForeignKey(
-        "segmentation.Segment", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "segmentation.Segment", null=True, blank=True, on_delete=models.RESTRICT, related_name="+"
     )
     trigger_event = models.CharField(max_length=200, blank=True)
     delay_seconds = models.PositiveIntegerField(default=0)
@@ -165,13 +171,18 @@ class CampaignAudience(TenantModel):
     """A segment a campaign targets (``exclude=False``) or leaves out (``exclude=True``)."""
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="audience")
-    segment = models.ForeignKey("segmentation.Segment", on_delete=models.PROTECT, related_name="+")
+    segment = models.ForeignKey(
+        "segmentation.Segment", on_delete=models.RESTRICT, related_name="+"
+    )  # see trigger_segment
     exclude = models.BooleanField(default=False)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["workspace", "campaign", "segment"], name="campaign_audience_unique"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign.name} ({'excluded' if self.exclude else 'included'})"
 
 
 class Variant(TenantModel):

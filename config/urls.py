@@ -1,6 +1,7 @@
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from campaigns import urls as campaign_urls
 from config import views
 
 api_v1 = [
@@ -9,6 +10,7 @@ api_v1 = [
     path("", include("segmentation.webhooks.api_urls")),
     path("", include("segmentation.api_urls")),
     path("", include("insights.api_urls")),
+    path("", include("campaigns.api_urls")),
 ]
 
 urlpatterns = [
@@ -21,6 +23,9 @@ urlpatterns = [
     path("", include("insights.urls")),
     path("api/v1/", include(api_v1)),
     path("v1/", include("tracking.ingest_urls")),
+    # Campaign emails' opens, clicks and unsubscribes (public, signed links), and ESPs' tracking webhooks.
+    path("e/", include(campaign_urls.engagement_urlpatterns)),
+    path("anymail/", include(campaign_urls.esp_urlpatterns)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's start-up script from a URL of its own: no inline script.
     path(

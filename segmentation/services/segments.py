@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
+from django.db.models import ProtectedError, RestrictedError
 from django.utils import timezone
 
 from accounts.models import User, Workspace
@@ -220,7 +221,8 @@ def segment_update(
 
 
 def segment_delete(*, segment: Segment, actor: User | None) -> None:
-    """Delete the segment and its membership history; refused while another segment's definition names it."""
+    """Delete the segment and its membership history; refused (``ValidationError`` naming them) while
+    another segment's definition names it, or while another app's rows protect it (a campaign's audience)."""
     workspace = Workspace(pk=segment.workspace_id)
     with transaction.atomic():
         # Serialises concurrent deletes and refreshes' reads of the row; references are checked below.
@@ -232,7 +234,22 @@ def segment_delete(*, segment: Segment, actor: User | None) -> None:
             listed = ", ".join(f"{names[pk]!r} (id {pk})" for pk in users)
             raise ValidationError({"segment": [f"Segment {segment.name!r} is used by the definition of {listed}."]})
         audit_record(workspace=workspace, actor=actor, action="segment.deleted", target=segment.name)
-        segment.delete()
+        try:
+            segment.delete()
+        except (ProtectedError, RestrictedError) as error:
+            # Apps above keep references to segments (a campaign's audience, its trigger) that this
+            # app does not name: the ORM's refusal says who uses it.
+            raise ValidationError({"segment": [f"Segment {segment.name!r} is used by {_users(error)}."]}) from error
+
+
+def _users(error: ProtectedError | RestrictedError) -> str:
+    """The objects a refused delete names, as "campaign audience 'Win back' (id 3)", in id order."""
+    objects = error.protected_objects if isinstance(error, ProtectedError) else error.restricted_objects
+    described = sorted(
+        {(str(obj._meta.verbose_name), str(obj), obj.pk) for obj in objects},
+        key=lambda item: (item[0], item[2]),
+    )
+    return ", ".join(f"{noun} {text!r} (id {pk})" for noun, text, pk in described)
 
 
 # --- preview -------------------------------------------------------------------------------

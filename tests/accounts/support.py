@@ -17,6 +17,7 @@ from aiosmtpd.controller import Controller
 from django.test import Client
 
 from accounts.models import ApiKey, AuditLogEntry, Invitation, Membership, User, Workspace
+from campaigns.models import Campaign, CampaignAudience, CampaignSettings, FrequencyCap, Run, Send, Variant
 from segmentation.models import (
     Membership as SegmentMembership,
 )
@@ -82,6 +83,16 @@ def state(workspace: Workspace | None = None) -> dict[str, Any]:
     snapshot["suppressed_ids"] = rows(SuppressedId, "workspace_id", "kind", "value")
     snapshot["triggers"] = rows(TrackingTrigger, "workspace_id", "kind", "selector", "event_name", "enabled")
     snapshot["tracking_plans"] = rows(TrackingPlan, "workspace_id", "version", "document")
+    # Campaigns: their rows, audience, variants, runs and sends; caps and sending settings.
+    snapshot["campaigns"] = rows(
+        Campaign, "workspace_id", "name", "status", "channel", "kind", "trigger", "holdout_percent", "launched_at"
+    )
+    snapshot["campaign_audience"] = rows(CampaignAudience, "workspace_id", "campaign_id", "segment_id", "exclude")
+    snapshot["campaign_variants"] = rows(Variant, "workspace_id", "campaign_id", "name", "weight", "subject", "body")
+    snapshot["campaign_runs"] = rows(Run, "workspace_id", "campaign_id", "finished_at")
+    snapshot["campaign_sends"] = rows(Send, "workspace_id", "campaign_id", "person_id", "occurrence", "state")
+    snapshot["frequency_caps"] = rows(FrequencyCap, "workspace_id", "channel", "max", "per")
+    snapshot["campaign_settings"] = rows(CampaignSettings, "workspace_id", "from_email", "timezone", "quiet_start")
     if workspace is None:
         snapshot["users"] = sorted(User.objects.values_list("id", "email", "password", "name", "is_active"))
     return snapshot

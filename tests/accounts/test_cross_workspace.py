@@ -20,6 +20,8 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from accounts import services
 from accounts.models import ApiKey, Invitation, Membership, Role, User, Workspace
 from accounts.tenancy import workspace_scope
+from campaigns import services as campaign_services
+from campaigns.models import Campaign, FrequencyCap
 from core import signing
 from segmentation import services as segment_services
 from segmentation.models import Segment, WebhookSubscription
@@ -49,6 +51,10 @@ class Side:
     static_segment: Segment
     # An event of its tracking plan (Settings -> Data).
     plan_event: str
+    # A draft broadcast to ``static_segment``, a live triggered campaign, an email cap.
+    campaign: Campaign
+    live_campaign: Campaign
+    cap: FrequencyCap
 
     def markers(self) -> list[str]:
         """Strings that only this workspace's data contains."""
@@ -68,6 +74,8 @@ class Side:
             self.segment.name,
             self.static_segment.name,
             self.plan_event,
+            self.campaign.name,
+            self.live_campaign.name,
         ]
 
 
@@ -122,6 +130,30 @@ def build_side(label: str) -> Side:
             actor=owner,
             document=plan.parse({"events": {plan_event: {"properties": {"total": {"type": "number"}}}}}),
         )
+        campaign = campaign_services.campaign_create(
+            workspace=workspace,
+            actor=owner,
+            data={
+                "name": f"{label} win-back",
+                "channel": "email",
+                "kind": "broadcast",
+                "audience": {"segments": [static_segment.pk]},
+                "variants": [{"name": "A", "subject": f"{label} news", "body": "<p>Hello</p>"}],
+            },
+        )
+        live_campaign = campaign_services.campaign_create(
+            workspace=workspace,
+            actor=owner,
+            data={
+                "name": f"{label} cart reminder",
+                "channel": "email",
+                "kind": "triggered",
+                "trigger": {"on": "event", "event": "Product Added", "delay": "30m"},
+                "variants": [{"name": "A", "subject": "Your cart", "body": "<p>Still there</p>"}],
+            },
+        )
+        live_campaign = campaign_services.campaign_launch(campaign=live_campaign, actor=owner)
+        cap = campaign_services.frequency_cap_create(workspace=workspace, actor=owner, channel="email", max=1, per="1d")
     return Side(
         workspace,
         owner,
@@ -136,6 +168,9 @@ def build_side(label: str) -> Side:
         segment,
         static_segment,
         plan_event,
+        campaign,
+        live_campaign,
+        cap,
     )
 
 
@@ -269,6 +304,14 @@ REGISTRY: dict[str, Route] = {
         f"ingest-{kind}": Route(methods=(), reason="ingestion by write key, never by session or secret key")
         for kind in ("batch", "track", "identify", "page", "screen", "group", "alias")
     },
+    # Campaign emails' links: the signed token names the send (tests/campaigns/test_engagement.py).
+    **{
+        f"campaign_{kind}": Route(methods=(), reason="a signed token of one send, never a session or key")
+        for kind in ("open", "click", "unsubscribe")
+    },
+    "campaign_esp_tracking": Route(
+        methods=(), reason="an ESP's webhook, authenticated by ANYMAIL_WEBHOOK_SECRET (tests/campaigns)"
+    ),
     "webhook-list": Route(reason=NONE),
     "webhook-detail": Route(methods=("GET", "DELETE"), kwargs=lambda s: {"pk": s.webhook.pk}),
     # Segments.
@@ -367,6 +410,30 @@ REGISTRY: dict[str, Route] = {
         methods=(),
         kwargs=lambda s: {"pk": 0},
         reason="another workspace's run answers 404: tests/insights/test_clustering_views.py",
+    ),
+    # Campaigns.
+    "campaign-list": Route(reason=NONE),
+    "campaign-detail": Route(
+        methods=("GET", "PATCH", "DELETE"),
+        kwargs=lambda s: {"pk": s.campaign.pk},
+        data=lambda s: {"name": "Renamed by B"},
+    ),
+    "campaign-launch": Route(methods=("POST",), kwargs=lambda s: {"pk": s.campaign.pk}),
+    "campaign-pause": Route(methods=("POST",), kwargs=lambda s: {"pk": s.live_campaign.pk}),
+    "campaign-results": Route(kwargs=lambda s: {"pk": s.campaign.pk}),
+    "campaign-progress": Route(kwargs=lambda s: {"pk": s.campaign.pk}),
+    "campaign-preview": Route(
+        methods=("POST",), kwargs=lambda s: {"pk": s.campaign.pk}, data=lambda s: {"person": s.person.pk}
+    ),
+    "campaign-test": Route(
+        methods=("POST",),
+        kwargs=lambda s: {"pk": s.campaign.pk},
+        data=lambda s: {"email": "qa@example.com", "person": s.person.pk},
+    ),
+    "frequency-cap-list": Route(reason=NONE),
+    "frequency-cap-detail": Route(methods=("GET", "DELETE"), kwargs=lambda s: {"pk": s.cap.pk}),
+    "campaign-settings": Route(
+        methods=("GET", "PATCH"), data=lambda s: {"timezone": "Europe/Paris"}, reason="the caller's own settings"
     ),
     "api-schema": Route(reason="the OpenAPI document; no workspace data"),
     "api-docs": Route(reason="the API docs page; no workspace data"),

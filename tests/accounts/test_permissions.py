@@ -38,14 +38,30 @@ API_WRITES: dict[tuple[str, str], Body] = {
     ("segment-refresh", "POST"): lambda s: None,
     ("segment-members", "POST"): lambda s: {"add": [], "remove": [s.person.user_id]},
     ("api-tracking-plan", "PUT"): lambda s: {"events": {}},
+    ("campaign-list", "POST"): lambda s: {
+        "name": "Mine now",
+        "channel": "email",
+        "kind": "broadcast",
+        "audience": {"segments": [s.segment.pk]},
+        "variants": [{"name": "A", "subject": "Hi", "body": "<p>Hi</p>"}],
+    },
+    ("campaign-detail", "PATCH"): lambda s: {"name": "Taken over"},
+    ("campaign-detail", "DELETE"): lambda s: None,
+    ("campaign-launch", "POST"): lambda s: None,
+    ("campaign-pause", "POST"): lambda s: None,
+    ("campaign-preview", "POST"): lambda s: {"person": s.person.pk},
+    ("campaign-test", "POST"): lambda s: {"email": "qa@example.com", "person": s.person.pk},
+    ("frequency-cap-list", "POST"): lambda s: {"channel": "email", "max": 2, "per": "1w"},
+    ("frequency-cap-detail", "DELETE"): lambda s: None,
+    ("campaign-settings", "PATCH"): lambda s: {"timezone": "Europe/Paris"},
 }
 # Insights answer questions by POST (a funnel, a retention table: viewers may ask, nothing is written) and
 # make segments (members): their roles are tested with them, in tests/insights (test_api.py,
 # test_views.py, test_clustering_api.py, test_clustering_views.py), not in the matrices here.
 INSIGHTS_ROUTES = {route.name for route in ROUTES if route.pattern.startswith(("api/v1/insights/", "insights/"))}
 
-# REST writes members may make too (segments are everyday work); viewers may not.
-MEMBER_API_WRITES = {name for name, _ in API_WRITES if name.startswith("segment-")}
+# REST writes members may make too (segments and campaigns are everyday work); viewers may not.
+MEMBER_API_WRITES = {name for name, _ in API_WRITES if name.startswith(("segment-", "campaign-", "frequency-cap-"))}
 
 # Every settings page that takes a POST -> a body that would change something.
 WEB_WRITES: dict[str, Body] = {
