@@ -69,6 +69,8 @@ TRACKING_SUBSCRIBERS = [
     "segmentation.catalogue.people",
     "insights.clustering_people",
     "insights.people",
+    # Event triggers of campaigns: the inbox of people who did an event a listening campaign triggers on.
+    "campaigns.trigger_people",
 ]
 # What apps above tracking add to its views of people: filters, fields, page sections (tracking/people_extensions.py).
 TRACKING_PEOPLE_EXTENSIONS = ["segmentation.person_views"]
@@ -157,6 +159,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "segments-feed-sweep": {"task": "segmentation.feed_sweep", "schedule": 5.0},
     # Computed traits (RFM, engagement) of workspaces with new events, or not computed for a day (docs/insights.md).
     "insights-computed-traits-sweep": {"task": "insights.tasks.computed_traits_sweep", "schedule": 60.0},
+    # Event triggers of campaigns: workspaces whose trigger inbox still has rows (lost kicks; docs/campaigns.md).
+    "campaigns-triggers-sweep": {"task": "campaigns.triggers_sweep", "schedule": 5.0},
 }
 # The queue of the real-time membership drains; a worker of its own (-Q) keeps them from waiting
 # behind long full refreshes. Default: Celery's default queue.
@@ -297,6 +301,8 @@ INSIGHTS_TRAITS_TIMEOUT_SECONDS = env.float("INSIGHTS_TRAITS_TIMEOUT_SECONDS", d
 # The name keys the consumer's cursors. Higher apps add theirs here; segmentation never names them.
 SEGMENT_FEED_CONSUMERS: dict[str, str] = {
     "webhooks": "segmentation.webhooks.services.deliveries_from_changes",
+    # Triggered campaigns on segment entry: a pending send per entry (docs/campaigns.md).
+    "campaigns": "campaigns.triggers.sends_from_changes",
 }
 # Changes per consumer transaction.
 SEGMENT_FEED_BATCH_SIZE = env.int("SEGMENT_FEED_BATCH_SIZE", default=500)
@@ -369,6 +375,7 @@ ROUTINE_TASKS = sorted(
     | {
         "segmentation.tasks.segment_realtime_drain",
         "segmentation.feed_drain",
+        "campaigns.triggers_drain",
         "segmentation.catalogue.tasks.catalogue_update_task",
     }
 )
