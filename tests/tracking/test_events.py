@@ -23,19 +23,25 @@ def test_the_settings_subscribers_are_registered_by_hook_name(settings):
         "segmentation.catalogue.people",
         "insights.clustering_people",
         "insights.people",
+        "campaigns.trigger_people",
     ]
     registered = {
         name: [f"{hook.__module__}.{hook.__name__}" for hook in hooks] for name, hooks in events._hooks.items()
     }
     assert registered == {
-        "people_touched": ["segmentation.people.people_touched"],
+        "people_touched": ["segmentation.people.people_touched", "campaigns.trigger_people.people_touched"],
         "people_imported": ["segmentation.people.people_imported", "segmentation.catalogue.people.people_imported"],
-        "person_merged": ["segmentation.people.person_merged", "insights.clustering_people.person_merged"],
+        "person_merged": [
+            "segmentation.people.person_merged",
+            "insights.clustering_people.person_merged",
+            "campaigns.trigger_people.person_merged",
+        ],
         "person_erased": [
             "segmentation.people.person_erased",
             "segmentation.catalogue.people.person_erased",
             "insights.clustering_people.person_erased",
             "insights.people.person_erased",
+            "campaigns.trigger_people.person_erased",
         ],
         "person_export": ["segmentation.people.person_export", "insights.clustering_people.person_export"],
     }
