@@ -30,6 +30,7 @@ from django.db.models import F
 from django.db.models.functions import Lower
 
 from accounts.tenancy import TenantModel, hot_workspace_key
+from core.signing import new_secret_salt
 
 
 class Channel(models.TextChoices):
@@ -69,6 +70,9 @@ class CampaignSettings(TenantModel):
     quiet_end = models.TimeField(null=True, blank=True)
     emails_per_second = models.PositiveIntegerField(default=2000)
     webhooks_per_second = models.PositiveIntegerField(default=5000)
+    # The signing secret of the workspace's campaign webhooks, derived like a segment webhook
+    # subscription's (``core.signing.subscription_secret``): not stored, so a database dump cannot sign.
+    webhook_secret_salt = models.CharField(max_length=64, default=new_secret_salt)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -7,6 +7,7 @@ of ``core.embedded`` are started. See README.md for production settings.
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -53,6 +54,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "anymail",
     "accounts",
     "tracking",
     "segmentation",
@@ -69,6 +71,7 @@ TRACKING_SUBSCRIBERS = [
     "segmentation.catalogue.people",
     "insights.clustering_people",
     "insights.people",
+    "campaigns.people",
     # Event triggers of campaigns: the inbox of people who did an event a listening campaign triggers on.
     "campaigns.trigger_people",
 ]
@@ -159,6 +162,9 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "segments-feed-sweep": {"task": "segmentation.feed_sweep", "schedule": 5.0},
     # Computed traits (RFM, engagement) of workspaces with new events, or not computed for a day (docs/insights.md).
     "insights-computed-traits-sweep": {"task": "insights.tasks.computed_traits_sweep", "schedule": 60.0},
+    # Campaigns: fan out due broadcast runs, close finished ones, keep the dispatch of due sends going
+    # (docs/campaigns.md, "Sending engine").
+    "campaigns-tick": {"task": "campaigns.tasks.campaigns_tick", "schedule": 5.0},
     # Event triggers of campaigns: workspaces whose trigger inbox still has rows (lost kicks; docs/campaigns.md).
     "campaigns-triggers-sweep": {"task": "campaigns.triggers_sweep", "schedule": 5.0},
 }
@@ -167,6 +173,13 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
 SEGMENTS_REALTIME_QUEUE = env.str("SEGMENTS_REALTIME_QUEUE", default="celery")
 # The queue of the change feed's drains (docs/architecture.md, "Change feed"). Default: Celery's default queue.
 SEGMENT_FEED_QUEUE = env.str("SEGMENT_FEED_QUEUE", default="celery")
+# The queue of the campaigns engine's fan-outs and dispatch chains. Default: Celery's default queue.
+CAMPAIGNS_QUEUE = env.str("CAMPAIGNS_QUEUE", default="celery")
+# How long a worker's claim on a chunk of sends holds: a worker lost mid-chunk leaves its sends
+# to be claimed again after this (docs/campaigns.md, "Sending engine").
+CAMPAIGN_CLAIM_SECONDS = env.int("CAMPAIGN_CLAIM_SECONDS", default=120)
+# Dispatch chains the tick keeps running while sends are due (each one worker at a time).
+CAMPAIGN_DISPATCH_CHAINS = env.int("CAMPAIGN_DISPATCH_CHAINS", default=2)
 
 # --- Accounts ---------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
@@ -225,8 +238,17 @@ _ratelimit.Rate.parse(API_AUTH_FAILURE_RATE)
 # https://django-environ.readthedocs.io/en/latest/types.html#environ-env-email-url
 EMAIL_URL = env.str("EMAIL_URL", default="")
 vars().update(env.email_url_config(EMAIL_URL or "consolemail://"))
-EMAIL_CONFIGURED = bool(EMAIL_URL)
+# An ESP through django-anymail instead (docs/campaigns.md, "Content, channels and engagement"):
+# EMAIL_BACKEND=anymail.backends.mailgun.EmailBackend, and its settings as ANYMAIL_<NAME> variables
+# (ANYMAIL_MAILGUN_API_KEY, ANYMAIL_WEBHOOK_SECRET, ...). https://anymail.dev/en/stable/esps/
+if env.str("EMAIL_BACKEND", default=""):
+    vars()["EMAIL_BACKEND"] = env.str("EMAIL_BACKEND")
+ANYMAIL = {name.removeprefix("ANYMAIL_"): value for name, value in os.environ.items() if name.startswith("ANYMAIL_")}
+EMAIL_CONFIGURED = bool(EMAIL_URL or env.str("EMAIL_BACKEND", default=""))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Cohortly <no-reply@cohortly.localhost>")
+# Where people reach this server from outside: the links in campaign emails (opens, clicks,
+# unsubscribes) are made from it, and Message-IDs name its host.
+PUBLIC_URL = env.str("PUBLIC_URL", default="http://localhost:8000").rstrip("/")
 
 # --- HTTPS and browser security headers ---------------------------------------
 # All off by default, for plain http on a laptop; README.md "Production" lists the values
@@ -377,6 +399,7 @@ ROUTINE_TASKS = sorted(
         "segmentation.feed_drain",
         "campaigns.triggers_drain",
         "segmentation.catalogue.tasks.catalogue_update_task",
+        "campaigns.dispatch_kick",
     }
 )
 LOGGING = {

@@ -21,6 +21,9 @@ urlpatterns = [
     path("", include("insights.urls")),
     path("api/v1/", include(api_v1)),
     path("v1/", include("tracking.ingest_urls")),
+    # Campaign emails' opens, clicks and unsubscribes (public, signed links), and ESPs' tracking webhooks.
+    path("e/", include("campaigns.urls")),
+    path("anymail/", include("anymail.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's start-up script from a URL of its own: no inline script.
     path(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
@@ -13,7 +14,8 @@ from accounts.models import User, Workspace
 from accounts.services import audit_record
 from accounts.sql import execute_scoped, execute_session
 from tracking import events, ingest, triggers
-from tracking.models import Person, ProcessedMessage, TrackingTrigger
+from tracking.messages import Message, parse_message
+from tracking.models import Identity, IdentityKind, Person, ProcessedMessage, TrackingTrigger
 
 # A retry with the same messageId within this long is stored once.
 DEDUPE_WINDOW = timedelta(days=7)
@@ -69,6 +71,44 @@ def person_merge(*, workspace: Workspace, loser: Person, survivor: Person) -> No
         )
         ingest.people_merge(cursor, workspace_id=workspace.pk, loser_id=loser.pk, survivor_id=survivor.pk)
         events.people_touched(workspace.pk, {survivor.pk: events.Change(everything=True)})
+
+
+def person_event_record(
+    *,
+    workspace: Workspace,
+    person_id: int,
+    event: str,
+    properties: dict[str, Any],
+    message_id: str,
+    at: datetime | None = None,
+) -> bool:
+    """Store a server-side event (an email opened, a link clicked) on a known person, as ingestion would.
+
+    The event goes through ingestion itself, as a track call by one of the person's ids (their
+    user id, else an anonymous id): deduplicated by ``message_id`` (a retry with the same id is
+    stored once), checked by the tracking plan, and published to the subscribers (segments'
+    real-time refresh) like any event. Answers whether it was stored: False for a duplicate, a
+    person who no longer exists (erased, or merged away and their ids gone) or an event the
+    plan keeps out.
+    """
+    ids = Identity.objects.filter(workspace=workspace, person_id=person_id).order_by("created_at", "id")
+    user_id = ids.filter(kind=IdentityKind.USER_ID).values_list("value", flat=True).first()
+    anonymous_id = None if user_id else ids.values_list("value", flat=True).first()
+    if user_id is None and anonymous_id is None:
+        return False
+    now = timezone.now()
+    raw: dict[str, Any] = {"type": "track", "event": event, "properties": properties, "messageId": message_id}
+    if user_id is not None:
+        raw["userId"] = user_id
+    else:
+        raw["anonymousId"] = anonymous_id
+    if at is not None:
+        raw["timestamp"] = at.isoformat()
+    message = parse_message(raw, kind=None, batch_sent_at=None, received_at=now)
+    if not isinstance(message, Message):
+        raise ValueError(f"event refused: {message.reason}")
+    [result] = ingest.submissions_ingest([ingest.Submission(workspace.write_key, [message], [], now)])
+    return result is not None and result.stored == 1
 
 
 def people_traits_computed(*, workspace: Workspace, person_ids: Collection[int]) -> None:

@@ -1,0 +1,356 @@
+"""The dispatcher: claims due sends in chunks and sends them, each exactly once.
+
+A send is due when it is ``pending`` with ``due_at`` passed, or ``claimed`` by a worker whose
+claim expired (the worker died: its sends come back). Only sends of ``sending`` and
+``listening`` campaigns are claimed; a paused campaign's wait.
+
+One chunk (``CHUNK`` sends, across workspaces) is claimed with ``FOR UPDATE SKIP LOCKED``
+(workers never wait on each other, never take the same send), then handled per workspace
+and channel:
+
+1. sends that will not go: the person is gone; a triggered send whose exit event came
+   (``cancelled``); no address (``suppressed`` "no email address"); an address in the
+   suppression list (``suppressed`` with its reason); quiet hours in the person's timezone
+   (back to ``pending``, due when they end);
+2. frequency caps for the rest, atomically (``campaigns.capping``): ``capped`` with the rule;
+3. one channel sender for the rest (one SMTP connection), through the workspace's rate
+   limit (``campaigns.throttle``): each message is built (a template failing for one
+   person fails that send, with its reason), sent, and marked ``sent`` at once, so that a
+   worker killed between the provider's acceptance and the mark can repeat only that one
+   message, which carries the send id as its ``Message-ID`` / idempotency key;
+4. a failure is retried with a growing delay (``RETRY_DELAYS``, through ``due_at``) up to
+   ``MAX_ATTEMPTS`` claims, a permanent one fails the send at once.
+
+A chunk stops sending when half of its claim has gone by (a slow provider, a low rate
+limit) and hands the rest back as ``pending``: no send is ever sent by two workers because
+its claim expired while it was still queued behind the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q, QuerySet
+from django.utils import timezone
+
+from accounts.models import Workspace
+from accounts.tenancy import workspace_scope
+from campaigns import capping, throttle
+from campaigns.channels import ChannelSender, SendFailed, channel_sender, message_build, recipient_for
+from campaigns.fanout import settings_for
+from campaigns.localtime import person_zone, quiet_until
+from campaigns.models import (
+    Campaign,
+    CampaignKind,
+    CampaignSettings,
+    CampaignStatus,
+    Channel,
+    FrequencyCap,
+    Send,
+    SendState,
+    Suppression,
+    Variant,
+)
+from campaigns.rendering import PersonContext, RenderFailed
+from tracking.models import Event, Person
+
+logger = logging.getLogger(__name__)
+
+CHUNK = 200
+DISPATCHED_STATUSES = (CampaignStatus.SENDING, CampaignStatus.LISTENING)
+MAX_ATTEMPTS = 5
+# Seconds before the next attempt after a transient failure of attempt 1, 2, 3, 4.
+RETRY_DELAYS = (60, 300, 1800, 7200)
+# Sends reserved from the rate limit at a time.
+RATE_BATCH = 50
+
+
+def claim_seconds() -> int:
+    """How long a claim holds (``CAMPAIGN_CLAIM_SECONDS``): after it, a dead worker's sends come back."""
+    return int(getattr(settings, "CAMPAIGN_CLAIM_SECONDS", 120))
+
+
+@dataclass(frozen=True)
+class Claimed:
+    send_id: int
+    workspace_id: int
+    channel: str
+
+
+def sends_claim(*, now: datetime, limit: int = CHUNK) -> list[Claimed]:
+    """Claim up to ``limit`` due sends of active campaigns, oldest due first, across workspaces."""
+    with transaction.atomic():
+        # Across workspaces: the dispatcher serves every workspace; each chunk is then handled in its scope.
+        due = list(
+            Send.objects.unscoped()
+            .filter(
+                state__in=[SendState.PENDING, SendState.CLAIMED],
+                due_at__lte=now,
+                campaign__status__in=DISPATCHED_STATUSES,
+            )
+            .filter(Q(state=SendState.PENDING) | Q(claim_expires_at__lt=now))
+            .order_by("due_at")
+            .select_for_update(skip_locked=True, of=("self",))
+            .values_list("pk", "workspace_id", "channel")[:limit]
+        )
+        if due:
+            # unscoped: the rows just locked above, by id.
+            Send.objects.unscoped().filter(pk__in=[pk for pk, _, _ in due]).update(
+                state=SendState.CLAIMED,
+                claimed_at=now,
+                claim_expires_at=now + timedelta(seconds=claim_seconds()),
+                attempts=F("attempts") + 1,
+                sent_at=None,
+            )
+    return [Claimed(pk, workspace_id, channel) for pk, workspace_id, channel in due]
+
+
+def sends_due_exist(*, now: datetime | None = None) -> bool:
+    now = now or timezone.now()
+    # Across workspaces: the beat asks whether any workspace has work.
+    return (
+        Send.objects.unscoped()
+        .filter(
+            state__in=[SendState.PENDING, SendState.CLAIMED], due_at__lte=now, campaign__status__in=DISPATCHED_STATUSES
+        )
+        .filter(Q(state=SendState.PENDING) | Q(claim_expires_at__lt=now))
+        .exists()
+    )
+
+
+def dispatch_due(*, now: datetime | None = None, limit: int = 10 * CHUNK, chunk: int = CHUNK) -> int:
+    """Claim and handle due sends chunk by chunk until ``limit`` were handled or none is due.
+
+    ``now``: the time to act at (tests move the clock); by default the real time, read
+    again for each chunk. Answers the number of sends handled.
+    """
+    handled = 0
+    while handled < limit:
+        at = now or timezone.now()
+        claimed = sends_claim(now=at, limit=min(chunk, limit - handled))
+        if not claimed:
+            break
+        groups: dict[tuple[int, str], list[int]] = {}
+        for claim in claimed:
+            groups.setdefault((claim.workspace_id, claim.channel), []).append(claim.send_id)
+        for (workspace_id, channel), ids in groups.items():
+            with workspace_scope(workspace_id):
+                _Chunk(workspace_id=workspace_id, channel=channel, send_ids=ids, now=at, fixed=now is not None).run()
+        handled += len(claimed)
+    return handled
+
+
+def retry_delay(attempts: int) -> timedelta | None:
+    """The wait before the next attempt after ``attempts`` claims, or None when they are spent."""
+    if attempts >= MAX_ATTEMPTS:
+        return None
+    return timedelta(seconds=RETRY_DELAYS[min(attempts, len(RETRY_DELAYS)) - 1])
+
+
+class _Chunk:
+    """One workspace's claimed sends of one channel."""
+
+    def __init__(self, *, workspace_id: int, channel: str, send_ids: list[int], now: datetime, fixed: bool) -> None:
+        self.workspace_id = workspace_id
+        self.channel = channel
+        self.now = now
+        self.fixed = fixed
+        self.sends = list(
+            Send.objects.filter(workspace_id=workspace_id, pk__in=send_ids, state=SendState.CLAIMED, claimed_at=now)
+        )
+        self.deadline = time.monotonic() + claim_seconds() / 2
+
+    def clock(self) -> datetime:
+        return self.now if self.fixed else timezone.now()
+
+    def run(self) -> None:
+        if not self.sends:
+            return
+        ws = self.workspace_id
+        self.settings_row: CampaignSettings = settings_for(ws)
+        self.campaigns = {
+            c.pk: c for c in Campaign.objects.filter(workspace_id=ws, pk__in={s.campaign_id for s in self.sends})
+        }
+        variant_ids = {s.variant_id for s in self.sends if s.variant_id is not None}
+        self.variants = {v.pk: v for v in Variant.objects.filter(workspace_id=ws, pk__in=variant_ids)}
+        people = Person.objects.filter(workspace_id=ws, pk__in={s.person_id for s in self.sends})
+        self.people = {
+            pk: PersonContext(id=pk, user_id=user_id, traits=traits if isinstance(traits, dict) else {})
+            for pk, user_id, traits in people.values_list("pk", "user_id", "traits")
+        }
+        going = self._screen()
+        rules = list(FrequencyCap.objects.filter(workspace_id=ws, channel=self.channel).order_by("pk"))
+        if rules and going:
+            capped = capping.caps_reserve(
+                workspace_id=ws,
+                candidates=[capping.Candidate(s.pk, s.person_id, s.channel) for s, _ in going],
+                rules=rules,
+                now=self.clock(),
+            )
+            going = [(s, r) for s, r in going if s.pk not in capped]
+        if going:
+            self._deliver(going)
+
+    # --- 1. sends that will not go --------------------------------------------------------
+
+    def _screen(self) -> list[tuple[Send, str]]:
+        """Record the sends that will not go now; answers the others with their recipient."""
+        outcomes: dict[tuple[str, str], list[int]] = {}
+        deferred: list[tuple[int, datetime]] = []
+        candidates: list[tuple[Send, str]] = []
+        for send in self.sends:
+            campaign = self.campaigns.get(send.campaign_id)
+            person = self.people.get(send.person_id)
+            variant = self.variants.get(send.variant_id) if send.variant_id is not None else None
+            if campaign is None or person is None:
+                outcomes.setdefault((SendState.CANCELLED, "the person or campaign was deleted"), []).append(send.pk)
+                continue
+            if variant is None:
+                outcomes.setdefault((SendState.FAILED, "no variant"), []).append(send.pk)
+                continue
+            if self._exited(campaign, send):
+                outcomes.setdefault((SendState.CANCELLED, "exit event"), []).append(send.pk)
+                continue
+            recipient = recipient_for(self.channel, person, variant)
+            if not recipient:
+                reason = "no email address" if self.channel == Channel.EMAIL else "no recipient"
+                outcomes.setdefault((SendState.SUPPRESSED, reason), []).append(send.pk)
+                continue
+            zone = person_zone(person.traits, self.settings_row.timezone)
+            until = quiet_until(self.now, zone, self.settings_row.quiet_start, self.settings_row.quiet_end)
+            if until is not None:
+                deferred.append((send.pk, until))
+                continue
+            candidates.append((send, recipient))
+        if self.channel == Channel.EMAIL and candidates:
+            addresses = {r.lower() for _, r in candidates}
+            suppressed = dict(
+                Suppression.objects.filter(workspace_id=self.workspace_id, address__in=addresses).values_list(
+                    "address", "reason"
+                )
+            )
+            kept: list[tuple[Send, str]] = []
+            for send, address in candidates:
+                why = suppressed.get(address.lower())
+                if why is None:
+                    kept.append((send, address))
+                else:
+                    outcomes.setdefault((SendState.SUPPRESSED, str(why)), []).append(send.pk)
+            candidates = kept
+        for (state, reason), ids in outcomes.items():
+            self._settle(ids, state=state, reason=reason)
+        for pk, until in deferred:
+            # Quiet hours: not an attempt; due again when they end.
+            self._mine(pk).update(
+                state=SendState.PENDING,
+                due_at=until,
+                attempts=F("attempts") - 1,
+                claim_expires_at=None,
+                reason="quiet hours",
+            )
+        return candidates
+
+    def _exited(self, campaign: Campaign, send: Send) -> bool:
+        if campaign.kind != CampaignKind.TRIGGERED or not campaign.exit_event or send.triggered_at is None:
+            return False
+        return Event.objects.filter(
+            workspace_id=self.workspace_id,
+            person_id=send.person_id,
+            name=campaign.exit_event,
+            timestamp__gte=send.triggered_at,
+            timestamp__lte=self.now,
+        ).exists()
+
+    # --- 3. sending ---------------------------------------------------------------------------
+
+    def _deliver(self, going: list[tuple[Send, str]]) -> None:
+        workspace = Workspace.objects.get(pk=self.workspace_id)
+        rate = (
+            self.settings_row.emails_per_second
+            if self.channel == Channel.EMAIL
+            else self.settings_row.webhooks_per_second
+        )
+        bucket = throttle.bucket_key(self.workspace_id, self.channel)
+        reserved = 0
+        left = list(going)
+        try:
+            with channel_sender(channel=self.channel, workspace=workspace) as sender:
+                while left:
+                    if time.monotonic() > self.deadline:
+                        self._release([s.pk for s, _ in left])
+                        return
+                    if reserved == 0:
+                        reserved = min(RATE_BATCH, len(left))
+                        wait = throttle.rate_wait(bucket, per_second=rate, amount=reserved)
+                        if wait:
+                            time.sleep(wait)
+                    send, recipient = left.pop(0)
+                    reserved -= 1
+                    self._deliver_one(sender, send, recipient)
+        except SendFailed as error:
+            # The sender could not be opened (or closed badly): what is left is retried.
+            for send, _ in left:
+                self._failed(send, error.reason, permanent=error.permanent)
+
+    def _deliver_one(self, sender: ChannelSender, send: Send, recipient: str) -> None:
+        campaign = self.campaigns[send.campaign_id]
+        variant = self.variants[send.variant_id] if send.variant_id is not None else None
+        assert variant is not None
+        person = self.people[send.person_id]
+        try:
+            outgoing = message_build(
+                send=send, campaign=campaign, variant=variant, person=person, settings_row=self.settings_row
+            )
+        except RenderFailed as error:
+            self._settle([send.pk], state=SendState.FAILED, reason=error.reason)
+            return
+        except SendFailed as error:
+            self._failed(send, error.reason, permanent=error.permanent)
+            return
+        try:
+            sender.send(outgoing)
+        except SendFailed as error:
+            self._failed(send, error.reason, permanent=error.permanent)
+            return
+        except Exception as error:
+            logger.exception("Send %s of campaign %s failed unexpectedly", send.pk, send.campaign_id)
+            self._failed(send, f"{type(error).__name__}: {error}", permanent=False)
+            return
+        self._mine(send.pk).update(
+            state=SendState.SENT, sent_at=self.clock(), recipient=recipient[:2000], reason="", claim_expires_at=None
+        )
+
+    # --- outcomes --------------------------------------------------------------------------------
+
+    def _mine(self, pk: int | Iterable[int]) -> QuerySet[Send]:
+        """The send(s), still claimed by this chunk (a reclaimed send is another worker's now)."""
+        ids = [pk] if isinstance(pk, int) else list(pk)
+        return Send.objects.filter(
+            workspace_id=self.workspace_id, pk__in=ids, state=SendState.CLAIMED, claimed_at=self.now
+        )
+
+    def _settle(self, ids: list[int], *, state: str, reason: str) -> None:
+        self._mine(ids).update(state=state, reason=reason[:500], sent_at=None, claim_expires_at=None)
+
+    def _failed(self, send: Send, reason: str, *, permanent: bool) -> None:
+        delay = None if permanent else retry_delay(send.attempts)
+        if delay is None:
+            self._settle([send.pk], state=SendState.FAILED, reason=reason)
+            return
+        self._mine(send.pk).update(
+            state=SendState.PENDING,
+            due_at=self.clock() + delay,
+            reason=reason[:500],
+            sent_at=None,
+            claim_expires_at=None,
+        )
+
+    def _release(self, ids: list[int]) -> None:
+        """Hand back sends this chunk could not reach in time: pending again, not an attempt."""
+        self._mine(ids).update(state=SendState.PENDING, attempts=F("attempts") - 1, sent_at=None, claim_expires_at=None)
