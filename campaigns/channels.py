@@ -288,7 +288,13 @@ class EmailSender:
 
     def send(self, outgoing: Outgoing) -> None:
         if self._connection is None:
-            self._connection = get_connection(fail_silently=False)
+            connection = get_connection(fail_silently=False)
+            try:
+                # Opened here, the backend keeps it open across ``send_messages`` calls.
+                connection.open()
+            except (smtplib.SMTPException, OSError) as error:
+                raise SendFailed(f"cannot reach the mail server: {error}", permanent=False) from error
+            self._connection = connection
         message = EmailMultiAlternatives(
             subject=outgoing.subject,
             body=outgoing.text,

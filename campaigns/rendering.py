@@ -240,10 +240,7 @@ def template_problem(source: str, *, kind: Kind) -> str | None:
         try:
             json.loads(output)
         except json.JSONDecodeError as error:
-            return (
-                f"not valid JSON once rendered ({error.msg} at line {error.lineno}, "
-                f"column {error.colno}); write values outside quotes with | tojson."
-            )
+            return f"not valid JSON once rendered ({error.msg} at line {error.lineno}, column {error.colno})."
     return None
 
 
