@@ -5,9 +5,7 @@
   again every few seconds: ``campaigns.triggers.trigger_events_listened``) does it write,
   in ingestion's transaction, one ``TriggerInbox`` row per person and name (one statement),
   and queue the inbox's drain on commit. Otherwise it costs a dictionary lookup.
-- ``person_merged``: a loser's inbox rows become the survivor's (their events moved there).
-- ``person_erased``: their inbox rows go.
-
+Merges and erasures of inbox rows are ``campaigns.people``'s, with the app's other tables.
 No ``people_imported``: a bulk import is history, and history triggers no campaign
 (docs/campaigns.md, "Triggered campaigns").
 """
@@ -17,9 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from accounts.tenancy import workspace_scope
-from campaigns.models import TriggerInbox
 from campaigns.triggers import trigger_events_listened, trigger_inbox_note
-from tracking.events import Change, ErasedPerson
+from tracking.events import Change
 
 
 def people_touched(workspace_id: int, changes: Mapping[int, Change]) -> None:
@@ -36,14 +33,3 @@ def people_touched(workspace_id: int, changes: Mapping[int, Change]) -> None:
                 names.append(name)
         if people:
             trigger_inbox_note(workspace_id=workspace_id, people=people, event_names=names)
-
-
-def person_merged(workspace_id: int, loser_id: int, survivor_id: int) -> None:
-    with workspace_scope(workspace_id):
-        TriggerInbox.objects.filter(workspace_id=workspace_id, person_id=loser_id).update(person_id=survivor_id)
-
-
-def person_erased(erased: ErasedPerson) -> dict[str, int]:
-    with workspace_scope(erased.workspace):
-        deleted, _ = TriggerInbox.objects.filter(workspace=erased.workspace, person_id=erased.person_id).delete()
-    return {"campaign_trigger_inbox": deleted}

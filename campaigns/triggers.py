@@ -524,6 +524,11 @@ def _redis() -> redis.Redis:
     return client
 
 
+def _queue() -> str:
+    """The campaigns' Celery queue (``CAMPAIGNS_QUEUE``), the engine's too."""
+    return str(settings.CAMPAIGNS_QUEUE)
+
+
 def _drain_kick_key(workspace_id: int) -> str:
     return f"{settings.CACHES['default'].get('KEY_PREFIX', 'cohortly')}:campaign-triggers:{workspace_id}:queued"
 
@@ -542,7 +547,9 @@ def trigger_drain_kick(workspace_id: int) -> None:
         logger.warning("Campaign triggers: could not kick workspace %s (%s); the sweep drains it", workspace_id, error)
         return
     try:
-        current_app.signature(DRAIN_TASK).apply_async((workspace_id,), retry=False, expires=KICK_EXPIRES_SECONDS)
+        current_app.signature(DRAIN_TASK).apply_async(
+            (workspace_id,), queue=_queue(), retry=False, expires=KICK_EXPIRES_SECONDS
+        )
     except Exception as error:
         logger.warning("Campaign triggers: could not kick workspace %s (%s); the sweep drains it", workspace_id, error)
         trigger_drain_kick_clear(workspace_id)
@@ -562,6 +569,6 @@ def dispatch_kick() -> None:
     A lost kick costs a delay only: the beat's tick dispatches due sends every few seconds.
     """
     try:
-        current_app.signature(DISPATCH_KICK_TASK).apply_async(retry=False, expires=KICK_EXPIRES_SECONDS)
+        current_app.signature(DISPATCH_KICK_TASK).apply_async(queue=_queue(), retry=False, expires=KICK_EXPIRES_SECONDS)
     except Exception as error:
         logger.warning("Campaign triggers: could not kick the dispatcher (%s); the tick sends what is due", error)

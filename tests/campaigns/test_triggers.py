@@ -16,7 +16,7 @@ from django.utils import timezone
 from accounts.models import Workspace
 from accounts.sql import execute_session
 from accounts.tenancy import workspace_scope
-from campaigns import trigger_people, triggers
+from campaigns import triggers
 from campaigns.assignment import variant_for
 from campaigns.models import Campaign, CampaignStatus, Send, SendState, TriggerInbox, Variant
 from config.celery import app as celery_app
@@ -27,7 +27,6 @@ from tests import factories
 from tests.campaigns.trigger_support import sends, static_segment, triggered
 from tests.tracking import builders
 from tests.tracking.conftest import basic_auth
-from tracking.events import ErasedPerson
 from tracking.models import Event, Person
 
 AT = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
@@ -503,25 +502,6 @@ def test_excluded_people_get_nothing_from_an_event(workspace, client):
     _drain_inbox(workspace)
 
     assert [s.person_id for s in sends(workspace, campaign)] == [_person(workspace, "ann").pk]
-
-
-def test_a_merge_moves_the_losers_inbox_rows_and_an_erasure_removes_them(workspace):
-    ann, bob = _people(workspace, "ann", "bob")
-    with workspace_scope(workspace):
-        TriggerInbox.objects.bulk_create(
-            TriggerInbox(workspace=workspace, person_id=p.pk, event="Product Added", noted_at=timezone.now())
-            for p in (ann, bob)
-        )
-
-    # The port calls its hooks inside the workspace's scope.
-    with workspace_scope(workspace):
-        trigger_people.person_merged(workspace.pk, bob.pk, ann.pk)
-    assert _inbox(workspace) == [(ann.pk, "Product Added"), (ann.pk, "Product Added")]
-
-    with workspace_scope(workspace):
-        counts = trigger_people.person_erased(ErasedPerson(workspace=workspace, person_id=ann.pk, identities=[]))
-    assert counts == {"campaign_trigger_inbox": 2}
-    assert _inbox(workspace) == []
 
 
 def test_the_sweep_lists_workspaces_with_inbox_rows(workspace):

@@ -23,6 +23,7 @@ def test_the_settings_subscribers_are_registered_by_hook_name(settings):
         "segmentation.catalogue.people",
         "insights.clustering_people",
         "insights.people",
+        "campaigns.people",
         "campaigns.trigger_people",
     ]
     registered = {
@@ -34,16 +35,20 @@ def test_the_settings_subscribers_are_registered_by_hook_name(settings):
         "person_merged": [
             "segmentation.people.person_merged",
             "insights.clustering_people.person_merged",
-            "campaigns.trigger_people.person_merged",
+            "campaigns.people.person_merged",
         ],
         "person_erased": [
             "segmentation.people.person_erased",
             "segmentation.catalogue.people.person_erased",
             "insights.clustering_people.person_erased",
             "insights.people.person_erased",
-            "campaigns.trigger_people.person_erased",
+            "campaigns.people.person_erased",
         ],
-        "person_export": ["segmentation.people.person_export", "insights.clustering_people.person_export"],
+        "person_export": [
+            "segmentation.people.person_export",
+            "insights.clustering_people.person_export",
+            "campaigns.people.person_export",
+        ],
     }
 
 
