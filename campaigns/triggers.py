@@ -20,8 +20,9 @@ every send in one statement that ignores a row already there: a batch read twice
 writes nothing twice.
 
 What listens: a campaign in status ``listening``, and only to triggers at or after its
-``launched_at`` (the launch, or the launch that resumed it after a pause): a change or
-an event from before, or from while it was paused, writes nothing. The rules are in
+last launch (``listening_since``, set by the launch that resumed it after a pause too;
+else ``launched_at``): a change or an event from before, or from while it was paused,
+writes nothing. The rules are in
 docs/campaigns.md, "Triggered campaigns".
 """
 
@@ -161,8 +162,10 @@ def sends_from_changes(*, workspace: Workspace, changes: Sequence[SegmentChange]
 
 
 def _listening_at(campaign: Campaign, at: datetime) -> bool:
-    """Whether the campaign was listening at ``at``: at or after its (last) launch."""
-    return campaign.launched_at is None or at >= campaign.launched_at
+    """Whether the campaign was listening at ``at``: at or after its last launch (``listening_since``,
+    else ``launched_at``). A trigger from before, or from while it was paused, is skipped."""
+    since = campaign.listening_since or campaign.launched_at
+    return since is None or at >= since
 
 
 # --- Event triggers: ingestion's inbox and its drain ------------------------------------

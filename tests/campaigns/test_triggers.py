@@ -146,12 +146,15 @@ def test_entries_before_the_launch_or_while_paused_write_nothing_and_resuming_li
     _drain_feed(workspace)
     assert [s.occurrence for s in sends(workspace, campaign)] == [f"change:{bob_entry}"]
 
-    # When it is paused, cy enters, and it is launched again at 11:00 (cy's entry at 10:30 came while paused)
-    Campaign.objects.unscoped().filter(pk=campaign.pk).update(status=CampaignStatus.PAUSED, paused_at=launch)
+    # When it is paused at 10:10, cy enters at 10:30, and it is launched again at 11:00 (its launch kept)
+    paused = launch + timedelta(minutes=10)
+    Campaign.objects.unscoped().filter(pk=campaign.pk).update(status=CampaignStatus.PAUSED, paused_at=paused)
+    # ... the feed read only after it resumed (a backlog)
     [paused_entry] = _changes(workspace, segment, [cy], at=launch + timedelta(minutes=30))
-    _drain_feed(workspace)
     resumed = launch + timedelta(hours=1)
-    Campaign.objects.unscoped().filter(pk=campaign.pk).update(status=CampaignStatus.LISTENING, launched_at=resumed)
+    Campaign.objects.unscoped().filter(pk=campaign.pk).update(
+        status=CampaignStatus.LISTENING, paused_at=None, listening_since=resumed
+    )
     [after] = _changes(workspace, segment, [ann], at=resumed + timedelta(minutes=1))
     _drain_feed(workspace)
 
@@ -487,6 +490,25 @@ def test_history_and_events_of_a_paused_campaign_trigger_nothing(workspace, clie
     assert sends(workspace, campaign) == []
     assert (paused.rows, paused.written) == (1, 0)
     assert _inbox(workspace) == []
+
+
+def test_an_event_while_paused_is_not_sent_after_resuming_and_a_later_one_is(workspace, client):
+    # Given a listening campaign on every "Product Added", then paused
+    campaign = triggered(workspace, event="Product Added", once_per_person=False)
+    Campaign.objects.unscoped().filter(pk=campaign.pk).update(status=CampaignStatus.PAUSED, paused_at=timezone.now())
+
+    # When dan adds to cart while it is paused (nothing noted), it is launched again, and he adds to cart again
+    _track(client, workspace, _message("dan", "Product Added", timezone.now(), "m-paused"))
+    assert _inbox(workspace) == []
+    Campaign.objects.unscoped().filter(pk=campaign.pk).update(
+        status=CampaignStatus.LISTENING, paused_at=None, listening_since=timezone.now()
+    )
+    triggers.trigger_events_forget()
+    _track(client, workspace, _message("dan", "Product Added", timezone.now(), "m-resumed"))
+    _drain_inbox(workspace)
+
+    # Then only the event after resuming has a send (the drain read both of his events)
+    assert [s.occurrence for s in sends(workspace, campaign)] == [f"event:{_event(workspace, 'm-resumed').pk}"]
 
 
 def test_excluded_people_get_nothing_from_an_event(workspace, client):

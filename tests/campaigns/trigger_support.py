@@ -38,6 +38,7 @@ def triggered(
     channel: str = Channel.EMAIL,
     status: str = CampaignStatus.LISTENING,
     launched_at: datetime | None = None,
+    listening_since: datetime | None = None,
     variants: Sequence[tuple[str, int]] = (("A", 1),),
 ) -> Campaign:
     """A triggered campaign on entry into ``segment`` or on ``event``, listening since an hour ago by default."""
@@ -65,6 +66,7 @@ def triggered(
             reeligible_after_seconds=reeligible_after_seconds,
             holdout_percent=holdout_percent,
             launched_at=launched_at or timezone.now() - timedelta(hours=1),
+            listening_since=listening_since,
         )
         Variant.objects.bulk_create(
             Variant(
