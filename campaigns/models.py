@@ -142,6 +142,9 @@ class Campaign(TenantModel):
     updated_at = models.DateTimeField(auto_now=True)
     launched_at = models.DateTimeField(null=True, blank=True)
     paused_at = models.DateTimeField(null=True, blank=True)
+    # A triggered campaign hears triggers from this time on: set by every launch, the one that
+    # resumes it after a pause too (null: since ``launched_at``). Triggers while paused are skipped.
+    listening_since = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -297,10 +297,12 @@ def campaign_launch(*, campaign: Campaign, actor: User | None, now: datetime | N
             locked.status = CampaignStatus.SCHEDULED if due_later else CampaignStatus.SENDING
         else:
             locked.status = CampaignStatus.LISTENING
+            # Triggers count from here: those that came while it was paused or a draft are skipped.
+            locked.listening_since = now
         resumed = locked.launched_at is not None
         locked.launched_at = locked.launched_at or now
         locked.paused_at = None
-        locked.save(update_fields=["status", "launched_at", "paused_at", "updated_at"])
+        locked.save(update_fields=["status", "launched_at", "listening_since", "paused_at", "updated_at"])
         audit_record(
             workspace=workspace,
             actor=actor,

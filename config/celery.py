@@ -13,3 +13,5 @@ app.autodiscover_tasks()
 app.autodiscover_tasks(["segmentation.webhooks"])
 # Suggested segments' task module (insights.clustering_tasks).
 app.autodiscover_tasks(["insights"], related_name="clustering_tasks")
+# Triggered campaigns' task module (campaigns.trigger_tasks), beside the engine's campaigns.tasks.
+app.autodiscover_tasks(["campaigns"], related_name="trigger_tasks")

@@ -72,6 +72,8 @@ TRACKING_SUBSCRIBERS = [
     "insights.clustering_people",
     "insights.people",
     "campaigns.people",
+    # Event triggers of campaigns: the inbox of people who did an event a listening campaign triggers on.
+    "campaigns.trigger_people",
 ]
 # What apps above tracking add to its views of people: filters, fields, page sections (tracking/people_extensions.py).
 TRACKING_PEOPLE_EXTENSIONS = ["segmentation.person_views"]
@@ -163,6 +165,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # Campaigns: fan out due broadcast runs, close finished ones, keep the dispatch of due sends going
     # (docs/campaigns.md, "Sending engine").
     "campaigns-tick": {"task": "campaigns.tasks.campaigns_tick", "schedule": 5.0},
+    # Event triggers of campaigns: workspaces whose trigger inbox still has rows (lost kicks; docs/campaigns.md).
+    "campaigns-triggers-sweep": {"task": "campaigns.triggers_sweep", "schedule": 5.0},
 }
 # The queue of the real-time membership drains; a worker of its own (-Q) keeps them from waiting
 # behind long full refreshes. Default: Celery's default queue.
@@ -319,6 +323,8 @@ INSIGHTS_TRAITS_TIMEOUT_SECONDS = env.float("INSIGHTS_TRAITS_TIMEOUT_SECONDS", d
 # The name keys the consumer's cursors. Higher apps add theirs here; segmentation never names them.
 SEGMENT_FEED_CONSUMERS: dict[str, str] = {
     "webhooks": "segmentation.webhooks.services.deliveries_from_changes",
+    # Triggered campaigns on segment entry: a pending send per entry (docs/campaigns.md).
+    "campaigns": "campaigns.triggers.sends_from_changes",
 }
 # Changes per consumer transaction.
 SEGMENT_FEED_BATCH_SIZE = env.int("SEGMENT_FEED_BATCH_SIZE", default=500)
@@ -395,6 +401,7 @@ ROUTINE_TASKS = sorted(
     | {
         "segmentation.tasks.segment_realtime_drain",
         "segmentation.feed_drain",
+        "campaigns.triggers_drain",
         "segmentation.catalogue.tasks.catalogue_update_task",
         "campaigns.dispatch_kick",
     }

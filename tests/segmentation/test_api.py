@@ -889,8 +889,8 @@ def test_the_definition_schema_states_the_limits_the_parser_enforces():
 @pytest.mark.parametrize("text", ["1m", "48h", "7d", "4w", "5218w", "0d", "01d", "1.5d", "7", "7x", "12345678901m"])
 def test_the_duration_pattern_of_the_schema_is_the_parsers(text):
     """Within a century (the parser's further bound, stated in the description), the pattern is exact."""
-    from segmentation.serializers import _DURATION
     from segmentation.definition import parse_duration
+    from segmentation.serializers import _DURATION
 
     assert (re.fullmatch(_DURATION["pattern"], text) is not None) == (parse_duration(text) is not None)
 

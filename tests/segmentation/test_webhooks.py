@@ -1161,17 +1161,17 @@ def test_a_failed_consumer_transaction_retries_from_its_cursor_with_nothing_lost
     failed = _drain(workspace, django_capture_on_commit_callbacks)
 
     # Then nothing was kept, the cursor did not move, nothing was sent
-    assert (failed.failed, failed.read) == (["webhooks"], {"webhooks": 0})
+    assert (failed.failed, failed.read["webhooks"]) == (["webhooks"], 0)
     with workspace_scope(workspace):
         assert WebhookDelivery.objects.count() == 0
-        assert list(ChangeFeedCursor.objects.values_list("last_id", flat=True)) in ([], [0])
+        assert list(ChangeFeedCursor.objects.filter(consumer="webhooks").values_list("last_id", flat=True)) in ([], [0])
     assert receiver.requests == []
 
     # And once the database accepts them again, the next drain delivers each change once
     with connection.cursor() as cursor:
         cursor.execute("DROP TRIGGER refuse ON segmentation_webhookdelivery")
     again = _drain(workspace, django_capture_on_commit_callbacks)
-    assert (again.failed, again.read) == ([], {"webhooks": 2})
+    assert (again.failed, again.read["webhooks"]) == ([], 2)
     with workspace_scope(workspace):
         rows = sorted(WebhookDelivery.objects.values_list("change_id", "status"))
         assert ChangeFeedCursor.objects.get(consumer="webhooks").last_id == ids[-1]

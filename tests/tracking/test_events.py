@@ -24,12 +24,13 @@ def test_the_settings_subscribers_are_registered_by_hook_name(settings):
         "insights.clustering_people",
         "insights.people",
         "campaigns.people",
+        "campaigns.trigger_people",
     ]
     registered = {
         name: [f"{hook.__module__}.{hook.__name__}" for hook in hooks] for name, hooks in events._hooks.items()
     }
     assert registered == {
-        "people_touched": ["segmentation.people.people_touched"],
+        "people_touched": ["segmentation.people.people_touched", "campaigns.trigger_people.people_touched"],
         "people_imported": ["segmentation.people.people_imported", "segmentation.catalogue.people.people_imported"],
         "person_merged": [
             "segmentation.people.person_merged",
