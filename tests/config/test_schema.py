@@ -102,7 +102,6 @@ def test_the_tracking_api_is_documented_with_write_key_auth(schema):
 
 
 def test_nothing_is_documented_that_is_not_built(schema):
-    text = str(schema).lower()
-
-    assert "campaign" not in text
+    # (a person's export documents campaigns' sections, which are built; the campaigns API is not yet)
+    assert not [path for path in schema["paths"] if "campaign" in path.lower()]
     assert not [path for path in schema["paths"] if "{format}" in path]
