@@ -94,8 +94,8 @@ class Shop:
         with page.expect_response(f"{self.host}/v1/messages") as listed:
             page.goto(f"{self.origin}/_site/shop?{urlencode(params)}")
         assert listed.value.status == 200
-        page.errors = errors  # type: ignore[attr-defined]
-        page.requests = requests  # type: ignore[attr-defined]
+        page.errors = errors
+        page.requests = requests
         return page, listed.value.json()
 
     def close(self) -> None:
@@ -186,8 +186,8 @@ def test_a_banner_is_shown_to_a_member_only_and_its_click_counts_in_the_results(
     # A clicked message is not shown again; nothing went anywhere but the app's host.
     _, again = shop.visit("anon-ada")
     assert again == {"messages": []}
-    assert page.errors == bob_page.errors == []  # type: ignore[attr-defined]
-    for request in page.requests + bob_page.requests:  # type: ignore[attr-defined]
+    assert page.errors == bob_page.errors == []
+    for request in page.requests + bob_page.requests:
         assert request.startswith((shop.host, shop.origin)), request
 
 
@@ -236,6 +236,6 @@ def test_a_dismissed_modal_stays_dismissed_on_a_phone(shop):
     assert names == ["Message Dismissed", "Message Viewed"]
 
 
-def _state(shop: Shop, send: Send) -> dict[str, Any]:
+def _state(shop: Shop, send: Send) -> Any:
     with workspace_scope(shop.workspace):
         return Send.objects.filter(pk=send.pk).values("opened_at", "clicked_at", "dismissed_at").get()
