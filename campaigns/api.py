@@ -164,6 +164,12 @@ class CampaignPreviewSerializer(serializers.Serializer[Any]):
     text = serializers.CharField(required=False)
     url = serializers.CharField(required=False)
     json = serializers.JSONField(required=False)
+    # On-site: what the snippet receives (docs/campaigns.md, "On-site messages").
+    format = serializers.CharField(required=False)
+    title = serializers.CharField(required=False)
+    body = serializers.CharField(required=False)
+    link_url = serializers.CharField(required=False)
+    link_text = serializers.CharField(required=False)
 
 
 class CampaignTestRequestSerializer(StrictSerializer):

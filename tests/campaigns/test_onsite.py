@@ -395,3 +395,23 @@ def test_on_site_variants_take_a_format_and_an_http_link_only(db, workspace):
             "format": "banner",
         }
     ]
+
+
+def test_the_preview_of_an_on_site_variant_is_what_the_snippet_receives(db, workspace):
+    key = factories.api_key(workspace)[1]
+    client = Client()
+    ada = _visit(client, workspace, "anon-ada", user_id="ada", traits={"first_name": "<Ada>", "plan": "Pro"})
+    document = body([segment(workspace).pk], name="Renewal", channel="onsite", variants=[MODAL], goal=None)
+    created = api(client, "POST", "/api/v1/campaigns/", document, key=key).json()
+
+    preview = api(client, "POST", f"/api/v1/campaigns/{created['id']}/preview/", {"person": ada}, key=key)
+
+    assert preview.status_code == 200
+    assert preview.json() == {
+        "variant": "A",
+        "format": "modal",
+        "title": "Hi <Ada>",
+        "body": "Your Pro plan ends soon. <b>Renew</b>",
+        "link_url": "https://shop.example/renew?u=ada",
+        "link_text": "Renew now",
+    }
