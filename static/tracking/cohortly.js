@@ -437,6 +437,13 @@
     card.appendChild(x);
     box.appendChild(card);
     (d.body || d.documentElement).appendChild(box);
+    // A modal takes the focus to its dismiss button; Escape dismisses it.
+    if (modal) {
+      x.focus();
+      box.onkeydown = function (e) {
+        if (e.key == "Escape") x.onclick();
+      };
+    }
     act("viewed");
   }
 

@@ -222,8 +222,9 @@ def test_a_dismissed_modal_stays_dismissed_on_a_phone(shop):
     page.set_viewport_size({"width": 1440, "height": 900})
     page.screenshot(path=str(SHOTS / "modal-1440x900.png"))
 
-    # And dismisses it
-    modal.get_by_role("button", name="Dismiss").click()
+    # And dismisses it with Escape (the dismiss button has the focus)
+    expect(modal.get_by_role("button", name="Dismiss")).to_be_focused()
+    page.keyboard.press("Escape")
     expect(page.locator(MESSAGE)).to_have_count(0)
     _until(lambda: _state(shop, send)["dismissed_at"] is not None, "the dismissal", page)
 
@@ -239,3 +240,34 @@ def test_a_dismissed_modal_stays_dismissed_on_a_phone(shop):
 def _state(shop: Shop, send: Send) -> Any:
     with workspace_scope(shop.workspace):
         return Send.objects.filter(pk=send.pk).values("opened_at", "clicked_at", "dismissed_at").get()
+
+
+def test_a_visitor_sees_the_users_message_once_identify_is_stored(shop):
+    # Given Ada, known by her user id from another browser, in the audience
+    message = {"type": "identify", "anonymousId": "anon-ada-laptop", "userId": "ada", "traits": {}}
+    assert (
+        Client()
+        .generic(
+            "POST",
+            "/v1/batch",
+            json.dumps({"batch": [message], "writeKey": shop.workspace.write_key}),
+            content_type="text/plain",
+        )
+        .status_code
+        == 200
+    )
+    with workspace_scope(shop.workspace):
+        ada = Identity.objects.get(kind=IdentityKind.USER_ID, value="ada").person_id
+    _campaign(shop, [ada], {"name": "A", "weight": 1, "subject": "Welcome back", "body": "Your cart is waiting."})
+
+    # When she opens the shop on a new phone, her browser is a stranger: nothing shows
+    page, listed = shop.visit("anon-ada-phone", viewport={"width": 390, "height": 844})
+    assert listed == {"messages": []}
+
+    # And once she signs in (the site calls identify), the snippet asks again after it is stored
+    with page.expect_response(lambda r: r.url == f"{shop.host}/v1/messages" and r.json()["messages"], timeout=20000):
+        page.evaluate("cohortly.identify('ada')")
+
+    # Then her message shows
+    expect(page.locator(MESSAGE)).to_contain_text("Your cart is waiting.")
+    assert page.errors == []
