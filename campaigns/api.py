@@ -22,7 +22,16 @@ from rest_framework.views import APIView
 
 from accounts.requests import request_actor, request_workspace
 from campaigns import rendering, selectors, services
-from campaigns.models import Campaign, CampaignKind, CampaignSettings, CampaignStatus, Channel, FrequencyCap, TriggerOn
+from campaigns.models import (
+    Campaign,
+    CampaignKind,
+    CampaignSettings,
+    CampaignStatus,
+    Channel,
+    FrequencyCap,
+    OnsiteFormat,
+    TriggerOn,
+)
 from campaigns.progress import campaign_progress
 from campaigns.validation import MAX_HOLDOUT_PERCENT, MAX_VARIANTS
 from core.api import Pagination, StrictSerializer
@@ -55,10 +64,21 @@ class CampaignVariantSerializer(serializers.Serializer[Any]):
     weight = serializers.IntegerField(min_value=1, required=False, default=1)
     subject = serializers.CharField(required=False, help_text="Email and on-site: a template (text).")
     body = serializers.CharField(
-        required=False, help_text="Email and on-site: an HTML template; webhook: a JSON template (empty: the default)."
+        required=False,
+        help_text="Email: an HTML template; webhook: a JSON template (empty: the default); on-site: the message "
+        "(a text template).",
     )
-    text = serializers.CharField(required=False, help_text="Email: the plain-text part (empty: taken from the HTML).")
-    url = serializers.CharField(required=False, help_text="Webhook: where to POST; templates only after the host.")
+    text = serializers.CharField(
+        required=False,
+        help_text="Email: the plain-text part (empty: taken from the HTML); on-site: the link's label.",
+    )
+    url = serializers.CharField(
+        required=False,
+        help_text="Webhook: where to POST; on-site: the link (http or https). Templates only after the host.",
+    )
+    format = serializers.ChoiceField(
+        choices=OnsiteFormat.choices, required=False, help_text="On-site: banner (default) or modal."
+    )
 
 
 class CampaignGoalSerializer(serializers.Serializer[Any]):
@@ -144,6 +164,12 @@ class CampaignPreviewSerializer(serializers.Serializer[Any]):
     text = serializers.CharField(required=False)
     url = serializers.CharField(required=False)
     json = serializers.JSONField(required=False)
+    # On-site: what the snippet receives (docs/campaigns.md, "On-site messages").
+    format = serializers.CharField(required=False)
+    title = serializers.CharField(required=False)
+    body = serializers.CharField(required=False)
+    link_url = serializers.CharField(required=False)
+    link_text = serializers.CharField(required=False)
 
 
 class CampaignTestRequestSerializer(StrictSerializer):

@@ -242,7 +242,7 @@ def message_build(
         channel=campaign.channel,
         recipient=f"person:{person.id}",
         subject=rendered.subject,
-        html=rendered.html,
+        text=rendered.text,
     )
 
 
@@ -389,7 +389,8 @@ class WebhookSender:
 
 
 class OnsiteSender:
-    """On-site messages leave nothing here: the sent row is the message the site shows."""
+    """On-site messages leave nothing here: the sent row is the message the site shows when the
+    snippet asks for it (``campaigns.onsite``), rendered then for the person as they are."""
 
     def send(self, outgoing: Outgoing) -> None:
         pass

@@ -188,11 +188,17 @@ class CampaignAudience(TenantModel):
         return f"{self.campaign.name} ({'excluded' if self.exclude else 'included'})"
 
 
+class OnsiteFormat(models.TextChoices):
+    BANNER = "banner", "Banner"
+    MODAL = "modal", "Modal"
+
+
 class Variant(TenantModel):
     """One version of the content, sent to a ``weight`` share of the non-holdout audience.
 
     Email: ``subject``, ``body`` (HTML) and ``text`` (plain; derived from the HTML when empty).
-    Webhook: ``url`` and ``body`` (a JSON template). On-site: ``subject`` (title) and ``body``.
+    Webhook: ``url`` and ``body`` (a JSON template). On-site: ``subject`` (the title), ``body`` (the
+    message, plain text), ``url`` and ``text`` (an optional link and its label), ``format``.
     """
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="variants")
@@ -203,6 +209,8 @@ class Variant(TenantModel):
     body = models.TextField(blank=True)
     text = models.TextField(blank=True)
     url = models.URLField(max_length=2000, blank=True)
+    # On-site messages: shown as a banner or a modal (empty for other channels).
+    format = models.CharField(max_length=10, choices=OnsiteFormat.choices, blank=True)
 
     class Meta:
         ordering = ["position"]
@@ -266,6 +274,8 @@ class Send(TenantModel):
     recipient = models.CharField(max_length=2000, blank=True)
     opened_at = models.DateTimeField(null=True, blank=True)
     clicked_at = models.DateTimeField(null=True, blank=True)
+    # An on-site message the person closed: not shown again.
+    dismissed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

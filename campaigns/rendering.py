@@ -88,8 +88,9 @@ class Rendered:
     """A variant rendered for one person. Fields a channel does not use are empty.
 
     Email: ``subject``, ``html`` and ``text`` (derived from the HTML when the variant has
-    no text). Webhook: ``url`` and ``json_body`` (the parsed body). On-site: ``subject``
-    (the title) and ``html``.
+    no text). Webhook: ``url`` and ``json_body`` (the parsed body). On-site, all plain text:
+    ``subject`` (the title), ``text`` (the message), ``url`` (the link, http or https only:
+    anything else renders empty) and ``link_text`` (its label).
     """
 
     subject: str = ""
@@ -97,6 +98,7 @@ class Rendered:
     text: str = ""
     url: str = ""
     json_body: Any = None
+    link_text: str = ""
 
 
 class _JsonValue(str):
@@ -296,7 +298,17 @@ def render_variant(
                 json_body["event"] = {"properties": event_properties}
         return Rendered(url=url, json_body=json_body)
     subject = " ".join(field_render("subject", variant.subject, "text").split())
-    return Rendered(subject=subject, html=field_render("body", variant.body, "html"))
+    link = field_render("url", variant.url, "text").strip() if variant.url.strip() else ""
+    if not _SAFE_LINK.match(link):
+        link = ""  # a trait made it something else than an http(s) address: no link rather than a javascript: one
+    link_text = " ".join(field_render("text", variant.text, "text").split()) if link else ""
+    return Rendered(
+        subject=subject, text=field_render("body", variant.body, "text").strip(), url=link, link_text=link_text
+    )
+
+
+# An on-site link as rendered: http(s), a host, and no whitespace or control character anywhere.
+_SAFE_LINK = re.compile(r"^https?://[^\s/?#\x00-\x1f\x7f]+[^\s\x00-\x1f\x7f]*$", re.IGNORECASE)
 
 
 # -- plain text from HTML ---------------------------------------------------------------

@@ -81,6 +81,8 @@ def _variant_body(variant: Variant, channel: str) -> dict[str, Any]:
         value = getattr(variant, key)
         if value or key in REQUIRED_CONTENT[channel]:
             document[key] = value
+    if channel == Channel.ONSITE:
+        document["format"] = variant.format or "banner"
     return document
 
 
@@ -293,4 +295,11 @@ def campaign_preview(
         return {"subject": rendered.subject, "html": rendered.html, "text": rendered.text}
     if campaign.channel == Channel.WEBHOOK:
         return {"url": rendered.url, "json": rendered.json_body}
-    return {"subject": rendered.subject, "html": rendered.html}
+    # On-site: what the snippet receives (``campaigns.onsite``), all plain text.
+    return {
+        "format": variant.format or "banner",
+        "title": rendered.subject,
+        "body": rendered.text,
+        "link_url": rendered.url,
+        "link_text": rendered.link_text,
+    }

@@ -149,7 +149,8 @@ def _write_variants(campaign: Campaign, spec: CampaignSpec, *, in_place: bool) -
         rows = list(Variant.objects.filter(workspace_id=campaign.workspace_id, campaign=campaign).order_by("position"))
         for row, given in zip(rows, spec.variants, strict=True):
             row.subject, row.body, row.text, row.url = given.subject, given.body, given.text, given.url
-            row.save(update_fields=["subject", "body", "text", "url"])
+            row.format = given.format
+            row.save(update_fields=["subject", "body", "text", "url", "format"])
         return
     Variant.objects.filter(workspace_id=campaign.workspace_id, campaign=campaign).delete()
     Variant.objects.bulk_create(
@@ -164,6 +165,7 @@ def _write_variants(campaign: Campaign, spec: CampaignSpec, *, in_place: bool) -
                 body=given.body,
                 text=given.text,
                 url=given.url,
+                format=given.format,
             )
             for position, given in enumerate(spec.variants)
         ]

@@ -1,8 +1,9 @@
-"""Public engagement links of campaign emails under ``/e/``, and ESPs' tracking webhooks under ``/anymail/``."""
+"""Public engagement links of campaign emails under ``/e/``, ESPs' tracking webhooks under ``/anymail/``,
+and the snippet's on-site messages under ``/v1/``."""
 
 from django.urls import path
 
-from campaigns import views
+from campaigns import onsite_views, views
 
 engagement_urlpatterns = [
     path("o/<str:token>/", views.open_pixel, name="campaign_open"),
@@ -12,4 +13,10 @@ engagement_urlpatterns = [
 
 esp_urlpatterns = [
     path("<str:esp>/tracking/", views.esp_tracking, name="campaign_esp_tracking"),
+]
+
+# The snippet's on-site messages, under ``/v1/`` beside the tracking API (public, by write key).
+onsite_urlpatterns = [
+    path("messages", onsite_views.messages, name="onsite_messages"),
+    path("messages/<int:send_id>/<str:action>", onsite_views.message_event, name="onsite_message_event"),
 ]

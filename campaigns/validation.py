@@ -9,6 +9,7 @@ and tested, in one place. ``campaigns.services`` calls it before writing anythin
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,8 +34,14 @@ MAX_AUDIENCE_SEGMENTS = 50
 VARIANT_FIELDS: dict[str, dict[str, str]] = {
     Channel.EMAIL: {"subject": "text", "body": "html", "text": "text"},
     Channel.WEBHOOK: {"url": "text", "body": "json"},
-    Channel.ONSITE: {"subject": "text", "body": "html"},
+    # On-site: the title, the message, an optional link and its label; all plain text (the snippet
+    # writes them with textContent). ``format`` (banner or modal) is not a template: see ONSITE_FORMATS.
+    Channel.ONSITE: {"subject": "text", "body": "text", "url": "text", "text": "text"},
 }
+# An on-site variant's ``format``: how the snippet shows it (default: a banner).
+ONSITE_FORMATS = ("banner", "modal")
+# The fixed start of an on-site link: the browser follows it, so http(s) only (no javascript:, data:).
+_ONSITE_LINK = re.compile(r"^https?://[^\s/?#{}]+", re.IGNORECASE)
 # Fields of the campaign document the server writes: refused in a body, by name.
 READ_ONLY = ("id", "status", "created_at", "launched_at", "progress")
 FIELDS = (
@@ -68,6 +75,7 @@ class VariantSpec:
     body: str = ""
     text: str = ""
     url: str = ""
+    format: str = ""
 
 
 @dataclass
@@ -402,6 +410,7 @@ def _variants(
     variants: list[VariantSpec] = []
     seen: dict[str, int] = {}
     contents = VARIANT_FIELDS.get(channel or "", {})
+    allowed = (*contents, "format") if channel == Channel.ONSITE else tuple(contents)
     for index, item in enumerate(raw):
         path = f"variants[{index}]"
         if not isinstance(item, Mapping):
@@ -409,10 +418,10 @@ def _variants(
             continue
         if channel is not None:
             for key in item:
-                if key not in ("name", "weight", *contents):
+                if key not in ("name", "weight", *allowed):
                     r.error(
                         f"{path}.{key}",
-                        f"Not a field of a {channel} variant ({', '.join(['name', 'weight', *contents])}).",
+                        f"Not a field of a {channel} variant ({', '.join(['name', 'weight', *allowed])}).",
                     )
         default_name = chr(ord("A") + index)
         name = r.string(item.get("name", default_name), f"{path}.name", max_length=MAX_VARIANT_NAME, required=True)
@@ -435,14 +444,27 @@ def _variants(
             if text.strip():
                 problem = template_check(text, template_kind)
                 if problem is None and key == "url":
-                    problem = url_check(text)
+                    problem = _onsite_link_problem(text) if channel == Channel.ONSITE else url_check(text)
                 if problem is not None:
                     r.error(f"{path}.{key}", problem)
                     continue
             values[key] = text.strip() if key == "url" else text
+        if channel == Channel.ONSITE:
+            shown_as = item.get("format", "banner")
+            if shown_as not in ONSITE_FORMATS:
+                r.error(f"{path}.format", f"Expected one of {', '.join(ONSITE_FORMATS)}, got {shown_as!r}.")
+            else:
+                values["format"] = shown_as
         if name is not None and weight is not None:
             variants.append(VariantSpec(name=name, weight=weight, **values))
     return variants
+
+
+def _onsite_link_problem(url: str) -> str | None:
+    """Why an on-site link is refused: it must start with http:// or https:// and a host, written plainly."""
+    if not _ONSITE_LINK.match(url.strip()):
+        return "An on-site link starts with http:// or https:// and its host, written plainly (templates after it)."
+    return None
 
 
 # The content a variant of each channel cannot do without.

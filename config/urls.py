@@ -23,6 +23,8 @@ urlpatterns = [
     path("", include("insights.urls")),
     path("api/v1/", include(api_v1)),
     path("v1/", include("tracking.ingest_urls")),
+    # The snippet's on-site messages (public, by write key, like the tracking API).
+    path("v1/", include(campaign_urls.onsite_urlpatterns)),
     # Campaign emails' opens, clicks and unsubscribes (public, signed links), and ESPs' tracking webhooks.
     path("e/", include(campaign_urls.engagement_urlpatterns)),
     path("anymail/", include(campaign_urls.esp_urlpatterns)),

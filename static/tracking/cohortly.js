@@ -1,6 +1,7 @@
 /* Cohortly tracking snippet. Source of /sdk/cohortly.js (served minified from
  * cohortly.min.js, rebuilt by `manage.py build_snippet`). Speaks the Segment
  * HTTP Tracking API of the server it is loaded from: POST {host}/v1/batch.
+ * Shows the visitor's on-site messages from POST {host}/v1/messages.
  * Makes no request to anything but that host. */
 (function (w, d, nav) {
   "use strict";
@@ -31,6 +32,7 @@
   var lastUrl = w.location.href, referrer = d.referrer;
   var view = null; // the page view of a route change, waiting for its title
   var readyFns = [], isReady = 0;
+  var shown = {}, box = null, msgWait = 0; // on-site messages: shown on this page, the one on screen
 
   // localStorage, or memory where it is refused or full (what is in memory wins).
   function get(k) {
@@ -153,6 +155,8 @@
       if (r.status >= 500 || r.status == 429 || r.status == 408) throw r.status;
       fails = 0;
       drop(sending);
+      // An identify is stored: the visitor's messages may be the user's now.
+      if (msgWait) { msgWait = 0; messages(); }
     }).catch(function () {
       fails++;
     }).then(function () {
@@ -207,6 +211,7 @@
     identify: function (userId, traits) {
       if (typeof userId == "object" && userId) { traits = userId; userId = null; }
       if (userId != null && !blocked()) set("cly_uid", String(userId));
+      msgWait = 1;
       return send("identify", { traits: obj(traits) });
     },
     track: function (event, properties) {
@@ -367,6 +372,81 @@
   d.addEventListener("click", onClick, true);
   w.addEventListener("scroll", onScroll, { passive: true });
 
+  // On-site messages: the visitor's, from the same host, one at a time, in plain DOM (text through
+  // textContent only; a link only when it is http or https). Seen, clicked and dismissed are
+  // reported to the host, which records them as Message Viewed / Clicked / Dismissed events.
+  function post(path) {
+    return fetch(host + "/v1/messages" + path, {
+      method: "POST", keepalive: true, credentials: "omit", headers: { "Content-Type": "text/plain" },
+      body: JSON.stringify({ writeKey: key, anonymousId: anonymousId(), userId: get("cly_uid") || undefined }),
+    });
+  }
+  function messages() {
+    if (opt.messages === false || box || blocked()) return;
+    post("").then(function (r) {
+      if (!r.ok) throw r.status;
+      return r.json();
+    }).then(function (v) {
+      show((v.messages || []).filter(function (m) { return !shown[m.id]; })[0]);
+    }, function () {});
+  }
+  function el(tag, css, text) {
+    var e = d.createElement(tag);
+    e.style.cssText = css;
+    if (text) e.textContent = text;
+    return e;
+  }
+  function show(m) {
+    if (!m || box) return;
+    shown[m.id] = 1;
+    var modal = m.format == "modal", card, a, x;
+    function act(what) {
+      post("/" + m.id + "/" + what).catch(function () {});
+    }
+    function close() {
+      box.remove();
+      box = null;
+    }
+    box = el("div", "position:fixed;z-index:2147483647;left:0;right:0;top:0;" +
+      (modal ? "bottom:0;background:rgba(0,0,0,.45);display:flex;align-items:center;justify-content:center" : ""));
+    card = el("div", "position:relative;box-sizing:border-box;background:#fff;color:#1a1a1a;" +
+      "font:15px/1.45 system-ui,sans-serif;padding:14px 48px 14px 16px;box-shadow:0 2px 14px rgba(0,0,0,.25);" +
+      (modal ? "width:440px;max-width:calc(100% - 32px);border-radius:10px;padding:20px 48px 20px 20px" : ""));
+    card.setAttribute("role", modal ? "dialog" : "status");
+    card.setAttribute("data-cohortly-message", m.id);
+    if (m.title) card.appendChild(el("strong", "display:block;margin-bottom:4px", m.title));
+    if (m.body) card.appendChild(el("div", "white-space:pre-line;overflow-wrap:anywhere", m.body));
+    if (/^https?:\/\//i.test(m.link_url || "")) {
+      a = el("a", "display:inline-block;margin-top:8px;color:#1d4ed8;font-weight:600", m.link_text || m.link_url);
+      a.href = m.link_url;
+      a.onclick = function () {
+        act("clicked");
+        close();
+      };
+      card.appendChild(a);
+    }
+    x = el("button", "position:absolute;top:6px;right:6px;width:36px;height:36px;border:0;background:none;" +
+      "font-size:22px;line-height:1;cursor:pointer;color:#555", "\u00d7");
+    x.type = "button";
+    x.setAttribute("aria-label", "Dismiss");
+    x.onclick = function () {
+      act("dismissed");
+      close();
+      messages();
+    };
+    card.appendChild(x);
+    box.appendChild(card);
+    (d.body || d.documentElement).appendChild(box);
+    // A modal takes the focus to its dismiss button; Escape dismisses it.
+    if (modal) {
+      x.focus();
+      box.onkeydown = function (e) {
+        if (e.key == "Escape") x.onclick();
+      };
+    }
+    act("viewed");
+  }
+
   // Replace the stub in place: calls queued before load run first, in order,
   // and code that kept a reference to the stub keeps working.
   var pending = Array.isArray(stub) ? stub.splice(0) : [];
@@ -379,6 +459,7 @@
   pending.forEach(stub.push);
   if (opt.autoPage !== false) api.page();
   config();
+  messages();
   if (queue().length) schedule(0);
   isReady = 1;
   readyFns.forEach(function (fn) { setTimeout(fn, 0); });

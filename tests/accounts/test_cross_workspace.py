@@ -312,6 +312,11 @@ REGISTRY: dict[str, Route] = {
     "campaign_esp_tracking": Route(
         methods=(), reason="an ESP's webhook, authenticated by ANYMAIL_WEBHOOK_SECRET (tests/campaigns)"
     ),
+    # On-site messages: the public write key names the workspace (tests/campaigns/test_onsite.py).
+    "onsite_messages": Route(methods=(), reason="the snippet's messages, by write key and anonymous id"),
+    "onsite_message_event": Route(
+        methods=(), reason="a visitor's own on-site send, by write key and anonymous id (tests/campaigns)"
+    ),
     "webhook-list": Route(reason=NONE),
     "webhook-detail": Route(methods=("GET", "DELETE"), kwargs=lambda s: {"pk": s.webhook.pk}),
     # Segments.

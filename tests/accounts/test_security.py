@@ -304,7 +304,8 @@ def _csrf_url(name: str, side: Side, tokens: dict[str, str]) -> str:
 
 
 # The tracking API (/v1/) is no web form: it is authenticated by the public write key, takes
-# no session and must accept cross-site posts from customers' sites (tests/tracking/test_ingest.py).
+# no session and must accept cross-site posts from customers' sites (tests/tracking/test_ingest.py); so
+# are the snippet's on-site messages under /v1/messages (tests/campaigns/test_onsite.py).
 # The snippet's files (/sdk/) are public GETs for any site. Campaign emails' links (/e/) are
 # authenticated by their signed token, and one-click unsubscribes are posted by mailbox providers
 # without a session (RFC 8058); ESPs' webhooks (/anymail/) by their secret.
