@@ -66,7 +66,7 @@ class TimeChart:
 
 
 def time_chart(
-    points: list[tuple[datetime, int]], unit: str, *, width: int = 760, height: int = 200
+    points: list[tuple[datetime, int]], unit: str, *, width: int = 440, height: int = 200
 ) -> TimeChart | None:
     """One bar per hour or day of sends, on an axis from 0 to a round top; None without sends."""
     if not points:
@@ -119,7 +119,7 @@ class FunnelChart:
     ticks: list[Tick]
 
 
-def funnel_chart(variants: list[GroupResult], *, width: int = 760, height: int = 260) -> FunnelChart | None:
+def funnel_chart(variants: list[GroupResult], *, width: int = 440, height: int = 220) -> FunnelChart | None:
     """Per stage (sent, opened, clicked, converted) one bar per variant, its height the share of the
     variant's sent messages; None when nothing was sent."""
     if not any(v.sent for v in variants):
@@ -187,7 +187,7 @@ def interval_chart(results: CampaignResults, *, width: int = 760, row_height: in
     shown = [(series, g) for series, g in groups if g.conversion_rate is not None and g.interval is not None]
     if not shown:
         return None
-    left, right, top = 120, width - 16, 12
+    left, right, top = (120 if width > 500 else 76), width - 16, 12
     height = top + row_height * len(shown) + 28
     bottom = top + row_height * len(shown)
     axis_top = nice_max(max(g.interval[1] for _, g in shown if g.interval) * 100) / 100
@@ -213,5 +213,6 @@ def interval_chart(results: CampaignResults, *, width: int = 760, row_height: in
                 x(high),
             )
         )
-    ticks = [Tick(x(axis_top * f), percent_label(axis_top * f)) for f in (0, 0.25, 0.5, 0.75, 1)]
+    fractions = (0, 0.25, 0.5, 0.75, 1) if width > 500 else (0, 0.5, 1)
+    ticks = [Tick(x(axis_top * f), percent_label(axis_top * f)) for f in fractions]
     return IntervalChart(width, height, left, right, top, bottom, rows, ticks)

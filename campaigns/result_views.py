@@ -84,6 +84,7 @@ def results_context(workspace: Workspace, campaign: Campaign) -> dict[str, Any]:
         "funnel_chart": result_charts.funnel_chart(results.variants),
         "legend": [(i % result_charts.SERIES, group.name) for i, group in enumerate(results.variants)],
         "interval_chart": result_charts.interval_chart(results),
+        "interval_chart_narrow": result_charts.interval_chart(results, width=360, row_height=44),
         "reasons": result_selectors.send_outcome_reasons(workspace, campaign),
         "sent_total": sum(group.sent for group in results.variants),
         "converted_total": sum(group.converted for group in results.variants),

@@ -52,7 +52,7 @@ def test_results_show_the_verdict_and_error_bars_and_make_the_converted_segment(
 
     expect(page.get_by_role("heading", level=1)).to_have_text(name)
     expect(page.locator("[data-verdict]")).to_contain_text("B converts better than A: 40.0 % vs 10.0 %, p = ")
-    bars = page.locator("svg[data-chart=intervals] .error-bar")
+    bars = page.locator("svg.interval-chart:visible .error-bar")
     expect(bars).to_have_count(3)
     for n in range(3):
         box = bars.nth(n).bounding_box()
