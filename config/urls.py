@@ -1,7 +1,6 @@
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from campaigns import page_urls as campaign_page_urls
 from campaigns import urls as campaign_urls
 from config import views
 
@@ -17,8 +16,8 @@ api_v1 = [
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("campaigns/", views.upcoming("campaigns"), name="campaigns"),
-    path("campaigns/<int:pk>/results/", include(campaign_page_urls.result_urlpatterns)),
-    path("settings/campaigns/", include(campaign_page_urls.settings_urlpatterns)),
+    # A campaign's results page, Settings -> Campaigns and the development outbox.
+    path("", include("campaigns.page_urls")),
     path("", include("accounts.urls")),
     path("", include("tracking.urls")),
     path("", include("segmentation.webhooks.urls")),
