@@ -245,6 +245,10 @@ if env.str("EMAIL_BACKEND", default=""):
     vars()["EMAIL_BACKEND"] = env.str("EMAIL_BACKEND")
 ANYMAIL = {name.removeprefix("ANYMAIL_"): value for name, value in os.environ.items() if name.startswith("ANYMAIL_")}
 EMAIL_CONFIGURED = bool(EMAIL_URL or env.str("EMAIL_BACKEND", default=""))
+# Nothing configured: the console backend that also keeps the last 200 messages for the development
+# outbox page (Settings > Campaigns > Outbox; docs/campaigns.md, "Results, caps and outbox pages").
+if not EMAIL_CONFIGURED:
+    vars()["EMAIL_BACKEND"] = "campaigns.outbox.ConsoleOutboxBackend"
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Cohortly <no-reply@cohortly.localhost>")
 # Where people reach this server from outside: the links in campaign emails (opens, clicks,
 # unsubscribes) are made from it, and Message-IDs name its host.

@@ -16,6 +16,8 @@ api_v1 = [
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("campaigns/", views.upcoming("campaigns"), name="campaigns"),
+    # A campaign's results page, Settings -> Campaigns and the development outbox.
+    path("", include("campaigns.page_urls")),
     path("", include("accounts.urls")),
     path("", include("tracking.urls")),
     path("", include("segmentation.webhooks.urls")),

@@ -440,6 +440,21 @@ REGISTRY: dict[str, Route] = {
     "campaign-settings": Route(
         methods=("GET", "PATCH"), data=lambda s: {"timezone": "Europe/Paris"}, reason="the caller's own settings"
     ),
+    # Campaign pages: a campaign's results and its segments; Settings -> Campaigns and the outbox.
+    "campaign_results": Route(kwargs=lambda s: {"pk": s.campaign.pk}),
+    "campaign_results_segment": Route(
+        methods=("POST",), kwargs=lambda s: {"pk": s.campaign.pk}, data=lambda s: {"kind": "converted"}
+    ),
+    "settings_campaigns": Route(
+        methods=("GET", "POST"),
+        data=lambda s: {"timezone": "Europe/Paris", "emails_per_second": "10", "webhooks_per_second": "10"},
+        reason="the caller's own settings",
+    ),
+    "settings_campaign_cap_add": Route(
+        methods=("POST",), data=lambda s: {"channel": "email", "max": "1", "per": "1d"}, reason="adds a cap of its own"
+    ),
+    "settings_campaign_cap_delete": Route(methods=("POST",), kwargs=lambda s: {"pk": s.cap.pk}),
+    "settings_campaign_outbox": Route(reason="the caller's own workspace's messages (tests/campaigns)"),
     "api-schema": Route(reason="the OpenAPI document; no workspace data"),
     "api-docs": Route(reason="the API docs page; no workspace data"),
 }

@@ -86,6 +86,14 @@ WEB_WRITES: dict[str, Body] = {
     "settings_data_property_set": lambda s: {"event": s.plan_event, "name": "added", "type": "list"},
     "settings_data_property_change": lambda s: {"event": s.plan_event, "name": "total", "type": "list"},
     "settings_data_property_remove": lambda s: {"event": s.plan_event, "name": "total"},
+    # Campaigns' caps and sending settings: owners and admins only (the page; tests/campaigns).
+    "settings_campaigns": lambda s: {
+        "timezone": "Europe/Paris",
+        "emails_per_second": "10",
+        "webhooks_per_second": "10",
+    },
+    "settings_campaign_cap_add": lambda s: {"channel": "email", "max": "1", "per": "1d"},
+    "settings_campaign_cap_delete": lambda s: {},
 }
 # Settings pages that only show things (a POST is a 405; see test_views).
 READ_ONLY_SETTINGS = {
@@ -95,6 +103,7 @@ READ_ONLY_SETTINGS = {
     "settings_webhook_detail",
     "settings_data",
     "settings_data_export",
+    "settings_campaign_outbox",
 }
 # Settings pages members may change too (viewers may not: tests/tracking/test_views.py).
 MEMBER_SETTINGS = {"settings_triggers", "settings_trigger_edit", "settings_trigger_delete"}

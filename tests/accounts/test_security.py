@@ -288,6 +288,13 @@ CSRF_BODIES: dict[str, CsrfCase] = {
     "settings_data_property_set": (True, lambda s: {"event": s.plan_event, "name": "sneaky", "type": "list"}),
     "settings_data_property_change": (True, lambda s: {"event": s.plan_event, "name": "total", "type": "list"}),
     "settings_data_property_remove": (True, lambda s: {"event": s.plan_event, "name": "total"}),
+    "campaign_results_segment": (True, lambda s: {"kind": "converted"}),
+    "settings_campaigns": (
+        True,
+        lambda s: {"timezone": "Europe/Paris", "emails_per_second": "10", "webhooks_per_second": "10"},
+    ),
+    "settings_campaign_cap_add": (True, lambda s: {"channel": "email", "max": "1", "per": "1d"}),
+    "settings_campaign_cap_delete": (True, lambda s: {}),
 }
 
 
