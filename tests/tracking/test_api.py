@@ -352,6 +352,9 @@ def test_erase_removes_everything_suppresses_ids_and_is_audited(api, workspace):
         "catalogue_values": 0,
         "cluster_assignments": 0,
         "insight_results": 0,
+        "campaign_sends": 0,
+        "campaign_triggers": 0,
+        "email_suppressions": 0,
     }
     assert api.get(f"/api/v1/people/{ada.pk}/").status_code == 404
 
