@@ -21,6 +21,7 @@ transient ones (connection errors, SMTP 4xx, timeouts, a 5xx or 429 answer) are.
 
 from __future__ import annotations
 
+import functools
 import html as html_lib
 import http.client
 import json
@@ -144,7 +145,13 @@ def sender_address(settings_row: CampaignSettings) -> str:
 
 def webhook_secret(settings_row: CampaignSettings) -> str:
     """The workspace's campaign webhook signing secret (derived from its salt and ``SECRET_KEY``)."""
-    return signing.subscription_secret(settings_row.webhook_secret_salt)
+    return _secret(settings_row.webhook_secret_salt, settings.SECRET_KEY)
+
+
+@functools.lru_cache(maxsize=256)
+def _secret(salt: str, key: str) -> str:
+    # Derived once per salt (and key) in a process, not once per message.
+    return signing.subscription_secret(salt)
 
 
 def links_tracked(html: str, send: Send) -> tuple[str, list[str]]:
@@ -288,7 +295,13 @@ class EmailSender:
 
     def send(self, outgoing: Outgoing) -> None:
         if self._connection is None:
-            self._connection = get_connection(fail_silently=False)
+            connection = get_connection(fail_silently=False)
+            try:
+                # Opened here, the backend keeps it open across ``send_messages`` calls.
+                connection.open()
+            except (smtplib.SMTPException, OSError) as error:
+                raise SendFailed(f"cannot reach the mail server: {error}", permanent=False) from error
+            self._connection = connection
         message = EmailMultiAlternatives(
             subject=outgoing.subject,
             body=outgoing.text,

@@ -20,6 +20,7 @@ bounces and complaints also suppress the address for every later send of the wor
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -49,7 +50,15 @@ EMAIL_COMPLAINED = "Email Complained"
 
 
 def _signer(purpose: str) -> signing.Signer:
-    return signing.Signer(salt=f"cohortly.campaigns.{purpose}", sep=".", algorithm="sha256")
+    return _signer_for(purpose, settings.SECRET_KEY, tuple(settings.SECRET_KEY_FALLBACKS))
+
+
+@functools.lru_cache(maxsize=16)
+def _signer_for(purpose: str, key: str, fallback_keys: tuple[str, ...]) -> signing.Signer:
+    # One per purpose and keys: a message carries several links, a chunk thousands.
+    return signing.Signer(
+        key=key, fallback_keys=list(fallback_keys), salt=f"cohortly.campaigns.{purpose}", sep=".", algorithm="sha256"
+    )
 
 
 def _digest(url: str) -> str:
@@ -84,23 +93,33 @@ def token_read(*, purpose: str, token: str, target: str | None = None) -> SendKe
     return SendKey(int(parts[0]), int(parts[1]))
 
 
-def _absolute(path: str) -> str:
-    return f"{settings.PUBLIC_URL}{path}"
+_TOKEN_SLOT = "TOKEN-SLOT"
+
+
+@functools.lru_cache(maxsize=8)
+def _route(name: str) -> tuple[str, str]:
+    """The path of route ``name`` around its token, reversed once (reversing costs more than signing)."""
+    before, after = reverse(name, args=[_TOKEN_SLOT]).split(_TOKEN_SLOT)
+    return before, after
+
+
+def _absolute(name: str, token: str) -> str:
+    before, after = _route(name)
+    return f"{settings.PUBLIC_URL}{before}{token}{after}"
 
 
 def open_url(send: Send) -> str:
-    token = token_make(purpose=OPEN, workspace_id=send.workspace_id, send_id=send.pk)
-    return _absolute(reverse("campaigns:open", args=[token]))
+    return _absolute("campaign_open", token_make(purpose=OPEN, workspace_id=send.workspace_id, send_id=send.pk))
 
 
 def click_url(send: Send, target: str) -> str:
     token = token_make(purpose=CLICK, workspace_id=send.workspace_id, send_id=send.pk, target=target)
-    return _absolute(reverse("campaigns:click", args=[token]) + "?" + urlencode({"u": target}))
+    return _absolute("campaign_click", token) + "?" + urlencode({"u": target})
 
 
 def unsubscribe_url(send: Send) -> str:
     token = token_make(purpose=UNSUBSCRIBE, workspace_id=send.workspace_id, send_id=send.pk)
-    return _absolute(reverse("campaigns:unsubscribe", args=[token]))
+    return _absolute("campaign_unsubscribe", token)
 
 
 # -- recording --------------------------------------------------------------------------
@@ -122,7 +141,9 @@ def _properties(send: Send, **more: Any) -> dict[str, Any]:
 
 
 def _event(send: Send, name: str, key: str, at: datetime, **properties: Any) -> None:
-    workspace = Workspace.objects.get(pk=send.workspace_id)
+    workspace = Workspace.objects.filter(pk=send.workspace_id).first()
+    if workspace is None:
+        return
     person_event_record(
         workspace=workspace,
         person_id=send.person_id,
@@ -224,8 +245,13 @@ def esp_tracking_received(sender: Any, event: Any, esp_name: str, **kwargs: Any)
     """django-anymail's ``tracking`` signal: bounces, complaints and the ESP's own unsubscribes.
 
     Receiving a library's signal is how anymail hands over its webhooks (this codebase sends
-    no signals of its own); connected in ``CampaignsConfig.ready``.
+    no signals of its own); connected in ``CampaignsConfig.ready``. Events are acted on only
+    when anymail checks its callers (``ANYMAIL_WEBHOOK_SECRET``, HTTP basic auth).
     """
+    if not (getattr(settings, "ANYMAIL", None) or {}).get("WEBHOOK_SECRET"):
+        # Without the secret anymail accepts any caller: anyone could suppress any address.
+        logger.warning("%s tracking webhook ignored: set ANYMAIL_WEBHOOK_SECRET to receive bounces", esp_name)
+        return
     kind = event.event_type
     rejected_as_bounce = kind == "rejected" and getattr(event, "reject_reason", None) in ("bounced", "invalid")
     if kind not in ("bounced", "complained", "unsubscribed") and not rejected_as_bounce:

@@ -39,7 +39,6 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html import unescape
-from html.parser import HTMLParser
 from typing import TYPE_CHECKING, Any, Literal
 
 from jinja2 import ChainableUndefined, Template, TemplateSyntaxError, Undefined, nodes
@@ -240,10 +239,7 @@ def template_problem(source: str, *, kind: Kind) -> str | None:
         try:
             json.loads(output)
         except json.JSONDecodeError as error:
-            return (
-                f"not valid JSON once rendered ({error.msg} at line {error.lineno}, "
-                f"column {error.colno}); write values outside quotes with | tojson."
-            )
+            return f"not valid JSON once rendered ({error.msg} at line {error.lineno}, column {error.colno})."
     return None
 
 
@@ -305,64 +301,41 @@ def render_variant(
 
 # -- plain text from HTML ---------------------------------------------------------------
 
-_BLOCKS = frozenset(
-    {"address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt", "figcaption", "figure"}
-    | {"footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "nav", "ol", "p"}
-    | {"pre", "section", "table", "tr", "ul"}
+# Regular expressions rather than a parser: the text of every email of a chunk is derived
+# here, and a parser costs more than the rest of the message. Email HTML is simple markup.
+_SKIPPED = re.compile(r"<(script|style|head|title)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+_ANCHOR = re.compile(r"""<a\b[^>]*?\bhref\s*=\s*(["'])(.*?)\1[^>]*>(.*?)</a\s*>""", re.IGNORECASE | re.DOTALL)
+_IMAGE_ALT = re.compile(r"""<img\b[^>]*?\balt\s*=\s*(["'])(.*?)\1[^>]*>""", re.IGNORECASE | re.DOTALL)
+_PARAGRAPH = re.compile(r"</?(p|h[1-6]|table|blockquote|pre)\b[^>]*>", re.IGNORECASE)
+_LIST_ITEM = re.compile(r"<li\b[^>]*>", re.IGNORECASE)
+_LINE = re.compile(
+    r"</?(address|article|aside|br|dd|div|dl|dt|figcaption|figure|footer|form|header|hr|main|nav|ol|section|tr|ul)"
+    r"\b[^>]*>",
+    re.IGNORECASE,
 )
-_SKIPPED = frozenset({"script", "style", "head", "title"})
+_TAG = re.compile(r"<[^>]*>")
+_SPACES = re.compile(r"[ \t\r\f\v]+")
+_BLANK_LINES = re.compile(r"\n{3,}")
 
 
-class _TextExtractor(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._skipping = 0
-        self._links: list[str | None] = []
-        self._link_text: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _SKIPPED:
-            self._skipping += 1
-        elif tag in _BLOCKS:
-            self.parts.append("\n\n" if tag in ("p", "h1", "h2", "h3", "h4", "h5", "h6", "table") else "\n")
-            if tag == "li":
-                self.parts.append("- ")
-        elif tag == "a":
-            self._links.append(dict(attrs).get("href"))
-            self._link_text.append("")
-        elif tag == "img":
-            alt = dict(attrs).get("alt")
-            if alt:
-                self._data(alt)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _SKIPPED:
-            self._skipping = max(0, self._skipping - 1)
-        elif tag in _BLOCKS and tag not in ("li", "dt", "dd", "tr", "br"):
-            self.parts.append("\n")
-        elif tag == "a" and self._links:
-            href = self._links.pop()
-            text = self._link_text.pop().strip()
-            if href and href.startswith(("http://", "https://", "mailto:")) and href != text:
-                self.parts.append(f" ({href})" if text else href)
-
-    def handle_data(self, data: str) -> None:
-        if not self._skipping:
-            self._data(data)
-
-    def _data(self, data: str) -> None:
-        self.parts.append(data)
-        if self._link_text:
-            self._link_text[-1] += data
+def _anchor_text(match: re.Match[str]) -> str:
+    href = unescape(match.group(2)).strip()
+    text = _TAG.sub("", match.group(3))
+    shown = " ".join(unescape(text).split())
+    if href.startswith(("http://", "https://", "mailto:")) and href != shown:
+        return f"{text} ({href})" if shown else href
+    return text
 
 
 def text_from_html(html: str) -> str:
-    """A plain-text version of an HTML body: blocks become lines, links show their address."""
-    extractor = _TextExtractor()
-    extractor.feed(html)
-    extractor.close()
-    raw = unescape("".join(extractor.parts))
-    lines = [" ".join(line.split()) for line in raw.splitlines()]
-    text = "\n".join(lines)
-    return re.sub(r"\n{3,}", "\n\n", text).strip()
+    """A plain-text version of an HTML body: blocks become lines, list items ``- ``, links show their address."""
+    text = _COMMENT.sub("", _SKIPPED.sub("", html))
+    text = _ANCHOR.sub(_anchor_text, text)
+    text = _IMAGE_ALT.sub(lambda m: m.group(2), text)
+    text = _PARAGRAPH.sub("\n\n", text)
+    text = _LIST_ITEM.sub("\n- ", text)
+    text = _LINE.sub("\n", _TAG.sub(lambda m: m.group(0) if _LINE.fullmatch(m.group(0)) else "", text))
+    text = unescape(text)
+    lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
+    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()

@@ -1,13 +1,15 @@
-"""Public engagement links of campaign emails (``campaigns.views``), under ``/e/``."""
+"""Public engagement links of campaign emails under ``/e/``, and ESPs' tracking webhooks under ``/anymail/``."""
 
 from django.urls import path
 
 from campaigns import views
 
-app_name = "campaigns"
+engagement_urlpatterns = [
+    path("o/<str:token>/", views.open_pixel, name="campaign_open"),
+    path("c/<str:token>/", views.click, name="campaign_click"),
+    path("u/<str:token>/", views.unsubscribe, name="campaign_unsubscribe"),
+]
 
-urlpatterns = [
-    path("o/<str:token>/", views.open_pixel, name="open"),
-    path("c/<str:token>/", views.click, name="click"),
-    path("u/<str:token>/", views.unsubscribe, name="unsubscribe"),
+esp_urlpatterns = [
+    path("<str:esp>/tracking/", views.esp_tracking, name="campaign_esp_tracking"),
 ]

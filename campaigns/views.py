@@ -13,9 +13,11 @@ people), a click to a target the message did not hold 400; never a 500.
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
+from django.urls import URLPattern
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
@@ -85,7 +87,9 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
         send = engagement.send_found(key)
         if send is None or not send.recipient:
             return answer(request, 404, "This unsubscribe link is not valid any more.", "not_found")
-        workspace = Workspace.objects.get(pk=key.workspace_id)
+        workspace = Workspace.objects.filter(pk=key.workspace_id).first()
+        if workspace is None:
+            return answer(request, 404, "This unsubscribe link is not valid any more.", "not_found")
         context = {"address": send.recipient, "sender": workspace.name, "token": token}
         if request.method == "POST":
             if request.POST.get(ONE_CLICK_FIELD) != ONE_CLICK_VALUE:
@@ -94,3 +98,33 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
             return render(request, "campaigns/unsubscribe.html", {**context, "done": True})
         done = Suppression.objects.filter(workspace_id=key.workspace_id, address=send.recipient.lower()).exists()
         return render(request, "campaigns/unsubscribe.html", {**context, "done": done})
+
+
+def _anymail_tracking_views() -> dict[str, Any]:
+    """django-anymail's tracking webhook view of each ESP, by the ESP's name in its URL."""
+    from anymail import urls as anymail_urls
+
+    found: dict[str, Any] = {}
+    for pattern in anymail_urls.urlpatterns:
+        name = getattr(pattern, "name", None) or ""
+        if isinstance(pattern, URLPattern) and name.endswith("_tracking_webhook"):
+            found[name.removesuffix("_tracking_webhook")] = pattern.callback
+    return found
+
+
+@csrf_exempt
+def esp_tracking(request: HttpRequest, esp: str) -> HttpResponse:
+    """``/anymail/<esp>/tracking/``: the ESP's tracking webhook, as django-anymail documents its URL.
+
+    Handled by anymail's own view for that ESP (it checks ``ANYMAIL_WEBHOOK_SECRET`` and the
+    ESP's signature, then hands the events to ``engagement.esp_tracking_received``); one route
+    here instead of anymail's dozens. CSRF-exempt as anymail's views are.
+    """
+    view = _ANYMAIL_TRACKING.get(esp)
+    if view is None:
+        return _json_error(404, f"No tracking webhook for {esp!r}.", "not_found")
+    response: HttpResponse = view(request)
+    return response
+
+
+_ANYMAIL_TRACKING = _anymail_tracking_views()

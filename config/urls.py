@@ -1,6 +1,7 @@
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from campaigns import urls as campaign_urls
 from config import views
 
 api_v1 = [
@@ -22,8 +23,8 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("v1/", include("tracking.ingest_urls")),
     # Campaign emails' opens, clicks and unsubscribes (public, signed links), and ESPs' tracking webhooks.
-    path("e/", include("campaigns.urls")),
-    path("anymail/", include("anymail.urls")),
+    path("e/", include(campaign_urls.engagement_urlpatterns)),
+    path("anymail/", include(campaign_urls.esp_urlpatterns)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's start-up script from a URL of its own: no inline script.
     path(

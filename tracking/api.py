@@ -379,9 +379,32 @@ class ExportClusterSerializer(serializers.Serializer[Any]):
     run_finished_at = serializers.DateTimeField(allow_null=True)
 
 
+class ExportCampaignMessageSerializer(serializers.Serializer[Any]):
+    id = serializers.IntegerField()
+    campaign = serializers.CharField()
+    campaign_id = serializers.IntegerField()
+    variant = serializers.CharField(allow_null=True, help_text="Null for the holdout.")
+    channel = serializers.ChoiceField(choices=["email", "webhook", "onsite"])
+    occurrence = serializers.CharField(help_text="run:<id>, change:<id> or event:<id>")
+    state = serializers.CharField()
+    reason = serializers.CharField(help_text="Why it was not sent, if it was not.")
+    recipient = serializers.CharField(help_text="The address or URL it went to.")
+    due_at = serializers.DateTimeField()
+    sent_at = serializers.DateTimeField(allow_null=True)
+    opened_at = serializers.DateTimeField(allow_null=True)
+    clicked_at = serializers.DateTimeField(allow_null=True)
+
+
+class ExportSuppressionSerializer(serializers.Serializer[Any]):
+    address = serializers.CharField()
+    reason = serializers.ChoiceField(choices=["unsubscribed", "bounced", "complained", "manual"])
+    campaign_id = serializers.IntegerField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
 class PersonExportSerializer(serializers.Serializer[Any]):
     """The document. Apps may add sections; ``memberships`` and ``messages`` are segmentation's,
-    ``suggested_segment_clusters`` insights'."""
+    ``suggested_segment_clusters`` insights', ``campaign_messages`` and ``email_suppressions`` campaigns'."""
 
     exported_at = serializers.DateTimeField()
     person = ExportPersonSerializer()
@@ -392,6 +415,12 @@ class PersonExportSerializer(serializers.Serializer[Any]):
     messages = ExportMessageSerializer(many=True, help_text="Messages sent about the person, oldest first.")
     suggested_segment_clusters = ExportClusterSerializer(
         many=True, help_text="The clusters of suggested segments the person was placed in (kept runs only)."
+    )
+    campaign_messages = ExportCampaignMessageSerializer(
+        many=True, help_text="Campaign messages to the person, with their engagement, oldest first."
+    )
+    email_suppressions = ExportSuppressionSerializer(
+        many=True, help_text="The person's addresses no campaign emails any more (unsubscribed, bounced...)."
     )
     events = ExportEventSerializer(many=True, help_text="Every event, newest first (the answer is streamed).")
 

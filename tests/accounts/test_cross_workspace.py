@@ -269,6 +269,14 @@ REGISTRY: dict[str, Route] = {
         f"ingest-{kind}": Route(methods=(), reason="ingestion by write key, never by session or secret key")
         for kind in ("batch", "track", "identify", "page", "screen", "group", "alias")
     },
+    # Campaign emails' links: the signed token names the send (tests/campaigns/test_engagement.py).
+    **{
+        f"campaign_{kind}": Route(methods=(), reason="a signed token of one send, never a session or key")
+        for kind in ("open", "click", "unsubscribe")
+    },
+    "campaign_esp_tracking": Route(
+        methods=(), reason="an ESP's webhook, authenticated by ANYMAIL_WEBHOOK_SECRET (tests/campaigns)"
+    ),
     "webhook-list": Route(reason=NONE),
     "webhook-detail": Route(methods=("GET", "DELETE"), kwargs=lambda s: {"pk": s.webhook.pk}),
     # Segments.

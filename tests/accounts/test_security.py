@@ -305,8 +305,14 @@ def _csrf_url(name: str, side: Side, tokens: dict[str, str]) -> str:
 
 # The tracking API (/v1/) is no web form: it is authenticated by the public write key, takes
 # no session and must accept cross-site posts from customers' sites (tests/tracking/test_ingest.py).
-# The snippet's files (/sdk/) are public GETs for any site.
-WEB_ROUTES = [route for route in ROUTES if not route.is_api and not route.pattern.startswith(("v1/", "sdk/", "^sdk/"))]
+# The snippet's files (/sdk/) are public GETs for any site. Campaign emails' links (/e/) are
+# authenticated by their signed token, and one-click unsubscribes are posted by mailbox providers
+# without a session (RFC 8058); ESPs' webhooks (/anymail/) by their secret.
+WEB_ROUTES = [
+    route
+    for route in ROUTES
+    if not route.is_api and not route.pattern.startswith(("v1/", "sdk/", "^sdk/", "e/", "anymail/"))
+]
 
 
 @pytest.mark.django_db

@@ -1380,9 +1380,11 @@ def test_a_webhook_consumer_killed_mid_delivery_resumes_from_its_cursor_and_deli
         blocker.rollback()
         # the server ends the dead worker's transaction once it notices the client gone
         _until(
-            lambda: not watcher.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", [consumer_pids]
-            ).fetchone()[0],
+            lambda: (
+                not watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", [consumer_pids]
+                ).fetchone()[0]
+            ),
             "the dead worker's backend",
         )
 

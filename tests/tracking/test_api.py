@@ -657,6 +657,8 @@ def test_export_holds_everything_stored_about_the_person(api, workspace):
             }
         ],
         "suggested_segment_clusters": [],
+        "campaign_messages": [],
+        "email_suppressions": [],
         "events": [
             {
                 "id": page.pk,
@@ -752,6 +754,8 @@ def test_the_schema_describes_the_quarantine_and_the_export(api):
     assert sorted(components[message]["properties"]) == ["id", "message", "message_id", "reason", "received_at"]
     assert {p["name"] for p in quarantine["parameters"]} >= {"kind", "reason", "cursor", "page_size"}
     assert sorted(components[document]["properties"]) == [
+        "campaign_messages",
+        "email_suppressions",
         "events",
         "exported_at",
         "groups",

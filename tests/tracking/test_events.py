@@ -23,6 +23,7 @@ def test_the_settings_subscribers_are_registered_by_hook_name(settings):
         "segmentation.catalogue.people",
         "insights.clustering_people",
         "insights.people",
+        "campaigns.people",
     ]
     registered = {
         name: [f"{hook.__module__}.{hook.__name__}" for hook in hooks] for name, hooks in events._hooks.items()
@@ -30,14 +31,23 @@ def test_the_settings_subscribers_are_registered_by_hook_name(settings):
     assert registered == {
         "people_touched": ["segmentation.people.people_touched"],
         "people_imported": ["segmentation.people.people_imported", "segmentation.catalogue.people.people_imported"],
-        "person_merged": ["segmentation.people.person_merged", "insights.clustering_people.person_merged"],
+        "person_merged": [
+            "segmentation.people.person_merged",
+            "insights.clustering_people.person_merged",
+            "campaigns.people.person_merged",
+        ],
         "person_erased": [
             "segmentation.people.person_erased",
             "segmentation.catalogue.people.person_erased",
             "insights.clustering_people.person_erased",
             "insights.people.person_erased",
+            "campaigns.people.person_erased",
         ],
-        "person_export": ["segmentation.people.person_export", "insights.clustering_people.person_export"],
+        "person_export": [
+            "segmentation.people.person_export",
+            "insights.clustering_people.person_export",
+            "campaigns.people.person_export",
+        ],
     }
 
 

@@ -15,6 +15,7 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from accounts.tenancy import workspace_scope
+from campaigns.models import Campaign, Send, Suppression, TriggerInbox
 from core import signing
 from segmentation import services as segment_services
 from segmentation.catalogue.models import CatalogueProperty, PropertySource
@@ -155,6 +156,22 @@ def test_erasure_leaves_no_row_with_the_persons_id_or_values_in_any_table(client
             if status == DeliveryStatus.DELIVERED:
                 delivery.payload = delivery_payload(workspace, delivery)
                 delivery.save(update_fields=["payload"])
+        # campaigns: a message sent to her (with an event trigger's properties), her unsubscribe, a noted trigger
+        campaign = Campaign.objects.create(workspace=workspace, name="Welcome", channel="email", kind="broadcast")
+        Send.objects.create(
+            workspace=workspace,
+            campaign=campaign,
+            person_id=ada.pk,
+            occurrence="run:1",
+            channel="email",
+            state="sent",
+            due_at=now,
+            sent_at=now,
+            recipient=f"{MARK}@example.com",
+            context={"event": {"properties": {"note": f"only-{MARK}"}}},
+        )
+        Suppression.objects.create(workspace=workspace, address=f"{MARK}@example.com", reason="unsubscribed")
+        TriggerInbox.objects.create(workspace=workspace, person_id=ada.pk, event="Viewed", noted_at=now)
     # (the check sees her everywhere before)
     assert {
         "tracking_person.traits: her values",
@@ -168,6 +185,11 @@ def test_erasure_leaves_no_row_with_the_persons_id_or_values_in_any_table(client
         "segmentation_webhookdelivery.person_id: a person id",
         "segmentation_webhookdelivery.payload: a person id in JSON",
         "catalogue_catalogueproperty.values: her values",
+        "campaigns_send.person_id: a person id",
+        "campaigns_send.recipient: her values",
+        "campaigns_send.context: her values",
+        "campaigns_suppression.address: her values",
+        "campaigns_triggerinbox.person_id: a person id",
     } <= set(_leftovers([ada.pk, merged]))
 
     # When she is erased
