@@ -53,7 +53,7 @@ def serve(kind: str, port: int, out: str) -> None:
         os._exit(0)
 
     signal.signal(signal.SIGTERM, flush)
-    if kind == "smtp":
+    if kind == "aiosmtpd":
         import re
 
         from aiosmtpd.controller import Controller
@@ -69,9 +69,14 @@ def serve(kind: str, port: int, out: str) -> None:
         Controller(Handler(), hostname="127.0.0.1", port=port).start()
         while True:
             time.sleep(1)
+    if kind == "smtp":
+        smtp_sink(port, seen)
+        return
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     class Receiver(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as webhook endpoints behind any web server
+
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
             seen.append(self.headers.get("Cohortly-Send", "?"))
@@ -85,11 +90,70 @@ def serve(kind: str, port: int, out: str) -> None:
     ThreadingHTTPServer(("127.0.0.1", port), Receiver).serve_forever()
 
 
+def smtp_sink(port: int, seen: list[str]) -> None:
+    """A bare SMTP server on asyncio (uvloop when installed): greets, says 250 to every command,
+    takes DATA and notes its Message-ID. About a tenth of aiosmtpd's CPU per message (which
+    checks and parses what a provider would), so that the sink is not what the bench measures."""
+    import asyncio
+    import re
+
+    header = re.compile(rb"^Message-ID:\s*(\S+)", re.IGNORECASE | re.MULTILINE)
+
+    class Session(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+            self.buffer = b""
+            self.in_data = False
+            self.transport.write(b"220 sink ESMTP\r\n")
+
+        def data_received(self, chunk: bytes) -> None:
+            self.buffer += chunk
+            while True:
+                if self.in_data:
+                    end = self.buffer.find(b"\r\n.\r\n")
+                    if end < 0:
+                        return
+                    found = header.search(self.buffer, 0, end)
+                    seen.append(found.group(1).decode() if found else "?")
+                    self.buffer = self.buffer[end + 5 :]
+                    self.in_data = False
+                    self.transport.write(b"250 OK\r\n")
+                    continue
+                end = self.buffer.find(b"\r\n")
+                if end < 0:
+                    return
+                verb = self.buffer[:4].upper()
+                self.buffer = self.buffer[end + 2 :]
+                if verb == b"EHLO":
+                    self.transport.write(b"250-sink\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n")
+                elif verb == b"DATA":
+                    # The data's first line follows; the terminator's CRLF is the last line's.
+                    self.buffer = b"\r\n" + self.buffer
+                    self.in_data = True
+                    self.transport.write(b"354 go on\r\n")
+                elif verb == b"QUIT":
+                    self.transport.write(b"221 bye\r\n")
+                    self.transport.close()
+                    return
+                else:
+                    self.transport.write(b"250 OK\r\n")
+
+    try:
+        import uvloop
+
+        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    except ImportError:
+        loop = asyncio.new_event_loop()
+    loop.run_until_complete(loop.create_server(Session, "127.0.0.1", port, backlog=256))
+    loop.run_forever()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--channels", default="email,webhook")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--smtp-sink", default="smtp", choices=["smtp", "aiosmtpd"])
     parser.add_argument("--serve", nargs=3, metavar=("KIND", "PORT", "FILE"))
     args = parser.parse_args()
     if args.serve:
@@ -171,7 +235,14 @@ def main() -> None:
         for size in sizes:
             port, out = free_port(), folder / f"{channel}-{size}.ids"
             receiver = subprocess.Popen(
-                [sys.executable, __file__, "--serve", "smtp" if channel == "email" else "http", str(port), str(out)]
+                [
+                    sys.executable,
+                    __file__,
+                    "--serve",
+                    args.smtp_sink if channel == "email" else "http",
+                    str(port),
+                    str(out),
+                ]
             )
             time.sleep(1.5)
             workspace = Workspace.objects.create(name=f"Campaigns bench {channel} {size} {uuid.uuid4().hex[:6]}")

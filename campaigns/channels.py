@@ -363,16 +363,15 @@ def _esp_failure(error: Exception) -> Exception:
 
 
 class WebhookSender:
-    """POSTs each message through the SSRF-safe transport (one connection per message)."""
+    """POSTs each message through the SSRF-safe transport, over kept-alive connections
+    (``core.transport.Poster``: a target is checked when its connection is opened)."""
+
+    def __init__(self) -> None:
+        self._poster = transport.Poster(allow_private=bool(settings.WEBHOOKS_ALLOW_PRIVATE_TARGETS))
 
     def send(self, outgoing: Outgoing) -> None:
         try:
-            answer = transport.post(
-                outgoing.recipient,
-                outgoing.body,
-                outgoing.headers,
-                allow_private=bool(settings.WEBHOOKS_ALLOW_PRIVATE_TARGETS),
-            )
+            answer = self._poster.post(outgoing.recipient, outgoing.body, outgoing.headers)
         except transport.HostNotFound as error:
             raise SendFailed(str(error), permanent=False) from error
         except transport.TargetRefused as error:
@@ -385,7 +384,7 @@ class WebhookSender:
         raise SendFailed(f"the endpoint answered {answer.status}", permanent=permanent)
 
     def close(self) -> None:
-        pass
+        self._poster.close()
 
 
 class OnsiteSender:
