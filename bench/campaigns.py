@@ -4,18 +4,20 @@
         .venv/bin/python bench/campaigns.py [--sizes 10000,100000] [--channels email,webhook] [--workers 2]
 
 The database is migrated and gets one "Campaigns bench" workspace per phase; use a scratch database.
-Started here, on loopback, each in a process of its own: an SMTP sink (aiosmtpd) and an HTTP
-receiver (webhooks), which note each message's send id (``Message-ID`` / ``Cohortly-Send``), and
-``--workers`` Celery workers (``-P solo``) on a queue of the run's own. This process stands in for
-the beat: it runs ``campaigns_tick`` every second.
+Started here, on loopback, each in a process of its own: an SMTP sink (a bare asyncio server;
+``--smtp-sink aiosmtpd`` for aiosmtpd, which took 0.5-0.8 ms of CPU per message on the bench machine)
+and an HTTP receiver (webhooks, HTTP/1.1 keep-alive), which note each message's send id
+(``Message-ID`` / ``Cohortly-Send``), and ``--workers`` Celery workers (``-P solo``) on a queue of
+the run's own. This process stands in for the beat: it runs ``campaigns_tick`` every second.
 
 Per phase (channel x size): that many people with an email address in a static segment, a cap of
 one message of the channel per day, rate limits above what the machine can do (the figure is the
 engine's, not a configured limit), one broadcast launched. Printed: the fan-out's time, messages/s
 from the fan-out's end to the run's end (and from launch), duplicates at the receiver (raw count
-minus distinct send ids) and misses, the workers' peak RSS (VmHWM). Last, the cost of the cap check:
-``campaigns.capping.caps_reserve`` timed on chunks of 200 claimed sends of people already messaged
-(every one capped), per send.
+minus distinct send ids) and misses, the workers' peak RSS (VmHWM), the workers' and the receiver's
+CPU per message (user + system, every thread: steadier than the rate on a shared machine). Last, the
+cost of the cap check: ``campaigns.capping.caps_reserve`` timed on chunks of 200 claimed sends of
+people already messaged (every one capped), per send.
 """
 
 from __future__ import annotations
@@ -223,6 +225,11 @@ def main() -> None:
             run = Run.objects.create(workspace=workspace, campaign=campaign)
         return campaign, run
 
+    def cpu_seconds(pid: int) -> float:
+        """User and system CPU of a process and its threads so far."""
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def peak_rss_mb(pid: int) -> float:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
@@ -298,6 +305,7 @@ def main() -> None:
                 fanout.run_fan_out(workspace=workspace, run_id=run.pk)
             fanned = time.monotonic()
             peaks = [0.0] * len(workers)
+            cpu_before = sum(cpu_seconds(w.pid) for w in workers), cpu_seconds(receiver.pid)
             while True:
                 campaigns_tick.apply()
                 peaks = [max(p, peak_rss_mb(w.pid)) for p, w in zip(peaks, workers, strict=True)]
@@ -306,6 +314,7 @@ def main() -> None:
                     break
                 time.sleep(1)
             ended = time.monotonic()
+            cpu_after = sum(cpu_seconds(w.pid) for w in workers), cpu_seconds(receiver.pid)
             for worker in workers:
                 worker.terminate()
                 worker.wait(60)
@@ -324,6 +333,8 @@ def main() -> None:
                 "duplicates": len(ids) - len(set(ids)),
                 "missed": size - len(set(ids)),
                 "worker_peak_rss_mb": [round(p) for p in peaks],
+                "worker_cpu_us_per_message": round((cpu_after[0] - cpu_before[0]) / max(sent, 1) * 1e6),
+                "receiver_cpu_us_per_message": round((cpu_after[1] - cpu_before[1]) / max(sent, 1) * 1e6),
             }
             print(row, flush=True)
             results.append((workspace, segment, row))
