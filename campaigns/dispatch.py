@@ -208,10 +208,10 @@ class _SenderPool:
     def waiting(self) -> int:
         return self._done.qsize()
 
-    def results(self, *, block: bool) -> list[_Done]:
-        """The outcomes so far (``block``: waiting for one at least, when any is outstanding)."""
+    def results(self, *, wait_for: int = 0) -> list[_Done]:
+        """The outcomes so far, after waiting for ``wait_for`` of them (at most the outstanding ones)."""
         done: list[_Done] = []
-        if block and self.outstanding:
+        for _ in range(min(wait_for, self.outstanding)):
             done.append(self._done.get())
         while True:
             try:
@@ -409,14 +409,14 @@ class _Chunk:
                     continue
                 # At most IN_FLIGHT messages between the hand-over and the mark: what a killed worker
                 # can have sent without marking (each carries its send id for the provider to dedupe).
-                while pool.outstanding >= IN_FLIGHT:
-                    self._record(pool.results(block=True))
+                if pool.outstanding >= IN_FLIGHT:
+                    self._record(pool.results(wait_for=MARK_GROUP))
                 pool.submit(send, recipient, outgoing)
                 waiting = pool.waiting()
                 if waiting >= MARK_GROUP or (waiting and time.monotonic() - pool.recorded_at >= MARK_SECONDS):
-                    self._record(pool.results(block=False))
+                    self._record(pool.results())
             while pool.outstanding:
-                self._record(pool.results(block=True))
+                self._record(pool.results(wait_for=MARK_GROUP))
         finally:
             # Stops the threads (their connections closed); anything submitted and not yet recorded
             # stays claimed and comes back when the claim expires.
