@@ -13,11 +13,14 @@ and channel:
    suppression list (``suppressed`` with its reason); quiet hours in the person's timezone
    (back to ``pending``, due when they end);
 2. frequency caps for the rest, atomically (``campaigns.capping``): ``capped`` with the rule;
-3. one channel sender for the rest (one SMTP connection), through the workspace's rate
-   limit (``campaigns.throttle``): each message is built (a template failing for one
-   person fails that send, with its reason), sent, and marked ``sent`` at once, so that a
-   worker killed between the provider's acceptance and the mark can repeat only that one
-   message, which carries the send id as its ``Message-ID`` / idempotency key;
+3. the rest are built here and sent by a few threads (``sender_threads()``), each over its own
+   connection (SMTP, or kept-alive HTTP), through the workspace's rate limit
+   (``campaigns.throttle``): a template failing for one person fails that send, with its
+   reason; what the provider accepted is marked ``sent`` by one statement per small group
+   (``MARK_GROUP`` messages or ``MARK_SECONDS``), and the chunk never lets more than
+   ``IN_FLIGHT`` messages be handed over and unmarked, so that a worker killed between the
+   provider's acceptance and the mark repeats at most that many messages, each carrying the
+   send id as its ``Message-ID`` / idempotency key;
 4. a failure is retried with a growing delay (``RETRY_DELAYS``, through ``due_at``) up to
    ``MAX_ATTEMPTS`` claims, a permanent one fails the send at once.
 
@@ -29,20 +32,22 @@ its claim expired while it was still queued behind the others.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from accounts.models import Workspace
+from accounts.sql import execute_scoped, execute_session, with_tables
 from accounts.tenancy import workspace_scope
 from campaigns import capping, throttle
-from campaigns.channels import ChannelSender, SendFailed, channel_sender, message_build, recipient_for
+from campaigns.channels import Outgoing, SendFailed, channel_sender, message_build, recipient_for
 from campaigns.fanout import settings_for
 from campaigns.localtime import person_zone, quiet_until
 from campaigns.models import (
@@ -69,6 +74,18 @@ MAX_ATTEMPTS = 5
 RETRY_DELAYS = (60, 300, 1800, 7200)
 # Sends reserved from the rate limit at a time.
 RATE_BATCH = 50
+# Messages handed to the sender threads and not yet marked, at most: what a worker killed at the
+# wrong moment may have had accepted without marking (sent again after its claim expires).
+IN_FLIGHT = 16
+# Accepted messages are marked ``sent`` by one statement per group of this many, or sooner when
+# the oldest waits longer than MARK_SECONDS.
+MARK_GROUP = 8
+MARK_SECONDS = 0.05
+
+
+def sender_threads() -> int:
+    """Threads sending a chunk's messages in parallel, each over its own connection (``CAMPAIGN_SENDER_THREADS``)."""
+    return max(1, int(getattr(settings, "CAMPAIGN_SENDER_THREADS", 4)))
 
 
 def claim_seconds() -> int:
@@ -153,6 +170,85 @@ def retry_delay(attempts: int) -> timedelta | None:
     return timedelta(seconds=RETRY_DELAYS[min(attempts, len(RETRY_DELAYS)) - 1])
 
 
+@dataclass
+class _Done:
+    """A message the provider accepted (``error`` None) or refused, and when."""
+
+    send: Send
+    recipient: str
+    error: SendFailed | None
+    at: datetime
+
+
+class _SenderPool:
+    """Sender threads for one chunk: each opens its own ``channel_sender`` (one SMTP connection, or
+    kept-alive HTTP connections) at its first message and closes it at the end.
+
+    The threads touch no database: they send what ``submit`` hands them and put the outcome on a
+    queue; the chunk's thread records the outcomes (``results``).
+    """
+
+    def __init__(self, *, channel: str, workspace_id: int, threads: int) -> None:
+        self.channel = channel
+        self.workspace_id = workspace_id
+        self.outstanding = 0
+        self.recorded_at = time.monotonic()
+        self._todo: queue.Queue[tuple[Send, str, Outgoing] | None] = queue.Queue()
+        self._done: queue.Queue[_Done] = queue.Queue()
+        self._threads = [threading.Thread(target=self._work, daemon=True) for _ in range(threads)]
+        self._started = 0
+
+    def submit(self, send: Send, recipient: str, outgoing: Outgoing) -> None:
+        if self._started < len(self._threads) and self.outstanding >= self._started:
+            self._threads[self._started].start()
+            self._started += 1
+        self.outstanding += 1
+        self._todo.put((send, recipient, outgoing))
+
+    def waiting(self) -> int:
+        return self._done.qsize()
+
+    def results(self, *, wait_for: int = 0) -> list[_Done]:
+        """The outcomes so far, after waiting for ``wait_for`` of them (at most the outstanding ones)."""
+        done: list[_Done] = []
+        for _ in range(min(wait_for, self.outstanding)):
+            done.append(self._done.get())
+        while True:
+            try:
+                done.append(self._done.get_nowait())
+            except queue.Empty:
+                break
+        self.outstanding -= len(done)
+        self.recorded_at = time.monotonic()
+        return done
+
+    def close(self) -> None:
+        # Whatever was not picked up yet is not sent (the chunk is unwinding: it stays claimed).
+        while True:
+            try:
+                self._todo.get_nowait()
+            except queue.Empty:
+                break
+        for _ in range(self._started):
+            self._todo.put(None)
+        for thread in self._threads[: self._started]:
+            thread.join()
+
+    def _work(self) -> None:
+        with channel_sender(channel=self.channel, workspace=self.workspace_id) as sender:
+            while (item := self._todo.get()) is not None:
+                send, recipient, outgoing = item
+                error: SendFailed | None = None
+                try:
+                    sender.send(outgoing)
+                except SendFailed as failure:
+                    error = failure
+                except Exception as failure:
+                    logger.exception("Send %s of campaign %s failed unexpectedly", send.pk, send.campaign_id)
+                    error = SendFailed(f"{type(failure).__name__}: {failure}", permanent=False)
+                self._done.put(_Done(send, recipient, error, timezone.now()))
+
+
 class _Chunk:
     """One workspace's claimed sends of one channel."""
 
@@ -172,6 +268,18 @@ class _Chunk:
     def run(self) -> None:
         if not self.sends:
             return
+        with connection.cursor() as cursor:
+            # The chunk's writes (outcomes, reservations, one mark per message) commit without waiting
+            # for the WAL flush: a worker killed after a commit loses nothing; only a crash of PostgreSQL
+            # itself can lose the last fraction of a second of marks (docs/campaigns.md, "Sending engine").
+            execute_session(cursor, "SET synchronous_commit TO off")
+        try:
+            self._run()
+        finally:
+            with connection.cursor() as cursor:
+                execute_session(cursor, "RESET synchronous_commit")
+
+    def _run(self) -> None:
         ws = self.workspace_id
         self.settings_row: CampaignSettings = settings_for(ws)
         self.campaigns = {
@@ -270,7 +378,9 @@ class _Chunk:
     # --- 3. sending ---------------------------------------------------------------------------
 
     def _deliver(self, going: list[tuple[Send, str]]) -> None:
-        workspace = Workspace.objects.get(pk=self.workspace_id)
+        """Build each message here, send it from one of ``sender_threads()`` threads (each with its own
+        connection), and mark what the provider accepted in groups, never more than ``IN_FLIGHT``
+        messages behind."""
         rate = (
             self.settings_row.emails_per_second
             if self.channel == Channel.EMAIL
@@ -279,52 +389,83 @@ class _Chunk:
         bucket = throttle.bucket_key(self.workspace_id, self.channel)
         reserved = 0
         left = list(going)
+        left.reverse()
+        pool = _SenderPool(channel=self.channel, workspace_id=self.workspace_id, threads=sender_threads())
         try:
-            with channel_sender(channel=self.channel, workspace=workspace) as sender:
-                while left:
-                    if time.monotonic() > self.deadline:
-                        self._release([s.pk for s, _ in left])
-                        return
-                    if reserved == 0:
-                        reserved = min(RATE_BATCH, len(left))
-                        wait = throttle.rate_wait(bucket, per_second=rate, amount=reserved)
-                        if wait:
-                            time.sleep(wait)
-                    send, recipient = left.pop(0)
-                    reserved -= 1
-                    self._deliver_one(sender, send, recipient)
-        except SendFailed as error:
-            # The sender could not be opened (or closed badly): what is left is retried.
-            for send, _ in left:
-                self._failed(send, error.reason, permanent=error.permanent)
+            while left:
+                if time.monotonic() > self.deadline:
+                    self._release([s.pk for s, _ in left])
+                    left = []
+                    break
+                if reserved == 0:
+                    reserved = min(RATE_BATCH, len(left))
+                    wait = throttle.rate_wait(bucket, per_second=rate, amount=reserved)
+                    if wait:
+                        time.sleep(wait)
+                send, recipient = left.pop()
+                reserved -= 1
+                outgoing = self._build(send)
+                if outgoing is None:
+                    continue
+                # At most IN_FLIGHT messages between the hand-over and the mark: what a killed worker
+                # can have sent without marking (each carries its send id for the provider to dedupe).
+                if pool.outstanding >= IN_FLIGHT:
+                    self._record(pool.results(wait_for=MARK_GROUP))
+                pool.submit(send, recipient, outgoing)
+                waiting = pool.waiting()
+                if waiting >= MARK_GROUP or (waiting and time.monotonic() - pool.recorded_at >= MARK_SECONDS):
+                    self._record(pool.results())
+            while pool.outstanding:
+                self._record(pool.results(wait_for=MARK_GROUP))
+        finally:
+            # Stops the threads (their connections closed); anything submitted and not yet recorded
+            # stays claimed and comes back when the claim expires.
+            pool.close()
 
-    def _deliver_one(self, sender: ChannelSender, send: Send, recipient: str) -> None:
+    def _build(self, send: Send) -> Outgoing | None:
         campaign = self.campaigns[send.campaign_id]
         variant = self.variants[send.variant_id] if send.variant_id is not None else None
         assert variant is not None
         person = self.people[send.person_id]
         try:
-            outgoing = message_build(
+            return message_build(
                 send=send, campaign=campaign, variant=variant, person=person, settings_row=self.settings_row
             )
         except RenderFailed as error:
             self._settle([send.pk], state=SendState.FAILED, reason=error.reason)
-            return
         except SendFailed as error:
             self._failed(send, error.reason, permanent=error.permanent)
-            return
-        try:
-            sender.send(outgoing)
-        except SendFailed as error:
-            self._failed(send, error.reason, permanent=error.permanent)
-            return
-        except Exception as error:
-            logger.exception("Send %s of campaign %s failed unexpectedly", send.pk, send.campaign_id)
-            self._failed(send, f"{type(error).__name__}: {error}", permanent=False)
-            return
-        self._mine(send.pk).update(
-            state=SendState.SENT, sent_at=self.clock(), recipient=recipient[:2000], reason="", claim_expires_at=None
-        )
+        return None
+
+    def _record(self, done: list[_Done]) -> None:
+        """Mark the accepted messages ``sent`` (one statement) and the failed ones for retry or failure."""
+        accepted = [d for d in done if d.error is None]
+        if accepted:
+            with connection.cursor() as cursor:
+                execute_scoped(
+                    cursor,
+                    with_tables(
+                        "UPDATE {send} AS s SET state = %(sent)s, sent_at = v.sent_at, recipient = v.recipient,"
+                        " reason = '', claim_expires_at = NULL"
+                        " FROM unnest(%(ids)s::bigint[], %(times)s::timestamptz[], %(recipients)s::text[])"
+                        " AS v(id, sent_at, recipient)"
+                        " WHERE s.workspace_id = %(workspace_id)s AND s.id = v.id AND s.state = %(claimed)s"
+                        " AND s.claimed_at = %(claimed_at)s",
+                        send=Send,
+                    ),
+                    {
+                        "sent": SendState.SENT,
+                        "claimed": SendState.CLAIMED,
+                        "claimed_at": self.now,
+                        "ids": [d.send.pk for d in accepted],
+                        "times": [self.now if self.fixed else d.at for d in accepted],
+                        "recipients": [d.recipient[:2000] for d in accepted],
+                    },
+                    workspace_id=self.workspace_id,
+                )
+        for failed in done:
+            if failed.error is not None:
+                self._failed(failed.send, failed.error.reason, permanent=failed.error.permanent)
 
     # --- outcomes --------------------------------------------------------------------------------
 

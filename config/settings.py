@@ -180,6 +180,8 @@ CAMPAIGNS_QUEUE = env.str("CAMPAIGNS_QUEUE", default="celery")
 CAMPAIGN_CLAIM_SECONDS = env.int("CAMPAIGN_CLAIM_SECONDS", default=120)
 # Dispatch chains the tick keeps running while sends are due (each one worker at a time).
 CAMPAIGN_DISPATCH_CHAINS = env.int("CAMPAIGN_DISPATCH_CHAINS", default=2)
+# Threads sending a chunk's messages in parallel, each over its own SMTP or HTTP connection
+CAMPAIGN_SENDER_THREADS = env.int("CAMPAIGN_SENDER_THREADS", default=4)
 
 # --- Accounts ---------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"

@@ -6,6 +6,10 @@ saved (``check_url``) and at send time (``post``), after resolving the host,
 against every address it resolves to; the request then connects to the address
 that was checked, with the original ``Host`` header and TLS server name, so a
 second DNS answer (rebinding) cannot redirect it. Redirects are never followed.
+
+``Poster`` sends many POSTs over kept-alive connections (one per target host and port, pinned
+to the address checked when it was opened), for a sender of many messages in a row; a
+connection the server closed while idle is opened again, checked again, for the next POST.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import ipaddress
 import socket
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -141,6 +146,14 @@ def check_url(url: str, *, allow_private: bool) -> Target:
     return target
 
 
+def _open(address: str, port: int, timeout: float | None) -> socket.socket:
+    sock = socket.create_connection((address, port), timeout)
+    # As http.client's own connect: headers and body go in two writes, which Nagle's algorithm
+    # would hold behind the server's delayed ACK on a kept-alive connection (40 ms a request).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
 class _PinnedHTTPConnection(http.client.HTTPConnection):
     """Speaks to ``host`` (Host header) over a socket opened to the checked ``address``."""
 
@@ -149,7 +162,7 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
         self._address = str(address)
 
     def connect(self) -> None:
-        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = _open(self._address, self.port, self.timeout)
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
@@ -160,7 +173,7 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         self._address = str(address)
 
     def connect(self) -> None:
-        sock = socket.create_connection((self._address, self.port), self.timeout)
+        sock = _open(self._address, self.port, self.timeout)
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
 
 
@@ -209,3 +222,125 @@ def _abort(connection: http.client.HTTPConnection, expired: threading.Event) -> 
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             return
+
+
+class _Watchdog:
+    """One thread per ``Poster`` that cuts off the exchange in progress at its deadline (instead of
+    a timer thread per request)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._armed: tuple[float, http.client.HTTPConnection, threading.Event] | None = None
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def arm(self, connection: http.client.HTTPConnection, timeout: float) -> threading.Event:
+        expired = threading.Event()
+        with self._lock:
+            idle = self._armed is None
+            self._armed = (time.monotonic() + timeout, connection, expired)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, daemon=True)
+                self._thread.start()
+            elif idle:
+                self._lock.notify()
+        return expired
+
+    def disarm(self) -> None:
+        with self._lock:
+            # Not notified: the thread wakes at the old deadline, finds nothing due and waits again.
+            self._armed = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._armed = None
+            self._lock.notify()
+
+    def _watch(self) -> None:
+        with self._lock:
+            while not self._closed:
+                if self._armed is None:
+                    self._lock.wait()
+                    continue
+                deadline, connection, expired = self._armed
+                left = deadline - time.monotonic()
+                if left > 0:
+                    self._lock.wait(left)
+                    continue
+                self._armed = None
+                _abort(connection, expired)
+
+
+class Poster:
+    """POSTs over kept-alive connections: ``post`` as the module's ``post``, for many messages.
+
+    Each target is checked as ``post`` checks it when its connection is opened; the connection
+    stays pinned to that address. Not thread-safe: one per thread. ``close()`` when done.
+    """
+
+    def __init__(self, *, allow_private: bool, timeout: float = TIMEOUT_SECONDS) -> None:
+        self.allow_private = allow_private
+        self.timeout = timeout
+        self._connections: dict[tuple[str, str, int], http.client.HTTPConnection] = {}
+        self._watchdog = _Watchdog()
+
+    def post(self, url: str, body: bytes, headers: dict[str, str]) -> Answer:
+        """POST ``body`` to ``url`` once. Raises ``TargetRefused`` or ``OSError``/``http.client`` errors."""
+        target = parse_url(url)
+        key = (target.scheme, target.host.lower(), target.port)
+        connection = self._connections.get(key)
+        if connection is not None:
+            try:
+                return self._exchange(connection, target, body, headers)
+            except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected):
+                # The server closed the idle connection: it answered nothing, so the POST goes again
+                # once, over a new connection (the receiver dedupes on the message's own id anyway).
+                self._drop(key)
+        address = checked_addresses(target, allow_private=self.allow_private)[0]
+        connection_class: Any = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
+        connection = connection_class(target.host, target.port, address=address, timeout=self.timeout)
+        self._connections[key] = connection
+        try:
+            return self._exchange(connection, target, body, headers)
+        except BaseException:
+            self._drop(key)
+            raise
+
+    def _exchange(
+        self, connection: http.client.HTTPConnection, target: Target, body: bytes, headers: dict[str, str]
+    ) -> Answer:
+        key = (target.scheme, target.host.lower(), target.port)
+        expired = self._watchdog.arm(connection, self.timeout)
+        try:
+            connection.request(
+                "POST",
+                target.path,
+                body=body,
+                headers={**headers, "User-Agent": USER_AGENT, "Content-Length": str(len(body))},
+            )
+            response = connection.getresponse()
+            response.read()
+        except (OSError, http.client.HTTPException) as error:
+            if expired.is_set():
+                self._drop(key)
+                raise TimeoutError(f"no complete answer within {self.timeout:g} s") from error
+            raise
+        finally:
+            self._watchdog.disarm()
+        if expired.is_set():
+            self._drop(key)
+            raise TimeoutError(f"no complete answer within {self.timeout:g} s")
+        if response.will_close:
+            self._drop(key)
+        return Answer(status=response.status)
+
+    def _drop(self, key: tuple[str, str, int]) -> None:
+        connection = self._connections.pop(key, None)
+        if connection is not None:
+            connection.close()
+
+    def close(self) -> None:
+        for key in list(self._connections):
+            self._drop(key)
+        self._watchdog.close()
