@@ -252,6 +252,9 @@ EMAIL_CONFIGURED = bool(EMAIL_URL or env.str("EMAIL_BACKEND", default=""))
 if not EMAIL_CONFIGURED:
     vars()["EMAIL_BACKEND"] = "campaigns.outbox.ConsoleOutboxBackend"
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Cohortly <no-reply@cohortly.localhost>")
+# Seconds an SMTP connection waits for the server: a silent server fails the send (retried later)
+# instead of holding a campaign sender thread, and its chunk's claims, for ever.
+EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=30.0)
 # Where people reach this server from outside: the links in campaign emails (opens, clicks,
 # unsubscribes) are made from it, and Message-IDs name its host.
 PUBLIC_URL = env.str("PUBLIC_URL", default="http://localhost:8000").rstrip("/")
