@@ -15,12 +15,12 @@ api_v1 = [
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
-    path("campaigns/", views.upcoming("campaigns"), name="campaigns"),
     path("", include("accounts.urls")),
     path("", include("tracking.urls")),
     path("", include("segmentation.webhooks.urls")),
     path("", include("segmentation.urls")),
     path("", include("insights.urls")),
+    path("", include(campaign_urls.urlpatterns)),
     path("api/v1/", include(api_v1)),
     path("v1/", include("tracking.ingest_urls")),
     # Campaign emails' opens, clicks and unsubscribes (public, signed links), and ESPs' tracking webhooks.
