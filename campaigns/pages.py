@@ -655,7 +655,7 @@ def campaign_people(request: MemberRequest, pk: int) -> HttpResponse:
     """People to preview for: by user id, email or name (a few, for the picker)."""
     workspace = request.workspace
     _campaign_or_404(workspace, pk)
-    q = request.GET.get("q", "").strip()[:200]
+    q = (request.GET.get("person_q") or request.GET.get("q", "")).strip()[:200]
     people: list[Person] = []
     if q:
         found = Person.objects.filter(workspace=workspace).filter(
