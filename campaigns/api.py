@@ -169,7 +169,9 @@ class CampaignEstimateAudienceSerializer(StrictSerializer):
 
 class CampaignEstimateRequestSerializer(StrictSerializer):
     channel = serializers.ChoiceField(choices=Channel.choices)
-    audience = CampaignEstimateAudienceSerializer()
+    audience = CampaignEstimateAudienceSerializer(
+        help_text="Ids of the workspace's segments; a segment may not be both included and excluded."
+    )
 
 
 class CampaignEstimateSerializer(serializers.Serializer[Any]):
