@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 
 from accounts.requests import request_actor, request_workspace
 from campaigns import rendering, selectors, services
+from campaigns.estimate import audience_estimate, estimate_audience_errors
 from campaigns.models import (
     Campaign,
     CampaignKind,
@@ -33,7 +34,7 @@ from campaigns.models import (
     TriggerOn,
 )
 from campaigns.progress import campaign_progress
-from campaigns.validation import MAX_HOLDOUT_PERCENT, MAX_VARIANTS
+from campaigns.validation import MAX_AUDIENCE_SEGMENTS, MAX_HOLDOUT_PERCENT, MAX_VARIANTS
 from core.api import Pagination, StrictSerializer
 from segmentation.definition import DURATION_PATTERN
 from segmentation.webhooks.selectors import url_readable_in_full, url_shown
@@ -185,6 +186,29 @@ class CampaignTestResultSerializer(serializers.Serializer[Any]):
     subject = serializers.CharField()
 
 
+class CampaignEstimateAudienceSerializer(StrictSerializer):
+    segments = serializers.ListField(child=serializers.IntegerField(min_value=1), max_length=MAX_AUDIENCE_SEGMENTS)
+    exclude = serializers.ListField(
+        child=serializers.IntegerField(min_value=1), max_length=MAX_AUDIENCE_SEGMENTS, required=False
+    )
+
+
+class CampaignEstimateRequestSerializer(StrictSerializer):
+    channel = serializers.ChoiceField(choices=Channel.choices)
+    audience = CampaignEstimateAudienceSerializer(
+        help_text="Ids of the workspace's segments; a segment may not be both included and excluded."
+    )
+
+
+class CampaignEstimateSerializer(serializers.Serializer[Any]):
+    audience = serializers.IntegerField()
+    after_exclusions = serializers.IntegerField()
+    no_email = serializers.IntegerField()
+    unsubscribed = serializers.IntegerField()
+    capped_now = serializers.IntegerField()
+    will_receive = serializers.IntegerField()
+
+
 class Conflict(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
     default_code = "conflict"
@@ -290,7 +314,14 @@ class CampaignViewSet(
     @extend_schema(request=None, responses={202: CampaignSerializer, 409: OpenApiResponse(description="already sent")})
     @action(detail=True, methods=["post"])
     def launch(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        """Start sending (a broadcast) or listening (a triggered campaign); a paused one resumes."""
+        """Start sending (a broadcast) or listening (a triggered campaign); a paused one resumes.
+        Admins launch; members too when the workspace's ``members_can_launch`` is set (else 403)."""
+        refusal = services.launch_refusal(
+            workspace=request_workspace(request),
+            membership=request._request.membership,  # type: ignore[attr-defined]
+        )
+        if refusal is not None:
+            raise exceptions.PermissionDenied(refusal)
         try:
             campaign = services.campaign_launch(campaign=self.get_object(), actor=request_actor(request))
         except services.CampaignConflict as error:
@@ -306,6 +337,22 @@ class CampaignViewSet(
         except services.CampaignConflict as error:
             raise Conflict(str(error)) from error
         return self._answer(campaign)
+
+    @extend_schema(request=CampaignEstimateRequestSerializer, responses=CampaignEstimateSerializer)
+    @action(detail=False, methods=["post"], pagination_class=None)
+    def estimate(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Who a campaign to these segments would reach now: the audience, after exclusions, without
+        an email address, unsubscribed, capped now, and who will receive it. Nothing is written."""
+        workspace = request_workspace(request)
+        data = CampaignEstimateRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        audience = values.get("audience") or {}
+        include, exclude = list(audience.get("segments", [])), list(audience.get("exclude", []))
+        errors = estimate_audience_errors(workspace, include, exclude)
+        if errors:
+            raise serializers.ValidationError(errors)
+        return Response(audience_estimate(workspace, include, exclude, values["channel"]).as_dict())
 
     @extend_schema(responses=CampaignResultsSerializer)
     @action(detail=True, methods=["get"], pagination_class=None)
@@ -467,6 +514,7 @@ class CampaignSettingsSerializer(serializers.ModelSerializer[CampaignSettings]):
             "quiet_end",
             "emails_per_second",
             "webhooks_per_second",
+            "members_can_launch",
             "updated_at",
         ]
         read_only_fields = ["updated_at"]
@@ -482,6 +530,9 @@ class CampaignSettingsView(APIView):
 
     @extend_schema(request=CampaignSettingsSerializer, responses=CampaignSettingsSerializer)
     def patch(self, request: Request) -> Response:
+        membership = request._request.membership  # type: ignore[attr-defined]
+        if isinstance(request.data, dict) and "members_can_launch" in request.data and not membership.can_admin:
+            raise exceptions.PermissionDenied(services.SETTING_ADMIN_ONLY)
         row = services.campaign_settings_update(
             workspace=request_workspace(request), actor=request_actor(request), data=request.data
         )

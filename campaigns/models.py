@@ -73,6 +73,8 @@ class CampaignSettings(TenantModel):
     # The signing secret of the workspace's campaign webhooks, derived like a segment webhook
     # subscription's (``core.signing.subscription_secret``): not stored, so a database dump cannot sign.
     webhook_secret_salt = models.CharField(max_length=64, default=new_secret_salt)
+    # Who may launch (and resume) a campaign: admins always; members too when this is set.
+    members_can_launch = models.BooleanField(default=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -381,7 +381,24 @@ SETTINGS_FIELDS = (
     "quiet_end",
     "emails_per_second",
     "webhooks_per_second",
+    "members_can_launch",
 )
+
+LAUNCH_REFUSED = (
+    "Only admins may launch or resume campaigns in this workspace; "
+    "an admin can let members launch them in the campaign settings (members_can_launch)."
+)
+SETTING_ADMIN_ONLY = "Only admins may change who launches campaigns."
+
+
+def launch_refusal(*, workspace: Workspace, membership: Any) -> str | None:
+    """Why this membership may not launch a campaign of ``workspace`` (None: it may): admins
+    always may, members when the workspace's ``members_can_launch`` is set, viewers never."""
+    if membership is None or not membership.can_write:
+        return "Your role in this workspace does not allow this change."
+    if membership.can_admin:
+        return None
+    return None if selectors.campaign_settings_get(workspace).members_can_launch else LAUNCH_REFUSED
 
 
 def _email_or_blank(value: Any, key: str, errors: dict[str, list[str]]) -> str | None:
@@ -437,6 +454,11 @@ def campaign_settings_update(*, workspace: Workspace, actor: User | None, data: 
     for key in ("quiet_start", "quiet_end"):
         if key in data:
             values[key] = _time_or_null(data[key], key, errors)
+    if "members_can_launch" in data:
+        if not isinstance(data["members_can_launch"], bool):
+            errors["members_can_launch"] = [f"Expected true or false, not {data['members_can_launch']!r}."]
+        else:
+            values["members_can_launch"] = data["members_can_launch"]
     for key in ("emails_per_second", "webhooks_per_second"):
         if key in data:
             rate = data[key]

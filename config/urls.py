@@ -15,7 +15,6 @@ api_v1 = [
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
-    path("campaigns/", views.upcoming("campaigns"), name="campaigns"),
     # A campaign's results page, Settings -> Campaigns and the development outbox.
     path("", include("campaigns.page_urls")),
     path("", include("accounts.urls")),
@@ -23,6 +22,7 @@ urlpatterns = [
     path("", include("segmentation.webhooks.urls")),
     path("", include("segmentation.urls")),
     path("", include("insights.urls")),
+    path("", include(campaign_urls.urlpatterns)),
     path("api/v1/", include(api_v1)),
     path("v1/", include("tracking.ingest_urls")),
     # The snippet's on-site messages (public, by write key, like the tracking API).

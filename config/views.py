@@ -1,4 +1,4 @@
-"""Pages that belong to no single app: the dashboard and the not-yet-built sections."""
+"""Pages that belong to no single app: the dashboard."""
 
 from __future__ import annotations
 
@@ -12,12 +12,6 @@ from segmentation.playbooks import PLAYBOOKS
 from tracking import people_selectors
 
 DASHBOARD_DAYS = 30
-
-# Sections of the navigation that later work fills in, with what they will hold.
-UPCOMING = {
-    "segments": ("Segments", "Behavioural segments with live counts, built from conditions or templates."),
-    "campaigns": ("Campaigns", "Email, webhook and on-site messages to segments, with caps and A/B splits."),
-}
 
 
 @workspace_required()
@@ -49,14 +43,3 @@ def dashboard(request: MemberRequest) -> HttpResponse:
             "can_write": request.membership.can_write,
         },
     )
-
-
-def upcoming(section: str):  # type: ignore[no-untyped-def]
-    title, summary = UPCOMING[section]
-
-    @workspace_required()
-    def view(request: MemberRequest) -> HttpResponse:
-        return render(request, "upcoming.html", {"section": section, "title": title, "summary": summary})
-
-    view.__name__ = f"{section}_upcoming"
-    return view

@@ -435,6 +435,50 @@ REGISTRY: dict[str, Route] = {
         kwargs=lambda s: {"pk": s.campaign.pk},
         data=lambda s: {"email": "qa@example.com", "person": s.person.pk},
     ),
+    "campaign-estimate": Route(
+        methods=("POST",),
+        data=lambda s: {"channel": "email", "audience": {"segments": [s.static_segment.pk]}},
+        reason="counts the caller's own segments; others' ids are refused by name: tests/campaigns/test_views.py",
+    ),
+    # Campaign pages and the editor's helpers.
+    "campaign_new": Route(
+        reason="creates a campaign in the caller's own workspace; others' segment ids: tests/campaigns/test_views.py"
+    ),
+    "campaign_estimate": Route(
+        methods=(), reason="a POST counted in the caller's workspace; others' ids: tests/campaigns/test_views.py"
+    ),
+    "campaign_from_playbook": Route(
+        methods=(), reason="a draft and a segment of the caller's own from a fixed template: tests/campaigns"
+    ),
+    "campaign_edit": Route(
+        methods=("GET", "POST"),
+        kwargs=lambda s: {"pk": s.campaign.pk},
+        data=lambda s: {
+            "name": "Renamed by B",
+            "channel": "email",
+            "kind": "broadcast",
+            "include": [s.static_segment.pk],
+            "schedule": "now",
+            "holdout_percent": "0",
+            "variant_count": "1",
+            "v0-name": "A",
+            "v0-weight": "1",
+            "v0-subject": "Hi",
+            "v0-body": "<p>Hi</p>",
+        },
+    ),
+    "campaign_people": Route(kwargs=lambda s: {"pk": s.campaign.pk}, data=lambda s: {"q": "shopper"}),
+    "campaign_preview": Route(
+        methods=("POST",), kwargs=lambda s: {"pk": s.campaign.pk}, data=lambda s: {"preview_person": s.person.pk}
+    ),
+    "campaign_test": Route(
+        methods=("POST",), kwargs=lambda s: {"pk": s.campaign.pk}, data=lambda s: {"test_email": "qa@example.com"}
+    ),
+    "campaign_launch": Route(
+        methods=("POST",), kwargs=lambda s: {"pk": s.campaign.pk}, data=lambda s: {"confirmed": "yes"}
+    ),
+    "campaign_pause": Route(methods=("POST",), kwargs=lambda s: {"pk": s.live_campaign.pk}),
+    "campaign_progress": Route(kwargs=lambda s: {"pk": s.campaign.pk}),
     "frequency-cap-list": Route(reason=NONE),
     "frequency-cap-detail": Route(methods=("GET", "DELETE"), kwargs=lambda s: {"pk": s.cap.pk}),
     "campaign-settings": Route(

@@ -29,7 +29,7 @@ from accounts.tenancy import workspace_scope
 from tests import factories
 from tests.accounts.support import JSON, logged_in_client, state
 from tests.accounts.test_cross_workspace import REGISTRY, ROUTES, Resolved, Side, build_side, url_for
-from tests.accounts.test_permissions import API_WRITES, INSIGHTS_ROUTES, MEMBER_API_WRITES, WEB_WRITES
+from tests.accounts.test_permissions import API_WRITES, INSIGHTS_ROUTES, MEMBER_API_WRITES, REFUSALS, WEB_WRITES
 
 ROLES = (Role.OWNER, Role.ADMIN, Role.MEMBER, Role.VIEWER)
 RANK = {Role.VIEWER: 1, Role.MEMBER: 2, Role.ADMIN: 3, Role.OWNER: 4}
@@ -175,6 +175,8 @@ def test_every_route_for_every_role(route, method, world):
             return f"allowed, answered {response.status_code} {response.content[:200]!r}"
         else:
             expected, answer = 403, {"code": "permission_denied"} if route.name in ADMIN_READS else ROLE_REFUSAL
+            if (route.name, role) in REFUSALS:  # a refusal that says more (launching: an admin's, or by setting)
+                answer = {"detail": REFUSALS[(route.name, role)], "code": "permission_denied"}
         before = state(world.side.workspace)
         response = _call(world, principal, method, url, body)
         if response.status_code != expected:

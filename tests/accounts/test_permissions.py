@@ -12,6 +12,7 @@ from django.urls import reverse
 
 from accounts.models import Membership, Role
 from accounts.tenancy import workspace_scope
+from campaigns.services import LAUNCH_REFUSED
 from tests import factories
 from tests.accounts.support import JSON, api, logged_in_client, state
 from tests.accounts.test_cross_workspace import REGISTRY, ROUTES, Side, build_side
@@ -51,6 +52,7 @@ API_WRITES: dict[tuple[str, str], Body] = {
     ("campaign-pause", "POST"): lambda s: None,
     ("campaign-preview", "POST"): lambda s: {"person": s.person.pk},
     ("campaign-test", "POST"): lambda s: {"email": "qa@example.com", "person": s.person.pk},
+    ("campaign-estimate", "POST"): lambda s: {"channel": "email", "audience": {"segments": [s.segment.pk]}},
     ("frequency-cap-list", "POST"): lambda s: {"channel": "email", "max": 2, "per": "1w"},
     ("frequency-cap-detail", "DELETE"): lambda s: None,
     ("campaign-settings", "PATCH"): lambda s: {"timezone": "Europe/Paris"},
@@ -61,7 +63,13 @@ API_WRITES: dict[tuple[str, str], Body] = {
 INSIGHTS_ROUTES = {route.name for route in ROUTES if route.pattern.startswith(("api/v1/insights/", "insights/"))}
 
 # REST writes members may make too (segments and campaigns are everyday work); viewers may not.
-MEMBER_API_WRITES = {name for name, _ in API_WRITES if name.startswith(("segment-", "campaign-", "frequency-cap-"))}
+# Launching a campaign takes an admin, or a member when the workspace's campaign setting
+# ``members_can_launch`` is set (off by default; both cases: tests/campaigns/test_views.py).
+MEMBER_API_WRITES = {name for name, _ in API_WRITES if name.startswith(("segment-", "campaign-", "frequency-cap-"))} - {
+    "campaign-launch"
+}
+# Refusals that say more than the role's.
+REFUSALS = {("campaign-launch", Role.MEMBER): LAUNCH_REFUSED}
 
 # Every settings page that takes a POST -> a body that would change something.
 WEB_WRITES: dict[str, Body] = {
@@ -157,7 +165,7 @@ def test_viewers_and_members_cannot_write_through_the_api(route, method, role):
     # Then it is refused and nothing changed
     assert response.status_code == 403
     assert response.json() == {
-        "detail": "Your role in this workspace does not allow this change.",
+        "detail": REFUSALS.get((route.name, role), "Your role in this workspace does not allow this change."),
         "code": "permission_denied",
     }
     assert state() == before

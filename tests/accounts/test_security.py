@@ -295,6 +295,23 @@ CSRF_BODIES: dict[str, CsrfCase] = {
     ),
     "settings_campaign_cap_add": (True, lambda s: {"channel": "email", "max": "1", "per": "1d"}),
     "settings_campaign_cap_delete": (True, lambda s: {}),
+    "campaign_new": (
+        True,
+        lambda s: {
+            "name": "Sneaky",
+            "channel": "email",
+            "kind": "broadcast",
+            "include": [s.static_segment.pk],
+            "variant_count": "1",
+            "v0-name": "A",
+            "v0-weight": "1",
+            "v0-subject": "Hi",
+            "v0-body": "<p>Hi</p>",
+        },
+    ),
+    "campaign_edit": (True, lambda s: {"name": "Sneaky"}),
+    "campaign_launch": (True, lambda s: {"confirmed": "yes"}),
+    "campaign_test": (True, lambda s: {"test_email": "qa@example.com"}),
 }
 
 
@@ -306,6 +323,8 @@ def _csrf_url(name: str, side: Side, tokens: dict[str, str]) -> str:
     if name == "password_reset_confirm":
         uid = urlsafe_base64_encode(force_bytes(side.owner.pk))
         return reverse(name, kwargs={"uidb64": uid, "token": default_token_generator.make_token(side.owner)})
+    if name == "campaign_from_playbook":
+        return reverse(name, kwargs={"slug": "welcome"})
     spec = REGISTRY[name]
     return reverse(name, kwargs=spec.kwargs(side)) if spec.kwargs else reverse(name)
 

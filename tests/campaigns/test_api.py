@@ -710,6 +710,10 @@ def test_viewers_read_members_write(workspace, lapsed, settings):
         api(viewer, "GET", _url("campaign-detail", hook["id"])).json()["variants"][0]["url"] == "http://127.0.0.1:9/…"
     )
     assert api(member, "GET", _url("campaign-detail", hook["id"])).json()["variants"][0]["url"].endswith("secret-token")
+    # Launching is an admin's unless the workspace lets members launch (tests/campaigns/test_views.py)
+    assert api(member, "POST", _url("campaign-launch", made["id"])).status_code == 403
+    admin = logged_in_client(factories.member(workspace, role=Role.ADMIN))
+    assert api(admin, "PATCH", reverse("campaign-settings"), {"members_can_launch": True}).status_code == 200
     assert api(member, "POST", _url("campaign-launch", made["id"])).status_code == 202
 
 

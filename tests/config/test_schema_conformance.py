@@ -161,6 +161,7 @@ RULES_IN_WORDS: dict[str, set[str]] = {
     "POST /api/v1/insights/retention/": {"segment", "periods", "start_event", "return_event"},
     "POST /api/v1/insights/retention/segment/": {"segment", "periods", "cohort_start", "offset", "name"},
     "PATCH /api/v1/insights/computed-traits/": {"engagement_weights"},  # at most 200 named events
+    "POST /api/v1/campaigns/estimate/": {"audience"},  # existing segments, none both included and excluded
 }
 
 
