@@ -657,6 +657,7 @@ def test_export_holds_everything_stored_about_the_person(api, workspace):
             }
         ],
         "suggested_segment_clusters": [],
+        "active_hours": None,
         "campaign_messages": [],
         "email_suppressions": [],
         "events": [
@@ -754,6 +755,7 @@ def test_the_schema_describes_the_quarantine_and_the_export(api):
     assert sorted(components[message]["properties"]) == ["id", "message", "message_id", "reason", "received_at"]
     assert {p["name"] for p in quarantine["parameters"]} >= {"kind", "reason", "cursor", "page_size"}
     assert sorted(components[document]["properties"]) == [
+        "active_hours",
         "campaign_messages",
         "email_suppressions",
         "events",
