@@ -137,7 +137,7 @@ def person_export(workspace: Workspace, person: Person) -> dict[str, Any]:
         if active is None
         else {
             "best_hour": active.best_hour,
-            "label": hour_label(active.best_hour),
+            "in_words": hour_label(active.best_hour),
             "confidence": active.confidence,
             "events": active.events,
             "histogram": list(active.histogram),

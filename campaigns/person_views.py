@@ -1,7 +1,7 @@
 """Campaigns' additions to tracking's views of people (``tracking.people_extensions``; listed in
 ``TRACKING_PEOPLE_EXTENSIONS``): when a person is usually active (``campaigns.active_hours``).
 
-- the field ``active_hours`` of ``GET /api/v1/people/{id}/``: ``{"best_hour", "label",
+- the field ``active_hours`` of ``GET /api/v1/people/{id}/``: ``{"best_hour", "in_words",
   "confidence", "events", "own"}`` (``own`` false: too little history, the workspace's best hour);
 - the section "Usually active" of a person's page, the same in words, with their timezone.
 """
@@ -23,7 +23,7 @@ from tracking.people_extensions import PersonField, PersonPanel
 
 class PersonActiveHoursSerializer(serializers.Serializer[Any]):
     best_hour = serializers.IntegerField(help_text="Hour of the week in their timezone: 0 is Monday 00:00-01:00.")
-    label = serializers.CharField(help_text='In words, e.g. "Tuesday 10:00-11:00".')
+    in_words = serializers.CharField(help_text='The hour in words, e.g. "Tuesday 10:00-11:00".')
     confidence = serializers.FloatField(allow_null=True, help_text="That hour's share of their decayed activity.")
     events = serializers.IntegerField(help_text="Events counted.")
     own = serializers.BooleanField(help_text="False: too little history, the workspace's best hour.")
@@ -33,7 +33,7 @@ def _active_hours(workspace: Workspace, person: Person) -> dict[str, Any]:
     found = person_active_hours(workspace.pk, person.pk)
     return {
         "best_hour": found.best_hour,
-        "label": found.label,
+        "in_words": found.label,
         "confidence": found.confidence,
         "events": found.events,
         "own": found.own,

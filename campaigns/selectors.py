@@ -318,23 +318,22 @@ def send_time_results(workspace: Workspace, campaign: Campaign) -> dict[str, Any
         for is_control, targeted, sent, converted in cursor.fetchall():
             counts[bool(is_control)] = (targeted, sent, converted)
     measured = bool(campaign.goal_event)
-    groups = []
+    groups: list[dict[str, Any]] = []
+    tested: list[stats.Group] = []
     for name, key in ((BEST_HOUR_GROUP, False), (CONTROL_GROUP, True)):
         targeted, sent, converted = counts[key]
-        rate = converted / sent if measured and sent else None
+        interval = stats.wilson_interval(converted, sent) if measured else None
         groups.append(
             {
                 "name": name,
                 "targeted": targeted,
                 "sent": sent,
                 "converted": converted,
-                "conversion_rate": rate,
-                "interval": list(interval)
-                if measured and (interval := stats.wilson_interval(converted, sent))
-                else None,
+                "conversion_rate": converted / sent if measured and sent else None,
+                "interval": list(interval) if interval else None,
             }
         )
-    tested = [stats.Group(g["name"], g["converted"], g["sent"]) for g in groups]
+        tested.append(stats.Group(name, converted, sent))
     p = stats.p_value(tested) if measured else None
     return {
         "control_percent": campaign.send_time_control_percent,

@@ -404,7 +404,7 @@ class ExportSuppressionSerializer(serializers.Serializer[Any]):
 
 class ExportActiveHoursSerializer(serializers.Serializer[Any]):
     best_hour = serializers.IntegerField(help_text="Hour of the week in their timezone: 0 is Monday 00:00-01:00.")
-    label = serializers.CharField()
+    in_words = serializers.CharField()
     confidence = serializers.FloatField()
     events = serializers.IntegerField()
     histogram = serializers.ListField(child=serializers.FloatField(), help_text="168 decayed weights, hour 0 first.")

@@ -288,7 +288,7 @@ def test_the_person_page_and_api_show_when_they_are_usually_active(workspace):
     answer = api(Client(), "GET", f"/api/v1/people/{ada.pk}/", key=key).json()
     assert answer["active_hours"] == {
         "best_hour": 34,
-        "label": "Tuesday 10:00-11:00",
+        "in_words": "Tuesday 10:00-11:00",
         "confidence": 1.0,
         "events": 6,
         "own": True,
