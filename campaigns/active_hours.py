@@ -23,9 +23,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Subquery
 from django.utils import timezone
 
 from accounts.models import Workspace
@@ -173,12 +175,33 @@ class PersonActiveHours:
     confidence: float | None
     events: int
     own: bool  # False: too little history, the workspace's best hour
+    workspace_zone: str  # the workspace's timezone name (people without a known one of their own)
 
 
 def person_active_hours(workspace_id: int, person_id: int) -> PersonActiveHours:
-    """When a person is usually active, or the workspace's best hour when they have too little history."""
-    row = ActiveHours.objects.filter(workspace_id=workspace_id, person_id=person_id).first()
-    if row is not None and row.events >= MIN_EVENTS:
-        return PersonActiveHours(row.best_hour, hour_label(row.best_hour), row.confidence, row.events, True)
-    best = workspace_best_hour(workspace_id)
-    return PersonActiveHours(best, hour_label(best), None, row.events if row else 0, False)
+    """When a person is usually active, or the workspace's best hour when they have too little
+    history; with the workspace's timezone. One query (a person page's section)."""
+    mine = ActiveHours.objects.filter(workspace_id=workspace_id, person_id=person_id)
+    row: dict[str, Any] = (
+        Workspace.objects.filter(pk=workspace_id)
+        .annotate(
+            own_hour=Subquery(mine.values("best_hour")[:1]),
+            own_confidence=Subquery(mine.values("confidence")[:1]),
+            own_events=Subquery(mine.values("events")[:1]),
+            workspace_hour=Subquery(
+                WorkspaceActiveHours.objects.filter(workspace_id=workspace_id).values("best_hour")[:1]
+            ),
+            zone=Subquery(CampaignSettings.objects.filter(workspace_id=workspace_id).values("timezone")[:1]),
+        )
+        .values("own_hour", "own_confidence", "own_events", "workspace_hour", "zone")
+        .first()
+    ) or {}
+    zone = row.get("zone")
+    zone_name = zone if zone and zone_named(zone) is not None else "UTC"
+    events = row.get("own_events") or 0
+    if row.get("own_hour") is not None and events >= MIN_EVENTS:
+        hour = int(row["own_hour"])
+        return PersonActiveHours(hour, hour_label(hour), row["own_confidence"], events, True, zone_name)
+    best = row.get("workspace_hour")
+    best = DEFAULT_HOUR if best is None else int(best)
+    return PersonActiveHours(best, hour_label(best), None, events, False, zone_name)

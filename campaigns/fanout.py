@@ -261,7 +261,9 @@ def sends_write(
         params["test_share"] = winner_test_share(campaign)
     if campaign.send_time == SendTime.BEST_HOUR:
         params |= {
-            "start": start or campaign.send_at or now,
+            # The fan-out runs once send_at has come: the first best hour from now on (a late
+            # fan-out never makes a send due in the past, outside its hour).
+            "start": start or now,
             "zone": zone_name,
             "min_events": MIN_EVENTS,
             "control": campaign.send_time_control_percent / 100,

@@ -15,7 +15,7 @@ from django.template.loader import render_to_string
 from rest_framework import serializers
 
 from accounts.models import Workspace
-from campaigns.active_hours import MIN_EVENTS, person_active_hours, workspace_zone
+from campaigns.active_hours import MIN_EVENTS, person_active_hours
 from campaigns.localtime import zone_named
 from tracking.models import Person
 from tracking.people_extensions import PersonField, PersonPanel
@@ -57,7 +57,7 @@ def _panel(request: HttpRequest, person: Person) -> str:
     found = person_active_hours(workspace.pk, person.pk)
     traits = person.traits if isinstance(person.traits, dict) else {}
     own_zone = traits.get("timezone")
-    zone = own_zone if zone_named(own_zone) is not None else f"the workspace's, {workspace_zone(workspace.pk)}"
+    zone = own_zone if zone_named(own_zone) is not None else f"the workspace's, {found.workspace_zone}"
     context = {
         "active": found,
         "zone": zone,

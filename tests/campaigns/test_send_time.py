@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.test import Client
 from django.urls import reverse
+from playwright.sync_api import expect
 
 from accounts.tenancy import workspace_scope
 from campaigns import active_hours, people, selectors
@@ -22,6 +23,8 @@ from campaigns.fanout import CONTROL_HOUR_SALT, CONTROL_SALT, run_fan_out
 from campaigns.models import ActiveHours, Campaign, CampaignSettings, Send, SendState, WorkspaceActiveHours
 from tests import factories
 from tests.accounts.support import api, logged_in_client
+from tests.accounts.test_browser import LAPTOP, PHONE, _log_in, _look, _new_context
+from tests.accounts.test_browser import watch as watch
 from tests.campaigns.api_support import body, campaign_rows, segment
 from tests.campaigns.engine_support import audience, broadcast
 from tracking.events import ErasedPerson
@@ -380,3 +383,35 @@ def test_the_hour_label_and_hour_of_week():
     assert active_hours.hour_label(0) == "Monday 00:00-01:00"
     assert active_hours.hour_label(167) == "Sunday 23:00-00:00"
     assert hour_of_week(datetime(2030, 3, 6, 9, 30)) == 2 * 24 + 9
+
+
+# --- the person page in a browser ---------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("viewport", [LAPTOP, PHONE], ids=["laptop", "phone"])
+def test_screens_of_the_person_page_with_when_they_are_usually_active(live_server, browser, watch, viewport):
+    # Given a person usually active on Tuesdays at 10:00 in Paris, with a long name and email
+    workspace = factories.WorkspaceFactory(name="Acme Shop")
+    user = factories.member(workspace, role="owner")
+    long_email = "someone.with.a.remarkably.long.address.for.testing.layouts@example-shop.example"
+    _segment, (ada,) = audience(workspace, [{"email": long_email, "timezone": "Europe/Paris", "name": "Ada"}])
+    paris = ZoneInfo("Europe/Paris")
+    _events(workspace, [(ada, _at_hour_of_week(paris, 24 + 10, week, 0)) for week in range(1, 8)])
+    _events(workspace, [(ada, _at_hour_of_week(paris, 5 * 24 + 20, 1, 0))])
+    with workspace_scope(workspace):
+        active_hours_refresh(workspace=workspace, now=NOW)
+
+    # When their page is opened
+    page = _new_context(browser, watch, viewport).new_page()
+    _log_in(page, live_server.url, user.email, factories.PASSWORD)
+    page.goto(f"{live_server.url}/people/{ada.pk}/")
+
+    # Then the "Usually active" section says when, in their timezone, without sideways scrolling
+    section = page.locator("#active-hours")
+    expect(section).to_contain_text("Tuesday 10:00-11:00")
+    expect(section).to_contain_text("Europe/Paris")
+    expect(section).to_contain_text("of their recent activity falls in this hour; 8 events counted")
+    section.scroll_into_view_if_needed()
+    _look(page, "campaigns-person-active-hours", viewport)

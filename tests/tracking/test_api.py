@@ -63,6 +63,13 @@ def test_person_shape(api, workspace):
         "first_seen": body["first_seen"],
         "last_seen": body["last_seen"],
         "segments": [],
+        "active_hours": {
+            "best_hour": 34,
+            "in_words": "Tuesday 10:00-11:00",
+            "confidence": None,
+            "events": 0,
+            "own": False,
+        },
     }
     assert body["first_seen"].startswith((NOW - timedelta(days=3)).date().isoformat())
 
