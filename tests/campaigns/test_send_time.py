@@ -413,5 +413,4 @@ def test_screens_of_the_person_page_with_when_they_are_usually_active(live_serve
     expect(section).to_contain_text("Tuesday 10:00-11:00")
     expect(section).to_contain_text("Europe/Paris")
     expect(section).to_contain_text("of their recent activity falls in this hour; 8 events counted")
-    section.scroll_into_view_if_needed()
     _look(page, "campaigns-person-active-hours", viewport)
