@@ -13,8 +13,8 @@ time of ``send_at`` in the workspace's timezone taken in each person's timezone 
 already past in the person's zone is due at once. Such a run is fanned out as soon as
 the first timezone (UTC+14) reaches that wall-clock time.
 
-A ``send_time: "best_hour"`` campaign sends each person at the next occurrence (from ``send_at``
-or the fan-out, within 7 days) of their best hour of the week in their zone
+A ``send_time: "best_hour"`` campaign sends each person at the next occurrence (from the fan-out
+on, which happens at ``send_at`` or launch; within 7 days) of their best hour of the week in their zone
 (``campaigns.active_hours``), at a minute spread by hash inside that hour; a control share
 (``send_time_control_percent``, by ``bucket(..., "send_time")``) gets a uniformly random hour
 instead (``bucket(..., "send_hour")``), so the results can compare both.
