@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 from playwright.sync_api import expect
 
 from accounts.tenancy import workspace_scope
@@ -414,3 +415,20 @@ def test_screens_of_the_person_page_with_when_they_are_usually_active(live_serve
     expect(section).to_contain_text("Europe/Paris")
     expect(section).to_contain_text("of their recent activity falls in this hour; 8 events counted")
     _look(page, "campaigns-person-active-hours", viewport)
+
+
+def test_the_refresh_is_on_the_beat_hourly_and_its_task_runs_in_the_workspaces_scope(settings, workspace):
+    from campaigns.tasks import ACTIVE_HOURS_TASK, WINNER_TASK, active_hours_refresh_task
+    from config.celery import app as celery_app
+
+    celery_app.loader.import_default_modules()
+    assert {ACTIVE_HOURS_TASK, WINNER_TASK} <= set(celery_app.tasks)
+    entry = settings.CELERY_BEAT_SCHEDULE["campaigns-active-hours"]
+    assert (entry["task"], entry["schedule"]) == ("campaigns.tasks.active_hours_tick", 3600.0)
+
+    _segment, (ada,) = audience(workspace, [{"email": "a@example.com"}])
+    real_now = timezone.now()  # the task reads the real clock
+    _events(workspace, [(ada, real_now - timedelta(hours=h)) for h in range(1, 4)])
+    assert active_hours_refresh_task.apply(args=(workspace.pk,)).get() == 1
+    with workspace_scope(workspace):
+        assert ActiveHours.objects.get().events == 3
