@@ -182,7 +182,7 @@ def person_active_hours(workspace_id: int, person_id: int) -> PersonActiveHours:
     """When a person is usually active, or the workspace's best hour when they have too little
     history; with the workspace's timezone. One query (a person page's section)."""
     mine = ActiveHours.objects.filter(workspace_id=workspace_id, person_id=person_id)
-    row: dict[str, Any] = (
+    found = (
         Workspace.objects.filter(pk=workspace_id)
         .annotate(
             own_hour=Subquery(mine.values("best_hour")[:1]),
@@ -195,7 +195,8 @@ def person_active_hours(workspace_id: int, person_id: int) -> PersonActiveHours:
         )
         .values("own_hour", "own_confidence", "own_events", "workspace_hour", "zone")
         .first()
-    ) or {}
+    )
+    row: dict[str, Any] = dict(found) if found else {}
     zone = row.get("zone")
     zone_name = zone if zone and zone_named(zone) is not None else "UTC"
     events = row.get("own_events") or 0
