@@ -263,7 +263,7 @@ def campaign_read(
 
     unknown = wanted_segments - known_segments(wanted_segments) if wanted_segments else set()
     for path, pk in _segment_paths(data):
-        if pk in unknown:
+        if isinstance(pk, int) and pk in unknown:  # a malformed id (an object) was refused already
             r.error(path, f"No segment with id {pk} in this workspace.")
 
     if r.errors:
