@@ -21,7 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.requests import request_actor, request_workspace
-from campaigns import rendering, selectors, services
+from campaigns import rendering, selectors, services, winner
 from campaigns.estimate import audience_estimate, estimate_audience_errors
 from campaigns.models import (
     Campaign,
@@ -87,6 +87,12 @@ class CampaignGoalSerializer(serializers.Serializer[Any]):
     within = DurationField()
 
 
+class CampaignAutoWinnerSerializer(serializers.Serializer[Any]):
+    test_percent = serializers.IntegerField(min_value=1, max_value=90, required=False, default=20)
+    wait = DurationField(help_text='How long the test runs before the choice, e.g. "4h".')
+    default_variant = serializers.CharField(required=False, help_text="Sent when no variant wins (default: the first).")
+
+
 class CampaignBodySerializer(serializers.Serializer[Any]):
     """The body that creates a campaign; PATCH takes any part of it (a field given replaces it whole)."""
 
@@ -105,6 +111,18 @@ class CampaignBodySerializer(serializers.Serializer[Any]):
     reeligible_after = DurationField(required=False, allow_null=True, help_text="With once_per_person false.")
     send_at = serializers.DateTimeField(required=False, allow_null=True, help_text="A broadcast's time (null: now).")
     local_time = serializers.BooleanField(required=False, default=False, help_text="send_at in each person's zone.")
+    send_time = serializers.ChoiceField(
+        choices=["best_hour"],
+        required=False,
+        allow_null=True,
+        help_text="best_hour: each person at their most active hour of the week, the first from send_at on.",
+    )
+    send_time_control_percent = serializers.IntegerField(
+        min_value=0, max_value=50, required=False, default=10, help_text="best_hour: the random-hour control share."
+    )
+    auto_winner = CampaignAutoWinnerSerializer(
+        allow_null=True, required=False, help_text="Test the variants on a share, wait, send the best to the rest."
+    )
 
 
 class CampaignProgressSerializer(serializers.Serializer[Any]):
@@ -143,6 +161,51 @@ class CampaignGroupResultSerializer(serializers.Serializer[Any]):
     lift = serializers.FloatField(allow_null=True, help_text="(rate - holdout's) / holdout's")
 
 
+class SendTimeGroupSerializer(serializers.Serializer[Any]):
+    name = serializers.CharField(help_text='"best hour" or "random hour".')
+    targeted = serializers.IntegerField()
+    sent = serializers.IntegerField()
+    converted = serializers.IntegerField()
+    conversion_rate = serializers.FloatField(allow_null=True)
+    interval = serializers.ListField(child=serializers.FloatField(), allow_null=True)
+
+
+class SendTimeResultsSerializer(serializers.Serializer[Any]):
+    control_percent = serializers.IntegerField()
+    best_hour = SendTimeGroupSerializer()
+    control = SendTimeGroupSerializer()
+    p_value = serializers.FloatField(allow_null=True)
+    verdict = serializers.CharField()
+
+
+class WinnerVariantSerializer(serializers.Serializer[Any]):
+    name = serializers.CharField()
+    sent = serializers.IntegerField()
+    converted = serializers.IntegerField()
+    conversion_rate = serializers.FloatField(allow_null=True)
+
+
+class WinnerDecisionSerializer(serializers.Serializer[Any]):
+    winner = serializers.CharField()
+    significant = serializers.BooleanField(help_text="False: no significant difference, the default was sent.")
+    reason = serializers.CharField()
+    test = serializers.CharField(allow_null=True)
+    p_value = serializers.FloatField(allow_null=True)
+    verdict = serializers.CharField()
+    variants = WinnerVariantSerializer(many=True, help_text="The test share's numbers the choice was made on.")
+    remaining_sends = serializers.IntegerField(help_text="Sends of the winner written for the rest of the audience.")
+    decided_at = serializers.DateTimeField()
+
+
+class AutoWinnerResultsSerializer(serializers.Serializer[Any]):
+    test_percent = serializers.IntegerField()
+    wait = serializers.CharField()
+    default_variant = serializers.CharField()
+    state = serializers.ChoiceField(choices=["testing", "decided"])
+    decides_at = serializers.DateTimeField(allow_null=True)
+    decision = WinnerDecisionSerializer(allow_null=True)
+
+
 class CampaignResultsSerializer(serializers.Serializer[Any]):
     goal = CampaignGoalSerializer(allow_null=True)
     variants = CampaignGroupResultSerializer(many=True)
@@ -150,6 +213,8 @@ class CampaignResultsSerializer(serializers.Serializer[Any]):
     test = serializers.CharField(allow_null=True)
     p_value = serializers.FloatField(allow_null=True)
     verdict = serializers.CharField()
+    send_time = SendTimeResultsSerializer(allow_null=True, help_text="best_hour campaigns: best hour vs control.")
+    auto_winner = AutoWinnerResultsSerializer(allow_null=True, help_text="Automatic winner: settings and decision.")
 
 
 class CampaignPreviewRequestSerializer(StrictSerializer):
@@ -358,7 +423,9 @@ class CampaignViewSet(
     @action(detail=True, methods=["get"], pagination_class=None)
     def results(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Per variant and for the holdout: outcomes, conversions with their interval and lift, the test's verdict."""
-        result = selectors.campaign_results(request_workspace(request), self.get_object())
+        workspace = request_workspace(request)
+        campaign = self.get_object()
+        result = selectors.campaign_results(workspace, campaign)
         return Response(
             {
                 "goal": result.goal,
@@ -367,6 +434,8 @@ class CampaignViewSet(
                 "test": result.test,
                 "p_value": result.p_value,
                 "verdict": result.verdict,
+                "send_time": selectors.send_time_results(workspace, campaign),
+                "auto_winner": winner.auto_winner_document(campaign),
             }
         )
 

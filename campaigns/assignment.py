@@ -114,3 +114,11 @@ def variant_sql(
         f" {_bucket_sql(campaign_param, person_column, HOLDOUT_SALT)} AS h,"
         f" {_bucket_sql(campaign_param, person_column, VARIANT_SALT)} AS v) AS b)"
     ), params
+
+
+def bucket_sql(*, campaign_param: str, person_column: str, salt: str) -> str:
+    """``bucket(campaign, person, salt)`` as an SQL expression: the campaign id bound as
+    ``%(<campaign_param>)s``, the person read from ``person_column`` (a column reference)."""
+    if not all(c.isalnum() or c in "._" for c in person_column) or not salt.isidentifier():
+        raise ValueError("person_column must be a column reference and salt a plain word")
+    return _bucket_sql(campaign_param, person_column, salt)

@@ -12,6 +12,16 @@ time of ``send_at`` in the workspace's timezone taken in each person's timezone 
 ``timezone`` trait when PostgreSQL knows it as an IANA name, else the workspace's); a time
 already past in the person's zone is due at once. Such a run is fanned out as soon as
 the first timezone (UTC+14) reaches that wall-clock time.
+
+A ``send_time: "best_hour"`` campaign sends each person at the next occurrence (from the fan-out
+on, which happens at ``send_at`` or launch; within 7 days) of their best hour of the week in their zone
+(``campaigns.active_hours``), at a minute spread by hash inside that hour; a control share
+(``send_time_control_percent``, by ``bucket(..., "send_time")``) gets a uniformly random hour
+instead (``bucket(..., "send_hour")``), so the results can compare both.
+
+An ``auto_winner`` campaign is fanned out in two phases (``campaigns.winner``): first the holdout
+and the test share (``bucket(..., "winner_test") < test_percent``) with their variants; after the
+wait, the winner to the rest of the audience.
 """
 
 from __future__ import annotations
@@ -24,9 +34,12 @@ from django.utils import timezone
 
 from accounts.models import Workspace
 from accounts.sql import execute_scoped, with_tables
-from campaigns.assignment import variant_sql
+from campaigns.active_hours import MIN_EVENTS, workspace_best_hour
+from campaigns.assignment import bucket_sql, variant_sql
 from campaigns.localtime import zone_named
 from campaigns.models import (
+    HOURS_OF_WEEK,
+    ActiveHours,
     Campaign,
     CampaignAudience,
     CampaignKind,
@@ -35,6 +48,7 @@ from campaigns.models import (
     Run,
     Send,
     SendState,
+    SendTime,
     Variant,
 )
 from segmentation.models import Membership
@@ -43,6 +57,13 @@ from tracking.models import Person
 logger = logging.getLogger(__name__)
 
 FANNED_OUT_STATUSES = (CampaignStatus.SCHEDULED, CampaignStatus.SENDING)
+# The phases of a fan-out: every send at once, or (an automatic winner) the test share first and
+# the rest later with the winner.
+ALL, TEST, REST = "all", "test", "rest"
+CONTROL_SALT = "send_time"
+CONTROL_HOUR_SALT = "send_hour"
+SPREAD_SALT = "send_minute"
+WINNER_TEST_SALT = "winner_test"
 # The earliest a wall-clock time arrives anywhere: UTC+14 (Kiribati).
 EARLIEST_OFFSET = timedelta(hours=14)
 # How far ahead of ``send_at`` a local-time run can be due (UTC+14 seen from UTC-12).
@@ -131,6 +152,7 @@ FROM (
     JOIN {person} p ON p.workspace_id = %(workspace_id)s AND p.id = m.person_id
     {zones}
 ) AS a
+{where}
 ON CONFLICT DO NOTHING
 """
 # The person's zone when PostgreSQL knows their trait as a zone name; read once per statement.
@@ -138,19 +160,135 @@ _ZONES = "LEFT JOIN (SELECT name FROM pg_timezone_names) AS z ON z.name = p.trai
 _LOCAL_DUE = "GREATEST((%(wall_clock)s::timestamp AT TIME ZONE COALESCE(z.name, %(zone)s)), %(now)s::timestamptz)"
 
 
-def _statement(campaign: Campaign, variants: list[Variant]) -> tuple[str, dict[str, object]]:
+# Best hour: the person's zone, the hour of the week they are sent at (their best hour with enough
+# history, else the workspace's; a random one in the control share), a spread inside the hour, and
+# from those the next time that hour begins (plus the spread) from ``start`` on, in wall-clock time.
+_BEST_HOUR_ZONES = """
+LEFT JOIN (SELECT name FROM pg_timezone_names) AS z ON z.name = p.traits->>'timezone'
+LEFT JOIN {active} ah ON ah.workspace_id = %(workspace_id)s AND ah.person_id = m.person_id
+    AND ah.events >= %(min_events)s
+CROSS JOIN LATERAL (
+    SELECT w.zone, w.local_hour, w.hour, w.spread,
+           (extract(isodow FROM w.local_hour)::int - 1) * 24 + extract(hour FROM w.local_hour)::int AS start_hour
+    FROM (SELECT COALESCE(z.name, %(zone)s) AS zone,
+                 date_trunc('hour', %(start)s::timestamptz AT TIME ZONE COALESCE(z.name, %(zone)s)) AS local_hour,
+                 CASE WHEN {control} < %(control)s::float8 THEN floor({control_hour} * 168)::int
+                      ELSE COALESCE(ah.best_hour, %(workspace_hour)s) END AS hour,
+                 floor({spread} * 3600)::int AS spread) AS w
+) AS bh
+"""
+_BEST_HOUR_DUE = """GREATEST(%(start)s::timestamptz,
+    (bh.local_hour + make_interval(hours => mod(bh.hour - bh.start_hour + 168, 168), secs => bh.spread))
+    AT TIME ZONE bh.zone)"""
+
+
+def _statement(campaign: Campaign, variants: list[Variant], *, phase: str = ALL) -> tuple[str, dict[str, object]]:
     variant, params = variant_sql(campaign=campaign, variants=variants, person_column="m.person_id")
     local = campaign.local_time
+    best_hour = campaign.send_time == SendTime.BEST_HOUR
+    where = ""
+    if phase != ALL:
+        test = bucket_sql(campaign_param="assign_campaign", person_column="a.person_id", salt=WINNER_TEST_SALT)
+        # The test share and every holdout row first; the rest (never the holdout) later.
+        where = (
+            f"WHERE a.variant IS NULL OR {test} < %(test_share)s::float8"
+            if phase == TEST
+            else f"WHERE a.variant IS NOT NULL AND {test} >= %(test_share)s::float8"
+        )
+    zones, due = "", "%(due)s::timestamptz"
+    if best_hour:
+        zones = (
+            _BEST_HOUR_ZONES.replace(
+                "{control}",
+                bucket_sql(campaign_param="assign_campaign", person_column="m.person_id", salt=CONTROL_SALT),
+            )
+            .replace(
+                "{control_hour}",
+                bucket_sql(campaign_param="assign_campaign", person_column="m.person_id", salt=CONTROL_HOUR_SALT),
+            )
+            .replace(
+                "{spread}", bucket_sql(campaign_param="assign_campaign", person_column="m.person_id", salt=SPREAD_SALT)
+            )
+        )
+        due = _BEST_HOUR_DUE
+    elif local:
+        zones, due = _ZONES, _LOCAL_DUE
     sql = with_tables(
         _INSERT.replace("{audience}", _AUDIENCE)
         .replace("{variant}", variant)
-        .replace("{due}", _LOCAL_DUE if local else "%(due)s::timestamptz")
-        .replace("{zones}", _ZONES if local else ""),
+        .replace("{due}", due)
+        .replace("{zones}", zones)
+        .replace("{where}", where),
         send=Send,
         membership=Membership,
         person=Person,
+        active=ActiveHours,
     )
     return sql, params
+
+
+def sends_write(
+    *,
+    workspace: Workspace,
+    campaign: Campaign,
+    run: Run,
+    variants: list[Variant],
+    now: datetime,
+    phase: str = ALL,
+    start: datetime | None = None,
+) -> int:
+    """Write the sends of ``run`` for the audience as its memberships are now, in one statement; how
+    many were written. ``start``: when the sends are due (a best hour: the first one from then on)."""
+    audience = list(
+        CampaignAudience.objects.filter(workspace=workspace, campaign=campaign).values_list("segment_id", "exclude")
+    )
+    included = [segment for segment, exclude in audience if not exclude]
+    excluded = [segment for segment, exclude in audience if exclude]
+    if not variants or not included:
+        return 0
+    settings_row = settings_for(workspace.pk)
+    zone_name = workspace_zone_name(settings_row)
+    sql, params = _statement(campaign, variants, phase=phase)
+    params |= {
+        "campaign": campaign.pk,
+        "occurrence": occurrence_of(run),
+        "channel": campaign.channel,
+        "now": now,
+        "included": included,
+        "excluded": excluded,
+    }
+    if phase != ALL:
+        params["test_share"] = winner_test_share(campaign)
+    if campaign.send_time == SendTime.BEST_HOUR:
+        params |= {
+            # The fan-out runs once send_at has come: the first best hour from now on (a late
+            # fan-out never makes a send due in the past, outside its hour).
+            "start": start or now,
+            "zone": zone_name,
+            "min_events": MIN_EVENTS,
+            "control": campaign.send_time_control_percent / 100,
+            "workspace_hour": workspace_best_hour(workspace.pk),
+        }
+    elif campaign.local_time:
+        params |= {"wall_clock": local_wall_clock(campaign, run, zone_name), "zone": zone_name}
+    else:
+        params["due"] = start or campaign.send_at or now
+    with connection.cursor() as cursor:
+        execute_scoped(cursor, sql, params, workspace_id=workspace.pk)
+        return max(cursor.rowcount, 0)
+
+
+def winner_test_share(campaign: Campaign) -> float:
+    """The share of the audience an automatic winner's variants are tested on, in [0, 1]."""
+    config = campaign.auto_winner if isinstance(campaign.auto_winner, dict) else {}
+    return int(config.get("test_percent", 100)) / 100
+
+
+def control_share(campaign: Campaign) -> float:
+    return campaign.send_time_control_percent / 100 if campaign.send_time == SendTime.BEST_HOUR else 0.0
+
+
+assert HOURS_OF_WEEK == 168  # the SQL above spells the week out
 
 
 def run_fan_out(*, workspace: Workspace, run_id: int, now: datetime | None = None) -> int | None:
@@ -175,30 +313,9 @@ def run_fan_out(*, workspace: Workspace, run_id: int, now: datetime | None = Non
         if campaign.status not in FANNED_OUT_STATUSES or not run_is_due(campaign, run, now=now, zone_name=zone_name):
             return None
         variants = list(Variant.objects.filter(workspace=workspace, campaign=campaign).order_by("position"))
-        audience = list(
-            CampaignAudience.objects.filter(workspace=workspace, campaign=campaign).values_list("segment_id", "exclude")
-        )
-        included = [segment for segment, exclude in audience if not exclude]
-        excluded = [segment for segment, exclude in audience if exclude]
-        written = 0
-        if variants and included:
-            sql, params = _statement(campaign, variants)
-            params |= {
-                "campaign": campaign.pk,
-                "occurrence": occurrence_of(run),
-                "channel": campaign.channel,
-                "now": now,
-                "included": included,
-                "excluded": excluded,
-            }
-            if campaign.local_time:
-                params |= {"wall_clock": local_wall_clock(campaign, run, zone_name), "zone": zone_name}
-            else:
-                params["due"] = campaign.send_at or now
-            with connection.cursor() as cursor:
-                execute_scoped(cursor, sql, params, workspace_id=workspace.pk)
-                written = cursor.rowcount
-        elif not variants:
+        phase = TEST if campaign.auto_winner and campaign.winner_decided_at is None else ALL
+        written = sends_write(workspace=workspace, campaign=campaign, run=run, variants=variants, now=now, phase=phase)
+        if not variants:
             logger.error("Campaign %s of workspace %s has no variant: nothing sent", campaign.pk, workspace.pk)
         run.total = Send.objects.filter(workspace=workspace, campaign=campaign, occurrence=occurrence_of(run)).count()
         run.fanned_out_at = now
@@ -215,7 +332,12 @@ def runs_finish(*, now: datetime | None = None) -> int:
     now = now or timezone.now()
     finished = 0
     # Across workspaces: the beat's tick closes every workspace's runs; each check names its workspace.
-    open_runs = Run.objects.unscoped().filter(fanned_out_at__isnull=False, finished_at__isnull=True)
+    # An automatic winner's run waits for its decision (the rest of the audience has no sends yet).
+    open_runs = (
+        Run.objects.unscoped()
+        .filter(fanned_out_at__isnull=False, finished_at__isnull=True)
+        .exclude(campaign__auto_winner__isnull=False, campaign__winner_decided_at__isnull=True)
+    )
     for run in open_runs.select_related("campaign"):
         # unscoped: filtered on this run's workspace and campaign explicitly.
         waiting = (

@@ -25,6 +25,7 @@ tracking's port.
 
 from __future__ import annotations
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import F
 from django.db.models.functions import Lower
@@ -47,6 +48,11 @@ class CampaignKind(models.TextChoices):
 class TriggerOn(models.TextChoices):
     SEGMENT_ENTRY = "segment_entry", "Entering a segment"
     EVENT = "event", "An event"
+
+
+class SendTime(models.TextChoices):
+    AT_SEND_AT = "", "At send_at (or at launch)"
+    BEST_HOUR = "best_hour", "At each person's best hour"
 
 
 class CampaignStatus(models.TextChoices):
@@ -129,6 +135,17 @@ class Campaign(TenantModel):
     # A broadcast: when (null: at launch), and whether at that local time in each person's timezone.
     send_at = models.DateTimeField(null=True, blank=True)
     local_time = models.BooleanField(default=False)
+    # Send-time optimisation: ``best_hour`` sends each person at their most active hour of the week
+    # (``ActiveHours``), the first one from ``send_at`` on, except a ``send_time_control_percent``
+    # share sent at a random hour, the control the results compare against.
+    send_time = models.CharField(max_length=16, choices=SendTime.choices, default=SendTime.AT_SEND_AT, blank=True)
+    send_time_control_percent = models.PositiveSmallIntegerField(default=10)
+    # Automatic winner: ``{"test_percent", "wait", "default_variant"}`` as given (null: none). The
+    # variants go to a test share first; ``wait`` after the fan-out the best one goes to the rest.
+    auto_winner = models.JSONField(null=True, blank=True)
+    # The decision and its numbers (null: not decided yet), and when it was made.
+    winner_decision = models.JSONField(null=True, blank=True)
+    winner_decided_at = models.DateTimeField(null=True, blank=True)
     holdout_percent = models.PositiveSmallIntegerField(default=0)
     # The goal: ``goal_event`` within ``goal_within_seconds`` of the send (empty: no goal).
     goal_event = models.CharField(max_length=200, blank=True)
@@ -153,6 +170,9 @@ class Campaign(TenantModel):
         constraints = [
             models.UniqueConstraint(F("workspace"), Lower("name"), name="campaign_name_ci_unique"),
             models.CheckConstraint(condition=models.Q(holdout_percent__lte=90), name="campaign_holdout_at_most_90"),
+            models.CheckConstraint(
+                condition=models.Q(send_time_control_percent__lte=50), name="campaign_send_time_control_at_most_50"
+            ),
             models.CheckConstraint(
                 condition=models.Q(kind="broadcast", trigger_on="")
                 | (models.Q(kind="triggered") & ~models.Q(trigger_on="")),
@@ -335,4 +355,47 @@ class Suppression(TenantModel):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["workspace", "address"], name="suppression_address_unique"),
+        ]
+
+
+HOURS_OF_WEEK = 168
+
+
+class ActiveHours(TenantModel):
+    """A person's most active hour of the week, learned from their events (``campaigns.active_hours``).
+
+    ``histogram``: 168 decayed event weights, hour 0 being Monday 00:00-01:00 in the person's
+    timezone, as of ``as_of`` (weights decay by half every ``ACTIVE_HOURS_HALF_LIFE``);
+    ``best_hour`` its largest bucket, ``confidence`` that bucket's share of the total, ``events``
+    how many events were counted (undecayed). The person key carries no constraint (as sends'):
+    ``campaigns.people`` merges and erases these rows.
+    """
+
+    workspace = hot_workspace_key()
+    person_id = models.BigIntegerField()
+    histogram = ArrayField(models.FloatField(), size=HOURS_OF_WEEK)
+    best_hour = models.PositiveSmallIntegerField()
+    confidence = models.FloatField()
+    events = models.PositiveIntegerField()
+    as_of = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "person_id"], name="active_hours_one_per_person"),
+            models.CheckConstraint(condition=models.Q(best_hour__lt=HOURS_OF_WEEK), name="active_hours_hour_of_week"),
+        ]
+
+
+class WorkspaceActiveHours(TenantModel):
+    """How far a workspace's events have been counted into ``ActiveHours`` (events received up to
+    ``through``), and the workspace's own best hour of the week, for people with too little history."""
+
+    through = models.DateTimeField()
+    best_hour = models.PositiveSmallIntegerField(null=True, blank=True)
+    people = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace"], name="workspace_active_hours_one_per_workspace"),
         ]

@@ -17,6 +17,8 @@ from django.db.models import Count, Prefetch, QuerySet
 from accounts.models import Workspace
 from accounts.sql import execute_scoped, with_tables
 from campaigns import rendering, stats
+from campaigns.assignment import bucket_sql
+from campaigns.fanout import CONTROL_SALT
 from campaigns.models import (
     Campaign,
     CampaignAudience,
@@ -25,6 +27,7 @@ from campaigns.models import (
     FrequencyCap,
     Send,
     SendState,
+    SendTime,
     Variant,
 )
 from campaigns.progress import PROGRESS_KEYS
@@ -71,6 +74,9 @@ def campaign_body(campaign: Campaign) -> dict[str, Any]:
         "reeligible_after": campaign.reeligible_after or None,
         "send_at": campaign.send_at.isoformat().replace("+00:00", "Z") if campaign.send_at else None,
         "local_time": campaign.local_time,
+        "send_time": campaign.send_time or None,
+        "send_time_control_percent": campaign.send_time_control_percent,
+        "auto_winner": campaign.auto_winner,
     }
 
 
@@ -264,6 +270,80 @@ def campaign_results(workspace: Workspace, campaign: Campaign) -> CampaignResult
     p = stats.p_value(tested)
     test = None if len(tested) < 2 else ("two-proportion z-test" if len(tested) == 2 else "chi-square")
     return CampaignResults(goal, list(groups.values()), holdout, test, p, stats.verdict(tested, p))
+
+
+# Best hour against the random-hour control: the same conversion probe, the sends (the holdout's
+# rows left out) grouped by the fan-out's control bucket, recomputed from the same hash.
+_SEND_TIME_SQL = """
+SELECT ({control} < %(control)s::float8) AS control,
+       count(*) AS targeted,
+       count(*) FILTER (WHERE s.state = 'sent') AS sent,
+       count(c.hit) AS converted
+FROM {send} s
+LEFT JOIN LATERAL (
+    SELECT 1 AS hit FROM {event} e
+    WHERE e.workspace_id = %(workspace_id)s
+      AND e.person_id = s.person_id
+      AND e.name = %(goal)s
+      AND e."timestamp" >= s.sent_at
+      AND e."timestamp" <= s.sent_at + make_interval(secs => %(within)s)
+      AND s.state = 'sent'
+      AND %(measured)s
+    LIMIT 1
+) c ON true
+WHERE s.workspace_id = %(workspace_id)s AND s.campaign_id = %(campaign)s AND s.state <> 'holdout'
+GROUP BY 1
+"""
+BEST_HOUR_GROUP = "best hour"
+CONTROL_GROUP = "random hour"
+
+
+def send_time_results(workspace: Workspace, campaign: Campaign) -> dict[str, Any] | None:
+    """A best-hour broadcast's comparison: people sent at their best hour against the control share
+    sent at a random hour (sent, converted, rate with its interval), the z-test and its verdict.
+    None for other campaigns."""
+    if campaign.send_time != SendTime.BEST_HOUR:
+        return None
+    control = bucket_sql(campaign_param="assign_campaign", person_column="s.person_id", salt=CONTROL_SALT)
+    sql = with_tables(_SEND_TIME_SQL.replace("{control}", control), send=Send, event=Event)
+    params = {
+        "assign_campaign": campaign.pk,
+        "campaign": campaign.pk,
+        "control": campaign.send_time_control_percent / 100,
+        "goal": campaign.goal_event,
+        "within": campaign.goal_within_seconds or 0,
+        "measured": bool(campaign.goal_event),
+    }
+    counts = {True: (0, 0, 0), False: (0, 0, 0)}
+    with connection.cursor() as cursor:
+        execute_scoped(cursor, sql, params, workspace_id=workspace.pk)
+        for is_control, targeted, sent, converted in cursor.fetchall():
+            counts[bool(is_control)] = (targeted, sent, converted)
+    measured = bool(campaign.goal_event)
+    groups: list[dict[str, Any]] = []
+    tested: list[stats.Group] = []
+    for name, key in ((BEST_HOUR_GROUP, False), (CONTROL_GROUP, True)):
+        targeted, sent, converted = counts[key]
+        interval = stats.wilson_interval(converted, sent) if measured else None
+        groups.append(
+            {
+                "name": name,
+                "targeted": targeted,
+                "sent": sent,
+                "converted": converted,
+                "conversion_rate": converted / sent if measured and sent else None,
+                "interval": list(interval) if interval else None,
+            }
+        )
+        tested.append(stats.Group(name, converted, sent))
+    p = stats.p_value(tested) if measured else None
+    return {
+        "control_percent": campaign.send_time_control_percent,
+        "best_hour": groups[0],
+        "control": groups[1],
+        "p_value": p,
+        "verdict": stats.verdict(tested, p) if measured else "no goal set",
+    }
 
 
 # --- preview ---------------------------------------------------------------------------------------

@@ -54,7 +54,18 @@ KICK_TASK = "campaigns.dispatch_kick"
 LIVE = frozenset({CampaignStatus.SCHEDULED, CampaignStatus.SENDING, CampaignStatus.LISTENING})
 # Locked once a campaign has been launched: changing them would make its sends and results
 # describe something else. Content, name, description, goal and re-eligibility stay editable.
-LOCKED_ONCE_LAUNCHED = ("channel", "kind", "trigger", "audience", "holdout_percent", "send_at", "local_time")
+LOCKED_ONCE_LAUNCHED = (
+    "channel",
+    "kind",
+    "trigger",
+    "audience",
+    "holdout_percent",
+    "send_at",
+    "local_time",
+    "send_time",
+    "send_time_control_percent",
+    "auto_winner",
+)
 MAX_CAP = 1_000_000
 MAX_RATE = 100_000
 
@@ -122,6 +133,9 @@ def _apply(campaign: Campaign, spec: CampaignSpec) -> None:
     campaign.exit_event = spec.exit_event
     campaign.send_at = spec.send_at
     campaign.local_time = spec.local_time
+    campaign.send_time = spec.send_time
+    campaign.send_time_control_percent = spec.send_time_control_percent
+    campaign.auto_winner = spec.auto_winner
     campaign.holdout_percent = spec.holdout_percent
     campaign.goal_event = spec.goal_event
     campaign.goal_within = spec.goal_within
@@ -207,6 +221,9 @@ def _locked_changes(campaign: Campaign, current: Mapping[str, Any], spec: Campai
         "holdout_percent": spec.holdout_percent != campaign.holdout_percent,
         "send_at": spec.send_at != campaign.send_at,
         "local_time": spec.local_time != campaign.local_time,
+        "send_time": spec.send_time != campaign.send_time,
+        "send_time_control_percent": spec.send_time_control_percent != campaign.send_time_control_percent,
+        "auto_winner": spec.auto_winner != campaign.auto_winner,
     }
     errors = {key: [message] for key in LOCKED_ONCE_LAUNCHED if changed[key]}
     if [(v.name, v.weight) for v in spec.variants] != [(v["name"], v["weight"]) for v in current["variants"]]:

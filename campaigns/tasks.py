@@ -26,12 +26,14 @@ from django.utils import timezone
 
 from accounts.models import Workspace
 from accounts.tasks import WorkspaceTask
-from campaigns import dispatch, fanout
+from campaigns import active_hours, dispatch, fanout, winner
 
 logger = logging.getLogger(__name__)
 
 DISPATCH_TASK = "campaigns.dispatch_kick"
 FAN_OUT_TASK = "campaigns.run_fan_out"
+WINNER_TASK = "campaigns.winner_decide"
+ACTIVE_HOURS_TASK = "campaigns.active_hours_refresh"
 # Sends one link of a dispatch chain handles before handing over to its successor.
 SHARE = 5 * dispatch.CHUNK
 
@@ -97,6 +99,9 @@ def campaigns_tick() -> int:
     for workspace_id, run_id in fanout.runs_due(now=now):
         _enqueue(FAN_OUT_TASK, (workspace_id, run_id))
         started += 1
+    for workspace_id, campaign_id in winner.winners_due(now=now):
+        _enqueue(WINNER_TASK, (workspace_id, campaign_id))
+        started += 1
     fanout.runs_finish(now=now)
     if dispatch.sends_due_exist(now=now):
         for slot in range(int(getattr(settings, "CAMPAIGN_DISPATCH_CHAINS", 2))):
@@ -104,3 +109,29 @@ def campaigns_tick() -> int:
                 _enqueue(DISPATCH_TASK, (slot,))
                 started += 1
     return started
+
+
+@shared_task(base=WorkspaceTask, name=WINNER_TASK, ignore_result=True, acks_late=True, reject_on_worker_lost=True)
+def winner_decide_task(workspace_id: int, campaign_id: int) -> bool:
+    """Choose an automatic winner and write its sends to the rest (idempotent: decided once, locked)."""
+    workspace = Workspace.objects.get(pk=workspace_id)
+    decided = winner.winner_decide(workspace=workspace, campaign_id=campaign_id) is not None
+    if decided:
+        _enqueue(DISPATCH_TASK, ())
+    return decided
+
+
+@shared_task(base=WorkspaceTask, name=ACTIVE_HOURS_TASK, ignore_result=True, acks_late=True)
+def active_hours_refresh_task(workspace_id: int) -> int:
+    """Count a workspace's new events into its people's active hours (idempotent: a locked watermark)."""
+    workspace = Workspace.objects.get(pk=workspace_id)
+    return active_hours.active_hours_refresh(workspace=workspace).people
+
+
+@shared_task(ignore_result=True)
+def active_hours_tick() -> int:
+    """Beat (hourly): one refresh per workspace."""
+    ids = list(Workspace.objects.order_by("pk").values_list("pk", flat=True))
+    for workspace_id in ids:
+        _enqueue(ACTIVE_HOURS_TASK, (workspace_id,))
+    return len(ids)

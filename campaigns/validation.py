@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from campaigns.models import CampaignKind, Channel, TriggerOn
+from campaigns.models import CampaignKind, Channel, SendTime, TriggerOn
 from core.names import name_key
 from segmentation.definition import parse_duration, parse_timestamp
 
@@ -29,6 +29,11 @@ MAX_URL = 2000
 MAX_BODY = 200_000
 MAX_DESCRIPTION = 2000
 MAX_AUDIENCE_SEGMENTS = 50
+MAX_CONTROL_PERCENT = 50
+DEFAULT_CONTROL_PERCENT = 10
+MIN_TEST_PERCENT, MAX_TEST_PERCENT = 1, 90
+MAX_WINNER_WAIT = 30 * 86_400
+AUTO_WINNER_FIELDS = ("test_percent", "wait", "default_variant")
 
 # What each channel's variants hold besides name and weight, and the template kind of each.
 VARIANT_FIELDS: dict[str, dict[str, str]] = {
@@ -58,6 +63,9 @@ FIELDS = (
     "reeligible_after",
     "send_at",
     "local_time",
+    "send_time",
+    "send_time_control_percent",
+    "auto_winner",
 )
 
 Errors = dict[str, list[str]]
@@ -105,6 +113,9 @@ class CampaignSpec:
     reeligible_after_seconds: int | None
     send_at: datetime | None
     local_time: bool
+    send_time: str = SendTime.AT_SEND_AT
+    send_time_control_percent: int = DEFAULT_CONTROL_PERCENT
+    auto_winner: dict[str, Any] | None = None
     errors: Errors = field(default_factory=dict)
 
 
@@ -255,9 +266,12 @@ def campaign_read(
     elif local_time and data.get("send_at") is None:
         r.error("local_time", "Needs send_at: the time of day to send at in each person's timezone.")
 
+    send_time, control = _send_time(r, data, kind, local_time)
+    auto_winner = _auto_winner(r, data.get("auto_winner"), kind, variants, raw_goal, send_time, local_time)
+
     unknown = wanted_segments - known_segments(wanted_segments) if wanted_segments else set()
     for path, pk in _segment_paths(data):
-        if pk in unknown:
+        if isinstance(pk, int) and pk in unknown:  # a malformed id (an object) was refused already
             r.error(path, f"No segment with id {pk} in this workspace.")
 
     if r.errors:
@@ -295,7 +309,81 @@ def campaign_read(
         reeligible_after_seconds=reeligible[1] if reeligible else None,
         send_at=send_at,
         local_time=local_time,
+        send_time=send_time,
+        send_time_control_percent=control,
+        auto_winner=auto_winner,
     )
+
+
+def _send_time(r: _Reader, data: Mapping[str, Any], kind: str | None, local_time: bool | None) -> tuple[str, int]:
+    """``send_time`` (null or "best_hour") and the control share of a best-hour broadcast."""
+    send_time = data.get("send_time")
+    if send_time is None:
+        send_time = SendTime.AT_SEND_AT
+    elif send_time != SendTime.BEST_HOUR:
+        r.error("send_time", f'null (at send_at, or at launch) or "best_hour", not {send_time!r}.')
+        send_time = SendTime.AT_SEND_AT
+    elif kind == CampaignKind.TRIGGERED:
+        r.error("send_time", "Only a broadcast is sent at each person's best hour.")
+    elif local_time:
+        r.error("send_time", "Either local_time or best_hour: a send has one time.")
+    control = r.integer(
+        data.get("send_time_control_percent", DEFAULT_CONTROL_PERCENT),
+        "send_time_control_percent",
+        minimum=0,
+        maximum=MAX_CONTROL_PERCENT,
+    )
+    return str(send_time), control if control is not None else DEFAULT_CONTROL_PERCENT
+
+
+def _auto_winner(
+    r: _Reader,
+    raw: Any,
+    kind: str | None,
+    variants: list[VariantSpec] | None,
+    goal: Any,
+    send_time: str,
+    local_time: bool | None,
+) -> dict[str, Any] | None:
+    """``{"test_percent", "wait", "default_variant"}`` as given (the wait as its normal text), or None."""
+    if raw is None:
+        return None
+    if r.mapping(raw, "auto_winner", AUTO_WINNER_FIELDS) is None:
+        return None
+    problems = len(r.errors)
+    if kind == CampaignKind.TRIGGERED:
+        r.error("auto_winner", "Only a broadcast picks a winner; a triggered campaign keeps its split.")
+    if variants is not None and len(variants) < 2:
+        r.error("auto_winner", "Needs 2 or more variants to pick from.")
+    if goal is None:
+        r.error("auto_winner", "Needs a goal: the winner is the variant with the best goal conversion.")
+    if send_time == SendTime.BEST_HOUR or local_time:
+        r.error(
+            "auto_winner",
+            "Not with local_time or best_hour: the test share's sends would still be spread out when the wait ends.",
+        )
+    test = r.integer(
+        raw.get("test_percent", 20), "auto_winner.test_percent", minimum=MIN_TEST_PERCENT, maximum=MAX_TEST_PERCENT
+    )
+    wait: tuple[str, int] | None = None
+    if "wait" not in raw:
+        r.error("auto_winner.wait", 'Required: how long to test before choosing, e.g. "4h".')
+    else:
+        wait = r.duration(raw["wait"], "auto_winner.wait")
+        if wait is not None and not 60 <= wait[1] <= MAX_WINNER_WAIT:
+            r.error("auto_winner.wait", "From 1 minute to 30 days.")
+    default = raw.get("default_variant")
+    names = [name_key(v.name) for v in variants or []]
+    if default is None and variants:
+        default = variants[0].name
+    elif not isinstance(default, str) or (variants is not None and name_key(default) not in names):
+        r.error(
+            "auto_winner.default_variant",
+            f"The name of one of the variants ({', '.join(v.name for v in variants or [])}), not {default!r}.",
+        )
+    if len(r.errors) > problems or test is None or wait is None:
+        return None
+    return {"test_percent": test, "wait": wait[0], "default_variant": default}
 
 
 def _segment_id(r: _Reader, value: Any, path: str) -> int | None:

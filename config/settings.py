@@ -76,7 +76,9 @@ TRACKING_SUBSCRIBERS = [
     "campaigns.trigger_people",
 ]
 # What apps above tracking add to its views of people: filters, fields, page sections (tracking/people_extensions.py).
-TRACKING_PEOPLE_EXTENSIONS = ["segmentation.person_views"]
+TRACKING_PEOPLE_EXTENSIONS = ["segmentation.person_views", "campaigns.person_views"]
+# Send-time optimisation: how fast old events stop counting toward a person's active hours (docs/campaigns.md).
+ACTIVE_HOURS_HALF_LIFE_DAYS = env.float("ACTIVE_HOURS_HALF_LIFE_DAYS", default=30.0)
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -167,6 +169,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "campaigns-tick": {"task": "campaigns.tasks.campaigns_tick", "schedule": 5.0},
     # Event triggers of campaigns: workspaces whose trigger inbox still has rows (lost kicks; docs/campaigns.md).
     "campaigns-triggers-sweep": {"task": "campaigns.triggers_sweep", "schedule": 5.0},
+    # Send-time optimisation: people's most active hours, from the events received since the last run.
+    "campaigns-active-hours": {"task": "campaigns.tasks.active_hours_tick", "schedule": 3600.0},
 }
 # The queue of the real-time membership drains; a worker of its own (-Q) keeps them from waiting
 # behind long full refreshes. Default: Celery's default queue.

@@ -402,9 +402,19 @@ class ExportSuppressionSerializer(serializers.Serializer[Any]):
     created_at = serializers.DateTimeField()
 
 
+class ExportActiveHoursSerializer(serializers.Serializer[Any]):
+    best_hour = serializers.IntegerField(help_text="Hour of the week in their timezone: 0 is Monday 00:00-01:00.")
+    in_words = serializers.CharField()
+    confidence = serializers.FloatField()
+    events = serializers.IntegerField()
+    histogram = serializers.ListField(child=serializers.FloatField(), help_text="168 decayed weights, hour 0 first.")
+    as_of = serializers.DateTimeField()
+
+
 class PersonExportSerializer(serializers.Serializer[Any]):
     """The document. Apps may add sections; ``memberships`` and ``messages`` are segmentation's,
-    ``suggested_segment_clusters`` insights', ``campaign_messages`` and ``email_suppressions`` campaigns'."""
+    ``suggested_segment_clusters`` insights', ``campaign_messages``, ``email_suppressions`` and
+    ``active_hours`` campaigns'."""
 
     exported_at = serializers.DateTimeField()
     person = ExportPersonSerializer()
@@ -421,6 +431,9 @@ class PersonExportSerializer(serializers.Serializer[Any]):
     )
     email_suppressions = ExportSuppressionSerializer(
         many=True, help_text="The person's addresses no campaign emails any more (unsubscribed, bounced...)."
+    )
+    active_hours = ExportActiveHoursSerializer(
+        allow_null=True, help_text="When the person is usually active, learned from their events (null: not yet)."
     )
     events = ExportEventSerializer(many=True, help_text="Every event, newest first (the answer is streamed).")
 

@@ -428,6 +428,7 @@ def test_the_export_lists_the_messages_campaigns_sent_the_person(db, workspace, 
         suppression = Suppression.objects.get()
         section = person_export(workspace, Person.objects.get(pk=ada.pk))
     assert section == {
+        "active_hours": None,
         "campaign_messages": [
             {
                 "id": send.pk,

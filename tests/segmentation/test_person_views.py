@@ -332,8 +332,8 @@ def test_the_people_port_refuses_a_module_that_adds_nothing_and_names_given_twic
     finally:
         people_extensions.extensions_load(settings.TRACKING_PEOPLE_EXTENSIONS)
     assert [f.name for f in people_extensions.people_filters()] == ["segment"]
-    assert [f.name for f in people_extensions.person_fields()] == ["segments"]
-    assert [p.name for p in people_extensions.person_panels()] == ["segments"]
+    assert [f.name for f in people_extensions.person_fields()] == ["segments", "active_hours"]
+    assert [p.name for p in people_extensions.person_panels()] == ["segments", "active_hours"]
 
 
 def test_nobody_outside_the_workspace_is_listed_by_segment(workspace, people, key_client):

@@ -63,6 +63,13 @@ def test_person_shape(api, workspace):
         "first_seen": body["first_seen"],
         "last_seen": body["last_seen"],
         "segments": [],
+        "active_hours": {
+            "best_hour": 34,
+            "in_words": "Tuesday 10:00-11:00",
+            "confidence": None,
+            "events": 0,
+            "own": False,
+        },
     }
     assert body["first_seen"].startswith((NOW - timedelta(days=3)).date().isoformat())
 
@@ -660,6 +667,7 @@ def test_export_holds_everything_stored_about_the_person(api, workspace):
             }
         ],
         "suggested_segment_clusters": [],
+        "active_hours": None,
         "campaign_messages": [],
         "email_suppressions": [],
         "events": [
@@ -757,6 +765,7 @@ def test_the_schema_describes_the_quarantine_and_the_export(api):
     assert sorted(components[message]["properties"]) == ["id", "message", "message_id", "reason", "received_at"]
     assert {p["name"] for p in quarantine["parameters"]} >= {"kind", "reason", "cursor", "page_size"}
     assert sorted(components[document]["properties"]) == [
+        "active_hours",
         "campaign_messages",
         "email_suppressions",
         "events",

@@ -363,8 +363,9 @@ def test_list_pages_query_counts_do_not_grow_with_rows(signed_in, workspace):
     assert many == few
     # 4 for every page (session, user, membership, switcher list), then the page's own:
     # people: count, page, identities, the segments to filter by; live: events, names;
-    # person: person, identities, events, groups, and segmentation's section (memberships, changes, segments)
-    assert few == {"/people/": 8, "/events/": 6, f"/people/{ada.pk}/": 11}
+    # person: person, identities, events, groups, segmentation's section (memberships, changes, segments)
+    # and campaigns' (active hours)
+    assert few == {"/people/": 8, "/events/": 6, f"/people/{ada.pk}/": 12}
 
 
 # --- Settings pages: Install and Triggers ---------------------------------------------
