@@ -33,6 +33,7 @@
   var view = null; // the page view of a route change, waiting for its title
   var readyFns = [], isReady = 0;
   var shown = {}, box = null, msgWait = 0; // on-site messages: shown on this page, the one on screen
+  var last = 0; // the messageId of the message send() queued last (0: it queued none)
 
   // localStorage, or memory where it is refused or full (what is in memory wins).
   function get(k) {
@@ -155,8 +156,9 @@
       if (r.status >= 500 || r.status == 429 || r.status == 408) throw r.status;
       fails = 0;
       drop(sending);
-      // An identify is stored: the visitor's messages may be the user's now.
-      if (msgWait) { msgWait = 0; messages(); }
+      // The identify is stored (not just any batch in flight when it was called): the visitor's
+      // messages may be the user's now.
+      if (msgWait && sending[msgWait]) { msgWait = 0; messages(); }
     }).catch(function () {
       fails++;
     }).then(function () {
@@ -183,6 +185,7 @@
   }
   // ``pg`` and ``at``: the page and the time of a page view sent after its route change settled.
   function send(type, fields, props, pg, at) {
+    last = 0;
     if (blocked()) return api;
     var now = at || Date.now(), sid = sessionId(now), m = {
       type: type, messageId: uuid(), anonymousId: anonymousId(), timestamp: new Date(now).toISOString(),
@@ -198,6 +201,7 @@
     if (bytes(JSON.stringify(m)) > MSG_MAX) return api;
     var q = queue();
     q.push(m);
+    last = m.messageId;
     save(q);
     schedule(q.length >= FLUSH_AT ? 0 : FLUSH_MS);
     return api;
@@ -211,8 +215,9 @@
     identify: function (userId, traits) {
       if (typeof userId == "object" && userId) { traits = userId; userId = null; }
       if (userId != null && !blocked()) set("cly_uid", String(userId));
-      msgWait = 1;
-      return send("identify", { traits: obj(traits) });
+      send("identify", { traits: obj(traits) });
+      msgWait = last;
+      return api;
     },
     track: function (event, properties) {
       return send("track", { event: String(event) }, obj(properties));

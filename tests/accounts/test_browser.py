@@ -540,8 +540,8 @@ def test_screens_on_laptop_and_phone(live_server, browser, watch, viewport):
     _settings_tab(page, "Audit log")
     _look(page, "audit-log", viewport)
     _main_nav(page, "Campaigns")
-    expect(page.get_by_role("heading", name="Not built yet")).to_be_visible()
-    _look(page, "not-built-yet", viewport)
+    expect(page.get_by_role("heading", name="Send your first campaign")).to_be_visible()
+    _look(page, "campaigns-empty", viewport)
     response = page.goto(f"{base}/no-such-page/")
     assert response is not None
     assert response.status == 404

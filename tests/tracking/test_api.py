@@ -362,6 +362,7 @@ def test_erase_removes_everything_suppresses_ids_and_is_audited(api, workspace):
         "campaign_sends": 0,
         "campaign_triggers": 0,
         "email_suppressions": 0,
+        "active_hours": 0,
     }
     assert api.get(f"/api/v1/people/{ada.pk}/").status_code == 404
 
