@@ -13,5 +13,7 @@ app.autodiscover_tasks()
 app.autodiscover_tasks(["segmentation.webhooks"])
 # Suggested segments' task module (insights.clustering_tasks).
 app.autodiscover_tasks(["insights"], related_name="clustering_tasks")
+# Predictive propensity's task module (insights.propensity_tasks).
+app.autodiscover_tasks(["insights"], related_name="propensity_tasks")
 # Triggered campaigns' task module (campaigns.trigger_tasks), beside the engine's campaigns.tasks.
 app.autodiscover_tasks(["campaigns"], related_name="trigger_tasks")

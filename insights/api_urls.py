@@ -1,8 +1,8 @@
-"""REST routes of insights under /api/v1/insights/, the clustering ones included."""
+"""REST routes of insights under /api/v1/insights/, the clustering and propensity ones included."""
 
 from django.urls import include, path
 
-from insights import api, clustering_urls
+from insights import api, clustering_urls, propensity_urls
 
 urlpatterns = [
     path("insights/funnel/", api.FunnelView.as_view(), name="insights-funnel"),
@@ -16,4 +16,5 @@ urlpatterns = [
         name="insights-computed-traits-refresh",
     ),
     path("insights/clusters/", include(clustering_urls.api_urlpatterns)),
+    path("insights/propensity/", include(propensity_urls.api_urlpatterns)),
 ]

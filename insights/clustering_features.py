@@ -64,7 +64,8 @@ _FEATURES_SQL = with_tables(
     "GROUP BY GROUPING SETS ((e.person_id), (e.person_id, e.name))",
     event=Event,
 ).replace("{revenue}", _REVENUE)
-_ONLY = " AND hashint8extended(e.person_id, %(seed)s) <= %(cutoff)s"
+# The events of a sample's people only (``%(seed)s`` and ``%(cutoff)s`` bound from the ``Sample``).
+SAMPLED_EVENTS = " AND hashint8extended(e.person_id, %(seed)s) <= %(cutoff)s"
 
 
 @dataclass(frozen=True)
@@ -117,12 +118,14 @@ def people_features(
     purchase_event: str = PURCHASE_EVENT,
     revenue_key: str = REVENUE_KEY,
     mix_names: int = MIX_NAMES,
+    names: tuple[str, ...] | None = None,
 ) -> PeopleFeatures:
     """The features of the sample's people, one row each, in id order.
 
     A person of the sample whose events all lie after ``now`` (or who lost them since the
     sample was drawn) has no row. The event mix is over the ``mix_names`` names with the
-    most events in the sample, the purchase event aside (it has a column of its own).
+    most events in the sample, the purchase event aside (it has a column of its own); or over
+    ``names`` when given, so that features read at several instants have the same columns.
     """
     params = {
         "now": now,
@@ -131,7 +134,7 @@ def people_features(
         "numeric_re": NUMERIC_RE,
         "numeric_length": NUMERIC_MAX_LENGTH,
     }
-    sql = _FEATURES_SQL.replace("{only}", _ONLY if sample.sampled else "")
+    sql = _FEATURES_SQL.replace("{only}", SAMPLED_EVENTS if sample.sampled else "")
     if sample.sampled:
         params.update({"seed": sample.seed, "cutoff": sample.cutoff})
     with transaction.atomic(), connection.cursor() as cursor:
@@ -145,7 +148,8 @@ def people_features(
     for row in rows:
         if not row[2] and row[1] not in (purchase_event, ANY_EVENT):
             totals[row[1]] = totals.get(row[1], 0) + int(row[3])
-    names = tuple(sorted(totals, key=lambda name: (-totals[name], name))[:mix_names])
+    if names is None:
+        names = tuple(sorted(totals, key=lambda name: (-totals[name], name))[:mix_names])
     column = {name: index for index, name in enumerate(names)}
     mix = np.zeros((len(ids), len(names)), dtype=np.int64)
     orders = np.zeros(len(ids), dtype=np.int64)

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -27,6 +26,7 @@ from django.utils import timezone
 from accounts.models import User, Workspace
 from accounts.sql import execute_scoped, with_tables
 from insights import clustering_selectors as selectors
+from insights import runs
 from insights.clustering import NotClusterable, PeopleFeatures, cluster, precision_recall, rule_definition
 from insights.clustering_features import MAX_SAMPLE, people_features, people_sample
 from insights.models import ACTIVE_STATUSES, ClusteringRun, ClusteringStatus
@@ -40,10 +40,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_SEED = 0
 # Completed runs kept per workspace (with their members); older ones are deleted.
 KEEP_RUNS = 3
-# A run whose task has not reported for this long is taken for lost (a worker killed): longer
-# than the features' statement timeout, the longest step without a report.
-STALE_AFTER = timedelta(minutes=20)
-ERROR_MAX_LENGTH = 2000
 MAX_SEGMENT_NAME = 200
 
 _MEMBERS_INSERT_SQL = (
@@ -64,22 +60,6 @@ _IDENTIFIED_SQL = with_tables(
 # --- requesting a run ---------------------------------------------------------------------------
 
 
-def _stale_runs_fail(workspace: Workspace) -> None:
-    """Runs whose task stopped reporting (or never started) long ago are failed, so that a new one may start."""
-    cutoff = timezone.now() - STALE_AFTER
-    for run in ClusteringRun.objects.filter(workspace=workspace, status__in=ACTIVE_STATUSES):
-        last = run.heartbeat_at or run.created_at
-        if last < cutoff:
-            message = (
-                "No worker picked the run up."
-                if run.status == ClusteringStatus.QUEUED
-                else "The run stopped reporting."
-            )
-            ClusteringRun.objects.filter(workspace=workspace, pk=run.pk, status=run.status).update(
-                status=ClusteringStatus.FAILED, error=message, finished_at=timezone.now()
-            )
-
-
 def clustering_run_request(
     *, workspace: Workspace, actor: User | None, seed: int = DEFAULT_SEED
 ) -> tuple[ClusteringRun, bool]:
@@ -88,7 +68,7 @@ def clustering_run_request(
     The caller queues the task for a new run once the transaction commits
     (``insights.clustering_tasks.clustering_run_enqueue``).
     """
-    _stale_runs_fail(workspace)
+    runs.stale_runs_fail(ClusteringRun, workspace)
     active = selectors.clustering_active(workspace)
     if active is not None:
         return active, False
@@ -107,38 +87,10 @@ def clustering_run_request(
 
 def clustering_run_fail(*, run: ClusteringRun, error: str) -> None:
     """Mark a run failed (its task could not be queued, or it raised)."""
-    ClusteringRun.objects.filter(workspace_id=run.workspace_id, pk=run.pk, status__in=ACTIVE_STATUSES).update(
-        status=ClusteringStatus.FAILED, error=error[:ERROR_MAX_LENGTH], finished_at=timezone.now()
-    )
+    runs.run_fail(run, error)
 
 
 # --- running it ---------------------------------------------------------------------------------
-
-
-class _Reporter:
-    """Writes the run's progress (percent and a line of text) when either changes."""
-
-    def __init__(self, run: ClusteringRun) -> None:
-        self.run = run
-        self.last: tuple[int, str] | None = None
-
-    def __call__(self, percent: float, stage: str) -> None:
-        value = (max(0, min(99, int(percent))), stage[:200])
-        if value == self.last:
-            return
-        self.last = value
-        ClusteringRun.objects.filter(workspace_id=self.run.workspace_id, pk=self.run.pk).update(
-            progress=value[0], stage=value[1], heartbeat_at=timezone.now()
-        )
-
-    def span(self, start: float, end: float) -> Callable[[float, str], None]:
-        """A reporter of fractions 0..1 of one step, mapped onto ``start``..``end`` percent."""
-        return lambda fraction, stage: self(start + (end - start) * fraction, stage)
-
-
-def _readable(error: BaseException) -> str:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return f"The clustering failed: {text}"[:ERROR_MAX_LENGTH]
 
 
 def clustering_run_execute(*, run: ClusteringRun, max_sample: int = MAX_SAMPLE) -> ClusteringRun:
@@ -153,7 +105,7 @@ def clustering_run_execute(*, run: ClusteringRun, max_sample: int = MAX_SAMPLE) 
         run.refresh_from_db()
         return run
     workspace = Workspace.objects.get(pk=run.workspace_id)
-    report = _Reporter(run)
+    report = runs.RunReporter(run)
     started = time.monotonic()
     try:
         results = _compute(workspace, run, report, max_sample)
@@ -161,14 +113,14 @@ def clustering_run_execute(*, run: ClusteringRun, max_sample: int = MAX_SAMPLE) 
         clustering_run_fail(run=run, error=str(error))
     except Exception as error:
         logger.exception("Clustering run %s of workspace %s failed", run.pk, run.workspace_id)
-        clustering_run_fail(run=run, error=_readable(error))
+        clustering_run_fail(run=run, error=runs.readable(error, "The clustering"))
     else:
         _store(workspace, run, results, seconds=time.monotonic() - started)
     run.refresh_from_db()
     return run
 
 
-def _compute(workspace: Workspace, run: ClusteringRun, report: _Reporter, max_sample: int) -> dict[str, Any]:
+def _compute(workspace: Workspace, run: ClusteringRun, report: runs.RunReporter, max_sample: int) -> dict[str, Any]:
     now = timezone.now()
     report(1, "Finding the people with events")
     sample = people_sample(workspace=workspace, now=now, seed=run.seed, max_sample=max_sample)

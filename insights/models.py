@@ -9,6 +9,10 @@ cluster's description and rule), and ``ClusterMember`` the cluster of each
 person of its sample, from which a static segment is made. Person ids carry no
 foreign key (no ORM cascade across apps): merges and erasures are handled by
 ``insights.clustering_people``.
+
+Predictive propensity (``insights.propensity*``): a ``PropensityRun`` holds one training and
+validation of a purchase or churn model, its holdout figures, and whether its score was written
+as a computed trait; the scores themselves live on the people (``$purchase_propensity``, ...).
 """
 
 from __future__ import annotations
@@ -181,3 +185,71 @@ class ClusterMember(TenantModel):
             models.Index(fields=["run", "cluster"], name="cluster_member_cluster_idx"),
             models.Index(fields=["workspace", "person_id"], name="cluster_member_person_idx"),
         ]
+
+
+class PropensityTarget(models.TextChoices):
+    PURCHASE = "purchase", "Purchase"
+    CHURN = "churn", "Churn"
+
+
+class PropensityVerdict(models.TextChoices):
+    SCORED = "scored", "Scored"  # the holdout AUC reached the floor: the trait was written
+    WEAK = "weak", "Too weak"  # trained and validated, AUC under the floor: no trait
+    INSUFFICIENT = "insufficient", "Not enough data"  # no model: a window below the thresholds
+
+
+class PropensityRun(TenantModel):
+    """One propensity model of a workspace: trained on one window, validated on the next, and (when
+    its holdout AUC is at least the floor) scoring everyone into a computed trait.
+
+    ``train`` and ``validation`` are ``{"population", "sample_size", "positives", "base_rate"}``;
+    ``groups`` the holdout's people in ten groups by score, highest first (``{"group", "people",
+    "predicted", "actual"}``). The figures are written once, when the run ends (docs/insights.md,
+    "Propensity").
+    """
+
+    target = models.CharField(max_length=8, choices=PropensityTarget.choices)
+    horizon_days = models.PositiveSmallIntegerField()
+    status = models.CharField(max_length=8, choices=ClusteringStatus.choices, default=ClusteringStatus.QUEUED)
+    requested_by = models.ForeignKey(
+        "accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    progress = models.PositiveSmallIntegerField(default=0)
+    stage = models.CharField(max_length=200, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    seed = models.PositiveIntegerField(default=0)
+    # The instant the run's windows end at: features as of now - 2N and now - N, scores as of now.
+    computed_at = models.DateTimeField(null=True, blank=True)
+    verdict = models.CharField(max_length=12, choices=PropensityVerdict.choices, blank=True)
+    message = models.TextField(blank=True, help_text="why there is no model, or no trait")
+    auc = models.FloatField(null=True, blank=True, help_text="ROC AUC on the validation window")
+    train = models.JSONField(null=True, blank=True)
+    validation = models.JSONField(null=True, blank=True)
+    groups = models.JSONField(default=list, blank=True)
+    features = models.JSONField(default=list, blank=True)
+    scored = models.PositiveIntegerField(null=True, blank=True, help_text="people given the trait")
+    people_changed = models.PositiveIntegerField(null=True, blank=True, help_text="people whose trait changed")
+    seconds = models.FloatField(null=True, blank=True, help_text="how long the run took")
+
+    class Meta:
+        constraints = [
+            # One run at a time per workspace and target: a second request joins the one under way.
+            models.UniqueConstraint(
+                fields=["workspace", "target"],
+                condition=models.Q(status__in=["queued", "running"]),
+                name="propensity_one_active_run",
+            ),
+            models.CheckConstraint(condition=models.Q(progress__lte=100), name="propensity_progress_percent"),
+        ]
+        indexes = [models.Index(fields=["workspace", "target", "-created_at"], name="propensity_run_recent_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.target} propensity #{self.pk} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES

@@ -25,7 +25,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -222,17 +222,18 @@ WHERE p.workspace_id = %(workspace_id)s
     event=Event,
     person=Person,
 )
+# ``{computed}``: the temporary table of patches (``person_id``, ``patch``) a run wrote.
 _CHANGED = with_tables(
-    f"SELECT p.id FROM {{person}} p JOIN {_COMPUTED} c ON c.person_id = p.id "
+    "SELECT p.id FROM {person} p JOIN {computed} c ON c.person_id = p.id "
     "WHERE p.workspace_id = %(workspace_id)s AND (p.traits - %(keys)s::text[]) || c.patch <> p.traits ORDER BY p.id",
     person=Person,
 )
 # Rows locked in id order first (as ingestion locks people), then written from their latest version.
 # The ids are repeated on the UPDATE's own scan so that it probes the primary key, never scans the people.
 _WRITE = with_tables(
-    f"WITH locked AS (SELECT l.id FROM {{person}} l WHERE l.workspace_id = %(workspace_id)s "
+    "WITH locked AS (SELECT l.id FROM {person} l WHERE l.workspace_id = %(workspace_id)s "
     "AND l.id = ANY(%(ids)s) ORDER BY l.id FOR UPDATE) "
-    f"UPDATE {{person}} p SET traits = (p.traits - %(keys)s::text[]) || c.patch FROM {_COMPUTED} c, locked "
+    "UPDATE {person} p SET traits = (p.traits - %(keys)s::text[]) || c.patch FROM {computed} c, locked "
     "WHERE p.workspace_id = %(workspace_id)s AND p.id = ANY(%(ids)s) AND p.id = locked.id AND c.person_id = p.id "
     "AND (p.traits - %(keys)s::text[]) || c.patch <> p.traits RETURNING p.id",
     person=Person,
@@ -290,7 +291,7 @@ def computed_traits_refresh(
         _state(workspace, status=RunStatus.RUNNING, started_at=timezone.now(), error="", progress=0)
         report("Scoring purchases and engagement", 5)
         changed = _compute_and_write(workspace, config, now, report)
-        _catalogue_catch_up(workspace)
+        catalogue_catch_up(workspace)
         seconds = time.monotonic() - started
         _state(
             workspace,
@@ -337,17 +338,36 @@ def _compute_and_write(workspace: Workspace, config: ComputedTraitSettings, now:
             execute_scoped(cursor, _COMPUTE, _params(config, now), workspace_id=workspace.pk)
             execute_session(cursor, f"CREATE UNIQUE INDEX ON {_COMPUTED} (person_id)")
             execute_session(cursor, f"ANALYZE {_COMPUTED}")
-            report("Finding the people whose traits changed", 60)
-            execute_scoped(cursor, _CHANGED, {"keys": list(COMPUTED_KEYS)}, workspace_id=workspace.pk)
+    report("Finding the people whose traits changed", 60)
+    return patches_write(workspace=workspace, table=_COMPUTED, keys=COMPUTED_KEYS, report=report, start=65, end=95)
+
+
+def patches_write(
+    *, workspace: Workspace, table: str, keys: Sequence[str], report: Progress, start: int, end: int
+) -> int:
+    """Write the patches of the temporary ``table`` (``person_id``, ``patch``: the new values of
+    ``keys``, a key left out being removed) on the people whose traits they change, and tell
+    tracking's subscribers; answers how many people changed.
+
+    ``table`` is one of this app's temporary tables, never input. Chunks of ``WRITE_CHUNK`` people,
+    each its own short transaction locking its rows in id order (as ingestion does); other traits,
+    computed ones of other keys included, are left as they are at the time of the write.
+    """
+    changed_sql, write_sql = _CHANGED.replace("{computed}", table), _WRITE.replace("{computed}", table)
+    with connection.cursor() as cursor:
+        with transaction.atomic():
+            evaluation_settings(settings.INSIGHTS_TRAITS_TIMEOUT_SECONDS)
+            execute_scoped(cursor, changed_sql, {"keys": list(keys)}, workspace_id=workspace.pk)
             ids = [pk for (pk,) in cursor.fetchall()]
         written = 0
         for offset in range(0, len(ids), WRITE_CHUNK):
-            report(f"Writing traits: {offset:,} of {len(ids):,} people", 65 + 30 * offset // max(len(ids), 1))
+            percent = start + (end - start) * offset // max(len(ids), 1)
+            report(f"Writing traits: {offset:,} of {len(ids):,} people", percent)
             with transaction.atomic():
                 execute_scoped(
                     cursor,
-                    _WRITE,
-                    {"ids": ids[offset : offset + WRITE_CHUNK], "keys": list(COMPUTED_KEYS)},
+                    write_sql,
+                    {"ids": ids[offset : offset + WRITE_CHUNK], "keys": list(keys)},
                     workspace_id=workspace.pk,
                 )
                 changed = [pk for (pk,) in cursor.fetchall()]
@@ -356,10 +376,10 @@ def _compute_and_write(workspace: Workspace, config: ComputedTraitSettings, now:
     return written
 
 
-def _catalogue_catch_up(workspace: Workspace) -> None:
+def catalogue_catch_up(workspace: Workspace, key: str = ENGAGEMENT) -> None:
     """The builder's pickers list trait keys from the catalogue, recounted every few minutes; the first
-    time computed traits exist, a task recounts them at once (``catalogue_recount``)."""
-    known = CatalogueProperty.objects.filter(workspace=workspace, source=PropertySource.TRAIT, key=ENGAGEMENT)
+    time a computed trait (``key``) exists, a task recounts them at once (``catalogue_recount``)."""
+    known = CatalogueProperty.objects.filter(workspace=workspace, source=PropertySource.TRAIT, key=key)
     if not known.exists():
         transaction.on_commit(partial(_enqueue_recount, workspace.pk))
 

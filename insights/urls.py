@@ -1,8 +1,8 @@
-"""Web routes of insights under /insights/, the clustering pages included."""
+"""Web routes of insights under /insights/, the clustering and propensity pages included."""
 
 from django.urls import include, path
 
-from insights import clustering_urls, views
+from insights import clustering_urls, propensity_urls, views
 
 urlpatterns = [
     path("insights/", views.insights_home, name="insights"),
@@ -18,4 +18,5 @@ urlpatterns = [
         name="insights_computed_traits_refresh",
     ),
     path("insights/clusters/", include(clustering_urls.urlpatterns)),
+    path("insights/propensity/", include(propensity_urls.urlpatterns)),
 ]

@@ -394,6 +394,11 @@ REGISTRY: dict[str, Route] = {
     "api-insights-clusters-run-segments": Route(
         methods=(), reason="another workspace's run answers 404: tests/insights/test_clustering_api.py"
     ),
+    "api-insights-propensity": Route(methods=(), reason="the caller's latest runs: tests/insights"),
+    "api-insights-propensity-run": Route(methods=(), reason="starts a run of the caller's own workspace (202)"),
+    "api-insights-propensity-run-detail": Route(
+        methods=(), reason="another workspace's run answers 404: tests/insights/test_propensity_web.py"
+    ),
     "insights_funnels": Route(reason=NONE),
     "insights_funnel_segment": Route(
         methods=(), reason="another workspace's job answers 404: tests/insights/test_views.py"
@@ -416,6 +421,8 @@ REGISTRY: dict[str, Route] = {
         kwargs=lambda s: {"pk": 0},
         reason="another workspace's run answers 404: tests/insights/test_clustering_views.py",
     ),
+    "insights_propensity": Route(reason=NONE),
+    "insights_propensity_run": Route(methods=("POST",), reason=NONE),
     # Campaigns.
     "campaign-list": Route(reason=NONE),
     "campaign-detail": Route(

@@ -1,0 +1,75 @@
+"""Long computations kept on their own row, with their progress: clustering and propensity runs.
+
+A run row has ``status`` (queued, running, done, failed), ``progress`` (percent), ``stage`` (a line
+of text), ``heartbeat_at`` (its task's last report), ``created_at``, ``finished_at`` and ``error``.
+Its task writes the progress as it goes (``RunReporter``); a run whose task stopped reporting is
+failed when the next one is asked for (``stale_runs_fail``), so that a lost worker never blocks
+the page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+from django.db.models import Model
+from django.utils import timezone
+
+from accounts.models import Workspace
+from insights.models import ACTIVE_STATUSES, ClusteringStatus
+
+# A run whose task has not reported for this long is taken for lost (a worker killed): longer than
+# the features' statement timeout, the longest step without a report.
+STALE_AFTER = timedelta(minutes=20)
+ERROR_MAX_LENGTH = 2000
+
+
+def stale_runs_fail(model: type[Model], workspace: Workspace, **among: object) -> None:
+    """Runs (of ``model``, filtered by ``among``) whose task stopped reporting (or never started)
+    long ago are failed, so that a new one may start."""
+    cutoff = timezone.now() - STALE_AFTER
+    runs = model.objects.filter(workspace=workspace, status__in=ACTIVE_STATUSES, **among)  # type: ignore[attr-defined]
+    for run in runs:
+        last = run.heartbeat_at or run.created_at
+        if last < cutoff:
+            queued = run.status == ClusteringStatus.QUEUED
+            message = "No worker picked the run up." if queued else "The run stopped reporting."
+            model.objects.filter(workspace=workspace, pk=run.pk, status=run.status).update(  # type: ignore[attr-defined]
+                status=ClusteringStatus.FAILED, error=message, finished_at=timezone.now()
+            )
+
+
+def run_fail(run: Model, error: str) -> None:
+    """Mark a queued or running run failed (its task could not be queued, or it raised)."""
+    type(run).objects.filter(  # type: ignore[attr-defined]
+        workspace_id=run.workspace_id,  # type: ignore[attr-defined]
+        pk=run.pk,
+        status__in=ACTIVE_STATUSES,
+    ).update(status=ClusteringStatus.FAILED, error=error[:ERROR_MAX_LENGTH], finished_at=timezone.now())
+
+
+def readable(error: BaseException, what: str) -> str:
+    """The first line of an unexpected error, for the page: "The clustering failed: ..."."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return f"{what} failed: {text}"[:ERROR_MAX_LENGTH]
+
+
+class RunReporter:
+    """Writes the run's progress (percent and a line of text) when either changes."""
+
+    def __init__(self, run: Model) -> None:
+        self.run = run
+        self.last: tuple[int, str] | None = None
+
+    def __call__(self, percent: float, stage: str) -> None:
+        value = (max(0, min(99, int(percent))), stage[:200])
+        if value == self.last:
+            return
+        self.last = value
+        type(self.run).objects.filter(workspace_id=self.run.workspace_id, pk=self.run.pk).update(  # type: ignore[attr-defined]
+            progress=value[0], stage=value[1], heartbeat_at=timezone.now()
+        )
+
+    def span(self, start: float, end: float) -> Callable[[float, str], None]:
+        """A reporter of fractions 0..1 of one step, mapped onto ``start``..``end`` percent."""
+        return lambda fraction, stage: self(start + (end - start) * fraction, stage)
