@@ -45,7 +45,7 @@ class GroupsChart:
 
 
 def groups_chart(
-    groups: list[dict[str, Any]], base_rate: float | None, *, width: int = 440, height: int = 200
+    groups: list[dict[str, Any]], base_rate: float | None, *, width: int = 640, height: int = 220
 ) -> GroupsChart | None:
     """Rates from 0 up to the next of 25%, 50% or 100% above the highest actual or predicted one."""
     if not groups:

@@ -83,6 +83,7 @@ def propensity_page(request: MemberRequest) -> HttpResponse:
         return render(request, "insights/propensity.html#progress", {"active": active})
     context: dict[str, Any] = {
         "section": "insights",
+        "insights_tab": "propensity",
         "sections": sections,
         "active": active,
         "can_write": request.membership.can_write,

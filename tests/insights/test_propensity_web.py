@@ -153,7 +153,7 @@ def test_a_scored_run_in_the_api_the_page_the_pickers_and_the_person_page(worksp
     assert page.status_code == 200
     html = page.content.decode()
     assert f"{run.auc:.2f}" in html
-    assert "written on 600 people" in html
+    assert "Written on 600 people" in html
     assert "<svg" in html
     assert "Train again" not in html
     assert "$purchase_propensity" in {item["value"] for item in picker.json()["results"]}
