@@ -90,6 +90,9 @@ class PeopleFeatures:
     mix_counts: np.ndarray  # (n, len(mix_names)): events of each of those names
     purchase_event: str = PURCHASE_EVENT
     revenue_key: str = REVENUE_KEY
+    # The mix the shares are pulled toward, one share per name: these people's own when None; given
+    # when the people are read in batches, so that each batch's shares are those of one read.
+    mix_prior: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.person_ids)
@@ -107,6 +110,7 @@ class PeopleFeatures:
             mix_counts=self.mix_counts[rows],
             purchase_event=self.purchase_event,
             revenue_key=self.revenue_key,
+            mix_prior=self.mix_prior,
         )
 
 
@@ -144,7 +148,7 @@ def clustering_columns(people: PeopleFeatures) -> tuple[list[Feature], np.ndarra
     totals = people.events.astype(float)
     for index, name in enumerate(people.mix_names):
         counts = people.mix_counts[:, index].astype(float)
-        overall = counts.sum() / max(totals.sum(), 1.0)
+        overall = counts.sum() / max(totals.sum(), 1.0) if people.mix_prior is None else people.mix_prior[index]
         features.append(Feature(f"mix:{name}", f"Share of {name}", "share", False, name))
         columns.append((counts + MIX_PRIOR_EVENTS * overall) / (totals + MIX_PRIOR_EVENTS))
     return features, np.column_stack(columns)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import pairwise
 
 import numpy as np
 from django.conf import settings
@@ -66,6 +67,28 @@ _FEATURES_SQL = with_tables(
 ).replace("{revenue}", _REVENUE)
 # The events of a sample's people only (``%(seed)s`` and ``%(cutoff)s`` bound from the ``Sample``).
 SAMPLED_EVENTS = " AND hashint8extended(e.person_id, %(seed)s) <= %(cutoff)s"
+# The events of the people whose ids lie in a batch's range (the person index's range scan).
+_BATCH_EVENTS = " AND e.person_id > %(after)s AND e.person_id <= %(upto)s"
+# Every ``size``-th id of the people with an event at or before now, in id order, the last one
+# left out when it closes the list: the bounds between batches, in one scan of the people.
+_BATCH_BOUNDS_SQL = with_tables(
+    "SELECT x.id, x.total FROM (SELECT p.id, row_number() OVER (ORDER BY p.id) AS n, count(*) OVER () AS total "
+    "{people}) x WHERE x.n %% %(size)s = 0 AND x.n < x.total ORDER BY x.id".replace("{people}", _PEOPLE),
+    person=Person,
+)
+# The events at or before now, and those of each of some names: the mix for ``PeopleFeatures.mix_prior``.
+_EVENTS_SQL = with_tables(
+    'SELECT count(*) FROM {event} e WHERE e.workspace_id = %(workspace_id)s AND e."timestamp" <= %(now)s',
+    event=Event,
+)
+_NAMES_SQL = with_tables(
+    "SELECT e.name, count(*) FROM {event} e "
+    'WHERE e.workspace_id = %(workspace_id)s AND e.name = ANY(%(names)s) AND e."timestamp" <= %(now)s '
+    "GROUP BY e.name",
+    event=Event,
+)
+# Below and above every person id (a bigint): the open ends of the first and the last batch.
+_BEFORE_FIRST_ID, _LAST_ID = -(2**63), 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -81,6 +104,15 @@ class Sample:
     @property
     def sampled(self) -> bool:
         return self.cutoff is not None
+
+
+@dataclass(frozen=True)
+class Batches:
+    """Everyone with an event at or before an instant, as consecutive ranges of person ids
+    (``after``, ``upto``] that cover every id, each holding at most ``size`` of the ``population``."""
+
+    ranges: list[tuple[int, int]]
+    population: int
 
 
 def _session_settings() -> None:
@@ -110,17 +142,53 @@ def people_sample(*, workspace: Workspace, now: datetime, seed: int, max_sample:
     return Sample(ids, population, seed, cutoff)
 
 
+def people_batches(*, workspace: Workspace, now: datetime, size: int) -> Batches:
+    """The people with an event at or before ``now`` in batches of ``size`` by id: the ranges for
+    ``people_features(id_range=...)``, so that reading everyone holds one batch's rows at a time.
+    Together the ranges cover every id, so the batches' features, read with the same ``names`` and
+    ``mix_prior``, are exactly those of one read of everyone."""
+    if size < 1:
+        raise ValueError("A batch holds at least one person.")
+    with transaction.atomic(), connection.cursor() as cursor:
+        _session_settings()
+        execute_scoped(cursor, _BATCH_BOUNDS_SQL, {"now": now, "size": size}, workspace_id=workspace.pk)
+        rows = cursor.fetchall()
+        if rows:
+            population = int(rows[0][1])
+        else:
+            execute_scoped(cursor, _POPULATION_SQL, {"now": now}, workspace_id=workspace.pk)
+            population = int(cursor.fetchone()[0])
+    bounds = [_BEFORE_FIRST_ID] + [int(row[0]) for row in rows] + [_LAST_ID]
+    return Batches(list(pairwise(bounds)), population)
+
+
+def mix_prior(*, workspace: Workspace, now: datetime, names: tuple[str, ...]) -> np.ndarray:
+    """Each of ``names``' share of the events at or before ``now``: the mix that the shares of everyone
+    read in one go are pulled toward, for ``people_features(mix_prior=...)`` of each batch."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        _session_settings()
+        execute_scoped(cursor, _EVENTS_SQL, {"now": now}, workspace_id=workspace.pk)
+        total = float(cursor.fetchone()[0])
+        execute_scoped(cursor, _NAMES_SQL, {"now": now, "names": list(names)}, workspace_id=workspace.pk)
+        counts = {name: float(count) for name, count in cursor.fetchall()}
+    return np.array([counts.get(name, 0.0) / max(total, 1.0) for name in names], dtype=float)
+
+
 def people_features(
     *,
     workspace: Workspace,
-    sample: Sample,
+    sample: Sample | None,
     now: datetime,
     purchase_event: str = PURCHASE_EVENT,
     revenue_key: str = REVENUE_KEY,
     mix_names: int = MIX_NAMES,
     names: tuple[str, ...] | None = None,
+    id_range: tuple[int, int] | None = None,
+    mix_prior: np.ndarray | None = None,
 ) -> PeopleFeatures:
-    """The features of the sample's people, one row each, in id order.
+    """The features of the sample's people (everyone's for no sample), one row each, in id order;
+    only those with ids in (``id_range[0]``, ``id_range[1]``] when given (``people_batches``, with
+    the ``names`` and ``mix_prior`` of everyone, so that the shares do not depend on the batch).
 
     A person of the sample whose events all lie after ``now`` (or who lost them since the
     sample was drawn) has no row. The event mix is over the ``mix_names`` names with the
@@ -134,9 +202,14 @@ def people_features(
         "numeric_re": NUMERIC_RE,
         "numeric_length": NUMERIC_MAX_LENGTH,
     }
-    sql = _FEATURES_SQL.replace("{only}", SAMPLED_EVENTS if sample.sampled else "")
-    if sample.sampled:
+    only = ""
+    if sample is not None and sample.sampled:
+        only += SAMPLED_EVENTS
         params.update({"seed": sample.seed, "cutoff": sample.cutoff})
+    if id_range is not None:
+        only += _BATCH_EVENTS
+        params.update({"after": id_range[0], "upto": id_range[1]})
+    sql = _FEATURES_SQL.replace("{only}", only)
     with transaction.atomic(), connection.cursor() as cursor:
         _session_settings()
         execute_scoped(cursor, sql, params, workspace_id=workspace.pk)
@@ -171,4 +244,5 @@ def people_features(
         mix_counts=mix,
         purchase_event=purchase_event,
         revenue_key=revenue_key,
+        mix_prior=mix_prior,
     )

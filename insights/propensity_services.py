@@ -11,8 +11,10 @@ the run's row as it goes:
    the target happened in the N days after (``_outcomes``);
 2. the model trained on the first window and validated on the second (``insights.propensity``);
 3. when the holdout AUC reaches ``propensity.AUC_FLOOR``: the model fitted again on the second
-   window scores everyone with an event as of ``now``, and the score is written as the target's
-   computed trait through ``insights.traits.patches_write`` (only the people whose value changed,
+   window scores everyone with an event as of ``now``, ``SCORE_BATCH`` people at a time (their
+   features read, scored and their patches stored before the next batch is read, so that memory
+   does not grow with the workspace), and the score is written as the target's computed trait
+   through ``insights.traits.patches_write`` (only the people whose value changed,
    told to tracking's subscribers so that segments record entries and exits). A run that ends
    without a usable model takes the trait off everyone: the trait always comes from the latest
    completed run of its target.
@@ -21,8 +23,9 @@ the run's row as it goes:
 from __future__ import annotations
 
 import logging
-import sys
 import time
+from collections.abc import Iterable, Iterator
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -33,7 +36,14 @@ from accounts.models import User, Workspace
 from accounts.sql import execute_scoped, execute_session, with_tables
 from insights import propensity, runs
 from insights import propensity_selectors as selectors
-from insights.clustering_features import SAMPLED_EVENTS, Sample, people_features, people_sample
+from insights.clustering_features import (
+    SAMPLED_EVENTS,
+    Sample,
+    mix_prior,
+    people_batches,
+    people_features,
+    people_sample,
+)
 from insights.models import ACTIVE_STATUSES, ClusteringStatus, ComputedTraitSettings, PropensityRun, PropensityVerdict
 from insights.propensity import Insufficient, Labelled, Windows
 from insights.traits import catalogue_catch_up, patches_write, settings_for
@@ -42,6 +52,8 @@ from tracking.models import Event, Person
 logger = logging.getLogger(__name__)
 
 DEFAULT_SEED = 0
+# Everyone as of now is scored this many people at a time (the features of one batch in memory).
+SCORE_BATCH = 50_000
 # The temporary table of the new scores (named as text in the statements below).
 _SCORES = "insights_propensity_scores"
 
@@ -106,10 +118,17 @@ def propensity_run_fail(*, run: PropensityRun, error: str) -> None:
 # --- running it ---------------------------------------------------------------------------------
 
 
-def propensity_run_execute(*, run: PropensityRun, max_sample: int = propensity.MAX_SAMPLE) -> PropensityRun:
+def propensity_run_execute(
+    *,
+    run: PropensityRun,
+    max_sample: int = propensity.MAX_SAMPLE,
+    batch_size: int = SCORE_BATCH,
+    now: datetime | None = None,
+) -> PropensityRun:
     """Train, validate and (when good enough) score; answers the run as stored.
 
-    Idempotent for a task delivered twice: a run already done or failed is left alone.
+    The windows end at ``now`` (the current time unless given, as two runs compared at one instant
+    need). Idempotent for a task delivered twice: a run already done or failed is left alone.
     """
     claimed = PropensityRun.objects.filter(workspace_id=run.workspace_id, pk=run.pk, status__in=ACTIVE_STATUSES).update(
         status=ClusteringStatus.RUNNING, started_at=timezone.now(), heartbeat_at=timezone.now(), error=""
@@ -121,7 +140,7 @@ def propensity_run_execute(*, run: PropensityRun, max_sample: int = propensity.M
     report = runs.RunReporter(run)
     started = time.monotonic()
     try:
-        results = _compute(workspace, run, report, max_sample)
+        results = _compute(workspace, run, report, max_sample, batch_size, now or timezone.now())
     except Exception as error:
         logger.exception("Propensity run %s of workspace %s failed", run.pk, run.workspace_id)
         propensity_run_fail(run=run, error=runs.readable(error, "The propensity model"))
@@ -139,8 +158,15 @@ def propensity_run_execute(*, run: PropensityRun, max_sample: int = propensity.M
     return run
 
 
-def _compute(workspace: Workspace, run: PropensityRun, report: runs.RunReporter, max_sample: int) -> dict[str, Any]:
-    windows = Windows.ending(timezone.now(), run.horizon_days)
+def _compute(
+    workspace: Workspace,
+    run: PropensityRun,
+    report: runs.RunReporter,
+    max_sample: int,
+    batch_size: int,
+    now: datetime,
+) -> dict[str, Any]:
+    windows = Windows.ending(now, run.horizon_days)
     config = settings_for(workspace)
     results: dict[str, Any] = {"computed_at": windows.now}
     report(2, "Reading the training window")
@@ -170,20 +196,29 @@ def _compute(workspace: Workspace, run: PropensityRun, report: runs.RunReporter,
         return {**results, "verdict": PropensityVerdict.WEAK, "message": message}
     report(60, "Training on the latest window")
     model = propensity.fit(validation, seed=run.seed)
-    report(65, "Reading everyone's behaviour as of now")
-    everyone = people_sample(workspace=workspace, now=windows.now, seed=run.seed, max_sample=sys.maxsize)
-    current = people_features(
-        workspace=workspace,
-        sample=everyone,
-        now=windows.now,
-        purchase_event=config.rfm_event,
-        revenue_key=config.rfm_revenue_property,
-        names=names,
-    )
-    report(75, f"Scoring {len(current):,} people")
-    scores = [propensity.as_trait(value) for value in propensity.predict(model, current)]
-    changed = _trait_write(workspace, run, current.person_ids.tolist(), scores, report)
-    return {**results, "verdict": PropensityVerdict.SCORED, "message": "", "scored": len(scores), **changed}
+    batches = people_batches(workspace=workspace, now=windows.now, size=batch_size)
+    prior = mix_prior(workspace=workspace, now=windows.now, names=names)
+    report(65, f"Scoring {batches.population:,} people")
+
+    def scored() -> Iterator[tuple[list[int], list[float]]]:
+        done = 0
+        for id_range in batches.ranges:
+            people = people_features(
+                workspace=workspace,
+                sample=None,
+                now=windows.now,
+                purchase_event=config.rfm_event,
+                revenue_key=config.rfm_revenue_property,
+                names=names,
+                id_range=id_range,
+                mix_prior=prior,
+            )
+            yield people.person_ids.tolist(), [propensity.as_trait(p) for p in propensity.predict(model, people)]
+            done += len(people)
+            report(65 + 15 * done / max(batches.population, 1), f"Scoring people: {done:,} of {batches.population:,}")
+
+    changed = _trait_write(workspace, run, scored(), report)
+    return {**results, "verdict": PropensityVerdict.SCORED, "message": "", **changed}
 
 
 def _labelled(
@@ -231,15 +266,19 @@ def _outcomes(
 
 
 def _trait_write(
-    workspace: Workspace, run: PropensityRun, people: list[int], scores: list[float], report: runs.RunReporter
+    workspace: Workspace, run: PropensityRun, batches: Iterable[tuple[list[int], list[float]]], report: runs.RunReporter
 ) -> dict[str, Any]:
-    """The target's trait set to ``scores`` on ``people``, and taken off everyone else who has it."""
+    """The target's trait set to the scores of ``batches`` (people and their scores, stored one
+    batch at a time), and taken off everyone else who has it."""
     key = propensity.TRAIT_KEYS[run.target]
+    scored = 0
     with connection.cursor() as cursor:
         execute_session(cursor, f"DROP TABLE IF EXISTS {_SCORES}")
         execute_session(cursor, f"CREATE TEMP TABLE {_SCORES} (person_id bigint PRIMARY KEY, patch jsonb NOT NULL)")
         try:
-            execute_session(cursor, _SCORES_INSERT_SQL, {"key": key, "people": people, "scores": scores})
+            for people, scores in batches:
+                execute_session(cursor, _SCORES_INSERT_SQL, {"key": key, "people": people, "scores": scores})
+                scored += len(people)
             execute_scoped(cursor, _SCORES_REMOVE_SQL, {"key": key}, workspace_id=workspace.pk)
             execute_session(cursor, f"ANALYZE {_SCORES}")
             changed = patches_write(
@@ -252,10 +291,10 @@ def _trait_write(
             )
         finally:
             execute_session(cursor, f"DROP TABLE IF EXISTS {_SCORES}")
-    if people:
+    if scored:
         catalogue_catch_up(workspace, key)
-    return {"people_changed": changed}
+    return {"people_changed": changed, "scored": scored}
 
 
 def _trait_remove(workspace: Workspace, run: PropensityRun, report: runs.RunReporter) -> dict[str, Any]:
-    return {**_trait_write(workspace, run, [], [], report), "scored": 0}
+    return _trait_write(workspace, run, [], report)

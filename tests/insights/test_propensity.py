@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 from datetime import timedelta
+from itertools import pairwise
 
 import numpy as np
 import orjson
@@ -15,7 +16,7 @@ from django.utils import timezone
 
 from accounts.tenancy import workspace_scope
 from insights import propensity, propensity_services
-from insights.clustering_features import people_features, people_sample
+from insights.clustering_features import mix_prior, people_batches, people_features, people_sample
 from insights.models import ClusteringStatus, PropensityRun, PropensityVerdict
 from insights.propensity import Labelled, score_groups, sufficiency
 from segmentation import realtime
@@ -132,6 +133,68 @@ def test_features_as_of_a_cut_off_ignore_later_events(workspace):
 
     assert np.array_equal(propensity.matrix(before), propensity.matrix(after))
     assert np.array_equal(before.person_ids, after.person_ids)
+
+
+def test_batches_of_people_cover_everyone_and_read_the_same_features_as_one_read(workspace):
+    propensity_people(workspace, people=50)
+    now = timezone.now()
+    with workspace_scope(workspace):
+        ids = sorted(Person.objects.values_list("pk", flat=True))
+        Person.objects.filter(pk=ids[-1]).update(first_event_at=None)  # as a person whose events were just moved
+        whole = people_features(workspace=workspace, sample=None, now=now)
+
+        batches = people_batches(workspace=workspace, now=now, size=7)
+        prior = mix_prior(workspace=workspace, now=now, names=whole.mix_names)
+        parts = [
+            people_features(
+                workspace=workspace, sample=None, now=now, names=whole.mix_names, id_range=id_range, mix_prior=prior
+            )
+            for id_range in batches.ranges
+        ]
+        own_mix = people_features(
+            workspace=workspace, sample=None, now=now, names=whole.mix_names, id_range=(0, ids[7])
+        )
+
+    assert batches.population == 49
+    # 49 counted, in 7 ranges; the last range is open-ended, and holds the uncounted person too.
+    assert [len(part) for part in parts] == [7, 7, 7, 7, 7, 7, 8]
+    assert batches.ranges[0][0] < ids[0]
+    assert batches.ranges[-1][1] > ids[-1]
+    assert all(previous[1] == following[0] for previous, following in pairwise(batches.ranges))
+    assert np.array_equal(np.concatenate([part.person_ids for part in parts]), whole.person_ids)
+    assert np.array_equal(np.vstack([propensity.matrix(part) for part in parts]), propensity.matrix(whole))
+    # Without everyone's mix, a batch's shares would be pulled toward its own people's mix instead.
+    assert not np.array_equal(propensity.matrix(own_mix), propensity.matrix(whole)[:8])
+
+
+def test_an_empty_workspace_is_one_batch_of_nobody(workspace):
+    with workspace_scope(workspace):
+        batches = people_batches(workspace=workspace, now=timezone.now(), size=7)
+
+    assert batches.population == 0
+    assert len(batches.ranges) == 1
+
+
+def test_scoring_in_batches_of_7_writes_the_same_traits_as_one_batch(workspace):
+    propensity_people(workspace)
+    now = timezone.now()
+
+    with workspace_scope(workspace):
+        first, _ = propensity_services.propensity_run_request(
+            workspace=workspace, actor=None, target="purchase", horizon_days=30
+        )
+        batched = propensity_services.propensity_run_execute(run=first, batch_size=7, now=now)
+        in_batches = _scores(workspace)
+        second, _ = propensity_services.propensity_run_request(
+            workspace=workspace, actor=None, target="purchase", horizon_days=30
+        )
+        whole = propensity_services.propensity_run_execute(run=second, batch_size=10_000, now=now)
+
+    assert batched.verdict == whole.verdict == PropensityVerdict.SCORED
+    assert batched.scored == whole.scored == batched.people_changed == 600
+    assert whole.people_changed == 0  # the one batch scored everyone exactly as the 86 batches had
+    assert _scores(workspace) == in_batches
+    assert len(set(in_batches.values())) > 2
 
 
 def test_score_groups_rank_by_score_in_tenths():
