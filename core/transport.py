@@ -226,23 +226,31 @@ def _abort(connection: http.client.HTTPConnection, expired: threading.Event) -> 
 
 class _Watchdog:
     """One thread per ``Poster`` that cuts off the exchange in progress at its deadline (instead of
-    a timer thread per request)."""
+    a timer thread per request).
 
-    def __init__(self) -> None:
+    Arming does not wake the thread unless the new deadline comes before the thread's next look:
+    an idle thread looks again after ``idle`` seconds (the poster's timeout), so a deadline armed
+    with that timeout is never earlier than its next look, and a POST costs no thread switch.
+    """
+
+    def __init__(self, idle: float) -> None:
+        self._idle = idle
         self._lock = threading.Condition()
         self._armed: tuple[float, http.client.HTTPConnection, threading.Event] | None = None
         self._closed = False
         self._thread: threading.Thread | None = None
+        # When the thread looks at ``_armed`` next (monotonic seconds).
+        self._looks_at = float("inf")
 
     def arm(self, connection: http.client.HTTPConnection, timeout: float) -> threading.Event:
         expired = threading.Event()
+        deadline = time.monotonic() + timeout
         with self._lock:
-            idle = self._armed is None
-            self._armed = (time.monotonic() + timeout, connection, expired)
+            self._armed = (deadline, connection, expired)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._watch, daemon=True)
                 self._thread.start()
-            elif idle:
+            elif deadline < self._looks_at:
                 self._lock.notify()
         return expired
 
@@ -260,13 +268,15 @@ class _Watchdog:
     def _watch(self) -> None:
         with self._lock:
             while not self._closed:
+                now = time.monotonic()
                 if self._armed is None:
-                    self._lock.wait()
+                    self._looks_at = now + self._idle
+                    self._lock.wait(self._idle)
                     continue
                 deadline, connection, expired = self._armed
-                left = deadline - time.monotonic()
-                if left > 0:
-                    self._lock.wait(left)
+                if deadline > now:
+                    self._looks_at = deadline
+                    self._lock.wait(deadline - now)
                     continue
                 self._armed = None
                 _abort(connection, expired)
@@ -283,7 +293,7 @@ class Poster:
         self.allow_private = allow_private
         self.timeout = timeout
         self._connections: dict[tuple[str, str, int], http.client.HTTPConnection] = {}
-        self._watchdog = _Watchdog()
+        self._watchdog = _Watchdog(idle=timeout)
 
     def post(self, url: str, body: bytes, headers: dict[str, str]) -> Answer:
         """POST ``body`` to ``url`` once. Raises ``TargetRefused`` or ``OSError``/``http.client`` errors."""
