@@ -109,8 +109,8 @@ class Claimed:
 
 # The columns a chunk reads of a claimed send, returned by the claim itself.
 _CLAIM_COLUMNS = (
-    "id", "workspace_id", "campaign_id", "variant_id", "person_id", "occurrence", "channel", "state",
-    "due_at", "triggered_at", "context", "attempts", "claimed_at", "claim_expires_at", "recipient",
+    "id", "workspace_id", "campaign_id", "variant_id", "person_id", "occurrence", "channel",
+    "triggered_at", "context", "attempts", "recipient",
 )  # fmt: skip
 
 # One statement: pick the due sends in ``send_due_idx`` order (an ordered walk that stops at
@@ -136,6 +136,7 @@ _CLAIM_SQL = with_tables(
 def sends_claim(*, now: datetime, limit: int = CHUNK) -> list[Claimed]:
     """Claim up to ``limit`` due sends of active campaigns, oldest due first, across workspaces."""
     context_field = Send._meta.get_field("context")
+    expires = now + timedelta(seconds=claim_seconds())
     with transaction.atomic(), prepared_cursor() as cursor:
         execute_session(
             cursor,
@@ -149,7 +150,7 @@ def sends_claim(*, now: datetime, limit: int = CHUNK) -> list[Claimed]:
                 "pending": SendState.PENDING,
                 "claimed": SendState.CLAIMED,
                 "now": now,
-                "expires": now + timedelta(seconds=claim_seconds()),
+                "expires": expires,
                 "statuses": list(DISPATCHED_STATUSES),
                 "limit": limit,
             },
@@ -158,8 +159,10 @@ def sends_claim(*, now: datetime, limit: int = CHUNK) -> list[Claimed]:
         )
         rows = cursor.fetchall()
     claimed = []
-    for row in sorted(rows, key=lambda r: (r[_CLAIM_COLUMNS.index("due_at")], r[0])):
+    # In id order: the order the sends were written in (a run's fan-out, then the triggers').
+    for row in sorted(rows):
         values = dict(zip(_CLAIM_COLUMNS, row, strict=True))
+        values |= {"state": SendState.CLAIMED, "claimed_at": now, "claim_expires_at": expires}
         if isinstance(values["context"], str):  # jsonb as text, as Django's connection loads it
             values["context"] = context_field.from_db_value(values["context"], None, connection)  # type: ignore[attr-defined]
         send = Send(**values)
@@ -485,10 +488,9 @@ class _Chunk:
                 execute_scoped(
                     cursor,
                     with_tables(
-                        "UPDATE {send} AS s SET state = %(sent)s, sent_at = v.sent_at, recipient = v.recipient,"
+                        "UPDATE {send} AS s SET state = %(sent)s, sent_at = %(sent_at)s, recipient = v.recipient,"
                         " reason = '', claim_expires_at = NULL"
-                        " FROM unnest(%(ids)s::bigint[], %(times)s::timestamptz[], %(recipients)s::text[])"
-                        " AS v(id, sent_at, recipient)"
+                        " FROM unnest(%(ids)s::bigint[], %(recipients)s::text[]) AS v(id, recipient)"
                         " WHERE s.workspace_id = %(workspace_id)s AND s.id = ANY(%(ids)s::bigint[]) AND s.id = v.id"
                         " AND s.state = %(claimed)s"
                         " AND s.claimed_at = %(claimed_at)s",
@@ -499,7 +501,9 @@ class _Chunk:
                         "claimed": SendState.CLAIMED,
                         "claimed_at": self.now,
                         "ids": [d.send.pk for d in accepted],
-                        "times": [self.now if self.fixed else d.at for d in accepted],
+                        # One instant for the group (its messages were accepted within MARK_SECONDS):
+                        # the last acceptance.
+                        "sent_at": self.now if self.fixed else max(d.at for d in accepted),
                         "recipients": [d.recipient[:2000] for d in accepted],
                     },
                     workspace_id=self.workspace_id,
