@@ -165,7 +165,8 @@ def test_a_chunked_answer_is_read_to_its_end_and_the_connection_kept():
         assert [a.status for a in answers] == [200, 201]
         first = requests[0]
         assert first.startswith(b"POST /in?x=1 HTTP/1.1\r\n")
-        assert b"\r\nX-Id: 7\r\n" in first and b"\r\nContent-Length: 8\r\n" in first
+        assert b"\r\nX-Id: 7\r\n" in first
+        assert b"\r\nContent-Length: 8\r\n" in first
         assert first.endswith(b'\r\n\r\n{"n": 1}')
 
 
