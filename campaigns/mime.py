@@ -28,9 +28,10 @@ from email.utils import formatdate
 BOUNDARY = f"=_cohortly_{secrets.token_hex(16)}"
 # Longest header value written as it is (a header line must stay under 998 characters).
 _PLAIN_MAX = 900
-# Characters of UTF-8 input per encoded word: 45 bytes -> 60 base64 characters, plus
-# ``=?utf-8?b?`` and ``?=``, keeps each folded line under 78 characters.
-_WORD_BYTES = 45
+# Bytes of UTF-8 input per encoded word: 36 bytes -> 48 base64 characters, 60 with ``=?utf-8?b?``
+# and ``?=``, which keeps each folded line under 78 characters, the first one with a header name
+# of up to 16 characters before it.
+_WORD_BYTES = 36
 
 
 class HeaderRefused(ValueError):
@@ -83,7 +84,7 @@ def email_bytes(
     Raises ``HeaderRefused`` for a value with a line break.
     """
     lines = [
-        f'Content-Type: multipart/alternative; boundary="{BOUNDARY}"',
+        f'Content-Type: multipart/alternative;\r\n boundary="{BOUNDARY}"',
         "MIME-Version: 1.0",
         f"Subject: {header_value(subject)}",
         f"From: {header_value(from_header)}",
