@@ -121,19 +121,22 @@ _CLAIM_COLUMNS = (
     "triggered_at", "context", "attempts", "recipient",
 )  # fmt: skip
 
-# One statement: pick the due sends in ``send_due_idx`` order (an ordered walk that stops at
-# ``limit`` rows, rather than every due send of a campaign read and sorted per chunk: the
-# planner is told so for this statement, as the table's statistics right after a large fan-out
-# still describe a small one), lock them (skipping those another worker holds) and claim them,
-# answering the claimed rows.
+# One statement: for each campaign that is sending or listening, its oldest due sends along
+# ``send_campaign_due_idx`` (an ordered walk that stops at ``limit`` rows: a paused campaign's
+# sends, however many, are never read, nor is the rest of a large run), locked skipping those
+# another worker holds; the oldest ``limit`` of them claimed, and answered. The planner is told
+# not to bitmap-scan: right after a large fan-out the table's statistics still describe a small
+# table, for which reading a campaign's due sends and sorting them looks cheaper.
 _CLAIM_SQL = with_tables(
     "UPDATE {send} AS s SET state = %(claimed)s, claimed_at = %(now)s, claim_expires_at = %(expires)s,"
     " attempts = s.attempts + 1, sent_at = NULL"
-    " FROM (SELECT d.id FROM {send} AS d"
-    " WHERE d.state IN (%(pending)s, %(claimed)s) AND d.due_at <= %(now)s"
+    " FROM (SELECT due.id FROM {campaign} AS c CROSS JOIN LATERAL"
+    " (SELECT d.id, d.due_at FROM {send} AS d"
+    " WHERE d.campaign_id = c.id AND d.state IN (%(pending)s, %(claimed)s) AND d.due_at <= %(now)s"
     " AND (d.state = %(pending)s OR d.claim_expires_at < %(now)s)"
-    " AND EXISTS (SELECT 1 FROM {campaign} AS c WHERE c.id = d.campaign_id AND c.status = ANY(%(statuses)s::text[]))"
-    " ORDER BY d.due_at LIMIT %(limit)s::integer FOR UPDATE OF d SKIP LOCKED) AS picked"
+    " ORDER BY d.due_at LIMIT %(limit)s::integer FOR UPDATE OF d SKIP LOCKED) AS due"
+    " WHERE c.status = ANY(%(statuses)s::text[])"
+    " ORDER BY due.due_at LIMIT %(limit)s::integer) AS picked"
     " WHERE s.id = picked.id"
     f" RETURNING {', '.join(f's.{column}' for column in _CLAIM_COLUMNS)}",
     send=Send,
@@ -147,7 +150,7 @@ def sends_claim(*, now: datetime, limit: int = CHUNK) -> list[Claimed]:
     with transaction.atomic(), prepared_cursor() as cursor:
         execute_session(
             cursor,
-            "SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true)",
+            "SELECT set_config('enable_bitmapscan', 'off', true)",
             prepare=True,
         )
         dangerously_execute_across_workspaces(
