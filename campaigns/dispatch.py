@@ -74,7 +74,7 @@ from tracking.models import Event, Person
 
 logger = logging.getLogger(__name__)
 
-CHUNK = 200
+CHUNK = 500
 DISPATCHED_STATUSES = (CampaignStatus.SENDING, CampaignStatus.LISTENING)
 MAX_ATTEMPTS = 5
 # Seconds before the next attempt after a transient failure of attempt 1, 2, 3, 4.
