@@ -35,11 +35,14 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from functools import cache, lru_cache
 from typing import Any, Protocol
 
+import psycopg
 from django.apps import apps
+from django.db import connection
 from django.db.models import Model
 
 GUARD = "%(workspace_id)s"
@@ -256,3 +259,32 @@ def dangerously_execute_across_workspaces(
     if not why.strip():
         raise UnguardedStatement("a statement across workspaces must say why")
     _run(cursor, sql, params, prepare)
+
+
+# psycopg prepares a statement executed with ``prepare=True`` at once, and any other
+# only after this many executions: never, in effect.
+_ONLY_WHEN_ASKED = 2**31
+
+
+def prepare_when_asked(raw: psycopg.Connection[Any]) -> None:
+    """Let the statements marked ``prepare=True`` be prepared on this connection.
+
+    Django opens its psycopg connections with ``prepare_threshold=None`` (for
+    transaction-pooling proxies), which makes psycopg ignore ``prepare=True``. The
+    ORM's statements on the connection stay unprepared.
+    """
+    if raw.prepare_threshold is None:
+        raw.prepare_threshold = _ONLY_WHEN_ASKED
+
+
+@contextmanager
+def prepared_cursor() -> Iterator[psycopg.Cursor[Any]]:
+    """A plain psycopg cursor on Django's connection (and its transaction) for the hot paths:
+    server-side parameter binding (arrays travel as parameters instead of being interpolated
+    into the text) and, with ``prepare=True``, statements parsed and planned once per
+    connection. Errors surface as ``django.db`` errors."""
+    connection.ensure_connection()
+    raw: Any = connection.connection
+    prepare_when_asked(raw)
+    with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
+        yield cursor

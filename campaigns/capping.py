@@ -27,9 +27,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import connection, transaction
+from django.db import transaction
 
-from accounts.sql import execute_session
+from accounts.sql import execute_scoped, execute_session, prepared_cursor, with_tables
 from campaigns.models import FrequencyCap, Send, SendState
 
 
@@ -64,6 +64,21 @@ def lock_key(workspace_id: int, person_id: int) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+# Each person's counted sends of the checked channels in the widest window, the chunk's own excepted.
+_RECENT = with_tables(
+    "SELECT person_id, channel, sent_at FROM {send}"
+    " WHERE workspace_id = %(workspace_id)s AND person_id = ANY(%(people)s::bigint[])"
+    " AND channel = ANY(%(channels)s::text[]) AND state = ANY(%(counted)s::text[])"
+    " AND sent_at > %(since)s AND NOT (id = ANY(%(own)s::bigint[]))",
+    send=Send,
+)
+# The reservation of the sends that passed: their ``sent_at``.
+_RESERVE = with_tables(
+    "UPDATE {send} SET sent_at = %(now)s WHERE workspace_id = %(workspace_id)s AND id = ANY(%(ids)s::bigint[])",
+    send=Send,
+)
+
+
 def caps_reserve(
     *, workspace_id: int, candidates: Sequence[Candidate], rules: Sequence[FrequencyCap], now: datetime
 ) -> dict[int, FrequencyCap]:
@@ -82,31 +97,32 @@ def caps_reserve(
     capped: dict[int, FrequencyCap] = {}
     if not checked:
         return capped
-    with transaction.atomic():
+    with transaction.atomic(), prepared_cursor() as cursor:
         keys = sorted({lock_key(workspace_id, c.person_id) for c in checked})
-        with connection.cursor() as cursor:
-            # Locks taken one by one in key order (the subquery's order): no deadlock between chunks.
-            execute_session(
-                cursor,
-                "SELECT count(pg_advisory_xact_lock(k)) FROM"
-                " (SELECT k FROM unnest(%s::bigint[]) AS k ORDER BY k) AS ordered",
-                [keys],
-            )
-        widest = max(rule.per_seconds for rule in rules)
-        recent: dict[tuple[int, str], list[datetime]] = {}
-        rows = (
-            Send.objects.filter(
-                workspace_id=workspace_id,
-                person_id__in={c.person_id for c in checked},
-                channel__in={c.channel for c in checked},
-                state__in=[SendState.SENT, SendState.CLAIMED],
-                sent_at__gt=now - timedelta(seconds=widest),
-            )
-            .exclude(pk__in=[c.send_id for c in candidates])
-            .values_list("person_id", "channel", "sent_at")
+        # Locks taken one by one in key order (the subquery's order): no deadlock between chunks.
+        execute_session(
+            cursor,
+            "SELECT count(pg_advisory_xact_lock(k)) FROM"
+            " (SELECT k FROM unnest(%s::bigint[]) AS k ORDER BY k) AS ordered",
+            [keys],
+            prepare=True,
         )
-        for person_id, channel, sent_at in rows:
-            assert sent_at is not None
+        widest = max(rule.per_seconds for rule in rules)
+        execute_scoped(
+            cursor,
+            _RECENT,
+            {
+                "people": sorted({c.person_id for c in checked}),
+                "channels": sorted({c.channel for c in checked}),
+                "counted": [SendState.SENT, SendState.CLAIMED],
+                "since": now - timedelta(seconds=widest),
+                "own": [c.send_id for c in candidates],
+            },
+            workspace_id=workspace_id,
+            prepare=True,
+        )
+        recent: dict[tuple[int, str], list[datetime]] = {}
+        for person_id, channel, sent_at in cursor.fetchall():
             recent.setdefault((person_id, channel), []).append(sent_at)
         passed: list[int] = []
         for candidate in checked:
@@ -127,5 +143,6 @@ def caps_reserve(
                 sent_at=None,
                 claim_expires_at=None,
             )
-        Send.objects.filter(workspace_id=workspace_id, pk__in=passed).update(sent_at=now)
+        if passed:
+            execute_scoped(cursor, _RESERVE, {"ids": passed, "now": now}, workspace_id=workspace_id, prepare=True)
     return capped

@@ -27,23 +27,23 @@ import http.client
 import json
 import logging
 import re
-import secrets
 import smtplib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from email.utils import formataddr, parseaddr
+from email.utils import formataddr, formatdate, parseaddr
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
 from django.core.validators import validate_email
 
 from accounts.models import Workspace
-from campaigns import engagement
+from campaigns import engagement, mime
 from campaigns.models import Campaign, CampaignSettings, Channel, Send, Variant
 from campaigns.rendering import PersonContext, RenderFailed, render, render_variant
 from core import signing, transport
@@ -285,39 +285,126 @@ def _smtp_failure(error: smtplib.SMTPException) -> SendFailed:
     return SendFailed(f"SMTP: {error}", permanent=False)
 
 
-# One multipart boundary per process. Python's generator checks each message's boundary against
-# its parts with a regular expression compiled from it: a random boundary per message (the
-# default) compiles one per message (about a third of the message's serialisation); a constant
-# one is compiled once. The check still runs, and picks another boundary if a part contains it.
-_BOUNDARY = f"=_cohortly_{secrets.token_hex(16)}"
-
-
 class _EmailMessage(EmailMultiAlternatives):
     def message(self, *args: Any, **kwargs: Any) -> Any:
         built = super().message(*args, **kwargs)
         if built.is_multipart():
-            built.set_boundary(_BOUNDARY)
+            # One boundary per process (see campaigns.mime): Python's generator compiles a regular
+            # expression from each message's boundary to check it against the parts.
+            built.set_boundary(mime.BOUNDARY)
         return built
 
 
 class EmailSender:
     """Sends a chunk's emails over one backend connection, opened at the first message.
 
-    A connection error closes it; the next message opens a new one.
+    With Django's SMTP backend (``EMAIL_URL``), the message's bytes are written by
+    ``campaigns.mime`` and given to the backend's open SMTP connection (its TLS and login as
+    configured), with the envelope commands pipelined when the server offers PIPELINING
+    (RFC 2920: one round trip for MAIL, RCPT and DATA). Any other backend (django-anymail's
+    ESPs, the console and test backends) gets Django's message object, as it expects.
+
+    A connection error closes the connection; the next message opens a new one.
     """
 
     def __init__(self) -> None:
         self._connection: Any = None
+        self._smtp: smtplib.SMTP | None = None
+
+    def _open(self) -> None:
+        connection = get_connection(fail_silently=False)
+        try:
+            # Opened here, the backend keeps it open across ``send_messages`` calls.
+            connection.open()
+        except (smtplib.SMTPException, OSError) as error:
+            raise SendFailed(f"cannot reach the mail server: {error}", permanent=False) from error
+        self._connection = connection
+        # Django's own SMTP backend (not a subclass, which may change what it sends): its connection
+        # is an ``smtplib.SMTP`` to write our bytes to.
+        smtp = getattr(connection, "connection", None) if type(connection) is SMTPBackend else None
+        self._smtp = smtp if isinstance(smtp, smtplib.SMTP) else None
+        if self._smtp is not None:
+            try:
+                # Its extensions (PIPELINING) are known from here on (smtplib greets lazily).
+                self._smtp.ehlo_or_helo_if_needed()
+            except (smtplib.SMTPException, OSError) as error:
+                self.close()
+                raise SendFailed(f"cannot greet the mail server: {error}", permanent=False) from error
 
     def send(self, outgoing: Outgoing) -> None:
         if self._connection is None:
-            connection = get_connection(fail_silently=False)
-            try:
-                # Opened here, the backend keeps it open across ``send_messages`` calls.
-                connection.open()
-            except (smtplib.SMTPException, OSError) as error:
-                raise SendFailed(f"cannot reach the mail server: {error}", permanent=False) from error
-            self._connection = connection
+            self._open()
+        try:
+            if self._smtp is not None and _smtp_writable(outgoing):
+                self._send_smtp(self._smtp, outgoing)
+            else:
+                self._send_message(outgoing)
+        except mime.HeaderRefused as error:
+            raise SendFailed(f"the message cannot be written: {error}", permanent=True) from error
+        except smtplib.SMTPServerDisconnected as error:
+            self.close()
+            raise SendFailed(f"SMTP connection lost: {error}", permanent=False) from error
+        except smtplib.SMTPException as error:
+            failure = _smtp_failure(error)
+            if not failure.permanent:
+                self.close()
+            raise failure from error
+        except OSError as error:
+            self.close()
+            raise SendFailed(f"cannot reach the mail server: {error}", permanent=False) from error
+        except SendFailed:
+            raise
+        except Exception as error:
+            esp_failure = _esp_failure(error)
+            if esp_failure is error:
+                raise
+            raise esp_failure from error
+
+    def _send_smtp(self, smtp: smtplib.SMTP, outgoing: Outgoing) -> None:
+        """One SMTP transaction: MAIL, RCPT, DATA (pipelined when offered), then the bytes."""
+        data = mime.email_bytes(
+            from_header=outgoing.from_email,
+            to=outgoing.recipient,
+            subject=outgoing.subject,
+            text=outgoing.text,
+            html=outgoing.html,
+            headers=outgoing.headers,
+            reply_to=outgoing.reply_to,
+            date=formatdate(localtime=settings.EMAIL_USE_LOCALTIME),
+        )
+        sender = _envelope_address(outgoing.from_email)
+        commands = (f"MAIL FROM:<{sender}>", f"RCPT TO:<{outgoing.recipient}>", "DATA")
+        if smtp.has_extn("pipelining"):
+            smtp.send("".join(f"{command}\r\n" for command in commands))
+            replies = [smtp.getreply() for _ in commands]
+        else:
+            replies = []
+            for command in commands:
+                smtp.putcmd(command)
+                replies.append(smtp.getreply())
+                if replies[-1][0] >= 400:
+                    break
+        mail, rcpt, start = (replies + [(0, b"")] * 3)[:3]
+        if start[0] == 354 and (mail[0] != 250 or rcpt[0] not in (250, 251)):
+            # A server that opened DATA after refusing the envelope: end the empty message first.
+            smtp.send(b".\r\n")
+            smtp.getreply()
+        if mail[0] != 250:
+            _rset(smtp)
+            raise smtplib.SMTPSenderRefused(mail[0], mail[1], sender)
+        if rcpt[0] not in (250, 251):
+            _rset(smtp)
+            raise smtplib.SMTPRecipientsRefused({outgoing.recipient: rcpt})
+        if start[0] != 354:
+            _rset(smtp)
+            raise smtplib.SMTPDataError(start[0], start[1])
+        # The bytes, dot-stuffed, and the end of data (as ``smtplib.SMTP.data`` writes them).
+        smtp.send(re.sub(rb"(?m)^\.", b"..", data) + b".\r\n")
+        code, message = smtp.getreply()
+        if code != 250:
+            raise smtplib.SMTPDataError(code, message)
+
+    def _send_message(self, outgoing: Outgoing) -> None:
         message = _EmailMessage(
             subject=outgoing.subject,
             body=outgoing.text,
@@ -331,25 +418,7 @@ class EmailSender:
         # Read by django-anymail's ESP backends (ignored by SMTP): the ESP echoes the metadata in
         # its tracking webhooks, which is how a bounce finds its send.
         message.metadata = {"workspace_id": str(outgoing.workspace_id), "send_id": str(outgoing.send_id)}  # type: ignore[attr-defined]
-        try:
-            sent = self._connection.send_messages([message])
-        except smtplib.SMTPServerDisconnected as error:
-            self.close()
-            raise SendFailed(f"SMTP connection lost: {error}", permanent=False) from error
-        except smtplib.SMTPException as error:
-            failure = _smtp_failure(error)
-            if not failure.permanent:
-                self.close()
-            raise failure from error
-        except OSError as error:
-            self.close()
-            raise SendFailed(f"cannot reach the mail server: {error}", permanent=False) from error
-        except Exception as error:
-            esp_failure = _esp_failure(error)
-            if esp_failure is error:
-                raise
-            raise esp_failure from error
-        if not sent:
+        if not self._connection.send_messages([message]):
             raise SendFailed("the email backend sent nothing", permanent=False)
 
     def close(self) -> None:
@@ -359,6 +428,26 @@ class EmailSender:
             except Exception:  # closing a broken connection: nothing more to learn
                 logger.debug("email connection close failed", exc_info=True)
             self._connection = None
+            self._smtp = None
+
+
+def _smtp_writable(outgoing: Outgoing) -> bool:
+    """Whether the envelope is plain ASCII (else Django's backend encodes the addresses: IDNA, SMTPUTF8)."""
+    return outgoing.recipient.isascii() and _envelope_address(outgoing.from_email).isascii()
+
+
+@functools.lru_cache(maxsize=256)
+def _envelope_address(from_header: str) -> str:
+    """The bare address of a From header (``Name <address>``); cached, it is the workspace's."""
+    return parseaddr(from_header)[1]
+
+
+def _rset(smtp: smtplib.SMTP) -> None:
+    """Abandon the transaction so the connection can carry the next message."""
+    try:
+        smtp.rset()
+    except (smtplib.SMTPException, OSError):
+        logger.debug("SMTP RSET failed", exc_info=True)
 
 
 def _esp_failure(error: Exception) -> Exception:

@@ -13,7 +13,7 @@ and channel:
    suppression list (``suppressed`` with its reason); quiet hours in the person's timezone
    (back to ``pending``, due when they end);
 2. frequency caps for the rest, atomically (``campaigns.capping``): ``capped`` with the rule;
-3. the rest are built here and sent by a few threads (``sender_threads()``), each over its own
+3. the rest are built here and sent by a few threads (``sender_threads(channel)``), each over its own
    connection (SMTP, or kept-alive HTTP), through the workspace's rate limit
    (``campaigns.throttle``): a template failing for one person fails that send, with its
    reason; what the provider accepted is marked ``sent`` by one statement per small group
@@ -31,6 +31,7 @@ its claim expired while it was still queued behind the others.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -44,7 +45,13 @@ from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from accounts.sql import execute_scoped, execute_session, with_tables
+from accounts.sql import (
+    dangerously_execute_across_workspaces,
+    execute_scoped,
+    execute_session,
+    prepared_cursor,
+    with_tables,
+)
 from accounts.tenancy import workspace_scope
 from campaigns import capping, throttle
 from campaigns.channels import Outgoing, SendFailed, channel_sender, message_build, recipient_for
@@ -67,7 +74,7 @@ from tracking.models import Event, Person
 
 logger = logging.getLogger(__name__)
 
-CHUNK = 200
+CHUNK = 500
 DISPATCHED_STATUSES = (CampaignStatus.SENDING, CampaignStatus.LISTENING)
 MAX_ATTEMPTS = 5
 # Seconds before the next attempt after a transient failure of attempt 1, 2, 3, 4.
@@ -83,9 +90,16 @@ MARK_GROUP = 8
 MARK_SECONDS = 0.05
 
 
-def sender_threads() -> int:
-    """Threads sending a chunk's messages in parallel, each over its own connection (``CAMPAIGN_SENDER_THREADS``)."""
-    return max(1, int(getattr(settings, "CAMPAIGN_SENDER_THREADS", 4)))
+# Sender threads per chunk when ``CAMPAIGN_SENDER_THREADS`` is 0 (unset), by channel: a webhook's
+# exchange waits on the endpoint more than an SMTP one on the mail server, and costs less CPU.
+SENDER_THREADS: dict[str, int] = {Channel.EMAIL: 4, Channel.WEBHOOK: 8}
+
+
+def sender_threads(channel: str) -> int:
+    """Threads sending a chunk's messages in parallel, each over its own connection
+    (``CAMPAIGN_SENDER_THREADS``, else the channel's default)."""
+    configured = int(getattr(settings, "CAMPAIGN_SENDER_THREADS", 0) or 0)
+    return max(1, configured or SENDER_THREADS.get(channel, 1))
 
 
 def claim_seconds() -> int:
@@ -98,34 +112,74 @@ class Claimed:
     send_id: int
     workspace_id: int
     channel: str
+    send: Send
+
+
+# The columns a chunk reads of a claimed send, returned by the claim itself.
+_CLAIM_COLUMNS = (
+    "id", "workspace_id", "campaign_id", "variant_id", "person_id", "occurrence", "channel",
+    "triggered_at", "context", "attempts", "recipient",
+)  # fmt: skip
+
+# One statement: for each campaign that is sending or listening, its oldest due sends along
+# ``send_campaign_due_idx`` (an ordered walk that stops at ``limit`` rows: a paused campaign's
+# sends, however many, are never read, nor is the rest of a large run), locked skipping those
+# another worker holds; the oldest ``limit`` of them claimed, and answered. The planner is told
+# not to bitmap-scan: right after a large fan-out the table's statistics still describe a small
+# table, for which reading a campaign's due sends and sorting them looks cheaper.
+_CLAIM_SQL = with_tables(
+    "UPDATE {send} AS s SET state = %(claimed)s, claimed_at = %(now)s, claim_expires_at = %(expires)s,"
+    " attempts = s.attempts + 1, sent_at = NULL"
+    " FROM (SELECT due.id FROM {campaign} AS c CROSS JOIN LATERAL"
+    " (SELECT d.id, d.due_at FROM {send} AS d"
+    " WHERE d.campaign_id = c.id AND d.state IN (%(pending)s, %(claimed)s) AND d.due_at <= %(now)s"
+    " AND (d.state = %(pending)s OR d.claim_expires_at < %(now)s)"
+    " ORDER BY d.due_at LIMIT %(limit)s::integer FOR UPDATE OF d SKIP LOCKED) AS due"
+    " WHERE c.status = ANY(%(statuses)s::text[])"
+    " ORDER BY due.due_at LIMIT %(limit)s::integer) AS picked"
+    " WHERE s.id = picked.id"
+    f" RETURNING {', '.join(f's.{column}' for column in _CLAIM_COLUMNS)}",
+    send=Send,
+    campaign=Campaign,
+)
 
 
 def sends_claim(*, now: datetime, limit: int = CHUNK) -> list[Claimed]:
     """Claim up to ``limit`` due sends of active campaigns, oldest due first, across workspaces."""
-    with transaction.atomic():
-        # Across workspaces: the dispatcher serves every workspace; each chunk is then handled in its scope.
-        due = list(
-            Send.objects.unscoped()
-            .filter(
-                state__in=[SendState.PENDING, SendState.CLAIMED],
-                due_at__lte=now,
-                campaign__status__in=DISPATCHED_STATUSES,
-            )
-            .filter(Q(state=SendState.PENDING) | Q(claim_expires_at__lt=now))
-            .order_by("due_at")
-            .select_for_update(skip_locked=True, of=("self",))
-            .values_list("pk", "workspace_id", "channel")[:limit]
+    expires = now + timedelta(seconds=claim_seconds())
+    with transaction.atomic(), prepared_cursor() as cursor:
+        execute_session(
+            cursor,
+            "SELECT set_config('enable_bitmapscan', 'off', true)",
+            prepare=True,
         )
-        if due:
-            # unscoped: the rows just locked above, by id.
-            Send.objects.unscoped().filter(pk__in=[pk for pk, _, _ in due]).update(
-                state=SendState.CLAIMED,
-                claimed_at=now,
-                claim_expires_at=now + timedelta(seconds=claim_seconds()),
-                attempts=F("attempts") + 1,
-                sent_at=None,
-            )
-    return [Claimed(pk, workspace_id, channel) for pk, workspace_id, channel in due]
+        dangerously_execute_across_workspaces(
+            cursor,
+            _CLAIM_SQL,
+            {
+                "pending": SendState.PENDING,
+                "claimed": SendState.CLAIMED,
+                "now": now,
+                "expires": expires,
+                "statuses": list(DISPATCHED_STATUSES),
+                "limit": limit,
+            },
+            why="the dispatcher serves every workspace; each chunk is then handled in its own scope",
+            prepare=True,
+        )
+        rows = cursor.fetchall()
+    claimed = []
+    # In id order: the order the sends were written in (a run's fan-out, then the triggers').
+    for row in sorted(rows):
+        values = dict(zip(_CLAIM_COLUMNS, row, strict=True))
+        values |= {"state": SendState.CLAIMED, "claimed_at": now, "claim_expires_at": expires}
+        if isinstance(values["context"], str):  # jsonb as text, as Django's connection loads it
+            values["context"] = json.loads(values["context"])
+        send = Send(**values)
+        send._state.adding = False
+        send._state.db = "default"
+        claimed.append(Claimed(send.pk, send.workspace_id, send.channel, send))
+    return claimed
 
 
 def sends_due_exist(*, now: datetime | None = None) -> bool:
@@ -153,12 +207,12 @@ def dispatch_due(*, now: datetime | None = None, limit: int = 10 * CHUNK, chunk:
         claimed = sends_claim(now=at, limit=min(chunk, limit - handled))
         if not claimed:
             break
-        groups: dict[tuple[int, str], list[int]] = {}
+        groups: dict[tuple[int, str], list[Send]] = {}
         for claim in claimed:
-            groups.setdefault((claim.workspace_id, claim.channel), []).append(claim.send_id)
-        for (workspace_id, channel), ids in groups.items():
+            groups.setdefault((claim.workspace_id, claim.channel), []).append(claim.send)
+        for (workspace_id, channel), sends in groups.items():
             with workspace_scope(workspace_id):
-                _Chunk(workspace_id=workspace_id, channel=channel, send_ids=ids, now=at, fixed=now is not None).run()
+                _Chunk(workspace_id=workspace_id, channel=channel, sends=sends, now=at, fixed=now is not None).run()
         handled += len(claimed)
     return handled
 
@@ -252,14 +306,13 @@ class _SenderPool:
 class _Chunk:
     """One workspace's claimed sends of one channel."""
 
-    def __init__(self, *, workspace_id: int, channel: str, send_ids: list[int], now: datetime, fixed: bool) -> None:
+    def __init__(self, *, workspace_id: int, channel: str, sends: list[Send], now: datetime, fixed: bool) -> None:
         self.workspace_id = workspace_id
         self.channel = channel
         self.now = now
         self.fixed = fixed
-        self.sends = list(
-            Send.objects.filter(workspace_id=workspace_id, pk__in=send_ids, state=SendState.CLAIMED, claimed_at=now)
-        )
+        # As the claim returned them (claimed at ``now`` by this worker).
+        self.sends = sends
         self.deadline = time.monotonic() + claim_seconds() / 2
 
     def clock(self) -> datetime:
@@ -378,7 +431,7 @@ class _Chunk:
     # --- 3. sending ---------------------------------------------------------------------------
 
     def _deliver(self, going: list[tuple[Send, str]]) -> None:
-        """Build each message here, send it from one of ``sender_threads()`` threads (each with its own
+        """Build each message here, send it from one of ``sender_threads(channel)`` threads (each with its own
         connection), and mark what the provider accepted in groups, never more than ``IN_FLIGHT``
         messages behind."""
         rate = (
@@ -390,7 +443,7 @@ class _Chunk:
         reserved = 0
         left = list(going)
         left.reverse()
-        pool = _SenderPool(channel=self.channel, workspace_id=self.workspace_id, threads=sender_threads())
+        pool = _SenderPool(channel=self.channel, workspace_id=self.workspace_id, threads=sender_threads(self.channel))
         try:
             while left:
                 if time.monotonic() > self.deadline:
@@ -441,15 +494,15 @@ class _Chunk:
         """Mark the accepted messages ``sent`` (one statement) and the failed ones for retry or failure."""
         accepted = [d for d in done if d.error is None]
         if accepted:
-            with connection.cursor() as cursor:
+            with prepared_cursor() as cursor:
                 execute_scoped(
                     cursor,
                     with_tables(
-                        "UPDATE {send} AS s SET state = %(sent)s, sent_at = v.sent_at, recipient = v.recipient,"
+                        "UPDATE {send} AS s SET state = %(sent)s, sent_at = %(sent_at)s, recipient = v.recipient,"
                         " reason = '', claim_expires_at = NULL"
-                        " FROM unnest(%(ids)s::bigint[], %(times)s::timestamptz[], %(recipients)s::text[])"
-                        " AS v(id, sent_at, recipient)"
-                        " WHERE s.workspace_id = %(workspace_id)s AND s.id = v.id AND s.state = %(claimed)s"
+                        " FROM unnest(%(ids)s::bigint[], %(recipients)s::text[]) AS v(id, recipient)"
+                        " WHERE s.workspace_id = %(workspace_id)s AND s.id = ANY(%(ids)s::bigint[]) AND s.id = v.id"
+                        " AND s.state = %(claimed)s"
                         " AND s.claimed_at = %(claimed_at)s",
                         send=Send,
                     ),
@@ -458,10 +511,13 @@ class _Chunk:
                         "claimed": SendState.CLAIMED,
                         "claimed_at": self.now,
                         "ids": [d.send.pk for d in accepted],
-                        "times": [self.now if self.fixed else d.at for d in accepted],
+                        # One instant for the group (its messages were accepted within MARK_SECONDS):
+                        # the last acceptance.
+                        "sent_at": self.now if self.fixed else max(d.at for d in accepted),
                         "recipients": [d.recipient[:2000] for d in accepted],
                     },
                     workspace_id=self.workspace_id,
+                    prepare=True,
                 )
         for failed in done:
             if failed.error is not None:

@@ -33,7 +33,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import Workspace
-from accounts.sql import execute_scoped, with_tables
+from accounts.sql import dangerously_execute_across_workspaces, execute_scoped, with_tables
 from campaigns.active_hours import MIN_EVENTS, workspace_best_hour
 from campaigns.assignment import bucket_sql, variant_sql
 from campaigns.localtime import zone_named
@@ -323,7 +323,28 @@ def run_fan_out(*, workspace: Workspace, run_id: int, now: datetime | None = Non
         if campaign.status == CampaignStatus.SCHEDULED:
             campaign.status = CampaignStatus.SENDING
             campaign.save(update_fields=["status", "updated_at"])
+    send_statistics_refresh(written)
     return written
+
+
+# A fan-out writing at least this many sends has the send table's statistics refreshed.
+ANALYZE_AFTER = 10_000
+
+
+def send_statistics_refresh(written: int | None) -> None:
+    """After a large fan-out, ``ANALYZE`` the send table (after the commit, outside any transaction).
+
+    Until autovacuum gets to it, the planner would see the workspace's new sends as the few rows
+    of the table's older statistics, and look up the dispatcher's marks (by id, a handful at a
+    time) through the workspace's index instead of the primary key: a scan of the whole run per
+    statement. One ``ANALYZE`` samples a bounded number of rows (tens of milliseconds).
+    """
+    if written is None or written < ANALYZE_AFTER:
+        return
+    with connection.cursor() as cursor:
+        dangerously_execute_across_workspaces(
+            cursor, with_tables("ANALYZE {send}", send=Send), why="statistics are kept per table, not per workspace"
+        )
 
 
 def runs_finish(*, now: datetime | None = None) -> int:

@@ -308,8 +308,13 @@ class Send(TenantModel):
         ]
         indexes = [
             models.Index(fields=["workspace", "campaign", "state"], name="send_campaign_state_idx"),
-            # The dispatcher's work list, across workspaces: due sends, and claims that expired.
-            models.Index(fields=["due_at"], name="send_due_idx", condition=models.Q(state__in=["pending", "claimed"])),
+            # The dispatcher's work list, per campaign (a paused campaign's sends are never walked):
+            # due sends, and claims that expired.
+            models.Index(
+                fields=["campaign", "due_at"],
+                name="send_campaign_due_idx",
+                condition=models.Q(state__in=["pending", "claimed"]),
+            ),
             # The cap check: a person's sends of a channel in a window.
             models.Index(
                 fields=["workspace", "person", "channel", "sent_at"],

@@ -247,6 +247,11 @@ def template_problem(source: str, *, kind: Kind) -> str | None:
 
 def render(source: str, *, kind: Kind, person: PersonContext, event_properties: dict[str, Any] | None) -> str:
     """``source`` rendered for ``person``; ``RenderFailed`` with the reason."""
+    if "{" not in source and "\r" not in source and not source.endswith("\n") and len(source) <= MAX_OUTPUT_CHARS:
+        # No tag, expression or comment (each starts with a brace), and nothing Jinja would
+        # change (line ends, a last newline): the text is its own rendering, as a constant
+        # webhook URL or subject is for every person of a campaign.
+        return source
     try:
         template = _compiled(kind, source)
     except _Refused as refused:

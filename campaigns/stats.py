@@ -16,8 +16,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scipy.stats import chi2_contingency, norm
-
 Z_95 = 1.959963984540054  # the standard normal quantile of 0.975
 ALPHA = 0.05
 NO_DIFFERENCE = "no significant difference yet"
@@ -55,6 +53,8 @@ def two_proportion_p(a: Group, b: Group) -> float | None:
     if variance <= 0:
         return None
     z = (a.converted / a.exposed - b.converted / b.exposed) / math.sqrt(variance)
+    from scipy.stats import norm  # imported when used: scipy.stats takes seconds to import
+
     return float(2 * norm.sf(abs(z)))
 
 
@@ -67,6 +67,8 @@ def chi_square_p(groups: Sequence[Group]) -> float | None:
     if converted == 0 or converted == exposed:
         return None
     table = [[group.converted, group.exposed - group.converted] for group in groups]
+    from scipy.stats import chi2_contingency  # imported when used, as above
+
     result = chi2_contingency(table, correction=False)
     return float(result.pvalue)
 

@@ -3,6 +3,7 @@
 import os
 
 from celery import Celery
+from celery.signals import worker_process_init, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -17,3 +18,13 @@ app.autodiscover_tasks(["insights"], related_name="clustering_tasks")
 app.autodiscover_tasks(["insights"], related_name="propensity_tasks")
 # Triggered campaigns' task module (campaigns.trigger_tasks), beside the engine's campaigns.tasks.
 app.autodiscover_tasks(["campaigns"], related_name="trigger_tasks")
+
+
+@worker_ready.connect
+@worker_process_init.connect
+def urls_load(**_: object) -> None:
+    """Load the URL configuration when a worker starts (in each process that runs tasks), not at
+    the first campaign message: every email's links are reversed URLs."""
+    from django.urls import get_resolver
+
+    get_resolver().url_patterns  # noqa: B018  (loading them is the point)

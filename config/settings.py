@@ -184,8 +184,9 @@ CAMPAIGNS_QUEUE = env.str("CAMPAIGNS_QUEUE", default="celery")
 CAMPAIGN_CLAIM_SECONDS = env.int("CAMPAIGN_CLAIM_SECONDS", default=120)
 # Dispatch chains the tick keeps running while sends are due (each one worker at a time).
 CAMPAIGN_DISPATCH_CHAINS = env.int("CAMPAIGN_DISPATCH_CHAINS", default=2)
-# Threads sending a chunk's messages in parallel, each over its own SMTP or HTTP connection
-CAMPAIGN_SENDER_THREADS = env.int("CAMPAIGN_SENDER_THREADS", default=4)
+# Threads sending a chunk's messages in parallel, each over its own SMTP or HTTP connection;
+# 0: the channel's default (4 for email, 8 for webhooks, whose endpoints answer more slowly).
+CAMPAIGN_SENDER_THREADS = env.int("CAMPAIGN_SENDER_THREADS", default=0)
 
 # --- Accounts ---------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"

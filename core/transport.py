@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import httptools
+
 TIMEOUT_SECONDS = 5.0
 USER_AGENT = "Cohortly-Webhooks/1"
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -226,23 +228,31 @@ def _abort(connection: http.client.HTTPConnection, expired: threading.Event) -> 
 
 class _Watchdog:
     """One thread per ``Poster`` that cuts off the exchange in progress at its deadline (instead of
-    a timer thread per request)."""
+    a timer thread per request).
 
-    def __init__(self) -> None:
+    Arming does not wake the thread unless the new deadline comes before the thread's next look:
+    an idle thread looks again after ``idle`` seconds (the poster's timeout), so a deadline armed
+    with that timeout is never earlier than its next look, and a POST costs no thread switch.
+    """
+
+    def __init__(self, idle: float) -> None:
+        self._idle = idle
         self._lock = threading.Condition()
         self._armed: tuple[float, http.client.HTTPConnection, threading.Event] | None = None
         self._closed = False
         self._thread: threading.Thread | None = None
+        # When the thread looks at ``_armed`` next (monotonic seconds).
+        self._looks_at = float("inf")
 
     def arm(self, connection: http.client.HTTPConnection, timeout: float) -> threading.Event:
         expired = threading.Event()
+        deadline = time.monotonic() + timeout
         with self._lock:
-            idle = self._armed is None
-            self._armed = (time.monotonic() + timeout, connection, expired)
+            self._armed = (deadline, connection, expired)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._watch, daemon=True)
                 self._thread.start()
-            elif idle:
+            elif deadline < self._looks_at:
                 self._lock.notify()
         return expired
 
@@ -260,13 +270,15 @@ class _Watchdog:
     def _watch(self) -> None:
         with self._lock:
             while not self._closed:
+                now = time.monotonic()
                 if self._armed is None:
-                    self._lock.wait()
+                    self._looks_at = now + self._idle
+                    self._lock.wait(self._idle)
                     continue
                 deadline, connection, expired = self._armed
-                left = deadline - time.monotonic()
-                if left > 0:
-                    self._lock.wait(left)
+                if deadline > now:
+                    self._looks_at = deadline
+                    self._lock.wait(deadline - now)
                     continue
                 self._armed = None
                 _abort(connection, expired)
@@ -283,7 +295,7 @@ class Poster:
         self.allow_private = allow_private
         self.timeout = timeout
         self._connections: dict[tuple[str, str, int], http.client.HTTPConnection] = {}
-        self._watchdog = _Watchdog()
+        self._watchdog = _Watchdog(idle=timeout)
 
     def post(self, url: str, body: bytes, headers: dict[str, str]) -> Answer:
         """POST ``body`` to ``url`` once. Raises ``TargetRefused`` or ``OSError``/``http.client`` errors."""
@@ -310,17 +322,23 @@ class Poster:
     def _exchange(
         self, connection: http.client.HTTPConnection, target: Target, body: bytes, headers: dict[str, str]
     ) -> Answer:
+        """One POST and its answer over ``connection`` (opened here if it is not yet).
+
+        The connection's class opens the socket (pinned to the checked address, TLS for https);
+        the request is written here and the answer read with httptools' parser (llhttp, the
+        one uvicorn serves with): http.client's reading of the answer's headers through the
+        ``email`` package was the largest cost of a webhook. The body is read to its end (the
+        next POST follows on the same connection) and not kept.
+        """
         key = (target.scheme, target.host.lower(), target.port)
         expired = self._watchdog.arm(connection, self.timeout)
         try:
-            connection.request(
-                "POST",
-                target.path,
-                body=body,
-                headers={**headers, "User-Agent": USER_AGENT, "Content-Length": str(len(body))},
-            )
-            response = connection.getresponse()
-            response.read()
+            if connection.sock is None:
+                connection.connect()
+            sock = connection.sock
+            assert sock is not None
+            sock.sendall(_request_head(target, headers, len(body)) + body)
+            status, keep_alive = _answer_read(sock)
         except (OSError, http.client.HTTPException) as error:
             if expired.is_set():
                 self._drop(key)
@@ -331,9 +349,9 @@ class Poster:
         if expired.is_set():
             self._drop(key)
             raise TimeoutError(f"no complete answer within {self.timeout:g} s")
-        if response.will_close:
+        if not keep_alive:
             self._drop(key)
-        return Answer(status=response.status)
+        return Answer(status=status)
 
     def _drop(self, key: tuple[str, str, int]) -> None:
         connection = self._connections.pop(key, None)
@@ -344,3 +362,79 @@ class Poster:
         for key in list(self._connections):
             self._drop(key)
         self._watchdog.close()
+
+
+# An answer's body is read (so that the connection can carry the next POST) up to this size;
+# past it the connection is dropped.
+MAX_ANSWER_BYTES = 1 << 20
+
+
+def _request_head(target: Target, headers: dict[str, str], length: int) -> bytes:
+    """The request line and headers of a POST, as http.client writes them."""
+    default_port = 443 if target.scheme == "https" else 80
+    host = target.host if target.port == default_port else f"{target.host}:{target.port}"
+    if ":" in target.host and not target.host.startswith("["):  # an IPv6 literal
+        host = f"[{target.host}]" if target.port == default_port else f"[{target.host}]:{target.port}"
+    lines = [f"POST {target.path} HTTP/1.1", f"Host: {host}", "Accept-Encoding: identity"]
+    for name, value in headers.items():
+        if "\r" in name or "\n" in name or "\r" in value or "\n" in value or ":" in name:
+            raise ValueError(f"invalid header {name!r}")
+        lines.append(f"{name}: {value}")
+    lines += [f"User-Agent: {USER_AGENT}", f"Content-Length: {length}", "", ""]
+    return "\r\n".join(lines).encode("latin-1")
+
+
+class _AnswerEnd:
+    """httptools' callbacks for one answer: whether its headers and the whole of it came, and how
+    much body."""
+
+    def __init__(self) -> None:
+        self.parser: Any = None
+        self.headers_complete = False
+        self.complete = False
+        self.keep_alive = False
+        self.body_bytes = 0
+
+    def on_headers_complete(self) -> None:
+        self.headers_complete = True
+
+    def on_body(self, body: bytes) -> None:
+        self.body_bytes += len(body)
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+        # Asked here: once the callback returns, the parser is reset for a next message.
+        self.keep_alive = bool(self.parser.should_keep_alive())
+
+
+def _answer_read(sock: socket.socket) -> tuple[int, bool]:
+    """Read one whole answer; its status and whether the connection may carry another request.
+
+    Raises ``http.client.RemoteDisconnected`` when the server closed the connection before
+    answering anything (an idle kept-alive connection it had closed), another
+    ``http.client.HTTPException`` for an answer that is not HTTP or ends before its headers do.
+    An answer whose body is cut short, or runs past ``MAX_ANSWER_BYTES``, still has its status
+    (the connection is not reused).
+    """
+    end = _AnswerEnd()
+    parser = httptools.HttpResponseParser(end)
+    end.parser = parser
+    received = 0
+    while not end.complete:
+        data = sock.recv(65536)
+        if not data:
+            if received == 0:
+                raise http.client.RemoteDisconnected("the server closed the connection without an answer")
+            if end.headers_complete:
+                return parser.get_status_code(), False
+            raise http.client.IncompleteRead(b"", None)
+        received += len(data)
+        try:
+            parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            return parser.get_status_code(), False
+        except httptools.HttpParserError as error:
+            raise http.client.BadStatusLine(f"not an HTTP answer: {error}") from error
+        if end.body_bytes > MAX_ANSWER_BYTES:
+            return parser.get_status_code(), False
+    return parser.get_status_code(), end.keep_alive

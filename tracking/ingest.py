@@ -33,7 +33,13 @@ import psycopg.errors
 from django.db import DatabaseError, connection, transaction
 
 from accounts.models import Workspace
-from accounts.sql import dangerously_execute_across_workspaces, execute_scoped, execute_session, with_tables
+from accounts.sql import (
+    dangerously_execute_across_workspaces,
+    execute_scoped,
+    execute_session,
+    prepare_when_asked,
+    with_tables,
+)
 from accounts.tenancy import workspace_scope
 from tracking import events, plan_services
 from tracking.events import Change
@@ -143,7 +149,7 @@ def submissions_ingest(submissions: Sequence[Submission], *, notify: bool = True
 def _ingest_group(submissions: Sequence[Submission], *, notify: bool) -> list[IngestResult | None]:
     results: list[IngestResult | None] = [None] * len(submissions)
     connection.ensure_connection()
-    _prepare_when_asked(connection.connection)
+    prepare_when_asked(connection.connection)
     # A plain psycopg cursor on Django's connection (and transaction): server-side
     # parameter binding and prepared statements, so big arrays travel as
     # parameters instead of being interpolated. Errors surface as django.db errors.
@@ -169,24 +175,6 @@ def _ingest_group(submissions: Sequence[Submission], *, notify: bool) -> list[In
             for index, result in zip(indexes, stored, strict=True):
                 results[index] = result
     return results
-
-
-# psycopg prepares a statement executed with ``prepare=True`` at once, and any other
-# only after this many executions: never, in effect.
-_ONLY_WHEN_ASKED = 2**31
-
-
-def _prepare_when_asked(raw: psycopg.Connection[Any]) -> None:
-    """Let the statements ingestion marks ``prepare=True`` be prepared on this connection.
-
-    Django opens its psycopg connections with ``prepare_threshold=None`` (for
-    transaction-pooling proxies), which makes psycopg ignore ``prepare=True``:
-    every ingestion statement was parsed and planned again for each group
-    (bench/README.md, "Figures behind the code", has what that cost). The ORM's
-    statements on the connection stay unprepared.
-    """
-    if raw.prepare_threshold is None:
-        raw.prepare_threshold = _ONLY_WHEN_ASKED
 
 
 _WHY = "a write key is how a message names its workspace"

@@ -94,12 +94,16 @@ class Sink:
     sessions: int = 0
     # address -> SMTP reply to RCPT TO (e.g. "550 5.1.1 no such user")
     refuse: dict[str, str] = field(default_factory=dict)
+    # Offer PIPELINING (RFC 2920), as Postfix and the large providers do
+    pipelining: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]) -> Any:
         with self.lock:
             self.sessions += 1
         session.host_name = hostname
+        if self.pipelining:
+            responses = [*responses[:-1], "250-PIPELINING", responses[-1]]
         return responses
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
@@ -140,8 +144,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def smtp_sink() -> Iterator[Sink]:
-    sink = Sink(port=free_port())
+def smtp_sink(*, pipelining: bool = False) -> Iterator[Sink]:
+    sink = Sink(port=free_port(), pipelining=pipelining)
     controller = Controller(sink, hostname=sink.host, port=sink.port)
     controller.start()
     try:

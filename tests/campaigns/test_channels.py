@@ -199,8 +199,10 @@ def _outgoing(index: int, recipient: str) -> Outgoing:
     )
 
 
-def test_a_chunk_reuses_one_smtp_connection_and_classifies_refusals(settings, workspace):
-    with smtp_sink() as sink:
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_a_chunk_reuses_one_smtp_connection_and_classifies_refusals(settings, workspace, pipelining):
+    # (with and without PIPELINING: MAIL, RCPT and DATA in one write, a refusal's transaction reset)
+    with smtp_sink(pipelining=pipelining) as sink:
         for name, value in sink.email_settings().items():
             setattr(settings, name, value)
         sink.refuse = {"gone@example.com": "550 5.1.1 no such user", "full@example.com": "452 4.2.2 mailbox full"}
