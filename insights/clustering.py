@@ -33,14 +33,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.cluster import KMeans
-from sklearn.metrics import adjusted_rand_score, silhouette_score
-from sklearn.preprocessing import StandardScaler
-from sklearn.tree import DecisionTreeClassifier
 from threadpoolctl import threadpool_limits
+
+if TYPE_CHECKING:
+    # scikit-learn is imported where it is used: it takes seconds, and these modules load with
+    # the URL configuration of every web and worker process.
+    from sklearn.tree import DecisionTreeClassifier
 
 PURCHASE_EVENT = "Order Completed"
 REVENUE_KEY = "revenue"
@@ -175,6 +176,8 @@ def standardise(people: PeopleFeatures) -> Scaled:
     features, raw = clustering_columns(people)
     logged = np.array([feature.log for feature in features])
     transformed = np.where(logged, np.log1p(np.clip(raw, 0.0, None)), raw)
+    from sklearn.preprocessing import StandardScaler
+
     scaler = StandardScaler().fit(transformed)
     return Scaled(scaler.transform(transformed), features, scaler.mean_, scaler.scale_, raw)
 
@@ -211,6 +214,8 @@ def _rounded(value: float) -> float:
 
 
 def _kmeans(matrix: np.ndarray, k: int, seed: int) -> np.ndarray:
+    from sklearn.cluster import KMeans
+
     return KMeans(n_clusters=k, n_init=N_INIT, random_state=seed).fit_predict(matrix)
 
 
@@ -230,6 +235,8 @@ def cluster(people: PeopleFeatures, *, seed: int, progress: Progress | None = No
     Raises ``NotClusterable`` with fewer than ``MIN_PEOPLE`` people or when no k gives
     at least two distinct clusters (everyone behaves the same).
     """
+    from sklearn.metrics import adjusted_rand_score, silhouette_score
+
     report = progress or (lambda fraction, stage: None)
     if len(people) < MIN_PEOPLE:
         raise NotClusterable(
@@ -530,6 +537,8 @@ def rule_definition(people: PeopleFeatures, members: np.ndarray, *, seed: int) -
     events. Classes are weighted by their size (``class_weight="balanced"``), so that a small
     cluster is not simply predicted never.
     """
+    from sklearn.tree import DecisionTreeClassifier
+
     columns, matrix = rule_columns(people)
     min_leaf = max(5, math.ceil(len(people) * TREE_MIN_LEAF_SHARE))
     classifier = DecisionTreeClassifier(

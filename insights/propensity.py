@@ -23,12 +23,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.metrics import roc_auc_score
 from threadpoolctl import threadpool_limits
+
+if TYPE_CHECKING:
+    # scikit-learn is imported where it is used: it takes seconds, and these modules load with
+    # the URL configuration of every web and worker process.
+    from sklearn.ensemble import HistGradientBoostingClassifier
 
 from insights.clustering import THREADS, PeopleFeatures, clustering_columns
 
@@ -134,6 +137,8 @@ def feature_names(people: PeopleFeatures) -> list[str]:
 
 
 def fit(labelled: Labelled, *, seed: int) -> HistGradientBoostingClassifier:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
     model = HistGradientBoostingClassifier(random_state=seed, **_MODEL)
     with threadpool_limits(limits=THREADS):
         model.fit(matrix(labelled.people), labelled.labels.astype(int))
@@ -157,6 +162,8 @@ class Validation:
 def validate(train: Labelled, validation: Labelled, *, seed: int) -> Validation:
     """Fit on the train window, score the validation window: its ROC AUC and its score groups."""
     scores = predict(fit(train, seed=seed), validation.people)
+    from sklearn.metrics import roc_auc_score
+
     auc = float(roc_auc_score(validation.labels.astype(int), scores))
     return Validation(auc, score_groups(scores, validation.labels))
 
