@@ -399,7 +399,8 @@ class _Builder:
 
         The one construction of runs: ``sequence`` filters them, ``compile_sequence_runs`` hands them
         to readers that count how far each run got (insights' funnels). With ``dropped_after: k`` only
-        steps 1 to k+1 are matched: the later ones play no part.
+        steps 1 to k+1 are matched: the later ones play no part. ``check_people`` keeps only the runs
+        of people of the workspace (``compile_sequence_runs``; ``members`` checks its sets itself).
         """
         within = self.bind(node.within.as_timedelta())
         # Dropped off after step k: steps past k+1 play no part.
