@@ -150,6 +150,77 @@ def _named(alias: str, event: str, param: str) -> str:
     return "" if event == ANY_EVENT else f" AND {alias}.name = %({param})s"
 
 
+def _counts(cohorts: str, returns: str) -> str:
+    """The cohorts' sizes, then each (cohort, period) count of the people back in that period: the
+    return events of the cohorts' people only, each (cohort, person, period) once (the join keeps a
+    fraction of the return events before anything is hashed for distinctness)."""
+    return (
+        f"SELECT c.cohort, NULL::timestamp, count(*) FROM {cohorts} c GROUP BY 1 "
+        "UNION ALL SELECT t.cohort, t.period, count(*) FROM (SELECT DISTINCT c.cohort, c.person_id, "
+        f"date_trunc(%(unit)s, r.\"timestamp\" AT TIME ZONE 'UTC') AS period FROM {cohorts} c JOIN {returns}) t "
+        "WHERE t.period >= t.cohort GROUP BY 1, 2"
+    )
+
+
+def _first_time_sql(spec: RetentionSpec, member: str) -> str:
+    """Cohorts by the first start event ever: the people with a start event in the table's periods and
+    none before them, the earliest of those giving the cohort.
+
+    Said as "none before" (an anti-join), not as the minimum over every start event of every person
+    kept when it falls in the periods: the workers build one hash of the people with a start event
+    before the periods and drop, as they read them, the events of the periods of everyone in it.
+    The minimum over all of them was grouped by person in the leader (1.7 million partial groups at
+    1M people, bench/README.md "insights at full size"). The start and return events of the
+    periods are read in the same pass.
+    """
+    start, back = spec.start_event, spec.return_event
+    names = "" if ANY_EVENT in (start, back) else " AND (e.name = %(start_event)s OR e.name = %(return_event)s)"
+    is_start = "true" if start == ANY_EVENT else "e.name = %(start_event)s"
+    is_return = "true" if back == ANY_EVENT else "e.name = %(return_event)s"
+    return with_tables(
+        f'WITH ev AS MATERIALIZED (SELECT e.person_id, {is_start} AS s, {is_return} AS r, e."timestamp" '
+        "FROM {event} e WHERE e.workspace_id = %(workspace_id)s" + names + ' AND e."timestamp" >= %(first)s '
+        'AND e."timestamp" < %(end)s AND NOT EXISTS (SELECT 1 FROM {event} b WHERE b.workspace_id = %(workspace_id)s'
+        + _named("b", start, "start_event")
+        + ' AND b."timestamp" < %(first)s AND b.person_id = e.person_id)), '
+        "cohorts AS MATERIALIZED (SELECT c.person_id, c.cohort FROM (SELECT v.person_id, "
+        "date_trunc(%(unit)s, min(v.\"timestamp\") AT TIME ZONE 'UTC') AS cohort FROM ev v WHERE v.s "
+        "GROUP BY v.person_id) c JOIN {person} p ON p.id = c.person_id AND p.workspace_id = %(workspace_id)s"
+        + member
+        + ") "
+        + _counts("cohorts", "ev r ON r.person_id = c.person_id AND r.r"),
+        event=Event,
+        person=Person,
+        membership=Membership,
+    )
+
+
+def _any_time_sql(spec: RetentionSpec, member: str) -> str:
+    """Cohorts by every start event: a person is in the cohort of each period they did it in."""
+    cohort_rows = (
+        "SELECT e.person_id, date_trunc(%(unit)s, e.\"timestamp\" AT TIME ZONE 'UTC') AS cohort "
+        "FROM {event} e WHERE e.workspace_id = %(workspace_id)s"
+        + _named("e", spec.start_event, "start_event")
+        + ' AND e."timestamp" >= %(first)s AND e."timestamp" < %(end)s GROUP BY 1, 2'
+    )
+    return with_tables(
+        "WITH cohorts AS MATERIALIZED (SELECT c.person_id, c.cohort FROM ("
+        + cohort_rows
+        + ") c JOIN {person} p ON p.id = c.person_id AND p.workspace_id = %(workspace_id)s"
+        + member
+        + ") "
+        + _counts(
+            "cohorts",
+            "{event} r ON r.person_id = c.person_id AND r.workspace_id = %(workspace_id)s"
+            + _named("r", spec.return_event, "return_event")
+            + ' AND r."timestamp" >= %(first)s AND r."timestamp" < %(end)s',
+        ),
+        event=Event,
+        person=Person,
+        membership=Membership,
+    )
+
+
 def retention_compute(
     *,
     workspace: Workspace,
@@ -178,38 +249,7 @@ def retention_compute(
         if spec.segment is not None
         else ""
     )
-    if spec.first_time:
-        # The first start event over all time, kept when it falls in the table's periods.
-        cohort_rows = (
-            "SELECT e.person_id, date_trunc(%(unit)s, min(e.\"timestamp\") AT TIME ZONE 'UTC') AS cohort "
-            "FROM {event} e WHERE e.workspace_id = %(workspace_id)s"
-            + _named("e", spec.start_event, "start_event")
-            + ' GROUP BY e.person_id HAVING min(e."timestamp") >= %(first)s AND min(e."timestamp") < %(end)s'
-        )
-    else:
-        cohort_rows = (
-            "SELECT e.person_id, date_trunc(%(unit)s, e.\"timestamp\" AT TIME ZONE 'UTC') AS cohort "
-            "FROM {event} e WHERE e.workspace_id = %(workspace_id)s"
-            + _named("e", spec.start_event, "start_event")
-            + ' AND e."timestamp" >= %(first)s AND e."timestamp" < %(end)s GROUP BY 1, 2'
-        )
-    sql = with_tables(
-        "WITH cohorts AS MATERIALIZED (SELECT c.person_id, c.cohort FROM ("
-        + cohort_rows
-        + ") c JOIN {person} p ON p.id = c.person_id AND p.workspace_id = %(workspace_id)s"
-        + member
-        # The return events of the cohorts' people only, each (cohort, person, period) once: the join
-        # keeps a fraction of the return events before anything is hashed for distinctness.
-        + ") SELECT c.cohort, NULL::timestamp, count(*) FROM cohorts c GROUP BY 1 "
-        "UNION ALL SELECT t.cohort, t.period, count(*) FROM (SELECT DISTINCT c.cohort, c.person_id, "
-        "date_trunc(%(unit)s, r.\"timestamp\" AT TIME ZONE 'UTC') AS period FROM cohorts c JOIN {event} r "
-        "ON r.person_id = c.person_id AND r.workspace_id = %(workspace_id)s"
-        + _named("r", spec.return_event, "return_event")
-        + ' AND r."timestamp" >= %(first)s AND r."timestamp" < %(end)s) t WHERE t.period >= t.cohort GROUP BY 1, 2',
-        event=Event,
-        person=Person,
-        membership=Membership,
-    )
+    sql = _first_time_sql(spec, member) if spec.first_time else _any_time_sql(spec, member)
     timeout = timeout_seconds if timeout_seconds is not None else settings.INSIGHTS_TIMEOUT_SECONDS
     report("Finding cohorts and returns", 20)
     with transaction.atomic(), connection.cursor() as cursor:

@@ -73,6 +73,8 @@ RFM_RULES = (
 # pg_try_advisory_lock(LOCK_CLASS, workspace id): one recompute of a workspace at a time.
 LOCK_CLASS = 1811
 WRITE_CHUNK = 5000
+# work_mem of the statement that scores everyone (the purchases' sums, the engagement's sort).
+COMPUTE_WORK_MEM = "256MB"
 # The engagement score reads events this many half-lives back; older ones would weigh under 0.4 %.
 LOOKBACK_HALF_LIVES = 8
 # New events newer than this before the last run make a workspace due; older late arrivals wait for
@@ -172,7 +174,7 @@ def _weight_ok(value: Any) -> bool:
 # A score is 1 + floor(5 (rank - 1) / (N - 1)), at most 5, where rank is 1 + the number of the N
 # purchasers with a strictly smaller value (SQL's rank()): equal values always score the same. In
 # integers, so that no rounding moves anyone across a boundary.
-_COMPUTE = with_tables(
+_COMPUTE_TEMPLATE = with_tables(
     f"""
 CREATE TEMP TABLE {_COMPUTED} AS
 WITH purchases AS (
@@ -193,8 +195,8 @@ WITH purchases AS (
         least(5, 1 + 5 * (rank() OVER (ORDER BY u.revenue) - 1) / greatest(count(*) OVER () - 1, 1))::int AS m
     FROM purchases u JOIN {{person}} q ON q.id = u.person_id AND q.workspace_id = %(workspace_id)s
 ), weighted AS (
-    SELECT e.person_id, sum(coalesce((%(weights)s::jsonb ->> e.name)::float8, %(default_weight)s)
-        * power(0.5, extract(epoch FROM %(now)s - e."timestamp")::float8 / %(half_life)s)) AS raw
+    SELECT e.person_id,
+        sum({{weight}} * power(0.5, extract(epoch FROM %(now)s - e."timestamp")::float8 / %(half_life)s)) AS raw
     FROM {{event}} e
     WHERE e.workspace_id = %(workspace_id)s AND e."timestamp" >= %(lookback)s AND e."timestamp" <= %(now)s
         AND (%(default_weight)s > 0 OR e.name = ANY(%(weighted_names)s))
@@ -222,6 +224,12 @@ WHERE p.workspace_id = %(workspace_id)s
     event=Event,
     person=Person,
 )
+# Each event's weight: its name's in the settings, else the default; with no weight by name, the
+# default as a constant, with no lookup in the weights for each of the millions of events read.
+_COMPUTE_BY_NAME = _COMPUTE_TEMPLATE.replace(
+    "{weight}", "coalesce((%(weights)s::jsonb ->> e.name)::float8, %(default_weight)s)"
+)
+_COMPUTE_UNIFORM = _COMPUTE_TEMPLATE.replace("{weight}", "%(default_weight)s::float8")
 # ``{computed}``: the temporary table of patches (``person_id``, ``patch``) a run wrote.
 _CHANGED = with_tables(
     "SELECT p.id FROM {person} p JOIN {computed} c ON c.person_id = p.id "
@@ -335,7 +343,10 @@ def _compute_and_write(workspace: Workspace, config: ComputedTraitSettings, now:
         execute_session(cursor, f"DROP TABLE IF EXISTS {_COMPUTED}")
         with transaction.atomic():
             evaluation_settings(settings.INSIGHTS_TRAITS_TIMEOUT_SECONDS)
-            execute_scoped(cursor, _COMPUTE, _params(config, now), workspace_id=workspace.pk)
+            # Every person's aggregates at once: their hashes and sorts in memory, not spilled to disk.
+            execute_session(cursor, "SELECT set_config('work_mem', %s, true)", [COMPUTE_WORK_MEM])
+            compute = _COMPUTE_BY_NAME if config.engagement_weights else _COMPUTE_UNIFORM
+            execute_scoped(cursor, compute, _params(config, now), workspace_id=workspace.pk)
             execute_session(cursor, f"CREATE UNIQUE INDEX ON {_COMPUTED} (person_id)")
             execute_session(cursor, f"ANALYZE {_COMPUTED}")
     report("Finding the people whose traits changed", 60)

@@ -46,6 +46,7 @@ from segmentation.definition import (
     Regular,
     SegmentRef,
     Sequence,
+    Step,
     Trait,
     Window,
     resolve_instant,
@@ -392,20 +393,41 @@ class _Builder:
         reached = f" AND {times[-2]} IS NOT NULL" if node.dropped_after is not None and len(times) > 2 else ""
         return f'SELECT DISTINCT s0.person_id {runs} AND {times[-1]} IS NULL{reached} AND s0."timestamp" <= {cutoff}'
 
-    def runs(self, node: Sequence) -> tuple[str, list[str]]:
+    def runs(self, node: Sequence, *, check_people: bool = False) -> tuple[str, list[str]]:
         """``FROM ... WHERE ...`` of the node's runs, one row per step-1 occurrence ``s0`` in the window,
         and the expression of each step's instant (NULL from the first step the run does not reach).
 
         The one construction of runs: ``sequence`` filters them, ``compile_sequence_runs`` hands them
         to readers that count how far each run got (insights' funnels). With ``dropped_after: k`` only
-        steps 1 to k+1 are matched: the later ones play no part.
+        steps 1 to k+1 are matched: the later ones play no part. ``check_people`` keeps only the runs
+        of people of the workspace (``compile_sequence_runs``; ``members`` checks its sets itself).
         """
         within = self.bind(node.within.as_timedelta())
-        times = ['s0."timestamp"']
-        joins = []
         # Dropped off after step k: steps past k+1 play no part.
         steps = node.steps if node.dropped_after is None else node.steps[: node.dropped_after + 1]
-        for k, step in enumerate(steps[1:], start=1):
+        names = [step.event for step in steps]
+        people = ""
+        if check_people:
+            ws = self.bind(self.workspace_id)
+            people = (
+                f" AND EXISTS (SELECT p.id FROM {PEOPLE_TABLE} p "
+                f"WHERE p.workspace_id = {ws}{self.only('p.id')} AND p.id = s0.person_id)"
+            )
+        if ANY_EVENT not in names and len(set(names)) == len(names):
+            return self.runs_of_distinct_steps(node, steps, within, people)
+        runs, times = self.runs_by_lookups(node, steps, within, ['s0."timestamp"'], from_events=True)
+        return runs + people, times
+
+    def runs_by_lookups(
+        self, node: Sequence, steps: tuple[Step, ...], within: str, times: list[str], *, from_events: bool
+    ) -> tuple[str, list[str]]:
+        """The runs with one lateral lookup per step after ``times`` (the steps already matched, in
+        ``s0``): ``FROM`` the step-1 events ``s0`` in the window (``from_events``), or only the
+        lateral joins, for a caller that puts them after its own ``s0``."""
+        times = list(times)
+        joins = []
+        bounds = self.later_steps_bounds(node, within)
+        for k, step in enumerate(steps[len(times) :], start=len(times)):
             previous = times[-1]
             inner = self.events_where("x", step.event, step.filters, None)
             same_instant = self.same_instant(node, k, times)
@@ -416,12 +438,66 @@ class _Builder:
             joins.append(
                 f'LEFT JOIN LATERAL (SELECT min(x."timestamp") AS "timestamp" FROM {EVENTS_TABLE} x '
                 f'WHERE {inner} AND x.person_id = s0.person_id AND x."timestamp" >= {previous} '
-                f'AND x."timestamp" <= s0."timestamp" + {within}::interval '
+                f'AND x."timestamp" <= s0."timestamp" + {within}::interval{bounds} '
                 f'AND (x."timestamp" > {previous} OR {same_instant}){reached}) s{k} ON true'
             )
             times.append(f's{k}."timestamp"')
+        if not from_events:
+            return " ".join(joins), times
         start_where = self.events_where("s0", node.steps[0].event, node.steps[0].filters, node.window)
         return f"FROM {EVENTS_TABLE} s0 {' '.join(joins)} WHERE {start_where}", times
+
+    def later_steps_bounds(self, node: Sequence, within: str) -> str:
+        """Bounds on the events ``x`` of the steps after the first that follow from the window: at or
+        after its start, at most ``within`` after its end. Every such event already lies between step
+        1's instant and ``within`` after it; the bounds say so in constants, with which PostgreSQL
+        leaves out the partitions (months) and index ranges outside them."""
+        start, end = node.window.bounds(self.now)
+        bounds = "" if start is None else f' AND x."timestamp" >= {self.bind(start)}'
+        return bounds + f' AND x."timestamp" <= {self.bind(end or self.now)}::timestamptz + {within}::interval'
+
+    def runs_of_distinct_steps(
+        self, node: Sequence, steps: tuple[Step, ...], within: str, people: str
+    ) -> tuple[str, list[str]]:
+        """The runs of steps of pairwise distinct event names, none ``$any``: step 2 by one join of
+        the step-1 and step-2 events, the later steps by lookups for the runs that reached step 2.
+
+        No event can match two such steps, so a step at the instant of the step before is always
+        possible (``same_instant`` holds: each earlier step matched there has its own event) and
+        step 2's instant is the earliest step-2 event from step 1's instant to ``within`` after it.
+        Every step-1 occurrence needs that lookup, one at a time in the leader as a lateral join
+        (about 10 us each, 7 s for 640,000 runs, bench/README.md "insights at full size"); as a
+        join grouped by run, the workers read and hash both sets. The extra bounds on the step-2
+        events follow from the window and only let PostgreSQL skip partitions and index ranges.
+        Runs are grouped by (person, instant of step 1): occurrences at one instant are the same run.
+        Later steps: only about 1 run in 20 reaches step 2, so those runs alone (a materialized
+        set, split on it) take the lookups.
+        """
+        # Each WHERE of the statement is held to the workspace (and the people, when restricted).
+        guard = f"s0.workspace_id = {self.bind(self.workspace_id)}{self.only('s0.person_id')}"
+        start_where = self.events_where("s0", steps[0].event, steps[0].filters, node.window)
+        second = self.events_where("x", steps[1].event, steps[1].filters, None)
+        bounds = self.later_steps_bounds(node, within)
+        first_two = (
+            f'SELECT s0.workspace_id, s0.person_id, s0."timestamp", min(x."timestamp") AS t1 '
+            f"FROM {EVENTS_TABLE} s0 LEFT JOIN {EVENTS_TABLE} x ON {second} AND x.person_id = s0.person_id "
+            f'AND x."timestamp" >= s0."timestamp" AND x."timestamp" <= s0."timestamp" + {within}::interval{bounds} '
+            f'WHERE {start_where}{people} GROUP BY s0.workspace_id, s0.person_id, s0."timestamp"'
+        )
+        if len(steps) == 2:
+            return f"FROM ({first_two}) s0 WHERE {guard}", ['s0."timestamp"', "s0.t1"]
+        joins, inner = self.runs_by_lookups(node, steps, within, ['s0."timestamp"', "s0.t1"], from_events=False)
+        later = [f"t{k}" for k in range(2, len(steps))]
+        unreached = ", ".join(f"NULL::timestamptz AS {name}" for name in later)
+        reached = ", ".join(f"{time} AS {name}" for time, name in zip(inner[2:], later, strict=True))
+        columns = 's0.workspace_id, s0.person_id, s0."timestamp", s0.t1'
+        runs = (
+            f"WITH r AS MATERIALIZED ({first_two}) "
+            f"SELECT {columns}, {unreached} FROM r s0 WHERE {guard} AND s0.t1 IS NULL "
+            f"UNION ALL SELECT {columns}, {reached} FROM r s0 {joins} "
+            f"WHERE {guard} AND s0.t1 IS NOT NULL"
+        )
+        return f"FROM ({runs}) s0 WHERE {guard}", ['s0."timestamp"', "s0.t1", *(f"s0.{n}" for n in later)]
 
     def same_instant(self, node: Sequence, k: int, times: list[str]) -> str:
         """Step *k* can join the steps matched at step *k-1*'s instant: distinct events there for all of them.
@@ -797,9 +873,6 @@ def compile_sequence_runs(node: Sequence, *, workspace_id: int, now: datetime) -
     ``compile_members`` keeps only them.
     """
     builder = _Builder(workspace_id, now)
-    runs, times = builder.runs(node)
+    runs, times = builder.runs(node, check_people=True)
     columns = ", ".join(f"{time} AS t{k}" for k, time in enumerate(times))
-    people = (
-        f"SELECT p.id FROM {PEOPLE_TABLE} p WHERE p.workspace_id = {builder.bind(workspace_id)} AND p.id = s0.person_id"
-    )
-    return builder.finish(f"SELECT s0.person_id, {columns} {runs} AND EXISTS ({people})")
+    return builder.finish(f"SELECT s0.person_id, {columns} {runs}")
