@@ -233,7 +233,7 @@ def main() -> None:
         Send,
         Variant,
     )
-    from campaigns.tasks import campaigns_tick
+    from campaigns.tasks import campaigns_tick, send_statistics_refresh_task
     from core.dburl import database_url
     from segmentation.models import Segment
 
@@ -353,7 +353,10 @@ def main() -> None:
             # The fan-out in this process, timed alone; then the workers dispatch (the tick kicks them).
             started = time.monotonic()
             with workspace_scope(workspace):
-                fanout.run_fan_out(workspace=workspace, run_id=run.pk)
+                written = fanout.run_fan_out(workspace=workspace, run_id=run.pk)
+            # As the fan-out task does: the send table's statistics refreshed by a worker, beside the sending.
+            if written and written >= fanout.ANALYZE_AFTER:
+                send_statistics_refresh_task.apply_async(queue=queue)
             fanned = time.monotonic()
             peaks = [0.0] * len(workers)
             cpu_before = sum(cpu_seconds(w.pid) for w in workers), cpu_seconds(receiver.pid)

@@ -323,7 +323,6 @@ def run_fan_out(*, workspace: Workspace, run_id: int, now: datetime | None = Non
         if campaign.status == CampaignStatus.SCHEDULED:
             campaign.status = CampaignStatus.SENDING
             campaign.save(update_fields=["status", "updated_at"])
-    send_statistics_refresh(written)
     return written
 
 
@@ -331,16 +330,16 @@ def run_fan_out(*, workspace: Workspace, run_id: int, now: datetime | None = Non
 ANALYZE_AFTER = 10_000
 
 
-def send_statistics_refresh(written: int | None) -> None:
-    """After a large fan-out, ``ANALYZE`` the send table (after the commit, outside any transaction).
+def send_statistics_refresh() -> None:
+    """``ANALYZE`` the send table: queued by a fan-out that wrote ``ANALYZE_AFTER`` sends or more
+    (``campaigns.tasks``), run beside the sending rather than before it.
 
     Until autovacuum gets to it, the planner would see the workspace's new sends as the few rows
     of the table's older statistics, and look up the dispatcher's marks (by id, a handful at a
-    time) through the workspace's index instead of the primary key: a scan of the whole run per
-    statement. One ``ANALYZE`` samples a bounded number of rows (tens of milliseconds).
+    time) through the workspace's index instead of the primary key: a scan of the run's sent
+    messages per statement, which grows as the run goes. ``ANALYZE`` reads a bounded sample (a
+    few seconds on a large, much-updated table).
     """
-    if written is None or written < ANALYZE_AFTER:
-        return
     with connection.cursor() as cursor:
         dangerously_execute_across_workspaces(
             cursor, with_tables("ANALYZE {send}", send=Send), why="statistics are kept per table, not per workspace"

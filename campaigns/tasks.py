@@ -34,6 +34,7 @@ DISPATCH_TASK = "campaigns.dispatch_kick"
 FAN_OUT_TASK = "campaigns.run_fan_out"
 WINNER_TASK = "campaigns.winner_decide"
 ACTIVE_HOURS_TASK = "campaigns.active_hours_refresh"
+STATISTICS_TASK = "campaigns.send_statistics_refresh"
 # Sends one link of a dispatch chain handles before handing over to its successor.
 SHARE = 5 * dispatch.CHUNK
 
@@ -73,7 +74,15 @@ def run_fan_out_task(workspace_id: int, run_id: int) -> int | None:
     written = fanout.run_fan_out(workspace=workspace, run_id=run_id)
     if written:
         _enqueue(DISPATCH_TASK, ())
+    if written and written >= fanout.ANALYZE_AFTER:
+        _enqueue(STATISTICS_TASK, ())
     return written
+
+
+@shared_task(name=STATISTICS_TASK, ignore_result=True)
+def send_statistics_refresh_task() -> None:
+    """The send table's statistics, after a large fan-out (``fanout.send_statistics_refresh``)."""
+    fanout.send_statistics_refresh()
 
 
 @shared_task(name=DISPATCH_TASK, ignore_result=True, acks_late=True, reject_on_worker_lost=True)
@@ -118,6 +127,8 @@ def winner_decide_task(workspace_id: int, campaign_id: int) -> bool:
     decided = winner.winner_decide(workspace=workspace, campaign_id=campaign_id) is not None
     if decided:
         _enqueue(DISPATCH_TASK, ())
+        # The rest of the audience was just written: usually a large share of it.
+        _enqueue(STATISTICS_TASK, ())
     return decided
 
 

@@ -26,7 +26,7 @@ from django.utils import timezone
 from accounts.models import Workspace
 from accounts.services import audit_record
 from campaigns import selectors, stats
-from campaigns.fanout import REST, send_statistics_refresh, sends_write
+from campaigns.fanout import REST, sends_write
 from campaigns.models import Campaign, CampaignKind, CampaignStatus, Run, Send, Variant
 from core.names import name_key
 from segmentation.definition import parse_duration
@@ -152,7 +152,6 @@ def winner_decide(*, workspace: Workspace, campaign_id: int, now: datetime | Non
         # Nobody acted: the engine did, as the campaign's settings told it to.
         entry.actor_label = AUDIT_LABEL
         entry.save(update_fields=["actor_label"])
-    send_statistics_refresh(written)
     logger.info("Campaign %s of workspace %s: %s (%s sends to the rest)", campaign.pk, workspace.pk, reason, written)
     return decision
 

@@ -339,3 +339,38 @@ def test_a_triggered_send_is_cancelled_when_the_exit_event_came_after_its_trigge
     assert (rows["buyer@example.com"].state, rows["buyer@example.com"].reason) == (SendState.CANCELLED, "exit event")
     assert rows["browser@example.com"].state == SendState.SENT
     assert [m["To"] for m in smtp.wait_for(1)] == ["browser@example.com"]
+
+
+@pytest.mark.parametrize(("people", "queued"), [(5, True), (4, False)])
+def test_a_large_fan_out_queues_the_send_tables_statistics(workspace, monkeypatch, people, queued):
+    # Given a run of `people` people, and a fan-out counted large from 5 sends on
+    from campaigns import tasks
+
+    segment, _ = audience(workspace, [{"email": f"p{n}@example.com"} for n in range(people)])
+    _, run = broadcast(workspace, segments=[segment])
+    monkeypatch.setattr(fanout, "ANALYZE_AFTER", 5)
+    enqueued: list[str] = []
+    monkeypatch.setattr(tasks, "_enqueue", lambda name, args: enqueued.append(name))
+
+    # When the fan-out task runs
+    tasks.run_fan_out_task(workspace.pk, run.pk)
+
+    # Then dispatch is kicked, and the statistics refresh queued only for a large one
+    assert (tasks.STATISTICS_TASK in enqueued) is queued
+    assert tasks.DISPATCH_TASK in enqueued
+
+
+def test_the_statistics_refresh_analyzes_the_send_table(workspace):
+    from django.db import connection
+
+    segment, _ = audience(workspace, [{"email": f"p{n}@example.com"} for n in range(7)])
+    _, run = broadcast(workspace, segments=[segment])
+    in_scope(workspace, fanout.run_fan_out)(workspace=workspace, run_id=run.pk)
+
+    fanout.send_statistics_refresh()
+
+    # The planner's row count of the table is now the table's (this test's sends only: the
+    # test runs in a transaction, which ANALYZE reads as it is)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples FROM pg_class WHERE relname = %s", [Send._meta.db_table])
+        assert cursor.fetchone()[0] == 7
