@@ -113,14 +113,10 @@ class ClusteringStatus(models.TextChoices):
 ACTIVE_STATUSES = (ClusteringStatus.QUEUED, ClusteringStatus.RUNNING)
 
 
-class ClusteringRun(TenantModel):
-    """One clustering of the workspace's people; its results are written once, when it is done.
-
-    ``silhouette`` is ``[{"k", "score"}]`` for every k tried; ``features`` describes the
-    columns (``[{"key", "label", ...}]``); ``clusters`` is ``[{"index", "size", "share",
-    "identified", "centroid", "z", "description", "rule"}]``, ``rule`` being
-    ``{"definition", "precision", "recall", "matched"}`` or null (docs/insights.md).
-    """
+class InsightRun(TenantModel):
+    """A long computation of the workspace kept on its row (``insights.runs``): its state, its task's
+    progress, and the instant it computed as of (``computed_at``: clustering's features, propensity's
+    windows' end)."""
 
     status = models.CharField(max_length=8, choices=ClusteringStatus.choices, default=ClusteringStatus.QUEUED)
     requested_by = models.ForeignKey(
@@ -135,8 +131,21 @@ class ClusteringRun(TenantModel):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
     seed = models.PositiveIntegerField(default=0)
-    # The instant the features were computed at (recency is measured from it).
     computed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class ClusteringRun(InsightRun):
+    """One clustering of the workspace's people; its results are written once, when it is done.
+
+    ``silhouette`` is ``[{"k", "score"}]`` for every k tried; ``features`` describes the
+    columns (``[{"key", "label", ...}]``); ``clusters`` is ``[{"index", "size", "share",
+    "identified", "centroid", "z", "description", "rule"}]``, ``rule`` being
+    ``{"definition", "precision", "recall", "matched"}`` or null (docs/insights.md).
+    """
+
     population = models.PositiveIntegerField(null=True, blank=True, help_text="people with at least one event")
     sample_size = models.PositiveIntegerField(null=True, blank=True)
     k = models.PositiveSmallIntegerField(null=True, blank=True)
@@ -198,7 +207,7 @@ class PropensityVerdict(models.TextChoices):
     INSUFFICIENT = "insufficient", "Not enough data"  # no model: a window below the thresholds
 
 
-class PropensityRun(TenantModel):
+class PropensityRun(InsightRun):
     """One propensity model of a workspace: trained on one window, validated on the next, and (when
     its holdout AUC is at least the floor) scoring everyone into a computed trait.
 
@@ -210,20 +219,6 @@ class PropensityRun(TenantModel):
 
     target = models.CharField(max_length=8, choices=PropensityTarget.choices)
     horizon_days = models.PositiveSmallIntegerField()
-    status = models.CharField(max_length=8, choices=ClusteringStatus.choices, default=ClusteringStatus.QUEUED)
-    requested_by = models.ForeignKey(
-        "accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    progress = models.PositiveSmallIntegerField(default=0)
-    stage = models.CharField(max_length=200, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    error = models.TextField(blank=True)
-    seed = models.PositiveIntegerField(default=0)
-    # The instant the run's windows end at: features as of now - 2N and now - N, scores as of now.
-    computed_at = models.DateTimeField(null=True, blank=True)
     verdict = models.CharField(max_length=12, choices=PropensityVerdict.choices, blank=True)
     message = models.TextField(blank=True, help_text="why there is no model, or no trait")
     auc = models.FloatField(null=True, blank=True, help_text="ROC AUC on the validation window")

@@ -9,14 +9,20 @@ the page.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
+from django.db import transaction
 from django.db.models import Model
 from django.utils import timezone
 
 from accounts.models import Workspace
+from accounts.tenancy import workspace_scope
 from insights.models import ACTIVE_STATUSES, ClusteringStatus
+
+logger = logging.getLogger(__name__)
 
 # A run whose task has not reported for this long is taken for lost (a worker killed): longer than
 # the features' statement timeout, the longest step without a report.
@@ -46,6 +52,23 @@ def run_fail(run: Model, error: str) -> None:
         pk=run.pk,
         status__in=ACTIVE_STATUSES,
     ).update(status=ClusteringStatus.FAILED, error=error[:ERROR_MAX_LENGTH], finished_at=timezone.now())
+
+
+def run_enqueue(task: Any, run: Model, *, what: str) -> None:
+    """Queue ``task(workspace_id, run_id)`` once the transaction commits (at once outside one). A
+    broker that refuses it fails the run with a message saying so, so that the page offers to run
+    again. ``what`` names the kind of run in the log."""
+    workspace_id, run_id = run.workspace_id, run.pk  # type: ignore[attr-defined]
+
+    def publish() -> None:
+        try:
+            task.apply_async((workspace_id, run_id), retry=False)
+        except Exception:
+            logger.exception("Could not queue %s run %s of workspace %s", what, run_id, workspace_id)
+            with workspace_scope(workspace_id):
+                run_fail(run, "The run could not be queued (the task queue is unavailable); try again shortly.")
+
+    transaction.on_commit(publish)
 
 
 def readable(error: BaseException, what: str) -> str:

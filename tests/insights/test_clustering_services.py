@@ -381,3 +381,24 @@ def test_orders_and_revenue_come_from_the_workspace_purchase_settings(workspace,
     assert cluster["mean"]["revenue"] >= 3 * 40
     features = {feature["key"]: feature["event"] for feature in run.features}
     assert (features["orders"], features["revenue"], "mix:Purchase" in features) == ("Purchase", "Purchase", False)
+
+
+class _RefusingTask:
+    """A task whose broker refuses it (as ``apply_async`` raises when Redis is down)."""
+
+    def apply_async(self, args: object, **options: object) -> None:
+        raise ConnectionError("broker unavailable")
+
+
+def test_a_run_the_broker_refuses_is_failed_with_a_message(workspace, django_capture_on_commit_callbacks):
+    from insights import runs
+    from insights.models import ClusteringRun, ClusteringStatus
+
+    with workspace_scope(workspace):
+        run = ClusteringRun.objects.create(workspace=workspace)
+        with django_capture_on_commit_callbacks(execute=True):
+            runs.run_enqueue(_RefusingTask(), run, what="clustering")
+        run.refresh_from_db()
+    assert run.status == ClusteringStatus.FAILED
+    assert "could not be queued" in run.error
+    assert run.finished_at is not None
