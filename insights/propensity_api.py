@@ -30,14 +30,14 @@ from insights.models import PropensityRun
 from insights.propensity_tasks import propensity_run_enqueue
 
 
-class GroupSerializer(serializers.Serializer[Any]):
+class PropensityGroupSerializer(serializers.Serializer[Any]):
     group = serializers.IntegerField(help_text="1 holds the holdout's highest scores")
     people = serializers.IntegerField()
     predicted = serializers.FloatField(help_text="mean predicted probability")
     actual = serializers.FloatField(help_text="share who did it")
 
 
-class WindowSerializer(serializers.Serializer[Any]):
+class PropensityWindowSerializer(serializers.Serializer[Any]):
     population = serializers.IntegerField(help_text="people with an event at or before the window's start")
     sample_size = serializers.IntegerField(help_text="of them, the people read (a uniform sample when more)")
     positives = serializers.IntegerField(help_text="of them, the people who did it in the window")
@@ -46,9 +46,9 @@ class WindowSerializer(serializers.Serializer[Any]):
 
 class PropensityRunSerializer(serializers.ModelSerializer[PropensityRun]):
     trait = serializers.SerializerMethodField(help_text="the computed trait the score is written to")
-    train = WindowSerializer(allow_null=True)
-    validation = WindowSerializer(allow_null=True)
-    groups = GroupSerializer(many=True)
+    train = PropensityWindowSerializer(allow_null=True)
+    validation = PropensityWindowSerializer(allow_null=True)
+    groups = PropensityGroupSerializer(many=True)
 
     class Meta:
         model = PropensityRun
@@ -82,12 +82,12 @@ class PropensityRunSerializer(serializers.ModelSerializer[PropensityRun]):
         return propensity.TRAIT_KEYS[run.target]
 
 
-class LatestSerializer(serializers.Serializer[Any]):
+class PropensityLatestSerializer(serializers.Serializer[Any]):
     purchase = PropensityRunSerializer(allow_null=True)
     churn = PropensityRunSerializer(allow_null=True)
 
 
-class RunRequestSerializer(StrictSerializer):
+class PropensityRunRequestSerializer(StrictSerializer):
     target = serializers.ChoiceField(choices=list(propensity.TARGETS), help_text="purchase or churn")
     horizon_days = serializers.IntegerField(
         min_value=propensity.MIN_HORIZON_DAYS,
@@ -106,7 +106,7 @@ class RunRequestSerializer(StrictSerializer):
         return super().to_internal_value(data)
 
 
-class RunQueuedSerializer(serializers.Serializer[Any]):
+class PropensityRunQueuedSerializer(serializers.Serializer[Any]):
     id = serializers.IntegerField()
     target = serializers.CharField()
     horizon_days = serializers.IntegerField()
@@ -117,7 +117,7 @@ class RunQueuedSerializer(serializers.Serializer[Any]):
 
 
 class PropensityLatestView(APIView):
-    @extend_schema(responses=LatestSerializer)
+    @extend_schema(responses=PropensityLatestSerializer)
     def get(self, request: Request) -> Response:
         """Per target, its latest run whatever its status (null before the first): the holdout AUC, the base
         rates, the sample sizes, the score groups, and whether the score was written as a trait."""
@@ -128,10 +128,10 @@ class PropensityLatestView(APIView):
 
 
 class PropensityRunView(APIView):
-    @extend_schema(request=RunRequestSerializer, responses={202: RunQueuedSerializer})
+    @extend_schema(request=PropensityRunRequestSerializer, responses={202: PropensityRunQueuedSerializer})
     def post(self, request: Request) -> Response:
         """Queue a propensity run (202); one of the same target already queued or under way is answered instead."""
-        data = RunRequestSerializer(data=request.data)
+        data = PropensityRunRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
         with transaction.atomic():
