@@ -42,7 +42,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from accounts.sql import (
@@ -182,17 +182,36 @@ def sends_claim(*, now: datetime, limit: int = CHUNK) -> list[Claimed]:
     return claimed
 
 
+# Whether any active campaign has a due send: its first one along ``send_campaign_due_idx``, as the
+# claim reads them (not along the campaign's other indexes, through every message it ever sent).
+_DUE_EXIST_SQL = with_tables(
+    "SELECT EXISTS (SELECT 1 FROM {campaign} AS c CROSS JOIN LATERAL"
+    " (SELECT 1 FROM {send} AS d WHERE d.campaign_id = c.id AND d.state IN (%(pending)s, %(claimed)s)"
+    " AND d.due_at <= %(now)s AND (d.state = %(pending)s OR d.claim_expires_at < %(now)s)"
+    " ORDER BY d.due_at LIMIT 1) AS due WHERE c.status = ANY(%(statuses)s::text[]))",
+    send=Send,
+    campaign=Campaign,
+)
+
+
 def sends_due_exist(*, now: datetime | None = None) -> bool:
+    """Whether a dispatch would find work (the beat asks before starting chains)."""
     now = now or timezone.now()
-    # Across workspaces: the beat asks whether any workspace has work.
-    return (
-        Send.objects.unscoped()
-        .filter(
-            state__in=[SendState.PENDING, SendState.CLAIMED], due_at__lte=now, campaign__status__in=DISPATCHED_STATUSES
+    with prepared_cursor() as cursor:
+        dangerously_execute_across_workspaces(
+            cursor,
+            _DUE_EXIST_SQL,
+            {
+                "pending": SendState.PENDING,
+                "claimed": SendState.CLAIMED,
+                "now": now,
+                "statuses": list(DISPATCHED_STATUSES),
+            },
+            why="the beat asks whether any workspace has work",
+            prepare=True,
         )
-        .filter(Q(state=SendState.PENDING) | Q(claim_expires_at__lt=now))
-        .exists()
-    )
+        row = cursor.fetchone()
+    return bool(row and row[0])
 
 
 def dispatch_due(*, now: datetime | None = None, limit: int = 10 * CHUNK, chunk: int = CHUNK) -> int:

@@ -374,3 +374,24 @@ def test_the_statistics_refresh_analyzes_the_send_table(workspace):
     with connection.cursor() as cursor:
         cursor.execute("SELECT reltuples FROM pg_class WHERE relname = %s", [Send._meta.db_table])
         assert cursor.fetchone()[0] == 7
+
+
+def test_sends_are_due_only_for_active_campaigns_once_their_time_or_claim_has_passed(workspace):
+    # Given a sending campaign with one pending send due in an hour
+    segment, _ = audience(workspace, [{"email": "ada@example.com"}])
+    campaign, run = broadcast(workspace, segments=[segment])
+    in_scope(workspace, fanout.run_fan_out)(workspace=workspace, run_id=run.pk)
+    now = timezone.now()
+    mine = Send.objects.unscoped().filter(campaign=campaign)
+    mine.update(due_at=now + timedelta(hours=1))
+    assert dispatch.sends_due_exist(now=now) is False
+    # Then it is due once its time has come
+    assert dispatch.sends_due_exist(now=now + timedelta(hours=2)) is True
+    # but not while its campaign is paused
+    Campaign.objects.unscoped().filter(pk=campaign.pk).update(status=CampaignStatus.PAUSED)
+    assert dispatch.sends_due_exist(now=now + timedelta(hours=2)) is False
+    # and a claimed send only once its claim has expired
+    Campaign.objects.unscoped().filter(pk=campaign.pk).update(status=CampaignStatus.SENDING)
+    mine.update(state=SendState.CLAIMED, due_at=now, claim_expires_at=now + timedelta(minutes=2))
+    assert dispatch.sends_due_exist(now=now + timedelta(minutes=1)) is False
+    assert dispatch.sends_due_exist(now=now + timedelta(minutes=3)) is True
