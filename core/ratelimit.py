@@ -168,9 +168,12 @@ def forget(keys: Sequence[str]) -> None:
 
 
 def wait_text(seconds: int) -> str:
-    """``"1 second"``, ``"40 seconds"``, ``"3 minutes"`` (rounded up), ``"2 hours"``."""
-    for unit, size in (("hour", 3600), ("minute", 60)):
-        if seconds >= size:
-            amount = math.ceil(seconds / size)
-            return f"{amount} {unit}{'s' if amount != 1 else ''}"
+    """``"1 second"``, ``"40 seconds"``, ``"3 minutes"`` (rounded up), ``"2 hours"`` (rounded up, once
+    the minutes would reach 60: 3,599 seconds is "1 hour", not "60 minutes")."""
+    if seconds > 60 * 59:
+        hours = math.ceil(seconds / 3600)
+        return f"{hours} hour{'s' if hours != 1 else ''}"
+    if seconds >= 60:
+        minutes = math.ceil(seconds / 60)
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
     return f"{seconds} second{'s' if seconds != 1 else ''}"

@@ -23,7 +23,18 @@ def test_a_bad_rate_is_refused(text):
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(1, "1 second"), (40, "40 seconds"), (60, "1 minute"), (61, "2 minutes"), (3600, "1 hour"), (7200, "2 hours")],
+    [
+        (1, "1 second"),
+        (40, "40 seconds"),
+        (60, "1 minute"),
+        (61, "2 minutes"),
+        (3540, "59 minutes"),
+        (3541, "1 hour"),
+        (3599, "1 hour"),
+        (3600, "1 hour"),
+        (3601, "2 hours"),
+        (7200, "2 hours"),
+    ],
 )
 def test_wait_text(seconds, text):
     assert wait_text(seconds) == text
