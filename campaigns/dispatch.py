@@ -109,10 +109,21 @@ def claim_seconds() -> int:
 
 @dataclass(frozen=True)
 class Claimed:
-    send_id: int
-    workspace_id: int
-    channel: str
+    """A send this worker claimed, as the claim returned it."""
+
     send: Send
+
+    @property
+    def send_id(self) -> int:
+        return int(self.send.pk)
+
+    @property
+    def workspace_id(self) -> int:
+        return int(self.send.workspace_id)
+
+    @property
+    def channel(self) -> str:
+        return str(self.send.channel)
 
 
 # The columns a chunk reads of a claimed send, returned by the claim itself.
@@ -178,7 +189,7 @@ def sends_claim(*, now: datetime, limit: int = CHUNK) -> list[Claimed]:
         send = Send(**values)
         send._state.adding = False
         send._state.db = "default"
-        claimed.append(Claimed(send.pk, send.workspace_id, send.channel, send))
+        claimed.append(Claimed(send))
     return claimed
 
 

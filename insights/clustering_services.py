@@ -98,11 +98,7 @@ def clustering_run_execute(*, run: ClusteringRun, max_sample: int = MAX_SAMPLE) 
 
     Idempotent for a task delivered twice: a run already done or failed is left alone.
     """
-    claimed = ClusteringRun.objects.filter(workspace_id=run.workspace_id, pk=run.pk, status__in=ACTIVE_STATUSES).update(
-        status=ClusteringStatus.RUNNING, started_at=timezone.now(), heartbeat_at=timezone.now(), error=""
-    )
-    if not claimed:
-        run.refresh_from_db()
+    if not runs.run_claim(run):
         return run
     workspace = Workspace.objects.get(pk=run.workspace_id)
     report = runs.RunReporter(run)

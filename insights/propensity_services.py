@@ -44,7 +44,7 @@ from insights.clustering_features import (
     people_features,
     people_sample,
 )
-from insights.models import ACTIVE_STATUSES, ClusteringStatus, ComputedTraitSettings, PropensityRun, PropensityVerdict
+from insights.models import ClusteringStatus, ComputedTraitSettings, PropensityRun, PropensityVerdict
 from insights.propensity import Insufficient, Labelled, Windows
 from insights.traits import catalogue_catch_up, patches_write, settings_for
 from tracking.models import Event, Person
@@ -130,11 +130,7 @@ def propensity_run_execute(
     The windows end at ``now`` (the current time unless given, as two runs compared at one instant
     need). Idempotent for a task delivered twice: a run already done or failed is left alone.
     """
-    claimed = PropensityRun.objects.filter(workspace_id=run.workspace_id, pk=run.pk, status__in=ACTIVE_STATUSES).update(
-        status=ClusteringStatus.RUNNING, started_at=timezone.now(), heartbeat_at=timezone.now(), error=""
-    )
-    if not claimed:
-        run.refresh_from_db()
+    if not runs.run_claim(run):
         return run
     workspace = Workspace.objects.get(pk=run.workspace_id)
     report = runs.RunReporter(run)

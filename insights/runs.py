@@ -45,6 +45,23 @@ def stale_runs_fail(model: type[Model], workspace: Workspace, **among: object) -
             )
 
 
+def run_claim(run: Model) -> bool:
+    """Take a queued (or interrupted) run for its task: ``running`` from now. False when it is done or
+    failed already (a task delivered twice leaves it alone); ``run`` is then refreshed."""
+    claimed = (
+        type(run)
+        .objects.filter(  # type: ignore[attr-defined]
+            workspace_id=run.workspace_id,  # type: ignore[attr-defined]
+            pk=run.pk,
+            status__in=ACTIVE_STATUSES,
+        )
+        .update(status=ClusteringStatus.RUNNING, started_at=timezone.now(), heartbeat_at=timezone.now(), error="")
+    )
+    if not claimed:
+        run.refresh_from_db()
+    return bool(claimed)
+
+
 def run_fail(run: Model, error: str) -> None:
     """Mark a queued or running run failed (its task could not be queued, or it raised)."""
     type(run).objects.filter(  # type: ignore[attr-defined]
