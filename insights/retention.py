@@ -33,7 +33,7 @@ from insights.inputs import Errors, InputInvalid
 from segmentation.definition import ANY_EVENT
 from segmentation.membership import evaluation_settings
 from segmentation.models import Membership, Segment
-from tracking.models import Event, Person
+from tracking.models import Event, Person, PersonEventFirst
 
 PERIODS = ("day", "week", "month")
 MAX_PERIODS = {"day": 90, "week": 52, "month": 24}
@@ -163,35 +163,41 @@ def _counts(cohorts: str, returns: str) -> str:
 
 
 def _first_time_sql(spec: RetentionSpec, member: str) -> str:
-    """Cohorts by the first start event ever: the people with a start event in the table's periods and
-    none before them, the earliest of those giving the cohort.
-
-    Said as "none before" (an anti-join), not as the minimum over every start event of every person
-    kept when it falls in the periods: the workers build one hash of the people with a start event
-    before the periods and drop, as they read them, the events of the periods of everyone in it.
-    The minimum over all of them was grouped by person in the leader (1.7 million partial groups at
-    1M people, bench/README.md "insights at full size"). The start and return events of the
-    periods are read in the same pass.
-    """
-    start, back = spec.start_event, spec.return_event
-    names = "" if ANY_EVENT in (start, back) else " AND (e.name = %(start_event)s OR e.name = %(return_event)s)"
-    is_start = "true" if start == ANY_EVENT else "e.name = %(start_event)s"
-    is_return = "true" if back == ANY_EVENT else "e.name = %(return_event)s"
+    """Cohorts by the first start event ever: the people whose first start event falls in the table's
+    periods, read from tracking's first time per person and event name (``PersonEventFirst``, one
+    range of its index), or from the people's first event time for ``$any``; the periods' return
+    events of those people joined to them."""
+    if spec.start_event == ANY_EVENT:
+        firsts = (
+            "SELECT p.id AS person_id, date_trunc(%(unit)s, p.first_event_at AT TIME ZONE 'UTC') AS cohort "
+            "FROM {person} p" + member + " WHERE p.workspace_id = %(workspace_id)s "
+            "AND p.first_event_at >= %(first)s AND p.first_event_at < %(end)s"
+        )
+    else:
+        firsts = (
+            "SELECT f.person_id, date_trunc(%(unit)s, f.first_at AT TIME ZONE 'UTC') AS cohort "
+            "FROM {first} f"
+            + member.replace("p.id", "f.person_id")
+            + " WHERE f.workspace_id = %(workspace_id)s AND f.name = %(start_event)s "
+            "AND f.first_at >= %(first)s AND f.first_at < %(end)s"
+        )
+    # Read twice rather than materialized: a CTE's scan would keep the returns' join out of the
+    # parallel workers, and the range of the index costs less than a tenth of that join.
     return with_tables(
-        f'WITH ev AS MATERIALIZED (SELECT e.person_id, {is_start} AS s, {is_return} AS r, e."timestamp" '
-        "FROM {event} e WHERE e.workspace_id = %(workspace_id)s" + names + ' AND e."timestamp" >= %(first)s '
-        'AND e."timestamp" < %(end)s AND NOT EXISTS (SELECT 1 FROM {event} b WHERE b.workspace_id = %(workspace_id)s'
-        + _named("b", start, "start_event")
-        + ' AND b."timestamp" < %(first)s AND b.person_id = e.person_id)), '
-        "cohorts AS MATERIALIZED (SELECT c.person_id, c.cohort FROM (SELECT v.person_id, "
-        "date_trunc(%(unit)s, min(v.\"timestamp\") AT TIME ZONE 'UTC') AS cohort FROM ev v WHERE v.s "
-        "GROUP BY v.person_id) c JOIN {person} p ON p.id = c.person_id AND p.workspace_id = %(workspace_id)s"
-        + member
-        + ") "
-        + _counts("cohorts", "ev r ON r.person_id = c.person_id AND r.r"),
+        _counts(f"({firsts})", _returns(spec)),
         event=Event,
         person=Person,
+        first=PersonEventFirst,
         membership=Membership,
+    )
+
+
+def _returns(spec: RetentionSpec) -> str:
+    """The join of the periods' return events to the cohorts (``c``)."""
+    return (
+        "{event} r ON r.person_id = c.person_id AND r.workspace_id = %(workspace_id)s"
+        + _named("r", spec.return_event, "return_event")
+        + ' AND r."timestamp" >= %(first)s AND r."timestamp" < %(end)s'
     )
 
 
@@ -209,12 +215,7 @@ def _any_time_sql(spec: RetentionSpec, member: str) -> str:
         + ") c JOIN {person} p ON p.id = c.person_id AND p.workspace_id = %(workspace_id)s"
         + member
         + ") "
-        + _counts(
-            "cohorts",
-            "{event} r ON r.person_id = c.person_id AND r.workspace_id = %(workspace_id)s"
-            + _named("r", spec.return_event, "return_event")
-            + ' AND r."timestamp" >= %(first)s AND r."timestamp" < %(end)s',
-        ),
+        + _counts("cohorts", _returns(spec)),
         event=Event,
         person=Person,
         membership=Membership,

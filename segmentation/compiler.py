@@ -54,6 +54,7 @@ from segmentation.definition import (
 
 PEOPLE_TABLE = "tracking_person"
 EVENTS_TABLE = "tracking_event"
+FIRSTS_TABLE = "tracking_personeventfirst"
 MEMBERSHIP_TABLE = "segmentation_membership"
 
 # The shape of a timestamp in a property (docs/segments.md), checked before the
@@ -337,7 +338,9 @@ class _Builder:
 
         Of any event, unfiltered ("new this week"): the person's ``first_event_at``
         (``last_event_at``), which the events' triggers keep (tracking migration
-        0008), in one scan of the people. With filters this groups every event of
+        0008), in one scan of the people. The first time of a named event,
+        unfiltered: a range of tracking's first time per person and name (kept the
+        same way, migration 0011). With filters this groups every event of
         the workspace by person, which the compiled query says
         (``groups_every_event``) so that it is evaluated with the plan that suits it.
         """
@@ -346,6 +349,12 @@ class _Builder:
             return (
                 f"SELECT id AS person_id FROM {PEOPLE_TABLE} WHERE workspace_id = {self.bind(self.workspace_id)}"
                 f"{self.only('id')} AND {' AND '.join(self.window(column, node.window))}"
+            )
+        if _first_of_a_name(node):
+            return (
+                f"SELECT person_id FROM {FIRSTS_TABLE} WHERE workspace_id = {self.bind(self.workspace_id)}"
+                f"{self.only('person_id')} AND name = {self.bind(node.event)} "
+                f"AND {' AND '.join(self.window('first_at', node.window))}"
             )
         if node.event == ANY_EVENT:
             self.groups_every_event = True
@@ -685,6 +694,11 @@ def _times_of_people(node: Node) -> bool:
     return isinstance(node, Performed) and node.event == ANY_EVENT and not node.filters
 
 
+def _first_of_a_name(node: Node) -> bool:
+    """Whether the node is the first time of a named event, unfiltered: a row of tracking's firsts."""
+    return isinstance(node, Performed) and node.which == "first" and node.event != ANY_EVENT and not node.filters
+
+
 def _drawn_from_people(node: Node) -> bool:
     """Whether the node's set is a subset of a scan of the workspace's people, as ``_Builder.node`` compiles it.
 
@@ -842,6 +856,11 @@ def compile_measure(node: Node, *, workspace_id: int, now: datetime, person_id: 
             sql = (
                 f"SELECT {column} FROM {PEOPLE_TABLE} "
                 f"WHERE workspace_id = {builder.bind(workspace_id)}{builder.only('id')}"
+            )
+        elif _first_of_a_name(node):
+            sql = (
+                f"SELECT max(first_at) FROM {FIRSTS_TABLE} WHERE workspace_id = {builder.bind(workspace_id)}"
+                f"{builder.only('person_id')} AND name = {builder.bind(node.event)}"
             )
         else:
             where = builder.events_where("e", node.event, node.filters, None)

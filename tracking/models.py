@@ -101,6 +101,35 @@ class Event(TenantModel):
         return self.name
 
 
+class PersonEventFirst(TenantModel):
+    """The time of each person's first event of each name, kept by triggers on the events table.
+
+    Migration 0011 creates the triggers: an insert lowers ``first_at`` (or adds the row), a merge's
+    update and an erasure's delete recompute the pairs whose events moved or went. Every writer of
+    events keeps it right, as for ``Person.first_event_at``. It makes "the first time this person
+    did X" a range scan over one index (retention's first-time cohorts) instead of a minimum over
+    all of a workspace's events of that name.
+    """
+
+    workspace = hot_workspace_key(db_constraint=False)
+    person = models.ForeignKey(
+        Person, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    name = models.CharField(max_length=200)
+    first_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "person", "name"], name="person_event_first_unique")
+        ]
+        indexes = [
+            models.Index(fields=["workspace", "name", "first_at"], include=["person"], name="person_event_first_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} first at {self.first_at.isoformat()}"
+
+
 class Group(TenantModel):
     """A group (account, company) named by ``group`` calls, with its traits."""
 
