@@ -10,10 +10,11 @@ One run recomputes a workspace (``computed_traits_refresh``):
 1. in one transaction, each person's new values into a temporary table, in SQL: RFM from the
    workspace's purchase event and revenue property (``ComputedTraitSettings``), the engagement
    score from the weighted, time-decayed events; the rules are in docs/insights.md;
-2. the people whose traits differ, written in chunks of ``WRITE_CHUNK`` people, each chunk its own
-   short transaction locking its rows in id order (as ingestion does, so neither deadlocks the
-   other for long), and told to tracking's subscribers (``tracking.services.people_traits_computed``)
-   so that real-time membership re-evaluates them and records entries and exits.
+2. the people whose traits differ, written in chunks of ``WRITE_CHUNK`` people in id order, each
+   chunk its own short transaction locking its rows in id order (as ingestion does, so that neither
+   deadlocks the other nor waits long), and told to tracking's subscribers
+   (``tracking.services.people_traits_computed``) so that real-time membership re-evaluates them
+   and records entries and exits.
 
 Runs of one workspace never overlap (a session advisory lock); the Celery beat recomputes a
 workspace within minutes of new events and at least daily (``workspaces_due``).
@@ -230,20 +231,20 @@ _COMPUTE_BY_NAME = _COMPUTE_TEMPLATE.replace(
     "{weight}", "coalesce((%(weights)s::jsonb ->> e.name)::float8, %(default_weight)s)"
 )
 _COMPUTE_UNIFORM = _COMPUTE_TEMPLATE.replace("{weight}", "%(default_weight)s::float8")
-# ``{computed}``: the temporary table of patches (``person_id``, ``patch``) a run wrote.
-_CHANGED = with_tables(
-    "SELECT p.id FROM {person} p JOIN {computed} c ON c.person_id = p.id "
-    "WHERE p.workspace_id = %(workspace_id)s AND (p.traits - %(keys)s::text[]) || c.patch <> p.traits ORDER BY p.id",
-    person=Person,
-)
-# Rows locked in id order first (as ingestion locks people), then written from their latest version.
-# The ids are repeated on the UPDATE's own scan so that it probes the primary key, never scans the people.
-_WRITE = with_tables(
-    "WITH locked AS (SELECT l.id FROM {person} l WHERE l.workspace_id = %(workspace_id)s "
-    "AND l.id = ANY(%(ids)s) ORDER BY l.id FOR UPDATE) "
-    "UPDATE {person} p SET traits = (p.traits - %(keys)s::text[]) || c.patch FROM {computed} c, locked "
-    "WHERE p.workspace_id = %(workspace_id)s AND p.id = ANY(%(ids)s) AND p.id = locked.id AND c.person_id = p.id "
-    "AND (p.traits - %(keys)s::text[]) || c.patch <> p.traits RETURNING p.id",
+# ``{computed}``: the temporary table of patches (``person_id``, ``patch``) a run wrote. A chunk is the
+# next ``%(chunk)s`` patches in person id order after ``%(after)s``; the people among them whose traits
+# change are updated, each locked as the update reaches it, in id order (the chunk sorted, then one
+# probe of the primary key per person, as ingestion's update of the people locks them), so that
+# neither waits long for the other and they never deadlock. Answers the chunk's last person id
+# (NULL past the end) and the ids written.
+_WRITE_CHUNK = with_tables(
+    "WITH chunk AS MATERIALIZED (SELECT c.person_id, c.patch FROM {computed} c WHERE c.person_id > %(after)s "
+    "ORDER BY c.person_id LIMIT %(chunk)s), "
+    "written AS (UPDATE {person} p SET traits = (p.traits - %(keys)s::text[]) || v.patch "
+    "FROM (SELECT k.person_id, k.patch FROM chunk k ORDER BY k.person_id OFFSET 0) v "
+    "WHERE p.workspace_id = %(workspace_id)s AND p.id = v.person_id "
+    "AND (p.traits - %(keys)s::text[]) || v.patch <> p.traits RETURNING p.id) "
+    "SELECT (SELECT max(k.person_id) FROM chunk k), (SELECT coalesce(array_agg(w.id), '{}') FROM written w)",
     person=Person,
 )
 _HIGH_WATER = with_tables(
@@ -349,8 +350,7 @@ def _compute_and_write(workspace: Workspace, config: ComputedTraitSettings, now:
             execute_scoped(cursor, compute, _params(config, now), workspace_id=workspace.pk)
             execute_session(cursor, f"CREATE UNIQUE INDEX ON {_COMPUTED} (person_id)")
             execute_session(cursor, f"ANALYZE {_COMPUTED}")
-    report("Finding the people whose traits changed", 60)
-    return patches_write(workspace=workspace, table=_COMPUTED, keys=COMPUTED_KEYS, report=report, start=65, end=95)
+    return patches_write(workspace=workspace, table=_COMPUTED, keys=COMPUTED_KEYS, report=report, start=60, end=95)
 
 
 def patches_write(
@@ -360,31 +360,34 @@ def patches_write(
     ``keys``, a key left out being removed) on the people whose traits they change, and tell
     tracking's subscribers; answers how many people changed.
 
-    ``table`` is one of this app's temporary tables, never input. Chunks of ``WRITE_CHUNK`` people,
-    each its own short transaction locking its rows in id order (as ingestion does); other traits,
-    computed ones of other keys included, are left as they are at the time of the write.
+    ``table`` is one of this app's temporary tables, never input. Chunks of ``WRITE_CHUNK`` patches,
+    each its own short transaction; other traits, computed ones of other keys included, are left as
+    they are at the time of the write.
     """
-    changed_sql, write_sql = _CHANGED.replace("{computed}", table), _WRITE.replace("{computed}", table)
+    write_sql = _WRITE_CHUNK.replace("{computed}", table)
     with connection.cursor() as cursor:
-        with transaction.atomic():
-            evaluation_settings(settings.INSIGHTS_TRAITS_TIMEOUT_SECONDS)
-            execute_scoped(cursor, changed_sql, {"keys": list(keys)}, workspace_id=workspace.pk)
-            ids = [pk for (pk,) in cursor.fetchall()]
-        written = 0
-        for offset in range(0, len(ids), WRITE_CHUNK):
-            percent = start + (end - start) * offset // max(len(ids), 1)
-            report(f"Writing traits: {offset:,} of {len(ids):,} people", percent)
+        execute_session(cursor, f"SELECT count(*) FROM {table}")
+        total = int(cursor.fetchone()[0])
+        written, checked, after = 0, 0, 0
+        while True:
+            report(
+                f"Writing traits: {checked:,} of {total:,} people checked, {written:,} changed",
+                start + (end - start) * checked // max(total, 1),
+            )
             with transaction.atomic():
                 execute_scoped(
                     cursor,
                     write_sql,
-                    {"ids": ids[offset : offset + WRITE_CHUNK], "keys": list(keys)},
+                    {"after": after, "chunk": WRITE_CHUNK, "keys": list(keys)},
                     workspace_id=workspace.pk,
                 )
-                changed = [pk for (pk,) in cursor.fetchall()]
+                last, changed = cursor.fetchone()
+                if last is None:
+                    return written
                 people_traits_computed(workspace=workspace, person_ids=changed)
-                written += len(changed)
-    return written
+            written += len(changed)
+            checked += min(WRITE_CHUNK, total - checked)
+            after = last
 
 
 def catalogue_catch_up(workspace: Workspace, key: str = ENGAGEMENT) -> None:

@@ -26,11 +26,12 @@ BEGIN
         SELECT workspace_id, person_id, name, min("timestamp") AS first_at
         FROM tracking_event_new GROUP BY workspace_id, person_id, name
     ) n
-    WHERE NOT EXISTS (
-        SELECT 1 FROM tracking_personeventfirst o
+    -- A scalar subquery: one probe of the unique index per pair, whatever the planner would
+    -- make of a join (a hash of the whole table for a few hundred new events).
+    WHERE n.first_at < coalesce((
+        SELECT o.first_at FROM tracking_personeventfirst o
         WHERE o.workspace_id = n.workspace_id AND o.person_id = n.person_id AND o.name = n.name
-          AND o.first_at <= n.first_at
-    )
+    ), 'infinity')
     ORDER BY n.person_id, n.name
     ON CONFLICT (workspace_id, person_id, name)
     DO UPDATE SET first_at = EXCLUDED.first_at WHERE f.first_at > EXCLUDED.first_at;
