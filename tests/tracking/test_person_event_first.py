@@ -148,3 +148,34 @@ def test_events_of_another_workspace_keep_to_their_own_workspace(workspace):
         )
     assert _firsts(workspace) == {(ann.pk, "A"): TUESDAY}
     assert _firsts(other) == {(ann.pk, "A"): MONDAY}
+
+
+def _sequential_scans_of_firsts() -> int:
+    """This transaction's sequential scans of the table so far (PostgreSQL's own counter)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = 'tracking_personeventfirst'")
+        return int(cursor.fetchone()[0])
+
+
+def test_the_triggers_probe_the_index_and_never_scan_the_table(workspace, send):
+    """A trigger's plan is made once per connection and kept: one made while the table was small (a
+    scan of it per pair) would stay as it grows. The triggers plan without sequential scans."""
+    before = _sequential_scans_of_firsts()
+    key = workspace.write_key
+    for n in range(3):
+        batch = [
+            {
+                "type": "track",
+                "userId": f"u{k}",
+                "event": f"E{k % 4}",
+                "timestamp": (MONDAY - timedelta(days=n)).isoformat(),
+            }
+            for k in range(40)
+        ]
+        assert send("batch", {"batch": batch}, write_key=key).status_code == 200
+    send("alias", {"previousId": "u1", "userId": "u2"}, write_key=key)
+    with workspace_scope(workspace):
+        person_erase(workspace=workspace, person=Person.objects.get(user_id="u3"), actor=None)
+
+    assert _sequential_scans_of_firsts() == before
+    assert len(_firsts(workspace)) == 39  # 40 people, one name each; one erased
