@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from django.http import HttpRequest
+from rest_framework.exceptions import ParseError
 
 from accounts.models import User
 
@@ -47,3 +48,10 @@ def request_workspace(request: Request) -> Workspace:
 def request_actor(request: Request) -> User | None:
     """The signed-in user, or None when a key acts (the audit log then names the key)."""
     return request.user if isinstance(request.user, User) else None
+
+
+def request_body_required(request: Request) -> None:
+    """Refuse (400) a request that carries no body where the endpoint changes what it is sent: a
+    PATCH with nothing in it is a client's mistake, not a change of nothing (``{}`` still is one)."""
+    if request.stream is None:  # DRF's reading of no Content-Length, or 0
+        raise ParseError("This request needs a JSON object body: the fields to change.")

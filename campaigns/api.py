@@ -20,7 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.requests import request_actor, request_workspace
+from accounts.requests import request_actor, request_body_required, request_workspace
 from campaigns import rendering, selectors, services, winner
 from campaigns.estimate import audience_estimate, estimate_audience_errors
 from campaigns.models import (
@@ -599,6 +599,7 @@ class CampaignSettingsView(APIView):
 
     @extend_schema(request=CampaignSettingsSerializer, responses=CampaignSettingsSerializer)
     def patch(self, request: Request) -> Response:
+        request_body_required(request)
         membership = request._request.membership  # type: ignore[attr-defined]
         if isinstance(request.data, dict) and "members_can_launch" in request.data and not membership.can_admin:
             raise exceptions.PermissionDenied(services.SETTING_ADMIN_ONLY)

@@ -27,7 +27,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import WorkspaceRole
-from accounts.requests import request_actor, request_workspace
+from accounts.requests import request_actor, request_body_required, request_workspace
 from core.api import StrictSerializer
 from insights import funnels, retention, traits
 from insights.inputs import MAX_BREAKDOWN_SEGMENTS, InputInvalid
@@ -414,6 +414,7 @@ class ComputedTraitsView(APIView):
 
     @extend_schema(request=ComputedTraitSettingsUpdateSerializer, responses=ComputedTraitSettingsSerializer)
     def patch(self, request: Request) -> Response:
+        request_body_required(request)
         data = ComputedTraitSettingsUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:

@@ -30,6 +30,10 @@ def people_imported(workspace: Workspace) -> None:
     realtime.segments_mark_due(workspace=workspace)
 
 
+def traits_recomputed(workspace: Workspace) -> None:
+    realtime.segments_mark_due(workspace=workspace)
+
+
 def person_merged(workspace_id: int, loser_id: int, survivor_id: int) -> None:
     person_data.memberships_merge(workspace_id=workspace_id, loser_id=loser_id, survivor_id=survivor_id)
 

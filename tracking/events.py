@@ -15,6 +15,9 @@ messages) is the subscriber's to defer with ``transaction.on_commit``.
   once per workspace of a transaction, and only when someone subscribes.
 - ``people_imported(workspace)``: a bulk import stored messages of many people
   at once (not told person by person); called once its chunks are committed.
+- ``traits_recomputed(workspace)``: a computation above tracking wrote the
+  reserved ``$`` traits of more people than are worth telling one by one (not
+  told through ``people_touched``); called once the writes are committed.
 - ``person_merged(workspace_id, loser_id, survivor_id)``: identity resolution
   folds the loser into the survivor. Tracking has moved its own rows; the loser's
   row is deleted right after the hooks, so each app moves or removes what it
@@ -38,7 +41,7 @@ if TYPE_CHECKING:
     from accounts.models import Workspace
     from tracking.models import Person
 
-HOOKS = ("people_touched", "people_imported", "person_merged", "person_erased", "person_export")
+HOOKS = ("people_touched", "people_imported", "traits_recomputed", "person_merged", "person_erased", "person_export")
 
 
 @dataclass
@@ -100,6 +103,11 @@ def people_touched(workspace_id: int, changes: Mapping[int, Change]) -> None:
 
 def people_imported(workspace: Workspace) -> None:
     for hook in _hooks["people_imported"]:
+        hook(workspace)
+
+
+def traits_recomputed(workspace: Workspace) -> None:
+    for hook in _hooks["traits_recomputed"]:
         hook(workspace)
 
 

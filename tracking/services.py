@@ -117,7 +117,14 @@ def people_traits_computed(*, workspace: Workspace, person_ids: Collection[int])
     subscribers as ingestion tells them of an identify call, so that segments over those traits
     record their entries and exits."""
     if person_ids:
-        events.people_touched(workspace.pk, {pk: events.Change(traits=True) for pk in person_ids})
+        # One Change shared by all (subscribers only read it): a run can write a million people.
+        events.people_touched(workspace.pk, dict.fromkeys(person_ids, events.Change(traits=True)))
+
+
+def people_traits_recomputed(*, workspace: Workspace) -> None:
+    """Many people's computed traits were written, each chunk committed, without telling them one by
+    one (``people_traits_computed``): the subscribers take everyone's traits as changed."""
+    events.traits_recomputed(workspace)
 
 
 # --- Triggers of the JS snippet -------------------------------------------------

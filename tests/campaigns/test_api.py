@@ -594,6 +594,21 @@ def test_a_faulty_cap_is_refused(workspace, client, key, document, field):
     assert campaign_rows(workspace) == before
 
 
+def test_a_settings_patch_without_a_body_is_refused_and_changes_nothing(workspace, client, key):
+    url = reverse("campaign-settings")
+    before = api(client, "GET", url, key=key).json()
+
+    refused = api(client, "PATCH", url, key=key)  # no body at all
+
+    assert refused.status_code == 400
+    assert "needs a JSON object body" in refused.json()["detail"]
+    assert api(client, "GET", url, key=key).json() == before
+    # An empty object is a change of nothing, not a mistake.
+    nothing = api(client, "PATCH", url, {}, key=key)
+    assert nothing.status_code == 200
+    assert {**nothing.json(), "updated_at": None} == {**before, "updated_at": None}
+
+
 def test_settings_read_defaults_then_change(workspace, client, key):
     url = reverse("campaign-settings")
 

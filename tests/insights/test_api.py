@@ -235,6 +235,17 @@ def test_retention_and_a_cell_as_a_segment(shop, client, key):
     assert list(refused.json()["errors"]) == ["cohort_start"]
 
 
+def test_a_computed_traits_patch_without_a_body_is_refused_and_changes_nothing(shop, client, key):
+    url = reverse("insights-computed-traits")
+    before = api(client, "GET", url, key=key).json()
+
+    refused = api(client, "PATCH", url, key=key)
+
+    assert refused.status_code == 400
+    assert "needs a JSON object body" in refused.json()["detail"]
+    assert api(client, "GET", url, key=key).json() == before
+
+
 def test_computed_traits_settings_read_change_and_refresh(shop, client, key, django_capture_on_commit_callbacks):
     workspace = shop[0]
     answer = api(client, "GET", reverse("insights-computed-traits"), key=key)

@@ -225,6 +225,44 @@ def test_segments_over_computed_traits_record_entries_and_exits(db, django_captu
     assert kinds == [(people["b"].pk, "entered"), (people["b"].pk, "exited")]
 
 
+def test_a_run_over_more_people_than_real_time_keeps_makes_the_segments_due_instead(
+    db, monkeypatch, django_capture_on_commit_callbacks
+):
+    """Past ``ONE_BY_ONE_MAX`` people, nobody is told one by one (real time would drop the rest):
+    the segments are made due for a full refresh, which records the entries."""
+    monkeypatch.setattr(traits, "ONE_BY_ONE_MAX", 1)
+    workspace = factories.WorkspaceFactory()
+    people = load(
+        workspace,
+        {"a": {}, "b": {}},
+        [("a", ORDER, NOW - 10 * DAY, {"revenue": 10}), ("b", ORDER, NOW - 20 * DAY, {"revenue": 5})],
+    )
+    later = timezone.now() + timedelta(days=1)
+    with workspace_scope(workspace):
+        engaged = Segment.objects.create(
+            workspace=workspace,
+            name="Engaged",
+            definition={"type": "trait", "key": "$engagement_score", "operator": "gte", "value": 1},
+        )
+        services.segment_refresh(segment=engaged)
+        assert engaged.size == 0
+        Segment.objects.filter(pk=engaged.pk).update(next_refresh_at=later)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        outcome = refresh(workspace)
+
+    assert outcome.people_changed == 2
+    with workspace_scope(workspace):
+        assert realtime.workspace_drain(workspace=workspace).people == 0  # nobody was queued one by one
+        engaged.refresh_from_db()
+        assert engaged.next_refresh_at < later
+        services.segment_refresh(segment=engaged)
+        entered = set(
+            MembershipChange.objects.filter(segment=engaged, kind="entered").values_list("person_id", flat=True)
+        )
+    assert entered == {people["a"].pk, people["b"].pk}
+
+
 def test_computed_traits_reach_the_builders_pickers_and_the_person_page(db, django_capture_on_commit_callbacks):
     workspace = factories.WorkspaceFactory()
     owner = factories.member(workspace, role="owner")

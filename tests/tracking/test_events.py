@@ -32,6 +32,7 @@ def test_the_settings_subscribers_are_registered_by_hook_name(settings):
     assert registered == {
         "people_touched": ["segmentation.people.people_touched", "campaigns.trigger_people.people_touched"],
         "people_imported": ["segmentation.people.people_imported", "segmentation.catalogue.people.people_imported"],
+        "traits_recomputed": ["segmentation.people.traits_recomputed"],
         "person_merged": [
             "segmentation.people.person_merged",
             "insights.clustering_people.person_merged",
