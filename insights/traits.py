@@ -23,11 +23,13 @@ workspace within minutes of new events and at least daily (``workspaces_due``).
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -78,6 +80,9 @@ WRITE_CHUNK = 5000
 # Real time keeps up to 100,000 pending changes per workspace (segmentation.realtime.MAX_PENDING);
 # a run over more people than that tells tracking's subscribers once, in bulk.
 ONE_BY_ONE_MAX = 100_000
+# A run's writes over more people than this go through PARALLEL_WRITERS connections at once.
+PARALLEL_AFTER = 50_000
+PARALLEL_WRITERS = 2
 # work_mem of the statement that scores everyone (the purchases' sums, the engagement's sort).
 COMPUTE_WORK_MEM = "256MB"
 # The engagement score reads events this many half-lives back; older ones would weigh under 0.4 %.
@@ -95,7 +100,9 @@ MAX_HALF_LIFE_DAYS = 3650.0
 
 Progress = Callable[[str, int], None]
 
-_COMPUTED = "insights_computed_traits"
+# The run's patches: an unlogged table of the workspace's own (runs of one workspace never overlap),
+# not a temporary one, so that the writers' connections read it too (``patches_write``).
+_COMPUTED = "insights_computed_traits_{workspace_id}"
 RECOUNT_TASK = "insights.tasks.catalogue_recount_task"
 
 
@@ -180,8 +187,8 @@ def _weight_ok(value: Any) -> bool:
 # purchasers with a strictly smaller value (SQL's rank()): equal values always score the same. In
 # integers, so that no rounding moves anyone across a boundary.
 _COMPUTE_TEMPLATE = with_tables(
-    f"""
-CREATE TEMP TABLE {_COMPUTED} AS
+    """
+CREATE UNLOGGED TABLE {computed} AS
 WITH purchases AS (
     SELECT e.person_id, max(e."timestamp") AS last_at, count(*) AS n, coalesce(sum(
         CASE WHEN jsonb_typeof(e.properties -> %(revenue)s::text) = 'number'
@@ -190,7 +197,7 @@ WITH purchases AS (
                 AND char_length(e.properties ->> %(revenue)s::text) <= %(numeric_max)s
                 AND (e.properties ->> %(revenue)s::text) ~ %(numeric_re)s
                 THEN (e.properties ->> %(revenue)s::text)::numeric END), 0) AS revenue
-    FROM {{event}} e
+    FROM {event} e
     WHERE e.workspace_id = %(workspace_id)s AND e.name = %(rfm_event)s AND e."timestamp" <= %(now)s
     GROUP BY e.person_id
 ), scored AS (
@@ -201,8 +208,8 @@ WITH purchases AS (
     FROM purchases u
 ), weighted AS (
     SELECT e.person_id,
-        sum({{weight}} * power(0.5, (%(now_epoch)s - date_part('epoch', e."timestamp")) / %(half_life)s)) AS raw
-    FROM {{event}} e
+        sum({weight} * power(0.5, (%(now_epoch)s - date_part('epoch', e."timestamp")) / %(half_life)s)) AS raw
+    FROM {event} e
     WHERE e.workspace_id = %(workspace_id)s AND e."timestamp" >= %(lookback)s AND e."timestamp" <= %(now)s
         AND (%(default_weight)s > 0 OR e.name = ANY(%(weighted_names)s))
     GROUP BY e.person_id
@@ -223,7 +230,7 @@ SELECT p.id AS person_id, jsonb_strip_nulls(jsonb_build_object(
         WHEN s.r = 2 THEN 'Hibernating'
         ELSE 'Lost' END,
     '$engagement_score', coalesce(a.score, 0))) AS patch
-FROM {{person}} p LEFT JOIN scored s ON s.person_id = p.id LEFT JOIN engaged a ON a.person_id = p.id
+FROM {person} p LEFT JOIN scored s ON s.person_id = p.id LEFT JOIN engaged a ON a.person_id = p.id
 WHERE p.workspace_id = %(workspace_id)s
 """,
     event=Event,
@@ -242,7 +249,8 @@ _COMPUTE_UNIFORM = _COMPUTE_TEMPLATE.replace("{weight}", "%(default_weight)s::fl
 # neither waits long for the other and they never deadlock. Answers the chunk's last person id
 # (NULL past the end) and the ids written.
 _WRITE_CHUNK = with_tables(
-    "WITH chunk AS MATERIALIZED (SELECT c.person_id, c.patch FROM {computed} c WHERE c.person_id > %(after)s "
+    "WITH chunk AS MATERIALIZED (SELECT c.person_id, c.patch FROM {computed} c "
+    "WHERE c.person_id > %(after)s AND c.person_id <= %(upto)s "
     "ORDER BY c.person_id LIMIT %(chunk)s), "
     "written AS (UPDATE {person} p SET traits = (p.traits - %(keys)s::text[]) || v.patch "
     "FROM (SELECT k.person_id, k.patch FROM chunk k ORDER BY k.person_id OFFSET 0) v "
@@ -322,8 +330,12 @@ def computed_traits_refresh(
         raise
     finally:
         with connection.cursor() as cursor:
-            execute_session(cursor, f"DROP TABLE IF EXISTS {_COMPUTED}")
+            execute_session(cursor, f"DROP TABLE IF EXISTS {_computed_table(workspace)}")
         _unlock(workspace)
+
+
+def _computed_table(workspace: Workspace) -> str:
+    return _COMPUTED.format(workspace_id=int(workspace.pk))
 
 
 def _params(config: ComputedTraitSettings, now: datetime) -> dict[str, Any]:
@@ -346,8 +358,9 @@ def _params(config: ComputedTraitSettings, now: datetime) -> dict[str, Any]:
 
 
 def _compute_and_write(workspace: Workspace, config: ComputedTraitSettings, now: datetime, report: Progress) -> int:
+    table = _computed_table(workspace)
     with connection.cursor() as cursor:
-        execute_session(cursor, f"DROP TABLE IF EXISTS {_COMPUTED}")
+        execute_session(cursor, f"DROP TABLE IF EXISTS {table}")
         with transaction.atomic():
             evaluation_settings(settings.INSIGHTS_TRAITS_TIMEOUT_SECONDS)
             # Every person's aggregates at once: their hashes and sorts in memory, not spilled to disk.
@@ -358,24 +371,36 @@ def _compute_and_write(workspace: Workspace, config: ComputedTraitSettings, now:
             # (bench/README.md: 5.8 s against 3.6 s for that part).
             execute_session(cursor, "SELECT set_config('enable_hashagg', 'off', true)")
             compute = _COMPUTE_BY_NAME if config.engagement_weights else _COMPUTE_UNIFORM
-            execute_scoped(cursor, compute, _params(config, now), workspace_id=workspace.pk)
-            execute_session(cursor, f"CREATE UNIQUE INDEX ON {_COMPUTED} (person_id)")
-            execute_session(cursor, f"ANALYZE {_COMPUTED}")
-    return patches_write(workspace=workspace, table=_COMPUTED, keys=COMPUTED_KEYS, report=report, start=60, end=95)
+            execute_scoped(
+                cursor, compute.replace("{computed}", table), _params(config, now), workspace_id=workspace.pk
+            )
+            execute_session(cursor, f"CREATE UNIQUE INDEX ON {table} (person_id)")
+            execute_session(cursor, f"ANALYZE {table}")
+    return patches_write(
+        workspace=workspace, table=table, keys=COMPUTED_KEYS, report=report, start=60, end=95, shared=True
+    )
 
 
 def patches_write(
-    *, workspace: Workspace, table: str, keys: Sequence[str], report: Progress, start: int, end: int
+    *,
+    workspace: Workspace,
+    table: str,
+    keys: Sequence[str],
+    report: Progress,
+    start: int,
+    end: int,
+    shared: bool = False,
 ) -> int:
-    """Write the patches of the temporary ``table`` (``person_id``, ``patch``: the new values of
-    ``keys``, a key left out being removed) on the people whose traits they change, and tell
-    tracking's subscribers; answers how many people changed.
+    """Write the patches of ``table`` (``person_id``, ``patch``: the new values of ``keys``, a key left
+    out being removed) on the people whose traits they change, and tell tracking's subscribers;
+    answers how many people changed.
 
-    ``table`` is one of this app's temporary tables, never input. Chunks of ``WRITE_CHUNK`` patches,
-    each its own short transaction; other traits, computed ones of other keys included, are left as
-    they are at the time of the write.
+    ``table`` is one of this app's tables, never input: temporary, or ``shared`` (a committed table
+    other connections read), which lets ``PARALLEL_WRITERS`` connections write halves of the people
+    at once when there are more than ``PARALLEL_AFTER``. Chunks of ``WRITE_CHUNK`` patches, each its
+    own short transaction; other traits, computed ones of other keys included, are left as they are
+    at the time of the write.
     """
-    write_sql = _WRITE_CHUNK.replace("{computed}", table)
     with connection.cursor() as cursor:
         execute_session(cursor, f"SELECT count(*) FROM {table}")
         total = int(cursor.fetchone()[0])
@@ -384,48 +409,88 @@ def patches_write(
         # time makes the segments due for a full refresh, as after a bulk import), not person by
         # person (a fifth of the writing time at 1M people).
         one_by_one = total <= ONE_BY_ONE_MAX
-        try:
-            return _chunks_write(
-                cursor, workspace, write_sql, keys, report, start, end, total=total, one_by_one=one_by_one
-            )
-        finally:
-            if not one_by_one:
-                people_traits_recomputed(workspace=workspace)
+        bounds = [0, _LAST_ID]
+        if shared and total > PARALLEL_AFTER and PARALLEL_WRITERS > 1:
+            for k in range(1, PARALLEL_WRITERS):
+                execute_session(
+                    cursor,
+                    f"SELECT person_id FROM {table} ORDER BY person_id OFFSET %s LIMIT 1",
+                    [total * k // PARALLEL_WRITERS],
+                )
+                bounds.insert(-1, int(cursor.fetchone()[0]))
+    parts = [_Part(after, upto) for after, upto in itertools.pairwise(bounds)]
+    write = partial(_part_write, workspace, _WRITE_CHUNK.replace("{computed}", table), keys, one_by_one)
+    try:
+        if len(parts) == 1:
+            return write(parts[0], _progress(report, start, end, total))
+        # The first part reports the progress (the parts are of equal size); each other part writes
+        # from a thread of its own, on a connection of its own (closed when it is done).
+        with ThreadPoolExecutor(max_workers=len(parts) - 1) as pool:
+            others = [pool.submit(_in_own_connection, write, part, None) for part in parts[1:]]
+            written = write(parts[0], _progress(report, start, end, total // len(parts)))
+            return written + sum(other.result() for other in others)
+    finally:
+        if not one_by_one:
+            people_traits_recomputed(workspace=workspace)
 
 
-def _chunks_write(
-    cursor: Any,
+# A person id above every real one: the end of the last part.
+_LAST_ID = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class _Part:
+    """The patches of the people with ``after < person_id <= upto``."""
+
+    after: int
+    upto: int
+
+
+def _progress(report: Progress, start: int, end: int, total: int) -> Callable[[int, int], None]:
+    def progress(checked: int, written: int) -> None:
+        report(
+            f"Writing traits: {checked:,} of {total:,} people checked, {written:,} changed",
+            start + (end - start) * min(checked, total) // max(total, 1),
+        )
+
+    return progress
+
+
+def _in_own_connection(function: Callable[..., int], *args: Any) -> int:
+    try:
+        return function(*args)
+    finally:
+        connection.close()
+
+
+def _part_write(
     workspace: Workspace,
     write_sql: str,
     keys: Sequence[str],
-    report: Progress,
-    start: int,
-    end: int,
-    *,
-    total: int,
     one_by_one: bool,
+    part: _Part,
+    progress: Callable[[int, int], None] | None,
 ) -> int:
-    written, checked, after = 0, 0, 0
-    while True:
-        report(
-            f"Writing traits: {checked:,} of {total:,} people checked, {written:,} changed",
-            start + (end - start) * checked // max(total, 1),
-        )
-        with transaction.atomic():
-            execute_scoped(
-                cursor,
-                write_sql,
-                {"after": after, "chunk": WRITE_CHUNK, "keys": list(keys)},
-                workspace_id=workspace.pk,
-            )
-            last, changed = cursor.fetchone()
-            if last is None:
-                return written
-            if one_by_one:
-                people_traits_computed(workspace=workspace, person_ids=changed)
-        written += len(changed)
-        checked += min(WRITE_CHUNK, total - checked)
-        after = last
+    written, checked, after = 0, 0, part.after
+    with connection.cursor() as cursor:
+        while True:
+            if progress is not None:
+                progress(checked, written)
+            with transaction.atomic():
+                execute_scoped(
+                    cursor,
+                    write_sql,
+                    {"after": after, "upto": part.upto, "chunk": WRITE_CHUNK, "keys": list(keys)},
+                    workspace_id=workspace.pk,
+                )
+                last, changed = cursor.fetchone()
+                if last is None:
+                    return written
+                if one_by_one:
+                    people_traits_computed(workspace=workspace, person_ids=changed)
+            written += len(changed)
+            checked += WRITE_CHUNK
+            after = last
 
 
 def catalogue_catch_up(workspace: Workspace, key: str = ENGAGEMENT) -> None:
