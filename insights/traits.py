@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from celery import current_app
 from django.conf import settings
@@ -80,7 +80,8 @@ WRITE_CHUNK = 5000
 # Real time keeps up to 100,000 pending changes per workspace (segmentation.realtime.MAX_PENDING);
 # a run over more people than that tells tracking's subscribers once, in bulk.
 ONE_BY_ONE_MAX = 100_000
-# A run's writes over more people than this go through PARALLEL_WRITERS connections at once.
+# A run over more people than this scores on two connections at once, and writes through
+# PARALLEL_WRITERS connections at once.
 PARALLEL_AFTER = 50_000
 PARALLEL_WRITERS = 2
 # work_mem of the statement that scores everyone (the purchases' sums, the engagement's sort).
@@ -99,6 +100,7 @@ MAX_WEIGHTED_EVENTS = 200
 MAX_HALF_LIFE_DAYS = 3650.0
 
 Progress = Callable[[str, int], None]
+_T = TypeVar("_T")
 
 # The run's patches: an unlogged table of the workspace's own (runs of one workspace never overlap),
 # not a temporary one, so that the writers' connections read it too (``patches_write``).
@@ -186,9 +188,12 @@ def _weight_ok(value: Any) -> bool:
 # A score is 1 + floor(5 (rank - 1) / (N - 1)), at most 5, where rank is 1 + the number of the N
 # purchasers with a strictly smaller value (SQL's rank()): equal values always score the same. In
 # integers, so that no rounding moves anyone across a boundary.
-_COMPUTE_TEMPLATE = with_tables(
+# Three statements, each into an unlogged table of the run's (``{computed}``: its name): the RFM scores
+# of the purchasers and the engagement scores of the engaged (at once, on two connections, for a
+# large workspace), then each person's patch of traits from both.
+_RFM_SQL = with_tables(
     """
-CREATE UNLOGGED TABLE {computed} AS
+CREATE UNLOGGED TABLE {computed}_rfm AS
 WITH purchases AS (
     SELECT e.person_id, max(e."timestamp") AS last_at, count(*) AS n, coalesce(sum(
         CASE WHEN jsonb_typeof(e.properties -> %(revenue)s::text) = 'number'
@@ -200,24 +205,35 @@ WITH purchases AS (
     FROM {event} e
     WHERE e.workspace_id = %(workspace_id)s AND e.name = %(rfm_event)s AND e."timestamp" <= %(now)s
     GROUP BY e.person_id
-), scored AS (
-    SELECT u.person_id, u.n,
-        least(5, 1 + 5 * (rank() OVER (ORDER BY u.last_at) - 1) / greatest(count(*) OVER () - 1, 1))::int AS r,
-        least(5, 1 + 5 * (rank() OVER (ORDER BY u.n) - 1) / greatest(count(*) OVER () - 1, 1))::int AS f,
-        least(5, 1 + 5 * (rank() OVER (ORDER BY u.revenue) - 1) / greatest(count(*) OVER () - 1, 1))::int AS m
-    FROM purchases u
-), weighted AS (
+)
+SELECT u.person_id, u.n,
+    least(5, 1 + 5 * (rank() OVER (ORDER BY u.last_at) - 1) / greatest(count(*) OVER () - 1, 1))::int AS r,
+    least(5, 1 + 5 * (rank() OVER (ORDER BY u.n) - 1) / greatest(count(*) OVER () - 1, 1))::int AS f,
+    least(5, 1 + 5 * (rank() OVER (ORDER BY u.revenue) - 1) / greatest(count(*) OVER () - 1, 1))::int AS m
+FROM purchases u
+""",
+    event=Event,
+)
+_ENGAGEMENT_TEMPLATE = with_tables(
+    """
+CREATE UNLOGGED TABLE {computed}_engagement AS
+WITH weighted AS (
     SELECT e.person_id,
         sum({weight} * power(0.5, (%(now_epoch)s - date_part('epoch', e."timestamp")) / %(half_life)s)) AS raw
     FROM {event} e
     WHERE e.workspace_id = %(workspace_id)s AND e."timestamp" >= %(lookback)s AND e."timestamp" <= %(now)s
         AND (%(default_weight)s > 0 OR e.name = ANY(%(weighted_names)s))
     GROUP BY e.person_id
-), engaged AS (
-    SELECT w.person_id, ceil(100 * cume_dist() OVER (ORDER BY w.raw))::int AS score
-    FROM weighted w
-    WHERE w.raw > 0
 )
+SELECT w.person_id, ceil(100 * cume_dist() OVER (ORDER BY w.raw))::int AS score
+FROM weighted w
+WHERE w.raw > 0
+""",
+    event=Event,
+)
+_PATCHES_SQL = with_tables(
+    """
+CREATE UNLOGGED TABLE {computed} AS
 SELECT p.id AS person_id, jsonb_strip_nulls(jsonb_build_object(
     '$rfm_recency', s.r, '$rfm_frequency', s.f, '$rfm_monetary', s.m,
     '$rfm_group', CASE
@@ -230,18 +246,18 @@ SELECT p.id AS person_id, jsonb_strip_nulls(jsonb_build_object(
         WHEN s.r = 2 THEN 'Hibernating'
         ELSE 'Lost' END,
     '$engagement_score', coalesce(a.score, 0))) AS patch
-FROM {person} p LEFT JOIN scored s ON s.person_id = p.id LEFT JOIN engaged a ON a.person_id = p.id
+FROM {person} p LEFT JOIN {computed}_rfm s ON s.person_id = p.id
+LEFT JOIN {computed}_engagement a ON a.person_id = p.id
 WHERE p.workspace_id = %(workspace_id)s
 """,
-    event=Event,
     person=Person,
 )
 # Each event's weight: its name's in the settings, else the default; with no weight by name, the
 # default as a constant, with no lookup in the weights for each of the millions of events read.
-_COMPUTE_BY_NAME = _COMPUTE_TEMPLATE.replace(
+_ENGAGEMENT_BY_NAME = _ENGAGEMENT_TEMPLATE.replace(
     "{weight}", "coalesce((%(weights)s::jsonb ->> e.name)::float8, %(default_weight)s)"
 )
-_COMPUTE_UNIFORM = _COMPUTE_TEMPLATE.replace("{weight}", "%(default_weight)s::float8")
+_ENGAGEMENT_UNIFORM = _ENGAGEMENT_TEMPLATE.replace("{weight}", "%(default_weight)s::float8")
 # ``{computed}``: the temporary table of patches (``person_id``, ``patch``) a run wrote. A chunk is the
 # next ``%(chunk)s`` patches in person id order after ``%(after)s``; the people among them whose traits
 # change are updated, each locked as the update reaches it, in id order (the chunk sorted, then one
@@ -259,6 +275,7 @@ _WRITE_CHUNK = with_tables(
     "SELECT (SELECT max(k.person_id) FROM chunk k), (SELECT coalesce(array_agg(w.id), '{}') FROM written w)",
     person=Person,
 )
+_PEOPLE_COUNT = with_tables("SELECT count(*) FROM {person} p WHERE p.workspace_id = %(workspace_id)s", person=Person)
 _HIGH_WATER = with_tables(
     "SELECT coalesce(max(e.id), 0) FROM {event} e "
     'WHERE e.workspace_id = %(workspace_id)s AND e."timestamp" >= %(recent)s',
@@ -329,8 +346,7 @@ def computed_traits_refresh(
         _state(workspace, status=RunStatus.FAILED, stage="", error=str(error)[:2000])
         raise
     finally:
-        with connection.cursor() as cursor:
-            execute_session(cursor, f"DROP TABLE IF EXISTS {_computed_table(workspace)}")
+        _tables_drop(_computed_table(workspace))
         _unlock(workspace)
 
 
@@ -359,26 +375,52 @@ def _params(config: ComputedTraitSettings, now: datetime) -> dict[str, Any]:
 
 def _compute_and_write(workspace: Workspace, config: ComputedTraitSettings, now: datetime, report: Progress) -> int:
     table = _computed_table(workspace)
+    _tables_drop(table)
+    params = _params(config, now)
+    engagement = _ENGAGEMENT_BY_NAME if config.engagement_weights else _ENGAGEMENT_UNIFORM
+    statements = [_RFM_SQL.replace("{computed}", table), engagement.replace("{computed}", table)]
+    if _people_count(workspace) > PARALLEL_AFTER:
+        # The two scorings at once, the RFM on a connection of its own: each is one process's work.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            rfm = pool.submit(_in_own_connection, _score, workspace, statements[0], params)
+            _score(workspace, statements[1], params)
+            rfm.result()
+    else:
+        for statement in statements:
+            _score(workspace, statement, params)
+    _score(workspace, _PATCHES_SQL.replace("{computed}", table), params)
     with connection.cursor() as cursor:
-        execute_session(cursor, f"DROP TABLE IF EXISTS {table}")
-        with transaction.atomic():
-            evaluation_settings(settings.INSIGHTS_TRAITS_TIMEOUT_SECONDS)
-            # Every person's aggregates at once: their hashes and sorts in memory, not spilled to disk.
-            execute_session(cursor, "SELECT set_config('work_mem', %s, true)", [COMPUTE_WORK_MEM])
-            # The engagement's events grouped as the person index gives them, in person order (a
-            # merge of the partitions' index-only scans), not hashed: workers hashing 7M events by
-            # person each held most of the people, and the leader merged their 2.5M partial groups
-            # (bench/README.md: 5.8 s against 3.6 s for that part).
-            execute_session(cursor, "SELECT set_config('enable_hashagg', 'off', true)")
-            compute = _COMPUTE_BY_NAME if config.engagement_weights else _COMPUTE_UNIFORM
-            execute_scoped(
-                cursor, compute.replace("{computed}", table), _params(config, now), workspace_id=workspace.pk
-            )
-            execute_session(cursor, f"CREATE UNIQUE INDEX ON {table} (person_id)")
-            execute_session(cursor, f"ANALYZE {table}")
+        execute_session(cursor, f"CREATE UNIQUE INDEX ON {table} (person_id)")
+        execute_session(cursor, f"ANALYZE {table}")
     return patches_write(
         workspace=workspace, table=table, keys=COMPUTED_KEYS, report=report, start=60, end=95, shared=True
     )
+
+
+def _score(workspace: Workspace, statement: str, params: dict[str, Any]) -> None:
+    """One scoring statement, committed (the other connections read what it wrote)."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        evaluation_settings(settings.INSIGHTS_TRAITS_TIMEOUT_SECONDS)
+        # Every person's aggregates at once: their hashes and sorts in memory, not spilled to disk.
+        execute_session(cursor, "SELECT set_config('work_mem', %s, true)", [COMPUTE_WORK_MEM])
+        # The engagement's events grouped as the person index gives them, in person order (a merge
+        # of the partitions' index-only scans), not hashed: workers hashing 7M events by person each
+        # held most of the people, and the leader merged their 2.5M partial groups (bench/README.md:
+        # 5.8 s against 3.6 s for that part).
+        execute_session(cursor, "SELECT set_config('enable_hashagg', 'off', true)")
+        execute_scoped(cursor, statement, params, workspace_id=workspace.pk)
+
+
+def _people_count(workspace: Workspace) -> int:
+    with connection.cursor() as cursor:
+        execute_scoped(cursor, _PEOPLE_COUNT, workspace_id=workspace.pk)
+        return int(cursor.fetchone()[0])
+
+
+def _tables_drop(table: str) -> None:
+    with connection.cursor() as cursor:
+        for name in (table, f"{table}_rfm", f"{table}_engagement"):
+            execute_session(cursor, f"DROP TABLE IF EXISTS {name}")
 
 
 def patches_write(
@@ -456,7 +498,7 @@ def _progress(report: Progress, start: int, end: int, total: int) -> Callable[[i
     return progress
 
 
-def _in_own_connection(function: Callable[..., int], *args: Any) -> int:
+def _in_own_connection(function: Callable[..., _T], *args: Any) -> _T:
     try:
         return function(*args)
     finally:

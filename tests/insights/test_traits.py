@@ -318,3 +318,31 @@ def test_workspaces_due(db):
     traits.mark_queued(workspace_ids=[workspace.pk])
     assert workspace.pk not in traits.workspaces_due(now=timezone.now())
     assert workspace.pk in traits.workspaces_due(now=timezone.now() + timedelta(hours=2))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_large_workspace_scores_and_writes_on_several_connections_with_the_same_traits(monkeypatch):
+    """Over ``PARALLEL_AFTER`` people, the two scorings run at once and the writes go through two
+    connections (each reading the run's committed tables); the traits are those of one connection."""
+    workspace = factories.WorkspaceFactory()
+    names = [f"p{k}" for k in range(9)]
+    load(
+        workspace,
+        {name: {} for name in names},
+        [(name, ORDER, NOW - (k + 1) * DAY, {"revenue": 10 * (k % 4)}) for k, name in enumerate(names[:6])]
+        + [(name, "Page Viewed", NOW - k * DAY, {}) for k, name in enumerate(names[2:])],
+    )
+    monkeypatch.setattr(traits, "PARALLEL_AFTER", 10**9)
+    serial = refresh(workspace)
+    expected = traits_of(workspace)
+    with workspace_scope(workspace):
+        for person in Person.objects.all():
+            person.traits = {}
+            person.save(update_fields=["traits"])
+
+    monkeypatch.setattr(traits, "PARALLEL_AFTER", 0)
+    parallel = refresh(workspace)
+
+    assert serial.people_changed == parallel.people_changed == len(names)
+    assert traits_of(workspace) == expected
+    assert {key for values in expected.values() for key in values} == set(traits.COMPUTED_KEYS)
