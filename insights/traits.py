@@ -7,9 +7,10 @@ them. The ``$`` prefix is the product's: identify calls cannot set them (``track
 
 One run recomputes a workspace (``computed_traits_refresh``):
 
-1. in one transaction, each person's new values into a temporary table, in SQL: RFM from the
-   workspace's purchase event and revenue property (``ComputedTraitSettings``), the engagement
-   score from the weighted, time-decayed events; the rules are in docs/insights.md;
+1. each person's new values, in SQL, into unlogged tables of the run's own: the RFM scores from the
+   workspace's purchase event and revenue property (``ComputedTraitSettings``) and the engagement
+   scores from the weighted, time-decayed events (for a large workspace, at once on two
+   connections), then each person's patch of traits; the rules are in docs/insights.md;
 2. the people whose traits differ, written in chunks of ``WRITE_CHUNK`` people in id order, each
    chunk its own short transaction locking its rows in id order (as ingestion does, so that neither
    deadlocks the other nor waits long), and told to tracking's subscribers
@@ -258,7 +259,7 @@ _ENGAGEMENT_BY_NAME = _ENGAGEMENT_TEMPLATE.replace(
     "{weight}", "coalesce((%(weights)s::jsonb ->> e.name)::float8, %(default_weight)s)"
 )
 _ENGAGEMENT_UNIFORM = _ENGAGEMENT_TEMPLATE.replace("{weight}", "%(default_weight)s::float8")
-# ``{computed}``: the temporary table of patches (``person_id``, ``patch``) a run wrote. A chunk is the
+# ``{computed}``: the table of patches (``person_id``, ``patch``) a run wrote. A chunk is the
 # next ``%(chunk)s`` patches in person id order after ``%(after)s``; the people among them whose traits
 # change are updated, each locked as the update reaches it, in id order (the chunk sorted, then one
 # probe of the primary key per person, as ingestion's update of the people locks them), so that
@@ -464,12 +465,12 @@ def patches_write(
     write = partial(_part_write, workspace, _WRITE_CHUNK.replace("{computed}", table), keys, one_by_one)
     try:
         if len(parts) == 1:
-            return write(parts[0], _progress(report, start, end, total))
-        # The first part reports the progress (the parts are of equal size); each other part writes
-        # from a thread of its own, on a connection of its own (closed when it is done).
+            return write(parts[0], _progress(report, start, end, total, 1))
+        # The first part reports the progress; each other part writes from a thread of its own, on a
+        # connection of its own (closed when it is done).
         with ThreadPoolExecutor(max_workers=len(parts) - 1) as pool:
             others = [pool.submit(_in_own_connection, write, part, None) for part in parts[1:]]
-            written = write(parts[0], _progress(report, start, end, total // len(parts)))
+            written = write(parts[0], _progress(report, start, end, total, len(parts)))
             return written + sum(other.result() for other in others)
     finally:
         if not one_by_one:
@@ -488,12 +489,12 @@ class _Part:
     upto: int
 
 
-def _progress(report: Progress, start: int, end: int, total: int) -> Callable[[int, int], None]:
-    def progress(checked: int, written: int) -> None:
-        report(
-            f"Writing traits: {checked:,} of {total:,} people checked, {written:,} changed",
-            start + (end - start) * min(checked, total) // max(total, 1),
-        )
+def _progress(report: Progress, start: int, end: int, total: int, parts: int) -> Callable[[int], None]:
+    """The progress of the first of ``parts`` equal parts, told as the whole's (the others keep pace)."""
+
+    def progress(checked: int) -> None:
+        done = min(checked * parts, total)
+        report(f"Writing traits: {done:,} of {total:,} people checked", start + (end - start) * done // max(total, 1))
 
     return progress
 
@@ -511,13 +512,13 @@ def _part_write(
     keys: Sequence[str],
     one_by_one: bool,
     part: _Part,
-    progress: Callable[[int, int], None] | None,
+    progress: Callable[[int], None] | None,
 ) -> int:
     written, checked, after = 0, 0, part.after
     with connection.cursor() as cursor:
         while True:
             if progress is not None:
-                progress(checked, written)
+                progress(checked)
             with transaction.atomic():
                 execute_scoped(
                     cursor,
