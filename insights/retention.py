@@ -162,7 +162,18 @@ def _counts(cohorts: str, returns: str) -> str:
     )
 
 
-def _first_time_sql(spec: RetentionSpec, member: str) -> str:
+def _member(spec: RetentionSpec, person: str) -> str:
+    """The join to the filter segment's members (as of its last refresh) of the people in column
+    ``person``, or nothing without a segment."""
+    if spec.segment is None:
+        return ""
+    return (
+        f" JOIN {{membership}} m ON m.person_id = {person} AND m.workspace_id = %(workspace_id)s"
+        " AND m.segment_id = %(segment)s"
+    )
+
+
+def _first_time_sql(spec: RetentionSpec) -> str:
     """Cohorts by the first start event ever: the people whose first start event falls in the table's
     periods, read from tracking's first time per person and event name (``PersonEventFirst``, one
     range of its index), or from the people's first event time for ``$any``; the periods' return
@@ -170,14 +181,14 @@ def _first_time_sql(spec: RetentionSpec, member: str) -> str:
     if spec.start_event == ANY_EVENT:
         firsts = (
             "SELECT p.id AS person_id, date_trunc(%(unit)s, p.first_event_at AT TIME ZONE 'UTC') AS cohort "
-            "FROM {person} p" + member + " WHERE p.workspace_id = %(workspace_id)s "
+            "FROM {person} p" + _member(spec, "p.id") + " WHERE p.workspace_id = %(workspace_id)s "
             "AND p.first_event_at >= %(first)s AND p.first_event_at < %(end)s"
         )
     else:
         firsts = (
             "SELECT f.person_id, date_trunc(%(unit)s, f.first_at AT TIME ZONE 'UTC') AS cohort "
             "FROM {first} f"
-            + member.replace("p.id", "f.person_id")
+            + _member(spec, "f.person_id")
             + " WHERE f.workspace_id = %(workspace_id)s AND f.name = %(start_event)s "
             "AND f.first_at >= %(first)s AND f.first_at < %(end)s"
         )
@@ -201,7 +212,7 @@ def _returns(spec: RetentionSpec) -> str:
     )
 
 
-def _any_time_sql(spec: RetentionSpec, member: str) -> str:
+def _any_time_sql(spec: RetentionSpec) -> str:
     """Cohorts by every start event: a person is in the cohort of each period they did it in."""
     cohort_rows = (
         "SELECT e.person_id, date_trunc(%(unit)s, e.\"timestamp\" AT TIME ZONE 'UTC') AS cohort "
@@ -213,7 +224,7 @@ def _any_time_sql(spec: RetentionSpec, member: str) -> str:
         "WITH cohorts AS MATERIALIZED (SELECT c.person_id, c.cohort FROM ("
         + cohort_rows
         + ") c JOIN {person} p ON p.id = c.person_id AND p.workspace_id = %(workspace_id)s"
-        + member
+        + _member(spec, "p.id")
         + ") "
         + _counts("cohorts", _returns(spec)),
         event=Event,
@@ -244,13 +255,7 @@ def retention_compute(
         "return_event": spec.return_event,
         "segment": spec.segment,
     }
-    member = (
-        " JOIN {membership} m ON m.person_id = p.id AND m.workspace_id = %(workspace_id)s"
-        " AND m.segment_id = %(segment)s"
-        if spec.segment is not None
-        else ""
-    )
-    sql = _first_time_sql(spec, member) if spec.first_time else _any_time_sql(spec, member)
+    sql = _first_time_sql(spec) if spec.first_time else _any_time_sql(spec)
     timeout = timeout_seconds if timeout_seconds is not None else settings.INSIGHTS_TIMEOUT_SECONDS
     report("Finding cohorts and returns", 20)
     with transaction.atomic(), connection.cursor() as cursor:
