@@ -1,18 +1,18 @@
 """Funnels: how many people went through 2 to 8 steps in order, within a time, and where they dropped off.
 
 A funnel is a ``sequence`` condition read step by step. Its runs are the sequence's own
-(``segmentation.evaluation.sequence_runs``, the compiler's construction): a run starts at each
-occurrence of step 1 inside ``since``/``until``, each later step is matched at the earliest
-instant it can be, no later than ``within`` after step 1. So:
+(the compiler's construction; ``segmentation.evaluation.sequence_furthest_runs`` hands over each
+person's furthest one): a run starts at each occurrence of step 1 inside ``since``/``until``, each
+later step is matched at the earliest instant it can be, no later than ``within`` after step 1. So:
 
 - the count of step *k* is the number of people with at least one run that reached step *k*;
 - the last step's count is exactly the number of members of the completed ``sequence``;
 - per person, the run that got furthest (the earliest of those, on a tie) gives the times between
   steps, whose median is shown (``docs/insights.md``).
 
-Computed in PostgreSQL: each person's furthest run into a temporary table, straight from the runs,
-then one aggregate (grouped by a trait's value or by segment membership for a
-breakdown). Every statement is held to the workspace (the compiler's own guards, ``accounts.sql``).
+Computed in PostgreSQL: each person's furthest run into a temporary table, then one aggregate
+(grouped by a trait's value or by segment membership for a breakdown). Every statement is held
+to the workspace (the compiler's own guards, ``accounts.sql``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from accounts.sql import execute_scoped, execute_session, with_tables
 from insights import inputs
 from insights.inputs import Breakdown, Errors, InputInvalid, SegmentBreakdown, TraitBreakdown
 from segmentation.definition import Duration, Sequence, Step, Window
-from segmentation.evaluation import sequence_runs
+from segmentation.evaluation import sequence_furthest_runs
 from segmentation.membership import evaluation_settings
 from segmentation.models import Membership, Segment
 from tracking.models import Person
@@ -233,15 +233,14 @@ def funnel_compute(
         # ON COMMIT DROP ends it with the transaction; inside a caller's transaction, the drop does.
         execute_session(cursor, f"DROP TABLE IF EXISTS {_BEST}")
         report("Following every run of step 1", 10)
-        # Each person's furthest run (the earliest of those), straight from the runs: fixed text around
-        # the compiled statement, which holds the workspace's guards and its people only.
+        # Each person's furthest run (the earliest of those): fixed text around the compiled
+        # statement, which holds the workspace's guards and its people only.
         reached = " + ".join(["1"] + [f"(r.t{k} IS NOT NULL)::int" for k in range(1, n)])
         times = ", ".join(f"r.t{k}" for k in range(n))
-        sequence_runs(spec.sequence, workspace_id=workspace.pk, now=now).execute(
+        sequence_furthest_runs(spec.sequence, workspace_id=workspace.pk, now=now).execute(
             cursor,
             wrap=f"CREATE TEMP TABLE {_BEST} ON COMMIT DROP AS "
-            f"SELECT DISTINCT ON (r.person_id) r.person_id, {reached} AS reached, {times} "
-            f"FROM ({{members}}) r ORDER BY r.person_id, {reached} DESC, r.t0",
+            f"SELECT r.person_id, {reached} AS reached, {times} FROM ({{members}}) r",
         )
         report("Counting each step", 85)
         execute_session(cursor, f"SELECT {_aggregates(n)} FROM {_BEST} b")

@@ -406,40 +406,52 @@ class _Builder:
         """``FROM ... WHERE ...`` of the node's runs, one row per step-1 occurrence ``s0`` in the window,
         and the expression of each step's instant (NULL from the first step the run does not reach).
 
-        The one construction of runs: ``sequence`` filters them, ``compile_sequence_runs`` hands them
-        to readers that count how far each run got (insights' funnels). With ``dropped_after: k`` only
-        steps 1 to k+1 are matched: the later ones play no part. ``check_people`` keeps only the runs
-        of people of the workspace (``compile_sequence_runs``; ``members`` checks its sets itself).
+        The one construction of runs: ``sequence`` filters them, ``compile_sequence_furthest`` keeps
+        each person's furthest one for readers that count how far people got (insights' funnels).
+        With ``dropped_after: k`` only steps 1 to k+1 are matched: the later ones play no part.
+        ``check_people`` keeps only the runs of people of the workspace (``furthest_runs``;
+        ``members`` checks its sets itself).
         """
         within = self.bind(node.within.as_timedelta())
         # Dropped off after step k: steps past k+1 play no part.
         steps = node.steps if node.dropped_after is None else node.steps[: node.dropped_after + 1]
         names = [step.event for step in steps]
-        people = ""
-        if check_people:
-            ws = self.bind(self.workspace_id)
-            people = (
-                f" AND EXISTS (SELECT p.id FROM {PEOPLE_TABLE} p "
-                f"WHERE p.workspace_id = {ws}{self.only('p.id')} AND p.id = s0.person_id)"
-            )
+        people = self.people_check("s0.person_id") if check_people else ""
         if ANY_EVENT not in names and len(set(names)) == len(names):
             return self.runs_of_distinct_steps(node, steps, within, people)
         runs, times = self.runs_by_lookups(node, steps, within, ['s0."timestamp"'], from_events=True)
         return runs + people, times
 
+    def people_check(self, column: str) -> str:
+        """`` AND EXISTS (...)``: ``column`` is a person of the workspace (events carry no foreign key)."""
+        ws = self.bind(self.workspace_id)
+        return (
+            f" AND EXISTS (SELECT p.id FROM {PEOPLE_TABLE} p "
+            f"WHERE p.workspace_id = {ws}{self.only('p.id')} AND p.id = {column})"
+        )
+
     def runs_by_lookups(
-        self, node: Sequence, steps: tuple[Step, ...], within: str, times: list[str], *, from_events: bool
+        self,
+        node: Sequence,
+        steps: tuple[Step, ...],
+        within: str,
+        times: list[str],
+        *,
+        from_events: bool,
+        distinct: bool = False,
     ) -> tuple[str, list[str]]:
         """The runs with one lateral lookup per step after ``times`` (the steps already matched, in
         ``s0``): ``FROM`` the step-1 events ``s0`` in the window (``from_events``), or only the
-        lateral joins, for a caller that puts them after its own ``s0``."""
+        lateral joins, for a caller that puts them after its own ``s0``. ``distinct``: the steps'
+        event names are pairwise distinct, none ``$any``, so a step at the instant of the step
+        before is always possible (``runs_of_distinct_steps``) and needs no check."""
         times = list(times)
         joins = []
         bounds = self.later_steps_bounds(node, within)
         for k, step in enumerate(steps[len(times) :], start=len(times)):
             previous = times[-1]
             inner = self.events_where("x", step.event, step.filters, None)
-            same_instant = self.same_instant(node, k, times)
+            instant = "" if distinct else f' AND (x."timestamp" > {previous} OR {self.same_instant(node, k, times)})'
             # A run that missed the step before cannot take this one: PostgreSQL skips the lookup
             # altogether on this condition of the outer row alone (a one-time filter), where the
             # index scan would still be started for every run (bench/README.md, "Insights").
@@ -447,8 +459,7 @@ class _Builder:
             joins.append(
                 f'LEFT JOIN LATERAL (SELECT min(x."timestamp") AS "timestamp" FROM {EVENTS_TABLE} x '
                 f'WHERE {inner} AND x.person_id = s0.person_id AND x."timestamp" >= {previous} '
-                f'AND x."timestamp" <= s0."timestamp" + {within}::interval{bounds} '
-                f'AND (x."timestamp" > {previous} OR {same_instant}){reached}) s{k} ON true'
+                f'AND x."timestamp" <= s0."timestamp" + {within}::interval{bounds}{instant}{reached}) s{k} ON true'
             )
             times.append(f's{k}."timestamp"')
         if not from_events:
@@ -484,18 +495,12 @@ class _Builder:
         """
         # Each WHERE of the statement is held to the workspace (and the people, when restricted).
         guard = f"s0.workspace_id = {self.bind(self.workspace_id)}{self.only('s0.person_id')}"
-        start_where = self.events_where("s0", steps[0].event, steps[0].filters, node.window)
-        second = self.events_where("x", steps[1].event, steps[1].filters, None)
-        bounds = self.later_steps_bounds(node, within)
-        first_two = (
-            f'SELECT s0.workspace_id, s0.person_id, s0."timestamp", min(x."timestamp") AS t1 '
-            f"FROM {EVENTS_TABLE} s0 LEFT JOIN {EVENTS_TABLE} x ON {second} AND x.person_id = s0.person_id "
-            f'AND x."timestamp" >= s0."timestamp" AND x."timestamp" <= s0."timestamp" + {within}::interval{bounds} '
-            f'WHERE {start_where}{people} GROUP BY s0.workspace_id, s0.person_id, s0."timestamp"'
-        )
+        first_two = self.first_two_steps(node, steps, within, people, join="LEFT JOIN")
         if len(steps) == 2:
             return f"FROM ({first_two}) s0 WHERE {guard}", ['s0."timestamp"', "s0.t1"]
-        joins, inner = self.runs_by_lookups(node, steps, within, ['s0."timestamp"', "s0.t1"], from_events=False)
+        joins, inner = self.runs_by_lookups(
+            node, steps, within, ['s0."timestamp"', "s0.t1"], from_events=False, distinct=True
+        )
         later = [f"t{k}" for k in range(2, len(steps))]
         unreached = ", ".join(f"NULL::timestamptz AS {name}" for name in later)
         reached = ", ".join(f"{time} AS {name}" for time, name in zip(inner[2:], later, strict=True))
@@ -507,6 +512,65 @@ class _Builder:
             f"WHERE {guard} AND s0.t1 IS NOT NULL"
         )
         return f"FROM ({runs}) s0 WHERE {guard}", ['s0."timestamp"', "s0.t1", *(f"s0.{n}" for n in later)]
+
+    def first_two_steps(self, node: Sequence, steps: tuple[Step, ...], within: str, people: str, *, join: str) -> str:
+        """Runs of distinct steps to step 2: ``workspace_id, person_id, "timestamp"`` of step 1 and
+        ``t1``, the earliest step-2 instant within ``within`` (one row per step-1 instant). With
+        ``join="JOIN"``, only the runs that reached step 2; with ``"LEFT JOIN"``, every run (``t1``
+        NULL for the others). The extra bounds on the step-2 events follow from the window and only
+        let PostgreSQL skip partitions and index ranges."""
+        start_where = self.events_where("s0", steps[0].event, steps[0].filters, node.window)
+        second = self.events_where("x", steps[1].event, steps[1].filters, None)
+        bounds = self.later_steps_bounds(node, within)
+        return (
+            f'SELECT s0.workspace_id, s0.person_id, s0."timestamp", min(x."timestamp") AS t1 '
+            f"FROM {EVENTS_TABLE} s0 {join} {EVENTS_TABLE} x ON {second} AND x.person_id = s0.person_id "
+            f'AND x."timestamp" >= s0."timestamp" AND x."timestamp" <= s0."timestamp" + {within}::interval{bounds} '
+            f'WHERE {start_where}{people} GROUP BY s0.workspace_id, s0.person_id, s0."timestamp"'
+        )
+
+    def furthest_runs(self, node: Sequence) -> str:
+        """``person_id, t0, ...``: each person's furthest run (the earliest of those on a tie), one row
+        per person of the workspace with a step-1 occurrence in the window, the instants as ``runs``
+        gives them.
+
+        With steps of distinct event names, only the runs that reached step 2 (about 1 in 10 in
+        bench/insights.py) are followed and sorted. A person with none of them has the earliest
+        step-1 occurrence in the window as the start of a run that reached step 1 only, which is the
+        same person's furthest run: their step-1 occurrences are grouped by person, in parallel,
+        and checked against the people there. Otherwise every run is ordered.
+        """
+        within = self.bind(node.within.as_timedelta())
+        steps = node.steps if node.dropped_after is None else node.steps[: node.dropped_after + 1]
+        names = [step.event for step in steps]
+        people = self.people_check("s0.person_id")
+        if ANY_EVENT in names or len(set(names)) != len(names):
+            runs, times = self.runs(node, check_people=True)
+            columns = ", ".join(f"{time} AS t{k}" for k, time in enumerate(times))
+            return (
+                f"SELECT DISTINCT ON (s0.person_id) s0.person_id, {columns} {runs} "
+                f"ORDER BY s0.person_id, {_reached(times)} DESC, {times[0]}"
+            )
+        guard = f"s0.workspace_id = {self.bind(self.workspace_id)}{self.only('s0.person_id')}"
+        pairs = self.first_two_steps(node, steps, within, "", join="JOIN")
+        joins, times = self.runs_by_lookups(
+            node, steps, within, ['s0."timestamp"', "s0.t1"], from_events=False, distinct=True
+        )
+        columns = ", ".join(f"{time} AS t{k}" for k, time in enumerate(times))
+        far = (
+            f"SELECT DISTINCT ON (s0.person_id) s0.person_id, {columns} FROM ({pairs}) s0 {joins} "
+            f'WHERE {guard} ORDER BY s0.person_id, {_reached(times)} DESC, s0."timestamp"'
+        )
+        start_where = self.events_where("s0", steps[0].event, steps[0].filters, node.window)
+        first = (
+            f'SELECT s0.person_id, min(s0."timestamp") AS t0 FROM {EVENTS_TABLE} s0 '
+            f"WHERE {start_where}{people} GROUP BY s0.person_id"
+        )
+        later = ", ".join(f"f.t{k}" for k in range(1, len(times)))
+        return (
+            f"SELECT a.person_id, coalesce(f.t0, a.t0) AS t0, {later} "
+            f"FROM ({first}) a LEFT JOIN ({far}) f ON f.person_id = a.person_id"
+        )
 
     def same_instant(self, node: Sequence, k: int, times: list[str]) -> str:
         """Step *k* can join the steps matched at step *k-1*'s instant: distinct events there for all of them.
@@ -883,15 +947,15 @@ def compile_measure(node: Node, *, workspace_id: int, now: datetime, person_id: 
     return builder.finish(sql)
 
 
-def compile_sequence_runs(node: Sequence, *, workspace_id: int, now: datetime) -> CompiledQuery:
-    """Every run of a sequence as the ``sequence`` condition finds them: ``person_id``, then ``t0`` ..
-    ``t{n-1}``, the instant each step was matched (NULL from the first step the run did not reach).
-
-    A run starts at each occurrence of step 1 inside the window; the node's ``completed`` plays no
-    part. Only the runs of people of the workspace are kept (events carry no foreign key), as
-    ``compile_members`` keeps only them.
-    """
+def compile_sequence_furthest(node: Sequence, *, workspace_id: int, now: datetime) -> CompiledQuery:
+    """Each person's furthest run of a sequence, the runs as the ``sequence`` condition finds them
+    (``_Builder.runs``: one from each step-1 occurrence in the window; ``completed`` plays no part):
+    ``person_id``, then ``t0`` .. ``t{n-1}`` of the run that reached the most steps (the earliest
+    of those on a tie), for every person of the workspace with a step-1 occurrence in the window."""
     builder = _Builder(workspace_id, now)
-    runs, times = builder.runs(node, check_people=True)
-    columns = ", ".join(f"{time} AS t{k}" for k, time in enumerate(times))
-    return builder.finish(f"SELECT s0.person_id, {columns} {runs}")
+    return builder.finish(builder.furthest_runs(node))
+
+
+def _reached(times: list[str]) -> str:
+    """How many steps a run reached, from its instants (NULL from the first step it missed)."""
+    return " + ".join(["1"] + [f"({time} IS NOT NULL)::int" for time in times[1:]])
