@@ -543,7 +543,6 @@ class _Builder:
         within = self.bind(node.within.as_timedelta())
         steps = node.steps if node.dropped_after is None else node.steps[: node.dropped_after + 1]
         names = [step.event for step in steps]
-        people = self.people_check("s0.person_id")
         if ANY_EVENT in names or len(set(names)) != len(names):
             runs, times = self.runs(node, check_people=True)
             columns = ", ".join(f"{time} AS t{k}" for k, time in enumerate(times))
@@ -563,13 +562,13 @@ class _Builder:
         )
         start_where = self.events_where("s0", steps[0].event, steps[0].filters, node.window)
         first = (
-            f'SELECT s0.person_id, min(s0."timestamp") AS t0 FROM {EVENTS_TABLE} s0 '
-            f"WHERE {start_where}{people} GROUP BY s0.person_id"
+            f'SELECT s0.workspace_id, s0.person_id, min(s0."timestamp") AS t0 FROM {EVENTS_TABLE} s0 '
+            f"WHERE {start_where}{self.people_check('s0.person_id')} GROUP BY s0.workspace_id, s0.person_id"
         )
         later = ", ".join(f"f.t{k}" for k in range(1, len(times)))
         return (
-            f"SELECT a.person_id, coalesce(f.t0, a.t0) AS t0, {later} "
-            f"FROM ({first}) a LEFT JOIN ({far}) f ON f.person_id = a.person_id"
+            f"SELECT s0.person_id, coalesce(f.t0, s0.t0) AS t0, {later} "
+            f"FROM ({first}) s0 LEFT JOIN ({far}) f ON f.person_id = s0.person_id WHERE {guard}"
         )
 
     def same_instant(self, node: Sequence, k: int, times: list[str]) -> str:

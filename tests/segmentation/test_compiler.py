@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from accounts.tenancy import workspace_scope
-from segmentation.compiler import compile_count, compile_members, compile_preview
+from segmentation.compiler import compile_count, compile_members, compile_preview, compile_sequence_furthest
 from segmentation.definition import MAX_NUMBER, parse
 from segmentation.models import Segment
 from tests import factories
@@ -1231,6 +1231,44 @@ def test_events_pointing_at_people_of_another_workspace_never_make_them_members(
         )
     assert compiled_members(world, {"type": "event", "event": "A"}) == set()
     assert compiled_members(world, {"type": "not", "condition": {"type": "event", "event": "A"}}) == {ours["ours"]}
+
+
+@pytest.mark.parametrize("names", [["A", "B", "C"], ["A", "A", "$any"]])
+def test_furthest_runs_filter_every_where_on_the_workspace_and_keep_only_its_people(world, names):
+    """Each person's furthest run (insights' funnels): both constructions, for steps of distinct
+    names and for the others, hold every WHERE to the workspace and count no event of a person id
+    that is not one of its people."""
+    ours, theirs = load(world, {"ours": {}}, [])
+    minutes = {"A": 3, "B": 2, "C": 1}
+    with connection.cursor() as cursor:
+        for index, (person, name) in enumerate(
+            (person, name) for person in (ours["ours"], theirs["ours"], 10**12) for name in ("A", "B", "C", "A")
+        ):
+            at = NOW - timedelta(minutes=minutes[name] + 10 * (index % 4 == 3))
+            cursor.execute(
+                'INSERT INTO tracking_event (workspace_id, person_id, name, "timestamp", received_at, message_id) '
+                "VALUES (%s, %s, %s, %s, %s, %s)",
+                [world.workspace.pk, person, name, at, NOW, f"m{index}"],
+            )
+    node = parse({"type": "sequence", "steps": [{"event": n} for n in names], "within": "1h"}, now=NOW)
+    query = compile_sequence_furthest(node, workspace_id=world.workspace.pk, now=NOW)
+    wheres = re.findall(r"WHERE (\S+ = %s)", query.sql)
+    assert len(wheres) == query.sql.count("WHERE ")
+    assert {where.rpartition(".")[2] for where in wheres} == {"workspace_id = %s"}
+    assert query.sql.count("%s") == len(query.params)
+    with connection.cursor() as cursor:
+        cursor.execute(query.sql, query.params)
+        rows = cursor.fetchall()
+    # The furthest run starts at the later "A" (3 minutes ago), which reaches step 3; the earlier
+    # one (13 minutes ago) reaches it too for A, B, C, so the earliest of those is kept.
+    earliest = NOW - timedelta(minutes=13)
+    reached = {"A": NOW - timedelta(minutes=3), "B": NOW - timedelta(minutes=2), "C": NOW - timedelta(minutes=1)}
+    if names == ["A", "B", "C"]:
+        expected = [(ours["ours"], earliest, reached["B"], reached["C"])]
+    else:
+        # A, A, $any: the run from 13 minutes ago takes the later A, then the next other event (B).
+        expected = [(ours["ours"], earliest, reached["A"], reached["B"])]
+    assert rows == expected
 
 
 def test_a_set_left_unchecked_says_so_unless_it_is_drawn_from_the_people(world):
