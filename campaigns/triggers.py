@@ -38,13 +38,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-import redis
 from celery import current_app
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from accounts.models import Workspace
 from accounts.sql import dangerously_execute_across_workspaces, execute_scoped, execute_session, with_tables
@@ -59,6 +56,7 @@ from campaigns.models import (
     TriggerOn,
     Variant,
 )
+from core.kicks import KICK_EXPIRES_SECONDS, Kick
 from segmentation.models import Membership, MembershipChangeKind
 from tracking.models import Event
 
@@ -79,10 +77,6 @@ EVENT_NAMES_TTL_SECONDS = 2.0
 # pg_advisory_xact_lock(LOCK_CLASS, hash of (campaign, person)): held while a person's
 # re-eligibility is checked and their send written, so that two batches never both pass.
 LOCK_CLASS = 1601
-# A kick is one Redis round trip on loopback; never wait long for it.
-KICK_TIMEOUT_SECONDS = 0.1
-# A drain queued but never run (a lost task) stops suppressing kicks after this; the sweep covers it meanwhile.
-KICK_EXPIRES_SECONDS = 60
 # A send due this soon after its commit is worth a dispatcher kick; later ones wait for the beat's tick.
 KICK_DISPATCH_WITHIN = timedelta(seconds=5)
 
@@ -510,60 +504,16 @@ _SENDS_INSERT = with_tables(
 
 # --- Kicks: never raise, never wait -----------------------------------------------------
 
-_clients: dict[str, redis.Redis] = {}
-
-
-def _redis() -> redis.Redis:
-    url = settings.REDIS_URL
-    client = _clients.get(url)
-    if client is None:
-        client = _clients[url] = redis.Redis.from_url(
-            url,
-            socket_timeout=KICK_TIMEOUT_SECONDS,
-            socket_connect_timeout=KICK_TIMEOUT_SECONDS,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
-        )
-    return client
-
 
 def _queue() -> str:
     """The campaigns' Celery queue (``CAMPAIGNS_QUEUE``), the engine's too."""
     return str(settings.CAMPAIGNS_QUEUE)
 
 
-def _drain_kick_key(workspace_id: int) -> str:
-    return f"{settings.CACHES['default'].get('KEY_PREFIX', 'cohortly')}:campaign-triggers:{workspace_id}:queued"
-
-
-def trigger_drain_kick(workspace_id: int) -> None:
-    """Queue a drain of the workspace's inbox unless one is queued already. Never raises.
-
-    For ``transaction.on_commit`` after ingestion noted triggers. The drain clears the mark
-    before it reads; a lost kick (Redis or the broker down) waits for the beat's sweep.
-    """
-    key = _drain_kick_key(workspace_id)
-    try:
-        if not _redis().set(key, "1", nx=True, ex=KICK_EXPIRES_SECONDS):
-            return
-    except Exception as error:
-        logger.warning("Campaign triggers: could not kick workspace %s (%s); the sweep drains it", workspace_id, error)
-        return
-    try:
-        current_app.signature(DRAIN_TASK).apply_async(
-            (workspace_id,), queue=_queue(), retry=False, expires=KICK_EXPIRES_SECONDS
-        )
-    except Exception as error:
-        logger.warning("Campaign triggers: could not kick workspace %s (%s); the sweep drains it", workspace_id, error)
-        trigger_drain_kick_clear(workspace_id)
-
-
-def trigger_drain_kick_clear(workspace_id: int) -> None:
-    """Let the next commit kick a drain again (the drain calls it before reading). Never raises."""
-    try:
-        _redis().delete(_drain_kick_key(workspace_id))
-    except Exception as error:
-        logger.debug("Campaign triggers: could not clear the kick of workspace %s: %s", workspace_id, error)
+# ``trigger_drain_kick(workspace_id)`` after ingestion noted triggers; the drain clears the mark
+# (``trigger_drain_kick_clear``) before it reads. A lost kick waits for the beat's sweep.
+trigger_drain_kick = Kick("campaign-triggers", DRAIN_TASK, _queue, "Campaign triggers")
+trigger_drain_kick_clear = trigger_drain_kick.clear
 
 
 def dispatch_kick() -> None:

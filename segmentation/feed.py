@@ -40,17 +40,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import redis
-from celery import current_app
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from accounts.models import Workspace
 from accounts.sql import dangerously_execute_across_workspaces, execute_scoped, execute_session
+from core.kicks import Kick
 from segmentation.models import ChangeFeedCursor, MembershipChange
 
 logger = logging.getLogger(__name__)
@@ -60,10 +57,6 @@ logger = logging.getLogger(__name__)
 DRAIN_TASK = "segmentation.feed_drain"
 # Batches per consumer per task run before it hands over to a fresh task.
 MAX_BATCHES_PER_RUN = 20
-# A kick is one Redis round trip on loopback; never wait long for it.
-KICK_TIMEOUT_SECONDS = 0.1
-# A drain queued but never run (a lost task) stops suppressing kicks after this; the sweep covers it meanwhile.
-KICK_EXPIRES_SECONDS = 60
 
 # The frontier: rows with a txid below it are all committed (or rolled back) and visible to the
 # next statement. It is the oldest transaction of this database still running when
@@ -274,55 +267,7 @@ def feed_queue() -> str:
     return str(settings.SEGMENT_FEED_QUEUE)
 
 
-def _kick_key(workspace_id: int) -> str:
-    return f"{settings.CACHES['default'].get('KEY_PREFIX', 'cohortly')}:segment-feed:{workspace_id}:queued"
-
-
-_clients: dict[str, redis.Redis] = {}
-
-
-def _redis() -> redis.Redis:
-    """A client with short timeouts and no retries: a kick never holds up its caller."""
-    url = settings.REDIS_URL
-    client = _clients.get(url)
-    if client is None:
-        client = _clients[url] = redis.Redis.from_url(
-            url,
-            socket_timeout=KICK_TIMEOUT_SECONDS,
-            socket_connect_timeout=KICK_TIMEOUT_SECONDS,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
-        )
-    return client
-
-
-def feed_kick(workspace_id: int) -> None:
-    """Queue a drain of the workspace's feed unless one is queued already. Never raises.
-
-    For ``transaction.on_commit`` after a commit that recorded changes. The drain
-    clears the mark before it reads, so a change committed after that gets a drain
-    of its own; a change committed before it is read by that drain.
-    """
-    key = _kick_key(workspace_id)
-    try:
-        if not _redis().set(key, "1", nx=True, ex=KICK_EXPIRES_SECONDS):
-            return
-    except Exception as error:
-        logger.warning("Change feed: could not kick workspace %s (%s); the sweep drains it", workspace_id, error)
-        return
-    try:
-        # No publish retries: the sweep is the retry, and the committer must not wait on a dead broker.
-        current_app.signature(DRAIN_TASK).apply_async(
-            (workspace_id,), queue=feed_queue(), retry=False, expires=KICK_EXPIRES_SECONDS
-        )
-    except Exception as error:
-        logger.warning("Change feed: could not kick workspace %s (%s); the sweep drains it", workspace_id, error)
-        kick_clear(workspace_id)
-
-
-def kick_clear(workspace_id: int) -> None:
-    """Let the next commit kick a drain again (the drain calls it before reading). Never raises."""
-    try:
-        _redis().delete(_kick_key(workspace_id))
-    except Exception as error:
-        logger.debug("Change feed: could not clear the kick of workspace %s: %s", workspace_id, error)
+# ``feed_kick(workspace_id)`` after a commit that recorded changes: the drain clears the mark
+# (``kick_clear``) before it reads, so a change committed after that gets a drain of its own.
+feed_kick = Kick("segment-feed", DRAIN_TASK, feed_queue, "Change feed")
+kick_clear = feed_kick.clear
