@@ -273,6 +273,9 @@ def assert_each_once(events: list[dict]) -> None:
 def test_spa_page_views_carry_the_new_pages_title_forward_and_back(site):
     # Given a single-page app whose router sets the title a moment after changing the URL
     site.open("spa/product")
+    # (Its page view arrives first: events sent in two batches a few milliseconds apart could
+    # otherwise swap places, each batch's times being corrected by its own clock skew.)
+    site.wait_for_events(1)
 
     # When the visitor goes to checkout (which tracks on mount), back, then to the cart
     site.page.click("#to-checkout")
