@@ -51,6 +51,17 @@ def _at_hour_of_week(zone: ZoneInfo, hour: int, weeks_back: int, minute: int) ->
     return datetime(day.year, day.month, day.day, hour % 24, minute, tzinfo=zone).astimezone(UTC)
 
 
+def _hour_meant(due_at: datetime, zone: ZoneInfo, meant: int) -> int:
+    """The hour of the week ``due_at`` reads in ``zone``, except that a send meant for an hour the
+    clock skips (spring forward) falls at the instant that hour would have had, which the wall
+    clock reads as the hour after: that reading is taken as the hour meant."""
+    local = due_at.astimezone(zone)
+    reading = hour_of_week(local)
+    skipped = (local - timedelta(hours=1)).replace(tzinfo=None)
+    exists = skipped.replace(tzinfo=zone).astimezone(UTC).astimezone(zone).replace(tzinfo=None) == skipped
+    return meant if reading == (meant + 1) % 168 and not exists else reading
+
+
 def _events(workspace, rows: list[tuple[Person, datetime]], name: str = "Page Viewed") -> None:
     with workspace_scope(workspace):
         Event.objects.bulk_create(
@@ -209,7 +220,7 @@ def test_a_best_hour_broadcast_sends_each_person_within_their_hour_in_their_time
         else:
             expected = workspace_hour
         assert NOW <= send.due_at < NOW + timedelta(days=7)
-        assert hour_of_week(send.due_at.astimezone(zone)) == expected, (person.traits, send.due_at)
+        assert _hour_meant(send.due_at, zone, expected) == expected, (person.traits, send.due_at)
     assert 10 <= len(control_hours) <= 40  # about 10 % of 252
     on_planted = sum(
         1
@@ -264,6 +275,30 @@ def test_without_any_history_everyone_is_sent_at_the_default_best_hour(workspace
     local = send.due_at.astimezone(ZoneInfo("Europe/Paris"))
     assert (local.weekday(), local.hour) == (1, 10)
     assert NOW < send.due_at < NOW + timedelta(days=7)
+
+
+def test_a_best_hour_the_clock_skips_is_sent_at_the_instant_it_would_have_had(workspace):
+    # Given a person in New York usually active on Sundays 02:00-03:00, and a best-hour broadcast in
+    # the week that the clock springs forward at 02:00 on Sunday (10 March 2030)
+    new_york = ZoneInfo(WORKSPACE_ZONE)
+    segment_, (ada,) = audience(workspace, [{"email": "ada@example.com", "timezone": WORKSPACE_ZONE}])
+    _events(workspace, [(ada, _at_hour_of_week(new_york, 6 * 24 + 2, week, 0)) for week in range(1, 7)])
+    with workspace_scope(workspace):
+        active_hours_refresh(workspace=workspace, now=NOW)
+        assert ActiveHours.objects.get().best_hour == 6 * 24 + 2
+    campaign, run = _best_hour_campaign(workspace, segment_, send_time_control_percent=0)
+
+    # When the run is fanned out
+    with workspace_scope(workspace):
+        run_fan_out(workspace=workspace, run_id=run.pk, now=NOW)
+        send = Send.objects.get(campaign=campaign)
+
+    # Then it is due on that Sunday between 07:00 and 08:00 UTC, 02:00-03:00 by the standard-time
+    # offset, which the wall clock reads as 03:00-04:00
+    assert (send.due_at.date().isoformat(), send.due_at.astimezone(UTC).hour) == ("2030-03-10", 7)
+    assert send.due_at.astimezone(new_york).hour == 3
+    assert _hour_meant(send.due_at, new_york, 6 * 24 + 2) == 6 * 24 + 2
+    assert _hour_meant(send.due_at, new_york, 6 * 24 + 3) == 6 * 24 + 3
 
 
 def test_the_person_page_and_api_show_when_they_are_usually_active(workspace):
