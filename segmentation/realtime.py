@@ -46,6 +46,7 @@ from redis.retry import Retry
 
 from accounts.models import Workspace
 from accounts.sql import execute_session
+from core.kicks import KICK_EXPIRES_SECONDS
 from segmentation import feed, queueing
 from segmentation.compiler import compile_members
 from segmentation.definition import Node, parse, referenced_first
@@ -61,8 +62,6 @@ NOTIFY_TIMEOUT_SECONDS = 0.05
 NOTIFY_BACKOFF_SECONDS = 5.0
 # At most one drain kick per workspace per this many milliseconds.
 KICK_DEBOUNCE_MS = 500
-# A kick not picked up by then is dropped: the beat's sweep covers it.
-KICK_EXPIRES_SECONDS = 60
 # Pending facts kept per workspace; beyond, the workspace's segments are marked due for a full refresh.
 MAX_PENDING = 100_000
 # Facts (person|event) popped per batch: at most this many people per re-evaluation.

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from accounts.models import Workspace
 from accounts.tasks import WorkspaceTask
+from core.kicks import KICK_EXPIRES_SECONDS
 from segmentation import feed, queueing, realtime, services
 from segmentation.models import Segment
 
@@ -73,7 +74,7 @@ def segment_realtime_sweep() -> int:
     """
     workspace_ids = realtime.dirty_workspaces()
     for workspace_id in workspace_ids:
-        queueing.drain_enqueue(workspace_id=workspace_id, expires=realtime.KICK_EXPIRES_SECONDS)
+        queueing.drain_enqueue(workspace_id=workspace_id, expires=KICK_EXPIRES_SECONDS)
     return len(workspace_ids)
 
 
