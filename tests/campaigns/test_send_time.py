@@ -227,7 +227,7 @@ def test_a_best_hour_broadcast_sends_each_person_within_their_hour_in_their_time
         for s in sends
         if s.person_id in planted
         and s.person_id not in control_hours
-        and hour_of_week(s.due_at.astimezone(_zone(people_by_id[s.person_id].traits))) == planted[s.person_id]
+        and _hour_meant(s.due_at, _zone(people_by_id[s.person_id].traits), planted[s.person_id]) == planted[s.person_id]
     )
     assert on_planted / len([pk for pk in planted if pk not in control_hours]) >= 0.9
 
