@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import User, Workspace
@@ -68,21 +68,7 @@ def clustering_run_request(
     The caller queues the task for a new run once the transaction commits
     (``insights.clustering_tasks.clustering_run_enqueue``).
     """
-    runs.stale_runs_fail(ClusteringRun, workspace)
-    active = selectors.clustering_active(workspace)
-    if active is not None:
-        return active, False
-    try:
-        with transaction.atomic():
-            run = ClusteringRun.objects.create(
-                workspace=workspace, requested_by=actor, seed=seed, stage="Waiting for a worker"
-            )
-    except IntegrityError:  # a concurrent request queued one between the check and the insert
-        active = selectors.clustering_active(workspace)
-        if active is None:
-            raise
-        return active, False
-    return run, True
+    return runs.run_request(ClusteringRun, workspace=workspace, actor=actor, among={}, seed=seed)
 
 
 def clustering_run_fail(*, run: ClusteringRun, error: str) -> None:

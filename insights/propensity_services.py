@@ -29,13 +29,12 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import User, Workspace
 from accounts.sql import execute_scoped, execute_session, with_tables
 from insights import propensity, runs
-from insights import propensity_selectors as selectors
 from insights.clustering_features import (
     SAMPLED_EVENTS,
     Sample,
@@ -88,26 +87,14 @@ def propensity_run_request(
     its horizon); ``True`` when it is new. The caller has validated ``target`` and ``horizon_days``,
     and queues the task for a new run once the transaction commits
     (``insights.propensity_tasks.propensity_run_enqueue``)."""
-    runs.stale_runs_fail(PropensityRun, workspace, target=target)
-    active = selectors.propensity_active(workspace, target)
-    if active is not None:
-        return active, False
-    try:
-        with transaction.atomic():
-            run = PropensityRun.objects.create(
-                workspace=workspace,
-                requested_by=actor,
-                target=target,
-                horizon_days=horizon_days,
-                seed=seed,
-                stage="Waiting for a worker",
-            )
-    except IntegrityError:  # a concurrent request queued one between the check and the insert
-        active = selectors.propensity_active(workspace, target)
-        if active is None:
-            raise
-        return active, False
-    return run, True
+    return runs.run_request(
+        PropensityRun,
+        workspace=workspace,
+        actor=actor,
+        among={"target": target},
+        horizon_days=horizon_days,
+        seed=seed,
+    )
 
 
 def propensity_run_fail(*, run: PropensityRun, error: str) -> None:

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Model
 from django.utils import timezone
 
-from accounts.models import Workspace
+from accounts.models import User, Workspace
 from accounts.tenancy import workspace_scope
 from insights.models import ACTIVE_STATUSES, ClusteringStatus
 
@@ -43,6 +43,30 @@ def stale_runs_fail(model: type[Model], workspace: Workspace, **among: object) -
             model.objects.filter(workspace=workspace, pk=run.pk, status=run.status).update(  # type: ignore[attr-defined]
                 status=ClusteringStatus.FAILED, error=message, finished_at=timezone.now()
             )
+
+
+def run_request(
+    model: type[Model], *, workspace: Workspace, actor: User | None, among: dict[str, object], **fields: object
+) -> tuple[Any, bool]:
+    """A new queued run of ``model`` (with ``among`` and ``fields``), or the one ``among`` the same
+    values already queued or under way (at most one, by the model's unique condition); ``True`` when
+    it is new. Stale runs among them are failed first (``stale_runs_fail``)."""
+    stale_runs_fail(model, workspace, **among)
+    active = model.objects.filter(workspace=workspace, status__in=ACTIVE_STATUSES, **among)  # type: ignore[attr-defined]
+    run = active.first()
+    if run is not None:
+        return run, False
+    try:
+        with transaction.atomic():
+            created = model.objects.create(  # type: ignore[attr-defined]
+                workspace=workspace, requested_by=actor, stage="Waiting for a worker", **among, **fields
+            )
+    except IntegrityError:  # a concurrent request queued one between the check and the insert
+        run = active.first()
+        if run is None:
+            raise
+        return run, False
+    return created, True
 
 
 def run_claim(run: Model) -> bool:

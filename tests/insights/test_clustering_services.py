@@ -3,12 +3,14 @@ segment engine, segments made from clusters, sampling, one run at a time, merges
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 
 import numpy as np
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 from sklearn.metrics import adjusted_rand_score
 
@@ -242,6 +244,41 @@ def test_one_run_at_a_time_and_a_lost_one_makes_way(workspace):
     assert third.pk != first.pk
     assert first.status == ClusteringStatus.FAILED
     assert first.error == "No worker picked the run up."
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_request_racing_another_answers_the_run_the_other_queued(workspace):
+    # Given another request that has inserted its queued run and not committed yet
+    inserted = threading.Event()
+    theirs: list[ClusteringRun] = []
+    errors: list[BaseException] = []
+
+    def other_request() -> None:
+        try:
+            with workspace_scope(workspace), transaction.atomic():
+                theirs.append(ClusteringRun.objects.create(workspace=workspace, stage="Waiting for a worker"))
+                inserted.set()
+                time.sleep(0.5)
+        except BaseException as error:  # reported below
+            errors.append(error)
+        finally:
+            inserted.set()
+            connection.close()
+
+    thread = threading.Thread(target=other_request)
+    thread.start()
+    assert inserted.wait(10)
+
+    # When this request finds no run yet, and its insert waits on the other's until it commits
+    with workspace_scope(workspace):
+        run, created = clustering_services.clustering_run_request(workspace=workspace, actor=None)
+    thread.join()
+
+    # Then it answers the other's run instead of failing, and there is one run
+    assert errors == []
+    assert (run.pk, created) == (theirs[0].pk, False)
+    with workspace_scope(workspace):
+        assert ClusteringRun.objects.count() == 1
 
 
 def test_a_run_delivered_twice_is_computed_once(workspace, planted):
