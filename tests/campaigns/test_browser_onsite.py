@@ -9,6 +9,7 @@ through the real ``/v1/messages`` endpoint into the campaign's results.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -73,6 +74,8 @@ class Shop:
 
     def __init__(self, browser, live_server, workspace) -> None:
         self.browser = browser
+        self.serving: set[threading.Thread] = set()
+        self.serving_lock = threading.Lock()
         self.workspace = workspace
         self.host = live_server.url
         self.origin = self.host.replace("localhost", "127.0.0.1")
@@ -99,14 +102,35 @@ class Shop:
         return page, listed.value.json()
 
     def close(self) -> None:
+        """Close the visitors' browsers, then let the app finish the requests they had sent: one still
+        on the server (a message's "viewed", sent with ``keepalive``) would write while the test's
+        database is being emptied."""
         for context in self.contexts:
             context.close()
+        with self.serving_lock:
+            serving = list(self.serving)
+        for thread in serving:
+            thread.join(timeout=10)
 
 
 @pytest.fixture
-def shop(browser, live_server, transactional_db, settings):
+def shop(browser, live_server, transactional_db, settings, monkeypatch):
     settings.ROOT_URLCONF = "tests.tracking.site_urls"
     shop = Shop(browser, live_server, factories.WorkspaceFactory(name="Browser Shop"))
+    # The live server serves each connection on a thread of its own: ``shop.serving`` holds them.
+    server = live_server.thread.httpd
+    serve = server.process_request_thread
+
+    def serving(request, client_address) -> None:
+        with shop.serving_lock:
+            shop.serving.add(threading.current_thread())
+        try:
+            serve(request, client_address)
+        finally:
+            with shop.serving_lock:
+                shop.serving.discard(threading.current_thread())
+
+    monkeypatch.setattr(server, "process_request_thread", serving)
     yield shop
     shop.close()
 
@@ -258,7 +282,9 @@ def test_a_visitor_sees_the_users_message_once_identify_is_stored(shop):
     )
     with workspace_scope(shop.workspace):
         ada = Identity.objects.get(kind=IdentityKind.USER_ID, value="ada").person_id
-    _campaign(shop, [ada], {"name": "A", "weight": 1, "subject": "Welcome back", "body": "Your cart is waiting."})
+    campaign = _campaign(
+        shop, [ada], {"name": "A", "weight": 1, "subject": "Welcome back", "body": "Your cart is waiting."}
+    )
 
     # When she opens the shop on a new phone, her browser is a stranger: nothing shows
     page, listed = shop.visit("anon-ada-phone", viewport={"width": 390, "height": 844})
@@ -268,6 +294,9 @@ def test_a_visitor_sees_the_users_message_once_identify_is_stored(shop):
     with page.expect_response(lambda r: r.url == f"{shop.host}/v1/messages" and r.json()["messages"], timeout=20000):
         page.evaluate("cohortly.identify('ada')")
 
-    # Then her message shows
+    # Then her message shows, and its view is recorded
     expect(page.locator(MESSAGE)).to_contain_text("Your cart is waiting.")
+    with workspace_scope(shop.workspace):
+        [send] = Send.objects.filter(campaign=campaign)
+    _until(lambda: _state(shop, send)["opened_at"] is not None, "the view", page)
     assert page.errors == []
