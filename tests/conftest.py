@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -30,6 +32,76 @@ def _fresh_cache():
     for key in client.scan_iter(f"{settings.CACHES['default']['KEY_PREFIX']}:*"):
         client.delete(key)
     return
+
+
+class _Settling:
+    """The live server's WSGI application, counting the requests it is serving: a request counts
+    from the call until the server closes its answer (its writes are committed by then)."""
+
+    def __init__(self, application: Any) -> None:
+        self.application = application
+        self.busy = 0
+        self.settled = threading.Condition()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        with self.settled:
+            self.busy += 1
+        try:
+            answer = self.application(environ, start_response)
+        except BaseException:
+            self._done()
+            raise
+        return _Answer(answer, self._done)
+
+    def _done(self) -> None:
+        with self.settled:
+            self.busy -= 1
+            self.settled.notify_all()
+
+    def wait(self, timeout: float) -> bool:
+        with self.settled:
+            return self.settled.wait_for(lambda: self.busy == 0, timeout)
+
+
+class _Answer:
+    """An answer that reports its closing (the WSGI server closes every answer it sends)."""
+
+    def __init__(self, answer: Any, done: Any) -> None:
+        self.answer = answer
+        self.done = done
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.answer)
+
+    def close(self) -> None:
+        try:
+            if hasattr(self.answer, "close"):
+                self.answer.close()
+        finally:
+            self.done()
+
+
+@pytest.fixture(autouse=True)
+def _live_server_settles(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A test with the live server ends once the server has answered what the test's browser sent.
+
+    A request still being served when the test's database is emptied (a beacon sent with
+    ``keepalive``, say, which nothing in the page waits for) would write during the ``TRUNCATE``:
+    a deadlock, or rows left for the next test. So the browser's contexts are closed, and the
+    requests in progress are waited for, before the database is emptied.
+    """
+    if "live_server" not in request.fixturenames:
+        yield
+        return
+    request.getfixturevalue("transactional_db")  # set up before this fixture, so emptied after it
+    server = request.getfixturevalue("live_server").thread.httpd
+    settling = _Settling(server.get_app())
+    monkeypatch.setattr(server, "application", settling)
+    yield
+    if "browser" in request.fixturenames:
+        for context in request.getfixturevalue("browser").contexts:
+            context.close()
+    assert settling.wait(timeout=30), "the live server was still serving 30 s after the test"
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ through the real ``/v1/messages`` endpoint into the campaign's results.
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -74,8 +73,6 @@ class Shop:
 
     def __init__(self, browser, live_server, workspace) -> None:
         self.browser = browser
-        self.serving: set[threading.Thread] = set()
-        self.serving_lock = threading.Lock()
         self.workspace = workspace
         self.host = live_server.url
         self.origin = self.host.replace("localhost", "127.0.0.1")
@@ -102,35 +99,14 @@ class Shop:
         return page, listed.value.json()
 
     def close(self) -> None:
-        """Close the visitors' browsers, then let the app finish the requests they had sent: one still
-        on the server (a message's "viewed", sent with ``keepalive``) would write while the test's
-        database is being emptied."""
         for context in self.contexts:
             context.close()
-        with self.serving_lock:
-            serving = list(self.serving)
-        for thread in serving:
-            thread.join(timeout=10)
 
 
 @pytest.fixture
-def shop(browser, live_server, transactional_db, settings, monkeypatch):
+def shop(browser, live_server, transactional_db, settings):
     settings.ROOT_URLCONF = "tests.tracking.site_urls"
     shop = Shop(browser, live_server, factories.WorkspaceFactory(name="Browser Shop"))
-    # The live server serves each connection on a thread of its own: ``shop.serving`` holds them.
-    server = live_server.thread.httpd
-    serve = server.process_request_thread
-
-    def serving(request, client_address) -> None:
-        with shop.serving_lock:
-            shop.serving.add(threading.current_thread())
-        try:
-            serve(request, client_address)
-        finally:
-            with shop.serving_lock:
-                shop.serving.discard(threading.current_thread())
-
-    monkeypatch.setattr(server, "process_request_thread", serving)
     yield shop
     shop.close()
 
